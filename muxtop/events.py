@@ -1,0 +1,38 @@
+"""muxtop's own interest/event flags and the Ready pair every backend returns.
+
+The values are Linux's poll(2) bits (POLLIN=1, POLLOUT=4, POLLERR=8, POLLHUP=16), which
+epoll shares (EPOLLIN, EPOLLOUT, ...). So the poll and epoll backends translate by identity and
+the hot loop never converts a mask; select builds these masks from its three lists.
+"""
+
+from typing import NamedTuple
+
+READ = 0x001
+WRITE = 0x004
+ERROR = 0x008
+HANGUP = 0x010
+INVALID = 0x020  # POLLNVAL: the fd was not open
+
+_NAMES = ((READ, "R"), (WRITE, "W"), (ERROR, "E"), (HANGUP, "H"), (INVALID, "N"))
+_LONG = ((READ, "READ"), (WRITE, "WRITE"), (ERROR, "ERROR"), (HANGUP, "HANGUP"),
+         (INVALID, "INVALID"))
+
+
+class Ready(NamedTuple):
+    """One fd a wait call returned, with the events it reported.
+
+    Backends return plain ``(fd, events)`` tuples (building a NamedTuple per event costs in the
+    hot loop); this type names the same shape for readers."""
+
+    fd: int
+    events: int
+
+
+def short(mask: int) -> str:
+    """``READ|WRITE`` as ``RW``; ``-`` for nothing."""
+    return "".join(ch for bit, ch in _NAMES if mask & bit) or "-"
+
+
+def long(mask: int) -> str:
+    """``READ|WRITE`` as ``READ|WRITE``; ``-`` for nothing."""
+    return "|".join(name for bit, name in _LONG if mask & bit) or "-"

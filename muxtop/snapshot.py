@@ -1,0 +1,156 @@
+"""The immutable picture of a multiplexing server that every view reads.
+
+The engine builds one a few times a second and publishes it by swapping one reference;
+`muxtop attach` builds the same shape from /proc. Readers on any thread may keep one as long
+as they like: nothing in it changes after it is built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+# Connection states (ConnView.state).
+OPEN = "open"
+READ_PAUSED = "paused"  # not reading: backpressure, or a user's pause
+HALF_CLOSED = "half-closed"  # the peer sent FIN; the rest of our output still goes out
+CLOSING = "closing"  # we decided to close; flushing what is left
+CLOSED = "closed"
+LISTENING = "listen"
+CONTROL = "control"
+
+# ConnView.kind
+KIND_CONN, KIND_LISTENER, KIND_CONTROL, KIND_EPOLL, KIND_OTHER = (
+    "conn", "listener", "control", "epoll", "other")
+
+
+class WaitRecord(NamedTuple):
+    """One wait call: when it started, what it was told, how long it blocked, what came back."""
+
+    seq: int
+    start: float  # time.monotonic()
+    timeout: float | None  # seconds; None blocks until something is ready
+    duration: float  # seconds spent inside the call
+    registered: int  # fds registered when it ran
+    ready: tuple[tuple[int, int], ...] | list[tuple[int, int]]  # (fd, events) pairs
+
+
+class TcpInfo(NamedTuple):
+    state: str  # ESTABLISHED, CLOSE_WAIT, ...
+    rtt_us: int
+    rttvar_us: int
+    rto_us: int
+    retransmits: int
+    unacked: int  # on a listener: accept-queue length
+    sacked: int  # on a listener: the backlog
+
+
+class ConnView(NamedTuple):
+    """One fd as the multiplexer sees it. Queue fields are None where not measured."""
+
+    cid: int  # unique per connection for the engine's life (fds get reused)
+    fd: int
+    kind: str
+    peer: str  # text from the network side: show it as plain text, never markup
+    state: str
+    interest: int  # muxtop event flags it is registered for
+    last_events: int  # what the last wait reported for it
+    last_ready: float | None  # monotonic time of that report
+    out_buffer: int  # bytes queued in the application
+    rx_queue: int | None  # kernel receive queue (FIONREAD)
+    tx_queue: int | None  # kernel send queue (SIOCOUTQ)
+    bytes_in: int
+    bytes_out: int
+    msgs_in: int
+    msgs_out: int
+    opened_at: float
+    last_io_at: float  # last byte moved either way (idle = now - this)
+    closed_at: float | None
+    tcp: TcpInfo | None
+    flags: str  # short markers: P=user-paused, B=backpressure, E=pending edge, F=flood, !=finding
+    history: tuple[tuple[float, str], ...]  # (monotonic time, state) transitions
+    note: str  # why it closed, or what it is (e.g. "epoll fd 5")
+    watched_by: tuple[int, ...] = ()  # attach: the epoll fds that watch it
+
+
+class Diagnosis(NamedTuple):
+    """A finding: what looks wrong, in plain words, and the numbers behind it."""
+
+    kind: str  # stuck-read, stuck-write, busy-loop, fd-pressure, interest-mismatch, ...
+    fd: int | None  # None: about the whole process
+    explanation: str
+    evidence: tuple[tuple[str, object], ...]
+    since: float  # monotonic time first seen
+
+    def as_json(self) -> dict:
+        return {"kind": self.kind, "fd": self.fd, "explanation": self.explanation,
+                "evidence": dict(self.evidence)}
+
+
+class Notice(NamedTuple):
+    """Something the engine wants a person to know: a refused switch, an error."""
+
+    seq: int
+    at: float
+    level: str  # "info", "warning", "error"
+    text: str
+
+
+class ProcessStats(NamedTuple):
+    pid: int
+    name: str
+    cpu_percent: float
+    rss: int
+    num_fds: int
+    fd_limit: int
+    threads: int
+
+
+class Rates(NamedTuple):
+    """Per-second figures over about the last second."""
+
+    waits: float
+    events: float
+    bytes_in: float
+    bytes_out: float
+    accepts: float
+    ready_per_wait: float
+    wait_p50: float  # seconds
+    wait_p99: float
+
+
+class Totals(NamedTuple):
+    waits: int
+    events: int
+    bytes_in: int
+    bytes_out: int
+    accepted: int
+    closed: int
+    accept_errors: int  # EMFILE/ENFILE and other accept failures
+    rejected: int  # accepted then closed at once: over FD_SETSIZE on select, over --max-conns
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class Snapshot:
+    """eq=False: a new Snapshot is always "changed"; compare by identity, not contents."""
+
+    source: str  # "engine" or "attach"
+    taken_at: float  # monotonic
+    wall_time: float  # time.time(), for display
+    started_at: float  # monotonic
+    backend: str
+    trigger: str
+    protocol: str
+    listen: str
+    connections: tuple[ConnView, ...]
+    waits: tuple[WaitRecord, ...]  # oldest first
+    totals: Totals
+    rates: Rates
+    process: ProcessStats | None
+    registered: int
+    open_connections: int
+    notices: tuple[Notice, ...] = ()
+    diagnoses: tuple[Diagnosis, ...] = ()
+    lab: frozenset[str] = frozenset()
+    refused: str | None = None  # the last refused switch, while it is recent
+    extra: dict = field(default_factory=dict)  # source-specific details (attach: epoll sets)
