@@ -1,0 +1,226 @@
+"""`muxtop flood HOST:PORT ...`: parse and check the command line, guard the target (loopback
+only unless --allow-remote) and the fd limit, run the flood, report, and pick the exit status:
+0 clean, 1 mismatches or failed connections, 2 bad usage."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import resource
+import signal
+import socket
+import sys
+import threading
+from dataclasses import dataclass
+
+from muxtop.cli import non_negative_float, positive_int
+from muxtop.flood.client import PATTERNS, FloodPlan
+from muxtop.flood.report import Reporter
+from muxtop.flood.workers import InlineRun, SplitRun
+
+MAX_SIZE = 16 * 1024 * 1024
+FD_RESERVE = 32   # fds a flood process needs besides its connections (epoll, pipes, stdio...)
+
+
+class TargetError(ValueError):
+    """HOST:PORT that cannot be used; the message is shown as is."""
+
+
+@dataclass(frozen=True)
+class Target:
+    host: str
+    port: int
+    family: int
+    sockaddr: tuple
+    is_loopback: bool
+
+    def __str__(self) -> str:
+        ip = self.sockaddr[0]
+        return f"[{ip}]:{self.port}" if self.family == socket.AF_INET6 else f"{ip}:{self.port}"
+
+
+def parse_target(text: str) -> Target:
+    """``HOST:PORT`` or ``[IPV6]:PORT``, resolved (IPv4 first, as most test servers bind it)."""
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or not rest.startswith(":"):
+            raise TargetError(f"{text!r} is not [IPV6]:PORT")
+        port_text = rest[1:]
+    else:
+        host, colon, port_text = text.rpartition(":")
+        if not colon:
+            raise TargetError(f"{text!r} is not HOST:PORT")
+        if ":" in host:
+            raise TargetError(f"{text!r}: write an IPv6 address in brackets, e.g. [::1]:PORT")
+    if not host:
+        raise TargetError(f"{text!r} has no host (try 127.0.0.1:PORT)")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise TargetError(f"{text!r}: {port_text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise TargetError(f"{text!r}: port {port} is out of range 1-65535")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise TargetError(f"cannot resolve {host!r}: {exc}") from None
+    infos.sort(key=lambda info: info[0] != socket.AF_INET)
+    family, _, _, _, sockaddr = infos[0]
+    ip = ipaddress.ip_address(sockaddr[0].split("%")[0])
+    return Target(host, port, family, sockaddr, ip.is_loopback)
+
+
+def _count(text: str) -> int:
+    """argparse type: a whole number ≥ 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def _size(text: str) -> int:
+    value = positive_int(text)
+    if value > MAX_SIZE:
+        raise argparse.ArgumentTypeError(f"{text!r} is over the {MAX_SIZE}-byte maximum")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="muxtop flood",
+        description="Load and fault generator for any TCP (echo) server. Loopback only unless "
+                    "--allow-remote. Exit status: 0 clean, 1 mismatches or failed connections, "
+                    "2 bad usage.")
+    parser.add_argument("target", metavar="HOST:PORT", help="server to flood, e.g. 127.0.0.1:8080")
+    parser.add_argument("--pattern", choices=PATTERNS, default="echo",
+                        help="echo: send M messages, check every echoed byte; idle: open N "
+                             "connections and hold them; slow-reader: send steadily, read rarely; "
+                             "half-close: send, SHUT_WR, read the echo, expect EOF; reset: send, "
+                             "close with RST; burst: open and close connections as fast as "
+                             "allowed (repeatedly until --duration, if given). Default: echo")
+    parser.add_argument("--clients", "-c", type=positive_int, default=500, metavar="N",
+                        help="concurrent connections (default 500)")
+    parser.add_argument("--messages", "-m", type=_count, default=3, metavar="M",
+                        help="messages per connection (default 3); 0 = no limit for echo and "
+                             "slow-reader (until --duration or a signal), nothing sent before the "
+                             "shutdown/RST for half-close and reset")
+    parser.add_argument("--size", "-s", type=_size, default=64, metavar="B",
+                        help="bytes per message (default 64)")
+    parser.add_argument("--rate", "-r", type=non_negative_float, default=0.0, metavar="R",
+                        help="messages/s per connection; 0 = as fast as the echo comes back "
+                             "(default 0)")
+    parser.add_argument("--connect-rate", type=non_negative_float, default=0.0, metavar="C",
+                        help="new connections per second; 0 = unlimited (default 0)")
+    parser.add_argument("--duration", "-d", type=_seconds, default=None, metavar="S",
+                        help="stop after S seconds (default: when the pattern is done; idle "
+                             "waits for SIGINT/SIGTERM)")
+    parser.add_argument("--timeout", type=non_negative_float, default=10.0, metavar="S",
+                        help="fail a connection that waits over S seconds for its connect, echo "
+                             "or EOF; 0 = never (default 10)")
+    parser.add_argument("--workers", "-w", type=positive_int, default=1, metavar="W",
+                        help="split the clients over W processes, for when one cannot outrun "
+                             "the server (default 1)")
+    parser.add_argument("--json", action="store_true",
+                        help="JSON lines on stdout: start, a progress object a second, summary")
+    parser.add_argument("--allow-remote", action="store_true",
+                        help="allow a target that is not a loopback address")
+    return parser
+
+
+def raise_fd_limit(wanted: int) -> tuple[int, int]:
+    """Raise the soft RLIMIT_NOFILE toward ``wanted`` (never past the hard limit); return the
+    (soft, hard) limits now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        new = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+            soft = new
+        except (ValueError, OSError):
+            pass  # keep the old limit; running out is then counted, not fatal
+    return soft, hard
+
+
+def _error(message: str) -> int:
+    sys.stderr.write(f"muxtop flood: {message}\n")
+    return 2
+
+
+class _StopSwitch:
+    """The SIGINT/SIGTERM handler: stop the run, or remember to if it has not started yet."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.run: InlineRun | SplitRun | None = None
+
+    def __call__(self, *_: object) -> None:
+        self.requested = True
+        if self.run is not None:
+            self.run.stop()
+
+    def attach(self, run: InlineRun | SplitRun) -> None:
+        self.run = run
+        if self.requested:
+            run.stop()
+
+
+def main(argv: list[str]) -> int:
+    # SIGINT/SIGTERM: stop, report what was done, exit by the result (not 130/143). Caught from
+    # the start, so a stop that comes while we are still setting up is not lost.
+    switch = _StopSwitch()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, switch)
+    try:
+        return _main(argv, switch)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _main(argv: list[str], switch: _StopSwitch) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:   # usage error (2) or --help (0): argparse has said why
+        return int(exc.code or 0)
+    try:
+        target = parse_target(args.target)
+    except TargetError as exc:
+        return _error(str(exc))
+    if not target.is_loopback and not args.allow_remote:
+        return _error(f"refusing to flood {target} ({target.host}): not a loopback address; "
+                      "pass --allow-remote if you mean it")
+    plan = FloodPlan(address=target.sockaddr, family=target.family, pattern=args.pattern,
+                     clients=args.clients, messages=args.messages, size=args.size,
+                     rate=args.rate, connect_rate=args.connect_rate, duration=args.duration,
+                     timeout=args.timeout)
+    workers = max(1, min(args.workers, args.clients))
+    per_process = -(-args.clients // workers)
+    fd_limit = raise_fd_limit(per_process + FD_RESERVE)
+    header = {"target": str(target), "pattern": args.pattern, "clients": args.clients,
+              "messages": args.messages, "size": args.size, "rate": args.rate,
+              "connect_rate": args.connect_rate, "duration": args.duration, "workers": workers}
+    reporter = Reporter(header, as_json=args.json)
+    reporter.start({"fd_limit": {"soft": fd_limit[0], "hard": fd_limit[1]}})
+    if fd_limit[0] != resource.RLIM_INFINITY and fd_limit[0] < per_process + FD_RESERVE:
+        reporter.notice(f"the fd limit (RLIMIT_NOFILE soft {fd_limit[0]}, hard {fd_limit[1]}) "
+                        f"is below the {per_process:,} connections asked for per process; those "
+                        "that do not fit will fail with EMFILE and be counted")
+    run = InlineRun(plan, reporter) if workers == 1 else SplitRun(plan, workers, reporter)
+    switch.attach(run)
+    outcome = run.run()
+    summary = reporter.summary(outcome.stats, stopped_by=outcome.stopped_by,
+                               unfinished=outcome.unfinished, fd_limit=fd_limit)
+    return 0 if summary["ok"] else 1

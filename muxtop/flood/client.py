@@ -1,0 +1,522 @@
+"""The flood's engine: one non-blocking epoll loop that drives many client connections through a
+pattern (echo, idle, slow-reader, half-close, reset, burst) and counts what happens.
+
+Plain ``select.epoll`` and no asyncio, because the generator must not be the bottleneck it
+measures: the per-message path is one recv, one compare and one send. Messages are never stored
+to be checked later; the expected echo of message ``seq`` is rebuilt from (client, seq) when it
+arrives (see payload.py), so memory per connection stays small whatever the server does.
+"""
+
+from __future__ import annotations
+
+import errno
+import heapq
+import math
+import select
+import socket
+import struct
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from muxtop.flood.payload import Payloads
+from muxtop.flood.stats import FloodStats
+
+PATTERNS = ("echo", "idle", "slow-reader", "half-close", "reset", "burst")
+
+EPOLLIN, EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
+_IN_OR_TROUBLE = select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP
+
+RECV_BYTES = 65536
+OUT_TOP_UP = 65536           # refill our out-buffer from the generator below this many bytes
+SLOW_READ_EVERY = 0.25       # slow-reader: one recv per connection this often...
+SLOW_READ_BYTES = 16384      # ...of at most this many bytes
+CONNECT_BATCH = 256          # connects started per loop turn, so events are served meanwhile
+MAX_EVENTS = 1024            # per epoll wait; a longer ready list just takes another turn
+TICK = 1.0                   # progress callback and timeout scan period, seconds
+
+_LINGER_RST = struct.pack("ii", 1, 0)   # SO_LINGER on, 0 s: close() sends RST, not FIN
+# Running out of these is a property of the machine, not of the server: say so once, clearly.
+_RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.EADDRNOTAVAIL, errno.ENOBUFS, errno.ENOMEM}
+
+
+@dataclass(frozen=True)
+class FloodPlan:
+    """What one flood loop does (a worker process gets its share of the clients)."""
+
+    address: tuple            # a sockaddr for ``family``
+    family: int = socket.AF_INET
+    pattern: str = "echo"
+    clients: int = 1
+    messages: int = 1         # per connection; 0 = no limit for echo and slow-reader
+    size: int = 64
+    rate: float = 0.0         # messages/s per connection; 0 = as fast as the pattern allows
+    connect_rate: float = 0.0  # new connections/s; 0 = all at once
+    duration: float | None = None
+    timeout: float = 10.0     # a connection waiting this long for its echo/EOF fails; 0 = never
+    first_client: int = 0     # id of the first client: workers get disjoint ids, so payloads
+
+    def __post_init__(self) -> None:
+        if self.pattern not in PATTERNS:
+            raise ValueError(f"unknown pattern {self.pattern!r}")
+
+
+def errno_name(exc: OSError) -> str:
+    return errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+
+
+# connection states
+CONNECTING, OPEN, SHUT, CLOSED = range(4)
+
+
+class Client:
+    """One connection of the flood and where it is in its pattern."""
+
+    __slots__ = (
+        "allowed",
+        "fd",
+        "id",
+        "interest",
+        "last_activity",
+        "out",
+        "rx_bad",
+        "rx_msg",
+        "rx_off",
+        "rx_seq",
+        "sent",
+        "sent_at",
+        "sock",
+        "started",
+        "state",
+    )
+
+    def __init__(self, client_id: int, sock: socket.socket, now: float) -> None:
+        self.id = client_id
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.state = CONNECTING
+        self.interest = 0
+        self.started = now
+        self.last_activity = now
+        self.sent = 0            # messages queued so far
+        self.allowed = 0         # messages the pattern/rate lets us queue so far
+        self.out = bytearray()   # bytes queued but not yet accepted by the kernel
+        self.rx_seq = 0          # message whose echo is being received
+        self.rx_off = 0          # bytes of it received so far
+        self.rx_msg = b""        # its expected bytes (built when first needed)
+        self.rx_bad = False      # a byte of it was wrong
+        self.sent_at: deque[float] = deque()  # queue time of each message awaiting its echo
+
+
+class Flood:
+    """Runs one FloodPlan to completion, its deadline, or ``stop()``."""
+
+    def __init__(self, plan: FloodPlan, *, on_notice: Callable[[str], None] = lambda s: None):
+        self.plan = plan
+        self.stats = FloodStats()
+        self.stopped_by: str | None = None   # "complete", "duration" or "signal"
+        self.unfinished = 0                  # connections cut short by the deadline or a stop
+        self._notice = on_notice
+        self._noticed: set[str] = set()
+        self._payloads = Payloads(plan.size)
+        self._ep = select.epoll()
+        self._clients: dict[int, Client] = {}
+        self._timers: list[tuple[float, int, int, Client]] = []  # (when, tiebreak, kind, client)
+        self._tiebreak = 0
+        self._to_start: deque[int] = deque(range(plan.first_client,
+                                                 plan.first_client + plan.clients))
+        self._next_connect = 0.0
+        self._stop = False
+        # Lets stop() (from a signal handler or another thread) cut an epoll wait short.
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._ep.register(self._wake_r.fileno(), EPOLLIN)
+        p = plan.pattern
+        self._verifies = p in ("echo", "slow-reader", "half-close")
+        self._reads = p in ("echo", "half-close", "idle")   # keep EPOLLIN registered
+        self._sends = p in ("echo", "slow-reader", "half-close", "reset")
+        self._limit = plan.messages if plan.messages or p in ("half-close", "reset") else math.inf
+        self._repeat = p == "burst" and plan.duration is not None
+        self._ping_pong = p == "echo" and not plan.rate
+
+    # ---------------------------------------------------------------- control
+
+    def stop(self) -> None:
+        """Ask the loop to finish now (safe from a signal handler or another thread)."""
+        self._stop = True
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass  # buffer full or already closed: the loop is waking up anyway
+
+    def run(self, on_tick: Callable[[FloodStats], None] = lambda s: None) -> FloodStats:
+        """Drive the flood; ``on_tick(stats)`` once a second. Returns the final stats."""
+        plan = self.plan
+        start = time.perf_counter()
+        deadline = start + plan.duration if plan.duration is not None else math.inf
+        next_tick = start + TICK
+        self._next_connect = start
+        try:
+            while True:
+                now = time.perf_counter()
+                if self._stop:
+                    self.stopped_by = "signal"
+                    break
+                if now >= deadline:
+                    self.stopped_by = "duration"
+                    break
+                if self._to_start:
+                    self._start_clients(now)
+                elif not self._clients:
+                    self.stopped_by = "complete"
+                    break
+                self._run_timers(now)
+                if now >= next_tick:
+                    self._expire(now)
+                    self.stats.fold()
+                    on_tick(self.stats)
+                    next_tick += TICK * max(1, math.ceil((now - next_tick) / TICK))
+                wake = min(next_tick, deadline)
+                if self._timers:
+                    wake = min(wake, self._timers[0][0])
+                if self._to_start:
+                    wake = min(wake, self._next_connect)
+                self._poll(max(0.0, wake - now))
+        finally:
+            self._close_all()
+        self.stats.fold()
+        return self.stats
+
+    # ---------------------------------------------------------------- connecting
+
+    def _start_clients(self, now: float) -> None:
+        rate = self.plan.connect_rate
+        for _ in range(CONNECT_BATCH):
+            if not self._to_start or (rate and self._next_connect > now):
+                return
+            if rate:
+                # Catch up at most a second's worth after a stall, not an unbounded burst.
+                self._next_connect = max(self._next_connect, now - 1.0) + 1.0 / rate
+            self._connect(self._to_start.popleft(), now)
+
+    def _connect(self, client_id: int, now: float) -> None:
+        try:
+            sock = socket.socket(self.plan.family, socket.SOCK_STREAM)
+        except OSError as exc:
+            self._count_failure(None, exc)
+            self._after(client_id)
+            return
+        sock.setblocking(False)
+        if self.plan.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        client = Client(client_id, sock, now)
+        code = sock.connect_ex(self.plan.address)
+        if code not in (0, errno.EINPROGRESS):
+            sock.close()
+            self._count_failure(None, OSError(code, errno.errorcode.get(code, "")))
+            self._after(client_id)
+            return
+        self._clients[client.fd] = client
+        self.stats.active += 1
+        client.interest = EPOLLOUT   # writable = the connect finished, one way or the other
+        self._ep.register(client.fd, EPOLLOUT)
+        if code == 0:
+            self._on_connected(client, now)
+
+    def _on_connected(self, c: Client, now: float) -> None:
+        code = c.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            self._fail(c, OSError(code, errno.errorcode.get(code, "")))
+            return
+        self.stats.connected += 1
+        c.state = OPEN
+        c.last_activity = now
+        pattern = self.plan.pattern
+        if pattern == "burst":
+            self._finish(c)
+            return
+        if pattern == "slow-reader":
+            self._schedule(now + SLOW_READ_EVERY, 1, c)
+        if self.plan.rate and self._sends:
+            self._schedule(now, 0, c)          # first message now, the rest on the clock
+        elif pattern == "echo":
+            c.allowed = 1                      # ping-pong: one message in flight
+        elif self._sends:
+            c.allowed = self._limit            # pipelined: as fast as the socket takes them
+        self._pump(c, now)
+
+    # ---------------------------------------------------------------- the loop's turn
+
+    def _poll(self, timeout: float) -> None:
+        clients = self._clients
+        wake_fd = self._wake_r.fileno()
+        events = self._ep.poll(timeout, MAX_EVENTS)
+        clock = time.perf_counter
+        # Echo ping-pong is the measuring case: its common turn (the whole echo of the one
+        # message in flight arrives at once, the next one fits the socket) is inlined here,
+        # with the counters kept in locals; anything else goes the general way.
+        ping_pong = self._ping_pong
+        limit = self._limit
+        message = self._payloads.message
+        stats = self.stats
+        rtt_append = stats.rtt_pending.append
+        echoed = received = sent_bytes = 0
+        for fd, ev in events:
+            c = clients.get(fd)
+            if c is None:
+                if fd == wake_fd:
+                    try:
+                        self._wake_r.recv(4096)
+                    except BlockingIOError:
+                        pass
+                continue  # else: closed earlier in this batch
+            now = clock()
+            if c.state == CONNECTING:
+                self._on_connected(c, now)
+                continue
+            # EPOLLIN only when registered for it; errors and hang-ups always: recv tells which.
+            if ev & _IN_OR_TROUBLE:
+                try:
+                    data = c.sock.recv(RECV_BYTES)
+                except BlockingIOError:
+                    data = None
+                except OSError as exc:
+                    self._fail(c, exc)
+                    continue
+                if ping_pong and data and data == c.rx_msg and c.rx_off == 0 and not c.out:
+                    received += len(data)
+                    echoed += 1
+                    sent_at = c.sent_at
+                    rtt_append(now - sent_at.popleft())
+                    c.last_activity = now
+                    seq = c.rx_seq = c.rx_seq + 1
+                    if seq >= limit:
+                        c.rx_msg = b""
+                        self._finish(c)
+                        continue
+                    msg = c.rx_msg = message(c.id, seq)
+                    sent_at.append(now)
+                    c.sent = c.allowed = seq + 1
+                    stats.messages_sent += 1
+                    try:
+                        n = c.sock.send(msg)
+                    except BlockingIOError:
+                        n = 0
+                    except OSError as exc:
+                        self._fail(c, exc)
+                        continue
+                    sent_bytes += n
+                    if n < len(msg):
+                        c.out += msg[n:]
+                        self._watch(c, EPOLLIN | EPOLLOUT)
+                    continue
+                if data is not None:
+                    self._on_data(c, data, now)
+            if ev & EPOLLOUT and c.state != CLOSED:
+                self._pump(c, now)
+        stats.messages_echoed += echoed
+        stats.bytes_received += received
+        stats.bytes_sent += sent_bytes
+
+    def _on_data(self, c: Client, data: bytes, now: float) -> None:
+        if not data:
+            self._on_eof(c)
+            return
+        c.last_activity = now
+        stats = self.stats
+        stats.bytes_received += len(data)
+        if not self._verifies:
+            return  # idle herd: bytes the server sent on its own are counted, nothing more
+        self._check(c, data, now)
+        if c.state == CLOSED:
+            return
+        if self.plan.pattern == "echo":
+            if c.rx_seq >= self._limit:
+                self._finish(c)
+                return
+            if not self.plan.rate:
+                c.allowed = c.rx_seq + 1
+        self._pump(c, now)
+
+    def _check(self, c: Client, data: bytes, now: float) -> None:
+        """Compare received bytes with what the echo should be, message by message."""
+        stats = self.stats
+        size = self.plan.size
+        view = memoryview(data)
+        pos = 0
+        while pos < len(data):
+            if c.rx_seq >= c.sent:
+                stats.mismatches += 1   # bytes we never sent (or more of them than we sent)
+                return
+            if not c.rx_msg:
+                c.rx_msg = self._payloads.message(c.id, c.rx_seq)
+            take = min(size - c.rx_off, len(data) - pos)
+            if view[pos:pos + take] != c.rx_msg[c.rx_off:c.rx_off + take]:
+                c.rx_bad = True
+            pos += take
+            c.rx_off += take
+            if c.rx_off == size:
+                stats.messages_echoed += 1
+                stats.rtt_pending.append(now - c.sent_at.popleft())
+                if c.rx_bad:
+                    stats.mismatches += 1
+                c.rx_seq += 1
+                c.rx_off = 0
+                c.rx_msg = b""
+                c.rx_bad = False
+
+    def _on_eof(self, c: Client) -> None:
+        if c.state == SHUT and c.rx_seq == c.sent and c.rx_off == 0:
+            self._finish(c)         # half-close: the whole echo, then EOF, as it should be
+        else:
+            self._fail(c, None, "EOF")
+
+    def _pump(self, c: Client, now: float) -> None:
+        """Queue what the pattern allows, write what the kernel takes, then take the next step
+        once everything is out (half-close: SHUT_WR; reset: RST)."""
+        out = c.out
+        if c.state == OPEN:
+            payloads, sent_at = self._payloads, c.sent_at
+            while c.sent < c.allowed and len(out) < OUT_TOP_UP:
+                msg = payloads.message(c.id, c.sent)
+                if not out and c.sent == c.rx_seq and self._verifies:
+                    c.rx_msg = msg   # ping-pong: the message is its own expected echo
+                out += msg
+                sent_at.append(now)
+                c.sent += 1
+                self.stats.messages_sent += 1
+        if out:
+            try:
+                n = c.sock.send(out)
+            except BlockingIOError:
+                n = 0
+            except OSError as exc:
+                self._fail(c, exc)
+                return
+            if n:
+                del out[:n]
+                self.stats.bytes_sent += n
+                c.last_activity = now
+        if not out and c.state == OPEN and c.sent >= self._limit:
+            if self.plan.pattern == "half-close":
+                c.sock.shutdown(socket.SHUT_WR)
+                c.state = SHUT
+            elif self.plan.pattern == "reset":
+                c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+                self.stats.resets += 1
+                self._finish(c)
+                return
+        # More to write, now or once the generator tops the out-buffer up again.
+        more = bool(out) or (c.state == OPEN and c.sent < c.allowed)
+        self._watch(c, (EPOLLIN if self._reads else 0) | (EPOLLOUT if more else 0))
+
+    def _watch(self, c: Client, interest: int) -> None:
+        if interest != c.interest:
+            self._ep.modify(c.fd, interest)
+            c.interest = interest
+
+    # ---------------------------------------------------------------- timers
+
+    def _schedule(self, when: float, kind: int, c: Client) -> None:
+        self._tiebreak += 1
+        heapq.heappush(self._timers, (when, self._tiebreak, kind, c))
+
+    def _run_timers(self, now: float) -> None:
+        timers = self._timers
+        later = []   # pushed after the loop, so each timer fires at most once per turn
+        while timers and timers[0][0] <= now:
+            when, _, kind, c = heapq.heappop(timers)
+            if c.state != OPEN:
+                continue  # the connection is gone (or done sending)
+            if kind == 0:
+                # The rate clock: the messages due by now (a bounded catch-up after a stall,
+                # so a rate the loop cannot keep cannot keep it here forever).
+                interval = 1.0 / self.plan.rate
+                due = min(64, int((now - when) / interval) + 1)
+                c.allowed = min(c.allowed + due, self._limit)
+                if c.allowed < self._limit:
+                    later.append((when + due * interval, 0, c))
+                self._pump(c, now)
+            else:              # slow-reader's rare read
+                self._read_slowly(c, now)
+                if c.state != CLOSED:
+                    later.append((now + SLOW_READ_EVERY, 1, c))
+        for when, kind, c in later:
+            self._schedule(when, kind, c)
+
+    def _read_slowly(self, c: Client, now: float) -> None:
+        try:
+            data = c.sock.recv(SLOW_READ_BYTES)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._fail(c, exc)
+            return
+        self._on_data(c, data, now)
+        if c.state != CLOSED and c.rx_seq >= self._limit:
+            self._finish(c)
+
+    def _expire(self, now: float) -> None:
+        """Fail connections that have waited longer than --timeout for a connect, an echo or
+        an EOF. Idle connections and ones between rate-limited messages are not waiting."""
+        limit = self.plan.timeout
+        if not limit:
+            return
+        for c in list(self._clients.values()):
+            waiting = c.state == CONNECTING or c.state == SHUT or (
+                self._verifies and c.rx_seq < c.sent)
+            if waiting and now - c.last_activity > limit:
+                self._fail(c, None, "timeout")
+
+    # ---------------------------------------------------------------- endings
+
+    def _finish(self, c: Client) -> None:
+        self.stats.completed += 1
+        self._close(c)
+        self._after(c.id)
+
+    def _fail(self, c: Client, exc: OSError | None, reason: str | None = None) -> None:
+        self._count_failure(c, exc, reason)
+        self._close(c)
+        self._after(c.id)
+
+    def _count_failure(self, c: Client | None, exc: OSError | None,
+                       reason: str | None = None) -> None:
+        reason = reason or errno_name(exc)
+        self.stats.fail(reason)
+        if exc is not None and exc.errno in _RESOURCE_ERRNOS and reason not in self._noticed:
+            self._noticed.add(reason)
+            self._notice(f"{reason} ({exc.strerror or reason}) with {len(self._clients)} "
+                         "connections open; connections failing so are counted as "
+                         f"failed[{reason!r}], not retried")
+
+    def _after(self, client_id: int) -> None:
+        """A burst with a duration reconnects each slot as soon as it is done."""
+        if self._repeat and not self._stop:
+            self._to_start.append(client_id)
+
+    def _close(self, c: Client) -> None:
+        if c.state == CLOSED:
+            return
+        c.state = CLOSED
+        del self._clients[c.fd]
+        self.stats.active -= 1
+        try:
+            self._ep.unregister(c.fd)
+        except OSError:
+            pass
+        c.sock.close()
+
+    def _close_all(self) -> None:
+        for c in list(self._clients.values()):
+            # Held to the end is the whole job of an idle connection or an endless stream.
+            if c.state == OPEN and (self.plan.pattern == "idle" or self._limit == math.inf):
+                self.stats.completed += 1
+            else:
+                self.unfinished += 1
+            self._close(c)
+        self._ep.close()
+        self._wake_r.close()
+        self._wake_w.close()

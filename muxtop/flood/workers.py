@@ -1,0 +1,133 @@
+"""Running a flood: in this process, or split across worker processes (--workers) when one Python
+process cannot outrun the server, with their stats merged into one report."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from dataclasses import replace
+from multiprocessing.connection import Connection, wait
+
+from muxtop.flood.client import TICK, Flood, FloodPlan
+from muxtop.flood.report import Reporter
+from muxtop.flood.stats import FloodStats
+
+
+class Outcome:
+    """How a flood ended: merged stats, why it stopped, how many connections it cut short."""
+
+    def __init__(self, stats: FloodStats, stopped_by: str, unfinished: int) -> None:
+        self.stats = stats
+        self.stopped_by = stopped_by
+        self.unfinished = unfinished
+
+
+def split(plan: FloodPlan, workers: int) -> list[FloodPlan]:
+    """Share the clients (and the connect rate) out; each share keeps its own client ids."""
+    workers = max(1, min(workers, plan.clients))
+    shares, first = [], plan.first_client
+    for i in range(workers):
+        count = plan.clients // workers + (1 if i < plan.clients % workers else 0)
+        shares.append(replace(plan, clients=count, first_client=first,
+                              connect_rate=plan.connect_rate / workers))
+        first += count
+    return shares
+
+
+class InlineRun:
+    """The whole flood in this process: the usual case."""
+
+    def __init__(self, plan: FloodPlan, reporter: Reporter) -> None:
+        self.reporter = reporter
+        self.flood = Flood(plan, on_notice=reporter.notice)
+
+    def stop(self) -> None:
+        self.flood.stop()
+
+    def run(self) -> Outcome:
+        stats = self.flood.run(on_tick=self.reporter.progress)
+        return Outcome(stats, self.flood.stopped_by or "complete", self.flood.unfinished)
+
+
+def _worker_main(plan: FloodPlan, conn: Connection, parent_pid: int) -> None:
+    flood = Flood(plan, on_notice=lambda text: conn.send(("notice", text)))
+    # SIGINT from the terminal reaches the whole process group; SIGTERM comes from the parent.
+    signal.signal(signal.SIGINT, lambda *_: flood.stop())
+    signal.signal(signal.SIGTERM, lambda *_: flood.stop())
+
+    def tick(stats: FloodStats) -> None:
+        if os.getppid() != parent_pid:
+            flood.stop()   # orphaned: nobody is listening any more
+        conn.send(("tick", stats.snapshot()))
+
+    stats = flood.run(on_tick=tick)
+    conn.send(("done", stats.snapshot(), flood.stopped_by or "complete", flood.unfinished))
+    conn.close()
+
+
+class SplitRun:
+    """The flood split across worker processes (forked, so they share nothing but the plan)."""
+
+    def __init__(self, plan: FloodPlan, workers: int, reporter: Reporter) -> None:
+        self.reporter = reporter
+        self.shares = split(plan, workers)
+        self._procs: list[multiprocessing.process.BaseProcess] = []
+        self._conns: list[Connection] = []
+
+    def stop(self) -> None:
+        for proc in self._procs:
+            if proc.pid is not None and proc.exitcode is None:
+                try:
+                    os.kill(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+
+    def run(self) -> Outcome:
+        ctx = multiprocessing.get_context("fork")  # no re-import, and start-up in milliseconds
+        for share in self.shares:
+            parent_end, child_end = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_worker_main, args=(share, child_end, os.getpid()),
+                               daemon=True)
+            proc.start()
+            child_end.close()
+            self._procs.append(proc)
+            self._conns.append(parent_end)
+        latest = [FloodStats() for _ in self.shares]
+        finals: dict[int, tuple[str, int]] = {}
+        open_conns = dict(enumerate(self._conns))
+        next_tick = time.perf_counter() + TICK
+        while open_conns:
+            timeout = max(0.0, next_tick - time.perf_counter())
+            for conn in wait(list(open_conns.values()), timeout):
+                index = self._conns.index(conn)
+                try:
+                    message = conn.recv()
+                except EOFError:
+                    # A worker that died without a summary: its last counts stand, and the
+                    # run is not clean.
+                    del open_conns[index]
+                    if index not in finals:
+                        latest[index].fail("worker died")
+                        finals[index] = ("complete", 0)
+                    continue
+                kind = message[0]
+                if kind == "notice":
+                    self.reporter.notice(message[1])
+                elif kind == "tick":
+                    latest[index] = message[1]
+                elif kind == "done":
+                    latest[index] = message[1]
+                    finals[index] = (message[2], message[3])
+            if time.perf_counter() >= next_tick and open_conns:
+                self.reporter.progress(FloodStats.merged(latest))
+                next_tick += TICK
+        for proc in self._procs:
+            proc.join(5)
+        reasons = {reason for reason, _ in finals.values()}
+        stopped_by = next((r for r in ("signal", "duration") if r in reasons), "complete")
+        unfinished = sum(count for _, count in finals.values())
+        stats = FloodStats.merged(latest)
+        stats.active = 0
+        return Outcome(stats, stopped_by, unfinished)
