@@ -1,0 +1,179 @@
+"""Parsers for the /proc files `muxtop attach` reads: fd links, epoll fdinfo, socket tables,
+limits.
+
+Every function takes a pid and returns plain records. A file that vanishes between listing and
+reading (an fd closed meanwhile) is skipped; a vanished process surfaces as OSError for the
+caller to judge. The socket tables are per network namespace: /proc/PID/net/... is the
+target's namespace, which is the one its sockets live in.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import struct
+from typing import NamedTuple
+
+EPOLL_LINK = "anon_inode:[eventpoll]"
+
+TCP_STATES = {
+    0x01: "ESTABLISHED", 0x02: "SYN_SENT", 0x03: "SYN_RECV", 0x04: "FIN_WAIT1",
+    0x05: "FIN_WAIT2", 0x06: "TIME_WAIT", 0x07: "CLOSE", 0x08: "CLOSE_WAIT", 0x09: "LAST_ACK",
+    0x0A: "LISTEN", 0x0B: "CLOSING", 0x0C: "NEW_SYN_RECV",
+}
+# /proc/net/unix: `St` is the socket's SS_* state; Flags bit __SO_ACCEPTCON marks a listener.
+UNIX_STATES = {0: "FREE", 1: "UNCONNECTED", 2: "CONNECTING", 3: "CONNECTED", 4: "DISCONNECTING"}
+UNIX_TYPES = {1: "stream", 2: "dgram", 5: "seqpacket"}
+_SO_ACCEPTCON = 0x10000
+
+
+class Registration(NamedTuple):
+    """One line of an epoll fd's fdinfo: a watched fd and its interest mask."""
+
+    epfd: int
+    tfd: int  # the fd number when it was registered; the app may have closed it since
+    mask: int
+    ino: int  # inode of the watched file, to tell a stale tfd from the live one
+
+
+class InetSocket(NamedTuple):
+    """One row of /proc/PID/net/{tcp,tcp6,udp,udp6}."""
+
+    proto: str  # "tcp", "tcp6", "udp", "udp6"
+    local: str
+    peer: str  # "" when there is none (a listener, an unconnected udp socket)
+    state: str  # TCP state name (udp uses the same numbers: 07 CLOSE, 01 "connected")
+    tx_queue: int
+    rx_queue: int  # on a listener: the accept-queue length
+
+
+class UnixSocket(NamedTuple):
+    """One row of /proc/PID/net/unix. The kernel shows no queues and no peer here."""
+
+    type: str
+    state: str
+    listening: bool
+    path: str  # "" for unnamed (socketpair, client ends); "@name" for the abstract namespace
+
+
+def list_fds(pid: int) -> dict[int, str]:
+    """fd -> link text (``socket:[123]``, ``anon_inode:[eventpoll]``, ``/dev/null``...).
+
+    Raises PermissionError for another user's process, FileNotFoundError once it is gone."""
+    base = f"/proc/{pid}/fd"
+    links = {}
+    for name in os.listdir(base):
+        try:
+            links[int(name)] = os.readlink(f"{base}/{name}")
+        except FileNotFoundError:  # closed between listdir and readlink
+            continue
+    return links
+
+
+def socket_inode(link: str) -> int | None:
+    """``socket:[4769]`` -> 4769; anything else -> None."""
+    if link.startswith("socket:[") and link.endswith("]"):
+        return int(link[8:-1])
+    return None
+
+
+_TFD_LINE = re.compile(
+    r"^tfd:\s*(\d+)\s+events:\s*([0-9a-fA-F]+).*?\bino:([0-9a-fA-F]+)", re.MULTILINE)
+
+
+def parse_epoll_fdinfo(epfd: int, text: str) -> list[Registration]:
+    """The ``tfd: N events: HEX data: HEX pos: ino: HEX sdev:`` lines of an epoll fd's fdinfo."""
+    return [Registration(epfd, int(tfd), int(mask, 16), int(ino, 16))
+            for tfd, mask, ino in _TFD_LINE.findall(text)]
+
+
+def read_epoll_set(pid: int, epfd: int) -> list[Registration]:
+    with open(f"/proc/{pid}/fdinfo/{epfd}") as f:
+        return parse_epoll_fdinfo(epfd, f.read())
+
+
+def _ipv4(hex_addr: str) -> str:
+    # The kernel prints the 32-bit address as it sits in memory, read as a host-order int.
+    return socket.inet_ntop(socket.AF_INET, struct.pack("=I", int(hex_addr, 16)))
+
+
+def _ipv6(hex_addr: str) -> str:
+    # Four 32-bit words, each printed as a host-order int (see _ipv4).
+    words = struct.unpack(">4I", bytes.fromhex(hex_addr))
+    return socket.inet_ntop(socket.AF_INET6, struct.pack("=4I", *words))
+
+
+def decode_address(text: str) -> str:
+    """``0100007F:1F90`` -> ``127.0.0.1:8080``; IPv6 as ``[::1]:8080``; port 0 -> ``""``."""
+    hex_addr, hex_port = text.split(":")
+    port = int(hex_port, 16)
+    if len(hex_addr) == 8:
+        host = _ipv4(hex_addr)
+        return f"{host}:{port}" if port or host != "0.0.0.0" else ""
+    host = _ipv6(hex_addr)
+    return f"[{host}]:{port}" if port or host != "::" else ""
+
+
+def read_inet_table(pid: int, proto: str, wanted: set[int]) -> dict[int, InetSocket]:
+    """Rows of /proc/PID/net/<proto> whose inode is in `wanted`, by inode.
+
+    The table lists every socket of the namespace; only the target's are kept. Columns:
+    sl local rem st tx_queue:rx_queue tr:when retrnsmt uid timeout inode ..."""
+    found = {}
+    try:
+        with open(f"/proc/{pid}/net/{proto}") as f:
+            next(f, None)  # header
+            for line in f:
+                fields = line.split()
+                inode = int(fields[9])
+                if inode not in wanted:
+                    continue
+                tx, rx = fields[4].split(":")
+                state = int(fields[3], 16)
+                found[inode] = InetSocket(
+                    proto, decode_address(fields[1]), decode_address(fields[2]),
+                    TCP_STATES.get(state, f"0x{state:02X}"), int(tx, 16), int(rx, 16))
+    except FileNotFoundError:  # no IPv6 in this kernel
+        pass
+    return found
+
+
+def read_unix_table(pid: int, wanted: set[int]) -> dict[int, UnixSocket]:
+    """Rows of /proc/PID/net/unix whose inode is in `wanted`, by inode.
+
+    Columns: Num RefCount Protocol Flags Type St Inode [Path]."""
+    found = {}
+    with open(f"/proc/{pid}/net/unix") as f:
+        next(f, None)
+        for line in f:
+            fields = line.split(maxsplit=7)
+            inode = int(fields[6])
+            if inode not in wanted:
+                continue
+            sock_type, state = int(fields[4], 16), int(fields[5], 16)
+            found[inode] = UnixSocket(
+                UNIX_TYPES.get(sock_type, str(sock_type)), UNIX_STATES.get(state, str(state)),
+                bool(int(fields[3], 16) & _SO_ACCEPTCON),
+                fields[7].rstrip("\n") if len(fields) > 7 else "")
+    return found
+
+
+def read_fd_limit(pid: int) -> int:
+    """The soft RLIMIT_NOFILE from /proc/PID/limits (readable for any process, unlike prlimit
+    on another user's). 0 if it cannot be read or is unlimited."""
+    with open(f"/proc/{pid}/limits") as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                soft = line[len("Max open files"):].split()[0]
+                return int(soft) if soft.isdigit() else 0
+    return 0
+
+
+def net_namespace(pid: int | str) -> str | None:
+    """``net:[4026531833]``, or None when it cannot be read."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return None
+
