@@ -1,0 +1,241 @@
+"""What looks wrong in an attached process, in plain words, from what /proc shows over time.
+
+A single look at /proc cannot tell a stuck connection from one caught mid-read, so each socket
+has a `SocketTrack` (keyed by inode: fd numbers get reused) that remembers how long the oldest
+unread byte has waited, since when its send queue has not moved, and its TCP states. A finding
+that needs time needs two samples spanning `stuck_after` seconds.
+
+Where sock_diag gives byte counters (same network namespace) the age of the oldest unread byte
+is exact: a TCP stream is FIFO, so if the app's read total (bytes_received - receive queue) is
+still below what had been received at an earlier sample, bytes from that sample still wait.
+A healthy server under steady load keeps a non-empty queue but never old bytes. Without the
+counters a queue that stays non-empty is the only evidence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from muxtop.attach import masks
+from muxtop.snapshot import KIND_CONN, KIND_LISTENER, Diagnosis, ProcessStats
+
+STUCK_READ, STUCK_WRITE = "stuck-read", "stuck-write"
+ACCEPT_QUEUE_FULL, CLOSE_WAIT, FD_PRESSURE = "accept-queue-full", "close-wait", "fd-pressure"
+
+
+class SocketFacts(NamedTuple):
+    """One socket fd of the target at one sample: the evidence every check reads."""
+
+    fd: int
+    inode: int
+    kind: str  # KIND_CONN, KIND_LISTENER or KIND_OTHER
+    proto: str  # tcp, tcp6, udp, udp6, unix, "" when unknown
+    tcp_state: str  # "" when not TCP
+    rx_queue: int | None  # None: not measured (unix sockets, listeners)
+    tx_queue: int | None
+    accept_queue: int | None  # listeners only
+    backlog: int | None  # listeners only; None when sock_diag could not tell
+    watches: tuple[tuple[int, int], ...]  # (epoll fd, mask) of every epoll set watching it
+    # From sock_diag's tcp_info; None when unknown (not TCP, another network namespace).
+    app_read: int | None = None  # bytes the app has read from the socket so far
+    bytes_received: int | None = None  # bytes that have arrived so far
+    bytes_acked: int | None = None  # bytes the peer has acknowledged so far
+
+
+@dataclass(slots=True)
+class SocketTrack:
+    """The history of one socket across samples."""
+
+    first_seen: float
+    state: str
+    state_since: float
+    last_change: float  # last sample where a queue or the state changed
+    history: list[tuple[float, str]] = field(default_factory=list)
+    samples: int = 0
+    state_samples: int = 0  # samples that saw the current state
+    # (sample time, bytes_received then) for samples that brought bytes not all read yet,
+    # oldest first; without counters, one mark: the start of the current non-empty run.
+    rx_marks: list[tuple[float, int]] = field(default_factory=list)
+    # The current run where bytes wait to be sent and the peer acknowledges none of them (or,
+    # without counters, the queue never shrinks).
+    tx_since: float | None = None
+    tx_samples: int = 0
+    tx_start: int = 0
+    tx_last: int = 0
+    tx_acked_mark: int | None = None
+    _queues: tuple = ()
+
+    @property
+    def unread_since(self) -> float | None:
+        """When the oldest byte still unread was first seen; None when nothing waits."""
+        return self.rx_marks[0][0] if self.rx_marks else None
+
+    def observe(self, now: float, facts: SocketFacts) -> None:
+        self.samples += 1
+        state = facts.tcp_state or facts.kind
+        if state != self.state or not self.history:
+            if state != self.state:
+                self.state, self.state_since, self.state_samples = state, now, 0
+            self.history.append((now, state))
+            del self.history[:-16]  # bounded: a long attach must not grow memory
+        self.state_samples += 1
+        queues = (facts.rx_queue, facts.tx_queue, facts.accept_queue, state)
+        if queues != self._queues:
+            self._queues, self.last_change = queues, now
+
+        if facts.app_read is not None and facts.bytes_received is not None:
+            marks = [mark for mark in self.rx_marks if mark[1] > facts.app_read]
+            if facts.bytes_received > max(facts.app_read, marks[-1][1] if marks else 0):
+                marks.append((now, facts.bytes_received))  # new bytes arrived since the last
+            # Bounded: drop the second-oldest; the age read from the marks stays a lower bound.
+            self.rx_marks = marks if len(marks) <= 32 else marks[:1] + marks[2:]
+        elif not facts.rx_queue:
+            self.rx_marks = []
+        elif not self.rx_marks:
+            self.rx_marks = [(now, 0)]
+
+        tx = facts.tx_queue or 0
+        if tx <= 0:
+            self.tx_since, self.tx_samples = None, 0
+        else:
+            if facts.bytes_acked is not None:
+                moved = facts.bytes_acked != self.tx_acked_mark
+            else:
+                moved = tx < self.tx_last
+            if self.tx_since is None or moved:
+                self.tx_since, self.tx_samples, self.tx_start = now, 0, tx
+                self.tx_acked_mark = facts.bytes_acked
+            self.tx_samples += 1
+        self.tx_last = tx
+
+
+class Diagnoser:
+    """Keeps the per-socket tracks between samples and turns each sample into findings."""
+
+    def __init__(self, stuck_after: float = 2.0, fd_pressure: float = 0.8,
+                 close_wait_pile: int = 10) -> None:
+        self.stuck_after = stuck_after
+        self.fd_pressure = fd_pressure  # fraction of the fd limit that counts as "near"
+        self.close_wait_pile = close_wait_pile  # this many at one instant is a pile, any age
+        self.tracks: dict[int, SocketTrack] = {}
+        self._first_seen: dict[tuple[str, int | None], float] = {}
+
+    def observe(self, now: float, sockets: list[SocketFacts],
+                process: ProcessStats | None) -> tuple[Diagnosis, ...]:
+        tracks = {}
+        for facts in sockets:
+            track = self.tracks.get(facts.inode)
+            if track is None:
+                state = facts.tcp_state or facts.kind
+                track = SocketTrack(first_seen=now, state=state, state_since=now,
+                                    last_change=now)
+            track.observe(now, facts)
+            tracks[facts.inode] = track
+        self.tracks = tracks  # sockets that closed drop out
+
+        found = []
+        for facts in sockets:
+            track = tracks[facts.inode]
+            found += self._stuck_read(now, facts, track)
+            found += self._stuck_write(now, facts, track)
+            found += self._accept_queue_full(facts)
+        found += self._close_wait(now, sockets)
+        found += self._fd_pressure(process)
+
+        # `since` is when a finding was first made; it survives while the finding does.
+        first_seen = {}
+        diagnoses = []
+        for kind, fd, explanation, evidence in found:
+            since = first_seen[kind, fd] = self._first_seen.get((kind, fd), now)
+            diagnoses.append(Diagnosis(kind, fd, explanation, evidence, since))
+        self._first_seen = first_seen
+        return tuple(diagnoses)
+
+    def _stuck_read(self, now, facts, track):
+        since = track.unread_since
+        if facts.kind != KIND_CONN or not facts.rx_queue or since is None:
+            return
+        age = now - since
+        if since >= now or age < self.stuck_after:  # one look cannot tell stuck from busy
+            return
+        unread = (f"{facts.rx_queue} bytes wait in its receive queue, the oldest for {age:.1f} s"
+                  if facts.app_read is not None else
+                  f"its receive queue has held bytes ({facts.rx_queue} now) for {age:.1f} s")
+        for epfd, mask in facts.watches:
+            edge = mask & masks.EPOLLET and mask & masks.EPOLLIN and not mask & masks.EPOLLONESHOT
+            if edge:
+                why = (f"fd {facts.fd} is edge-triggered and {unread}: the app stopped reading "
+                       "before EAGAIN, and epoll will not report the fd again until more data "
+                       "arrives (unless the app paused reading on purpose)")
+            elif masks.is_disarmed(mask):
+                why = (f"fd {facts.fd} is a oneshot registration that fired and was never "
+                       f"re-armed; {unread}")
+            else:
+                continue
+            yield STUCK_READ, facts.fd, why, (
+                ("rx_queue", facts.rx_queue), ("seconds", round(age, 1)),
+                ("samples", track.samples), ("app_read_bytes", facts.app_read),
+                ("epoll_fd", epfd), ("mask", f"0x{mask:08x}"))
+            return
+
+    def _stuck_write(self, now, facts, track):
+        # Without ack counters, ask for three samples: two can rise together by chance in a
+        # healthy bulk transfer.
+        needed = 2 if facts.bytes_acked is not None else 3
+        if facts.kind != KIND_CONN or track.tx_since is None or track.tx_samples < needed:
+            return
+        age = now - track.tx_since
+        if age < self.stuck_after:
+            return
+        if facts.bytes_acked is not None:
+            how = f"the peer has acknowledged nothing for {age:.1f} s"
+        else:
+            how = f"the queue has not shrunk for {age:.1f} s"
+        why = (f"{track.tx_last} bytes wait in the send queue of fd {facts.fd} and {how} "
+               f"({track.tx_start} -> {track.tx_last} bytes): the peer is not reading")
+        yield STUCK_WRITE, facts.fd, why, (
+            ("tx_queue", track.tx_last), ("tx_queue_at_start", track.tx_start),
+            ("seconds", round(age, 1)), ("samples", track.tx_samples),
+            ("bytes_acked", facts.bytes_acked))
+
+    def _accept_queue_full(self, facts):
+        # The kernel queues backlog + 1 connections (sk_acceptq_is_full tests `>`), then drops
+        # new handshakes; clients see connects hang and retry.
+        if facts.kind != KIND_LISTENER or facts.backlog is None or facts.accept_queue is None:
+            return
+        if facts.accept_queue > facts.backlog:
+            why = (f"listener fd {facts.fd} has {facts.accept_queue} connections waiting to be "
+                   f"accepted, over its backlog of {facts.backlog}: the kernel drops new "
+                   "connection attempts until the app calls accept()")
+            yield ACCEPT_QUEUE_FULL, facts.fd, why, (
+                ("accept_queue", facts.accept_queue), ("backlog", facts.backlog))
+
+    def _close_wait(self, now, sockets):
+        waiting = [(f.fd, self.tracks[f.inode]) for f in sockets if f.tcp_state == "CLOSE_WAIT"]
+        if not waiting:
+            return
+        # Lingering: seen in CLOSE_WAIT by two samples at least stuck_after apart. A healthy
+        # app closes within microseconds of reading EOF, so one such socket already counts.
+        lingering = [fd for fd, track in waiting
+                     if now - track.state_since >= self.stuck_after and track.state_samples >= 2]
+        if not lingering and len(waiting) < self.close_wait_pile:
+            return
+        oldest = max(now - track.state_since for _, track in waiting)
+        why = (f"{len(waiting)} connection(s) in CLOSE_WAIT, the oldest for at least "
+               f"{oldest:.1f} s: the peers have closed, but the app never closes its end")
+        yield CLOSE_WAIT, None, why, (
+            ("count", len(waiting)), ("lingering", len(lingering)),
+            ("oldest_seconds", round(oldest, 1)),
+            ("fds", tuple(sorted(fd for fd, _ in waiting))[:20]))
+
+    def _fd_pressure(self, process):
+        if process is None or process.fd_limit <= 0:
+            return
+        share = process.num_fds / process.fd_limit
+        if share >= self.fd_pressure:
+            why = (f"{process.num_fds} of {process.fd_limit} file descriptors are open "
+                   f"({share:.0%}): at the limit, accept() fails with EMFILE")
+            yield FD_PRESSURE, None, why, (
+                ("num_fds", process.num_fds), ("fd_limit", process.fd_limit),
+                ("percent", round(share * 100)))

@@ -1,0 +1,419 @@
+"""The stateful reader behind `muxtop attach`: one process, one new Snapshot per `read()`.
+
+Each read lists the target's fds, reads its epoll interest lists and socket tables, asks psutil
+for the process figures, and hands the sockets to a `Diagnoser` that remembers them between
+reads. The result has the Snapshot shape the engine publishes, so the dashboard draws both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+import time
+
+import psutil
+
+from muxtop.attach import masks, procfs, sockdiag
+from muxtop.attach.diagnose import Diagnoser, SocketFacts
+from muxtop.snapshot import (
+    CLOSED,
+    CLOSING,
+    HALF_CLOSED,
+    KIND_CONN,
+    KIND_EPOLL,
+    KIND_LISTENER,
+    KIND_OTHER,
+    LISTENING,
+    OPEN,
+    ConnView,
+    Notice,
+    ProcessStats,
+    Rates,
+    Snapshot,
+    TcpInfo,
+    Totals,
+)
+
+# TCP state -> the nearest muxtop connection state; the exact one stays in ConnView.tcp.state.
+_CONN_STATE = {
+    "ESTABLISHED": OPEN, "SYN_SENT": OPEN, "SYN_RECV": OPEN, "NEW_SYN_RECV": OPEN,
+    "LISTEN": LISTENING, "CLOSE_WAIT": HALF_CLOSED, "FIN_WAIT1": CLOSING,
+    "FIN_WAIT2": CLOSING, "LAST_ACK": CLOSING, "CLOSING": CLOSING, "TIME_WAIT": CLOSED,
+    "CLOSE": CLOSED,
+}
+_NO_TOTALS = Totals(0, 0, 0, 0, 0, 0, 0, 0)
+_NO_RATES = Rates(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+class AttachError(Exception):
+    """Why attaching cannot start, worded as one line for a terminal."""
+
+
+class _Gone(Exception):
+    """The process exited (or its PID now belongs to another process) during a read."""
+
+
+class Attacher:
+    """Reads one process from /proc, read-only. Build it, then call `read()` on a timer.
+
+    The constructor raises AttachError (no such process, not allowed); `read()` never raises
+    for a process that goes away: it returns a Snapshot with extra["exited"] = True and a
+    Notice, and keeps doing so (the PID may be reused by a stranger)."""
+
+    def __init__(self, pid: int, *, stuck_after: float = 2.0, fd_pressure: float = 0.8,
+                 clock=time.monotonic) -> None:
+        self.pid = pid
+        self._clock = clock
+        try:
+            self._proc = psutil.Process(pid)
+            self.name = self._proc.name()
+            status = self._proc.status()
+            self._cmdline = shlex.join(self._proc.cmdline()) or f"[{self.name}]"
+            create_time = self._proc.create_time()
+        except psutil.NoSuchProcess:
+            raise AttachError(f"no process with PID {pid}") from None
+        except psutil.AccessDenied:
+            raise AttachError(self._denied()) from None
+        if status == psutil.STATUS_ZOMBIE:
+            raise AttachError(f"process {pid} ({self.name}) has exited "
+                              "(a zombie its parent has not reaped)")
+        try:
+            procfs.list_fds(pid)
+        except PermissionError:
+            raise AttachError(self._denied(self.name)) from None
+        except FileNotFoundError:
+            raise AttachError(f"process {pid} ({self.name}) exited") from None
+        self._proc.cpu_percent(None)  # the first call only starts psutil's CPU clock
+        # started_at is monotonic, like the engine's: the process's age mapped onto our clock.
+        self._started_at = clock() - max(0.0, time.time() - create_time)
+        # sock_diag answers for our network namespace only: elsewhere backlogs and byte
+        # counters are unknown and the diagnoses fall back on /proc's queues alone.
+        own_netns = procfs.net_namespace("self")
+        self._same_netns = own_netns is not None and own_netns == procfs.net_namespace(pid)
+        self.diagnoser = Diagnoser(stuck_after=stuck_after, fd_pressure=fd_pressure)
+        self.exited = False
+        self._last: Snapshot | None = None
+        self._notices: list[Notice] = []
+        self._seq = 0
+        self._fd_seen: dict[tuple[int, str], float] = {}
+        self._counters: dict[int, tuple[int, int]] = {}  # inode -> (bytes in, bytes out)
+        self._counters_at: float | None = None
+
+    @property
+    def stuck_after(self) -> float:
+        return self.diagnoser.stuck_after
+
+    def read(self) -> Snapshot:
+        """A new Snapshot of the process now; the per-socket history moves one step."""
+        now, wall = self._clock(), time.time()
+        if not self.exited:
+            try:
+                snapshot = self._read(now, wall)
+            except (OSError, psutil.Error, _Gone) as exc:
+                if self._alive():  # a transient failure, e.g. permission lost after a setuid
+                    self._notice(now, "error", f"could not read process {self.pid}: {exc}")
+                    return self._repeat(now, wall)
+                self.exited = True
+            else:
+                self._last = snapshot
+                return snapshot
+            self._notice(now, "error", f"process {self.pid} ({self.name}) exited")
+        return self._repeat(now, wall)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _read(self, now: float, wall: float) -> Snapshot:
+        if not self._alive():
+            raise _Gone()
+        pid = self.pid
+        links = procfs.list_fds(pid)
+
+        epoll_sets: dict[int, list[procfs.Registration]] = {}
+        for fd, link in links.items():
+            if link == procfs.EPOLL_LINK:
+                try:
+                    epoll_sets[fd] = procfs.read_epoll_set(pid, fd)
+                except FileNotFoundError:  # closed since the listing
+                    continue
+        watches: dict[int, list[procfs.Registration]] = {}
+        for registrations in epoll_sets.values():
+            for reg in registrations:
+                watches.setdefault(reg.tfd, []).append(reg)
+
+        inodes = {fd: ino for fd, link in links.items()
+                  if (ino := procfs.socket_inode(link)) is not None}
+        for fd, ino in inodes.items():  # a registration for a closed fd is not this socket's
+            if fd in watches:
+                watches[fd] = [reg for reg in watches[fd] if reg.ino == ino]
+        inet, unix = self._socket_tables(set(inodes.values()))
+        diags: dict[int, sockdiag.TcpDiag] = {}
+        if self._same_netns and any(s.proto.startswith("tcp") for s in inet.values()):
+            diags = sockdiag.tcp_sockets()
+
+        process = self._process_stats(len(links))
+        sockets = [_socket_facts(fd, ino, inet.get(ino), unix.get(ino), diags.get(ino),
+                                 watches.get(fd, ()))
+                   for fd, ino in sorted(inodes.items())]
+        diagnoses = self.diagnoser.observe(now, sockets, process)
+        flagged = {d.fd for d in diagnoses}
+
+        views = [self._socket_view(facts, inet.get(facts.inode), unix.get(facts.inode),
+                                   diags.get(facts.inode), watches.get(facts.fd, ()),
+                                   facts.fd in flagged)
+                 for facts in sockets]
+        # Non-socket fds have no track; remember when each (fd, file) was first seen instead.
+        seen = {}
+        for fd in sorted(epoll_sets):
+            seen[fd, links[fd]] = first = self._fd_seen.get((fd, links[fd]), now)
+            views.append(_epoll_view(fd, epoll_sets[fd], watches.get(fd, ()), first))
+        for fd in sorted(watches.keys() - inodes.keys() - epoll_sets.keys()):
+            if fd in links:  # a watched pipe, eventfd, timerfd...: part of the loop's picture
+                seen[fd, links[fd]] = first = self._fd_seen.get((fd, links[fd]), now)
+                views.append(_plain_view(fd, KIND_OTHER, links[fd], watches[fd], first))
+        self._fd_seen = seen
+        views.sort(key=lambda view: view.fd)
+
+        all_masks = [reg.mask for regs in epoll_sets.values() for reg in regs]
+        return Snapshot(
+            source="attach", taken_at=now, wall_time=wall, started_at=self._started_at,
+            # Without an epoll fd the process may use select, poll or blocking calls: the
+            # fd table cannot say which.
+            backend="epoll" if epoll_sets else "?",
+            trigger=masks.summarize_triggers(all_masks),
+            protocol="?",
+            listen=", ".join(_local(inet.get(f.inode), unix.get(f.inode))
+                             for f in sockets if f.kind == KIND_LISTENER),
+            connections=tuple(views), waits=(), totals=_NO_TOTALS,
+            rates=self._byte_rates(now, sockets),
+            process=process, registered=len(all_masks),
+            open_connections=sum(1 for f in sockets if f.kind == KIND_CONN),
+            notices=tuple(self._notices), diagnoses=diagnoses,
+            extra={
+                "pid": pid,
+                "cmdline": self._cmdline,
+                "exited": False,
+                "stuck_after": self.stuck_after,
+                "epoll": {epfd: [_watch_entry(reg, links, inodes) for reg in regs]
+                          for epfd, regs in sorted(epoll_sets.items())},
+                "sockets": {f.fd: _socket_details(f, inet.get(f.inode), unix.get(f.inode))
+                            for f in sockets},
+            },
+        )
+
+    def _socket_tables(self, wanted: set[int]):
+        """inode -> InetSocket and inode -> UnixSocket for the target's sockets.
+
+        Each table lists the whole namespace, so stop reading as soon as every inode is found
+        (a plain TCP server never pays for the unix and udp tables)."""
+        inet: dict[int, procfs.InetSocket] = {}
+        unix: dict[int, procfs.UnixSocket] = {}
+        remaining = set(wanted)
+        for table in ("tcp", "tcp6", "unix", "udp", "udp6"):
+            if not remaining:
+                break
+            if table == "unix":
+                found = procfs.read_unix_table(self.pid, remaining)
+                unix.update(found)
+            else:
+                found = procfs.read_inet_table(self.pid, table, remaining)
+                inet.update(found)
+            remaining -= found.keys()
+        return inet, unix
+
+    def _byte_rates(self, now: float, sockets: list[SocketFacts]) -> Rates:
+        """Bytes per second in and out over the sockets open at both of the last two reads.
+
+        Only rates: a lifetime total is out of reach (closed sockets take their counters
+        with them), so Totals stay zero."""
+        counters = {f.inode: (f.bytes_received, f.bytes_acked) for f in sockets
+                    if f.bytes_received is not None and f.bytes_acked is not None}
+        previous, then = self._counters, self._counters_at
+        self._counters, self._counters_at = counters, now
+        if then is None or now <= then:
+            return _NO_RATES
+        moved_in = moved_out = 0
+        for inode, (received, acked) in counters.items():
+            if inode in previous:
+                moved_in += received - previous[inode][0]
+                moved_out += acked - previous[inode][1]
+        elapsed = now - then
+        return _NO_RATES._replace(bytes_in=moved_in / elapsed, bytes_out=moved_out / elapsed)
+
+    def _process_stats(self, num_fds: int) -> ProcessStats:
+        with self._proc.oneshot():
+            if self._proc.status() == psutil.STATUS_ZOMBIE:
+                raise _Gone()
+            self.name = self._proc.name()
+            stats = ProcessStats(
+                pid=self.pid, name=self.name, cpu_percent=self._proc.cpu_percent(None),
+                rss=self._proc.memory_info().rss, num_fds=num_fds,
+                fd_limit=procfs.read_fd_limit(self.pid), threads=self._proc.num_threads())
+        return stats
+
+    def _socket_view(self, facts: SocketFacts, inet, unix, diag, regs,
+                     flagged: bool) -> ConnView:
+        track = self.diagnoser.tracks[facts.inode]
+        tcp = None
+        if facts.tcp_state and diag is not None:
+            tcp = TcpInfo(facts.tcp_state, diag.rtt_us, diag.rttvar_us, diag.rto_us,
+                          diag.retransmits, diag.unacked, diag.sacked)
+        elif facts.tcp_state:  # another network namespace: only /proc's figures
+            tcp = TcpInfo(facts.tcp_state, 0, 0, 0, 0, facts.accept_queue or 0, 0)
+        if inet is not None:
+            state = _CONN_STATE.get(inet.state, OPEN) if inet.proto.startswith("tcp") else OPEN
+            peer = inet.peer
+        elif unix is not None:
+            state = LISTENING if unix.listening else (
+                CLOSING if unix.state == "DISCONNECTING" else OPEN)
+            peer = ""  # /proc/net/unix does not name the peer
+        else:
+            state, peer = OPEN, ""
+        return ConnView(
+            cid=facts.inode, fd=facts.fd, kind=facts.kind, peer=peer, state=state,
+            interest=_interest(regs), last_events=0, last_ready=None, out_buffer=0,
+            rx_queue=facts.rx_queue, tx_queue=facts.tx_queue,
+            bytes_in=facts.bytes_received or 0, bytes_out=facts.bytes_acked or 0,
+            msgs_in=0, msgs_out=0, opened_at=track.first_seen, last_io_at=track.last_change,
+            closed_at=None, tcp=tcp, flags=_flags(regs, flagged),
+            history=tuple(track.history), note=_describe(inet, unix),
+            watched_by=tuple(reg.epfd for reg in regs))
+
+    # -- a process that is gone -----------------------------------------------------------------
+
+    def _alive(self) -> bool:
+        try:  # is_running() also compares the start time: a reused PID is not our process
+            return self._proc.is_running() and self._proc.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
+    def _denied(self, name: str = "") -> str:
+        try:
+            owner_uid, owner = self._proc.uids().real, self._proc.username()
+        except (psutil.Error, KeyError):
+            owner_uid, owner = None, "another user"
+        what = f"process {self.pid} ({name + ', ' if name else ''}owned by {owner})"
+        if owner_uid is not None and owner_uid != os.geteuid() and os.geteuid() != 0:
+            return f"permission denied: cannot read {what}; attach as that user or as root"
+        # Our own user, or root: the kernel's ptrace access rules refuse (another user
+        # namespace, a missing CAP_SYS_PTRACE, yama's ptrace_scope...).
+        return f"permission denied: the kernel will not show the open files of {what}"
+
+    def _notice(self, now: float, level: str, text: str) -> None:
+        self._seq += 1
+        self._notices.append(Notice(self._seq, now, level, text))
+        del self._notices[:-20]
+
+    def _repeat(self, now: float, wall: float) -> Snapshot:
+        """The last picture again (or an empty one), stamped now, with the notices."""
+        extra = {"pid": self.pid, "cmdline": self._cmdline, "exited": self.exited,
+                 "stuck_after": self.stuck_after, "epoll": {}, "sockets": {}}
+        if self._last is None:
+            return Snapshot(
+                source="attach", taken_at=now, wall_time=wall, started_at=self._started_at,
+                backend="?", trigger="-", protocol="?", listen="", connections=(), waits=(),
+                totals=_NO_TOTALS, rates=_NO_RATES, process=None, registered=0,
+                open_connections=0, notices=tuple(self._notices), extra=extra)
+        return dataclasses.replace(
+            self._last, taken_at=now, wall_time=wall, notices=tuple(self._notices),
+            diagnoses=() if self.exited else self._last.diagnoses,
+            extra={**self._last.extra, "exited": self.exited})
+
+
+def _socket_facts(fd, inode, inet, unix, diag, regs) -> SocketFacts:
+    watches = tuple((reg.epfd, reg.mask) for reg in regs)
+    if inet is not None and inet.proto.startswith("tcp"):
+        counters = {}
+        if diag is not None and diag.bytes_received is not None:
+            # diag.rqueue and bytes_received come from one message, so they agree.
+            counters = {"app_read": diag.bytes_received - diag.rqueue,
+                        "bytes_received": diag.bytes_received, "bytes_acked": diag.bytes_acked}
+        if inet.state == "LISTEN":  # rx_queue of a listener is its accept queue
+            return SocketFacts(fd, inode, KIND_LISTENER, inet.proto, inet.state, None, None,
+                               inet.rx_queue, diag.wqueue if diag else None, watches)
+        return SocketFacts(fd, inode, KIND_CONN, inet.proto, inet.state, inet.rx_queue,
+                           inet.tx_queue, None, None, watches, **counters)
+    if inet is not None:  # udp
+        return SocketFacts(fd, inode, KIND_OTHER, inet.proto, "", inet.rx_queue,
+                           inet.tx_queue, None, None, watches)
+    if unix is not None:
+        kind = KIND_LISTENER if unix.listening else KIND_CONN
+        return SocketFacts(fd, inode, kind, "unix", "", None, None, None, None, watches)
+    return SocketFacts(fd, inode, KIND_OTHER, "", "", None, None, None, None, watches)
+
+
+def _local(inet, unix) -> str:
+    if inet is not None:
+        return inet.local
+    if unix is not None:
+        return unix.path or "(unnamed)"
+    return ""
+
+
+def _describe(inet, unix) -> str:
+    """What the socket is, for ConnView.note: ``tcp 127.0.0.1:8080``, ``unix stream /run/x``."""
+    if inet is not None:
+        return f"{inet.proto} {inet.local}"
+    if unix is not None:
+        return f"unix {unix.type} {unix.path or '(unnamed)'}"
+    return "socket (netlink, packet, or another network namespace)"
+
+
+def _socket_details(facts: SocketFacts, inet, unix) -> dict:
+    details = {"proto": facts.proto, "inode": facts.inode, "local": _local(inet, unix),
+               "peer": inet.peer if inet is not None else "", "tcp_state": facts.tcp_state,
+               "accept_queue": facts.accept_queue, "backlog": facts.backlog}
+    if unix is not None:
+        details["unix_type"], details["unix_state"] = unix.type, unix.state
+    return details
+
+
+def _interest(regs) -> int:
+    mask = 0
+    for reg in regs:
+        mask |= masks.interest(reg.mask)
+    return mask
+
+
+def _flags(regs, flagged: bool) -> str:
+    tokens: list[str] = []
+    for reg in regs:
+        tokens += [t for t in masks.flag_tokens(reg.mask) if t not in tokens]
+    if flagged:
+        tokens.append("!")
+    return " ".join(tokens)
+
+
+def _watch_entry(reg: procfs.Registration, links: dict[int, str],
+                 inodes: dict[int, int]) -> tuple[int, str, str]:
+    """(tfd, mask_hex, decoded) for extra["epoll"], marking registrations that outlive their fd.
+
+    epoll keys on the open file, not the fd number: if the app closes an fd while a dup of it
+    (or a forked child) keeps the file open, the registration stays and keeps firing."""
+    decoded = masks.decode(reg.mask)
+    if reg.tfd not in links:
+        decoded += " [stale: fd closed, file still open elsewhere]"
+    elif reg.tfd in inodes and inodes[reg.tfd] != reg.ino:
+        decoded += " [stale: fd number now names another file]"
+    return reg.tfd, f"0x{reg.mask:08x}", decoded
+
+
+def _epoll_view(fd: int, regs: list[procfs.Registration], watched_by, first: float) -> ConnView:
+    kinds = [masks.trigger(reg.mask) for reg in regs]
+    disarmed = sum(1 for reg in regs if masks.is_disarmed(reg.mask))
+    parts = [f"epoll: {len(regs)} fds"]
+    parts += [f"{kinds.count(k)} {k}" for k in (masks.EDGE, masks.ONESHOT) if k in kinds]
+    if disarmed:
+        parts.append(f"{disarmed} disarmed")
+    return _plain_view(fd, KIND_EPOLL, ", ".join(parts), watched_by, first)
+
+
+def _plain_view(fd: int, kind: str, note: str, regs, first: float) -> ConnView:
+    # Not a socket, so no inode of its own (all epoll fds share one anonymous inode): a
+    # negative cid cannot collide with a socket's inode.
+    return ConnView(
+        cid=-1 - fd, fd=fd, kind=kind, peer="", state=OPEN, interest=_interest(regs),
+        last_events=0, last_ready=None, out_buffer=0, rx_queue=None, tx_queue=None,
+        bytes_in=0, bytes_out=0, msgs_in=0, msgs_out=0, opened_at=first, last_io_at=first,
+        closed_at=None, tcp=None, flags=_flags(regs, False), history=(), note=note,
+        watched_by=tuple(reg.epfd for reg in regs))
