@@ -1,0 +1,138 @@
+"""`muxtop attach PID`: look at another process's epoll sets, sockets and stuck connections.
+
+`--once` prints one report (text, or JSON with `--json`) and exits; without it a plain-text
+table refreshes every `--interval` seconds until Ctrl-C. The dashboard plugs in through
+`main(argv, live=...)`: it gets the Attacher this module built and the parsed arguments, so
+this package never imports the UI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+
+from muxtop.attach import report
+from muxtop.attach.reader import Attacher, AttachError
+from muxtop.cli import non_negative_float, positive_int
+
+# While sampling over --window, look this often: a stuck queue must stay stuck in every look.
+SAMPLE_EVERY = 0.5
+
+EPILOG = """\
+--once --json prints one document: {pid, name, cmdline, exited, wall_time, uptime_seconds,
+process: {pid, name, cpu_percent, rss, num_fds, fd_limit, threads}, backend, trigger, listen,
+registered, open_connections, stuck_after, epoll: [{fd, watches: [{fd, mask, decoded,
+disarmed}]}], fds: [{fd, kind, state, interest, flags, watched_by, rx_queue, tx_queue, note,
+proto, inode, local, peer, tcp_state, accept_queue, backlog}], diagnoses: [{kind, fd,
+explanation, evidence}], notices: [{level, text}]}.
+Findings that need time (stuck-read, stuck-write, close-wait) need --window >= --stuck-after.
+Exit status: 0 ok, 1 the process cannot be read or exited, 2 usage error."""
+
+
+def positive_float(text: str) -> float:
+    value = non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="muxtop attach", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Show another process's epoll interest lists, sockets and kernel queues, "
+                    "and diagnose stuck connections. Read-only.")
+    parser.add_argument("pid", type=positive_int, metavar="PID", help="the process to look at")
+    parser.add_argument("--once", action="store_true", help="print one report and exit")
+    parser.add_argument("--json", action="store_true",
+                        help="JSON: one document with --once, else one line per refresh")
+    parser.add_argument("--window", type=non_negative_float, default=0.0, metavar="S",
+                        help="with --once: sample over S seconds before reporting (default 0)")
+    parser.add_argument("--stuck-after", type=non_negative_float, default=2.0, metavar="T",
+                        help="seconds a queue must stay stuck to count (default 2)")
+    parser.add_argument("--interval", type=positive_float, default=1.0, metavar="S",
+                        help="seconds between refreshes without --once (default 1)")
+    return parser
+
+
+def open_attacher(args: argparse.Namespace) -> Attacher:
+    """The Attacher for parsed arguments; raises AttachError with a one-line reason."""
+    return Attacher(args.pid, stuck_after=args.stuck_after)
+
+
+LiveView = Callable[[Attacher, argparse.Namespace], int]
+
+
+def main(argv: list[str], live: LiveView | None = None) -> int:
+    args = build_parser().parse_args(argv)  # a usage error exits 2
+    try:
+        attacher = open_attacher(args)
+        if args.once:
+            return once(attacher, args)
+        if args.json:
+            return json_lines(attacher, args)
+        return (live or text_loop)(attacher, args)
+    except AttachError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader left (`| head`): point stdout at /dev/null so the exit flush is quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def once(attacher: Attacher, args: argparse.Namespace) -> int:
+    """Sample over --window (every SAMPLE_EVERY s), then print the last snapshot."""
+    deadline = time.monotonic() + args.window
+    # With no window, still wait a moment: CPU% over a few microseconds means nothing.
+    time.sleep(min(0.1, SAMPLE_EVERY) if args.window == 0 else 0)
+    snapshot = attacher.read()
+    while not attacher.exited and (remaining := deadline - time.monotonic()) > 0:
+        time.sleep(min(SAMPLE_EVERY, remaining))
+        snapshot = attacher.read()
+    if attacher.exited:
+        return _fail(f"process {attacher.pid} ({attacher.name}) exited while attached")
+    if args.json:
+        json.dump(report.to_json(snapshot), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(report.to_text(snapshot))
+    return 0
+
+
+def json_lines(attacher: Attacher, args: argparse.Namespace) -> int:
+    """One compact JSON document per refresh, for `| jq` and friends."""
+    try:
+        while True:
+            snapshot = attacher.read()
+            print(json.dumps(report.to_json(snapshot)), flush=True)
+            if attacher.exited:
+                return _fail(f"process {attacher.pid} ({attacher.name}) exited")
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        return 0
+
+
+def text_loop(attacher: Attacher, args: argparse.Namespace) -> int:
+    """The stand-in for the dashboard: a short table every --interval seconds until Ctrl-C."""
+    clear = "\x1b[H\x1b[J" if sys.stdout.isatty() else ""
+    try:
+        while True:
+            snapshot = attacher.read()
+            if attacher.exited:
+                return _fail(f"process {attacher.pid} ({attacher.name}) exited")
+            lines = (report.header_lines(snapshot) + [""] + report.fd_table(snapshot) + [""]
+                     + report.diagnosis_lines(snapshot))
+            print(clear + "\n".join(lines) + ("" if clear else "\n"), flush=True)
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _fail(message: str) -> int:
+    print(f"muxtop attach: {message}", file=sys.stderr)
+    return 1
