@@ -1,0 +1,513 @@
+"""`muxtop attach`: real child processes with real loopback sockets, read through /proc.
+
+Each test starts a small server script (written below) in a mode that shows one behaviour,
+points an Attacher or the CLI at it, and kills it afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from muxtop.attach import cli, masks, procfs
+from muxtop.attach.reader import Attacher, AttachError
+from muxtop.snapshot import HALF_CLOSED, KIND_CONN, KIND_EPOLL, KIND_LISTENER
+
+pytestmark = pytest.mark.timeout(30)
+
+REPO = Path(__file__).resolve().parents[1]
+
+SERVER = r'''
+import json, select, socket, sys, time
+
+mode = sys.argv[1]
+backlog = int(sys.argv[2]) if len(sys.argv) > 2 else 16
+
+def say(**fields):
+    print(json.dumps(fields), flush=True)
+
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(backlog)
+listener.setblocking(False)
+ep = select.epoll()
+ep.register(listener.fileno(), select.EPOLLIN)
+info = {"port": listener.getsockname()[1], "listener": listener.fileno(), "epoll": ep.fileno()}
+keep = []
+if mode == "families":
+    l6 = socket.socket(socket.AF_INET6)
+    l6.bind(("::1", 0))
+    l6.listen(4)
+    ep.register(l6.fileno(), select.EPOLLIN)
+    ul = socket.socket(socket.AF_UNIX)
+    ul.bind(sys.argv[3])
+    ul.listen(4)
+    ep.register(ul.fileno(), select.EPOLLIN | select.EPOLLEXCLUSIVE)
+    a, b = socket.socketpair()
+    ep.register(a.fileno(), select.EPOLLIN)
+    b.send(b"hello")
+    keep += [l6, ul, a, b]
+    info.update(listener6=l6.fileno(), unix_listener=ul.fileno(), pair=a.fileno(),
+                unwatched=b.fileno())
+say(**info)
+if mode in ("noaccept", "families"):
+    time.sleep(120)
+    sys.exit()
+
+CONN_MASK = {"stuck": select.EPOLLIN | select.EPOLLET, "drain": select.EPOLLIN | select.EPOLLET,
+             "oneshot": select.EPOLLIN | select.EPOLLONESHOT}
+conns = {}
+while True:
+    for fd, _ in ep.poll(0.05):
+        if fd == listener.fileno():
+            c, _ = listener.accept()
+            c.setblocking(False)
+            conns[c.fileno()] = c
+            if mode in CONN_MASK:  # "hold" and "flood" never read
+                ep.register(c.fileno(), CONN_MASK[mode])
+            say(accepted=c.fileno())
+        elif mode in ("stuck", "oneshot"):
+            # The bug: one small read per event, never until EAGAIN.
+            say(read=fd, n=len(conns[fd].recv(16)))
+        elif mode == "drain":
+            c = conns[fd]
+            while True:
+                try:
+                    data = c.recv(65536)
+                except BlockingIOError:
+                    break
+                if not data:
+                    ep.unregister(fd)
+                    del conns[fd]
+                    c.close()
+                    break
+    if mode == "flood":  # write to clients that never read
+        for c in conns.values():
+            try:
+                c.send(b"x" * 65536)
+            except BlockingIOError:
+                pass
+'''
+
+
+class Server:
+    """A server script in a child process; its stdout is a stream of JSON lines."""
+
+    def __init__(self, script: Path, mode: str, *args: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-u", str(script), mode, *args],
+                                     stdout=subprocess.PIPE, bufsize=0)
+        self.pid = self.proc.pid
+        self.info = self.expect("port")
+
+    def expect(self, key: str, timeout: float = 5.0) -> dict:
+        """The next line that has `key` (unbuffered reads, so select() tells the truth)."""
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            if not select.select([self.proc.stdout], [], [], remaining)[0]:
+                break
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            message = json.loads(line)
+            if key in message:
+                return message
+        raise AssertionError(f"server never said {key!r}")
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait(5)
+        self.proc.stdout.close()
+
+
+@pytest.fixture
+def spawn(tmp_path):
+    script = tmp_path / "server.py"
+    script.write_text(SERVER)
+    servers = []
+
+    def start(mode: str, *args: str) -> Server:
+        servers.append(Server(script, mode, *args))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def connect():
+    opened = []
+
+    def open_client(port: int, *, blocking: bool = True) -> socket.socket:
+        if blocking:
+            client = socket.create_connection(("127.0.0.1", port), timeout=5)
+        else:
+            client = socket.socket()
+            client.setblocking(False)
+            client.connect_ex(("127.0.0.1", port))
+        opened.append(client)
+        return client
+
+    yield open_client
+    for client in opened:
+        client.close()
+
+
+def read_until(attacher: Attacher, found, timeout: float = 5.0, every: float = 0.15):
+    """Read every `every` s until `found(snapshot)` holds; the last snapshot either way."""
+    deadline = time.monotonic() + timeout
+    while True:
+        snapshot = attacher.read()
+        if found(snapshot) or time.monotonic() > deadline:
+            return snapshot
+        time.sleep(every)
+
+
+def kinds(snapshot, kind: str) -> list:
+    return [d for d in snapshot.diagnoses if d.kind == kind]
+
+
+def view(snapshot, fd: int):
+    return next(v for v in snapshot.connections if v.fd == fd)
+
+
+# -- decoding, no processes -------------------------------------------------------------------
+
+def test_masks_decode_to_words_and_muxtop_flags():
+    assert masks.decode(0x19) == "IN|ERR|HUP"
+    assert masks.decode(0x80000019) == "IN|ERR|HUP|ET"
+    assert masks.decode(0x1000001D) == "IN|OUT|ERR|HUP|EXCLUSIVE"
+    assert masks.decode(0x40000019) == "IN|ERR|HUP|ONESHOT"
+    # A fired oneshot keeps only the private bits: ONESHOT alone, or with ET.
+    assert masks.decode(0x40000000) == "ONESHOT (disarmed)"
+    assert masks.decode(0xC0000000) == "ET|ONESHOT (disarmed)"
+    assert masks.is_disarmed(0x40000000) and not masks.is_disarmed(0x40000019)
+    assert not masks.is_disarmed(0x80000000)
+    assert masks.interest(0x8000001D) == 0x5  # READ|WRITE; ERR/HUP are always there
+    assert masks.flag_tokens(0xC0000000) == ["ET", "DISARMED"]
+    assert masks.summarize_triggers([0x19, 0x19]) == "level"
+    assert masks.summarize_triggers([0x80000019]) == "edge"
+    assert masks.summarize_triggers([0xC0000019]) == "oneshot"
+    assert masks.summarize_triggers([0x19, 0x80000019]) == "mixed"
+    assert masks.summarize_triggers([]) == "-"
+
+
+def test_epoll_fdinfo_and_addresses_parse():
+    # Copied from this kernel's /proc/self/fdinfo/<epfd>.
+    text = ("pos:\t0\nflags:\t02000002\nmnt_id:\t17\nino:\t18\n"
+            "tfd:        3 events: 80000019 data:     7fa000000003  pos:0 ino:1297 sdev:9\n"
+            "tfd:       13 events: 40000000 data:     7fa00000000d  pos:0 ino:12a1 sdev:9\n")
+    assert procfs.parse_epoll_fdinfo(5, text) == [
+        procfs.Registration(5, 3, 0x80000019, 0x1297),
+        procfs.Registration(5, 13, 0x40000000, 0x12A1)]
+    if sys.byteorder == "little":
+        assert procfs.decode_address("0100007F:1F90") == "127.0.0.1:8080"
+        assert procfs.decode_address("00000000000000000000000001000000:0050") == "[::1]:80"
+    assert procfs.decode_address("00000000:0000") == ""
+    assert procfs.socket_inode("socket:[4769]") == 4769
+    assert procfs.socket_inode("anon_inode:[eventpoll]") is None
+
+
+# -- diagnoses on live processes --------------------------------------------------------------
+
+def test_stuck_read_on_edge_triggered_fd_is_found(spawn, connect):
+    server = spawn("stuck")
+    client = connect(server.info["port"])
+    fd = server.expect("accepted")["accepted"]
+    client.sendall(b"x" * 1000)
+    assert server.expect("read")["n"] == 16
+
+    attacher = Attacher(server.pid, stuck_after=0.5)
+    first = attacher.read()
+    assert kinds(first, "stuck-read") == []  # one look cannot tell stuck from busy
+    conn = view(first, fd)
+    assert conn.kind == KIND_CONN and conn.tcp.state == "ESTABLISHED"
+    assert conn.rx_queue == 1000 - 16
+    assert conn.watched_by == (server.info["epoll"],)
+    assert "ET" in conn.flags.split() and conn.interest == 0x1
+    assert first.backend == "epoll" and first.trigger == "mixed"  # ET conn, level listener
+    assert first.waits == () and first.source == "attach"
+
+    snapshot = read_until(attacher, lambda s: kinds(s, "stuck-read"))
+    [finding] = kinds(snapshot, "stuck-read")
+    assert finding.fd == fd
+    evidence = dict(finding.evidence)
+    assert evidence["rx_queue"] == 984 and evidence["seconds"] >= 0.5
+    assert evidence["mask"] == "0x80000019" and evidence["epoll_fd"] == server.info["epoll"]
+    assert "edge-triggered" in finding.explanation
+    assert "!" in view(snapshot, fd).flags
+
+
+def test_stuck_read_through_the_cli_json(spawn, connect):
+    server = spawn("stuck")
+    client = connect(server.info["port"])
+    fd = server.expect("accepted")["accepted"]
+    client.sendall(b"y" * 500)
+    server.expect("read")
+
+    result = subprocess.run(
+        [sys.executable, "-m", "muxtop", "attach", str(server.pid), "--once", "--json",
+         "--window", "1.2", "--stuck-after", "1"],
+        capture_output=True, text=True, timeout=20, cwd=REPO, check=False)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["pid"] == server.pid and doc["exited"] is False
+    assert doc["process"]["num_fds"] >= 5 and doc["process"]["fd_limit"] > 0
+    assert "server.py stuck" in doc["cmdline"]
+    [finding] = [d for d in doc["diagnoses"] if d["kind"] == "stuck-read"]
+    assert finding["fd"] == fd and finding["evidence"]["rx_queue"] == 500 - 16
+    [epoll_set] = doc["epoll"]
+    assert epoll_set["fd"] == server.info["epoll"]
+    watch = next(w for w in epoll_set["watches"] if w["fd"] == fd)
+    assert watch["mask"] == "0x80000019" and watch["decoded"] == "IN|ERR|HUP|ET"
+    listener = next(f for f in doc["fds"] if f["fd"] == server.info["listener"])
+    assert listener["kind"] == "listener" and listener["backlog"] == 16
+    assert listener["accept_queue"] == 0 and listener["tcp_state"] == "LISTEN"
+
+
+@pytest.mark.parametrize("mode", ["drain", "stuck"])
+def test_steady_load_flags_only_the_server_that_does_not_drain(mode, spawn, connect):
+    """Under steady load both queues are often non-empty; only unread old bytes count."""
+    server = spawn(mode)
+    clients = [connect(server.info["port"]) for _ in range(3)]
+    fds = [server.expect("accepted")["accepted"] for _ in clients]
+    attacher = Attacher(server.pid, stuck_after=0.5)
+    found = set()
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:
+        for client in clients:
+            client.sendall(b"z" * 1000)  # each burst wakes the edge-triggered fd again
+        snapshot = attacher.read()
+        found |= {d.fd for d in kinds(snapshot, "stuck-read")}
+        if mode == "drain":
+            assert snapshot.diagnoses == (), snapshot.diagnoses
+        time.sleep(0.1)
+    assert snapshot.open_connections == 3
+    assert snapshot.rates.bytes_in > 0
+    assert found == (set() if mode == "drain" else set(fds))
+
+
+def test_close_wait_pile_up_is_found(spawn, connect):
+    server = spawn("hold")
+    for _ in range(4):
+        connect(server.info["port"]).close()
+        server.expect("accepted")
+    attacher = Attacher(server.pid, stuck_after=0.3)
+    snapshot = read_until(attacher, lambda s: kinds(s, "close-wait"))
+    [finding] = kinds(snapshot, "close-wait")
+    assert finding.fd is None
+    evidence = dict(finding.evidence)
+    assert evidence["count"] == 4 and evidence["lingering"] >= 1
+    assert evidence["oldest_seconds"] >= 0.3
+    conns = [v for v in snapshot.connections if v.kind == KIND_CONN]
+    assert len(conns) == 4
+    assert all(v.tcp.state == "CLOSE_WAIT" and v.state == HALF_CLOSED for v in conns)
+    assert all(v.watched_by == () for v in conns)  # "hold" never registers them
+
+
+def test_full_accept_queue_is_found(spawn, connect):
+    server = spawn("noaccept", "2")
+    listener_fd = server.info["listener"]
+    connect(server.info["port"], blocking=False)
+    attacher = Attacher(server.pid)
+    snapshot = read_until(attacher, lambda s: view(s, listener_fd).tcp.unacked == 1)
+    assert kinds(snapshot, "accept-queue-full") == []  # 1 of 2: not full
+
+    for _ in range(4):
+        connect(server.info["port"], blocking=False)
+    snapshot = read_until(attacher, lambda s: kinds(s, "accept-queue-full"))
+    [finding] = kinds(snapshot, "accept-queue-full")
+    assert finding.fd == listener_fd
+    # The kernel queues backlog + 1 connections before it drops handshakes.
+    assert dict(finding.evidence) == {"accept_queue": 3, "backlog": 2}
+    listener = view(snapshot, listener_fd)
+    assert listener.kind == KIND_LISTENER and listener.rx_queue is None
+    assert (listener.tcp.unacked, listener.tcp.sacked) == (3, 2)
+
+
+def test_send_queue_that_only_grows_is_found(spawn, connect):
+    server = spawn("flood")
+    connect(server.info["port"])  # and never read
+    fd = server.expect("accepted")["accepted"]
+    attacher = Attacher(server.pid, stuck_after=0.5)
+    snapshot = read_until(attacher, lambda s: kinds(s, "stuck-write"), every=0.2)
+    [finding] = kinds(snapshot, "stuck-write")
+    assert finding.fd == fd and "peer is not reading" in finding.explanation
+    evidence = dict(finding.evidence)
+    assert evidence["tx_queue"] >= evidence["tx_queue_at_start"] > 0
+    assert evidence["samples"] >= 3
+
+
+def test_fired_oneshot_shows_disarmed(spawn, connect):
+    server = spawn("oneshot")
+    client = connect(server.info["port"])
+    fd = server.expect("accepted")["accepted"]
+    client.sendall(b"o" * 100)
+    server.expect("read")
+    attacher = Attacher(server.pid, stuck_after=0.3)
+    snapshot = attacher.read()
+    entry = next(e for e in snapshot.extra["epoll"][server.info["epoll"]] if e[0] == fd)
+    assert entry == (fd, "0x40000000", "ONESHOT (disarmed)")
+    conn = view(snapshot, fd)
+    assert conn.flags == "DISARMED" and conn.interest == 0
+    epoll_view = view(snapshot, server.info["epoll"])
+    assert epoll_view.kind == KIND_EPOLL and "1 disarmed" in epoll_view.note
+
+    snapshot = read_until(attacher, lambda s: kinds(s, "stuck-read"))
+    [finding] = kinds(snapshot, "stuck-read")
+    assert finding.fd == fd and "never re-armed" in finding.explanation
+
+
+def test_ipv6_and_unix_sockets_show_up(spawn, tmp_path):
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    path = str(tmp_path / "u.sock")
+    server = spawn("families", "16", path)
+    info = server.info
+    snapshot = Attacher(server.pid).read()
+    sockets = snapshot.extra["sockets"]
+
+    v6 = view(snapshot, info["listener6"])
+    assert v6.kind == KIND_LISTENER and v6.note.startswith("tcp6 [::1]:")
+    assert sockets[v6.fd]["backlog"] == 4
+
+    unix_listener = view(snapshot, info["unix_listener"])
+    assert unix_listener.kind == KIND_LISTENER and unix_listener.rx_queue is None
+    assert sockets[unix_listener.fd]["local"] == path
+    assert "EXCL" in unix_listener.flags.split()
+    pair = view(snapshot, info["pair"])
+    assert pair.kind == KIND_CONN and pair.rx_queue is None and pair.tx_queue is None
+    assert sockets[pair.fd]["proto"] == "unix" and pair.watched_by == (info["epoll"],)
+    assert view(snapshot, info["unwatched"]).watched_by == ()
+    assert "[::1]:" in snapshot.listen and path in snapshot.listen
+
+    # The whole picture survives JSON, and the text report names each socket.
+    from muxtop.attach import report
+    json.dumps(report.to_json(snapshot))
+    text = report.to_text(snapshot)
+    assert path in text and "tcp6" in text
+
+
+def test_fds_near_the_limit_are_found():
+    code = ("import os, resource, time; resource.setrlimit(resource.RLIMIT_NOFILE, (20, 20)); "
+            "fds = [os.open(os.devnull, os.O_RDONLY) for _ in range(15)]; "
+            "print('ready', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        snapshot = Attacher(proc.pid).read()
+    finally:
+        proc.kill()
+        proc.wait(5)
+        proc.stdout.close()
+    [finding] = kinds(snapshot, "fd-pressure")
+    evidence = dict(finding.evidence)
+    assert finding.fd is None and evidence["fd_limit"] == 20 and evidence["num_fds"] >= 16
+    assert snapshot.process.fd_limit == 20 and snapshot.backend == "?"
+
+
+# -- processes that are not there -------------------------------------------------------------
+
+def _sleeper() -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+
+def test_vanished_process_reads_as_exited_and_cli_says_so(capsys):
+    proc = _sleeper()
+    try:
+        attacher = Attacher(proc.pid)
+        assert attacher.read().extra["exited"] is False
+    finally:
+        proc.kill()
+        proc.wait(5)
+    snapshot = attacher.read()  # must not raise
+    assert snapshot.extra["exited"] is True and attacher.exited
+    assert "exited" in snapshot.notices[-1].text
+    assert attacher.read().extra["exited"] is True
+
+    assert cli.main([str(proc.pid), "--once", "--json"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"muxtop attach: no process with PID {proc.pid}\n"
+    with pytest.raises(AttachError):
+        Attacher(proc.pid)
+
+
+def test_process_exiting_while_attached_gives_one_line(capsys):
+    # Not reaped until the end: a zombie must count as exited too.
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.4)"])
+    try:
+        assert cli.main([str(proc.pid), "--once", "--window", "5"]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"muxtop attach: process {proc.pid} (")
+        assert err.endswith("exited while attached\n") and err.count("\n") == 1
+    finally:
+        proc.kill()
+        proc.wait(5)
+
+
+def test_live_view_is_pluggable_and_text_loop_ends_when_the_process_exits(capsys):
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.6)"])
+    try:
+        seen = []
+        assert cli.main([str(proc.pid)], live=lambda a, args: seen.append(a) or 7) == 7
+        assert isinstance(seen[0], Attacher) and seen[0].pid == proc.pid
+        assert cli.main([str(proc.pid), "--interval", "0.2"]) == 1  # the text loop
+        out, err = capsys.readouterr()
+        assert f"PID {proc.pid} " in out and "FD  KIND" in out
+        assert err.startswith(f"muxtop attach: process {proc.pid} (")
+        assert err.endswith(") exited\n") and err.count("\n") == 1
+    finally:
+        proc.kill()
+        proc.wait(5)
+
+
+@pytest.mark.parametrize("text", ["abc", "0", "12x"])
+def test_bad_pid_is_a_usage_error(text, capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main([text, "--once"])
+    assert exited.value.code == 2
+    assert "usage: muxtop attach" in capsys.readouterr().err
+
+
+def test_permission_denied_is_one_line():
+    """Another user's process: run the CLI as `nobody` against a child of ours (root)."""
+    system_python = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
+    if os.geteuid() != 0 or not system_python.exists():
+        pytest.skip("needs root and a system Python of this version to run as nobody")
+    proc = _sleeper()
+    try:
+        site = str(Path(psutil.__file__).parents[1])
+        result = subprocess.run(
+            [str(system_python), "-m", "muxtop", "attach", str(proc.pid), "--once"],
+            user=65534, group=65534, extra_groups=[], cwd="/", timeout=20,
+            env={"PYTHONPATH": f"{REPO}:{site}", "PATH": "/usr/bin:/bin"},
+            capture_output=True, text=True, check=False)
+    finally:
+        proc.kill()
+        proc.wait(5)
+    if "No module named" in result.stderr:
+        pytest.skip("nobody cannot import muxtop or psutil here")
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        f"muxtop attach: permission denied: cannot read process {proc.pid} (")
+    assert "owned by root" in result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_attach_never_imports_textual():
+    code = ("import sys, muxtop.attach.cli, muxtop.attach.reader, muxtop.attach.report; "
+            "sys.exit(any(m.split('.')[0] == 'textual' for m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, timeout=20, check=False)
+    assert result.returncode == 0
