@@ -88,8 +88,8 @@ def main(argv: list[str], live: LiveView | None = None) -> int:
 def once(attacher: Attacher, args: argparse.Namespace) -> int:
     """Sample over --window (every SAMPLE_EVERY s), then print the last snapshot."""
     deadline = time.monotonic() + args.window
-    # With no window, still wait a moment: CPU% over a few microseconds means nothing.
-    time.sleep(min(0.1, SAMPLE_EVERY) if args.window == 0 else 0)
+    if args.window == 0:
+        time.sleep(0.1)  # CPU% over a few microseconds would mean nothing
     snapshot = attacher.read()
     while not attacher.exited and (remaining := deadline - time.monotonic()) > 0:
         time.sleep(min(SAMPLE_EVERY, remaining))

@@ -194,7 +194,8 @@ class Attacher:
                 "cmdline": self._cmdline,
                 "exited": False,
                 "stuck_after": self.stuck_after,
-                "epoll": {epfd: [_watch_entry(reg, links, inodes) for reg in regs]
+                "epoll": {epfd: [_watch_entry(reg, links, inodes)
+                                 for reg in sorted(regs, key=lambda reg: reg.tfd)]
                           for epfd, regs in sorted(epoll_sets.items())},
                 "sockets": {f.fd: _socket_details(f, inet.get(f.inode), unix.get(f.inode))
                             for f in sockets},
@@ -364,7 +365,8 @@ def _socket_details(facts: SocketFacts, inet, unix) -> dict:
                "peer": inet.peer if inet is not None else "", "tcp_state": facts.tcp_state,
                "accept_queue": facts.accept_queue, "backlog": facts.backlog}
     if unix is not None:
-        details["unix_type"], details["unix_state"] = unix.type, unix.state
+        details["unix_type"] = unix.type
+        details["unix_state"] = "LISTEN" if unix.listening else unix.state
     return details
 
 

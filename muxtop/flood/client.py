@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import heapq
 import math
+import resource
 import select
 import socket
 import struct
@@ -167,12 +168,12 @@ class Flood:
                 if now >= deadline:
                     self.stopped_by = "duration"
                     break
+                self._run_timers(now)
                 if self._to_start:
                     self._start_clients(now)
-                elif not self._clients:
+                if not self._to_start and not self._clients:
                     self.stopped_by = "complete"
                     break
-                self._run_timers(now)
                 if now >= next_tick:
                     self._expire(now)
                     self.stats.fold()
@@ -488,9 +489,12 @@ class Flood:
         self.stats.fail(reason)
         if exc is not None and exc.errno in _RESOURCE_ERRNOS and reason not in self._noticed:
             self._noticed.add(reason)
-            self._notice(f"{reason} ({exc.strerror or reason}) with {len(self._clients)} "
-                         "connections open; connections failing so are counted as "
-                         f"failed[{reason!r}], not retried")
+            what = f"{reason}, {exc.strerror or 'no resources'}"
+            if exc.errno == errno.EMFILE:
+                soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+                what = f"out of file descriptors: EMFILE, RLIMIT_NOFILE soft {soft} hard {hard}"
+            self._notice(f"{what} ({len(self._clients)} connections open); connections that "
+                         f"cannot be opened are counted as failed {reason}, not retried")
 
     def _after(self, client_id: int) -> None:
         """A burst with a duration reconnects each slot as soon as it is done."""

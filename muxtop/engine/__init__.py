@@ -1,0 +1,10 @@
+"""The multiplexing server engine: one thread, switchable backends, always-on telemetry."""
+
+from muxtop.engine.commands import (
+    CloseConnection, Outcome, PauseReading, SetLab, Stop, Switch, Watch,
+)
+from muxtop.engine.config import LABS, EngineConfig
+from muxtop.engine.loop import Engine, EngineStartError
+
+__all__ = ["Engine", "EngineConfig", "EngineStartError", "LABS", "CloseConnection", "Outcome",
+           "PauseReading", "SetLab", "Stop", "Switch", "Watch"]

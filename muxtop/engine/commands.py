@@ -1,0 +1,53 @@
+"""Commands another thread sends the engine with `Engine.submit`. Each is answered through the
+Future `submit` returns: Outcome(ok, message). A refused command changes nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class Switch:
+    """Move every fd to a fresh backend and/or trigger mode between two wait calls."""
+
+    backend: str | None = None  # None: keep the current one
+    trigger: str | None = None
+
+
+@dataclass(frozen=True)
+class CloseConnection:
+    fd: int
+
+
+@dataclass(frozen=True)
+class PauseReading:
+    """Stop (paused=True) or resume reading one connection, as a person asked."""
+
+    fd: int
+    paused: bool
+
+
+@dataclass(frozen=True)
+class SetLab:
+    """Turn one bug-lab switch on or off."""
+
+    name: str
+    on: bool
+
+
+@dataclass(frozen=True)
+class Watch:
+    """Fds a viewer shows now: the engine probes their kernel queues first."""
+
+    fds: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Stop:
+    pass

@@ -1,0 +1,28 @@
+"""Settings of one engine, fixed at start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+LABS = ("naive-edge", "busy-writable", "no-backpressure", "emfile-spin")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    backend: str = "epoll"
+    trigger: str = "level"
+    protocol: str = "echo"
+    max_conns: int | None = None  # stop accepting at this many open connections
+    backlog: int = 1024
+    read_size: int = 65536  # bytes asked of one recv
+    high_water: int = 256 * 1024  # stop reading a connection whose out-buffer passes this...
+    low_water: int = 64 * 1024  # ...until it drains below this
+    edge_budget: int = 16  # recvs per edge-triggered event before yielding to other fds
+    publish_interval: float = 0.25  # seconds between Snapshots
+    ring_size: int = 4096  # wait records kept
+    closed_linger: float = 5.0  # seconds a closed connection stays visible
+    probe_budget: int = 256  # sockets probed (FIONREAD, SIOCOUTQ, TCP_INFO) per Snapshot
+    stuck_after: float = 2.0  # seconds before a detector calls a connection stuck
+    lab: frozenset[str] = field(default_factory=frozenset)

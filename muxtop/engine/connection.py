@@ -1,0 +1,54 @@
+"""One accepted TCP connection: its socket, out-buffer, counters and state history.
+
+Plain attributes with __slots__: the hot loop touches these on every event."""
+
+from __future__ import annotations
+
+import socket
+
+from muxtop.snapshot import CLOSED, OPEN
+
+
+class Connection:
+    __slots__ = (
+        "cid", "fd", "sock", "recv", "send", "peer", "state", "interest", "out",
+        "bytes_in", "bytes_out", "msgs_in", "msgs_out", "last_events", "last_ready",
+        "opened_at", "last_io_at", "closed_at", "history", "user_paused", "backpressured",
+        "peer_closed", "closing", "inbuf", "note", "rx_queue", "tx_queue", "tcp", "view",
+    )
+
+    def __init__(self, cid: int, sock: socket.socket, peer: str, now: float) -> None:
+        self.cid = cid
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.recv = sock.recv  # bound once: the hot loop calls these per event
+        self.send = sock.send
+        self.peer = peer
+        self.state = OPEN
+        self.interest = 0
+        self.out = bytearray()  # bytes the protocol produced that the kernel has not taken yet
+        self.bytes_in = self.bytes_out = self.msgs_in = self.msgs_out = 0
+        self.last_events = 0
+        self.last_ready: float | None = None
+        self.opened_at = self.last_io_at = now
+        self.closed_at: float | None = None
+        self.history: list[tuple[float, str]] = [(now, OPEN)]
+        self.user_paused = False  # a person asked to stop reading it
+        self.backpressured = False  # out-buffer passed the high-water mark
+        self.peer_closed = False  # recv returned b"" (FIN)
+        self.closing = False  # close once the out-buffer is sent (protocol said goodbye)
+        self.inbuf = b""  # partial request the protocol keeps between reads (http)
+        self.note = ""
+        self.rx_queue: int | None = None  # last kernel probe
+        self.tx_queue: int | None = None
+        self.tcp = None
+        self.view = None  # ConnView frozen at close, shown while recently closed
+
+    def set_state(self, state: str, now: float) -> None:
+        if state != self.state:
+            self.state = state
+            self.history.append((now, state))
+            if len(self.history) > 32:
+                del self.history[1:2]  # keep the first (open) and the latest transitions
+            if state == CLOSED:
+                self.closed_at = now

@@ -1,0 +1,582 @@
+"""The server engine: one thread that owns the listener, every connection and the backend.
+
+Other threads talk to it only through `submit` (a command queue plus an eventfd registered in
+the backend, shown as the `control` fd) and read it only through `snapshot()`, an immutable
+Snapshot swapped in a few times a second. The engine never calls into its readers.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from concurrent.futures import Future
+
+from muxtop.backends import EDGE, ONESHOT, BackendError, make_backend
+from muxtop.engine import commands as cmd
+from muxtop.engine.config import LABS, EngineConfig
+from muxtop.engine.connection import Connection
+from muxtop.engine.protocols import PROTOCOLS
+from muxtop.engine.telemetry import Telemetry
+from muxtop.events import ERROR, HANGUP, READ, WRITE
+from muxtop.snapshot import CLOSED, CLOSING, HALF_CLOSED, OPEN, READ_PAUSED, Snapshot
+
+READABLE = READ | ERROR | HANGUP  # an error or hang-up shows up as a failing or empty recv
+WRITABLE = WRITE | ERROR | HANGUP
+ACCEPT_BACKOFF = (0.05, 1.0)  # first and longest pause of accept() after EMFILE/ENFILE
+_OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+class EngineStartError(Exception):
+    """The server could not start; the message is one plain line for the user."""
+
+
+class Engine:
+    def __init__(self, config: EngineConfig | None = None) -> None:
+        self.config = config = config or EngineConfig()
+        if config.protocol not in PROTOCOLS:
+            raise EngineStartError(f"no protocol {config.protocol!r}")
+        unknown = set(config.lab) - set(LABS)
+        if unknown:
+            raise EngineStartError(f"no bug-lab switch {', '.join(sorted(unknown))}")
+        self._protocol = PROTOCOLS[config.protocol]
+        self._commands: deque[tuple[object, Future]] = deque()
+        self._conns: dict[int, Connection] = {}
+        self._pending: dict[int, None] = {}  # edge: fds to service without waiting (ordered set)
+        self._listener: socket.socket | None = None
+        self._listen_fd = self._control_fd = -1
+        self._listen_interest = 0
+        self._accept_resume_at: float | None = None
+        self._accept_backoff = ACCEPT_BACKOFF[0]
+        self._next_cid = 1
+        self.waits_total = self.events_total = 0  # brought up to date at each publish
+        self._nreg = 0
+        self._running = False
+        self._thread: threading.Thread | None = None
+        self._snapshot: Snapshot | None = None
+        self.lab: set[str] = set(config.lab)
+        self.address: tuple[str, int] = (config.host, config.port)
+        self.error: str | None = None  # set if the loop died
+        self.telemetry = Telemetry(self)
+
+    # ---- life cycle (caller's thread) ---------------------------------------------------
+
+    def start(self) -> Engine:
+        """Bind, listen and start the thread. Errors raise EngineStartError here, in the
+        caller's thread, before anything runs."""
+        config = self.config
+        try:
+            self._backend = make_backend(config.backend, config.trigger)
+        except BackendError as exc:
+            raise EngineStartError(str(exc)) from None
+        self._listener = _listen(config.host, config.port, config.backlog)
+        self.address = self._listener.getsockname()[:2]
+        self._listen_fd = self._listener.fileno()
+        self._control_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._set_listener(READ)
+        self._register(self._control_fd, READ)
+        self._running = True
+        self._snapshot = self.telemetry.publish(time.monotonic())
+        self._thread = threading.Thread(target=self._run, name="muxtop-engine", daemon=True)
+        self._thread.start()
+        return self
+
+    def submit(self, command: object) -> Future:
+        """Queue a command for the engine thread; the Future gets an Outcome."""
+        future: Future = Future()
+        if not self._running:
+            future.set_result(cmd.Outcome(False, "the engine is not running"))
+            return future
+        self._commands.append((command, future))
+        try:
+            os.eventfd_write(self._control_fd, 1)
+        except OSError:
+            pass  # closed by a stop racing us: the loop has ended, nothing to wake
+        return future
+
+    def snapshot(self) -> Snapshot:
+        assert self._snapshot is not None, "start() the engine first"
+        return self._snapshot
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the loop and close every fd it opened. Safe to call twice."""
+        if self._thread is None:
+            self._close_all()
+            return
+        if self._thread.is_alive():
+            self.submit(cmd.Stop())
+            self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def __enter__(self) -> Engine:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- the loop (engine thread) -------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # noqa: BLE001 - report, then close everything
+            self.error = f"engine stopped: {exc!r}"
+            traceback.print_exc(file=sys.stderr)
+        finally:
+            self._running = False
+            self._close_all()
+            self._snapshot = self.telemetry.publish(time.monotonic())
+            while self._commands:
+                _, future = self._commands.popleft()
+                future.set_result(cmd.Outcome(False, "the engine has stopped"))
+
+    def _loop(self) -> None:
+        conns = self._conns
+        monotonic = time.monotonic
+        record = self.telemetry.ring.append
+        publish_interval = self.config.publish_interval
+        next_publish = monotonic() + publish_interval
+        seq = events_total = 0
+        while self._running:
+            backend = self._backend  # a switch replaces it between two waits
+            pending = self._pending
+            now = monotonic()
+            if pending:
+                timeout = 0.0
+            else:
+                timeout = next_publish - now
+                if self._accept_resume_at is not None:
+                    timeout = min(timeout, self._accept_resume_at - now)
+                if timeout < 0.0:
+                    timeout = 0.0
+            ready = backend.wait(timeout)
+            after = monotonic()
+            seq += 1
+            events_total += len(ready)
+            record((seq, now, timeout, after - now, self._nreg, ready))
+            for fd, events in ready:
+                conn = conns.get(fd)
+                if conn is not None:
+                    conn.last_events = events
+                    conn.last_ready = after
+                    self._service(conn, events, after)
+                elif fd == self._listen_fd:
+                    self._accept(after)
+                elif fd == self._control_fd:
+                    self._run_commands(after)
+                # else: closed earlier in this batch (like ae.c, re-check before dispatch)
+            if backend.trigger == ONESHOT and backend is self._backend:
+                self._rearm(ready)
+            if pending:
+                self._service_pending(after)
+            if self._accept_resume_at is not None and after >= self._accept_resume_at:
+                self._accept_resume_at = None
+                self._set_listener(READ)
+            if after >= next_publish:
+                self.waits_total, self.events_total = seq, events_total
+                self._snapshot = self.telemetry.publish(after)
+                next_publish = after + publish_interval
+
+    def _service(self, conn: Connection, events: int, now: float) -> None:
+        """Handle what a wait reported for one connection (or a pending edge fd)."""
+        try:
+            if events & READABLE and conn.interest & READ:
+                if self._backend.trigger == EDGE:
+                    self._read_edge(conn, now)
+                else:
+                    self._read_once(conn, now)
+            if conn.out and events & WRITABLE and conn.state is not CLOSED:
+                self._write(conn, now)
+        except Exception as exc:  # noqa: BLE001 - one bad connection must not stop the server
+            self.telemetry.notice("error", f"fd {conn.fd}: {exc!r}; closed it")
+            traceback.print_exc(file=sys.stderr)
+            if conn.state is not CLOSED:
+                self._close(conn, f"internal error: {exc!r}", now)
+
+    def _read_once(self, conn: Connection, now: float) -> None:
+        try:
+            data = conn.recv(self.config.read_size)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._close(conn, _reason(exc), now)
+            return
+        self._received(conn, data, now)
+
+    def _read_edge(self, conn: Connection, now: float) -> None:
+        """Edge-triggered: read until EAGAIN, or the budget runs out and the fd goes on the
+        pending list (another edge will not come for bytes already queued)."""
+        recv = conn.recv
+        size = self.config.read_size
+        naive = "naive-edge" in self.lab
+        for _ in range(self.config.edge_budget):
+            try:
+                data = recv(size)
+            except BlockingIOError:
+                return  # drained: the next arrival raises a new edge
+            except OSError as exc:
+                self._close(conn, _reason(exc), now)
+                return
+            self._received(conn, data, now)
+            if not conn.interest & READ or naive:
+                return  # stopped reading (closed, backpressure) - or the lab's classic bug
+        self._pending[conn.fd] = None
+
+    def _received(self, conn: Connection, data: bytes, now: float) -> None:
+        if not data:
+            conn.peer_closed = True
+            self._update(conn, now)
+            return
+        conn.bytes_in += len(data)
+        conn.last_io_at = now
+        reply = self._protocol(conn, data)
+        if reply:
+            if conn.out:
+                conn.out += reply
+            else:
+                # Write-through: most replies fit the socket buffer, saving a wait for WRITE.
+                try:
+                    sent = conn.send(reply)
+                except BlockingIOError:
+                    sent = 0
+                except OSError as exc:
+                    self._close(conn, _reason(exc), now)
+                    return
+                if sent:
+                    conn.bytes_out += sent
+                    conn.msgs_out += 1
+                if sent == len(reply):
+                    if conn.closing:
+                        self._update(conn, now)
+                    return
+                conn.out += memoryview(reply)[sent:]
+            self._update(conn, now)
+        elif conn.closing:
+            self._update(conn, now)
+
+    def _write(self, conn: Connection, now: float) -> None:
+        out = conn.out
+        edge = self._backend.trigger == EDGE
+        while out:
+            try:
+                sent = conn.send(out)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                self._close(conn, _reason(exc), now)
+                return
+            conn.bytes_out += sent
+            conn.msgs_out += 1
+            conn.last_io_at = now
+            del out[:sent]
+            if not edge:
+                break  # level: one send per readiness, the next wait says if there is room
+        self._update(conn, now)
+
+    def _update(self, conn: Connection, now: float) -> None:
+        """Derive reading, WRITE interest and state from the connection's flags and buffer."""
+        out_len = len(conn.out)
+        if (conn.peer_closed or conn.closing) and not out_len:
+            self._close(conn, "peer closed" if conn.peer_closed else "closed by protocol", now)
+            return
+        if "no-backpressure" not in self.lab:
+            if out_len > self.config.high_water:
+                conn.backpressured = True
+            elif conn.backpressured and out_len < self.config.low_water:
+                conn.backpressured = False
+                if self._backend.trigger == EDGE:
+                    self._pending[conn.fd] = None  # bytes that queued meanwhile raise no edge
+        elif conn.backpressured:
+            conn.backpressured = False
+        reading = not (conn.user_paused or conn.backpressured or conn.peer_closed
+                       or conn.closing)
+        interest = READ if reading else 0
+        if out_len or "busy-writable" in self.lab:
+            interest |= WRITE
+        if interest != conn.interest:
+            self._set_interest(conn, interest)
+        if conn.closing:
+            state = CLOSING
+        elif conn.peer_closed:
+            state = HALF_CLOSED
+        elif reading:
+            state = OPEN
+        else:
+            state = READ_PAUSED
+        if state is not conn.state:
+            conn.set_state(state, now)
+
+    def _service_pending(self, now: float) -> None:
+        batch = list(self._pending)
+        self._pending.clear()
+        conns = self._conns
+        for fd in batch:
+            conn = conns.get(fd)
+            if conn is not None:
+                self._service(conn, READ | WRITE, now)
+
+    def _rearm(self, ready: list[tuple[int, int]]) -> None:
+        """Oneshot: the kernel disarmed every fd it reported; arm them again."""
+        backend = self._backend
+        for fd, _ in ready:
+            conn = self._conns.get(fd)
+            if conn is not None:
+                interest = conn.interest
+            elif fd == self._listen_fd:
+                interest = self._listen_interest
+            elif fd == self._control_fd:
+                interest = READ
+            else:
+                continue
+            if interest:
+                backend.modify(fd, interest)
+
+    # ---- accept ------------------------------------------------------------------------
+
+    def _accept(self, now: float) -> None:
+        """Accept until EAGAIN. Out of fds: stop watching the listener for a while (the
+        connection stays in the backlog, so a level-triggered listener would spin)."""
+        listener = self._listener
+        max_conns = self.config.max_conns
+        telemetry = self.telemetry
+        while True:
+            if max_conns is not None and len(self._conns) >= max_conns:
+                self._set_listener(0)  # resumes when a connection closes
+                return
+            try:
+                sock, addr = listener.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno in _OUT_OF_FDS:
+                    telemetry.accept_errors += 1
+                    if "emfile-spin" in self.lab:
+                        return  # the lab's bug: leave the listener armed and spin
+                    self._accept_resume_at = now + self._accept_backoff
+                    telemetry.notice(
+                        "warning", f"accept: {os.strerror(exc.errno)}; pausing accept for "
+                        f"{self._accept_backoff * 1000:.0f} ms", key="accept-backoff")
+                    self._accept_backoff = min(self._accept_backoff * 2, ACCEPT_BACKOFF[1])
+                    self._set_listener(0)
+                    return
+                if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
+                    continue  # the peer gave up while queued: next one
+                raise
+            self._accept_backoff = ACCEPT_BACKOFF[0]
+            telemetry.accepted += 1
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = Connection(self._next_cid, sock, _peer(addr), now)
+            self._next_cid += 1
+            try:
+                self._set_interest(conn, READ | WRITE if "busy-writable" in self.lab else READ)
+            except BackendError as exc:
+                telemetry.rejected += 1
+                telemetry.notice("warning", f"refused a connection: {exc}", key="reject")
+                sock.close()
+                continue
+            self._conns[conn.fd] = conn
+
+    def _set_listener(self, interest: int) -> None:
+        if interest != self._listen_interest:
+            self._apply(self._listen_fd, self._listen_interest, interest)
+            self._listen_interest = interest
+
+    # ---- registrations -----------------------------------------------------------------
+
+    def _set_interest(self, conn: Connection, interest: int) -> None:
+        self._apply(conn.fd, conn.interest, interest)
+        conn.interest = interest
+
+    def _apply(self, fd: int, old: int, new: int) -> None:
+        """An fd with no interest leaves the backend: poll and epoll report ERR/HUP even for
+        an empty mask, which would wake a paused connection's loop forever."""
+        backend = self._backend
+        if not new:
+            backend.unregister(fd)
+            self._nreg -= 1
+        elif not old:
+            backend.register(fd, new)
+            self._nreg += 1
+        else:
+            backend.modify(fd, new)
+
+    def _register(self, fd: int, interest: int) -> None:
+        self._apply(fd, 0, interest)
+
+    def _registrations(self):
+        if self._listen_interest:
+            yield self._listen_fd, self._listen_interest
+        yield self._control_fd, READ
+        for fd, conn in self._conns.items():
+            if conn.interest:
+                yield fd, conn.interest
+
+    # ---- commands ----------------------------------------------------------------------
+
+    def _run_commands(self, now: float) -> None:
+        try:
+            os.eventfd_read(self._control_fd)
+        except BlockingIOError:
+            pass
+        while self._commands:
+            command, future = self._commands.popleft()
+            try:
+                outcome = self._execute(command, now)
+            except Exception as exc:  # noqa: BLE001 - a command must not kill the loop
+                outcome = cmd.Outcome(False, f"{type(command).__name__} failed: {exc!r}")
+            if not outcome.ok:
+                self.telemetry.notice("warning", outcome.message)
+            future.set_result(outcome)
+
+    def _execute(self, command: object, now: float) -> cmd.Outcome:
+        match command:
+            case cmd.Switch(backend=name, trigger=trigger):
+                return self._switch(name or self._backend.name, trigger or self._backend.trigger)
+            case cmd.CloseConnection(fd=fd):
+                conn = self._conns.get(fd)
+                if conn is None:
+                    return cmd.Outcome(False, f"fd {fd} is not an open connection")
+                self._close(conn, "closed by user", now)
+                return cmd.Outcome(True, f"closed fd {fd} ({conn.peer})")
+            case cmd.PauseReading(fd=fd, paused=paused):
+                conn = self._conns.get(fd)
+                if conn is None:
+                    return cmd.Outcome(False, f"fd {fd} is not an open connection")
+                conn.user_paused = paused
+                self._update(conn, now)
+                if not paused and self._backend.trigger == EDGE:
+                    self._pending[fd] = None
+                return cmd.Outcome(True, f"{'paused' if paused else 'resumed'} reading fd {fd}")
+            case cmd.SetLab(name=name, on=on):
+                if name not in LABS:
+                    return cmd.Outcome(False, f"no bug-lab switch {name!r}")
+                (self.lab.add if on else self.lab.discard)(name)
+                for conn in list(self._conns.values()):
+                    self._update(conn, now)  # busy-writable and backpressure change interest
+                    if not on and self._backend.trigger == EDGE:
+                        self._pending[conn.fd] = None  # recover what a naive edge left behind
+                if not on and name == "emfile-spin" and self._listen_interest:
+                    pass  # the listener is armed already; the next EMFILE backs off again
+                return cmd.Outcome(True, f"bug lab {name} {'on' if on else 'off'}")
+            case cmd.Watch(fds=fds):
+                self.telemetry.watched = fds
+                return cmd.Outcome(True, "watching")
+            case cmd.Stop():
+                self._running = False
+                return cmd.Outcome(True, "stopping")
+        return cmd.Outcome(False, f"unknown command {command!r}")
+
+    def _switch(self, name: str, trigger: str) -> cmd.Outcome:
+        """Build a fresh backend from the engine's table and swap it in, or change nothing."""
+        old = self._backend
+        if (name, trigger) == (old.name, old.trigger):
+            return cmd.Outcome(True, f"already {name}/{trigger}")
+        try:
+            new = make_backend(name, trigger)
+        except BackendError as exc:
+            return self._refuse(str(exc))
+        count = 0
+        try:
+            for fd, interest in self._registrations():
+                new.register(fd, interest)
+                count += 1
+        except (BackendError, OSError) as exc:
+            new.close()
+            return self._refuse(str(exc))
+        self._backend = new
+        self._nreg = count
+        old.close()
+        if trigger == EDGE:
+            # Bytes that arrived before the switch raise no edge: look at every fd once.
+            self._pending.update(dict.fromkeys(self._conns))
+        message = f"switched {old.name}/{old.trigger} → {name}/{trigger} ({count} fds)"
+        self.telemetry.notice("info", message)
+        self.telemetry.refused = None
+        return cmd.Outcome(True, message)
+
+    def _refuse(self, reason: str) -> cmd.Outcome:
+        self.telemetry.refused = (time.monotonic(), reason)
+        return cmd.Outcome(False, f"switch refused: {reason}")
+
+    # ---- closing -----------------------------------------------------------------------
+
+    def _close(self, conn: Connection, reason: str, now: float) -> None:
+        fd = conn.fd
+        if conn.interest:
+            self._set_interest(conn, 0)
+        del self._conns[fd]
+        self._pending.pop(fd, None)
+        conn.note = reason
+        conn.set_state(CLOSED, now)
+        self.telemetry.closed(conn, now)
+        conn.out = bytearray()
+        conn.sock.close()
+        if self.config.max_conns is not None and self._accept_resume_at is None:
+            self._set_listener(READ)
+
+    def _close_all(self) -> None:
+        now = time.monotonic()
+        for conn in list(self._conns.values()):
+            self._pending.pop(conn.fd, None)
+            del self._conns[conn.fd]
+            conn.note = "server stopped"
+            conn.set_state(CLOSED, now)
+            self.telemetry.closed(conn, now)
+            conn.sock.close()
+        backend = getattr(self, "_backend", None)
+        if backend is not None:
+            backend.close()
+        if self._listener is not None:
+            self._listener.close()
+        if self._control_fd >= 0:
+            os.close(self._control_fd)
+            self._control_fd = -1
+
+
+def _listen(host: str, port: int, backlog: int) -> socket.socket:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise EngineStartError(f"cannot use host {host!r}: {exc.strerror}") from None
+    family, kind, proto, _, addr = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        where = f"{host}:{port}"
+        if exc.errno == errno.EADDRINUSE:
+            raise EngineStartError(f"port {port} is already in use on {host}") from None
+        if exc.errno == errno.EACCES:
+            raise EngineStartError(
+                f"permission denied to listen on {where} (ports below 1024 need privileges)"
+            ) from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise EngineStartError(f"{host} is not an address of this machine") from None
+        raise EngineStartError(f"cannot listen on {where}: {exc.strerror}") from None
+    return sock
+
+
+def _peer(addr: tuple) -> str:
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _reason(exc: OSError) -> str:
+    if isinstance(exc, ConnectionResetError):
+        return "reset by peer"
+    if isinstance(exc, BrokenPipeError):
+        return "peer gone (broken pipe)"
+    return exc.strerror or repr(exc)

@@ -1,0 +1,220 @@
+"""Always-on telemetry of the engine: the ring of wait records, counters, kernel probes,
+process figures, and the Snapshot built from them a few times a second (never per event)."""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+import psutil
+
+from muxtop import probes
+from muxtop.engine.connection import Connection
+from muxtop.events import READ
+from muxtop.snapshot import (
+    CONTROL, KIND_CONN, KIND_CONTROL, KIND_LISTENER, LISTENING, ConnView, Notice,
+    ProcessStats, Rates, Snapshot, Totals, WaitRecord,
+)
+
+if TYPE_CHECKING:
+    from muxtop.engine.loop import Engine
+
+RATE_WINDOW = 1.0  # seconds the per-second figures average over
+PROCESS_EVERY = 1.0  # seconds between psutil samples (each costs ~100 µs)
+NOTICE_REPEAT = 2.0  # seconds a keyed notice stays quiet after it was last shown
+
+
+class Telemetry:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        config = engine.config
+        self.ring: deque[tuple] = deque(maxlen=config.ring_size)  # raw WaitRecord tuples
+        self.accepted = self.accept_errors = self.rejected = self.closed_count = 0
+        self.closed_bytes_in = self.closed_bytes_out = 0
+        self.recently_closed: deque[Connection] = deque()
+        self.notices: deque[Notice] = deque(maxlen=64)
+        self._notice_seq = 0
+        self._notice_last: dict[str, float] = {}
+        self.refused: tuple[float, str] | None = None
+        self.watched: tuple[int, ...] = ()  # fds a viewer shows: probed first
+        self._probe_cursor = 0
+        self._history: deque[tuple[float, Totals]] = deque()
+        self._process = psutil.Process(os.getpid())
+        self._process.cpu_percent(None)  # first call only starts the measurement
+        self._process_stats: ProcessStats | None = None
+        self._process_at = 0.0
+        self.started_at = time.monotonic()
+        self.detector = None  # set by the diagnoses layer
+
+    # ---- called by the engine ----------------------------------------------------------
+
+    def notice(self, level: str, text: str, key: str | None = None) -> None:
+        """Tell the viewers something. A keyed notice repeats at most every NOTICE_REPEAT s
+        (an accept back-off may happen hundreds of times a second)."""
+        now = time.monotonic()
+        if key is not None:
+            if now - self._notice_last.get(key, -NOTICE_REPEAT) < NOTICE_REPEAT:
+                return
+            self._notice_last[key] = now
+        self._notice_seq += 1
+        self.notices.append(Notice(self._notice_seq, now, level, text))
+
+    def closed(self, conn: Connection, now: float) -> None:
+        self.closed_count += 1
+        self.closed_bytes_in += conn.bytes_in
+        self.closed_bytes_out += conn.bytes_out
+        conn.view = self._conn_view(conn, now)
+        self.recently_closed.append(conn)
+
+    # ---- the Snapshot ------------------------------------------------------------------
+
+    def publish(self, now: float) -> Snapshot:
+        engine = self.engine
+        conns = engine._conns
+        linger = engine.config.closed_linger
+        closed = self.recently_closed
+        while closed and now - closed[0].closed_at > linger:
+            closed.popleft()
+        self._probe(conns)
+        views = [self._listener_view(now), self._control_view(now)]
+        view = self._conn_view
+        views.extend(view(conn, now) for conn in conns.values())
+        views.extend(conn.view for conn in closed)
+        totals = Totals(
+            waits=engine.waits_total, events=engine.events_total,
+            bytes_in=self.closed_bytes_in + sum(c.bytes_in for c in conns.values()),
+            bytes_out=self.closed_bytes_out + sum(c.bytes_out for c in conns.values()),
+            accepted=self.accepted, closed=self.closed_count,
+            accept_errors=self.accept_errors, rejected=self.rejected)
+        waits = tuple(map(WaitRecord._make, self.ring))
+        totals, rates = self._rates(now, totals, waits)
+        refused = None
+        if self.refused is not None and now - self.refused[0] < 10.0:
+            refused = self.refused[1]
+        backend = getattr(engine, "_backend", None)
+        snapshot = Snapshot(
+            source="engine", taken_at=now, wall_time=time.time(), started_at=self.started_at,
+            backend=backend.name if backend else engine.config.backend,
+            trigger=backend.trigger if backend else engine.config.trigger,
+            protocol=engine.config.protocol, listen=_address(engine.address),
+            connections=tuple(views), waits=waits, totals=totals, rates=rates,
+            process=self._process_sample(now), registered=engine._nreg,
+            open_connections=len(conns), notices=tuple(self.notices),
+            lab=frozenset(engine.lab), refused=refused,
+            extra={"error": engine.error, "running": engine._running})
+        if self.detector is not None:
+            snapshot = self.detector.review(snapshot)
+        return snapshot
+
+    def _rates(self, now: float, totals: Totals, waits: tuple[WaitRecord, ...]):
+        """Per-second figures over the last RATE_WINDOW, from totals kept at each publish."""
+        history = self._history
+        history.append((now, totals))
+        while len(history) > 2 and now - history[1][0] >= RATE_WINDOW:
+            history.popleft()
+        then, old = history[0]
+        span = now - then
+        if span <= 0:
+            return totals, Rates(0, 0, 0, 0, 0, 0, 0, 0)
+        recent = sorted(w.duration for w in waits if w.start >= now - RATE_WINDOW)
+        dwaits = totals.waits - old.waits
+        devents = totals.events - old.events
+        return totals, Rates(
+            waits=dwaits / span, events=devents / span,
+            bytes_in=(totals.bytes_in - old.bytes_in) / span,
+            bytes_out=(totals.bytes_out - old.bytes_out) / span,
+            accepts=(totals.accepted - old.accepted) / span,
+            ready_per_wait=devents / dwaits if dwaits else 0.0,
+            wait_p50=_percentile(recent, 0.50), wait_p99=_percentile(recent, 0.99))
+
+    def _probe(self, conns: dict[int, Connection]) -> None:
+        """Ask the kernel for the queues of the watched fds, then of a round-robin slice of
+        the rest: at most probe_budget sockets per Snapshot, whatever the connection count."""
+        budget = self.engine.config.probe_budget
+        for fd in self.watched[:budget]:
+            conn = conns.get(fd)
+            if conn is not None:
+                _probe_conn(conn)
+        budget -= min(len(self.watched), budget)
+        if not conns or budget <= 0:
+            return
+        fds = list(conns)
+        start = self._probe_cursor % len(fds)
+        chosen = fds[start:start + budget]
+        if len(chosen) < budget:
+            chosen += fds[:min(start, budget - len(chosen))]
+        self._probe_cursor = start + budget
+        for fd in chosen:
+            _probe_conn(conns[fd])
+
+    def _conn_view(self, c: Connection, now: float) -> ConnView:
+        engine = self.engine
+        flags = ""
+        if c.user_paused:
+            flags += "P"
+        if c.backpressured:
+            flags += "B"
+        if c.fd in engine._pending:
+            flags += "E"
+        return ConnView(
+            c.cid, c.fd, KIND_CONN, c.peer, c.state, c.interest, c.last_events, c.last_ready,
+            len(c.out), c.rx_queue, c.tx_queue, c.bytes_in, c.bytes_out, c.msgs_in, c.msgs_out,
+            c.opened_at, c.last_io_at, c.closed_at, c.tcp, flags, tuple(c.history), c.note)
+
+    def _listener_view(self, now: float) -> ConnView:
+        engine = self.engine
+        listener = engine._listener
+        tcp = probes.tcp_info(listener) if listener is not None and engine._running else None
+        note = f"backlog {tcp.sacked}" if tcp else ""
+        if engine._accept_resume_at is not None:
+            note = "accept paused: out of fds"
+        elif not engine._listen_interest and engine._running:
+            note = "accept paused: at --max-conns"
+        return ConnView(
+            0, engine._listen_fd, KIND_LISTENER, _address(engine.address), LISTENING,
+            engine._listen_interest, 0, None, 0, tcp.unacked if tcp else None, None,
+            0, 0, self.accepted, 0, self.started_at, self.started_at, None, tcp, "", (), note)
+
+    def _control_view(self, now: float) -> ConnView:
+        engine = self.engine
+        return ConnView(
+            -1, engine._control_fd, KIND_CONTROL, "eventfd (commands)", CONTROL,
+            READ if engine._running else 0, 0, None, len(engine._commands), None, None,
+            0, 0, 0, 0, self.started_at, self.started_at, None, None, "", (),
+            "wakes the loop for commands from other threads")
+
+    def _process_sample(self, now: float) -> ProcessStats | None:
+        if now - self._process_at >= PROCESS_EVERY or self._process_stats is None:
+            self._process_at = now
+            proc = self._process
+            try:
+                with proc.oneshot():
+                    self._process_stats = ProcessStats(
+                        pid=proc.pid, name=proc.name(), cpu_percent=proc.cpu_percent(None),
+                        rss=proc.memory_info().rss, num_fds=proc.num_fds(),
+                        fd_limit=resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+                        threads=proc.num_threads())
+            except (psutil.Error, OSError):
+                pass  # out of fds to read /proc with: keep the last figures
+        return self._process_stats
+
+
+def _probe_conn(conn: Connection) -> None:
+    fd = conn.fd
+    conn.rx_queue = probes.rx_queue(fd)
+    conn.tx_queue = probes.tx_queue(fd)
+    conn.tcp = probes.tcp_info(conn.sock)
+
+
+def _percentile(ordered: list[float], q: float) -> float:
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _address(address: tuple) -> str:
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"

@@ -1,0 +1,162 @@
+"""Launch and watch a flood from a UI without blocking it: ``FloodProcess`` runs
+``python -m muxtop flood ... --json`` as a child process (its own GIL), and a daemon thread
+parses its JSON lines into ``.progress`` and ``.summary``, which the UI reads whenever it likes.
+
+    flood = FloodProcess(DEFAULT_FLOOD.at("127.0.0.1", port))
+    ...                     # each UI tick: flood.progress, flood.running, flood.local_ports()
+    flood.stop()            # SIGTERM: the flood stops, prints its summary, exits
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+from collections import deque
+from dataclasses import dataclass, replace
+from typing import Self
+
+import psutil
+
+
+@dataclass(frozen=True)
+class FloodSettings:
+    """What `muxtop flood` is asked to do (the flags of the same names)."""
+
+    host: str
+    port: int
+    pattern: str = "echo"
+    clients: int = 500
+    messages: int = 3
+    size: int = 64
+    rate: float = 0.0
+    connect_rate: float = 0.0
+    duration: float | None = None
+
+    def at(self, host: str, port: int) -> FloodSettings:
+        """The same flood aimed at another server."""
+        return replace(self, host=host, port=port)
+
+    def argv(self) -> list[str]:
+        """The `muxtop flood` arguments (after the word `flood`) for these settings."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        args = [f"{host}:{self.port}", "--pattern", self.pattern,
+                "--clients", str(self.clients), "--messages", str(self.messages),
+                "--size", str(self.size), "--rate", repr(float(self.rate)),
+                "--connect-rate", repr(float(self.connect_rate))]
+        if self.duration is not None:
+            args += ["--duration", repr(float(self.duration))]
+        return args
+
+
+# The seed's flood: 500 clients × 3 echoed messages. A placeholder target: use .at(host, port).
+DEFAULT_FLOOD = FloodSettings(host="127.0.0.1", port=0)
+
+
+class FloodProcess:
+    """One running (or finished) `muxtop flood` child. Starts on construction.
+
+    ``progress`` and ``summary`` are dicts parsed from the child's JSON lines, replaced whole
+    (never mutated), so reading them from another thread needs no lock. ``errors`` keeps the
+    last lines the child wrote to stderr (refusals, fd-limit notices)."""
+
+    def __init__(self, settings: FloodSettings, *, extra_args: tuple[str, ...] = (),
+                 python: str = sys.executable) -> None:
+        self.args = settings
+        self.progress: dict | None = None
+        self.summary: dict | None = None
+        self.start_info: dict | None = None
+        self.errors: deque[str] = deque(maxlen=50)
+        command = [python, "-m", "muxtop", "flood", *settings.argv(), *extra_args, "--json"]
+        self._popen = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, bufsize=1)
+        self.pid = self._popen.pid
+        self._stdout_reader = threading.Thread(target=self._read_stdout, daemon=True,
+                                               name=f"flood-{self.pid}-stdout")
+        self._stderr_reader = threading.Thread(target=self._read_stderr, daemon=True,
+                                               name=f"flood-{self.pid}-stderr")
+        self._stdout_reader.start()
+        self._stderr_reader.start()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---------------------------------------------------------------- readers (own threads)
+
+    def _read_stdout(self) -> None:
+        for line in self._popen.stdout:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue   # not ours to interpret
+            kind = record.get("type") if isinstance(record, dict) else None
+            if kind == "progress":
+                self.progress = record
+            elif kind == "summary":
+                self.summary = record
+            elif kind == "start":
+                self.start_info = record
+        self._popen.stdout.close()
+
+    def _read_stderr(self) -> None:
+        for line in self._popen.stderr:
+            self.errors.append(line.rstrip("\n"))
+        self._popen.stderr.close()
+
+    # ---------------------------------------------------------------- state
+
+    @property
+    def running(self) -> bool:
+        return self._popen.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.poll()
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the flood to end by itself; its summary is parsed when this returns."""
+        code = self._popen.wait(timeout)
+        self._stdout_reader.join(timeout)
+        self._stderr_reader.join(timeout)
+        return code
+
+    def stop(self, timeout: float = 5.0) -> dict | None:
+        """SIGTERM, then wait for the summary and the exit (SIGKILL after ``timeout`` s).
+        Returns the summary (None if the child died without one)."""
+        if self._popen.poll() is None:
+            try:
+                self._popen.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self._popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._popen.kill()
+                self._popen.wait()
+        self._stdout_reader.join(timeout)
+        self._stderr_reader.join(timeout)
+        return self.summary
+
+    def local_ports(self) -> set[int]:
+        """Local TCP ports the flood (and its worker processes) hold open now; best effort,
+        an empty set once it is gone."""
+        ports: set[int] = set()
+        try:
+            parent = psutil.Process(self.pid)
+            procs = [parent, *parent.children(recursive=True)]
+        except psutil.Error:
+            return ports
+        for proc in procs:
+            try:
+                for conn in proc.net_connections(kind="tcp"):
+                    if conn.laddr:
+                        ports.add(conn.laddr.port)
+            except psutil.Error:
+                continue
+        return ports
