@@ -171,14 +171,14 @@ class Flood:
                 self._run_timers(now)
                 if self._to_start:
                     self._start_clients(now)
-                if not self._to_start and not self._clients:
-                    self.stopped_by = "complete"
-                    break
                 if now >= next_tick:
                     self._expire(now)
                     self.stats.fold()
                     on_tick(self.stats)
                     next_tick += TICK * max(1, math.ceil((now - next_tick) / TICK))
+                if not self._to_start and not self._clients:
+                    self.stopped_by = "complete"
+                    break
                 wake = min(next_tick, deadline)
                 if self._timers:
                     wake = min(wake, self._timers[0][0])
