@@ -27,7 +27,8 @@ EPILOG = """\
 process: {pid, name, cpu_percent, rss, num_fds, fd_limit, threads}, backend, trigger, listen,
 registered, open_connections, stuck_after, epoll: [{fd, watches: [{fd, mask, decoded,
 disarmed}]}], fds: [{fd, kind, state, interest, flags, watched_by, rx_queue, tx_queue, note,
-proto, inode, local, peer, tcp_state, accept_queue, backlog}], diagnoses: [{kind, fd,
+proto, inode, local, peer, tcp_state, accept_queue, backlog, [unix_type, unix_state]}],
+diagnoses: [{kind, fd,
 explanation, evidence}], notices: [{level, text}]}.
 Findings that need time (stuck-read, stuck-write, close-wait) need --window >= --stuck-after.
 Exit status: 0 ok, 1 the process cannot be read or exited, 2 usage error."""
@@ -43,7 +44,7 @@ def positive_float(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="muxtop attach", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Show another process's epoll interest lists, sockets and kernel queues, "
+        description="Show another process's epoll interest lists, sockets and kernel queues,\n"
                     "and diagnose stuck connections. Read-only.")
     parser.add_argument("pid", type=positive_int, metavar="PID", help="the process to look at")
     parser.add_argument("--once", action="store_true", help="print one report and exit")
