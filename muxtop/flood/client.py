@@ -88,7 +88,6 @@ class Client:
         "sent",
         "sent_at",
         "sock",
-        "started",
         "state",
     )
 
@@ -98,7 +97,6 @@ class Client:
         self.fd = sock.fileno()
         self.state = CONNECTING
         self.interest = 0
-        self.started = now
         self.last_activity = now
         self.sent = 0            # messages queued so far
         self.allowed = 0         # messages the pattern/rate lets us queue so far
@@ -219,10 +217,16 @@ class Flood:
             self._count_failure(None, OSError(code, errno.errorcode.get(code, "")))
             self._after(client_id)
             return
+        try:
+            self._ep.register(client.fd, EPOLLOUT)  # writable = the connect finished, either way
+        except OSError as exc:   # e.g. ENOSPC: over fs.epoll.max_user_watches
+            sock.close()
+            self._count_failure(None, exc)
+            self._after(client_id)
+            return
+        client.interest = EPOLLOUT
         self._clients[client.fd] = client
         self.stats.active += 1
-        client.interest = EPOLLOUT   # writable = the connect finished, one way or the other
-        self._ep.register(client.fd, EPOLLOUT)
         if code == 0:
             self._on_connected(client, now)
 
@@ -401,13 +405,17 @@ class Flood:
                 self.stats.bytes_sent += n
                 c.last_activity = now
         if not out and c.state == OPEN and c.sent >= self._limit:
-            if self.plan.pattern == "half-close":
-                c.sock.shutdown(socket.SHUT_WR)
-                c.state = SHUT
-            elif self.plan.pattern == "reset":
-                c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
-                self.stats.resets += 1
-                self._finish(c)
+            try:
+                if self.plan.pattern == "half-close":
+                    c.sock.shutdown(socket.SHUT_WR)
+                    c.state = SHUT
+                elif self.plan.pattern == "reset":
+                    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+                    self.stats.resets += 1
+                    self._finish(c)
+                    return
+            except OSError as exc:   # the peer got there first (e.g. ENOTCONN after its RST)
+                self._fail(c, exc)
                 return
         # More to write, now or once the generator tops the out-buffer up again.
         more = bool(out) or (c.state == OPEN and c.sent < c.allowed)
