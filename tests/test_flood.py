@@ -312,6 +312,24 @@ def test_bad_flag_from_the_command_line_exits_2_without_a_traceback():
     assert "Traceback" not in proc.stderr and "usage:" in proc.stderr
 
 
+@pytest.mark.timeout(30)
+def test_a_flood_whose_reader_goes_away_stops(echo_server):
+    # A dashboard that dies (or `| head`) closes the pipe: the flood must not run on unwatched.
+    proc = subprocess.Popen([sys.executable, "-m", "muxtop", "flood", target(echo_server),
+                             "--clients", "5", "--messages", "0", "--rate", "10",
+                             "--duration", "60", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert json.loads(proc.stdout.readline())["type"] == "start"
+        proc.stdout.close()
+        assert proc.wait(10) == 0
+        assert "Traceback" not in proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()
+
+
 # ------------------------------------------------------------------------------ FloodProcess
 
 

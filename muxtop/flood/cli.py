@@ -220,6 +220,7 @@ def _main(argv: list[str], switch: _StopSwitch) -> int:
                         "that do not fit will fail with EMFILE and be counted")
     run = InlineRun(plan, reporter) if workers == 1 else SplitRun(plan, workers, reporter)
     switch.attach(run)
+    reporter.on_broken_pipe = run.stop
     outcome = run.run()
     summary = reporter.summary(outcome.stats, stopped_by=outcome.stopped_by,
                                unfinished=outcome.unfinished, fd_limit=fd_limit)

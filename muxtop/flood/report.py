@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 from muxtop.flood.stats import FloodStats
@@ -36,13 +38,29 @@ class Reporter:
         self._last_echoed = 0
         self._last_connected = 0
         self.notices: list[str] = []
+        self.on_broken_pipe: Callable[[], None] | None = None
+
+    def _write(self, stream: TextIO, text: str) -> None:
+        try:
+            stream.write(text)
+            stream.flush()
+        except BrokenPipeError:
+            # Nobody reads us any more (the dashboard went away, or `| head` had enough):
+            # send the rest to /dev/null and stop the flood rather than run on unwatched.
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, stream.fileno())
+                os.close(devnull)
+            except (OSError, ValueError):
+                pass
+            if self.on_broken_pipe is not None:
+                self.on_broken_pipe()
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
 
     def _emit_json(self, record: dict) -> None:
-        self.out.write(json.dumps(record, separators=(",", ":")) + "\n")
-        self.out.flush()
+        self._write(self.out, json.dumps(record, separators=(",", ":")) + "\n")
 
     def start(self, extra: dict) -> None:
         if self.as_json:
@@ -51,8 +69,7 @@ class Reporter:
     def notice(self, text: str) -> None:
         """A one-off message worth a human's attention (e.g. out of file descriptors)."""
         self.notices.append(text)
-        self.err.write(f"muxtop flood: {text}\n")
-        self.err.flush()
+        self._write(self.err, f"muxtop flood: {text}\n")
 
     def progress(self, stats: FloodStats) -> dict:
         now = time.perf_counter()
@@ -70,13 +87,13 @@ class Reporter:
             self._emit_json(record)
         else:
             rtt = record["rtt_ms"]
-            self.err.write(
+            self._write(
+                self.err,
                 f"[{record['elapsed_s']:6.1f}s] connected {stats.connected:,} "
                 f"active {stats.active:,} failed {_failures(stats.failed)} | "
                 f"echoed {stats.messages_echoed:,} ({record['round_trips_per_s']:,.0f}/s) "
                 f"mismatches {stats.mismatches:,} | rtt p50 {_ms(rtt['p50'])} "
                 f"p99 {_ms(rtt['p99'])}\n")
-            self.err.flush()
         return record
 
     def summary(self, stats: FloodStats, *, stopped_by: str, unfinished: int,
@@ -120,6 +137,5 @@ class Reporter:
                     f"out of file descriptors ({reason}; RLIMIT_NOFILE soft {fd_limit[0]}, "
                     f"hard {fd_limit[1]}). Raise `ulimit -n` or use fewer --clients.")
         lines.append("  result       " + ("OK" if ok else "FAILED"))
-        self.out.write("\n".join(lines) + "\n")
-        self.out.flush()
+        self._write(self.out, "\n".join(lines) + "\n")
         return record
