@@ -19,6 +19,7 @@ class EngineConfig:
     read_size: int = 65536  # bytes asked of one recv
     high_water: int = 256 * 1024  # stop reading a connection whose out-buffer passes this...
     low_water: int = 64 * 1024  # ...until it drains below this
+    sndbuf: int | None = None  # SO_SNDBUF of accepted sockets; small makes queues visible
     edge_budget: int = 16  # recvs per edge-triggered event before yielding to other fds
     publish_interval: float = 0.25  # seconds between Snapshots
     ring_size: int = 4096  # wait records kept

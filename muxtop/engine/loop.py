@@ -374,6 +374,8 @@ class Engine:
             telemetry.accepted += 1
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.config.sndbuf:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.sndbuf)
             conn = Connection(self._next_cid, sock, _peer(addr), now)
             self._next_cid += 1
             try:

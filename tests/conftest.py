@@ -1,0 +1,27 @@
+"""Shared fixtures: engines on ephemeral loopback ports, and the backend/trigger modes."""
+
+from __future__ import annotations
+
+import pytest
+
+from muxtop.engine import Engine, EngineConfig
+
+MODES = [("select", "level"), ("poll", "level"), ("epoll", "level"), ("epoll", "edge"),
+         ("epoll", "oneshot")]
+MODE_IDS = [f"{b}-{t}" for b, t in MODES]
+
+
+@pytest.fixture
+def make_engine():
+    """Start engines on 127.0.0.1:0; every one is stopped (and its fds closed) at teardown."""
+    engines: list[Engine] = []
+
+    def start(**settings) -> Engine:
+        settings.setdefault("port", 0)
+        engine = Engine(EngineConfig(**settings)).start()
+        engines.append(engine)
+        return engine
+
+    yield start
+    for engine in engines:
+        engine.stop()

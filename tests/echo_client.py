@@ -1,0 +1,67 @@
+"""A test client that streams payloads through many connections at once and collects the
+echo, with its own selectors loop (so a server applying backpressure never deadlocks it)."""
+
+from __future__ import annotations
+
+import selectors
+import socket
+import time
+
+
+def stream_echo(address, payloads: list[bytes], timeout: float = 30.0, chunk: int = 16384,
+                half_close: bool = False, between=None) -> list[bytes]:
+    """Send payloads[i] on connection i (in chunks) while reading the echo; return what came
+    back on each. `between()` runs every loop pass (e.g. to switch the server's backend)."""
+    sel = selectors.DefaultSelector()
+    socks = []
+    received = [bytearray() for _ in payloads]
+    sent = [0] * len(payloads)
+    try:
+        for i, _ in enumerate(payloads):
+            s = socket.create_connection(address, timeout=timeout)
+            s.setblocking(False)
+            socks.append(s)
+            sel.register(s, selectors.EVENT_READ | selectors.EVENT_WRITE, i)
+        open_count = len(payloads)
+        deadline = time.monotonic() + timeout
+        while open_count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"echo incomplete: got {[len(r) for r in received]} of "
+                    f"{[len(p) for p in payloads]}")
+            if between is not None:
+                between()
+            for key, events in sel.select(0.05):
+                i = key.data
+                s = key.fileobj
+                if events & selectors.EVENT_WRITE:
+                    if sent[i] < len(payloads[i]):
+                        sent[i] += s.send(payloads[i][sent[i]:sent[i] + chunk])
+                    if sent[i] == len(payloads[i]):
+                        if half_close:
+                            s.shutdown(socket.SHUT_WR)
+                        sel.modify(s, selectors.EVENT_READ, i)
+                if events & selectors.EVENT_READ:
+                    data = s.recv(65536)
+                    if data:
+                        received[i] += data
+                    if not data or (not half_close and len(received[i]) >= len(payloads[i])):
+                        sel.unregister(s)
+                        open_count -= 1
+        return [bytes(r) for r in received]
+    finally:
+        for s in socks:
+            s.close()
+        sel.close()
+
+
+def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02):
+    """Poll until predicate() is truthy; return its value or raise TimeoutError."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        time.sleep(interval)

@@ -1,0 +1,80 @@
+"""The command line: headless status lines, clean errors for bad input, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def muxtop(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "muxtop", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_headless_json_lines():
+    result = muxtop("--headless", "--json", "--port", "0", "--duration", "2.5")
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) >= 2
+    for key in ("backend", "trigger", "connections", "waits_per_s", "events_per_s", "bytes_in",
+                "bytes_out", "diagnoses"):
+        assert key in lines[0]
+    assert lines[0]["backend"] == "epoll" and lines[0]["trigger"] == "level"
+
+
+def test_headless_text_and_sigterm_stop_cleanly():
+    proc = subprocess.Popen([sys.executable, "-m", "muxtop", "--headless", "--port", "0",
+                             "--backend", "poll"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()
+        assert "echo server on 127.0.0.1:" in first and "poll/level" in first
+        assert "poll/level" in proc.stdout.readline()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        assert proc.stderr.read() == ""
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_port_in_use_is_one_clear_line():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = muxtop("--headless", "--port", str(port))
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"muxtop: port {port} is already in use on 127.0.0.1"
+
+
+@pytest.mark.parametrize("args", [
+    ["--port", "99999"], ["--port", "abc"], ["--backend", "kqueue"], ["--trigger", "sideways"],
+    ["--max-conns", "0"], ["--duration", "-1"], ["--protocol", "smtp"], ["--json"],
+    ["--lab", "nonsense"],
+])
+def test_bad_flags_are_usage_errors(args):
+    result = muxtop(*args)
+    assert result.returncode == 2
+    assert "usage:" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--host", "nosuch.invalid"], "cannot use host 'nosuch.invalid'"),
+    (["--host", "192.0.2.1"], "192.0.2.1 is not an address of this machine"),
+    (["--backend", "select", "--trigger", "edge"], "select has no edge trigger mode"),
+])
+def test_bad_values_are_one_line_errors(args, message):
+    result = muxtop("--headless", "--port", "0", *args)
+    assert result.returncode == 1
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
