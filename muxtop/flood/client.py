@@ -245,7 +245,10 @@ class Flood:
         if pattern == "slow-reader":
             self._schedule(now + SLOW_READ_EVERY, 1, c)
         if self.plan.rate and self._sends:
-            self._schedule(now, 0, c)          # first message now, the rest on the clock
+            # Each connection's clock gets its own phase (spread by the golden ratio), so that
+            # clients connected together do not all send in the same instant, every time.
+            phase = (c.id * 0.6180339887) % 1.0
+            self._schedule(now + phase / self.plan.rate, 0, c)
         elif pattern == "echo":
             c.allowed = 1                      # ping-pong: one message in flight
         elif self._sends:
