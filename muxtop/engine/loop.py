@@ -45,6 +45,8 @@ class Engine:
         if unknown:
             raise EngineStartError(f"no bug-lab switch {', '.join(sorted(unknown))}")
         self._protocol = PROTOCOLS[config.protocol]
+        self._read_size = config.read_size
+        self._edge = config.trigger == EDGE  # kept in step with the backend: read per event
         self._commands: deque[tuple[object, Future]] = deque()
         self._conns: dict[int, Connection] = {}
         self._pending: dict[int, None] = {}  # edge: fds to service without waiting (ordered set)
@@ -189,7 +191,7 @@ class Engine:
         """Handle what a wait reported for one connection (or a pending edge fd)."""
         try:
             if events & READABLE and conn.interest & READ:
-                if self._backend.trigger == EDGE:
+                if self._edge:
                     self._read_edge(conn, now)
                 else:
                     self._read_once(conn, now)
@@ -203,7 +205,7 @@ class Engine:
 
     def _read_once(self, conn: Connection, now: float) -> None:
         try:
-            data = conn.recv(self.config.read_size)
+            data = conn.recv(self._read_size)
         except BlockingIOError:
             return
         except OSError as exc:
@@ -264,7 +266,7 @@ class Engine:
 
     def _write(self, conn: Connection, now: float) -> None:
         out = conn.out
-        edge = self._backend.trigger == EDGE
+        edge = self._edge
         while out:
             try:
                 sent = conn.send(out)
@@ -292,7 +294,7 @@ class Engine:
                 conn.backpressured = True
             elif conn.backpressured and out_len < self.config.low_water:
                 conn.backpressured = False
-                if self._backend.trigger == EDGE:
+                if self._edge:
                     self._pending[conn.fd] = None  # bytes that queued meanwhile raise no edge
         elif conn.backpressured:
             conn.backpressured = False
@@ -455,7 +457,7 @@ class Engine:
                     return cmd.Outcome(False, f"fd {fd} is not an open connection")
                 conn.user_paused = paused
                 self._update(conn, now)
-                if not paused and self._backend.trigger == EDGE:
+                if not paused and self._edge:
                     self._pending[fd] = None
                 return cmd.Outcome(True, f"{'paused' if paused else 'resumed'} reading fd {fd}")
             case cmd.SetLab(name=name, on=on):
@@ -464,7 +466,7 @@ class Engine:
                 (self.lab.add if on else self.lab.discard)(name)
                 for conn in list(self._conns.values()):
                     self._update(conn, now)  # busy-writable and backpressure change interest
-                    if not on and self._backend.trigger == EDGE:
+                    if not on and self._edge:
                         self._pending[conn.fd] = None  # recover what a naive edge left behind
                 if not on and name == "emfile-spin" and self._listen_interest:
                     pass  # the listener is armed already; the next EMFILE backs off again
@@ -495,6 +497,7 @@ class Engine:
             new.close()
             return self._refuse(str(exc))
         self._backend = new
+        self._edge = trigger == EDGE
         self._nreg = count
         old.close()
         if trigger == EDGE:
