@@ -1,0 +1,249 @@
+"""`muxtop bench wait|echo|ui`: argument parsing, and the tables and charts each mode prints."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import signal
+import sys
+from pathlib import Path
+
+from muxtop.backends import NAMES
+from muxtop.bench import machine
+from muxtop.cli import positive_int
+
+
+def int_list(text: str) -> list[int]:
+    """argparse type: ``10,100,1000`` → [10, 100, 1000], each ≥ 1, in the given order."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of whole numbers (e.g. 10,100)") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give whole numbers ≥ 1, e.g. 10,100")
+    return list(dict.fromkeys(values))
+
+
+def name_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number > 0")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="muxtop bench", description="Measurements that print figures.")
+    sub = p.add_subparsers(dest="mode", metavar="{wait,echo,ui}")
+
+    w = sub.add_parser("wait", help="cost of one wait call against the number of idle fds",
+                       description="Time wait(0) on select, poll and epoll with N idle fds and one "
+                       "ready fd registered: select and poll grow with N, epoll stays flat.")
+    w.add_argument("--fds", type=int_list, default=[10, 100, 1000, 10000], metavar="N,N,...",
+                   help="idle fd counts (default 10,100,1000,10000)")
+    w.add_argument("--backends", type=name_list, default=list(NAMES), metavar="B,B,...",
+                   help=f"backends to measure (default {','.join(NAMES)})")
+    w.add_argument("--json", action="store_true", help="print one JSON document instead")
+    w.add_argument("--svg", type=Path, metavar="FILE", help="also save the chart as SVG")
+
+    e = sub.add_parser("echo", help="echo round trips/s: muxtop vs selectors, asyncio, uvloop",
+                       description="Drive muxtop --headless on every backend and trigger mode, and "
+                       "baseline echo servers, with the same client; runs interleaved.")
+    e.add_argument("--conns", type=int_list, default=[100, 1000], metavar="N,N,...",
+                   help="concurrent connections (default 100,1000)")
+    e.add_argument("--runs", type=positive_int, default=3, help="rounds over every server (default 3)")
+    e.add_argument("--duration", type=positive_float, default=3.0, metavar="S",
+                   help="measured seconds per run (default 3)")
+    e.add_argument("--warmup", type=positive_float, default=None, metavar="S",
+                   help="unmeasured seconds before each run (default 1, or a third of "
+                   "--duration if that is shorter)")
+    e.add_argument("--size", type=positive_int, default=64, help="message bytes (default 64)")
+    e.add_argument("--servers", type=name_list, default=None, metavar="NAME,...",
+                   help="servers to run (default all; see --list)")
+    e.add_argument("--client", choices=("auto", "loadgen", "python"), default="auto",
+                   help="load client: loadgen.c built with gcc, the Python one, or auto "
+                   "(loadgen if it builds)")
+    e.add_argument("--list", action="store_true", help="list the servers and exit")
+    e.add_argument("--json", action="store_true", help="print one JSON document instead")
+
+    sub.add_parser("ui", help="the dashboard's frame cost (its own --help)", add_help=False)
+    return p
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] == "ui":
+        # Lazy: only this mode may pull in textual.
+        return importlib.import_module("muxtop.bench.ui").main(argv[1:])
+    p = parser()
+    args = p.parse_args(argv)
+    if args.mode == "wait":
+        return wait_main(args)
+    if args.mode == "echo":
+        return echo_main(args)
+    p.print_help(sys.stderr)
+    return 2
+
+
+# ---------------------------------------------------------------------------------- wait
+
+
+def wait_main(args: argparse.Namespace) -> int:
+    from muxtop.bench import chart, wait
+
+    unknown = [b for b in args.backends if b not in NAMES]
+    if unknown:
+        print(f"muxtop bench: no backend {', '.join(unknown)} (choose from {', '.join(NAMES)})",
+              file=sys.stderr)
+        return 2
+    info = machine.describe()
+
+    def progress(count: int) -> None:
+        if not args.json and sys.stderr.isatty():
+            print(f"  {count:,} fds done", end="\r", file=sys.stderr, flush=True)
+
+    points, notes = wait.run(args.fds, tuple(args.backends), progress=progress)
+    series = {b: [(p.fds, p.median_us) for p in points if p.backend == b and not p.skipped]
+              for b in args.backends}
+    if args.svg:
+        svg = chart.svg_chart(series, title="Cost of one wait(0) call vs registered idle fds",
+                              x_label="idle fds registered (+1 ready)",
+                              y_label="µs per call (median)",
+                              notes=[f"{machine.header(info)}; level trigger"] + notes)
+        args.svg.parent.mkdir(parents=True, exist_ok=True)
+        args.svg.write_text(svg, encoding="utf-8")
+    if args.json:
+        print(json.dumps({"bench": "wait", "machine": info, "unit": "µs per wait(0) call",
+                          "points": wait.as_json(points), "notes": notes,
+                          "svg": str(args.svg) if args.svg else None}, indent=1))
+        return 0
+    print(wait_table(points, args.fds, args.backends, info, notes))
+    print()
+    print(chart.terminal_chart(series, x_label="idle fds", y_label="µs per wait(0) call"))
+    if args.svg:
+        print(f"\nchart saved to {args.svg}")
+    return 0
+
+
+def wait_table(points, fd_counts, backends, info, notes) -> str:
+    cell = {(p.backend, p.fds): p for p in points}
+    col = 22
+    lines = [("muxtop bench wait: µs per wait(0) call with N idle fds + 1 ready fd registered "
+              "(level trigger)"),
+             f"machine: {machine.header(info)}", "",
+             f"{'idle fds':>9}" + "".join(f"{b:>{col}}" for b in backends)]
+    for count in fd_counts:
+        row = f"{count:>9,}"
+        for b in backends:
+            p = cell[b, count]
+            text = "—" if p.skipped else f"{p.median_us:,.2f} ({p.min_us:,.2f})"
+            row += f"{text:>{col}}"
+        lines.append(row)
+    lines.append("median µs per call over timed batches (fastest batch in brackets); "
+                 "— = not measured")
+    lines += [f"note: {n}" for n in notes]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------- echo
+
+
+def echo_main(args: argparse.Namespace) -> int:
+    from muxtop.bench import echo
+    from muxtop.bench.loadgen import ClientError, find_client
+
+    if args.list:
+        for spec in echo.server_specs().values():
+            extra = "" if spec.name != "uvloop" or echo.uvloop_available() else " (not installed)"
+            print(f"{spec.name:<22} {spec.about}{extra}")
+        return 0
+    try:
+        servers = echo.choose_servers(args.servers)
+        client = find_client(args.client)
+    except (echo.BenchError, ClientError) as exc:
+        print(f"muxtop bench: {exc}", file=sys.stderr)
+        return 2
+    warmup = args.warmup if args.warmup is not None else min(1.0, args.duration / 3)
+    info = machine.describe()
+    load_before = echo.load_average()
+    header = [
+        (f"muxtop bench echo: {args.size}-byte ping-pong, one message in flight per connection; "
+         f"{args.runs} run(s) × {args.duration:g} s (+{warmup:.2g} s warm-up), "
+         "servers interleaved"),
+        f"machine: {machine.header(info)}; load average before {load_before}",
+        f"client: {client.note}",
+    ]
+    if not args.json:
+        print("\n".join(header), flush=True)
+
+    def progress(run_index, runs, name, conns, result) -> None:
+        if result.get("failed"):
+            text = f"FAILED: {result['failed']}"
+        else:
+            text = (f"{result['rtt_per_s']:>9,.0f} rt/s  p50 {result['p50_us']:,.0f} µs  "
+                    f"p99 {result['p99_us']:,.0f} µs  server CPU {result['server_cpu_pct']:.0f}%")
+        print(f"  run {run_index + 1}/{runs}  {conns:>5,} conns  {name:<22} {text}",
+              file=sys.stderr, flush=True)
+
+    # SIGTERM unwinds like Ctrl-C, so the finally blocks kill every server and client.
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        cells = echo.run(servers, client, args.conns, args.runs, args.duration, warmup,
+                         args.size, progress=progress)
+    except KeyboardInterrupt:
+        print("muxtop bench: interrupted; every server was stopped", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    rows = echo.summary(cells)
+    if args.json:
+        print(json.dumps({
+            "bench": "echo", "machine": info, "load_average_before": load_before,
+            "load_average_after": echo.load_average(), "client": client.kind,
+            "client_note": client.note, "size": args.size, "runs": args.runs,
+            "duration": args.duration, "warmup": warmup, "conns": args.conns,
+            "servers": [s.name for s in servers], "baseline": echo.BASELINE,
+            "results": rows, "raw": [{"server": c.server, "conns": c.conns, "runs": c.runs}
+                                     for c in cells]}, indent=1))
+    else:
+        print(echo_tables(rows, args.conns, args.runs))
+        print(f"load average after: {echo.load_average()}")
+    return 1 if any(r["good_runs"] == 0 for r in rows) else 0
+
+
+def _fmt(value, spec: str = ",.0f") -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def echo_tables(rows: list[dict], conns_list: list[int], runs: int) -> str:
+    out = []
+    head = (f"{'server':<22}{'rt/s':>10}{'×sel':>6}{'spread':>8}{'p50 µs':>9}{'×sel':>6}"
+            f"{'p99 µs':>9}{'×sel':>6}{'CPU µs/rt':>11}{'×sel':>6}{'srv CPU':>9}")
+    for conns in conns_list:
+        out += ["", f"{conns:,} connections (median of {runs} run(s))", head]
+        for r in (r for r in rows if r["conns"] == conns):
+            v = r["vs_selectors"]
+            spread = "" if r["rtt_spread_pct"] is None else f"±{r['rtt_spread_pct'] / 2:.0f}%"
+            cpu_pct = "—" if r["server_cpu_pct"] is None else f"{r['server_cpu_pct']:.0f}%"
+            out.append(
+                f"{r['server']:<22}{_fmt(r['rtt_per_s']):>10}{_fmt(v['rtt_per_s'], '.2f'):>6}"
+                f"{spread:>8}{_fmt(r['p50_us']):>9}{_fmt(v['p50_us'], '.2f'):>6}"
+                f"{_fmt(r['p99_us']):>9}{_fmt(v['p99_us'], '.2f'):>6}"
+                f"{_fmt(r['cpu_us_per_rt'], ',.1f'):>11}{_fmt(v['cpu_us_per_rt'], '.2f'):>6}"
+                f"{cpu_pct:>9}")
+    out += ["",
+            "rt/s: round trips per second; spread: half the max-min range over runs;",
+            "p50/p99: round-trip latency; CPU µs/rt: server CPU time per round trip;",
+            "srv CPU: server CPU (100% = one core); ×sel: ratio to selectors",
+            "(for rt/s higher is better, for the others lower is better)"]
+    failures = [f"  {r['server']} at {r['conns']:,} conns, {f}" for r in rows for f in r["failures"]]
+    if failures:
+        out += ["", "failed runs (not counted):"] + failures
+    return "\n".join(out)

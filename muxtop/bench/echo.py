@@ -1,0 +1,265 @@
+"""`muxtop bench echo`: muxtop's server on every backend and trigger mode against baseline echo
+servers (selectors, asyncio, uvloop), all driven by the same client at the same concurrency.
+
+Every server runs in its own process, started fresh for each measurement and killed after it.
+Runs are interleaved — run 1 measures every server once, run 2 again in a rotated order — so
+drift on the machine (other load, thermal, frequency) hits every server alike; the figure per
+server is the median over runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib.util
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Self
+
+from muxtop.bench.loadgen import Client, ClientError, run_client
+
+BASELINE = "selectors"
+MUXTOP_MODES = (("select", "level"), ("poll", "level"), ("epoll", "level"), ("epoll", "edge"),
+                ("epoll", "oneshot"))
+START_TIMEOUT = 15.0  # seconds for a server to accept its first connection
+
+
+class BenchError(Exception):
+    """The bench cannot run as asked; the message says why."""
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    name: str
+    module_args: tuple[str, ...]  # after ``python -m``; "{port}" is filled in
+    about: str
+
+    def command(self, port: int) -> list[str]:
+        return [sys.executable, "-m", *(a.replace("{port}", str(port)) for a in self.module_args)]
+
+
+def uvloop_available() -> bool:
+    return importlib.util.find_spec("uvloop") is not None
+
+
+def server_specs() -> dict[str, ServerSpec]:
+    """Every server the bench knows, baselines first, in the default order."""
+    specs = [
+        ServerSpec("selectors", ("muxtop.bench.servers.selectors_echo", "--port", "{port}"),
+                   "plain selectors.DefaultSelector loop (the baseline)"),
+        ServerSpec("asyncio", ("muxtop.bench.servers.asyncio_echo", "--port", "{port}"),
+                   "asyncio Protocol on asyncio's loop"),
+        ServerSpec("uvloop", ("muxtop.bench.servers.asyncio_echo", "--port", "{port}",
+                              "--loop", "uvloop"), "the same Protocol on uvloop"),
+    ]
+    for backend, trigger in MUXTOP_MODES:
+        specs.append(ServerSpec(
+            f"muxtop-{backend}-{trigger}",
+            ("muxtop", "--headless", "--port", "{port}", "--backend", backend,
+             "--trigger", trigger),
+            f"muxtop --headless, {backend}/{trigger}, telemetry on"))
+    return {s.name: s for s in specs}
+
+
+def choose_servers(names: list[str] | None) -> list[ServerSpec]:
+    """The servers to run: ``names`` (checked) or every one available (uvloop if installed)."""
+    specs = server_specs()
+    if not names:
+        return [s for n, s in specs.items() if n != "uvloop" or uvloop_available()]
+    unknown = [n for n in names if n not in specs]
+    if unknown:
+        raise BenchError(f"no server {', '.join(unknown)} (choose from {', '.join(specs)})")
+    if "uvloop" in names and not uvloop_available():
+        raise BenchError("uvloop is not installed: pip install 'muxtop[uvloop]'")
+    return [specs[n] for n in dict.fromkeys(names)]
+
+
+def rotated(items: list, run_index: int) -> list:
+    """``items`` starting at position ``run_index`` (mod len), wrapping round."""
+    k = run_index % len(items) if items else 0
+    return items[k:] + items[:k]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM if the bench dies, even by SIGKILL (Linux only)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class ServerProcess:
+    """One server in its own process on a free port; ``with`` kills it on the way out."""
+
+    def __init__(self, spec: ServerSpec) -> None:
+        self.spec = spec
+        self.port = free_port()
+        # Closed in stop(): it must outlive this call, so no with-block.
+        self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
+        # stdout to /dev/null: muxtop --headless prints a status line a second, and an unread
+        # pipe would fill and block the server mid-run.
+        self.proc = subprocess.Popen(
+            spec.command(self.port), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=self._stderr,
+            # The bench starts no threads, so preexec_fn is safe here.
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None)  # noqa: PLW1509
+        self.pid = self.proc.pid
+
+    def stderr_tail(self, lines: int = 3) -> str:
+        self._stderr.seek(0)
+        return " | ".join(self._stderr.read().strip().splitlines()[-lines:])
+
+    def wait_accepting(self, timeout: float = START_TIMEOUT) -> float:
+        """Block until the port takes a connection; the seconds that took."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            if self.proc.poll() is not None:
+                raise BenchError(f"{self.spec.name} exited with status {self.proc.returncode} "
+                                 f"before accepting: {self.stderr_tail() or 'no message'}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return time.monotonic() - t0
+            except OSError:
+                time.sleep(0.02)
+        raise BenchError(f"{self.spec.name} did not accept on port {self.port} in {timeout:.0f} s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._stderr.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@dataclass
+class Cell:
+    """Every run of one server at one concurrency, and the medians over the runs that count."""
+
+    server: str
+    conns: int
+    runs: list[dict] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def good_runs(self) -> list[dict]:
+        return [r for r in self.runs if not r.get("failed")]
+
+    def median(self, key: str) -> float | None:
+        values = [r[key] for r in self.good_runs() if r.get(key) is not None]
+        return statistics.median(values) if values else None
+
+    def spread_pct(self) -> float | None:
+        """(max - min) / median of round trips/s over the good runs, in percent."""
+        values = [r["rtt_per_s"] for r in self.good_runs()]
+        if len(values) < 2 or not statistics.median(values):
+            return None
+        return 100 * (max(values) - min(values)) / statistics.median(values)
+
+
+FIGURES = ("rtt_per_s", "p50_us", "p99_us", "cpu_us_per_rt")
+
+
+def judge_run(result: dict) -> dict:
+    """Add the derived figure (server CPU µs per round trip) and mark runs that must not count:
+    mismatched bytes, connection errors, nothing completed."""
+    rtt = result.get("rtt_per_s") or 0
+    cpu_pct = result.get("server_cpu_pct", -1)
+    # server_cpu_pct is 100 per busy core over the measured window: µs of CPU per second / 1e4.
+    result["cpu_us_per_rt"] = round(cpu_pct * 1e4 / rtt, 2) if rtt > 0 and cpu_pct >= 0 else None
+    why = []
+    if result.get("mismatches"):
+        why.append(f"{result['mismatches']} mismatched echoes")
+    if result.get("errors"):
+        why.append(f"{result['errors']} connection errors")
+    if not result.get("completed"):
+        why.append("no round trip completed")
+    if why:
+        result["failed"] = ", ".join(why)
+    return result
+
+
+def measure(spec: ServerSpec, client: Client, conns: int, duration: float,
+            warmup: float, size: int) -> dict:
+    """Start ``spec``, drive it with ``client`` once, stop it; the client's judged result."""
+    with ServerProcess(spec) as server:
+        started_s = server.wait_accepting()
+        command = client.command(server.port, conns, duration, warmup, size, server.pid)
+        result = run_client(command, timeout=warmup + duration + 60)
+        if server.proc.poll() is not None:
+            result["failed"] = (f"server exited with status {server.proc.returncode}: "
+                                f"{server.stderr_tail()}")
+        result["server_start_s"] = round(started_s, 3)
+    return judge_run(result)
+
+
+def run(servers: list[ServerSpec], client: Client, conns_list: list[int], runs: int,
+        duration: float, warmup: float, size: int = 64, progress=None) -> list[Cell]:
+    """Every server at every concurrency, ``runs`` times, interleaved and rotated."""
+    cells = {(s.name, c): Cell(s.name, c) for c in conns_list for s in servers}
+    for run_index in range(runs):
+        for conns in conns_list:
+            for spec in rotated(servers, run_index):
+                cell = cells[spec.name, conns]
+                try:
+                    result = measure(spec, client, conns, duration, warmup, size)
+                except (BenchError, ClientError, OSError) as exc:
+                    result = {"failed": str(exc)}
+                result["run"] = run_index + 1
+                cell.runs.append(result)
+                if result.get("failed"):
+                    cell.failures.append(f"run {run_index + 1}: {result['failed']}")
+                if progress:
+                    progress(run_index, runs, spec.name, conns, result)
+    return list(cells.values())
+
+
+def summary(cells: list[Cell]) -> list[dict]:
+    """Per cell: medians, spread, and each figure's ratio to the selectors baseline at the same
+    concurrency (None without a baseline figure)."""
+    base = {c.conns: c for c in cells if c.server == BASELINE}
+    rows = []
+    for cell in cells:
+        row = {"server": cell.server, "conns": cell.conns,
+               "good_runs": len(cell.good_runs()), "runs": len(cell.runs)}
+        for key in FIGURES + ("server_cpu_pct", "client_cpu_pct"):
+            value = cell.median(key)
+            row[key] = None if value is None else round(value, 2)
+        row["rtt_spread_pct"] = None if cell.spread_pct() is None else round(cell.spread_pct(), 1)
+        ref = base.get(cell.conns)
+        row["vs_selectors"] = {}
+        for key in FIGURES:
+            ref_value = ref.median(key) if ref else None
+            mine = cell.median(key)
+            row["vs_selectors"][key] = (round(mine / ref_value, 3)
+                                        if mine is not None and ref_value else None)
+        row["failures"] = cell.failures
+        rows.append(row)
+    return rows
+
+
+def load_average() -> str:
+    with contextlib.suppress(OSError):
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return "?"

@@ -1,0 +1,198 @@
+"""`muxtop bench wait|echo` in tiny configurations: the output has the right shape and every
+figure is positive and finite. No test here asserts a speed (benchmarks print figures)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+import types
+import xml.etree.ElementTree as ET
+
+import psutil
+import pytest
+
+from muxtop.bench import chart, cli, echo, wait
+from muxtop.bench.servers import selectors_echo  # noqa: F401  (importable as a module)
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def bench(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "muxtop", "bench", *args], capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+def positive(value) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+
+# ------------------------------------------------------------------------------------- wait
+
+
+def test_wait_json_has_every_backend_at_every_count():
+    proc = bench("wait", "--fds", "10,20", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["bench"] == "wait" and doc["machine"]["cores"] >= 1
+    points = {(p["backend"], p["fds"]): p for p in doc["points"]}
+    assert set(points) == {(b, n) for b in ("select", "poll", "epoll") for n in (10, 20)}
+    for p in points.values():
+        assert p["skipped"] is None
+        assert positive(p["median_us"]) and positive(p["min_us"]) and p["calls"] > 0
+        assert p["min_us"] <= p["median_us"]
+
+
+def test_wait_text_table_chart_and_svg(tmp_path):
+    svg = tmp_path / "sub" / "wait.svg"
+    proc = bench("wait", "--fds", "10,30", "--backends", "poll,epoll", "--svg", str(svg))
+    assert proc.returncode == 0, proc.stderr
+    assert "idle fds" in proc.stdout and "machine:" in proc.stdout
+    assert "p poll" in proc.stdout and "e epoll" in proc.stdout  # the chart's legend
+    root = ET.parse(svg).getroot()
+    assert root.tag.endswith("svg")
+    assert len(root.findall("{http://www.w3.org/2000/svg}polyline")) == 2
+
+
+def test_wait_select_reports_its_fd_limit_instead_of_failing():
+    proc = bench("wait", "--fds", "1100", "--backends", "select,epoll", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    select, epoll = doc["points"]
+    assert select["backend"] == "select" and "1023" in select["skipped"]
+    assert select["median_us"] is None
+    assert epoll["skipped"] is None and positive(epoll["median_us"])
+    assert any("FD_SETSIZE" in note for note in doc["notes"])
+
+
+def test_wait_measures_in_process_with_few_fds():
+    pool = wait.IdleFds(5)
+    try:
+        points = wait.measure_count(("poll", "epoll"), pool.fds, pool.ready,
+                                    batch_seconds=0.0005, repeats=3)
+    finally:
+        pool.close()
+    assert [p.backend for p in points] == ["poll", "epoll"]
+    assert all(p.fds == 5 and positive(p.median_us) for p in points)
+
+
+# ------------------------------------------------------------------------------------- echo
+
+
+def check_echo_doc(doc: dict, servers: list[str], conns: int) -> None:
+    assert doc["bench"] == "echo" and doc["servers"] == servers
+    assert doc["client"] in ("loadgen", "python")
+    rows = {r["server"]: r for r in doc["results"]}
+    assert set(rows) == set(servers)
+    for row in rows.values():
+        assert row["conns"] == conns and row["good_runs"] == row["runs"] == 1, row["failures"]
+        for key in ("rtt_per_s", "p50_us", "p99_us", "cpu_us_per_rt", "server_cpu_pct"):
+            assert positive(row[key]), (key, row)
+        if "selectors" in rows:
+            assert all(positive(v) for v in row["vs_selectors"].values())
+    if "selectors" in rows:
+        assert rows["selectors"]["vs_selectors"]["rtt_per_s"] == 1.0
+
+
+def test_echo_muxtop_against_selectors_json():
+    servers = ["selectors", "muxtop-epoll-level"]
+    proc = bench("echo", "--conns", "10", "--duration", "0.5", "--runs", "1",
+                 "--servers", ",".join(servers), "--json")
+    assert proc.returncode == 0, proc.stderr
+    check_echo_doc(json.loads(proc.stdout), servers, 10)
+
+
+def test_echo_python_client_and_asyncio_text_table():
+    proc = bench("echo", "--conns", "5", "--duration", "0.3", "--runs", "1", "--client",
+                 "python", "--servers", "selectors,asyncio")
+    assert proc.returncode == 0, proc.stderr
+    assert "client: Python client" in proc.stdout  # says it fell back, and why
+    assert "5 connections" in proc.stdout
+    lines = {line.split()[0]: line for line in proc.stdout.splitlines() if line.strip()}
+    assert "selectors" in lines and "asyncio" in lines
+    assert "1.00" in lines["selectors"]
+
+
+def test_echo_interrupt_stops_the_server():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "muxtop", "bench", "echo", "--conns", "5", "--duration", "20",
+         "--runs", "1", "--servers", "selectors"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        bench_proc = psutil.Process(proc.pid)
+        deadline = time.monotonic() + 20
+        servers = []
+        while time.monotonic() < deadline and not servers:
+            servers = [c for c in bench_proc.children()
+                       if "muxtop.bench.servers" in " ".join(c.cmdline())]
+            time.sleep(0.05)
+        assert servers, "the bench never started its server"
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends to the bench
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 130, err
+        assert "interrupted" in err
+        _, alive = psutil.wait_procs(servers, timeout=5)
+        assert not alive
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_echo_rejects_unknown_servers(capsys):
+    assert cli.main(["echo", "--servers", "selectors,nginx"]) == 2
+    assert "no server nginx" in capsys.readouterr().err
+
+
+def test_echo_helpers():
+    assert echo.rotated([1, 2, 3], 0) == [1, 2, 3]
+    assert echo.rotated([1, 2, 3], 4) == [2, 3, 1]
+    run = echo.judge_run({"rtt_per_s": 50_000, "server_cpu_pct": 50.0, "completed": 100,
+                          "mismatches": 0, "errors": 0})
+    assert run["cpu_us_per_rt"] == 10.0 and "failed" not in run
+    bad = echo.judge_run({"rtt_per_s": 1, "server_cpu_pct": 1, "completed": 1, "mismatches": 2})
+    assert "mismatched" in bad["failed"]
+
+
+# ------------------------------------------------------------------------ cli, chart, imports
+
+
+def test_ui_mode_is_dispatched_lazily(monkeypatch):
+    seen = []
+    fake = types.ModuleType("muxtop.bench.ui")
+    fake.main = lambda argv: seen.append(argv) or 7
+    monkeypatch.setitem(sys.modules, "muxtop.bench.ui", fake)
+    assert cli.main(["ui", "--rows", "10"]) == 7
+    assert seen == [["--rows", "10"]]
+
+
+def test_bench_never_imports_textual():
+    code = ("import sys, muxtop.bench.cli, muxtop.bench.wait, muxtop.bench.echo, "
+            "muxtop.bench.chart, muxtop.bench.loadgen, muxtop.bench.pyclient, "
+            "muxtop.bench.servers.selectors_echo, muxtop.bench.servers.asyncio_echo; "
+            "bad = [m for m in sys.modules if m.split('.')[0] == 'textual']; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+
+
+def test_int_list_parses_and_rejects():
+    assert cli.int_list("10,100,10") == [10, 100]
+    for bad in ("", "ten", "0,5", "-3"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            cli.int_list(bad)
+
+
+def test_charts_draw_log_log_series():
+    series = {"poll": [(10, 1.0), (100, 8.0), (1000, 70.0)], "epoll": [(10, 0.7), (1000, 0.7)],
+              "empty": [(10, 0.0)]}
+    text = chart.terminal_chart(series, x_label="fds", y_label="µs")
+    assert "p poll" in text and "e epoll" in text and "empty" not in text
+    assert "1,000" in text and "┤" in text
+    root = ET.fromstring(chart.svg_chart(series, title="t <&>", x_label="fds", y_label="µs"))
+    assert len(root.findall("{http://www.w3.org/2000/svg}circle")) == 5
+    assert chart.decade_range([0.7, 70.0]) == (0.1, 100)
