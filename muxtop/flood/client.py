@@ -1,4 +1,4 @@
-"""The flood's engine: one non-blocking epoll loop that drives many client connections through a
+"""The flood's loop: one non-blocking epoll loop that drives many client connections through a
 pattern (echo, idle, slow-reader, half-close, reset, burst) and counts what happens.
 
 Plain ``select.epoll`` and no asyncio, because the generator must not be the bottleneck it
@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import heapq
 import math
+import os
 import resource
 import select
 import socket
@@ -56,7 +57,7 @@ class FloodPlan:
     connect_rate: float = 0.0  # new connections/s; 0 = all at once
     duration: float | None = None
     timeout: float = 10.0     # a connection waiting this long for its echo/EOF fails; 0 = never
-    first_client: int = 0     # id of the first client: workers get disjoint ids, so payloads
+    first_client: int = 0     # id of the first client: workers' ids (so payloads) never meet
 
     def __post_init__(self) -> None:
         if self.pattern not in PATTERNS:
@@ -214,7 +215,7 @@ class Flood:
         code = sock.connect_ex(self.plan.address)
         if code not in (0, errno.EINPROGRESS):
             sock.close()
-            self._count_failure(None, OSError(code, errno.errorcode.get(code, "")))
+            self._count_failure(None, OSError(code, os.strerror(code)))
             self._after(client_id)
             return
         try:
@@ -233,7 +234,7 @@ class Flood:
     def _on_connected(self, c: Client, now: float) -> None:
         code = c.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if code:
-            self._fail(c, OSError(code, errno.errorcode.get(code, "")))
+            self._fail(c, OSError(code, os.strerror(code)))
             return
         self.stats.connected += 1
         c.state = OPEN
