@@ -53,9 +53,7 @@ def main(argv: list[str]) -> int:
         protocol=args.protocol, max_conns=args.max_conns, lab=frozenset(args.lab),
         stuck_after=args.stuck_after)
     try:
-        engine = Engine(config)
-        _attach_detector(engine)
-        engine.start()
+        engine = Engine(config).start()
     except EngineStartError as exc:
         print(f"muxtop: {exc}", file=sys.stderr)
         return 1
@@ -67,14 +65,6 @@ def main(argv: list[str]) -> int:
         return run_dashboard(engine, duration=args.duration)
     finally:
         engine.stop()
-
-
-def _attach_detector(engine: Engine) -> None:
-    try:
-        from muxtop.engine.diagnose import Detector
-    except ImportError:
-        return
-    engine.telemetry.detector = Detector(engine.config)
 
 
 def run_headless(engine: Engine, duration: float | None, as_json: bool,

@@ -238,7 +238,7 @@ class Engine:
             self._update(conn, now)
             return
         conn.bytes_in += len(data)
-        conn.last_io_at = now
+        conn.last_io_at = conn.last_read_at = now
         reply = self._protocol(conn, data)
         if reply:
             if conn.out:

@@ -13,9 +13,10 @@ import psutil
 
 from muxtop import probes
 from muxtop.engine.connection import Connection
+from muxtop.engine.diagnose import Detector
 from muxtop.events import READ
 from muxtop.snapshot import (
-    CONTROL, KIND_CONN, KIND_CONTROL, KIND_LISTENER, LISTENING, ConnView, Notice,
+    CONTROL, KIND_CONN, KIND_CONTROL, KIND_EPOLL, KIND_LISTENER, LISTENING, ConnView, Notice,
     ProcessStats, Rates, Snapshot, Totals, WaitRecord,
 )
 
@@ -47,7 +48,7 @@ class Telemetry:
         self._process_stats: ProcessStats | None = None
         self._process_at = 0.0
         self.started_at = time.monotonic()
-        self.detector = None  # set by the diagnoses layer
+        self.detector = Detector(config.stuck_after)
 
     # ---- called by the engine ----------------------------------------------------------
 
@@ -78,11 +79,7 @@ class Telemetry:
         closed = self.recently_closed
         while closed and now - closed[0].closed_at > linger:
             closed.popleft()
-        self._probe(conns)
-        views = [self._listener_view(now), self._control_view(now)]
-        view = self._conn_view
-        views.extend(view(conn, now) for conn in conns.values())
-        views.extend(conn.view for conn in closed)
+        self._probe(conns, now)
         totals = Totals(
             waits=engine.waits_total, events=engine.events_total,
             bytes_in=self.closed_bytes_in + sum(c.bytes_in for c in conns.values()),
@@ -94,20 +91,28 @@ class Telemetry:
         refused = None
         if self.refused is not None and now - self.refused[0] < 10.0:
             refused = self.refused[1]
+        process = self._process_sample(now)
         backend = getattr(engine, "_backend", None)
-        snapshot = Snapshot(
+        diagnoses = ()
+        if engine._running and backend is not None:
+            diagnoses = self.detector.review(engine, now, rates, process)
+        flagged = {d.fd for d in diagnoses}
+        views = [self._listener_view(now), self._control_view(now)]
+        if engine._running and backend is not None and backend.fileno() is not None:
+            views.append(self._backend_view(backend, now))
+        view = self._conn_view
+        views.extend(view(conn, now, conn.fd in flagged) for conn in conns.values())
+        views.extend(conn.view for conn in closed)
+        return Snapshot(
             source="engine", taken_at=now, wall_time=time.time(), started_at=self.started_at,
             backend=backend.name if backend else engine.config.backend,
             trigger=backend.trigger if backend else engine.config.trigger,
             protocol=engine.config.protocol, listen=_address(engine.address),
             connections=tuple(views), waits=waits, totals=totals, rates=rates,
-            process=self._process_sample(now), registered=engine._nreg,
-            open_connections=len(conns), notices=tuple(self.notices),
+            process=process, registered=engine._nreg,
+            open_connections=len(conns), notices=tuple(self.notices), diagnoses=diagnoses,
             lab=frozenset(engine.lab), refused=refused,
             extra={"error": engine.error, "running": engine._running})
-        if self.detector is not None:
-            snapshot = self.detector.review(snapshot)
-        return snapshot
 
     def _rates(self, now: float, totals: Totals, waits: tuple[WaitRecord, ...]):
         """Per-second figures over the last RATE_WINDOW, from totals kept at each publish."""
@@ -130,14 +135,14 @@ class Telemetry:
             ready_per_wait=devents / dwaits if dwaits else 0.0,
             wait_p50=_percentile(recent, 0.50), wait_p99=_percentile(recent, 0.99))
 
-    def _probe(self, conns: dict[int, Connection]) -> None:
+    def _probe(self, conns: dict[int, Connection], now: float) -> None:
         """Ask the kernel for the queues of the watched fds, then of a round-robin slice of
         the rest: at most probe_budget sockets per Snapshot, whatever the connection count."""
         budget = self.engine.config.probe_budget
         for fd in self.watched[:budget]:
             conn = conns.get(fd)
             if conn is not None:
-                _probe_conn(conn)
+                _probe_conn(conn, now)
         budget -= min(len(self.watched), budget)
         if not conns or budget <= 0:
             return
@@ -148,11 +153,11 @@ class Telemetry:
             chosen += fds[:min(start, budget - len(chosen))]
         self._probe_cursor = start + budget
         for fd in chosen:
-            _probe_conn(conns[fd])
+            _probe_conn(conns[fd], now)
 
-    def _conn_view(self, c: Connection, now: float) -> ConnView:
+    def _conn_view(self, c: Connection, now: float, flagged: bool = False) -> ConnView:
         engine = self.engine
-        flags = ""
+        flags = "!" if flagged else ""
         if c.user_paused:
             flags += "P"
         if c.backpressured:
@@ -163,6 +168,13 @@ class Telemetry:
             c.cid, c.fd, KIND_CONN, c.peer, c.state, c.interest, c.last_events, c.last_ready,
             len(c.out), c.rx_queue, c.tx_queue, c.bytes_in, c.bytes_out, c.msgs_in, c.msgs_out,
             c.opened_at, c.last_io_at, c.closed_at, c.tcp, flags, tuple(c.history), c.note)
+
+    def _backend_view(self, backend, now: float) -> ConnView:
+        engine = self.engine
+        return ConnView(
+            -2, backend.fileno(), KIND_EPOLL, "epoll instance", backend.trigger, 0, 0, None, 0,
+            None, None, 0, 0, 0, 0, self.started_at, self.started_at, None, None, "", (),
+            f"interest list of {engine._nreg} fds, kept in the kernel")
 
     def _listener_view(self, now: float) -> ConnView:
         engine = self.engine
@@ -202,9 +214,13 @@ class Telemetry:
         return self._process_stats
 
 
-def _probe_conn(conn: Connection) -> None:
+def _probe_conn(conn: Connection, now: float) -> None:
     fd = conn.fd
-    conn.rx_queue = probes.rx_queue(fd)
+    conn.rx_queue = rx = probes.rx_queue(fd)
+    if not rx:
+        conn.rx_since = None
+    elif conn.rx_since is None or conn.last_read_at > conn.rx_since:
+        conn.rx_since = now
     conn.tx_queue = probes.tx_queue(fd)
     conn.tcp = probes.tcp_info(conn.sock)
 
