@@ -8,6 +8,7 @@ at most twice a second: their cost is O(connections) per run, never per event.
 
 from __future__ import annotations
 
+import resource
 import select
 from collections import Counter
 from typing import TYPE_CHECKING
@@ -34,7 +35,7 @@ class Detector:
         self._out_low: dict[int, tuple[int, float]] = {}  # cid -> (smallest out, since when)
         self._last_run = -EVERY
         self._last: tuple[Diagnosis, ...] = ()
-        self._cost = 0.0  # seconds spent in the last run, for the benchmark
+        self._accept_errors = 0  # accept failures counted at the last run
 
     def review(self, engine: Engine, now: float, rates: Rates,
                process: ProcessStats | None) -> tuple[Diagnosis, ...]:
@@ -117,7 +118,9 @@ class Detector:
         counts: Counter = Counter()
         for record in list(engine.telemetry.ring)[-200:]:
             counts.update(record[5])
-        named = [(fd, long(events)) for (fd, events), _ in counts.most_common(5)]
+        # sorted, not most_common(n): that imports heapq lazily, which fails once out of fds
+        top = sorted(counts.items(), key=lambda item: item[1], reverse=True)[:5]
+        named = [(fd, long(events)) for (fd, events), _ in top]
         if engine._listen_fd in {fd for fd, _ in named} and engine.telemetry.accept_errors:
             why = "the listener stays readable while accept() fails (out of fds, no back-off)"
         elif any("WRITE" in events for _, events in named):
@@ -131,7 +134,19 @@ class Detector:
                        ("bytes_per_s", round(moved)), ("fds", tuple(named)))))
 
     def _fd_pressure(self, engine: Engine, process: ProcessStats | None, found: list) -> None:
-        if process is not None and process.fd_limit and \
+        errors = engine.telemetry.accept_errors
+        failing = errors > self._accept_errors
+        self._accept_errors = errors
+        if failing:
+            # Counting open fds needs an fd (psutil lists /proc/self/fd): trust accept() instead.
+            limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            found.append(("fd-pressure", None,
+                          f"accept() fails for lack of fds: the fd table is full (limit {limit},"
+                          f" {len(engine._conns)} connections open); new clients wait in the "
+                          "backlog",
+                          (("accept_errors", errors), ("fd_limit", limit),
+                           ("connections", len(engine._conns)))))
+        elif process is not None and process.fd_limit and \
                 process.num_fds >= FD_PRESSURE * process.fd_limit:
             found.append(("fd-pressure", None,
                           f"{process.num_fds} of {process.fd_limit} fds are open "

@@ -184,8 +184,14 @@ class Engine:
                 self._set_listener(READ)
             if after >= next_publish:
                 self.waits_total, self.events_total = seq, events_total
-                self._snapshot = self.telemetry.publish(after)
+                self._publish(after)
                 next_publish = after + publish_interval
+
+    def _publish(self, now: float) -> None:
+        try:
+            self._snapshot = self.telemetry.publish(now)
+        except Exception as exc:  # noqa: BLE001 - serving matters more than the picture of it
+            self.telemetry.notice("error", f"telemetry failed: {exc!r}", key="telemetry")
 
     def _service(self, conn: Connection, events: int, now: float) -> None:
         """Handle what a wait reported for one connection (or a pending edge fd)."""

@@ -1,0 +1,194 @@
+"""Bug lab and detectors: each lab switch makes the engine misbehave the classic way, the
+matching detector names the right fds, and turning the switch off recovers every byte."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from echo_client import stream_echo, wait_for
+from muxtop.engine import SetLab, Switch
+from muxtop.snapshot import KIND_CONN
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def findings(engine, kind):
+    return [d for d in engine.snapshot().diagnoses if d.kind == kind]
+
+
+def conn_fds(engine):
+    return {c.fd for c in engine.snapshot().connections if c.kind == KIND_CONN
+            and c.state != "closed"}
+
+
+def read_exactly(sock, size, timeout=10.0):
+    data = bytearray()
+    deadline = time.monotonic() + timeout
+    while len(data) < size and time.monotonic() < deadline:
+        if select.select([sock], [], [], 0.2)[0]:
+            chunk = sock.recv(size - len(data))
+            if not chunk:
+                break
+            data += chunk
+    return bytes(data)
+
+
+def test_naive_edge_is_a_stuck_read_until_switched_off(make_engine):
+    engine = make_engine(trigger="edge", read_size=1024, lab=frozenset({"naive-edge"}),
+                         stuck_after=0.5, publish_interval=0.1)
+    with socket.create_connection(engine.address, timeout=10) as client:
+        payload = os.urandom(100_000)
+        client.sendall(payload)  # far more than one 1 KiB read per edge can take
+        (finding,) = wait_for(lambda: findings(engine, "stuck-read"), timeout=10)
+        assert finding.fd in conn_fds(engine)
+        evidence = dict(finding.evidence)
+        assert evidence["rx_queue"] > 0 and evidence["trigger"] == "edge"
+        assert "EAGAIN" in finding.explanation
+        assert engine.submit(SetLab("naive-edge", False)).result(5).ok
+        assert read_exactly(client, len(payload)) == payload
+        wait_for(lambda: not findings(engine, "stuck-read"), timeout=5)
+
+
+def test_busy_writable_is_a_busy_loop_until_switched_off(make_engine):
+    engine = make_engine(lab=frozenset({"busy-writable"}), publish_interval=0.1)
+    clients = [socket.create_connection(engine.address, timeout=5) for _ in range(3)]
+    try:
+        (finding,) = wait_for(lambda: findings(engine, "busy-loop"), timeout=10)
+        named = {fd for fd, _ in dict(finding.evidence)["fds"]}
+        assert named & conn_fds(engine)
+        assert "writable" in finding.explanation
+        assert engine.submit(SetLab("busy-writable", False)).result(5).ok
+        wait_for(lambda: not findings(engine, "busy-loop"), timeout=5)
+        for client in clients:
+            client.sendall(b"still echoing")
+            assert read_exactly(client, 13) == b"still echoing"
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_no_backpressure_grows_the_out_buffer_a_stuck_write(make_engine):
+    engine = make_engine(lab=frozenset({"no-backpressure"}), stuck_after=0.5,
+                         publish_interval=0.1, sndbuf=8192)
+    high_water = engine.config.high_water
+    with socket.socket() as client:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        client.settimeout(10)
+        client.connect(engine.address)
+        payload = os.urandom(4_000_000)
+        client.sendall(payload)  # the server keeps reading: nothing pushes back
+        view = wait_for(lambda: [c for c in engine.snapshot().connections
+                                 if c.kind == KIND_CONN and c.out_buffer > 4 * high_water])[0]
+        assert "B" not in view.flags
+        (finding,) = wait_for(lambda: findings(engine, "stuck-write"), timeout=10)
+        assert finding.fd == view.fd
+        assert engine.submit(SetLab("no-backpressure", False)).result(5).ok
+        assert read_exactly(client, len(payload), timeout=30) == payload
+        wait_for(lambda: not findings(engine, "stuck-write"), timeout=5)
+
+
+def test_interest_mismatch_when_the_kernel_lost_a_registration(make_engine):
+    engine = make_engine(publish_interval=0.1)
+    with socket.create_connection(engine.address, timeout=5) as client:
+        client.sendall(b"x")
+        assert client.recv(1) == b"x"
+        (fd,) = wait_for(lambda: conn_fds(engine))
+        engine._backend._epoll.unregister(fd)  # behind the engine's back
+        (finding,) = wait_for(lambda: findings(engine, "interest-mismatch"))
+        assert finding.fd == fd and "no such fd" in finding.explanation
+        # A switch re-registers every fd from the engine's own table: healed.
+        assert engine.submit(Switch(backend="poll")).result(5).ok
+        assert engine.submit(Switch(backend="epoll")).result(5).ok
+        wait_for(lambda: not findings(engine, "interest-mismatch"))
+        client.sendall(b"y")
+        assert client.recv(1) == b"y"
+
+
+def test_oneshot_never_rearmed_is_an_interest_mismatch(make_engine):
+    engine = make_engine(trigger="oneshot", publish_interval=0.1)
+    with socket.create_connection(engine.address, timeout=5) as client:
+        (fd,) = wait_for(lambda: conn_fds(engine))
+        engine._backend._epoll.modify(fd, select.EPOLLONESHOT)  # looks like a fired oneshot
+        (finding,) = wait_for(lambda: findings(engine, "interest-mismatch"))
+        assert finding.fd == fd and "re-armed" in finding.explanation
+        client.sendall(b"z")  # the echo is lost until re-armed...
+        assert engine.submit(Switch(trigger="level")).result(5).ok  # ...a switch re-arms
+        assert read_exactly(client, 1) == b"z"
+
+
+def test_healthy_echo_of_1000_clients_has_no_finding(make_engine):
+    engine = make_engine(publish_interval=0.1, stuck_after=1.0)
+    seen = []
+
+    def watch():
+        seen.extend(engine.snapshot().diagnoses)
+
+    payloads = [os.urandom(20_000) for _ in range(1000)]
+    assert stream_echo(engine.address, payloads, chunk=2048, between=watch, timeout=50) \
+        == payloads
+    time.sleep(1.5)  # detectors run every 0.5 s: give them a few runs after the load
+    watch()
+    assert seen == []
+
+
+SPIN_SERVER = textwrap.dedent("""
+    import json, resource, sys
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+    from muxtop.engine import Engine, EngineConfig, SetLab
+    engine = Engine(EngineConfig(port=0, publish_interval=0.1,
+                                 lab=frozenset({"emfile-spin"}))).start()
+    print(engine.address[1], engine.snapshot().connections[0].fd, flush=True)
+    for line in sys.stdin:
+        if line.strip() == "off":
+            engine.submit(SetLab("emfile-spin", False)).result(5)
+        print(json.dumps([d.as_json() for d in engine.snapshot().diagnoses]), flush=True)
+    engine.stop()
+""")
+
+
+def test_emfile_spin_is_a_busy_loop_on_the_listener_until_switched_off():
+    server = subprocess.Popen([sys.executable, "-c", SPIN_SERVER], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    clients = []
+
+    def report(command="report"):
+        server.stdin.write(command + "\n")
+        server.stdin.flush()
+        return {d["kind"]: d for d in json.loads(server.stdout.readline())}
+
+    try:
+        port, listen_fd = map(int, server.stdout.readline().split())
+        for _ in range(100):
+            clients.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        found = wait_for(lambda: (lambda r: r if "busy-loop" in r else None)(report()), 10)
+        busy = found["busy-loop"]
+        assert listen_fd in [fd for fd, _ in busy["evidence"]["fds"]]
+        assert "accept() fails" in busy["explanation"]
+        assert "fd-pressure" in found
+        report("off")
+        wait_for(lambda: "busy-loop" not in report(), timeout=10)
+        for client in clients[:60]:
+            client.close()
+        del clients[:60]
+        clients[-1].sendall(b"served at last")
+        assert read_exactly(clients[-1], 14) == b"served at last"
+    finally:
+        for client in clients:
+            client.close()
+        server.stdin.close()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        server.stdout.close()
