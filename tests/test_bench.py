@@ -92,6 +92,7 @@ def check_echo_doc(doc: dict, servers: list[str], conns: int) -> None:
         assert row["conns"] == conns and row["good_runs"] == row["runs"] == 1, row["failures"]
         for key in ("rtt_per_s", "p50_us", "p99_us", "cpu_us_per_rt", "server_cpu_pct"):
             assert positive(row[key]), (key, row)
+        assert row["other_cpu_pct"] is None or 0 <= row["other_cpu_pct"] < math.inf
         if "selectors" in rows:
             assert all(positive(v) for v in row["vs_selectors"].values())
     if "selectors" in rows:

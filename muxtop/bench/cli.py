@@ -188,7 +188,8 @@ def echo_main(args: argparse.Namespace) -> int:
             text = f"FAILED: {result['failed']}"
         else:
             text = (f"{result['rtt_per_s']:>9,.0f} rt/s  p50 {result['p50_us']:,.0f} µs  "
-                    f"p99 {result['p99_us']:,.0f} µs  server CPU {result['server_cpu_pct']:.0f}%")
+                    f"p99 {result['p99_us']:,.0f} µs  server CPU {result['server_cpu_pct']:.0f}%"
+                    f"  others {result.get('other_cpu_pct') or 0:.0f}%")
         print(f"  run {run_index + 1}/{runs}  {conns:>5,} conns  {name:<22} {text}",
               file=sys.stderr, flush=True)
 
@@ -218,6 +219,9 @@ def echo_main(args: argparse.Namespace) -> int:
     return 1 if any(r["good_runs"] == 0 for r in rows) else 0
 
 
+BUSY_MACHINE_PCT = 20  # other processes' CPU% past which the echo table carries a warning
+
+
 def _fmt(value, spec: str = ",.0f") -> str:
     return "—" if value is None else format(value, spec)
 
@@ -225,24 +229,33 @@ def _fmt(value, spec: str = ",.0f") -> str:
 def echo_tables(rows: list[dict], conns_list: list[int], runs: int) -> str:
     out = []
     head = (f"{'server':<22}{'rt/s':>10}{'×sel':>6}{'spread':>8}{'p50 µs':>9}{'×sel':>6}"
-            f"{'p99 µs':>9}{'×sel':>6}{'CPU µs/rt':>11}{'×sel':>6}{'srv CPU':>9}")
+            f"{'p99 µs':>9}{'×sel':>6}{'CPU µs/rt':>11}{'×sel':>6}{'srv CPU':>9}"
+            f"{'others':>8}")
     for conns in conns_list:
         out += ["", f"{conns:,} connections (median of {runs} run(s))", head]
         for r in (r for r in rows if r["conns"] == conns):
             v = r["vs_selectors"]
             spread = "" if r["rtt_spread_pct"] is None else f"±{r['rtt_spread_pct'] / 2:.0f}%"
             cpu_pct = "—" if r["server_cpu_pct"] is None else f"{r['server_cpu_pct']:.0f}%"
+            others = "—" if r["other_cpu_pct"] is None else f"{r['other_cpu_pct']:.0f}%"
             out.append(
                 f"{r['server']:<22}{_fmt(r['rtt_per_s']):>10}{_fmt(v['rtt_per_s'], '.2f'):>6}"
                 f"{spread:>8}{_fmt(r['p50_us']):>9}{_fmt(v['p50_us'], '.2f'):>6}"
                 f"{_fmt(r['p99_us']):>9}{_fmt(v['p99_us'], '.2f'):>6}"
                 f"{_fmt(r['cpu_us_per_rt'], ',.1f'):>11}{_fmt(v['cpu_us_per_rt'], '.2f'):>6}"
-                f"{cpu_pct:>9}")
+                f"{cpu_pct:>9}{others:>8}")
     out += ["",
             "rt/s: round trips per second; spread: half the max-min range over runs;",
             "p50/p99: round-trip latency; CPU µs/rt: server CPU time per round trip;",
-            "srv CPU: server CPU (100% = one core); ×sel: ratio to selectors",
-            "(for rt/s higher is better, for the others lower is better)"]
+            "srv CPU: server CPU (100% = one core); ×sel: ratio to selectors;",
+            "others: user+system CPU of other processes during the run (not client or server):",
+            "  when it is high the server was starved and its rt/s and latency are not its own",
+            "(for rt/s higher is better, for every other figure lower is better)"]
+    busy = [r["other_cpu_pct"] for r in rows if r["other_cpu_pct"] is not None]
+    if busy and max(busy) > BUSY_MACHINE_PCT:
+        out += ["", (f"warning: other processes used up to {max(busy):.0f}% CPU (median over a "
+                f"server's runs) while servers were measured: the machine was busy, so rt/s and "
+                "latency are noisy; CPU µs/rt suffers least")]
     failures = [f"  {r['server']} at {r['conns']:,} conns, {f}" for r in rows for f in r["failures"]]
     if failures:
         out += ["", "failed runs (not counted):"] + failures

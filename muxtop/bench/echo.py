@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import importlib.util
 import os
+import resource
 import signal
 import socket
 import statistics
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Self
 
 from muxtop.bench.loadgen import Client, ClientError, run_client
+from muxtop.bench.pyclient import process_cpu
 
 BASELINE = "selectors"
 MUXTOP_MODES = (("select", "level"), ("poll", "level"), ("epoll", "level"), ("epoll", "edge"),
@@ -200,13 +202,55 @@ def judge_run(result: dict) -> dict:
     return result
 
 
+@dataclass(frozen=True)
+class CpuSample:
+    """Machine-wide busy and steal CPU seconds, the server's and the reaped children's
+    (the client's) at one moment: the difference of two is what *other* processes used."""
+
+    wall: float
+    busy: float
+    steal: float
+    server: float
+    children: float
+
+    @classmethod
+    def take(cls, server_pid: int) -> CpuSample:
+        busy = steal = 0.0
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            with open("/proc/stat", encoding="ascii") as f:
+                ticks = [int(v) for v in f.readline().split()[1:9]]
+            tck = os.sysconf("SC_CLK_TCK")
+            # user nice system idle iowait irq softirq steal. irq and softirq are left out:
+            # with IRQ time accounting (as here) they are charged to no process, and most of
+            # it is loopback TCP of this very run, not a competitor.
+            busy = (ticks[0] + ticks[1] + ticks[2]) / tck
+            steal = ticks[7] / tck
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return cls(time.monotonic(), busy, steal, max(0.0, process_cpu(server_pid)),
+                   ru.ru_utime + ru.ru_stime)
+
+    def others_since(self, before: CpuSample) -> dict:
+        """CPU% (100 = one core) used by everything but the server and the client between
+        ``before`` and this sample, and the hypervisor's steal%: load that competes with the
+        run and makes its figures noisy. The client is the only child reaped in between."""
+        wall = self.wall - before.wall
+        if wall <= 0 or not self.busy:
+            return {"other_cpu_pct": None, "steal_pct": None}
+        others = ((self.busy - before.busy) - (self.server - before.server)
+                  - (self.children - before.children))
+        return {"other_cpu_pct": round(max(0.0, 100 * others / wall), 1),
+                "steal_pct": round(100 * (self.steal - before.steal) / wall, 1)}
+
+
 def measure(spec: ServerSpec, client: Client, conns: int, duration: float,
             warmup: float, size: int) -> dict:
     """Start ``spec``, drive it with ``client`` once, stop it; the client's judged result."""
     with ServerProcess(spec) as server:
         started_s = server.wait_accepting()
         command = client.command(server.port, conns, duration, warmup, size, server.pid)
+        before = CpuSample.take(server.pid)
         result = run_client(command, timeout=warmup + duration + 60)
+        result.update(CpuSample.take(server.pid).others_since(before))
         if server.proc.poll() is not None:
             result["failed"] = (f"server exited with status {server.proc.returncode}: "
                                 f"{server.stderr_tail()}")
@@ -243,7 +287,8 @@ def summary(cells: list[Cell]) -> list[dict]:
     for cell in cells:
         row = {"server": cell.server, "conns": cell.conns,
                "good_runs": len(cell.good_runs()), "runs": len(cell.runs)}
-        for key in FIGURES + ("server_cpu_pct", "client_cpu_pct"):
+        for key in FIGURES + ("server_cpu_pct", "client_cpu_pct", "other_cpu_pct",
+                              "steal_pct"):
             value = cell.median(key)
             row[key] = None if value is None else round(value, 2)
         row["rtt_spread_pct"] = None if cell.spread_pct() is None else round(cell.spread_pct(), 1)
