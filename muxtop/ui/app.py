@@ -1,0 +1,310 @@
+"""The muxtop dashboard: a Textual app over a snapshot source (the embedded engine, or a
+read-only source such as `muxtop attach`).
+
+The app polls the source with `set_interval` (4 Hz, the engine's publish rate) and redraws
+only when a new Snapshot arrived; everything on screen is a function of the latest Snapshot
+plus UI state (selection, sort, filter, pause). It never blocks on the engine: commands go
+out through the source and their Futures are polled on the next tick, and the engine's
+Notices come back as notifications, each shown once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import ClassVar
+
+from textual.app import App
+from textual.binding import Binding, BindingType
+
+from muxtop.backends import BACKENDS, NAMES, TRIGGERS
+from muxtop.engine.commands import CloseConnection, PauseReading, Switch, Watch
+from muxtop.snapshot import ConnView, Snapshot
+from muxtop.ui.rows import can_act_on
+from muxtop.ui.screens.dashboard import DashboardScreen
+from muxtop.ui.screens.detail import DetailScreen
+from muxtop.ui.screens.help import HelpScreen
+from muxtop.ui.source import EngineSource, SnapshotSource
+
+POLL_INTERVAL = 0.25  # the engine publishes every 0.25 s: polling faster only costs the GIL
+NOTICES_AT_START = 5  # older notices than these are not replayed when the dashboard opens
+_SEVERITY = {"info": "information", "warning": "warning", "error": "error"}
+_QUIET_COMMANDS = (Switch, Watch)  # their outcome comes back as an engine Notice, or not at all
+
+
+class MuxtopApp(App[int]):
+    CSS_PATH = Path(__file__).with_name("app.tcss")
+    TITLE = "muxtop"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("b", "cycle_backend", "backend", tooltip="Switch to the next backend live"),
+        Binding("t", "cycle_trigger", "trigger",
+                tooltip="Switch to the next trigger mode the backend supports"),
+        Binding("space", "toggle_pause", "pause", tooltip="Freeze the display; the server "
+                "keeps running and the header keeps moving"),
+        Binding("question_mark,f1", "help", "help", key_display="?",
+                tooltip="Keys, columns, and how select, poll and epoll work"),
+        Binding("q", "quit", "quit", tooltip="Quit"),
+        Binding("ctrl+c", "quit", "quit", show=False),
+    ]
+
+    def __init__(self, source: SnapshotSource, *, duration: float | None = None,
+                 interval: float | None = POLL_INTERVAL, handle_signals: bool = False) -> None:
+        """`duration`: quit after that many seconds. `interval`: seconds between polls of
+        the source (None: only when `tick()` is called, for tests and benchmarks)."""
+        super().__init__()
+        self.source = source
+        self.duration = duration
+        self.interval = interval
+        self.handle_signals = handle_signals
+        self.latest: Snapshot | None = None  # the newest Snapshot taken from the source
+        self.shown: Snapshot | None = None  # the one on screen (older while paused)
+        self.paused = False
+        self.problem: str | None = None  # the source itself failed
+        self._notice_seq: int | None = None
+        self._engine_error_told = False
+        self._pending: list[tuple[object, Future]] = []
+        self._watched: tuple[int, ...] = ()
+        self._mode: tuple[str, str, bool] | None = None  # backend, trigger, can_command
+        self.dashboard = DashboardScreen()
+
+    # ---- life cycle --------------------------------------------------------------------
+
+    async def on_mount(self) -> None:
+        await self.push_screen(self.dashboard)
+        self.tick()
+        if self.interval is not None:
+            self.set_interval(self.interval, self.tick)
+        if self.duration is not None:
+            self.set_timer(self.duration, self.exit)
+        if self.handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                try:
+                    loop.add_signal_handler(sig, self.exit)
+                except (NotImplementedError, RuntimeError, ValueError):
+                    pass  # not the main thread: the default handler stays
+
+    def on_unmount(self) -> None:
+        if self.handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                try:
+                    loop.remove_signal_handler(sig)
+                except (NotImplementedError, RuntimeError, ValueError):
+                    pass
+
+    # ---- the tick ----------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Take the latest Snapshot; if it is new, redraw what depends on it."""
+        self._collect_outcomes()
+        try:
+            snapshot = self.source.latest()
+        except Exception as exc:  # noqa: BLE001 - a failing source must not kill the UI
+            self._source_failed(f"cannot read: {exc!r}")
+            return
+        if snapshot is self.latest or snapshot is None:
+            return
+        self.problem = None
+        self.latest = snapshot
+        self._notices(snapshot)
+        self.dashboard.trends.record(snapshot)  # history goes on while paused
+        if not self.paused:
+            self.display_snapshot(snapshot)
+        self.update_header()
+        mode = (snapshot.backend, snapshot.trigger, self.source.can_command)
+        if mode != self._mode:
+            self._mode = mode
+            self.refresh_bindings()
+        self._watch_visible()
+
+    def display_snapshot(self, snapshot: Snapshot) -> None:
+        self.shown = snapshot
+        self.dashboard.show(snapshot)
+        screen = self.screen
+        if isinstance(screen, DetailScreen):
+            screen.show(snapshot)
+
+    def update_header(self) -> None:
+        self.dashboard.header.show(
+            self.latest, paused=self.paused, frozen=self.dashboard.table.model.frozen,
+            read_only=not self.source.can_command, problem=self.problem)
+
+    def _source_failed(self, message: str) -> None:
+        if self.problem is None:
+            self.notify(message, title="snapshot source", severity="error", timeout=10)
+        self.problem = "SOURCE FAILED"
+        self.update_header()
+
+    def _notices(self, s: Snapshot) -> None:
+        """Each engine Notice becomes one notification, once (by seq)."""
+        notices = s.notices
+        if self._notice_seq is None:  # first Snapshot: only the latest few
+            notices = notices[-NOTICES_AT_START:]
+            self._notice_seq = 0
+        for notice in notices:
+            if notice.seq > self._notice_seq:
+                self._notice_seq = notice.seq
+                severity = _SEVERITY.get(notice.level, "information")
+                self.notify(notice.text, severity=severity,
+                            timeout=8 if severity == "error" else 5)
+        error = s.extra.get("error") if isinstance(s.extra, dict) else None
+        if error and not self._engine_error_told:
+            self._engine_error_told = True
+            self.notify(f"{error}. The dashboard shows the last state; q quits.",
+                        title="engine stopped", severity="error", timeout=30)
+
+    def _watch_visible(self) -> None:
+        """Tell the engine which fds are on screen, so it probes their queues first."""
+        if not self.source.can_command:
+            return
+        fds = self.dashboard.table.visible_fds()
+        if fds != self._watched:
+            self._watched = fds
+            self.send(Watch(fds))
+
+    # ---- commands ----------------------------------------------------------------------
+
+    def send(self, command: object) -> None:
+        if not self.source.can_command:
+            self.notify("this view is read-only", severity="warning")
+            return
+        try:
+            future = self.source.submit(command)
+        except Exception as exc:  # noqa: BLE001
+            self.notify(f"could not send {type(command).__name__}: {exc!r}", severity="error")
+            return
+        if isinstance(future, Future):  # a sink may answer nothing at all
+            self._pending.append((command, future))
+
+    def _collect_outcomes(self) -> None:
+        """Outcomes of finished commands. Refusals arrive as engine Notices already; only
+        successes the engine does not announce (close, pause) and failures of a source
+        that has no Notices become notifications here."""
+        if not self._pending:
+            return
+        still = []
+        for command, future in self._pending:
+            if not future.done():
+                still.append((command, future))
+                continue
+            try:
+                outcome = future.result()
+            except Exception as exc:  # noqa: BLE001
+                self.notify(f"{type(command).__name__} failed: {exc!r}", severity="error")
+                continue
+            if isinstance(command, _QUIET_COMMANDS):
+                continue
+            if outcome.ok:
+                self.notify(outcome.message, timeout=3)
+            elif not isinstance(self.source, EngineSource) or not self.source.can_command:
+                self.notify(outcome.message, severity="warning")
+        self._pending = still
+
+    def close_connection(self, view: ConnView | None) -> None:
+        if can_act_on(view):
+            self.send(CloseConnection(view.fd))
+            self.set_timer(0.05, self.tick)  # show the outcome without waiting a whole tick
+
+    def toggle_reading(self, view: ConnView | None) -> None:
+        if can_act_on(view):
+            self.send(PauseReading(view.fd, "P" not in view.flags))
+            self.set_timer(0.05, self.tick)
+
+    def show_details(self, view: ConnView) -> None:
+        self.push_screen(DetailScreen(view))
+
+    # ---- keys --------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("cycle_backend", "cycle_trigger"):
+            if not self.source.can_command or self.latest is None:
+                return None
+            if action == "cycle_trigger":
+                backend = BACKENDS.get(self.latest.backend)
+                if backend is not None and len(backend.triggers) < 2:
+                    return None  # select and poll are level-triggered only
+        return True
+
+    def action_cycle_backend(self) -> None:
+        """Next backend that can take the current trigger mode; select and poll cannot do
+        edge or oneshot, so from those modes the key explains instead of switching."""
+        s = self.latest
+        if s is None:
+            return
+        here = NAMES.index(s.backend) if s.backend in NAMES else -1
+        for step in range(1, len(NAMES)):
+            name = NAMES[(here + step) % len(NAMES)]
+            if s.trigger in BACKENDS[name].triggers:
+                self.send(Switch(backend=name))  # the engine's Notice says how it went
+                return
+        able = [n for n in NAMES if s.trigger in BACKENDS[n].triggers]
+        others = [n for n in NAMES if n not in able]
+        self.notify(
+            f"{s.trigger} triggering needs {' or '.join(able)}: {' and '.join(others)} "
+            "report readiness level-triggered only. Press t to go back to level first.",
+            title="no other backend can do this", severity="warning", timeout=8)
+
+    def action_cycle_trigger(self) -> None:
+        s = self.latest
+        if s is None or s.backend not in BACKENDS:
+            return
+        supported = [t for t in TRIGGERS if t in BACKENDS[s.backend].triggers]
+        if len(supported) < 2:
+            return
+        here = supported.index(s.trigger) if s.trigger in supported else -1
+        trigger = supported[(here + 1) % len(supported)]
+        self.send(Switch(trigger=trigger))
+
+    def action_toggle_pause(self) -> None:
+        self.paused = not self.paused
+        if not self.paused and self.latest is not None and self.latest is not self.shown:
+            self.display_snapshot(self.latest)
+        self.update_header()
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.key_help()))
+
+    def key_help(self) -> list[tuple[str, str, str]]:
+        """(key, what, why) for every binding, from the BINDINGS themselves."""
+        rows: list[tuple[str, str, str]] = []
+        for owner in (DashboardScreen, MuxtopApp, DetailScreen):
+            for binding in owner.BINDINGS:
+                if binding.action in ("clear_filter",) or binding.key == "ctrl+c":
+                    continue
+                key = binding.key_display or binding.key.split(",")[0]
+                item = (key, binding.description, binding.tooltip)
+                if owner is DetailScreen:
+                    if binding.action != "dismiss" or binding.key != "escape":
+                        continue
+                    item = ("esc", "back", "Leave the detail view or clear the filter")
+                rows.append(item)
+        rows.append(("↑ ↓ PgUp PgDn", "move", "Move the cursor; Home and End jump"))
+        rows.append(("tab", "focus", "Move between the table and the ready-list log"))
+        rows.append(("click header", "sort", "Sort by that column; click again to reverse"))
+        return rows
+
+
+def run_dashboard(engine, duration: float | None = None) -> int:
+    """Run the dashboard over a started engine until q (or `duration` seconds). Textual
+    restores the terminal however the app ends; the caller stops the engine."""
+    app = MuxtopApp(EngineSource(engine), duration=duration, handle_signals=True)
+    app.run()
+    if getattr(engine, "error", None):
+        return 1
+    return app.return_code or 0
+
+
+def run_source(source: SnapshotSource | Callable[[], Snapshot],
+               duration: float | None = None) -> int:
+    """Run the dashboard over any snapshot source (e.g. `muxtop attach`, read-only)."""
+    if not isinstance(source, SnapshotSource):
+        source = SnapshotSource(source)
+    app = MuxtopApp(source, duration=duration, handle_signals=True)
+    app.run()
+    return app.return_code or 0

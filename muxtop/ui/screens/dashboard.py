@@ -1,0 +1,137 @@
+"""The main screen: header, connection table, ready-list log, trends, filter box, footer.
+
+Its keys act on what it shows (sort, filter, freeze, the selected connection); the keys that
+steer the engine (b, t) and the display (space, q, ?) are the app's, so they work everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Input
+
+from muxtop.snapshot import Snapshot
+from muxtop.ui.rows import COLUMN_BY_ID, can_act_on
+from muxtop.ui.widgets.conn_table import ConnTable
+from muxtop.ui.widgets.header import StatusHeader
+from muxtop.ui.widgets.ready_log import ReadyLog
+from muxtop.ui.widgets.sparklines import Trends
+
+
+class DashboardScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "details", "details", tooltip="Everything about the selected fd"),
+        Binding("k", "close_connection", "close", tooltip="Close the selected connection"),
+        Binding("p", "toggle_reading", "pause rd",
+                tooltip="Stop or resume reading the selected connection"),
+        Binding("s", "cycle_sort", "sort", tooltip="Sort by the next column"),
+        Binding("r", "reverse_sort", "reverse", show=False, tooltip="Reverse the sort order"),
+        Binding("slash", "filter", "filter", key_display="/",
+                tooltip="Show only rows whose fd, address, state or flags match"),
+        Binding("z", "freeze", "freeze order", tooltip="Keep the row order; values still change"),
+        Binding("e", "toggle_empty", "empty waits",
+                tooltip="Hide or show waits that returned nothing"),
+        Binding("escape", "clear_filter", "clear filter", show=False),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield StatusHeader(id="header")
+        yield ConnTable(id="conns")
+        with Horizontal(id="lower"):
+            yield ReadyLog(id="ready-log")
+            with Vertical(id="side"):
+                yield Trends(id="trends")
+        yield Input(id="filter", placeholder="filter rows by fd, address, state or flag · "
+                    "enter keeps it · esc clears")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.table = self.query_one(ConnTable)
+        self.ready_log = self.query_one(ReadyLog)
+        self.trends = self.query_one(Trends)
+        self.header = self.query_one(StatusHeader)
+        self.filter_box = self.query_one("#filter", Input)
+        self.query_one("#side").border_title = "trends"
+        self.table.focus()
+
+    def show(self, snapshot: Snapshot) -> None:
+        """Draw a new Snapshot in the table, the log and the trends (not the header: the
+        app keeps that moving even while the display is paused)."""
+        self.table.show(snapshot)
+        self.ready_log.show(snapshot)
+        self.trends.redraw()
+
+    def on_screen_resume(self) -> None:
+        # Back from a detail or help screen: the app skipped this screen meanwhile.
+        shown = getattr(self.app, "shown", None)
+        if shown is not None and getattr(self, "table", None) is not None:
+            self.show(shown)
+
+    # ---- keys --------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("close_connection", "toggle_reading"):
+            return (can_act_on(self.table.selected) and self.app.source.can_command) or None
+        if action == "details":
+            return self.table.selected is not None or None
+        if action == "clear_filter":
+            return bool(self.table.model.query) or self.filter_box.has_class("-active")
+        return True
+
+    def action_details(self) -> None:
+        view = self.table.selected
+        if view is not None:
+            self.app.show_details(view)  # type: ignore[attr-defined]
+
+    def action_close_connection(self) -> None:
+        self.app.close_connection(self.table.selected)  # type: ignore[attr-defined]
+
+    def action_toggle_reading(self) -> None:
+        self.app.toggle_reading(self.table.selected)  # type: ignore[attr-defined]
+
+    def action_cycle_sort(self) -> None:
+        column = self.table.model.cycle_sort()
+        self.table.rebuild()
+        self.notify(f"sorted by {COLUMN_BY_ID[column].label}", timeout=1.5)
+
+    def action_reverse_sort(self) -> None:
+        self.table.model.descending = not self.table.model.descending
+        self.table.rebuild()
+
+    def action_freeze(self) -> None:
+        model = self.table.model
+        model.frozen = not model.frozen
+        self.table.rebuild()
+        self.app.update_header()  # type: ignore[attr-defined]
+
+    def action_toggle_empty(self) -> None:
+        self.ready_log.toggle_empty()
+
+    def action_filter(self) -> None:
+        self.filter_box.add_class("-active")
+        self.filter_box.focus()
+
+    def action_clear_filter(self) -> None:
+        self.filter_box.value = ""
+        self.filter_box.remove_class("-active")
+        self.table.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.table.model.query = event.value.strip().lower()
+        self.table.rebuild()  # as you type, from the Snapshot on screen
+        self.refresh_bindings()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        # The table's title keeps showing the filter; `/` brings the box back to edit it.
+        self.filter_box.remove_class("-active")
+        self.table.focus()
+
+    def on_conn_table_cursor_changed(self, event: ConnTable.CursorChanged) -> None:
+        self.refresh_bindings()
+
+    def on_conn_table_chosen(self, event: ConnTable.Chosen) -> None:
+        self.app.show_details(event.view)  # type: ignore[attr-defined]

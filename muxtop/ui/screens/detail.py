@@ -1,0 +1,212 @@
+"""One connection in full: its counters, TCP_INFO, state history, the last wait calls that
+reported it, and what the diagnoses say about it. Follows the connection by cid, so it keeps
+showing the same connection (closed, if it closed) even when its fd number is reused."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Static
+
+from muxtop.events import long, short
+from muxtop.snapshot import KIND_CONN, KIND_LISTENER, ConnView, Snapshot
+from muxtop.ui import format as fmt
+from muxtop.ui.rows import can_act_on
+
+WAITS_SHOWN = 12  # wait records listed
+SCAN_BUDGET = 100_000  # (fd, events) pairs searched per refresh, whatever the load
+FLAG_MEANINGS = {"P": "reading paused by you", "B": "backpressure: out-buffer over high water",
+                 "E": "pending edge: more to read without waiting", "F": "flood client",
+                 "!": "a diagnosis names it"}
+
+
+class DetailScreen(ModalScreen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "dismiss", "back", tooltip="Back to the dashboard"),
+        Binding("enter", "dismiss", "back", show=False),
+        Binding("k", "close_connection", "close it", tooltip="Close this connection"),
+        Binding("p", "toggle_reading", "pause/resume reading",
+                tooltip="Stop or resume reading from this connection"),
+    ]
+
+    def __init__(self, view: ConnView) -> None:
+        super().__init__()
+        self.view = view
+        self.snapshot: Snapshot | None = None
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="detail-panel"):
+            yield Static(id="detail-body")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        panel = self.query_one("#detail-panel")
+        panel.border_subtitle = "esc: back"
+        if self.app.shown is not None:  # type: ignore[attr-defined]
+            self.show(self.app.shown)  # type: ignore[attr-defined]
+
+    def show(self, snapshot: Snapshot) -> None:
+        """Redraw from a new Snapshot (the app calls this at each one it displays)."""
+        self.snapshot = snapshot
+        for view in snapshot.connections:
+            if view.cid == self.view.cid and view.kind == self.view.kind:
+                previous, self.view = self.view, view
+                if (previous.state, previous.flags) != (view.state, view.flags):
+                    self.refresh_bindings()
+                break
+        panel = self.query_one("#detail-panel")
+        panel.border_title = f"fd {self.view.fd} · {fmt.plain(self.view.peer)}"
+        self.query_one("#detail-body", Static).update(describe(self.view, snapshot))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("close_connection", "toggle_reading"):
+            return can_act_on(self.view) and self.app.source.can_command or None  # type: ignore
+        return True
+
+    def action_close_connection(self) -> None:
+        self.app.close_connection(self.view)  # type: ignore[attr-defined]
+
+    def action_toggle_reading(self) -> None:
+        self.app.toggle_reading(self.view)  # type: ignore[attr-defined]
+
+
+def describe(v: ConnView, s: Snapshot) -> Text:
+    """Everything known about one fd, as plain text (network text is never markup)."""
+    now = s.taken_at
+    text = Text(end="")
+    heading = "bold underline"
+    label = "dim"
+
+    def row(name: str, value: str, note: str = "") -> None:
+        text.append(f"  {name:<18}", label)
+        text.append(value, "bold")
+        if note:
+            text.append(f"   {note}", label)
+        text.append("\n")
+
+    text.append(f"fd {v.fd}", "bold")
+    text.append(f"  {v.kind}  ", label)
+    text.append(fmt.plain(v.peer))
+    text.append(f"  {v.state}\n", "bold")
+    if v.note:
+        text.append(f"  {fmt.plain(v.note)}\n", "italic")
+    text.append("\n")
+
+    text.append("Multiplexer\n", heading)
+    row("interest", long(v.interest), f"({short(v.interest)}) what it is registered for")
+    if v.last_ready is None:
+        when = "never"
+    elif now - v.last_ready < 1e-3:
+        when = "just now"
+    else:
+        when = f"{fmt.duration(now - v.last_ready)} ago"
+    row("last events", long(v.last_events), f"reported {when}")
+    if v.watched_by:
+        row("watched by", ", ".join(f"epoll fd {fd}" for fd in v.watched_by))
+    if v.flags:
+        row("flags", v.flags, "; ".join(FLAG_MEANINGS.get(f, f) for f in v.flags))
+    text.append("\n")
+
+    text.append("Queues and counters\n", heading)
+    row("app out-buffer", f"{v.out_buffer:,} B", "produced, not yet taken by the kernel")
+    if v.kind == KIND_LISTENER:
+        row("accept queue", _bytes_or_dash(v.rx_queue, "connections"),
+            "handshakes done, waiting for accept()")
+    else:
+        row("kernel rx queue", _bytes_or_dash(v.rx_queue), "arrived, not yet read (FIONREAD)")
+        row("kernel tx queue", _bytes_or_dash(v.tx_queue),
+            "sent but unacknowledged, or unsent (SIOCOUTQ)")
+    if v.kind == KIND_CONN:
+        row("bytes in / out", f"{v.bytes_in:,} / {v.bytes_out:,}")
+        row("messages in / out", f"{v.msgs_in:,} / {v.msgs_out:,}", "recv and send calls")
+    end = v.closed_at if v.closed_at is not None else now
+    row("age", fmt.age(end - v.opened_at),
+        "lifetime" if v.closed_at is not None else "since accepted")
+    if v.kind == KIND_CONN and v.closed_at is None:
+        row("idle", fmt.age(now - v.last_io_at), "since the last byte either way")
+    if v.closed_at is not None:
+        row("closed", f"{fmt.age(now - v.closed_at)} ago")
+    text.append("\n")
+
+    text.append("TCP_INFO\n", heading)
+    t = v.tcp
+    if t is None:
+        text.append("  not measured (the engine probes a bounded number of sockets per "
+                    "snapshot; visible rows first)\n", label)
+    elif v.kind == KIND_LISTENER:
+        row("state", t.state)
+        row("accept queue", f"{t.unacked:,}", f"of a backlog of {t.sacked:,}")
+    else:
+        row("state", t.state)
+        row("rtt", fmt.duration(t.rtt_us / 1e6), f"± {fmt.duration(t.rttvar_us / 1e6)}")
+        row("rto", fmt.duration(t.rto_us / 1e6))
+        row("retransmits", f"{t.retransmits:,}")
+        row("unacked", f"{t.unacked:,}", "segments in flight")
+        row("sacked", f"{t.sacked:,}")
+    text.append("\n")
+
+    text.append("State history\n", heading)
+    if not v.history:
+        text.append("  -\n", label)
+    for at, state in v.history:
+        text.append(f"  {f'+{at - s.started_at:.3f}s':>12}  ", label)
+        text.append(f"{state}\n")
+    text.append("\n")
+
+    findings = [d for d in s.diagnoses if d.fd == v.fd]
+    text.append("Diagnoses\n", heading)
+    if not findings:
+        text.append("  none for this fd\n", label)
+    for d in findings:
+        text.append(f"  {d.kind}", "bold red")
+        text.append(f"  for {fmt.age(now - d.since)}\n", label)
+        text.append(f"    {fmt.plain(d.explanation)}\n")
+        for name, value in d.evidence:
+            text.append(f"    {name}: ", label)
+            text.append(f"{fmt.plain(str(value))}\n")
+    text.append("\n")
+
+    text.append("Last wait calls that reported it\n", heading)
+    found, searched = _waits_naming(v, s)
+    if not found:
+        text.append(f"  none in the newest {searched:,} wait calls\n", label)
+    for w, events in found:
+        text.append(f"  #{w.seq:<10,} {f'+{w.start - s.started_at:.3f}s':>12}  ", label)
+        text.append(f"{long(events):<16}", "bold")
+        text.append(f"  blocked {fmt.duration(w.duration):>7}  {len(w.ready)} of "
+                    f"{w.registered} fds ready  timeout {fmt.timeout(w.timeout)}\n", label)
+    return text
+
+
+def _bytes_or_dash(n: int | None, unit: str = "B") -> str:
+    return fmt.DASH if n is None else f"{n:,} {unit}"
+
+
+def _waits_naming(v: ConnView, s: Snapshot):
+    """The newest wait records whose ready list holds this fd while this connection had it
+    (fds get reused), searching at most SCAN_BUDGET pairs."""
+    fd = v.fd
+    start = v.opened_at
+    end = v.closed_at
+    found = []
+    budget = SCAN_BUDGET
+    searched = 0
+    for w in reversed(s.waits):
+        if w.start < start or budget <= 0:
+            break
+        searched += 1
+        if end is not None and w.start > end:
+            continue
+        budget -= len(w.ready)
+        for ready_fd, events in w.ready:
+            if ready_fd == fd:
+                found.append((w, events))
+                break
+        if len(found) >= WAITS_SHOWN:
+            break
+    return found, searched

@@ -1,0 +1,107 @@
+"""`?` / F1: every key, what each column means, and how select, poll and epoll and the
+trigger modes work, in a few plain paragraphs."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+COLUMNS_HELP = (
+    ("fd", "the file descriptor number (fds get reused; rows follow connections)"),
+    ("peer", ("the remote address (the listener shows its own; control is the eventfd"
+             " other threads use to wake the loop with commands)")),
+    ("state", ("open, paused (not reading), half-closed (peer sent FIN), closing, closed,"
+              " listen, control")),
+    ("interest", ("the events the fd is registered for: R read, W write (only while the"
+                 " out-buffer holds data)")),
+    ("last ev", "what the last wait reported: R readable, W writable, E error, H hang-up"),
+    ("app-out", "bytes muxtop produced that the kernel has not taken yet"),
+    ("rx-q", ("kernel receive queue (FIONREAD): bytes arrived, not yet read; on the listener,"
+             " connections waiting in the accept queue")),
+    ("tx-q", "kernel send queue (SIOCOUTQ): bytes not yet acknowledged by the peer, or unsent"),
+    ("in / out", "bytes received and sent on this connection"),
+    ("age / idle", "time since accept / since the last byte moved either way"),
+    ("rtt", "smoothed round-trip time from TCP_INFO"),
+    ("flags", "P paused by you, B backpressure, E pending edge, F flood client, ! a finding"),
+)
+
+MULTIPLEXERS = """\
+select(2) takes three bitmaps (fd_sets) of FD_SETSIZE = 1024 bits: only fds 0..1023 can be \
+watched, however few fds there are (an fd numbered 1500 is refused outright). Every call \
+copies the sets into the kernel, which checks every fd up to the highest one and overwrites \
+the sets with the ready ones, so the caller rebuilds them and scans them again: the cost of \
+a call grows with the highest fd number, not with how many fds are ready. Level-triggered only.
+
+poll(2) takes an array of (fd, events) structs: no limit on fd numbers, but the whole array \
+is copied in and every entry is checked on every call, so a call costs O(registered fds) even \
+when one fd is ready. Level-triggered only.
+
+epoll keeps the interest list inside the kernel: epoll_create1() makes the instance, \
+epoll_ctl() adds, changes or removes an fd once (not on every call), and the kernel queues fds \
+on a ready list as their state changes. epoll_wait() copies only the ready events out to user \
+space, up to maxevents, so its cost follows the number of ready fds, not registered ones. It \
+copies them; it does not share memory with user space through mmap (a common myth). \
+epoll_create()'s size argument has been ignored since Linux 2.6.8 (it must only be > 0).
+
+Compare "ready/wait" with "registered" in the header: with 10,000 mostly idle connections, \
+select and poll still look at all of them on every call; epoll hands back only the few ready.
+
+Trigger modes (epoll only for edge and oneshot):
+  level     an fd is reported on every wait while it is ready (unread bytes stay readable). \
+Forgiving: read some now, the rest is reported again next time.
+  edge      EPOLLET: an fd is reported when its state changes (new bytes arrive), once. The \
+reader must read until EAGAIN; stop early and the bytes left in the kernel queue raise no new \
+event, so the connection stalls with a growing rx-q (the naive-edge bug lab shows this). muxtop \
+reads with a budget and keeps a pending list, so it never loses an edge.
+  oneshot   EPOLLONESHOT: an fd is reported once, then disarmed until the program re-arms it \
+with epoll_ctl(MOD); one thread handles it at a time. muxtop re-arms each fd after handling it.
+
+A live switch (b, t) builds a fresh backend from muxtop's own table of fds and interests, \
+registers every fd in it and closes the old one, between two wait calls: no connection or \
+byte is lost."""
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q,question_mark,f1", "dismiss", "close help"),
+    ]
+
+    def __init__(self, keys: list[tuple[str, str, str]]) -> None:
+        super().__init__()
+        self.keys = keys
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help-panel"):
+            yield Static(self._text(), id="help-body")
+
+    def on_mount(self) -> None:
+        panel = self.query_one("#help-panel")
+        panel.border_title = "muxtop help"
+        panel.border_subtitle = "esc, q or ? closes · arrows scroll"
+        panel.focus()
+
+    def _text(self) -> Group:
+        keys = Table.grid(padding=(0, 2))
+        keys.add_column(style="bold", no_wrap=True)
+        keys.add_column(no_wrap=True)
+        keys.add_column(style="dim")
+        for key, description, tooltip in self.keys:
+            keys.add_row(key, description, tooltip)
+        columns = Table.grid(padding=(0, 2))
+        columns.add_column(style="bold", no_wrap=True)
+        columns.add_column()
+        for name, meaning in COLUMNS_HELP:
+            columns.add_row(name, meaning)
+        return Group(
+            Text("Keys", "bold underline"), keys, Text(""),
+            Text("Columns", "bold underline"), columns, Text(""),
+            Text("select, poll, epoll", "bold underline"), Text(MULTIPLEXERS),
+        )

@@ -1,0 +1,337 @@
+"""The connection table: one row per fd, drawn with the Line API.
+
+`render_line` draws only the lines on screen, straight from the ConnView at that position in
+the sorted, filtered index (muxtop.ui.rows), so a frame costs the same at 100 or 10,000
+connections. Network text goes into Segments as plain text, never through markup.
+"""
+
+from __future__ import annotations
+
+from operator import attrgetter
+from typing import ClassVar
+
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from muxtop.events import ERROR, HANGUP, short
+from muxtop.snapshot import (
+    CLOSED,
+    CLOSING,
+    HALF_CLOSED,
+    KIND_CONN,
+    READ_PAUSED,
+    ConnView,
+    Snapshot,
+)
+from muxtop.ui import format as fmt
+from muxtop.ui.rows import COLUMN_BY_ID, COLUMNS, ConnRows
+
+GAP = 1  # cells between columns
+MIN_PEER = 15  # narrower than this, the table scrolls sideways instead
+MAX_PEER = 47  # "[ffff:...:ffff]:65535" fits; wider only wastes the screen
+_CID = attrgetter("cid")
+
+
+class ConnTable(ScrollView, can_focus=True):
+    """Every fd the multiplexer knows, with a cursor that follows one connection (by cid)
+    while rows re-sort underneath it, so `k` closes the connection you are looking at."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "cursor(-1)", "up", show=False),
+        Binding("down", "cursor(1)", "down", show=False),
+        Binding("pageup", "page(-1)", "page up", show=False),
+        Binding("pagedown", "page(1)", "page down", show=False),
+        Binding("home", "jump(0)", "first", show=False),
+        Binding("end", "jump(-1)", "last", show=False),
+    ]
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "conn-table--header", "conn-table--sorted", "conn-table--cursor",
+        "conn-table--special", "conn-table--closed", "conn-table--warn",
+        "conn-table--alert", "conn-table--muted",
+    }
+
+    DEFAULT_CSS = """
+    ConnTable > .conn-table--header { text-style: bold; color: $text-accent; }
+    ConnTable > .conn-table--sorted { text-style: bold underline; color: $text-accent; }
+    ConnTable > .conn-table--cursor { background: $block-cursor-blurred-background; }
+    ConnTable:focus > .conn-table--cursor { background: $block-cursor-background; }
+    ConnTable > .conn-table--special { color: $text-secondary; }
+    ConnTable > .conn-table--closed { color: $text-disabled; }
+    ConnTable > .conn-table--warn { color: $text-warning; }
+    ConnTable > .conn-table--alert { color: $text-error; text-style: bold; }
+    ConnTable > .conn-table--muted { color: $text-muted; }
+    """
+
+    class CursorChanged(Message):
+        """The selected connection changed (or its state did): keys may apply or not."""
+
+        def __init__(self, view: ConnView | None) -> None:
+            super().__init__()
+            self.view = view
+
+    class Chosen(Message):
+        """The selected row was clicked again: show its details."""
+
+        def __init__(self, view: ConnView) -> None:
+            super().__init__()
+            self.view = view
+
+    def __init__(self, *, name: str | None = None, id: str | None = None,
+                 classes: str | None = None) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self.model = ConnRows()
+        self.cursor = 0
+        self._cursor_cid: int | None = None
+        self._announced: tuple | None = None  # what CursorChanged last said
+        self._snapshot: Snapshot | None = None
+        self._now = 0.0
+        self._widths: list[int] = [c.width for c in COLUMNS]
+        self._lines: dict[tuple[int, bool], Strip] = {}  # rendered rows until the next show
+
+    # ---- data --------------------------------------------------------------------------
+
+    @property
+    def rows(self) -> list[ConnView]:
+        return self.model.rows
+
+    @property
+    def selected(self) -> ConnView | None:
+        rows = self.model.rows
+        return rows[self.cursor] if 0 <= self.cursor < len(rows) else None
+
+    def show(self, snapshot: Snapshot) -> None:
+        """Take a new Snapshot: rebuild the index, keep the cursor on its connection."""
+        self._snapshot = snapshot
+        self._now = snapshot.taken_at
+        self.rebuild()
+
+    def rebuild(self) -> None:
+        """Re-sort and re-filter the current Snapshot (after a new one, or a new setting)."""
+        if self._snapshot is None:
+            return
+        was_visible = self._cursor_in_view()
+        rows = self.model.update(self._snapshot)
+        if self._cursor_cid is not None and rows:
+            try:
+                self.cursor = list(map(_CID, rows)).index(self._cursor_cid)
+            except ValueError:
+                pass  # gone or filtered out: stay at the same position
+        self.cursor = max(0, min(self.cursor, len(rows) - 1))
+        self._lines.clear()
+        self.virtual_size = Size(self._total_width(), len(rows) + 1)
+        if was_visible:
+            self._scroll_to_cursor()
+        self._set_title()
+        self._cursor_moved()
+        self.refresh()
+
+    def visible_fds(self) -> tuple[int, ...]:
+        """The fds of the rows on screen now (for the engine's Watch)."""
+        top = round(self.scroll_y)
+        return tuple(v.fd for v in self.model.rows[top:top + self._page_rows()])
+
+    # ---- cursor ------------------------------------------------------------------------
+
+    def action_cursor(self, delta: int) -> None:
+        self.move_to(self.cursor + delta)
+
+    def action_page(self, direction: int) -> None:
+        self.move_to(self.cursor + direction * max(1, self._page_rows() - 1))
+
+    def action_jump(self, where: int) -> None:
+        self.move_to(where if where >= 0 else len(self.model.rows) - 1)
+
+    def move_to(self, index: int) -> None:
+        rows = self.model.rows
+        if not rows:
+            return
+        self.cursor = max(0, min(index, len(rows) - 1))
+        self._lines.clear()
+        self._scroll_to_cursor()
+        self._cursor_moved()
+        self.refresh()
+
+    def _cursor_moved(self) -> None:
+        view = self.selected
+        self._cursor_cid = view.cid if view is not None else None
+        said = None if view is None else (view.cid, view.state, view.flags)
+        if said != self._announced:
+            self._announced = said
+            self.post_message(self.CursorChanged(view))
+
+    def _page_rows(self) -> int:
+        return max(1, self.scrollable_content_region.height - 1)  # less the header line
+
+    def _cursor_in_view(self) -> bool:
+        top = round(self.scroll_y)
+        return top <= self.cursor < top + self._page_rows()
+
+    def _scroll_to_cursor(self) -> None:
+        top = round(self.scroll_y)
+        page = self._page_rows()
+        if self.cursor < top:
+            self.scroll_to(y=self.cursor, animate=False, immediate=True)
+        elif self.cursor >= top + page:
+            self.scroll_to(y=self.cursor - page + 1, animate=False, immediate=True)
+
+    # ---- mouse -------------------------------------------------------------------------
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return
+        if offset.y == 0:
+            column = self._column_at(offset.x + round(self.scroll_x))
+            if column is not None and column.key is not None:
+                self.model.click(column.id)
+                self.rebuild()
+            return
+        index = round(self.scroll_y) + offset.y - 1
+        if index >= len(self.model.rows):
+            return
+        if index == self.cursor:
+            self.post_message(self.Chosen(self.model.rows[index]))
+        else:
+            self.move_to(index)
+
+    def _column_at(self, x: int):
+        left = 0
+        for column, width in zip(COLUMNS, self._widths):
+            if left <= x < left + width + GAP:
+                return column
+            left += width + GAP
+        return None
+
+    # ---- layout ------------------------------------------------------------------------
+
+    def on_resize(self, event: events.Resize) -> None:
+        width = self.scrollable_content_region.width or self.size.width
+        fixed = sum(c.width for c in COLUMNS) + GAP * (len(COLUMNS) - 1)
+        peer = max(MIN_PEER, min(MAX_PEER, width - fixed))
+        self._widths = [c.width or peer for c in COLUMNS]
+        self._lines.clear()
+        self.virtual_size = Size(self._total_width(), len(self.model.rows) + 1)
+        self.refresh()
+
+    def _total_width(self) -> int:
+        return sum(self._widths) + GAP * (len(self._widths) - 1)
+
+    def on_focus(self) -> None:
+        self._lines.clear()  # the cursor colour depends on focus
+        self.refresh()
+
+    on_blur = on_focus
+
+    def _set_title(self) -> None:
+        m = self.model
+        column = COLUMN_BY_ID[m.sort]
+        title = f"connections {len(m.rows):,}"
+        if m.query:
+            title += f" of {m.total:,} matching “{m.query}”"
+        title += f" · sort {column.label} {'▼' if m.descending else '▲'}"
+        if m.frozen:
+            title += " · order frozen (z)"
+        self.border_title = title
+
+    # ---- drawing -----------------------------------------------------------------------
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        scroll_x = round(self.scroll_x)
+        base = self.rich_style
+        if y == 0:
+            strip = self._header()
+        else:
+            index = round(self.scroll_y) + y - 1
+            rows = self.model.rows
+            if index >= len(rows):
+                return Strip.blank(width, base)
+            view = rows[index]
+            cursor = index == self.cursor
+            key = (view.cid, cursor)
+            strip = self._lines.get(key)
+            if strip is None:
+                strip = self._lines[key] = self._row(view, cursor)
+        return strip.crop_extend(scroll_x, scroll_x + width, base)
+
+    def _header(self) -> Strip:
+        style = self.rich_style + self.get_component_rich_style("conn-table--header")
+        sorted_style = self.rich_style + self.get_component_rich_style("conn-table--sorted")
+        model = self.model
+        segments = []
+        gap = Segment(" " * GAP, style)
+        for column, width in zip(COLUMNS, self._widths):
+            label = column.label
+            is_sorted = column.id == model.sort
+            if is_sorted:
+                label += "▼" if model.descending else "▲"
+            text = fmt.fit(label, width, right=column.right)
+            segments.append(Segment(text, sorted_style if is_sorted else style))
+            segments.append(gap)
+        return Strip(segments[:-1])
+
+    def _row(self, view: ConnView, cursor: bool) -> Strip:
+        component = self.get_component_rich_style
+        base = self.rich_style
+        if view.state == CLOSED:
+            base = base + component("conn-table--closed")
+        elif view.kind != KIND_CONN:
+            base = base + component("conn-table--special")
+        warn = component("conn-table--warn")
+        alert = component("conn-table--alert")
+        muted = component("conn-table--muted")
+        closed = view.state == CLOSED
+        cells = self._cells(view)
+        styles: list[Style | None] = [None] * len(cells)
+        if not closed:
+            if view.state in (READ_PAUSED, CLOSING, HALF_CLOSED):
+                styles[2] = warn
+            if view.last_events & (ERROR | HANGUP):
+                styles[4] = alert
+            if view.out_buffer:
+                styles[5] = warn
+            if view.rx_queue:
+                styles[6] = warn
+            if view.tx_queue:
+                styles[7] = warn
+            if "!" in view.flags:
+                styles[13] = alert
+            elif view.flags:
+                styles[13] = warn
+        cursor_style = component("conn-table--cursor") if cursor else None
+        segments = []
+        gap_style = base + cursor_style if cursor_style else base
+        gap = Segment(" " * GAP, gap_style)
+        for text, width, column, extra in zip(cells, self._widths, COLUMNS, styles):
+            if text == fmt.DASH and extra is None and not closed:
+                extra = muted
+            style = base + extra if extra is not None else base
+            if cursor_style is not None:
+                style = style + cursor_style
+            segments.append(Segment(fmt.fit(text, width, right=column.right), style))
+            segments.append(gap)
+        return Strip(segments[:-1], self._total_width())
+
+    def _cells(self, v: ConnView) -> list[str]:
+        now = self._now
+        closed = v.closed_at is not None
+        age = (v.closed_at if closed else now) - v.opened_at
+        is_conn = v.kind == KIND_CONN
+        idle = now - v.last_io_at if is_conn and not closed else None
+        rtt = v.tcp.rtt_us / 1e6 if v.tcp is not None and is_conn else None
+        return [
+            str(v.fd), fmt.plain(v.peer), v.state, short(v.interest),
+            short(v.last_events) if v.last_events else fmt.DASH,
+            fmt.size(v.out_buffer) if is_conn else fmt.size(v.out_buffer or None),
+            fmt.size(v.rx_queue), fmt.size(v.tx_queue),
+            fmt.size(v.bytes_in) if is_conn else fmt.DASH,
+            fmt.size(v.bytes_out) if is_conn else fmt.DASH,
+            fmt.age(age), fmt.age(idle), fmt.duration(rtt), v.flags or "",
+        ]

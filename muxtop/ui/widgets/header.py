@@ -1,0 +1,141 @@
+"""The three header lines: what is running and where, how the loop is doing, what the
+traffic and the process cost; with badges for what a person must not miss (a refused
+switch, a bug lab turned on, a paused display, a dead engine)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.cells import cell_len
+from rich.style import Style
+from rich.text import Text
+from textual.widget import Widget
+
+from muxtop.snapshot import Snapshot
+from muxtop.ui import format as fmt
+
+
+class StatusHeader(Widget):
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "status-header--title", "status-header--mode", "status-header--label",
+        "status-header--value", "status-header--paused", "status-header--alert",
+        "status-header--lab", "status-header--info",
+    }
+
+    DEFAULT_CSS = """
+    StatusHeader { height: 3; background: $panel; padding: 0 1; }
+    StatusHeader > .status-header--title { text-style: bold; color: $text-accent; }
+    StatusHeader > .status-header--mode { text-style: bold; color: $text-success; }
+    StatusHeader > .status-header--label { color: $text-muted; }
+    StatusHeader > .status-header--value { text-style: bold; }
+    StatusHeader > .status-header--paused {
+        background: $warning; color: $text; text-style: bold;
+    }
+    StatusHeader > .status-header--alert { background: $error; color: $text; text-style: bold; }
+    StatusHeader > .status-header--lab { background: $secondary; color: $text; text-style: bold; }
+    StatusHeader > .status-header--info { background: $primary; color: $text; text-style: bold; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.snapshot: Snapshot | None = None
+        self.paused = False
+        self.frozen = False
+        self.read_only = False
+        self.problem: str | None = None  # the source itself failed (not the engine)
+
+    def show(self, snapshot: Snapshot | None, *, paused: bool, frozen: bool,
+             read_only: bool, problem: str | None = None) -> None:
+        self.snapshot = snapshot
+        self.paused, self.frozen, self.read_only = paused, frozen, read_only
+        self.problem = problem
+        self.refresh()
+
+    def render(self) -> Text:
+        s = self.snapshot
+        style = self.get_component_rich_style
+        label, value = style("status-header--label"), style("status-header--value")
+        text = Text(no_wrap=True, overflow="ellipsis", end="")
+        if s is None:
+            text.append("muxtop", style("status-header--title"))
+            text.append("  waiting for the first snapshot…", label)
+            return text
+
+        def pair(name: str, shown: str, sep: str = "  ") -> None:
+            text.append(name + " ", label)
+            text.append(shown, value)
+            text.append(sep)
+
+        # Line 1: identity, and badges on the right.
+        start = len(text)
+        text.append("muxtop ", style("status-header--title"))
+        text.append(f"{s.backend}/{s.trigger}", style("status-header--mode"))
+        text.append("  ")
+        pair(s.protocol, fmt.plain(s.listen))
+        pair("up", fmt.uptime(s.taken_at - s.started_at))
+        pair("conns", f"{s.open_connections:,} open / {s.totals.accepted:,} accepted", "")
+        if s.totals.rejected or s.totals.accept_errors:
+            text.append(f"  ({s.totals.rejected:,} rejected, {s.totals.accept_errors:,} "
+                        "accept errors)", style("status-header--label"))
+        self._badges(text, start, s)
+        # Line 2: the multiplexer.
+        text.append("\n")
+        r = s.rates
+        pair("waits/s", fmt.count(r.waits))
+        pair("events/s", fmt.count(r.events))
+        share = f" ({100 * r.ready_per_wait / s.registered:.1f}%)" if s.registered else ""
+        pair("ready/wait", f"{r.ready_per_wait:.2f} of {s.registered:,} registered{share}")
+        pair("wait p50", fmt.duration(r.wait_p50))
+        pair("p99", fmt.duration(r.wait_p99))
+        pair("waits", f"{s.totals.waits:,}", "")
+        # Line 3: traffic and the process.
+        text.append("\n")
+        pair("in", fmt.rate(r.bytes_in))
+        pair("out", fmt.rate(r.bytes_out))
+        pair("accepts/s", fmt.count(r.accepts), "   ")
+        p = s.process
+        if p is not None:
+            pair("cpu", f"{p.cpu_percent:.0f}%")
+            pair("rss", fmt.size(p.rss))
+            pair("fds", f"{p.num_fds:,}/{p.fd_limit:,}")
+            pair("threads", str(p.threads))
+            pair("pid", str(p.pid), "")
+        return text
+
+    def _badges(self, text: Text, start: int, s: Snapshot) -> None:
+        style = self.get_component_rich_style
+        badges: list[tuple[str, Style]] = []
+        error = s.extra.get("error") if isinstance(s.extra, dict) else None
+        if self.problem:
+            badges.append((f" {self.problem} ", style("status-header--alert")))
+        elif error or (s.source == "engine" and s.extra.get("running") is False):
+            badges.append((" ENGINE STOPPED ", style("status-header--alert")))
+        if s.refused:
+            badges.append((f" REFUSED: {fmt.plain(s.refused)} ", style("status-header--alert")))
+        if s.lab:
+            badges.append((f" LAB {' '.join(sorted(s.lab))} ", style("status-header--lab")))
+        if self.read_only:
+            badges.append((" READ-ONLY ", style("status-header--info")))
+        if self.frozen:
+            badges.append((" ORDER FROZEN ", style("status-header--info")))
+        if self.paused:
+            badges.append((" PAUSED ", style("status-header--paused")))
+        if not badges:
+            return
+        width = self.size.width
+        used = cell_len(text.plain[start:])
+        wanted = sum(cell_len(b) for b, _ in badges) + len(badges) - 1
+        room = width - used - 2
+        if wanted > room and s.refused:
+            # Cut the refusal's reason rather than push the other badges off screen; the
+            # whole reason is in the notification too.
+            for i, (badge, badge_style) in enumerate(badges):
+                if badge.startswith(" REFUSED"):
+                    keep = max(10, cell_len(badge) - (wanted - room))
+                    badges[i] = (fmt.fit(badge, keep), badge_style)
+            wanted = sum(cell_len(b) for b, _ in badges) + len(badges) - 1
+        text.append(" " * max(2, width - used - wanted))
+        for i, (badge, badge_style) in enumerate(badges):
+            if i:
+                text.append(" ")
+            text.append(badge, badge_style)

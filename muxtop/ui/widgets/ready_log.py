@@ -1,0 +1,172 @@
+"""The ready-list log: one line per wait call, newest first, over the engine's ring of
+WaitRecords (up to 4096). A Line-API ScrollView like toolong's log view: only the lines on
+screen are drawn, so the ring's length and the connection count never touch the frame cost.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from operator import itemgetter
+from typing import ClassVar
+
+from rich.segment import Segment
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from muxtop.events import ERROR, HANGUP, READ, WRITE, short
+from muxtop.snapshot import Snapshot, WaitRecord
+from muxtop.ui import format as fmt
+
+# seq, time since start, timeout, time blocked, ready/registered, then the ready fds.
+WIDTHS = (9, 11, 8, 8, 12)
+LABELS = ("seq", "at", "timeout", "blocked", "ready/reg", "ready fds (events)")
+HEADER = " ".join(fmt.fit(label, w, right=True) for label, w in zip(LABELS, WIDTHS)) \
+    + " " + LABELS[-1]
+_SEQ = itemgetter(0)
+
+
+class ReadyLog(ScrollView, can_focus=True):
+    """What each wait call returned. Scrolled away from the top, the view stays on the same
+    records while new ones arrive, so the history can be read back."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "scroll_up", "up", show=False),
+        Binding("down", "scroll_down", "down", show=False),
+        Binding("pageup", "page_up", "page up", show=False),
+        Binding("pagedown", "page_down", "page down", show=False),
+        Binding("home", "scroll_home", "newest", show=False),
+        Binding("end", "scroll_end", "oldest", show=False),
+    ]
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "ready-log--header", "ready-log--empty", "ready-log--read", "ready-log--write",
+        "ready-log--alert",
+    }
+
+    DEFAULT_CSS = """
+    ReadyLog > .ready-log--header { text-style: bold; color: $text-accent; }
+    ReadyLog > .ready-log--empty { color: $text-muted; }
+    ReadyLog > .ready-log--read { color: $text-success; }
+    ReadyLog > .ready-log--write { color: $text-primary; }
+    ReadyLog > .ready-log--alert { color: $text-error; text-style: bold; }
+    """
+
+    def __init__(self, *, name: str | None = None, id: str | None = None,
+                 classes: str | None = None) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self.hide_empty = False
+        self._waits: tuple[WaitRecord, ...] = ()
+        self._busy: list[int] | None = None  # indices of waits that returned something
+        self._started_at = 0.0
+        self._snapshot: Snapshot | None = None
+
+    # ---- data --------------------------------------------------------------------------
+
+    def show(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+        anchor = self._top_seq() if round(self.scroll_y) > 0 else None
+        self._waits = snapshot.waits
+        self._started_at = snapshot.started_at
+        self._busy = ([i for i, w in enumerate(self._waits) if w.ready]
+                      if self.hide_empty else None)
+        self.virtual_size = Size(0, self._count() + 1)  # no sideways scrolling
+        if anchor is not None:
+            self.scroll_to(y=self._line_of(anchor), animate=False, immediate=True)
+        self._set_title()
+        self.refresh()
+
+    def toggle_empty(self) -> None:
+        self.hide_empty = not self.hide_empty
+        if self._snapshot is not None:
+            self.show(self._snapshot)  # keeps the top record in view
+
+    def _count(self) -> int:
+        return len(self._busy) if self._busy is not None else len(self._waits)
+
+    def _record(self, line: int) -> WaitRecord | None:
+        """The record drawn on a content line (0 = newest)."""
+        n = self._count()
+        if not 0 <= line < n:
+            return None
+        index = n - 1 - line
+        if self._busy is not None:
+            index = self._busy[index]
+        return self._waits[index]
+
+    def _top_seq(self) -> int | None:
+        record = self._record(round(self.scroll_y))
+        return None if record is None else record.seq
+
+    def _line_of(self, seq: int | None) -> int:
+        """The line that shows `seq` now, or the nearest older one still shown."""
+        if seq is None:
+            return 0
+        waits = self._waits
+        index = bisect_left(waits, seq, key=_SEQ)  # waits are in seq order
+        if self._busy is not None:
+            index = bisect_left(self._busy, index)
+        return max(0, self._count() - 1 - index)
+
+    def _set_title(self) -> None:
+        n = len(self._waits)
+        shown = self._count()
+        title = f"ready list · {n:,} waits in the ring, newest first"
+        if self.hide_empty:
+            title += f" · {shown:,} returned fds (e shows empty waits)"
+        else:
+            title += " · e hides empty waits"
+        self.border_title = title
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.virtual_size = Size(0, self._count() + 1)  # no sideways scrolling
+
+    # ---- drawing -----------------------------------------------------------------------
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        base = self.rich_style
+        if y == 0:
+            style = base + self.get_component_rich_style("ready-log--header")
+            return Strip([Segment(fmt.fit(HEADER, width), style)], width)
+        record = self._record(round(self.scroll_y) + y - 1)
+        if record is None:
+            return Strip.blank(width, base)
+        return self._line(record, width).crop_extend(0, width, base)
+
+    def _line(self, w: WaitRecord, width: int) -> Strip:
+        component = self.get_component_rich_style
+        base = self.rich_style
+        ready = w.ready
+        head = " ".join((
+            fmt.fit(f"{w.seq:,}", WIDTHS[0], True),
+            fmt.fit(f"+{w.start - self._started_at:.3f}s", WIDTHS[1], True),
+            fmt.fit(fmt.timeout(w.timeout), WIDTHS[2], True),
+            fmt.fit(fmt.duration(w.duration), WIDTHS[3], True),
+            fmt.fit(f"{len(ready)}/{w.registered}", WIDTHS[4], True),
+        )) + " "
+        if not ready:
+            style = base + component("ready-log--empty")
+            return Strip([Segment(head + ("timed out" if w.timeout else "nothing ready"),
+                                  style)])
+        segments = [Segment(head, base)]
+        used = len(head)
+        styles = {READ: base + component("ready-log--read"),
+                  WRITE: base + component("ready-log--write"),
+                  ERROR: base + component("ready-log--alert")}
+        for shown, (fd, mask) in enumerate(ready):
+            text = f"{fd}:{short(mask)} "
+            if used + len(text) > width - 8 and shown < len(ready) - 1:
+                segments.append(Segment(f"… +{len(ready) - shown} more", base))
+                break
+            if mask & (ERROR | HANGUP):
+                style = styles[ERROR]
+            elif mask & WRITE:
+                style = styles[WRITE]
+            else:
+                style = styles[READ]
+            segments.append(Segment(text, style))
+            used += len(text)
+        return Strip(segments)

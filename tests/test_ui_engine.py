@@ -1,0 +1,228 @@
+"""The dashboard driven by keys against a real engine on an ephemeral loopback port."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from muxtop.engine import Engine, EngineConfig
+from muxtop.ui.app import MuxtopApp
+from muxtop.ui.source import EngineSource
+
+pytestmark = pytest.mark.timeout(60)
+SIZE = (160, 48)
+
+
+@pytest.fixture
+def engine():
+    engine = Engine(EngineConfig(port=0, publish_interval=0.05)).start()
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture
+def clients():
+    """Loopback client sockets, all closed at teardown."""
+    opened: list[socket.socket] = []
+
+    def connect(address) -> socket.socket:
+        sock = socket.create_connection(address, timeout=5)
+        opened.append(sock)
+        return sock
+
+    yield connect
+    for sock in opened:
+        sock.close()
+
+
+async def until(predicate, pilot, timeout: float = 5.0):
+    """Let the app run until predicate() is truthy (bounded); return its value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await pilot.pause(0.05)
+
+
+def app_for(engine: Engine) -> MuxtopApp:
+    return MuxtopApp(EngineSource(engine), interval=0.05)
+
+
+async def test_keys_cycle_backend_and_trigger(engine):
+    app = app_for(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        for expected in ("select", "poll", "epoll"):
+            await pilot.press("b")
+            await until(lambda want=expected: engine.snapshot().backend == want, pilot)
+        for expected in ("edge", "oneshot", "level"):
+            await pilot.press("t")
+            await until(lambda want=expected: engine.snapshot().trigger == want, pilot)
+        # On select, only level exists: t is greyed out.
+        await pilot.press("b")
+        await until(lambda: app.latest.backend == "select", pilot)
+        assert app.check_action("cycle_trigger", ()) is None
+
+
+async def test_backend_key_explains_when_no_backend_takes_the_trigger(engine):
+    app = app_for(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("t")
+        await until(lambda: app.latest.trigger == "edge", pilot)
+        await pilot.press("b")
+        await pilot.pause(0.2)
+        assert engine.snapshot().backend == "epoll"
+        assert any("level" in n.message and "select" in n.message
+                   for n in app._notifications)
+
+
+async def test_pause_freezes_the_display_not_the_engine(engine):
+    app = app_for(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("space")
+        assert app.paused
+        shown = app.shown
+        await until(lambda: app.latest is not shown and app.latest.taken_at > shown.taken_at,
+                    pilot)
+        assert app.shown is shown  # the table and log stay put...
+        assert "PAUSED" in app.dashboard.header.render().plain  # ...the header says so
+        await pilot.press("space")
+        assert not app.paused and app.shown is app.latest
+
+
+async def test_close_key_closes_the_selected_connection(engine, clients):
+    sock = clients(engine.address)
+    sock.sendall(b"hello")
+    assert sock.recv(5) == b"hello"
+    app = app_for(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.dashboard.table
+        await until(lambda: any(v.kind == "conn" for v in table.rows), pilot)
+        index = next(i for i, v in enumerate(table.rows) if v.kind == "conn")
+        assert app.dashboard.check_action("close_connection", ()) is None  # listener row
+        table.move_to(index)
+        await pilot.pause()
+        assert app.dashboard.check_action("close_connection", ()) is True
+        fd = table.selected.fd
+        await pilot.press("k")
+        await until(lambda: any(v.fd == fd and v.state == "closed"
+                                for v in engine.snapshot().connections), pilot)
+        sock.settimeout(5)
+        assert sock.recv(10) == b""  # EOF
+        await until(lambda: table.selected is not None and table.selected.state == "closed",
+                    pilot)
+        assert app.dashboard.check_action("close_connection", ()) is None
+
+
+async def test_p_pauses_and_resumes_reading(engine, clients):
+    clients(engine.address)
+    app = app_for(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.dashboard.table
+        await until(lambda: any(v.kind == "conn" for v in table.rows), pilot)
+        table.move_to(next(i for i, v in enumerate(table.rows) if v.kind == "conn"))
+        fd = table.selected.fd
+
+        def flags():
+            return next(v.flags for v in engine.snapshot().connections if v.fd == fd)
+
+        await pilot.press("p")
+        await until(lambda: "P" in flags(), pilot)
+        await until(lambda: "P" in table.selected.flags, pilot)
+        await pilot.press("p")
+        await until(lambda: "P" not in flags(), pilot)
+
+
+async def test_detail_view_follows_its_connection(engine, clients):
+    clients(engine.address).sendall(b"x" * 10)
+    app = app_for(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.dashboard.table
+        await until(lambda: any(v.kind == "conn" and v.bytes_in == 10 for v in table.rows),
+                    pilot)
+        table.move_to(next(i for i, v in enumerate(table.rows) if v.kind == "conn"))
+        await pilot.press("enter")
+        await pilot.pause()
+        from muxtop.ui.screens.detail import DetailScreen
+
+        assert isinstance(app.screen, DetailScreen)
+        body = str(app.screen.query_one("#detail-body").render())
+        assert "bytes in / out" in body and "10 / 10" in body
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is app.dashboard
+
+
+async def test_q_quits_and_the_port_is_free_after_stop(engine):
+    port = engine.address[1]
+    app = app_for(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("q")
+        await pilot.pause()
+        assert not app.is_running
+    engine.stop()
+    with socket.socket() as again:
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        again.bind(("127.0.0.1", port))
+
+
+async def test_help_screen_opens_and_closes(engine):
+    app = app_for(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        from muxtop.ui.screens.help import HelpScreen
+
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is app.dashboard
+
+
+def test_muxtop_with_dashboard_exits_cleanly_in_a_terminal(tmp_path):
+    """The real command under a pseudo-terminal: quits after --duration, status 0, and
+    leaves the alternate screen (the terminal is restored)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    main, child = pty.openpty()
+    env = dict(os.environ, TERM="xterm-256color", COLUMNS="120", LINES="40")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "muxtop", "--port", str(port), "--duration", "1.5"],
+        stdin=child, stdout=child, stderr=child, env=env, close_fds=True)
+    os.close(child)
+    output = bytearray()
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([main], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(main, 65536)
+                except OSError:
+                    break  # EIO: the child closed the terminal
+                if not chunk:
+                    break
+                output += chunk
+            elif proc.poll() is not None:
+                break
+        assert proc.wait(timeout=10) == 0, output[-2000:].decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(main)
+    assert b"\x1b[?1049h" in output and b"\x1b[?1049l" in output  # entered and left
+    with socket.socket() as again:  # the server let the port go
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        again.bind(("127.0.0.1", port))
+

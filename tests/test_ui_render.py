@@ -1,0 +1,299 @@
+"""The dashboard over fixed, made-up Snapshots (a frozen clock): snapshot images of the
+screens, network text shown literally, sort/filter/freeze, notices, a failing source."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from muxtop.engine.commands import CloseConnection, Outcome, PauseReading, Switch, Watch
+from muxtop.snapshot import Notice
+from muxtop.ui import format as fmt
+from muxtop.ui import synthetic
+from muxtop.ui.app import MuxtopApp
+from muxtop.ui.rows import ConnRows
+from muxtop.ui.screens.detail import DetailScreen
+from muxtop.ui.source import FixedSource, SnapshotSource
+
+pytestmark = pytest.mark.timeout(60)
+SIZE = (160, 48)
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+TRICKY_PEERS = {3: "[bold]x[/]", 4: "[red", 6: "evil\x1b[2Jpeer"}
+
+
+def fixed(ticks: int = 6, n: int = 40, **settings) -> FixedSource:
+    return FixedSource([synthetic.snapshot(n, tick, **settings) for tick in range(ticks)])
+
+
+async def play(app: MuxtopApp, pilot, steps: int) -> None:
+    """Advance the fixed source `steps` Snapshots, the way the poll timer would."""
+    for _ in range(steps):
+        app.source.advance()
+        app.tick()
+        await pilot.pause()
+
+
+def assert_snapshot(name: str, svg: str, tmp_path: Path) -> None:
+    """Compare with tests/snapshots/NAME.svg; MUXTOP_UPDATE_SNAPSHOTS=1 rewrites it."""
+    expected = SNAPSHOTS / f"{name}.svg"
+    if os.environ.get("MUXTOP_UPDATE_SNAPSHOTS") or not expected.exists():
+        SNAPSHOTS.mkdir(exist_ok=True)
+        expected.write_text(svg, encoding="utf-8")
+        if not os.environ.get("MUXTOP_UPDATE_SNAPSHOTS"):
+            pytest.fail(f"created {expected}; look at it, then re-run")
+        return
+    if expected.read_text(encoding="utf-8") != svg:
+        actual = tmp_path / f"{name}.svg"
+        actual.write_text(svg, encoding="utf-8")
+        pytest.fail(f"{name} differs from {expected}: see {actual} "
+                    "(MUXTOP_UPDATE_SNAPSHOTS=1 accepts it)")
+
+
+# ---- snapshot images ----------------------------------------------------------------------
+
+async def test_main_screen_snapshot(tmp_path):
+    source = fixed(peers=TRICKY_PEERS)
+    app = MuxtopApp(source, interval=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await play(app, pilot, 5)
+        assert_snapshot("main_screen", app.export_screenshot(), tmp_path)
+
+
+async def test_detail_view_snapshot(tmp_path):
+    source = fixed()
+    app = MuxtopApp(source, interval=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await play(app, pilot, 3)
+        table = app.dashboard.table
+        table.move_to(next(i for i, v in enumerate(table.rows) if v.fd == 12))  # diagnosed
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, DetailScreen)
+        assert_snapshot("detail_view", app.export_screenshot(), tmp_path)
+
+
+async def test_renders_are_deterministic():
+    shots = []
+    for _ in range(2):
+        app = MuxtopApp(fixed(), interval=None)
+        async with app.run_test(size=SIZE) as pilot:
+            await play(app, pilot, 3)
+            shots.append(app.export_screenshot())
+    assert shots[0] == shots[1]
+
+
+# ---- network text ---------------------------------------------------------------------------
+
+async def test_network_text_is_never_markup():
+    app = MuxtopApp(fixed(peers=TRICKY_PEERS), interval=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await play(app, pilot, 1)
+        table = app.dashboard.table
+        lines = [table.render_line(y).text for y in range(table.size.height)]
+        screen = "\n".join(lines)
+        assert "[bold]x[/]" in screen
+        assert "[red" in screen
+        assert "\x1b" not in screen and "evil?[2Jpeer" in screen
+        table.move_to(next(i for i, v in enumerate(table.rows) if v.peer == "[red"))
+        await pilot.press("enter")
+        await pilot.pause()
+        body = app.screen.query_one("#detail-body").render()
+        assert "[red" in str(body)
+
+
+def test_plain_and_fit_keep_cells_exact():
+    assert fmt.plain("a\x1b[31mb\nc") == "a?[31mb?c"
+    assert fmt.fit("127.0.0.1:8080", 8) == "127.0.0…"
+    assert fmt.fit("漢字ab", 4) == "漢 …"  # wide characters count two cells
+    assert fmt.fit("12", 5, right=True) == "   12"
+
+
+def test_formats():
+    assert fmt.size(None) == "-" and fmt.size(512) == "512" and fmt.size(300 * 1024) == "300K"
+    assert fmt.duration(12.3e-6) == "12.3µs" and fmt.duration(0.25) == "250ms"
+    assert fmt.age(125) == "2m05s" and fmt.uptime(3725) == "1:02:05"
+    assert fmt.timeout(None) == "inf" and fmt.count(123_456) == "123.5k"
+
+
+# ---- sort, filter, freeze -------------------------------------------------------------------
+
+def test_rows_sort_pins_the_listener_and_control_on_top():
+    rows = ConnRows()
+    rows.set_sort("bytes_in")
+    shown = rows.update(synthetic.snapshot(30, 1))
+    assert [v.kind for v in shown[:2]] == ["listener", "control"]
+    body = [v.bytes_in for v in shown[2:]]
+    assert body == sorted(body, reverse=True)
+
+
+async def test_filter_narrows_rows_as_you_type():
+    app = MuxtopApp(fixed(n=300), interval=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await play(app, pilot, 1)
+        table = app.dashboard.table
+        assert len(table.rows) == 304
+        await pilot.press("slash", "1", "0", ".", "0", ".", "1", ".", "2", "5")
+        await pilot.pause()
+        assert [v.peer for v in table.rows] == ["10.0.1.25:40274"]
+        assert "matching" in table.border_title
+        await pilot.press("enter")  # keep the filter, back to the table
+        await play(app, pilot, 1)  # a new Snapshot keeps it
+        assert len(table.rows) == 1
+        await pilot.press("escape")
+        await pilot.pause()
+        assert len(table.rows) == 304
+
+
+async def test_sort_key_and_header_click():
+    app = MuxtopApp(fixed(), interval=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await play(app, pilot, 1)
+        model = app.dashboard.table.model
+        await pilot.press("s")
+        assert model.sort == "rx_queue" and model.descending
+        await pilot.press("r")
+        assert not model.descending
+        # The "in" header: click it once (biggest first), twice (reversed).
+        table = app.dashboard.table
+        x = table.render_line(0).text.index("  in ") + 3
+        await pilot.click("#conns", offset=(x + 1, 1))  # +1: the border
+        assert model.sort == "bytes_in" and model.descending
+        await pilot.click("#conns", offset=(x + 1, 1))
+        assert not model.descending
+
+
+async def test_freeze_keeps_row_order_while_values_change():
+    app = MuxtopApp(fixed(), interval=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await play(app, pilot, 1)
+        table = app.dashboard.table
+        table.model.set_sort("rx_queue")
+        table.rebuild()
+        await pilot.press("z")
+        order = [v.cid for v in table.rows]
+        values = [v.bytes_in for v in table.rows]
+        await play(app, pilot, 2)
+        assert [v.cid for v in table.rows] == order
+        assert [v.bytes_in for v in table.rows] != values
+        assert "ORDER FROZEN" in app.dashboard.header.render().plain
+        await pilot.press("z")
+        assert [v.cid for v in table.rows] != order  # sorted by rx-q again
+
+
+async def test_cursor_follows_its_connection_when_rows_reorder():
+    app = MuxtopApp(fixed(), interval=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await play(app, pilot, 1)
+        table = app.dashboard.table
+        table.model.set_sort("rx_queue")
+        table.rebuild()
+        table.move_to(10)
+        cid = table.selected.cid
+        for _ in range(3):
+            await play(app, pilot, 1)
+            assert table.selected.cid == cid
+
+
+async def test_hide_empty_waits_and_scroll_back_stays_on_the_same_records():
+    app = MuxtopApp(fixed(), interval=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await play(app, pilot, 1)
+        log = app.dashboard.ready_log
+        assert log._count() == 400
+        await pilot.press("e")
+        empty = sum(1 for w in app.shown.waits if not w.ready)
+        assert empty and log.hide_empty and log._count() == 400 - empty
+        log.focus()
+        log.scroll_to(y=50, animate=False, immediate=True)
+        await pilot.pause()
+        top = log._top_seq()
+        await play(app, pilot, 1)  # 400 newer waits arrive
+        assert log._top_seq() == top
+
+
+# ---- commands, notices and failures ---------------------------------------------------------
+
+async def test_keys_send_commands():
+    source = fixed()
+    app = MuxtopApp(source, interval=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await play(app, pilot, 1)
+        table = app.dashboard.table
+        table.move_to(next(i for i, v in enumerate(table.rows) if v.fd == 8))
+        await pilot.press("k", "p", "b", "t")
+        await pilot.pause()
+        sent = [c for c in source.sent if not isinstance(c, Watch)]
+        assert sent == [CloseConnection(8), PauseReading(8, True), Switch(backend="select"),
+                        Switch(trigger="edge")]
+        assert any(isinstance(c, Watch) and 8 in c.fds for c in source.sent)
+
+
+async def test_read_only_source_greys_out_engine_keys():
+    snapshots = [synthetic.snapshot(20, t) for t in range(3)]
+    app = MuxtopApp(SnapshotSource(lambda: snapshots[0]), interval=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.dashboard.table.move_to(4)
+        for action in ("cycle_backend", "cycle_trigger"):
+            assert app.check_action(action, ()) is None
+        for action in ("close_connection", "toggle_reading"):
+            assert app.dashboard.check_action(action, ()) is None
+        assert "READ-ONLY" in app.dashboard.header.render().plain
+        await pilot.press("b", "k")  # nothing happens, nothing breaks
+
+
+async def test_each_notice_is_shown_once_and_refusals_show_a_badge():
+    notice = Notice(7, 1050.0, "warning", "switch refused: select cannot watch fd 1500")
+    later = Notice(8, 1051.0, "error", "fd 9: boom; closed it")
+    source = FixedSource([
+        synthetic.snapshot(10, 0, notices=(notice,), refused="select cannot watch fd 1500"),
+        synthetic.snapshot(10, 1, notices=(notice,), refused="select cannot watch fd 1500"),
+        synthetic.snapshot(10, 2, notices=(notice, later)),
+    ])
+    app = MuxtopApp(source, interval=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert "REFUSED" in app.dashboard.header.render().plain
+        await play(app, pilot, 2)
+        messages = [n.message for n in app._notifications]
+        assert messages.count(notice.text) == 1 and messages.count(later.text) == 1
+
+
+async def test_engine_error_and_failing_source_do_not_crash():
+    calls = {"n": 0}
+    good = synthetic.snapshot(10, 0, extra={"error": "engine stopped: OSError(9)",
+                                            "running": False})
+
+    def latest():
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise RuntimeError("source broke")
+        return good
+
+    app = MuxtopApp(SnapshotSource(latest, lambda c: None), interval=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert "ENGINE STOPPED" in app.dashboard.header.render().plain
+        app.tick()
+        app.tick()
+        await pilot.pause()
+        assert "SOURCE FAILED" in app.dashboard.header.render().plain
+        titles = [n.title for n in app._notifications]
+        assert "engine stopped" in titles and "snapshot source" in titles
+        await pilot.press("s", "space", "e")  # still alive
+        assert app.is_running
+
+
+async def test_refused_outcome_without_engine_notice_is_told():
+    source = FixedSource(synthetic.snapshot(10, 0),
+                         answer=lambda c: Outcome(False, "no such fd"))
+    app = MuxtopApp(source, interval=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.dashboard.table.move_to(4)
+        await pilot.press("k")
+        await pilot.pause(0.1)
+        app.tick()
+        assert any(n.message == "no such fd" for n in app._notifications)
