@@ -102,14 +102,14 @@ def check_echo_doc(doc: dict, servers: list[str], conns: int) -> None:
 def test_echo_muxtop_against_selectors_json():
     servers = ["selectors", "muxtop-epoll-level"]
     proc = bench("echo", "--conns", "10", "--duration", "0.5", "--runs", "1",
-                 "--servers", ",".join(servers), "--json")
+                 "--servers", ",".join(servers), "--busy-retries", "0", "--json")
     assert proc.returncode == 0, proc.stderr
     check_echo_doc(json.loads(proc.stdout), servers, 10)
 
 
 def test_echo_python_client_and_asyncio_text_table():
     proc = bench("echo", "--conns", "5", "--duration", "0.3", "--runs", "1", "--client",
-                 "python", "--servers", "selectors,asyncio")
+                 "python", "--servers", "selectors,asyncio", "--busy-retries", "0")
     assert proc.returncode == 0, proc.stderr
     assert "client: Python client" in proc.stdout  # says it fell back, and why
     assert "5 connections" in proc.stdout
@@ -143,6 +143,19 @@ def test_echo_interrupt_stops_the_server():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_echo_measures_again_while_the_machine_is_busy(monkeypatch):
+    seen = iter([{"other_cpu_pct": 80.0, "n": 1}, {"other_cpu_pct": 40.0, "n": 2},
+                 {"other_cpu_pct": 60.0, "n": 3}, {"other_cpu_pct": 1.0, "n": 4}])
+    monkeypatch.setattr(echo, "measure", lambda *a: next(seen))
+    busy = []
+    kept = echo.measure_quietly(None, None, 1, 1, 1, 64, busy_retries=2, busy_pct=25,
+                                on_busy=busy.append)
+    assert kept["n"] == 2 and kept["busy_discarded"] == [80.0, 60.0]  # least disturbed of 3
+    assert busy == [80.0, 40.0]
+    kept = echo.measure_quietly(None, None, 1, 1, 1, 64, busy_retries=2, busy_pct=25)
+    assert kept["n"] == 4 and kept["busy_discarded"] == []
 
 
 def test_echo_rejects_unknown_servers(capsys):

@@ -71,6 +71,12 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--client", choices=("auto", "loadgen", "python"), default="auto",
                    help="load client: loadgen.c built with gcc, the Python one, or auto "
                    "(loadgen if it builds)")
+    e.add_argument("--busy-retries", type=int, default=2, metavar="N",
+                   help="measure a server again, up to N times, when other processes used more "
+                   "than --busy-pct CPU during its run (default 2; 0 never)")
+    e.add_argument("--busy-pct", type=positive_float, default=25.0, metavar="PCT",
+                   help="other processes' CPU%% (100 = one core) that makes a run too disturbed "
+                   "(default 25)")
     e.add_argument("--list", action="store_true", help="list the servers and exit")
     e.add_argument("--json", action="store_true", help="print one JSON document instead")
 
@@ -193,11 +199,16 @@ def echo_main(args: argparse.Namespace) -> int:
         print(f"  run {run_index + 1}/{runs}  {conns:>5,} conns  {name:<22} {text}",
               file=sys.stderr, flush=True)
 
+    def on_busy(run_index, runs, name, conns, others) -> None:
+        print(f"  run {run_index + 1}/{runs}  {conns:>5,} conns  {name:<22} other processes "
+              f"used {others:.0f}% CPU: measuring again", file=sys.stderr, flush=True)
+
     # SIGTERM unwinds like Ctrl-C, so the finally blocks kill every server and client.
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         cells = echo.run(servers, client, args.conns, args.runs, args.duration, warmup,
-                         args.size, progress=progress)
+                         args.size, progress=progress, busy_retries=max(0, args.busy_retries),
+                         busy_pct=args.busy_pct, on_busy=on_busy)
     except KeyboardInterrupt:
         print("muxtop bench: interrupted; every server was stopped", file=sys.stderr)
         return 130
@@ -211,22 +222,21 @@ def echo_main(args: argparse.Namespace) -> int:
             "client_note": client.note, "size": args.size, "runs": args.runs,
             "duration": args.duration, "warmup": warmup, "conns": args.conns,
             "servers": [s.name for s in servers], "baseline": echo.BASELINE,
-            "results": rows, "raw": [{"server": c.server, "conns": c.conns, "runs": c.runs}
-                                     for c in cells]}, indent=1))
+            "busy_retries": args.busy_retries, "busy_pct": args.busy_pct, "results": rows,
+            "raw": [{"server": c.server, "conns": c.conns, "runs": c.runs} for c in cells]},
+           indent=1))
     else:
-        print(echo_tables(rows, args.conns, args.runs))
+        print(echo_tables(rows, args.conns, args.runs, args.busy_pct))
         print(f"load average after: {echo.load_average()}")
     return 1 if any(r["good_runs"] == 0 for r in rows) else 0
-
-
-BUSY_MACHINE_PCT = 20  # other processes' CPU% past which the echo table carries a warning
 
 
 def _fmt(value, spec: str = ",.0f") -> str:
     return "—" if value is None else format(value, spec)
 
 
-def echo_tables(rows: list[dict], conns_list: list[int], runs: int) -> str:
+def echo_tables(rows: list[dict], conns_list: list[int], runs: int,
+                busy_pct: float = 25.0) -> str:
     out = []
     head = (f"{'server':<22}{'rt/s':>10}{'×sel':>6}{'spread':>8}{'p50 µs':>9}{'×sel':>6}"
             f"{'p99 µs':>9}{'×sel':>6}{'CPU µs/rt':>11}{'×sel':>6}{'srv CPU':>9}"
@@ -252,10 +262,14 @@ def echo_tables(rows: list[dict], conns_list: list[int], runs: int) -> str:
             "  when it is high the server was starved and its rt/s and latency are not its own",
             "(for rt/s higher is better, for every other figure lower is better)"]
     busy = [r["other_cpu_pct"] for r in rows if r["other_cpu_pct"] is not None]
-    if busy and max(busy) > BUSY_MACHINE_PCT:
+    if busy and max(busy) > busy_pct:
         out += ["", (f"warning: other processes used up to {max(busy):.0f}% CPU (median over a "
                 f"server's runs) while servers were measured: the machine was busy, so rt/s and "
                 "latency are noisy; CPU µs/rt suffers least")]
+    redone = sum(r["busy_discarded"] for r in rows)
+    if redone:
+        out += [(f"{redone} measurement(s) were discarded and repeated because other processes "
+                f"used more than {busy_pct:g}% CPU during them")]
     failures = [f"  {r['server']} at {r['conns']:,} conns, {f}" for r in rows for f in r["failures"]]
     if failures:
         out += ["", "failed runs (not counted):"] + failures
