@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass
 
 from muxtop.cli import non_negative_float, positive_int
-from muxtop.flood.client import PATTERNS, FloodPlan
+from muxtop.flood.client import PATTERNS, SLOW_READ_BYTES, SLOW_READ_EVERY, FloodPlan
 from muxtop.flood.report import Reporter
 from muxtop.flood.workers import InlineRun, SplitRun
 
@@ -104,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("target", metavar="HOST:PORT", help="server to flood, e.g. 127.0.0.1:8080")
     parser.add_argument("--pattern", choices=PATTERNS, default="echo",
                         help="echo: send M messages, check every echoed byte; idle: open N "
-                             "connections and hold them; slow-reader: send steadily, read rarely; "
+                             "connections and hold them; slow-reader: send steadily, read "
+                             f"{SLOW_READ_BYTES // 1024} KiB per connection every "
+                             f"{SLOW_READ_EVERY:g} s; "
                              "half-close: send, SHUT_WR, read the echo, expect EOF; reset: send, "
                              "close with RST; burst: open and close connections as fast as "
                              "allowed (repeatedly until --duration, if given). Default: echo")
@@ -126,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "waits for SIGINT/SIGTERM)")
     parser.add_argument("--timeout", type=non_negative_float, default=10.0, metavar="S",
                         help="fail a connection that waits over S seconds for its connect, echo "
-                             "or EOF; 0 = never (default 10)")
+                             "or EOF (checked once a second); 0 = never (default 10)")
     parser.add_argument("--workers", "-w", type=positive_int, default=1, metavar="W",
                         help="split the clients over W processes, for when one cannot outrun "
                              "the server (default 1)")
