@@ -10,10 +10,12 @@ from muxtop.snapshot import CLOSED, OPEN
 
 
 class Connection:
+    # Reads and write-through sends happen together: last_read_at stands for both; the idle
+    # time the views show is measured from the later of last_read_at and last_write_at.
     __slots__ = (
         "cid", "fd", "sock", "recv", "send", "peer", "state", "interest", "out",
         "bytes_in", "bytes_out", "msgs_in", "msgs_out", "last_events", "last_ready",
-        "opened_at", "last_io_at", "last_read_at", "rx_since", "closed_at", "history", "user_paused", "backpressured",
+        "opened_at", "last_read_at", "last_write_at", "rx_since", "closed_at", "history", "user_paused", "backpressured",
         "peer_closed", "closing", "inbuf", "note", "rx_queue", "tx_queue", "tcp", "view",
     )
 
@@ -30,7 +32,7 @@ class Connection:
         self.bytes_in = self.bytes_out = self.msgs_in = self.msgs_out = 0
         self.last_events = 0
         self.last_ready: float | None = None
-        self.opened_at = self.last_io_at = self.last_read_at = now
+        self.opened_at = self.last_read_at = self.last_write_at = now
         self.rx_since: float | None = None  # probe time that first saw unread bytes
         self.closed_at: float | None = None
         self.history: list[tuple[float, str]] = [(now, OPEN)]

@@ -46,6 +46,7 @@ class Engine:
             raise EngineStartError(f"no bug-lab switch {', '.join(sorted(unknown))}")
         self._protocol = PROTOCOLS[config.protocol]
         self._read_size = config.read_size
+        self._echo = config.protocol == "echo"
         self._edge = config.trigger == EDGE  # kept in step with the backend: read per event
         self._commands: deque[tuple[object, Future]] = deque()
         self._conns: dict[int, Connection] = {}
@@ -147,6 +148,7 @@ class Engine:
         publish_interval = self.config.publish_interval
         next_publish = monotonic() + publish_interval
         seq = events_total = 0
+        service = self._service
         while self._running:
             backend = self._backend  # a switch replaces it between two waits
             pending = self._pending
@@ -169,7 +171,7 @@ class Engine:
                 if conn is not None:
                     conn.last_events = events
                     conn.last_ready = after
-                    self._service(conn, events, after)
+                    service(conn, events, after)
                 elif fd == self._listen_fd:
                     self._accept(after)
                 elif fd == self._control_fd:
@@ -199,25 +201,23 @@ class Engine:
             if events & READABLE and conn.interest & READ:
                 if self._edge:
                     self._read_edge(conn, now)
-                else:
-                    self._read_once(conn, now)
+                else:  # level and oneshot: one recv per readiness
+                    try:
+                        data = conn.recv(self._read_size)
+                    except BlockingIOError:
+                        data = None
+                    if data is not None:
+                        self._received(conn, data, now)
             if conn.out and events & WRITABLE and conn.state is not CLOSED:
                 self._write(conn, now)
+        except OSError as exc:  # the peer reset, or the socket broke: this connection ends
+            if conn.state is not CLOSED:
+                self._close(conn, _reason(exc), now)
         except Exception as exc:  # noqa: BLE001 - one bad connection must not stop the server
             self.telemetry.notice("error", f"fd {conn.fd}: {exc!r}; closed it")
             traceback.print_exc(file=sys.stderr)
             if conn.state is not CLOSED:
                 self._close(conn, f"internal error: {exc!r}", now)
-
-    def _read_once(self, conn: Connection, now: float) -> None:
-        try:
-            data = conn.recv(self._read_size)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self._close(conn, _reason(exc), now)
-            return
-        self._received(conn, data, now)
 
     def _read_edge(self, conn: Connection, now: float) -> None:
         """Edge-triggered: read until EAGAIN, or the budget runs out and the fd goes on the
@@ -230,9 +230,6 @@ class Engine:
                 data = recv(size)
             except BlockingIOError:
                 return  # drained: the next arrival raises a new edge
-            except OSError as exc:
-                self._close(conn, _reason(exc), now)
-                return
             self._received(conn, data, now)
             if not conn.interest & READ or naive:
                 return  # stopped reading (closed, backpressure) - or the lab's classic bug
@@ -244,8 +241,12 @@ class Engine:
             self._update(conn, now)
             return
         conn.bytes_in += len(data)
-        conn.last_io_at = conn.last_read_at = now
-        reply = self._protocol(conn, data)
+        conn.last_read_at = now
+        if self._echo:  # the common case, without a call: echo is the identity
+            conn.msgs_in += 1
+            reply = data
+        else:
+            reply = self._protocol(conn, data)
         if reply:
             if conn.out:
                 conn.out += reply
@@ -255,16 +256,13 @@ class Engine:
                     sent = conn.send(reply)
                 except BlockingIOError:
                     sent = 0
-                except OSError as exc:
-                    self._close(conn, _reason(exc), now)
-                    return
                 if sent:
                     conn.bytes_out += sent
                     conn.msgs_out += 1
-                if sent == len(reply):
-                    if conn.closing:
-                        self._update(conn, now)
-                    return
+                    if sent == len(reply):
+                        if conn.closing:
+                            self._update(conn, now)
+                        return
                 conn.out += memoryview(reply)[sent:]
             self._update(conn, now)
         elif conn.closing:
@@ -283,7 +281,7 @@ class Engine:
                 return
             conn.bytes_out += sent
             conn.msgs_out += 1
-            conn.last_io_at = now
+            conn.last_write_at = now
             del out[:sent]
             if not edge:
                 break  # level: one send per readiness, the next wait says if there is room

@@ -167,7 +167,7 @@ class Telemetry:
         return ConnView(
             c.cid, c.fd, KIND_CONN, c.peer, c.state, c.interest, c.last_events, c.last_ready,
             len(c.out), c.rx_queue, c.tx_queue, c.bytes_in, c.bytes_out, c.msgs_in, c.msgs_out,
-            c.opened_at, c.last_io_at, c.closed_at, c.tcp, flags, tuple(c.history), c.note)
+            c.opened_at, max(c.last_read_at, c.last_write_at), c.closed_at, c.tcp, flags, tuple(c.history), c.note)
 
     def _backend_view(self, backend, now: float) -> ConnView:
         engine = self.engine
