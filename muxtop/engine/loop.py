@@ -165,7 +165,8 @@ class Engine:
             after = monotonic()
             seq += 1
             events_total += len(ready)
-            record((seq, now, timeout, after - now, self._nreg, ready))
+            # A tuple, not the list: tuples of ints leave the garbage collector after one pass.
+            record((seq, now, timeout, after - now, self._nreg, tuple(ready)))
             for fd, events in ready:
                 conn = conns.get(fd)
                 if conn is not None:

@@ -7,6 +7,7 @@ import os
 import resource
 import time
 from collections import deque
+from itertools import islice
 from typing import TYPE_CHECKING
 
 import psutil
@@ -33,6 +34,9 @@ class Telemetry:
         self.engine = engine
         config = engine.config
         self.ring: deque[tuple] = deque(maxlen=config.ring_size)  # raw WaitRecord tuples
+        # The same records as WaitRecords, converted at publish only when new: rebuilding
+        # thousands of objects per publish kept the garbage collector busy.
+        self._records: deque[WaitRecord] = deque(maxlen=config.ring_size)
         self.accepted = self.accept_errors = self.rejected = self.closed_count = 0
         self.closed_bytes_in = self.closed_bytes_out = 0
         self.recently_closed: deque[Connection] = deque()
@@ -86,7 +90,7 @@ class Telemetry:
             bytes_out=self.closed_bytes_out + sum(c.bytes_out for c in conns.values()),
             accepted=self.accepted, closed=self.closed_count,
             accept_errors=self.accept_errors, rejected=self.rejected)
-        waits = tuple(map(WaitRecord._make, self.ring))
+        waits = self._wait_records()
         totals, rates = self._rates(now, totals, waits)
         refused = None
         if self.refused is not None and now - self.refused[0] < 10.0:
@@ -113,6 +117,17 @@ class Telemetry:
             open_connections=len(conns), notices=tuple(self.notices), diagnoses=diagnoses,
             lab=frozenset(engine.lab), refused=refused,
             extra={"error": engine.error, "running": engine._running})
+
+    def _wait_records(self) -> tuple[WaitRecord, ...]:
+        records, ring = self._records, self.ring
+        last = records[-1].seq if records else 0
+        new = 0
+        for raw in reversed(ring):  # newest first: stop at the first one already converted
+            if raw[0] <= last:
+                break
+            new += 1
+        records.extend(map(WaitRecord._make, islice(ring, len(ring) - new, None)))
+        return tuple(records)
 
     def _rates(self, now: float, totals: Totals, waits: tuple[WaitRecord, ...]):
         """Per-second figures over the last RATE_WINDOW, from totals kept at each publish."""
