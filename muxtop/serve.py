@@ -24,7 +24,8 @@ def parser() -> argparse.ArgumentParser:
         "multiplexer sees it. Subcommands: muxtop flood HOST:PORT, muxtop bench, "
         "muxtop attach PID (each has --help).")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=port_number, default=8080, help="TCP port (default 8080; 0 picks one)")
+    p.add_argument("--port", type=port_number, default=8080,
+                   help="TCP port (default 8080; 0 picks one)")
     p.add_argument("--backend", choices=NAMES, default="epoll", help="multiplexer (default epoll)")
     p.add_argument("--trigger", choices=TRIGGERS, default="level",
                    help="trigger mode; edge and oneshot need epoll (default level)")

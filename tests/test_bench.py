@@ -210,3 +210,18 @@ def test_charts_draw_log_log_series():
     root = ET.fromstring(chart.svg_chart(series, title="t <&>", x_label="fds", y_label="µs"))
     assert len(root.findall("{http://www.w3.org/2000/svg}circle")) == 5
     assert chart.decade_range([0.7, 70.0]) == (0.1, 100)
+
+
+# --------------------------------------------------------------------------------- diagnose
+
+
+def test_diagnose_json_compares_detectors_off_and_on():
+    proc = bench("diagnose", "--conns", "50", "--seconds", "0.6", "--rounds", "1", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert [s["diagnose"] for s in doc["samples"]] == [False, True]
+    assert all(s["conns"] == 50 and positive(s["publish_ms"]) and s["publishes"] > 0
+               for s in doc["samples"])
+    on = doc["summary"]["with"]
+    assert positive(on["detector_ms"]) and positive(on["detector_runs_per_s"])
+    assert doc["summary"]["without"]["detector_ms"] is None

@@ -13,8 +13,8 @@ import textwrap
 import time
 
 import pytest
-
 from echo_client import stream_echo, wait_for
+
 from muxtop.engine import SetLab, Switch
 from muxtop.snapshot import KIND_CONN
 

@@ -11,9 +11,9 @@ import threading
 import time
 
 import pytest
-
 from conftest import MODE_IDS, MODES
 from echo_client import stream_echo, wait_for
+
 from muxtop.engine import CloseConnection, PauseReading, Switch
 from muxtop.snapshot import CLOSED, HALF_CLOSED, KIND_CONN, READ_PAUSED
 

@@ -24,5 +24,15 @@ def make_backend(name: str, trigger: str = LEVEL) -> Backend:
     return cls(trigger)
 
 
-__all__ = ["BACKENDS", "NAMES", "EDGE", "LEVEL", "ONESHOT", "TRIGGERS", "FD_SETSIZE",
-           "Backend", "BackendError", "make_backend"]
+__all__ = [
+    "BACKENDS",
+    "EDGE",
+    "FD_SETSIZE",
+    "LEVEL",
+    "NAMES",
+    "ONESHOT",
+    "TRIGGERS",
+    "Backend",
+    "BackendError",
+    "make_backend",
+]

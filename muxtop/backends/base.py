@@ -29,7 +29,8 @@ class Backend:
     def check_fd(self, fd: int) -> None:
         if self.fd_limit is not None and fd >= self.fd_limit:
             raise BackendError(
-                f"{self.name} cannot watch fd {fd}: its fd_set holds only fds 0..{self.fd_limit - 1}"
+                f"{self.name} cannot watch fd {fd}: its fd_set holds only fds "
+                f"0..{self.fd_limit - 1}"
                 " (FD_SETSIZE)")
 
     def register(self, fd: int, interest: int) -> None:

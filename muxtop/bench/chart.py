@@ -70,7 +70,7 @@ def terminal_chart(series: dict[str, list[tuple[float, float]]], *, x_label: str
 
     grid = [[" "] * width for _ in range(height)]
     mark = markers(list(series))
-    for name, pts in series.items():
+    for pts in series.values():
         for (xa, ya), (xb, yb) in itertools.pairwise(pts):
             steps = max(abs(col(xb) - col(xa)), abs(row(yb) - row(ya)), 1)
             for i in range(1, steps):

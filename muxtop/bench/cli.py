@@ -42,7 +42,7 @@ def positive_float(text: str) -> float:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="muxtop bench", description="Measurements that print figures.")
-    sub = p.add_subparsers(dest="mode", metavar="{wait,echo,ui}")
+    sub = p.add_subparsers(dest="mode", metavar="{wait,echo,diagnose,ui}")
 
     w = sub.add_parser("wait", help="cost of one wait call against the number of idle fds",
                        description="Time wait(0) on select, poll and epoll with N idle fds and one "
@@ -59,7 +59,8 @@ def parser() -> argparse.ArgumentParser:
                        "baseline echo servers, with the same client; runs interleaved.")
     e.add_argument("--conns", type=int_list, default=[100, 1000], metavar="N,N,...",
                    help="concurrent connections (default 100,1000)")
-    e.add_argument("--runs", type=positive_int, default=3, help="rounds over every server (default 3)")
+    e.add_argument("--runs", type=positive_int, default=3,
+                   help="rounds over every server (default 3)")
     e.add_argument("--duration", type=positive_float, default=3.0, metavar="S",
                    help="measured seconds per run (default 3)")
     e.add_argument("--warmup", type=positive_float, default=None, metavar="S",
@@ -80,6 +81,17 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--list", action="store_true", help="list the servers and exit")
     e.add_argument("--json", action="store_true", help="print one JSON document instead")
 
+    d = sub.add_parser("diagnose", help="what the detectors cost at many idle connections",
+                       description="Hold N idle connections on an engine with detectors off, "
+                       "then on, in turns, and print the engine's CPU and the cost of one "
+                       "Snapshot and of one detector run.")
+    d.add_argument("--conns", type=positive_int, default=10000,
+                   help="idle connections (default 10000)")
+    d.add_argument("--seconds", type=positive_float, default=5.0, metavar="S",
+                   help="measured seconds per turn (default 5)")
+    d.add_argument("--rounds", type=positive_int, default=2, help="rounds (default 2)")
+    d.add_argument("--json", action="store_true", help="print one JSON document instead")
+
     sub.add_parser("ui", help="the dashboard's frame cost (its own --help)", add_help=False)
     return p
 
@@ -94,6 +106,10 @@ def main(argv: list[str]) -> int:
         return wait_main(args)
     if args.mode == "echo":
         return echo_main(args)
+    if args.mode == "diagnose":
+        from muxtop.bench import detectors
+
+        return detectors.main(args.conns, args.seconds, args.rounds, args.json)
     p.print_help(sys.stderr)
     return 2
 
@@ -270,7 +286,8 @@ def echo_tables(rows: list[dict], conns_list: list[int], runs: int,
     if redone:
         out += [(f"{redone} measurement(s) were discarded and repeated because other processes "
                 f"used more than {busy_pct:g}% CPU during them")]
-    failures = [f"  {r['server']} at {r['conns']:,} conns, {f}" for r in rows for f in r["failures"]]
+    failures = [f"  {r['server']} at {r['conns']:,} conns, {f}"
+                for r in rows for f in r["failures"]]
     if failures:
         out += ["", "failed runs (not counted):"] + failures
     return "\n".join(out)

@@ -34,7 +34,8 @@ class _Conn:
 
 
 def message(cid: int, seq: int, size: int) -> bytes:
-    """The bytes of message ``seq`` on connection ``cid``: stale, reordered or crossed data shows."""
+    """The bytes of message ``seq`` on connection ``cid``: stale, reordered or crossed data
+    shows."""
     return (struct.pack("<QQ", cid, seq) * (size // 16 + 1))[:size]
 
 

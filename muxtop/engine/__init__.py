@@ -1,10 +1,27 @@
 """The multiplexing server engine: one thread, switchable backends, always-on telemetry."""
 
 from muxtop.engine.commands import (
-    CloseConnection, Outcome, PauseReading, SetLab, Stop, Switch, Watch,
+    CloseConnection,
+    Outcome,
+    PauseReading,
+    SetLab,
+    Stop,
+    Switch,
+    Watch,
 )
 from muxtop.engine.config import LABS, EngineConfig
 from muxtop.engine.loop import Engine, EngineStartError
 
-__all__ = ["Engine", "EngineConfig", "EngineStartError", "LABS", "CloseConnection", "Outcome",
-           "PauseReading", "SetLab", "Stop", "Switch", "Watch"]
+__all__ = [
+    "LABS",
+    "CloseConnection",
+    "Engine",
+    "EngineConfig",
+    "EngineStartError",
+    "Outcome",
+    "PauseReading",
+    "SetLab",
+    "Stop",
+    "Switch",
+    "Watch",
+]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import resource
 import select
+import time
 from collections import Counter
 from typing import TYPE_CHECKING
 
@@ -36,12 +37,14 @@ class Detector:
         self._last_run = -EVERY
         self._last: tuple[Diagnosis, ...] = ()
         self._accept_errors = 0  # accept failures counted at the last run
+        self.runs, self.seconds = 0, 0.0  # what the detectors cost so far
 
     def review(self, engine: Engine, now: float, rates: Rates,
                process: ProcessStats | None) -> tuple[Diagnosis, ...]:
         if now - self._last_run < EVERY:
             return self._last
         self._last_run = now
+        started = time.perf_counter()
         found: list[tuple[str, int | None, str, tuple]] = []
         conns = engine._conns
         for conn in conns.values():
@@ -62,6 +65,8 @@ class Detector:
         self._since = since
         diagnoses.sort(key=lambda d: d.since, reverse=True)  # newest first
         self._last = tuple(diagnoses)
+        self.runs += 1
+        self.seconds += time.perf_counter() - started
         return self._last
 
     def _stuck_read(self, conn: Connection, engine: Engine, now: float, found: list) -> None:

@@ -159,8 +159,7 @@ class Engine:
                 timeout = next_publish - now
                 if self._accept_resume_at is not None:
                     timeout = min(timeout, self._accept_resume_at - now)
-                if timeout < 0.0:
-                    timeout = 0.0
+                timeout = max(timeout, 0.0)
             ready = backend.wait(timeout)
             after = monotonic()
             seq += 1

@@ -19,7 +19,6 @@ def echo(conn: Connection, data: bytes) -> bytes:
 def discard(conn: Connection, data: bytes) -> None:
     """Read and drop (RFC 863)."""
     conn.msgs_in += 1
-    return None
 
 
 HTTP_RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n"

@@ -17,8 +17,19 @@ from muxtop.engine.connection import Connection
 from muxtop.engine.diagnose import Detector
 from muxtop.events import READ
 from muxtop.snapshot import (
-    CONTROL, KIND_CONN, KIND_CONTROL, KIND_EPOLL, KIND_LISTENER, LISTENING, ConnView, Notice,
-    ProcessStats, Rates, Snapshot, Totals, WaitRecord,
+    CONTROL,
+    KIND_CONN,
+    KIND_CONTROL,
+    KIND_EPOLL,
+    KIND_LISTENER,
+    LISTENING,
+    ConnView,
+    Notice,
+    ProcessStats,
+    Rates,
+    Snapshot,
+    Totals,
+    WaitRecord,
 )
 
 if TYPE_CHECKING:
@@ -53,6 +64,7 @@ class Telemetry:
         self._process_at = 0.0
         self.started_at = time.monotonic()
         self.detector = Detector(config.stuck_after)
+        self.publishes, self.publish_seconds = 0, 0.0  # what building Snapshots cost so far
 
     # ---- called by the engine ----------------------------------------------------------
 
@@ -77,6 +89,13 @@ class Telemetry:
     # ---- the Snapshot ------------------------------------------------------------------
 
     def publish(self, now: float) -> Snapshot:
+        started = time.perf_counter()
+        snapshot = self._build(now)
+        self.publishes += 1
+        self.publish_seconds += time.perf_counter() - started
+        return snapshot
+
+    def _build(self, now: float) -> Snapshot:
         engine = self.engine
         conns = engine._conns
         linger = engine.config.closed_linger
@@ -98,7 +117,7 @@ class Telemetry:
         process = self._process_sample(now)
         backend = getattr(engine, "_backend", None)
         diagnoses = ()
-        if engine._running and backend is not None:
+        if engine._running and backend is not None and engine.config.diagnose:
             diagnoses = self.detector.review(engine, now, rates, process)
         flagged = {d.fd for d in diagnoses}
         views = [self._listener_view(now), self._control_view(now)]
@@ -182,7 +201,8 @@ class Telemetry:
         return ConnView(
             c.cid, c.fd, KIND_CONN, c.peer, c.state, c.interest, c.last_events, c.last_ready,
             len(c.out), c.rx_queue, c.tx_queue, c.bytes_in, c.bytes_out, c.msgs_in, c.msgs_out,
-            c.opened_at, max(c.last_read_at, c.last_write_at), c.closed_at, c.tcp, flags, tuple(c.history), c.note)
+            c.opened_at, max(c.last_read_at, c.last_write_at), c.closed_at, c.tcp, flags,
+            tuple(c.history), c.note)
 
     def _backend_view(self, backend, now: float) -> ConnView:
         engine = self.engine
