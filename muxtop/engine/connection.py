@@ -34,6 +34,7 @@ class Connection:
         "out",
         "peer",
         "peer_closed",
+        "probed_at",
         "recv",
         "rx_queue",
         "rx_since",
@@ -44,6 +45,7 @@ class Connection:
         "tx_queue",
         "user_paused",
         "view",
+        "view_key",
     )
 
     def __init__(self, cid: int, sock: socket.socket, peer: str, now: float) -> None:
@@ -72,7 +74,9 @@ class Connection:
         self.rx_queue: int | None = None  # last kernel probe
         self.tx_queue: int | None = None
         self.tcp = None
-        self.view = None  # ConnView frozen at close, shown while recently closed
+        self.probed_at = 0.0
+        self.view = None  # the last ConnView built; frozen at close, shown while recently closed
+        self.view_key: tuple | None = None  # what that view was built from
 
     def set_state(self, state: str, now: float) -> None:
         if state != self.state:

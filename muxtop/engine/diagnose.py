@@ -8,6 +8,7 @@ at most twice a second: their cost is O(connections) per run, never per event.
 
 from __future__ import annotations
 
+import re
 import resource
 import select
 import time
@@ -16,13 +17,14 @@ from typing import TYPE_CHECKING
 
 from muxtop.backends import FD_SETSIZE, ONESHOT
 from muxtop.events import READ, WRITE, long
-from muxtop.snapshot import Diagnosis, ProcessStats, Rates
+from muxtop.snapshot import CLOSED, Diagnosis, ProcessStats, Rates
 
 if TYPE_CHECKING:
     from muxtop.engine.connection import Connection
     from muxtop.engine.loop import Engine
 
 EVERY = 0.5  # seconds between runs
+MISMATCH_EVERY = 2.0  # the kernel's interest list is read less often: it costs O(registered)
 BUSY_WAITS_PER_S = 1000  # a loop this busy that moves no bytes is spinning
 FD_PRESSURE = 0.8  # share of the fd limit (or of FD_SETSIZE on select) that raises a finding
 MASK_BITS = READ | WRITE
@@ -33,7 +35,9 @@ class Detector:
     def __init__(self, stuck_after: float) -> None:
         self.stuck_after = stuck_after
         self._since: dict[tuple[str, int | None], float] = {}  # first seen, per finding
-        self._out_low: dict[int, tuple[int, float]] = {}  # cid -> (smallest out, since when)
+        self._out_low: dict[Connection, tuple[int, float]] = {}  # smallest out, since when
+        self._mismatch: list = []  # the interest-list check runs less often: its last findings
+        self._mismatch_at = -MISMATCH_EVERY
         self._last_run = -EVERY
         self._last: tuple[Diagnosis, ...] = ()
         self._accept_errors = 0  # accept failures counted at the last run
@@ -46,16 +50,20 @@ class Detector:
         self._last_run = now
         started = time.perf_counter()
         found: list[tuple[str, int | None, str, tuple]] = []
-        conns = engine._conns
-        for conn in conns.values():
-            self._stuck_read(conn, engine, now, found)
-            self._stuck_write(conn, now, found)
-        live = {conn.cid for conn in conns.values()}
-        for cid in [cid for cid in self._out_low if cid not in live]:
-            del self._out_low[cid]
+        for conn in engine._conns.values():  # most are idle: two attribute tests each
+            if conn.rx_since is not None:
+                self._stuck_read(conn, engine, now, found)
+            if conn.out:
+                self._stuck_write(conn, now, found)
+        for conn in [c for c in self._out_low if not c.out or c.state is CLOSED]:
+            del self._out_low[conn]
         self._busy_loop(engine, rates, found)
         self._fd_pressure(engine, process, found)
-        self._interest_mismatch(engine, found)
+        if now - self._mismatch_at >= MISMATCH_EVERY:
+            self._mismatch_at = now
+            self._mismatch = []
+            self._interest_mismatch(engine, self._mismatch)
+        found.extend(self._mismatch)
         since = {}
         diagnoses = []
         for kind, fd, text, evidence in found:
@@ -91,19 +99,16 @@ class Detector:
         """Output waits but nobody will send it (no WRITE interest), or it has not shrunk
         for T s (the peer is not reading)."""
         out = len(conn.out)
-        if not out:
-            self._out_low.pop(conn.cid, None)
-            return
         if not conn.interest & WRITE:
             found.append(("stuck-write", conn.fd,
                           f"{out} bytes wait in the out-buffer but WRITE is not registered: "
                           "nothing will ever send them",
                           (("out_buffer", out), ("interest", long(conn.interest)))))
             return
-        low, since = self._out_low.get(conn.cid, (out + 1, now))
+        low, since = self._out_low.get(conn, (out + 1, now))
         if out < low:
             low, since = out, now
-            self._out_low[conn.cid] = (low, since)
+            self._out_low[conn] = (low, since)
         stalled = now - since
         if stalled >= self.stuck_after:
             found.append(("stuck-write", conn.fd,
@@ -201,6 +206,9 @@ class Detector:
                           (("engine", "-"), ("kernel", hex(mask)))))
 
 
+_TFD = re.compile(r"^tfd:\s*(\d+)\s+events:\s*([0-9a-fA-F]+)", re.MULTILINE)
+
+
 def read_epoll_interest(epfd: int, pid: int | str = "self") -> dict[int, int] | None:
     """{watched fd: event mask} from /proc/PID/fdinfo/EPFD, or None if unreadable."""
     try:
@@ -208,10 +216,5 @@ def read_epoll_interest(epfd: int, pid: int | str = "self") -> dict[int, int] | 
             text = f.read()
     except OSError:
         return None
-    interest = {}
-    for line in text.splitlines():
-        if line.startswith("tfd:"):
-            parts = line.split()
-            interest[int(parts[1])] = int(parts[3], 16)
-    return interest
+    return {int(fd): int(mask, 16) for fd, mask in _TFD.findall(text)}
 
