@@ -102,7 +102,8 @@ def status_line(s: Snapshot, as_json: bool) -> str:
     r = s.rates
     if as_json:
         return json.dumps({
-            "time": round(s.wall_time, 3), "backend": s.backend, "trigger": s.trigger,
+            "time": round(s.wall_time, 3), "listen": s.listen, "backend": s.backend,
+            "trigger": s.trigger,
             "connections": s.open_connections, "registered": s.registered,
             "waits_per_s": round(r.waits, 1), "events_per_s": round(r.events, 1),
             "ready_per_wait": round(r.ready_per_wait, 2),
