@@ -24,7 +24,7 @@ class EngineConfig:
     publish_interval: float = 0.25  # seconds between Snapshots
     ring_size: int = 4096  # wait records kept
     closed_linger: float = 5.0  # seconds a closed connection stays visible
-    probe_budget: int = 256  # sockets probed (FIONREAD, SIOCOUTQ, TCP_INFO) per Snapshot
+    probe_budget: int = 128  # sockets probed (FIONREAD, SIOCOUTQ, TCP_INFO) per Snapshot
     diagnose: bool = True  # run the detectors (off only to measure what they cost)
     stuck_after: float = 2.0  # seconds before a detector calls a connection stuck
     lab: frozenset[str] = field(default_factory=frozenset)

@@ -149,9 +149,11 @@ class Engine:
         next_publish = monotonic() + publish_interval
         seq = events_total = 0
         service = self._service
+        read_size = self._read_size
         while self._running:
             backend = self._backend  # a switch replaces it between two waits
             pending = self._pending
+            fast = self._echo and not self._edge
             now = monotonic()
             if pending:
                 timeout = 0.0
@@ -171,7 +173,35 @@ class Engine:
                 if conn is not None:
                     conn.last_events = events
                     conn.last_ready = after
-                    service(conn, events, after)
+                    if not (fast and events == READ and conn.interest == READ):
+                        service(conn, events, after)
+                        continue
+                    # The hot path, inlined: one recv and one write-through send of the echo.
+                    # Interest READ alone means reading and an empty out-buffer; anything
+                    # else (a partial send, FIN, an error) goes the general way.
+                    try:
+                        data = conn.recv(read_size)
+                        if not data:
+                            service(conn, READ, after)  # FIN: recv says b"" again there
+                            continue
+                        size = len(data)
+                        conn.bytes_in += size
+                        conn.msgs_in += 1
+                        conn.last_read_at = after
+                        try:
+                            sent = conn.send(data)
+                        except BlockingIOError:
+                            sent = 0
+                        if sent == size:
+                            conn.bytes_out += size
+                            conn.msgs_out += 1
+                        else:
+                            self._sent(conn, data, sent, after)
+                    except BlockingIOError:
+                        pass  # readiness gone by the time we read: nothing lost
+                    except OSError as exc:
+                        if conn.state is not CLOSED:
+                            self._close(conn, _reason(exc), after)
                 elif fd == self._listen_fd:
                     self._accept(after)
                 elif fd == self._control_fd:
@@ -256,14 +286,19 @@ class Engine:
                     sent = conn.send(reply)
                 except BlockingIOError:
                     sent = 0
-                if sent:
-                    conn.bytes_out += sent
-                    conn.msgs_out += 1
-                    if sent == len(reply):
-                        if conn.closing:
-                            self._update(conn, now)
-                        return
-                conn.out += memoryview(reply)[sent:]
+                self._sent(conn, reply, sent, now)
+                return
+            self._update(conn, now)
+        elif conn.closing:
+            self._update(conn, now)
+
+    def _sent(self, conn: Connection, reply: bytes, sent: int, now: float) -> None:
+        """After a write-through send: count it, and queue what the kernel did not take."""
+        if sent:
+            conn.bytes_out += sent
+            conn.msgs_out += 1
+        if sent < len(reply):
+            conn.out += memoryview(reply)[sent:]
             self._update(conn, now)
         elif conn.closing:
             self._update(conn, now)
