@@ -50,7 +50,13 @@ async def until(predicate, pilot, timeout: float = 5.0):
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
+            app = pilot.app
+            latest = app.latest
+            raise AssertionError(
+                f"condition not met in time; app saw {latest.backend}/{latest.trigger} "
+                f"{[(v.fd, v.kind, v.state, v.bytes_in) for v in latest.connections]} "
+                f"at {latest.taken_at:.3f}, now {time.monotonic():.3f}, "
+                f"table {[(v.fd, v.state) for v in app.dashboard.table.rows]}")
         await pilot.pause(0.05)
 
 

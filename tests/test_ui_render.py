@@ -222,11 +222,14 @@ async def test_keys_send_commands():
         await play(app, pilot, 1)
         table = app.dashboard.table
         table.move_to(next(i for i, v in enumerate(table.rows) if v.fd == 8))
-        await pilot.press("k", "p", "b", "t")
+        await pilot.press("k", "p", "b")
         await pilot.pause()
+        # A second b or t before the next Snapshot goes on from the mode asked for: after
+        # b (select), t is greyed out, since select is level-triggered only.
+        assert app.check_action("cycle_trigger", ()) is None
+        await pilot.press("t")
         sent = [c for c in source.sent if not isinstance(c, Watch)]
-        assert sent == [CloseConnection(8), PauseReading(8, True), Switch(backend="select"),
-                        Switch(trigger="edge")]
+        assert sent == [CloseConnection(8), PauseReading(8, True), Switch(backend="select")]
         assert any(isinstance(c, Watch) and 8 in c.fds for c in source.sent)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -30,6 +31,7 @@ from muxtop.ui.screens.help import HelpScreen
 from muxtop.ui.source import EngineSource, SnapshotSource
 
 POLL_INTERVAL = 0.25  # the engine publishes every 0.25 s: polling faster only costs the GIL
+GIL_SWITCH_INTERVAL = 0.0005  # seconds; Python's default is 0.005 (see run_dashboard)
 NOTICES_AT_START = 5  # older notices than these are not replayed when the dashboard opens
 _SEVERITY = {"info": "information", "warning": "warning", "error": "error"}
 _QUIET_COMMANDS = (Switch, Watch)  # their outcome comes back as an engine Notice, or not at all
@@ -69,12 +71,19 @@ class MuxtopApp(App[int]):
         self._pending: list[tuple[object, Future]] = []
         self._watched: tuple[int, ...] = ()
         self._mode: tuple[str, str, bool] | None = None  # backend, trigger, can_command
+        # The backend/trigger a Switch asked for, until a Snapshot shows it (or it is
+        # refused): a second b or t before the next Snapshot goes on from there.
+        self._intended: tuple[str, str] | None = None
         self.dashboard = DashboardScreen()
 
     # ---- life cycle --------------------------------------------------------------------
 
-    async def on_mount(self) -> None:
-        await self.push_screen(self.dashboard)
+    def get_default_screen(self) -> DashboardScreen:
+        # The base of the stack from the start: a key pressed while the app starts up
+        # always finds a screen.
+        return self.dashboard
+
+    def on_mount(self) -> None:
         self.tick()
         if self.interval is not None:
             self.set_interval(self.interval, self.tick)
@@ -107,7 +116,7 @@ class MuxtopApp(App[int]):
         except Exception as exc:  # noqa: BLE001 - a failing source must not kill the UI
             self._source_failed(f"cannot read: {exc!r}")
             return
-        if snapshot is self.latest or snapshot is None:
+        if snapshot is self.latest or snapshot is None or not self.dashboard.ready:
             return
         self.problem = None
         self.latest = snapshot
@@ -116,6 +125,8 @@ class MuxtopApp(App[int]):
         if not self.paused:
             self.display_snapshot(snapshot)
         self.update_header()
+        if self._intended == (snapshot.backend, snapshot.trigger):
+            self._intended = None
         mode = (snapshot.backend, snapshot.trigger, self.source.can_command)
         if mode != self._mode:
             self._mode = mode
@@ -197,6 +208,8 @@ class MuxtopApp(App[int]):
             except Exception as exc:  # noqa: BLE001
                 self.notify(f"{type(command).__name__} failed: {exc!r}", severity="error")
                 continue
+            if isinstance(command, Switch) and not outcome.ok:
+                self._intended = None  # refused: the mode stays what the Snapshot says
             if isinstance(command, _QUIET_COMMANDS):
                 continue
             if outcome.ok:
@@ -220,12 +233,21 @@ class MuxtopApp(App[int]):
 
     # ---- keys --------------------------------------------------------------------------
 
+    def current_mode(self) -> tuple[str, str] | None:
+        """(backend, trigger) now, or as a Switch on its way will make it."""
+        if self._intended is not None:
+            return self._intended
+        if self.latest is None:
+            return None
+        return self.latest.backend, self.latest.trigger
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("cycle_backend", "cycle_trigger"):
-            if not self.source.can_command or self.latest is None:
+            mode = self.current_mode()
+            if not self.source.can_command or mode is None:
                 return None
             if action == "cycle_trigger":
-                backend = BACKENDS.get(self.latest.backend)
+                backend = BACKENDS.get(mode[0])
                 if backend is not None and len(backend.triggers) < 2:
                     return None  # select and poll are level-triggered only
         return True
@@ -233,32 +255,40 @@ class MuxtopApp(App[int]):
     def action_cycle_backend(self) -> None:
         """Next backend that can take the current trigger mode; select and poll cannot do
         edge or oneshot, so from those modes the key explains instead of switching."""
-        s = self.latest
-        if s is None:
+        mode = self.current_mode()
+        if mode is None:
             return
-        here = NAMES.index(s.backend) if s.backend in NAMES else -1
+        backend, trigger = mode
+        here = NAMES.index(backend) if backend in NAMES else -1
         for step in range(1, len(NAMES)):
             name = NAMES[(here + step) % len(NAMES)]
-            if s.trigger in BACKENDS[name].triggers:
-                self.send(Switch(backend=name))  # the engine's Notice says how it went
+            if trigger in BACKENDS[name].triggers:
+                self._switch(name, trigger)  # the engine's Notice says how it went
                 return
-        able = [n for n in NAMES if s.trigger in BACKENDS[n].triggers]
+        able = [n for n in NAMES if trigger in BACKENDS[n].triggers]
         others = [n for n in NAMES if n not in able]
         self.notify(
-            f"{s.trigger} triggering needs {' or '.join(able)}: {' and '.join(others)} "
+            f"{trigger} triggering needs {' or '.join(able)}: {' and '.join(others)} "
             "report readiness level-triggered only. Press t to go back to level first.",
             title="no other backend can do this", severity="warning", timeout=8)
 
     def action_cycle_trigger(self) -> None:
-        s = self.latest
-        if s is None or s.backend not in BACKENDS:
+        mode = self.current_mode()
+        if mode is None or mode[0] not in BACKENDS:
             return
-        supported = [t for t in TRIGGERS if t in BACKENDS[s.backend].triggers]
+        backend, trigger = mode
+        supported = [t for t in TRIGGERS if t in BACKENDS[backend].triggers]
         if len(supported) < 2:
             return
-        here = supported.index(s.trigger) if s.trigger in supported else -1
-        trigger = supported[(here + 1) % len(supported)]
-        self.send(Switch(trigger=trigger))
+        here = supported.index(trigger) if trigger in supported else -1
+        self._switch(backend, supported[(here + 1) % len(supported)])
+
+    def _switch(self, backend: str, trigger: str) -> None:
+        mode = self.current_mode()
+        self._intended = (backend, trigger)
+        self.send(Switch(backend=backend if mode is None or backend != mode[0] else None,
+                         trigger=trigger if mode is None or trigger != mode[1] else None))
+        self.refresh_bindings()
 
     def action_toggle_pause(self) -> None:
         self.paused = not self.paused
@@ -294,7 +324,15 @@ def run_dashboard(engine, duration: float | None = None) -> int:
     """Run the dashboard over a started engine until q (or `duration` seconds). Textual
     restores the terminal however the app ends; the caller stops the engine."""
     app = MuxtopApp(EngineSource(engine), duration=duration, handle_signals=True)
-    app.run()
+    # The engine thread waits for the GIL whenever it returns from a wait call while the UI
+    # draws a frame; by default it would wait up to 5 ms each time. A shorter switch interval
+    # hands the GIL back to the engine sooner while a frame is being drawn.
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
+    try:
+        app.run()
+    finally:
+        sys.setswitchinterval(switch_interval)
     if getattr(engine, "error", None):
         return 1
     return app.return_code or 0

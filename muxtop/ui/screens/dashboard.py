@@ -23,6 +23,7 @@ from muxtop.ui.widgets.sparklines import Trends
 
 
 class DashboardScreen(Screen[None]):
+    ready = False  # its widgets are mounted and found
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "details", "details", tooltip="Everything about the selected fd"),
         Binding("k", "close_connection", "close", tooltip="Close the selected connection"),
@@ -57,6 +58,8 @@ class DashboardScreen(Screen[None]):
         self.filter_box = self.query_one("#filter", Input)
         self.query_one("#side").border_title = "trends"
         self.table.focus()
+        self.ready = True
+        self.app.tick()  # type: ignore[attr-defined]  # the first Snapshot, now
 
     def show(self, snapshot: Snapshot) -> None:
         """Draw a new Snapshot in the table, the log and the trends (not the header: the
@@ -68,12 +71,14 @@ class DashboardScreen(Screen[None]):
     def on_screen_resume(self) -> None:
         # Back from a detail or help screen: the app skipped this screen meanwhile.
         shown = getattr(self.app, "shown", None)
-        if shown is not None and getattr(self, "table", None) is not None:
+        if shown is not None and self.ready:
             self.show(shown)
 
     # ---- keys --------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if not self.ready:
+            return None
         if action in ("close_connection", "toggle_reading"):
             return (can_act_on(self.table.selected) and self.app.source.can_command) or None
         if action == "details":

@@ -38,6 +38,7 @@ class DetailScreen(ModalScreen[None]):
         super().__init__()
         self.view = view
         self.snapshot: Snapshot | None = None
+        self._drawn = False  # the app may call show() before compose has run
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="detail-panel"):
@@ -47,12 +48,15 @@ class DetailScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         panel = self.query_one("#detail-panel")
         panel.border_subtitle = "esc: back"
+        self._drawn = True
         if self.app.shown is not None:  # type: ignore[attr-defined]
             self.show(self.app.shown)  # type: ignore[attr-defined]
 
     def show(self, snapshot: Snapshot) -> None:
         """Redraw from a new Snapshot (the app calls this at each one it displays)."""
         self.snapshot = snapshot
+        if not self._drawn:
+            return  # on_mount draws the latest
         for view in snapshot.connections:
             if view.cid == self.view.cid and view.kind == self.view.kind:
                 previous, self.view = self.view, view

@@ -7,14 +7,14 @@ connections. Network text goes into Segments as plain text, never through markup
 
 from __future__ import annotations
 
-from operator import attrgetter
+from operator import itemgetter
 from typing import ClassVar
 
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
 from textual.binding import Binding, BindingType
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -31,14 +31,15 @@ from muxtop.snapshot import (
 )
 from muxtop.ui import format as fmt
 from muxtop.ui.rows import COLUMN_BY_ID, COLUMNS, ConnRows
+from muxtop.ui.widgets.line_api import PaletteMixin, set_virtual_size
 
 GAP = 1  # cells between columns
 MIN_PEER = 15  # narrower than this, the table scrolls sideways instead
 MAX_PEER = 47  # "[ffff:...:ffff]:65535" fits; wider only wastes the screen
-_CID = attrgetter("cid")
+_CID = itemgetter(0)  # ConnView.cid
 
 
-class ConnTable(ScrollView, can_focus=True):
+class ConnTable(PaletteMixin, ScrollView, can_focus=True):
     """Every fd the multiplexer knows, with a cursor that follows one connection (by cid)
     while rows re-sort underneath it, so `k` closes the connection you are looking at."""
 
@@ -118,14 +119,17 @@ class ConnTable(ScrollView, can_focus=True):
             return
         was_visible = self._cursor_in_view()
         rows = self.model.update(self._snapshot)
-        if self._cursor_cid is not None and rows:
+        cid = self._cursor_cid
+        moved = cid is not None and rows and not (
+            self.cursor < len(rows) and rows[self.cursor][0] == cid)
+        if moved:
             try:
-                self.cursor = list(map(_CID, rows)).index(self._cursor_cid)
+                self.cursor = list(map(_CID, rows)).index(cid)
             except ValueError:
                 pass  # gone or filtered out: stay at the same position
         self.cursor = max(0, min(self.cursor, len(rows) - 1))
         self._lines.clear()
-        self.virtual_size = Size(self._total_width(), len(rows) + 1)
+        set_virtual_size(self, Size(self._total_width(), len(rows) + 1))
         if was_visible:
             self._scroll_to_cursor()
         self._set_title()
@@ -223,11 +227,9 @@ class ConnTable(ScrollView, can_focus=True):
     def _total_width(self) -> int:
         return sum(self._widths) + GAP * (len(self._widths) - 1)
 
-    def on_focus(self) -> None:
-        self._lines.clear()  # the cursor colour depends on focus
-        self.refresh()
-
-    on_blur = on_focus
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._lines.clear()  # colours changed (theme, or focus: the cursor's colour)
 
     def _set_title(self) -> None:
         m = self.model
@@ -242,14 +244,19 @@ class ConnTable(ScrollView, can_focus=True):
 
     # ---- drawing -----------------------------------------------------------------------
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # Looked up once per frame, not once per line.
+        self._frame = (self.scrollable_content_region.width, round(self.scroll_x),
+                       round(self.scroll_y), self.palette())
+        return super().render_lines(crop)
+
     def render_line(self, y: int) -> Strip:
-        width = self.scrollable_content_region.width
-        scroll_x = round(self.scroll_x)
-        base = self.rich_style
+        width, scroll_x, scroll_y, palette = self._frame
+        base = palette[""]
         if y == 0:
-            strip = self._header()
+            strip = self._header(palette)
         else:
-            index = round(self.scroll_y) + y - 1
+            index = scroll_y + y - 1
             rows = self.model.rows
             if index >= len(rows):
                 return Strip.blank(width, base)
@@ -258,12 +265,13 @@ class ConnTable(ScrollView, can_focus=True):
             key = (view.cid, cursor)
             strip = self._lines.get(key)
             if strip is None:
-                strip = self._lines[key] = self._row(view, cursor)
+                strip = self._lines[key] = self._row(view, cursor, palette)
         return strip.crop_extend(scroll_x, scroll_x + width, base)
 
-    def _header(self) -> Strip:
-        style = self.rich_style + self.get_component_rich_style("conn-table--header")
-        sorted_style = self.rich_style + self.get_component_rich_style("conn-table--sorted")
+    def _header(self, palette: dict[str, Style]) -> Strip:
+        base = palette[""]
+        style = base + palette["header"]
+        sorted_style = base + palette["sorted"]
         model = self.model
         segments = []
         gap = Segment(" " * GAP, style)
@@ -277,17 +285,14 @@ class ConnTable(ScrollView, can_focus=True):
             segments.append(gap)
         return Strip(segments[:-1])
 
-    def _row(self, view: ConnView, cursor: bool) -> Strip:
-        component = self.get_component_rich_style
-        base = self.rich_style
-        if view.state == CLOSED:
-            base = base + component("conn-table--closed")
-        elif view.kind != KIND_CONN:
-            base = base + component("conn-table--special")
-        warn = component("conn-table--warn")
-        alert = component("conn-table--alert")
-        muted = component("conn-table--muted")
+    def _row(self, view: ConnView, cursor: bool, palette: dict[str, Style]) -> Strip:
         closed = view.state == CLOSED
+        base = palette[""]
+        if closed:
+            base = base + palette["closed"]
+        elif view.kind != KIND_CONN:
+            base = base + palette["special"]
+        warn, alert, muted = palette["warn"], palette["alert"], palette["muted"]
         cells = self._cells(view)
         styles: list[Style | None] = [None] * len(cells)
         if not closed:
@@ -305,19 +310,24 @@ class ConnTable(ScrollView, can_focus=True):
                 styles[13] = alert
             elif view.flags:
                 styles[13] = warn
-        cursor_style = component("conn-table--cursor") if cursor else None
+        cursor_style = palette["cursor"] if cursor else None
+        # One Segment per run of equal style, not per cell: Textual's compositor, its colour
+        # filter and the terminal encoder all work per Segment.
         segments = []
-        gap_style = base + cursor_style if cursor_style else base
-        gap = Segment(" " * GAP, gap_style)
+        run: list[str] = []
+        run_style = None
+        gap = " " * GAP
         for text, width, column, extra in zip(cells, self._widths, COLUMNS, styles):
             if text == fmt.DASH and extra is None and not closed:
                 extra = muted
-            style = base + extra if extra is not None else base
-            if cursor_style is not None:
-                style = style + cursor_style
-            segments.append(Segment(fmt.fit(text, width, right=column.right), style))
-            segments.append(gap)
-        return Strip(segments[:-1], self._total_width())
+            if extra is not run_style:
+                if run:
+                    segments.append(Segment(gap.join(run) + gap, _style(base, run_style,
+                                                                        cursor_style)))
+                run, run_style = [], extra
+            run.append(fmt.fit(text, width, right=column.right))
+        segments.append(Segment(gap.join(run), _style(base, run_style, cursor_style)))
+        return Strip(segments, self._total_width())
 
     def _cells(self, v: ConnView) -> list[str]:
         now = self._now
@@ -335,3 +345,8 @@ class ConnTable(ScrollView, can_focus=True):
             fmt.size(v.bytes_out) if is_conn else fmt.DASH,
             fmt.age(age), fmt.age(idle), fmt.duration(rtt), v.flags or "",
         ]
+
+
+def _style(base: Style, extra: Style | None, cursor: Style | None) -> Style:
+    style = base + extra if extra is not None else base
+    return style + cursor if cursor is not None else style

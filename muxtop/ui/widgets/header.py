@@ -13,9 +13,10 @@ from textual.widget import Widget
 
 from muxtop.snapshot import Snapshot
 from muxtop.ui import format as fmt
+from muxtop.ui.widgets.line_api import PaletteMixin
 
 
-class StatusHeader(Widget):
+class StatusHeader(PaletteMixin, Widget):
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "status-header--title", "status-header--mode", "status-header--label",
         "status-header--value", "status-header--paused", "status-header--alert",
@@ -53,7 +54,11 @@ class StatusHeader(Widget):
 
     def render(self) -> Text:
         s = self.snapshot
-        style = self.get_component_rich_style
+        palette = self.palette()
+
+        def style(name: str) -> Style:
+            return palette[name.split("--", 1)[1]]
+
         label, value = style("status-header--label"), style("status-header--value")
         text = Text(no_wrap=True, overflow="ellipsis", end="")
         if s is None:
@@ -103,7 +108,11 @@ class StatusHeader(Widget):
         return text
 
     def _badges(self, text: Text, start: int, s: Snapshot) -> None:
-        style = self.get_component_rich_style
+        palette = self.palette()
+
+        def style(name: str) -> Style:
+            return palette[name.split("--", 1)[1]]
+
         badges: list[tuple[str, Style]] = []
         error = s.extra.get("error") if isinstance(s.extra, dict) else None
         if self.problem:

@@ -12,13 +12,14 @@ from typing import ClassVar
 from rich.segment import Segment
 from textual import events
 from textual.binding import Binding, BindingType
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from muxtop.events import ERROR, HANGUP, READ, WRITE, short
+from muxtop.events import ERROR, HANGUP, WRITE, short
 from muxtop.snapshot import Snapshot, WaitRecord
 from muxtop.ui import format as fmt
+from muxtop.ui.widgets.line_api import PaletteMixin, set_virtual_size
 
 # seq, time since start, timeout, time blocked, ready/registered, then the ready fds.
 WIDTHS = (9, 11, 8, 8, 12)
@@ -28,7 +29,7 @@ HEADER = " ".join(fmt.fit(label, w, right=True) for label, w in zip(LABELS, WIDT
 _SEQ = itemgetter(0)
 
 
-class ReadyLog(ScrollView, can_focus=True):
+class ReadyLog(PaletteMixin, ScrollView, can_focus=True):
     """What each wait call returned. Scrolled away from the top, the view stays on the same
     records while new ones arrive, so the history can be read back."""
 
@@ -72,7 +73,7 @@ class ReadyLog(ScrollView, can_focus=True):
         self._started_at = snapshot.started_at
         self._busy = ([i for i, w in enumerate(self._waits) if w.ready]
                       if self.hide_empty else None)
-        self.virtual_size = Size(0, self._count() + 1)  # no sideways scrolling
+        set_virtual_size(self, Size(0, self._count() + 1))  # no sideways scrolling
         if anchor is not None:
             self.scroll_to(y=self._line_of(anchor), animate=False, immediate=True)
         self._set_title()
@@ -125,20 +126,24 @@ class ReadyLog(ScrollView, can_focus=True):
 
     # ---- drawing -----------------------------------------------------------------------
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # Looked up once per frame, not once per line.
+        self._frame = (self.scrollable_content_region.width, round(self.scroll_y),
+                       self.palette())
+        return super().render_lines(crop)
+
     def render_line(self, y: int) -> Strip:
-        width = self.scrollable_content_region.width
-        base = self.rich_style
+        width, scroll_y, palette = self._frame
+        base = palette[""]
         if y == 0:
-            style = base + self.get_component_rich_style("ready-log--header")
-            return Strip([Segment(fmt.fit(HEADER, width), style)], width)
-        record = self._record(round(self.scroll_y) + y - 1)
+            return Strip([Segment(fmt.fit(HEADER, width), base + palette["header"])], width)
+        record = self._record(scroll_y + y - 1)
         if record is None:
             return Strip.blank(width, base)
-        return self._line(record, width).crop_extend(0, width, base)
+        return self._line(record, width, palette).crop_extend(0, width, base)
 
-    def _line(self, w: WaitRecord, width: int) -> Strip:
-        component = self.get_component_rich_style
-        base = self.rich_style
+    def _line(self, w: WaitRecord, width: int, palette) -> Strip:
+        base = palette[""]
         ready = w.ready
         head = " ".join((
             fmt.fit(f"{w.seq:,}", WIDTHS[0], True),
@@ -148,25 +153,35 @@ class ReadyLog(ScrollView, can_focus=True):
             fmt.fit(f"{len(ready)}/{w.registered}", WIDTHS[4], True),
         )) + " "
         if not ready:
-            style = base + component("ready-log--empty")
             return Strip([Segment(head + ("timed out" if w.timeout else "nothing ready"),
-                                  style)])
+                                  base + palette["empty"])])
         segments = [Segment(head, base)]
         used = len(head)
-        styles = {READ: base + component("ready-log--read"),
-                  WRITE: base + component("ready-log--write"),
-                  ERROR: base + component("ready-log--alert")}
+        read, write, alert = base + palette["read"], base + palette["write"], \
+            base + palette["alert"]
+        run: list[str] = []  # fds of one colour go out as one Segment
+        run_style = read
         for shown, (fd, mask) in enumerate(ready):
             text = f"{fd}:{short(mask)} "
             if used + len(text) > width - 8 and shown < len(ready) - 1:
-                segments.append(Segment(f"… +{len(ready) - shown} more", base))
+                run_style_end = Segment(f"… +{len(ready) - shown} more", base)
                 break
             if mask & (ERROR | HANGUP):
-                style = styles[ERROR]
+                style = alert
             elif mask & WRITE:
-                style = styles[WRITE]
+                style = write
             else:
-                style = styles[READ]
-            segments.append(Segment(text, style))
+                style = read
+            if style is not run_style and run:
+                segments.append(Segment("".join(run), run_style))
+                run = []
+            run_style = style
+            run.append(text)
             used += len(text)
+        else:
+            run_style_end = None
+        if run:
+            segments.append(Segment("".join(run), run_style))
+        if run_style_end is not None:
+            segments.append(run_style_end)
         return Strip(segments)

@@ -17,12 +17,13 @@ from textual.widget import Widget
 
 from muxtop.snapshot import Snapshot
 from muxtop.ui import format as fmt
+from muxtop.ui.widgets.line_api import PaletteMixin
 
 HISTORY = 240  # samples: a minute at 4 Snapshots a second
 _BLOCKS = " ▁▂▃▄▅▆▇█"
 
 
-class Trend(Widget):
+class Trend(PaletteMixin, Widget):
     """One metric: its name and latest value on top, a two-line sparkline below."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {"trend--label", "trend--value", "trend--bars"}
@@ -55,8 +56,8 @@ class Trend(Widget):
         latest = samples[-1] if samples else 0.0
         peak = max(samples, default=0.0)
         text = Text(no_wrap=True, overflow="crop")
-        label_style = self.get_component_rich_style("trend--label")
-        value_style = self.get_component_rich_style("trend--value")
+        palette = self.palette()
+        label_style, value_style = palette["label"], palette["value"]
         text.append(self.label, label_style)
         value = self.show(latest)
         peak_text = f"  max {self.show(peak)}"
@@ -67,8 +68,7 @@ class Trend(Widget):
         text.append(value, value_style)
         text.append(peak_text, label_style)
         top, bottom = bars(samples, width, peak, self.log_floor)
-        style = self.get_component_rich_style("trend--bars")
-        text.append("\n" + top + "\n" + bottom, style)
+        text.append("\n" + top + "\n" + bottom, palette["bars"])
         return text
 
 

@@ -1,0 +1,292 @@
+"""`muxtop bench ui`: what the dashboard costs.
+
+1. Frame time with 100 and with 10,000 connections, side by side. The app runs headless
+   (`App.run_test`) over a synthetic snapshot source whose every connection changes each
+   tick. One frame = the tick's ingest (the app taking the new Snapshot: sort, filter, cursor,
+   widget state) + the screen refresh it causes (layout if needed, the compositor asking
+   widgets for their visible lines, and encoding the update into the escape sequences a
+   terminal would get: the headless driver skips that last step, so the bench does it). Each
+   part is timed with perf_counter around the real Textual methods (`Screen._refresh_layout`,
+   `Screen._compositor_refresh`, `App._display`); Textual's message passing between them is
+   the same at any connection count and is left out.
+2. Echo round trips/s of `muxtop --headless` and of `muxtop` with the dashboard open (under a
+   pseudo-terminal of the same size), same client, interleaved runs. The dashboard shares the
+   engine's GIL; the ratio says what it takes from the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fcntl
+import gc
+import json
+import os
+import pty
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import termios
+import threading
+import time
+from time import perf_counter
+
+from muxtop.cli import positive_int
+from muxtop.ui import synthetic
+
+WARMUP = 10  # frames not timed: caches fill, the first layout happens
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="muxtop bench ui", description=__doc__.split("\n")[0])
+    p.add_argument("--conns", default="100,10000", metavar="N,M",
+                   help="the two connection counts to compare (default 100,10000)")
+    p.add_argument("--ticks", type=positive_int, default=100,
+                   help="frames timed per size (default 100)")
+    p.add_argument("--size", default="160x48", help="terminal size WxH (default 160x48)")
+    p.add_argument("--echo-seconds", type=float, default=4.0, metavar="S",
+                   help="seconds per echo run (default 4; 0 skips the echo part)")
+    p.add_argument("--echo-conns", type=positive_int, default=100, metavar="N",
+                   help="echo client connections (default 100)")
+    p.add_argument("--rounds", type=positive_int, default=3,
+                   help="echo runs of each kind, interleaved (default 3)")
+    p.add_argument("--client", choices=("auto", "loadgen", "python"), default="auto",
+                   help="echo client: loadgen.c built with gcc, the Python one, or auto")
+    p.add_argument("--json", action="store_true", help="print one JSON document instead")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    try:
+        sizes = [int(part) for part in args.conns.split(",")]
+        width, height = (int(part) for part in args.size.lower().split("x"))
+    except ValueError:
+        parser().error("--conns takes N,M and --size WxH")
+    if len(sizes) != 2 or min(sizes) < 1:
+        parser().error("--conns takes two counts, e.g. 100,10000")
+    report: dict = {"size": f"{width}x{height}", "ticks": args.ticks}
+    frames = {n: asyncio.run(measure_frames(n, args.ticks, (width, height))) for n in sizes}
+    report["frames"] = {str(n): summary for n, summary in frames.items()}
+    if not args.json:
+        print_frames(sizes, frames, args, width, height)
+    if args.echo_seconds > 0:
+        try:
+            echo = measure_echo(args, width, height)
+        except Exception as exc:  # noqa: BLE001 - a failed echo part must not hide the frames
+            echo = {"error": str(exc)}
+        report["echo"] = echo
+        if not args.json:
+            print_echo(echo, args)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    return 0
+
+
+# ---- frames ---------------------------------------------------------------------------------
+
+async def measure_frames(n: int, ticks: int, size: tuple[int, int]) -> dict:
+    """Frame times (ms) of the dashboard over `n` connections that all change every tick."""
+    from muxtop.ui.app import MuxtopApp
+    from muxtop.ui.source import FixedSource
+
+    source = FixedSource(synthetic.snapshot(n, 0, wait_count=4096))
+    app = MuxtopApp(source, interval=None)
+    spent = {"render": 0.0}
+    ingests: list[float] = []
+    renders: list[float] = []
+    async with app.run_test(size=size) as pilot:
+        screen = app.dashboard
+        _time_render(app, screen, spent)
+        for tick in range(1, ticks + WARMUP + 1):
+            # A fresh Snapshot each tick, as the engine publishes. Building it, collecting
+            # garbage and freeing the previous one (10,000 ConnViews take ~5 ms to free,
+            # wherever the last reference drops) happen outside the timing: they are the
+            # engine's allocations, not the dashboard's work.
+            previous = source.snapshots[0]
+            source.snapshots[0] = synthetic.snapshot(n, tick, wait_count=4096)
+            spent["render"] = 0.0
+            started = perf_counter()
+            app.tick()
+            ingested = perf_counter()
+            await pilot.pause()  # messages flow, then the screen refreshes
+            del previous
+            gc.collect()
+            if tick > WARMUP:  # caches, first layout
+                ingests.append((ingested - started) * 1e3)
+                renders.append(spent["render"] * 1e3)
+        rows = len(screen.table.rows)
+    frames = [a + b for a, b in zip(ingests, renders)]
+    return {"connections": n, "rows": rows, "frame_mean_ms": statistics.fmean(frames),
+            "frame_p99_ms": _p99(frames), "ingest_mean_ms": statistics.fmean(ingests),
+            "render_mean_ms": statistics.fmean(renders)}
+
+
+def _time_render(app, screen, spent: dict) -> None:
+    """Wrap the screen's refresh path to add its time to spent["render"] (outermost call
+    only: a layout refresh calls the compositor refresh inside it)."""
+    depth = [0]
+
+    def timed(method):
+        def wrapper(*args, **kwargs):
+            depth[0] += 1
+            started = perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                depth[0] -= 1
+                if depth[0] == 0:
+                    spent["render"] += perf_counter() - started
+        return wrapper
+
+    screen._refresh_layout = timed(screen._refresh_layout)
+    screen._compositor_refresh = timed(screen._compositor_refresh)
+    display = app._display
+    console = app.console
+
+    def display_and_encode(target_screen, renderable) -> None:
+        display(target_screen, renderable)
+        if renderable is not None and hasattr(renderable, "render_segments"):
+            renderable.render_segments(console)  # what a real terminal driver would write
+
+    app._display = display_and_encode
+
+
+def _p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+
+
+def print_frames(sizes, frames, args, width, height) -> None:
+    a, b = (frames[n] for n in sizes)
+    print(f"muxtop bench ui: dashboard frame cost at {width}x{height}, {args.ticks} frames "
+          "each,\nevery connection changing every tick (synthetic snapshots, headless app)\n")
+    print(f"{'':24}{sizes[0]:>12,} conns{sizes[1]:>12,} conns{'ratio':>10}")
+    for key, label in (("frame_mean_ms", "frame mean"), ("frame_p99_ms", "frame p99"),
+                       ("ingest_mean_ms", "  ingest (per Snapshot)"),
+                       ("render_mean_ms", "  render (per frame)")):
+        ratio = b[key] / a[key] if a[key] else float("nan")
+        print(f"{label:<24}{a[key]:>15.3f} ms{b[key]:>15.3f} ms{ratio:>9.2f}×")
+    verdict = "ok" if b["frame_mean_ms"] <= 1.2 * a["frame_mean_ms"] else "over"
+    print(f"\ntarget: {sizes[1]:,}-connection frame ≤ 1.2× the {sizes[0]:,} one: {verdict}")
+    print("ingest = taking a new Snapshot (sort, filter, cursor; 4 a second at most);\n"
+          "render = layout + visible lines + terminal encoding.\n")
+
+
+# ---- echo -----------------------------------------------------------------------------------
+
+def measure_echo(args, width: int, height: int) -> dict:
+    from muxtop.bench.loadgen import find_client, run_client
+
+    client = find_client(args.client)
+    runs: dict[str, list[float]] = {"headless": [], "dashboard": []}
+    cpu: dict[str, list[float]] = {"headless": [], "dashboard": []}
+    for _ in range(args.rounds):
+        for mode in ("headless", "dashboard"):
+            port = _free_port()
+            run_for = 1.0 + args.echo_seconds
+            server = _Server(port, mode == "dashboard", run_for + 6, width, height)
+            try:
+                server.wait_listening()
+                command = client.command(port, args.echo_conns, args.echo_seconds, 1.0,
+                                         server_pid=server.proc.pid)
+                result = run_client(command, timeout=run_for + 60)
+            finally:
+                server.stop()
+            runs[mode].append(float(result.get("rtt_per_s", 0.0)))
+            if result.get("server_cpu_pct", -1) >= 0:
+                cpu[mode].append(float(result["server_cpu_pct"]))
+    # Medians: on a small shared machine one disturbed run would move a mean a lot.
+    headless = statistics.median(runs["headless"])
+    dashboard = statistics.median(runs["dashboard"])
+    return {"client": client.note, "conns": args.echo_conns, "seconds": args.echo_seconds,
+            "headless_rt_per_s": runs["headless"], "dashboard_rt_per_s": runs["dashboard"],
+            "headless_median": headless, "dashboard_median": dashboard,
+            "ratio": dashboard / headless if headless else float("nan"),
+            "server_cpu_pct": {k: statistics.fmean(v) for k, v in cpu.items() if v}}
+
+
+def print_echo(echo: dict, args) -> None:
+    if "error" in echo:
+        print(f"echo part failed: {echo['error']}")
+        return
+    print(f"echo round trips/s, {echo['conns']} connections, {echo['seconds']:g} s a run, "
+          f"{args.rounds} interleaved runs each\nclient: {echo['client']}\n")
+    for mode in ("headless", "dashboard"):
+        each = "  ".join(f"{v:,.0f}" for v in echo[f"{mode}_rt_per_s"])
+        cpu = echo["server_cpu_pct"].get(mode)
+        cpu_text = f"   server CPU {cpu:.0f}%" if cpu is not None else ""
+        print(f"  {mode:<10}{echo[f'{mode}_median']:>12,.0f}   (runs: {each}){cpu_text}")
+    verdict = "ok" if echo["ratio"] >= 0.85 else "under"
+    print(f"\ndashboard / headless (medians): {echo['ratio']:.2f}   (target ≥ 0.85: {verdict})")
+    print("The dashboard shares the engine's GIL and this machine's cores; on a busy machine the\n"
+          "runs spread widely: compare the runs, not only the ratio.")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class _Server:
+    """`python -m muxtop --port P [--headless] --duration S`; the dashboard one under a
+    pseudo-terminal of the given size whose output is read and dropped."""
+
+    def __init__(self, port: int, dashboard: bool, duration: float, width: int,
+                 height: int) -> None:
+        self.port = port
+        argv = [sys.executable, "-m", "muxtop", "--port", str(port), "--duration", f"{duration:g}"]
+        self._main = -1
+        if dashboard:
+            self._main, child = pty.openpty()
+            fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+            env = dict(os.environ, TERM="xterm-256color")
+            self.proc = subprocess.Popen(argv, stdin=child, stdout=child, stderr=child,
+                                         env=env, start_new_session=True, close_fds=True)
+            os.close(child)
+            self._reader = threading.Thread(target=self._drain, daemon=True)
+            self._reader.start()
+        else:
+            self.proc = subprocess.Popen(argv + ["--headless"], stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                if not os.read(self._main, 65536):
+                    return
+            except OSError:
+                return
+
+    def wait_listening(self, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"muxtop exited {self.proc.returncode} before listening")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                time.sleep(0.5)  # let the dashboard draw its first frames
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"muxtop did not listen on port {self.port} in {timeout:.0f} s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # both modes quit cleanly on SIGTERM
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self._main >= 0:
+            os.close(self._main)
+            self._main = -1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
