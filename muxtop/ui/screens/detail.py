@@ -102,7 +102,10 @@ def describe(v: ConnView, s: Snapshot) -> Text:
     text.append("\n")
 
     text.append("Multiplexer\n", heading)
-    row("interest", long(v.interest), f"({short(v.interest)}) what it is registered for")
+    if v.interest:
+        row("interest", long(v.interest), f"({short(v.interest)}) what it is registered for")
+    else:
+        row("interest", "none", "not registered in the backend (not reading, nothing to write)")
     if v.last_ready is None:
         when = "never"
     elif now - v.last_ready < 1e-3:

@@ -163,7 +163,7 @@ class ReadyLog(PaletteMixin, ScrollView, can_focus=True):
         run_style = read
         for shown, (fd, mask) in enumerate(ready):
             text = f"{fd}:{short(mask)} "
-            if used + len(text) > width - 8 and shown < len(ready) - 1:
+            if used + len(text) > width - 13 and shown < len(ready) - 1:  # room for "… +N more"
                 run_style_end = Segment(f"… +{len(ready) - shown} more", base)
                 break
             if mask & (ERROR | HANGUP):

@@ -1,0 +1,140 @@
+"""`python -m muxtop.ui.screenshots [DIR]`: SVG screenshots of the dashboard from a real run.
+
+Starts an engine on an ephemeral loopback port, drives bounded echo traffic at it from a
+client thread (a few busy connections, some idle ones, one whose reading is paused so its
+kernel receive queue fills), and saves what the dashboard shows: idle, under load on epoll,
+the same load on select, a connection's detail view, and the help screen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import selectors
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+from muxtop.engine import Engine, EngineConfig
+from muxtop.engine.commands import PauseReading
+from muxtop.ui.app import MuxtopApp
+from muxtop.ui.screens.detail import DetailScreen
+from muxtop.ui.source import EngineSource
+
+SIZE = (160, 48)
+BUSY, IDLE = 24, 12  # echo connections kept busy, and connections that only sit there
+PAYLOAD = b"m" * 512
+
+
+class Traffic:
+    """Echo round trips on BUSY connections until stopped (or `limit` seconds pass)."""
+
+    def __init__(self, address, limit: float = 60.0) -> None:
+        self.address = address
+        self.limit = limit
+        self.stop = threading.Event()
+        self.socks: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def connect(self, count: int) -> list[socket.socket]:
+        opened = [socket.create_connection(self.address, timeout=5) for _ in range(count)]
+        self.socks.extend(opened)
+        return opened
+
+    def start(self) -> None:
+        self.busy = self.connect(BUSY)
+        self.thread.start()
+
+    def _run(self) -> None:
+        sel = selectors.DefaultSelector()
+        deadline = time.monotonic() + self.limit
+        for sock in self.busy:
+            sock.setblocking(False)
+            sel.register(sock, selectors.EVENT_READ)
+            sock.send(PAYLOAD)
+        try:
+            while not self.stop.is_set() and time.monotonic() < deadline:
+                for key, _ in sel.select(0.1):
+                    sock = key.fileobj
+                    try:
+                        if sock.recv(65536):
+                            sock.send(PAYLOAD)
+                    except (BlockingIOError, InterruptedError):
+                        pass
+                    except OSError:
+                        sel.unregister(sock)
+        finally:
+            sel.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join(5)
+        for sock in self.socks:
+            sock.close()
+
+
+async def take(out: Path) -> list[Path]:
+    engine = Engine(EngineConfig(port=0)).start()
+    traffic = Traffic(engine.address)
+    saved: list[Path] = []
+    try:
+        app = MuxtopApp(EngineSource(engine))
+        async with app.run_test(size=SIZE) as pilot:
+
+            async def shot(name: str) -> None:
+                await pilot.pause()
+                path = out / f"{name}.svg"
+                path.write_text(app.export_screenshot(title=f"muxtop — {name}"),
+                                encoding="utf-8")
+                saved.append(path)
+
+            await pilot.pause(1.2)
+            await shot("idle")
+
+            traffic.connect(IDLE)
+            traffic.start()
+            stuck = traffic.connect(1)[0]
+            await pilot.pause(0.6)
+            stuck_fd = max(v.fd for v in engine.snapshot().connections if v.kind == "conn")
+            engine.submit(PauseReading(stuck_fd, True)).result(5)
+            stuck.sendall(b"s" * 100_000)  # sits in the kernel receive queue: rx-q
+            await pilot.press("s")  # sort by rx-q: the stuck connection comes first
+            await pilot.pause(2.5)
+            await shot("epoll-under-load")
+
+            await pilot.press("b")  # epoll -> select, live
+            await pilot.pause(2.5)
+            await shot("select-under-load")
+
+            table = app.dashboard.table
+            table.move_to(next(i for i, v in enumerate(table.rows) if v.fd == stuck_fd))
+            await pilot.press("enter")
+            await pilot.pause(0.6)
+            assert isinstance(app.screen, DetailScreen)
+            await shot("detail")
+            await pilot.press("escape")
+
+            await pilot.press("question_mark")
+            await pilot.pause(0.3)
+            await shot("help")
+            await pilot.press("escape")
+            await pilot.press("q")
+    finally:
+        traffic.close()
+        engine.stop()
+    return saved
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    out = Path(argv[0] if argv else "screenshots")
+    out.mkdir(parents=True, exist_ok=True)
+    for path in asyncio.run(take(out)):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
