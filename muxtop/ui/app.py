@@ -33,6 +33,7 @@ from muxtop.ui.source import EngineSource, SnapshotSource
 POLL_INTERVAL = 0.25  # the engine publishes every 0.25 s: polling faster only costs the GIL
 GIL_SWITCH_INTERVAL = 0.0005  # seconds; Python's default is 0.005 (see run_dashboard)
 NOTICES_AT_START = 5  # older notices than these are not replayed when the dashboard opens
+BUSY_CPU_PERCENT = 75.0  # process CPU from which the panels redraw at half the rate
 _SEVERITY = {"info": "information", "warning": "warning", "error": "error"}
 _QUIET_COMMANDS = (Switch, Watch)  # their outcome comes back as an engine Notice, or not at all
 
@@ -74,6 +75,7 @@ class MuxtopApp(App[int]):
         # The backend/trigger a Switch asked for, until a Snapshot shows it (or it is
         # refused): a second b or t before the next Snapshot goes on from there.
         self._intended: tuple[str, str] | None = None
+        self._skipped = False  # the last Snapshot's panels were not redrawn (busy server)
         self.dashboard = DashboardScreen()
 
     # ---- life cycle --------------------------------------------------------------------
@@ -122,7 +124,7 @@ class MuxtopApp(App[int]):
         self.latest = snapshot
         self._notices(snapshot)
         self.dashboard.trends.record(snapshot)  # history goes on while paused
-        if not self.paused:
+        if not self.paused and not self._thin_out(snapshot):
             self.display_snapshot(snapshot)
         self.update_header()
         if self._intended == (snapshot.backend, snapshot.trigger):
@@ -132,6 +134,17 @@ class MuxtopApp(App[int]):
             self._mode = mode
             self.refresh_bindings()
         self._watch_visible()
+
+    def _thin_out(self, snapshot: Snapshot) -> bool:
+        """True to skip redrawing the panels this time. When the server process is busy,
+        the panels redraw every other Snapshot (2 Hz) and the header every one: a frame
+        holds the GIL the engine needs (see `muxtop bench ui`)."""
+        process = snapshot.process
+        if process is None or process.cpu_percent < BUSY_CPU_PERCENT:
+            self._skipped = False
+            return False
+        self._skipped = not self._skipped
+        return self._skipped
 
     def display_snapshot(self, snapshot: Snapshot) -> None:
         self.shown = snapshot
