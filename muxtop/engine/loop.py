@@ -363,6 +363,8 @@ class Engine:
             conn = conns.get(fd)
             if conn is not None:
                 self._service(conn, READ | WRITE, now)
+            elif fd == self._listen_fd and self._listen_interest:
+                self._accept(now)
 
     def _rearm(self, ready: list[tuple[int, int]]) -> None:
         """Oneshot: the kernel disarmed every fd it reported; arm them again."""
@@ -540,8 +542,9 @@ class Engine:
         self._nreg = count
         old.close()
         if trigger == EDGE:
-            # Bytes that arrived before the switch raise no edge: look at every fd once.
+            # Bytes (or a backlog) from before the switch raise no edge: look at every fd once.
             self._pending.update(dict.fromkeys(self._conns))
+            self._pending[self._listen_fd] = None
         message = f"switched {old.name}/{old.trigger} → {name}/{trigger} ({count} fds)"
         self.telemetry.notice("info", message)
         self.telemetry.refused = None
