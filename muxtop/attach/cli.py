@@ -1,9 +1,10 @@
 """`muxtop attach PID`: look at another process's epoll sets, sockets and stuck connections.
 
-`--once` prints one report (text, or JSON with `--json`) and exits; without it a plain-text
-table refreshes every `--interval` seconds until Ctrl-C. The dashboard plugs in through
-`main(argv, live=...)`: it gets the Attacher this module built and the parsed arguments, so
-this package never imports the UI.
+`--once` prints one report (text, or JSON with `--json`) and exits; without it the dashboard
+(muxtop.ui.attach) opens on a terminal, or a plain-text table refreshes every `--interval`
+seconds (`--text`, or stdout not a terminal) until Ctrl-C. A live view plugs in through
+`main(argv, live=...)`: it gets the Attacher this module built and the parsed arguments; the
+dashboard is imported only when it opens, so this package never imports the UI itself.
 """
 
 from __future__ import annotations
@@ -54,8 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --once: sample over S seconds before reporting (default 0)")
     parser.add_argument("--stuck-after", type=non_negative_float, default=2.0, metavar="T",
                         help="seconds a queue must stay stuck to count (default 2)")
-    parser.add_argument("--interval", type=positive_float, default=1.0, metavar="S",
-                        help="seconds between refreshes without --once (default 1)")
+    parser.add_argument("--interval", type=positive_float, default=0.5, metavar="S",
+                        help="seconds between refreshes without --once (default 0.5)")
+    parser.add_argument("--text", action="store_true",
+                        help="a plain-text table instead of the dashboard (the default when "
+                             "stdout is not a terminal)")
     return parser
 
 
@@ -75,7 +79,9 @@ def main(argv: list[str], live: LiveView | None = None) -> int:
             return once(attacher, args)
         if args.json:
             return json_lines(attacher, args)
-        return (live or text_loop)(attacher, args)
+        if live is None:
+            live = text_loop if args.text or not sys.stdout.isatty() else dashboard
+        return live(attacher, args)
     except AttachError as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
@@ -116,6 +122,15 @@ def json_lines(attacher: Attacher, args: argparse.Namespace) -> int:
             time.sleep(args.interval)
     except KeyboardInterrupt:
         return 0
+
+
+def dashboard(attacher: Attacher, args: argparse.Namespace) -> int:
+    """The Textual dashboard, read-only; imported here so `--once` never loads Textual.
+    Every error that stops attaching (no such process, permission denied) was raised by
+    the Attacher already, before the screen changes."""
+    from muxtop.ui.attach import run_attach
+
+    return run_attach(attacher, args)
 
 
 def text_loop(attacher: Attacher, args: argparse.Namespace) -> int:

@@ -3,6 +3,10 @@
 `render_line` draws only the lines on screen, straight from the ConnView at that position in
 the sorted, filtered index (muxtop.ui.rows), so a frame costs the same at 100 or 10,000
 connections. Network text goes into Segments as plain text, never through markup.
+
+An attach Snapshot (another process, read from /proc) gets its own columns: what each fd is
+(local address, or the epoll set's summary), the TCP state, the decoded epoll mask and which
+epoll fd watches it, and the finding that names it, in place of the engine's own counters.
 """
 
 from __future__ import annotations
@@ -19,24 +23,48 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from muxtop.attach import masks
 from muxtop.events import ERROR, HANGUP, short
 from muxtop.snapshot import (
     CLOSED,
     CLOSING,
     HALF_CLOSED,
     KIND_CONN,
+    KIND_EPOLL,
+    KIND_LISTENER,
     READ_PAUSED,
     ConnView,
     Snapshot,
 )
 from muxtop.ui import format as fmt
-from muxtop.ui.rows import COLUMN_BY_ID, COLUMNS, ConnRows
+from muxtop.ui.rows import COLUMN_BY_ID, COLUMNS, Column, ConnRows
 from muxtop.ui.widgets.line_api import PaletteMixin, set_virtual_size
 
 GAP = 1  # cells between columns
 MIN_PEER = 15  # narrower than this, the table scrolls sideways instead
 MAX_PEER = 47  # "[ffff:...:ffff]:65535" fits; wider only wastes the screen
 _CID = itemgetter(0)  # ConnView.cid
+
+
+def _like(column_id: str, **changes) -> Column:
+    return COLUMN_BY_ID[column_id]._replace(**changes)
+
+
+# Attach columns keep the ids of the live view's where they sort the same way, so s, r and
+# header clicks work unchanged; "local" and "watched" do not sort.
+ATTACH_COLUMNS: tuple[Column, ...] = (
+    COLUMN_BY_ID["fd"],
+    Column("local", "local / what", 0, False, None, False),
+    COLUMN_BY_ID["peer"],
+    _like("state", label="tcp state"),
+    _like("interest", label="epoll mask", width=16),
+    Column("watched", "by ep", 5, True, None, False),
+    _like("rx_queue", label="rx/accq", width=8),
+    COLUMN_BY_ID["tx_queue"], COLUMN_BY_ID["bytes_in"], COLUMN_BY_ID["bytes_out"],
+    _like("age", label="seen"), COLUMN_BY_ID["idle"], COLUMN_BY_ID["rtt"],
+    _like("flags", label="finding", width=14),
+)
+_SHORT_FINDING = {"accept-queue-full": "accept-full"}
 
 
 class ConnTable(PaletteMixin, ScrollView, can_focus=True):
@@ -93,7 +121,10 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
         self._announced: tuple | None = None  # what CursorChanged last said
         self._snapshot: Snapshot | None = None
         self._now = 0.0
+        self._columns: tuple[Column, ...] = COLUMNS
+        self._at = {c.id: i for i, c in enumerate(COLUMNS)}  # column id -> position
         self._widths: list[int] = [c.width for c in COLUMNS]
+        self._facts: AttachFacts | None = None
         self._lines: dict[tuple[int, bool], Strip] = {}  # rendered rows until the next show
 
     # ---- data --------------------------------------------------------------------------
@@ -111,6 +142,13 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
         """Take a new Snapshot: rebuild the index, keep the cursor on its connection."""
         self._snapshot = snapshot
         self._now = snapshot.taken_at
+        attach = snapshot.source == "attach"
+        self._facts = AttachFacts(snapshot) if attach else None
+        columns = ATTACH_COLUMNS if attach else COLUMNS
+        if columns is not self._columns:
+            self._columns = columns
+            self._at = {c.id: i for i, c in enumerate(columns)}
+            self._fit_columns()
         self.rebuild()
 
     def rebuild(self) -> None:
@@ -207,7 +245,7 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
 
     def _column_at(self, x: int):
         left = 0
-        for column, width in zip(COLUMNS, self._widths):
+        for column, width in zip(self._columns, self._widths):
             if left <= x < left + width + GAP:
                 return column
             left += width + GAP
@@ -216,13 +254,19 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
     # ---- layout ------------------------------------------------------------------------
 
     def on_resize(self, event: events.Resize) -> None:
-        width = self.scrollable_content_region.width or self.size.width
-        fixed = sum(c.width for c in COLUMNS) + GAP * (len(COLUMNS) - 1)
-        peer = max(MIN_PEER, min(MAX_PEER, width - fixed))
-        self._widths = [c.width or peer for c in COLUMNS]
-        self._lines.clear()
+        self._fit_columns()
         self.virtual_size = Size(self._total_width(), len(self.model.rows) + 1)
         self.refresh()
+
+    def _fit_columns(self) -> None:
+        """The address columns (width 0) share what the fixed ones leave."""
+        columns = self._columns
+        width = self.scrollable_content_region.width or self.size.width
+        fixed = sum(c.width for c in columns) + GAP * (len(columns) - 1)
+        flexible = sum(1 for c in columns if not c.width) or 1
+        share = max(MIN_PEER, min(MAX_PEER, (width - fixed) // flexible))
+        self._widths = [c.width or share for c in columns]
+        self._lines.clear()
 
     def _total_width(self) -> int:
         return sum(self._widths) + GAP * (len(self._widths) - 1)
@@ -275,7 +319,7 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
         model = self.model
         segments = []
         gap = Segment(" " * GAP, style)
-        for column, width in zip(COLUMNS, self._widths):
+        for column, width in zip(self._columns, self._widths):
             label = column.label
             is_sorted = column.id == model.sort
             if is_sorted:
@@ -293,23 +337,28 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
         elif view.kind != KIND_CONN:
             base = base + palette["special"]
         warn, alert, muted = palette["warn"], palette["alert"], palette["muted"]
-        cells = self._cells(view)
+        attach = self._facts
+        cells = self._cells(view) if attach is None else attach.cells(view, self._now)
         styles: list[Style | None] = [None] * len(cells)
+        at = self._at
         if not closed:
             if view.state in (READ_PAUSED, CLOSING, HALF_CLOSED):
-                styles[2] = warn
-            if view.last_events & (ERROR | HANGUP):
-                styles[4] = alert
-            if view.out_buffer:
-                styles[5] = warn
-            if view.rx_queue:
-                styles[6] = warn
+                styles[at["state"]] = warn
+            if attach is None:
+                if view.last_events & (ERROR | HANGUP):
+                    styles[at["events"]] = alert
+                if view.out_buffer:
+                    styles[at["out_buffer"]] = warn
+            elif "disarmed" in cells[at["interest"]]:
+                styles[at["interest"]] = alert
+            if view.rx_queue or (attach is not None and attach.accept_queue(view)):
+                styles[at["rx_queue"]] = warn
             if view.tx_queue:
-                styles[7] = warn
+                styles[at["tx_queue"]] = warn
             if "!" in view.flags:
-                styles[13] = alert
-            elif view.flags:
-                styles[13] = warn
+                styles[at["flags"]] = alert
+            elif view.flags and attach is None:
+                styles[at["flags"]] = warn
         cursor_style = palette["cursor"] if cursor else None
         # One Segment per run of equal style, not per cell: Textual's compositor, its colour
         # filter and the terminal encoder all work per Segment.
@@ -317,7 +366,7 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
         run: list[str] = []
         run_style = None
         gap = " " * GAP
-        for text, width, column, extra in zip(cells, self._widths, COLUMNS, styles):
+        for text, width, column, extra in zip(cells, self._widths, self._columns, styles):
             if text == fmt.DASH and extra is None and not closed:
                 extra = muted
             if extra is not run_style:
@@ -350,3 +399,67 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
 def _style(base: Style, extra: Style | None, cursor: Style | None) -> Style:
     style = base + extra if extra is not None else base
     return style + cursor if cursor is not None else style
+
+
+class AttachFacts:
+    """What an attach Snapshot says about each fd beyond its ConnView, looked up once per
+    Snapshot: the epoll registrations watching it, its socket details, the findings naming it."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        extra = snapshot.extra
+        self.sockets: dict[int, dict] = extra.get("sockets", {})
+        self.watches: dict[int, list[tuple[int, int]]] = {}  # fd -> [(epoll fd, mask)]
+        for epfd, watched in extra.get("epoll", {}).items():
+            for tfd, mask, _ in watched:
+                self.watches.setdefault(tfd, []).append((epfd, int(mask, 16)))
+        self.findings: dict[int, list[str]] = {}
+        for d in snapshot.diagnoses:
+            named = [d.fd] if d.fd is not None else dict(d.evidence).get("fds", ())
+            for fd in named:
+                kinds = self.findings.setdefault(fd, [])
+                if d.kind not in kinds:
+                    kinds.append(d.kind)
+
+    def accept_queue(self, v: ConnView) -> int:
+        details = self.sockets.get(v.fd)
+        return (details or {}).get("accept_queue") or 0 if v.kind == KIND_LISTENER else 0
+
+    def cells(self, v: ConnView, now: float) -> list[str]:
+        details = self.sockets.get(v.fd, {})
+        is_conn = v.kind == KIND_CONN
+        if details:
+            local = fmt.plain(details.get("local") or "")
+            proto = details.get("proto", "")
+            if proto and not proto.startswith("tcp"):
+                local = f"{proto} {local}"
+            state = details.get("tcp_state") or details.get("unix_state") or v.state
+        else:
+            local, state = fmt.plain(v.note), "epoll" if v.kind == KIND_EPOLL else fmt.DASH
+        if v.kind == KIND_LISTENER and details.get("accept_queue") is not None:
+            backlog = details.get("backlog")
+            rx = f"{details['accept_queue']}/{'?' if backlog is None else backlog}"
+        else:
+            rx = fmt.size(v.rx_queue)
+        findings = self.findings.get(v.fd)
+        finding = ("! " + ",".join(_SHORT_FINDING.get(k, k) for k in findings)
+                   if findings else "")
+        rtt = v.tcp.rtt_us / 1e6 if v.tcp is not None and is_conn and v.tcp.rtt_us else None
+        return [
+            str(v.fd), local, fmt.plain(v.peer) or fmt.DASH, state,
+            "; ".join(mask_words(mask) for _, mask in self.watches.get(v.fd, ())) or fmt.DASH,
+            ",".join(map(str, v.watched_by)) or fmt.DASH,
+            rx, fmt.size(v.tx_queue),
+            fmt.size(v.bytes_in) if is_conn else fmt.DASH,
+            fmt.size(v.bytes_out) if is_conn else fmt.DASH,
+            fmt.age(now - v.opened_at), fmt.age(now - v.last_io_at) if is_conn else fmt.DASH,
+            fmt.duration(rtt), finding,
+        ]
+
+
+def mask_words(mask: int) -> str:
+    """An epoll mask in a few words: ``IN ET``, ``IN OUT``, ``ONESHOT disarmed``. ERR and HUP
+    are left out: the kernel adds them to every registration."""
+    words = [w for w in masks.decode(mask).split(" ")[0].split("|") if w not in ("ERR", "HUP", "-")]
+    if masks.is_disarmed(mask):
+        words.append("disarmed")
+    return " ".join(words) or "none"

@@ -1,6 +1,8 @@
 """The three header lines: what is running and where, how the loop is doing, what the
 traffic and the process cost; with badges for what a person must not miss (a refused
-switch, a bug lab turned on, a paused display, a dead engine)."""
+switch, a bug lab turned on, a paused display, a dead engine, an attached process that
+exited). An attach Snapshot gets its own three lines: the process, its command line, and
+its epoll sets (another process's wait calls cannot be seen, so there are no wait rates)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from rich.style import Style
 from rich.text import Text
 from textual.widget import Widget
 
+from muxtop.attach import masks
 from muxtop.snapshot import Snapshot
 from muxtop.ui import format as fmt
 from muxtop.ui.widgets.line_api import PaletteMixin
@@ -71,6 +74,8 @@ class StatusHeader(PaletteMixin, Widget):
             text.append(shown, value)
             text.append(sep)
 
+        if s.source == "attach":
+            return self._render_attach(text, s, pair, style)
         # Line 1: identity, and badges on the right.
         start = len(text)
         text.append("muxtop ", style("status-header--title"))
@@ -107,6 +112,49 @@ class StatusHeader(PaletteMixin, Widget):
             pair("pid", str(p.pid), "")
         return text
 
+    def _render_attach(self, text: Text, s: Snapshot, pair, style) -> Text:
+        extra, p = s.extra, s.process
+        label = style("status-header--label")
+        # Line 1: which process, and badges on the right.
+        start = len(text)
+        text.append("muxtop attach ", style("status-header--title"))
+        text.append(fmt.plain(p.name) if p is not None else "?", style("status-header--mode"))
+        text.append(f" pid {extra.get('pid', '?')}  ", label)
+        pair("mux", f"{s.backend}/{s.trigger}")
+        pair("up", fmt.uptime(s.taken_at - s.started_at))
+        pair("listen", fmt.plain(s.listen) or "-")
+        pair("conns", f"{s.open_connections:,}", "")
+        self._badges(text, start, s)
+        # Line 2: the command line: anything at all, drawn as plain text.
+        text.append("\n")
+        text.append("cmd ", label)
+        text.append(fmt.plain(extra.get("cmdline", "")))
+        # Line 3: what the process costs, and its epoll sets.
+        text.append("\n")
+        if p is not None:
+            pair("cpu", f"{p.cpu_percent:.0f}%")
+            pair("rss", fmt.size(p.rss))
+            pair("threads", str(p.threads))
+            limit = f"{p.fd_limit:,}" if p.fd_limit > 0 else "?"
+            share = f" ({100 * p.num_fds / p.fd_limit:.0f}%)" if p.fd_limit > 0 else ""
+            pair("fds", f"{p.num_fds:,}/{limit}{share}", "   ")
+        epoll = extra.get("epoll", {})
+        all_masks = [int(mask, 16) for watches in epoll.values() for _, mask, _ in watches]
+        pair("epoll", f"{len(epoll)} instance{'s' * (len(epoll) != 1)}")
+        pair("watching", f"{len(all_masks):,} fds", "")
+        if all_masks:
+            text.append(f" ({trigger_summary(all_masks)})", label)
+        text.append("   ")
+        pair("in", fmt.rate(s.rates.bytes_in))
+        pair("out", fmt.rate(s.rates.bytes_out))
+        findings = len(s.diagnoses)
+        shown = f"{findings} finding{'s' * (findings != 1)}"
+        if findings:
+            text.append(f" {shown} ", style("status-header--alert"))
+        else:
+            text.append(shown, label)
+        return text
+
     def _badges(self, text: Text, start: int, s: Snapshot) -> None:
         palette = self.palette()
 
@@ -115,6 +163,8 @@ class StatusHeader(PaletteMixin, Widget):
 
         badges: list[tuple[str, Style]] = []
         error = s.extra.get("error") if isinstance(s.extra, dict) else None
+        if s.source == "attach" and s.extra.get("exited"):
+            badges.append((" EXITED ", style("status-header--alert")))
         if self.problem:
             badges.append((f" {self.problem} ", style("status-header--alert")))
         elif error or (s.source == "engine" and s.extra.get("running") is False):
@@ -148,3 +198,14 @@ class StatusHeader(PaletteMixin, Widget):
             if i:
                 text.append(" ")
             text.append(badge, badge_style)
+
+
+def trigger_summary(all_masks: list[int]) -> str:
+    """How an attached process's registrations report: ``2 edge, 1 level, 1 disarmed``."""
+    kinds = [masks.trigger(mask) for mask in all_masks]
+    parts = [f"{kinds.count(k)} {k}" for k in (masks.EDGE, masks.LEVEL, masks.ONESHOT)
+             if k in kinds]
+    disarmed = sum(1 for mask in all_masks if masks.is_disarmed(mask))
+    if disarmed:
+        parts.append(f"{disarmed} disarmed")
+    return ", ".join(parts)

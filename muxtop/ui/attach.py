@@ -1,0 +1,168 @@
+"""The dashboard over another process: `muxtop attach PID` without --once or --text.
+
+An `AttachSource` reads the process on a thread of its own every `interval` seconds (one read
+walks /proc/PID/fd, the epoll fdinfo and the socket tables: milliseconds, more with thousands
+of fds) and publishes each Snapshot by swapping one reference, as the engine does; the UI
+polls `latest()` and never waits for /proc. It is read-only: there is nothing to command, so
+the engine keys are greyed out. When the process exits the last picture stays, marked EXITED.
+
+`python -m muxtop.ui.attach --screenshot FILE` starts a buggy edge-triggered server, attaches
+to it and saves the dashboard once the stuck read is found (screenshots/attach.svg).
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+
+from rich.text import Text
+from textual.widgets import Static
+
+from muxtop.attach.reader import Attacher
+from muxtop.snapshot import Snapshot
+from muxtop.ui import format as fmt
+from muxtop.ui.app import MuxtopApp
+from muxtop.ui.screens.dashboard import DashboardScreen
+from muxtop.ui.source import SnapshotSource
+
+DEFAULT_INTERVAL = 0.5
+
+
+class AttachSource(SnapshotSource):
+    """Snapshots of one process, read off the UI thread. `start()` takes the first look at
+    once (so the first frame has rows) and starts the reader thread; `stop()` ends it."""
+
+    def __init__(self, attacher: Attacher, interval: float = DEFAULT_INTERVAL) -> None:
+        super().__init__(self._current)  # no submit: read-only
+        self.attacher = attacher
+        self.interval = interval
+        self.reads = 0
+        self._snapshot: Snapshot | None = None
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _current(self) -> Snapshot | None:
+        if self._error is not None:
+            raise self._error  # the app shows SOURCE FAILED and keeps the last picture
+        return self._snapshot
+
+    def read_now(self) -> Snapshot:
+        self._snapshot = snapshot = self.attacher.read()
+        self.reads += 1
+        return snapshot
+
+    def start(self) -> AttachSource:
+        self.read_now()
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"attach-{self.attacher.pid}")
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        # Once the process has exited every read returns the same picture: stop reading.
+        while not self.attacher.exited and not self._stop.wait(self.interval):
+            try:
+                self.read_now()
+            except Exception as exc:  # noqa: BLE001 - Attacher.read should not raise; show it
+                self._error = exc
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.interval + 5)
+
+
+class AttachPanel(Static):
+    """In place of the ready-list log (another process's wait calls cannot be seen): the
+    epoll interest lists with their decoded masks, and the findings in plain words."""
+
+    DEFAULT_CSS = """
+    AttachPanel {
+        width: 1fr;
+        border: round $primary 40%;
+        border-title-color: $text-accent;
+        padding: 0 1;
+        overflow-y: auto;
+    }
+    """
+
+    def show(self, snapshot: Snapshot) -> None:
+        self.update(describe_process(snapshot))
+        count = len(snapshot.diagnoses)
+        self.border_title = (f"epoll interest lists · {count} finding{'s' * (count != 1)}")
+
+
+def describe_process(s: Snapshot) -> Text:
+    """Findings first (they are why one attaches), then every epoll set with its watches."""
+    text = Text(end="", no_wrap=True, overflow="ellipsis")
+    for d in s.diagnoses:
+        where = "process" if d.fd is None else f"fd {d.fd}"
+        text.append(f"! {d.kind}", "bold red")
+        text.append(f" ({where}, for {fmt.age(s.taken_at - d.since)})  ", "dim")
+        text.append(fmt.plain(d.explanation) + "\n")
+    if s.extra.get("exited"):
+        text.append("the process has exited: this is the last picture\n", "bold red")
+    elif not s.diagnoses:
+        stuck_after = s.extra.get("stuck_after")
+        text.append(f"no findings (a queue must stay stuck {stuck_after} s to count)\n", "dim")
+    epoll = s.extra.get("epoll", {})
+    if not epoll:
+        text.append("no epoll instances: select, poll or blocking calls (cannot tell which)\n",
+                    "dim")
+    for epfd, watches in epoll.items():
+        text.append(f"epoll fd {epfd}", "bold")
+        text.append(f"  {len(watches)} watched\n", "dim")
+        for tfd, mask, decoded in watches:
+            text.append(f"  fd {tfd:<6}", "bold")
+            text.append(f"{mask}  ", "dim")
+            text.append(f"{decoded}\n")
+    return text
+
+
+class AttachDashboard(DashboardScreen):
+    """The dashboard, with the ready-list log and the wait-call trends (invisible from the
+    outside) replaced by the interest lists and the findings."""
+
+    def on_mount(self) -> None:
+        # Runs before DashboardScreen.on_mount (Textual calls each class's handler, subclass
+        # first), so the first Snapshot already finds the panel.
+        self.attach_panel: AttachPanel | None = None
+        for selector in ("#ready-log", "#trends"):
+            for widget in self.query(selector):
+                widget.display = False
+        logs = self.query("#ready-log")
+        if logs:
+            self.attach_panel = AttachPanel(id="attach-panel")
+            logs.first().parent.mount(self.attach_panel, before=logs.first())
+        for side in self.query("#side"):
+            if not any(child.display for child in side.children):
+                side.display = False
+
+    def show(self, snapshot: Snapshot) -> None:
+        super().show(snapshot)
+        if self.attach_panel is not None:
+            self.attach_panel.show(snapshot)
+
+
+class AttachApp(MuxtopApp):
+    """MuxtopApp over an AttachSource, titled with the process it watches."""
+
+    TITLE = "muxtop attach"
+
+    def __init__(self, source: SnapshotSource, **kwargs) -> None:
+        super().__init__(source, **kwargs)
+        self.dashboard = AttachDashboard()
+
+
+def run_attach(attacher: Attacher, args: argparse.Namespace) -> int:
+    """The live view `muxtop.attach.cli.main` plugs in: the dashboard until q."""
+    source = AttachSource(attacher, interval=getattr(args, "interval", DEFAULT_INTERVAL))
+    source.start()
+    app = AttachApp(source, handle_signals=True)
+    try:
+        app.run()
+    finally:
+        source.stop()
+    return app.return_code or 0
