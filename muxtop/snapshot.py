@@ -127,7 +127,7 @@ class Totals(NamedTuple):
     accepted: int
     closed: int
     accept_errors: int  # EMFILE/ENFILE and other accept failures
-    rejected: int  # accepted then closed at once: over FD_SETSIZE on select, over --max-conns
+    rejected: int  # accepted then closed at once: over FD_SETSIZE on select, or reset already
 
 
 @dataclass(frozen=True, eq=False, slots=True)

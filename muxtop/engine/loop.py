@@ -415,10 +415,15 @@ class Engine:
                 raise
             self._accept_backoff = ACCEPT_BACKOFF[0]
             telemetry.accepted += 1
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self.config.sndbuf:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.sndbuf)
+            try:
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if self.config.sndbuf:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.sndbuf)
+            except OSError:
+                sock.close()  # the peer was gone before we got to it (reset in the backlog)
+                telemetry.rejected += 1
+                continue
             conn = Connection(self._next_cid, sock, _peer(addr), now)
             self._next_cid += 1
             try:

@@ -62,7 +62,10 @@ class EchoServer:
 
     def stop(self) -> None:
         self._stopping = True
-        self._wake_w.send(b"x")
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass  # serve() has ended already and closed it (its error, if any, is reported)
         if self._thread is not None:
             self._thread.join(10)
 
@@ -92,8 +95,12 @@ class EchoServer:
                 return
             except OSError:
                 return  # EMFILE and friends: the backlog keeps them; try on the next turn
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                sock.close()  # reset while it waited in the backlog
+                continue
             self.accepted += 1
             self._sel.register(sock, selectors.EVENT_READ, _Peer(sock))
 
