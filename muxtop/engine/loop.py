@@ -412,7 +412,12 @@ class Engine:
                     return
                 if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
                     continue  # the peer gave up while queued: next one
-                raise
+                # Anything else: say so and try again after a pause, rather than stop serving.
+                telemetry.accept_errors += 1
+                telemetry.notice("error", f"accept: {exc.strerror or exc!r}", key="accept-error")
+                self._accept_resume_at = now + self._accept_backoff
+                self._set_listener(0)
+                return
             self._accept_backoff = ACCEPT_BACKOFF[0]
             telemetry.accepted += 1
             try:
