@@ -5,7 +5,9 @@ The app polls the source with `set_interval` (4 Hz, the engine's publish rate) a
 only when a new Snapshot arrived; everything on screen is a function of the latest Snapshot
 plus UI state (selection, sort, filter, pause). It never blocks on the engine: commands go
 out through the source and their Futures are polled on the next tick, and the engine's
-Notices come back as notifications, each shown once.
+Notices come back as notifications, each shown once. Floods launched from here (f, F) are
+child processes read on their own threads; the tick only looks at what they last said, and
+quitting stops them.
 """
 
 from __future__ import annotations
@@ -22,13 +24,16 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 
 from muxtop.backends import BACKENDS, NAMES, TRIGGERS
-from muxtop.engine.commands import CloseConnection, PauseReading, Switch, Watch
+from muxtop.engine.commands import CloseConnection, PauseReading, SetLab, Switch, Watch
+from muxtop.flood.process import DEFAULT_FLOOD, FloodSettings
 from muxtop.snapshot import ConnView, Snapshot
 from muxtop.ui.rows import can_act_on
 from muxtop.ui.screens.dashboard import DashboardScreen
 from muxtop.ui.screens.detail import DetailScreen
+from muxtop.ui.screens.flood_form import FloodForm
 from muxtop.ui.screens.help import HelpScreen
-from muxtop.ui.source import EngineSource, SnapshotSource
+from muxtop.ui.screens.lab_menu import LabMenu
+from muxtop.ui.source import EngineSource, Floods, SnapshotSource
 
 POLL_INTERVAL = 0.25  # the engine publishes every 0.25 s: polling faster only costs the GIL
 GIL_SWITCH_INTERVAL = 0.0005  # seconds; Python's default is 0.005 (see run_dashboard)
@@ -48,6 +53,13 @@ class MuxtopApp(App[int]):
                 tooltip="Switch to the next trigger mode the backend supports"),
         Binding("space", "toggle_pause", "pause", tooltip="Freeze the display; the server "
                 "keeps running and the header keeps moving"),
+        Binding("f", "flood", "flood", tooltip="Launch the default flood at this server: "
+                "500 clients × 3 echoed messages of 64 B, every byte checked"),
+        Binding("F", "flood_form", "flood…", show=False, tooltip="Choose a flood: pattern, "
+                "clients, messages, size, rate, duration"),
+        Binding("x", "stop_floods", "stop floods", tooltip="Stop every running flood"),
+        Binding("l", "lab", "lab", tooltip="Turn bug-lab switches on and off: break the "
+                "engine on purpose and watch the diagnoses"),
         Binding("question_mark,f1", "help", "help", key_display="?",
                 tooltip="Keys, columns, and how select, poll and epoll work"),
         Binding("q", "quit", "quit", tooltip="Quit"),
@@ -55,11 +67,15 @@ class MuxtopApp(App[int]):
     ]
 
     def __init__(self, source: SnapshotSource, *, duration: float | None = None,
-                 interval: float | None = POLL_INTERVAL, handle_signals: bool = False) -> None:
+                 interval: float | None = POLL_INTERVAL, handle_signals: bool = False,
+                 flood: FloodSettings = DEFAULT_FLOOD) -> None:
         """`duration`: quit after that many seconds. `interval`: seconds between polls of
-        the source (None: only when `tick()` is called, for tests and benchmarks)."""
+        the source (None: only when `tick()` is called, for tests and benchmarks). `flood`:
+        what `f` launches and what the `F` form starts from (aimed at the source's server)."""
         super().__init__()
         self.source = source
+        self.flood_settings = flood
+        self.floods = Floods()
         self.duration = duration
         self.interval = interval
         self.handle_signals = handle_signals
@@ -76,6 +92,7 @@ class MuxtopApp(App[int]):
         # refused): a second b or t before the next Snapshot goes on from there.
         self._intended: tuple[str, str] | None = None
         self._skipped = False  # the last Snapshot's panels were not redrawn (busy server)
+        self._floods_running = False
         self.dashboard = DashboardScreen()
 
     # ---- life cycle --------------------------------------------------------------------
@@ -100,6 +117,7 @@ class MuxtopApp(App[int]):
                     pass  # not the main thread: the default handler stays
 
     def on_unmount(self) -> None:
+        self.floods.close()  # no flood outlives the dashboard that launched it
         if self.handle_signals:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -113,12 +131,16 @@ class MuxtopApp(App[int]):
     def tick(self) -> None:
         """Take the latest Snapshot; if it is new, redraw what depends on it."""
         self._collect_outcomes()
+        self._show_floods()
         try:
             snapshot = self.source.latest()
         except Exception as exc:  # noqa: BLE001 - a failing source must not kill the UI
             self._source_failed(f"cannot read: {exc!r}")
             return
-        if snapshot is self.latest or snapshot is None or not self.dashboard.ready:
+        if snapshot is None or not self.dashboard.ready:
+            return
+        snapshot = self.floods.mark(snapshot)  # the same object while nothing changed
+        if snapshot is self.latest:
             return
         self.problem = None
         self.latest = snapshot
@@ -133,7 +155,21 @@ class MuxtopApp(App[int]):
         if mode != self._mode:
             self._mode = mode
             self.refresh_bindings()
+        if isinstance(self.screen, LabMenu):
+            self.screen.show(snapshot)
         self._watch_visible()
+
+    def _show_floods(self) -> None:
+        floods = self.floods
+        if not floods.floods:
+            return
+        listed = floods.listed()
+        self.dashboard.floods.show([(floods.numbers[f.pid], f) for f in listed])
+        self.dashboard.side_changed()
+        running = bool(floods.running)
+        if running != self._floods_running:
+            self._floods_running = running
+            self.refresh_bindings()
 
     def _thin_out(self, snapshot: Snapshot) -> bool:
         """True to skip redrawing the panels this time. When the server process is busy,
@@ -227,7 +263,8 @@ class MuxtopApp(App[int]):
                 continue
             if outcome.ok:
                 self.notify(outcome.message, timeout=3)
-            elif not isinstance(self.source, EngineSource) or not self.source.can_command:
+            elif isinstance(command, SetLab) or not isinstance(self.source, EngineSource) \
+                    or not self.source.can_command:
                 self.notify(outcome.message, severity="warning")
         self._pending = still
 
@@ -244,6 +281,27 @@ class MuxtopApp(App[int]):
     def show_details(self, view: ConnView) -> None:
         self.push_screen(DetailScreen(view))
 
+    def set_lab(self, name: str, on: bool) -> None:
+        """Turn a bug-lab switch on or off; the Outcome comes back as a notification."""
+        self.send(SetLab(name, on))
+        self.set_timer(0.05, self.tick)
+
+    def launch_flood(self, settings: FloodSettings) -> None:
+        target = self.source.flood_target
+        if target is None:
+            self.notify("no server of our own to flood here", severity="warning")
+            return
+        settings = settings.at(*target)
+        try:
+            flood = self.floods.launch(settings)
+        except OSError as exc:
+            self.notify(f"could not start the flood: {exc}", severity="error")
+            return
+        number = self.floods.numbers[flood.pid]
+        self.notify(f"flood #{number}: {settings.pattern}, {settings.clients:,} clients "
+                    f"× {settings.messages:,} messages (pid {flood.pid})", timeout=3)
+        self._show_floods()
+
     # ---- keys --------------------------------------------------------------------------
 
     def current_mode(self) -> tuple[str, str] | None:
@@ -255,6 +313,12 @@ class MuxtopApp(App[int]):
         return self.latest.backend, self.latest.trigger
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("flood", "flood_form"):
+            return self.source.flood_target is not None or None
+        if action == "stop_floods":
+            return bool(self.floods.running) or None
+        if action == "lab":
+            return self.source.can_command or None
         if action in ("cycle_backend", "cycle_trigger"):
             mode = self.current_mode()
             if not self.source.can_command or mode is None:
@@ -309,6 +373,30 @@ class MuxtopApp(App[int]):
             self.display_snapshot(self.latest)
         self.update_header()
 
+    def action_flood(self) -> None:
+        self.launch_flood(self.flood_settings)
+
+    def action_flood_form(self) -> None:
+        target = self.source.flood_target
+        if target is None or isinstance(self.screen, FloodForm):
+            return
+
+        def launch(settings: FloodSettings | None) -> None:
+            if settings is not None:
+                self.launch_flood(settings)
+
+        self.push_screen(FloodForm(self.flood_settings.at(*target)), launch)
+
+    def action_stop_floods(self) -> None:
+        stopped = self.floods.stop_all()
+        if stopped:
+            self.notify(f"stopping {stopped} flood{'s' if stopped > 1 else ''}", timeout=3)
+
+    def action_lab(self) -> None:
+        if not isinstance(self.screen, LabMenu):
+            lab = self.latest.lab if self.latest is not None else frozenset()
+            self.push_screen(LabMenu(lab))
+
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.key_help()))
@@ -346,6 +434,7 @@ def run_dashboard(engine, duration: float | None = None) -> int:
         app.run()
     finally:
         sys.setswitchinterval(switch_interval)
+        app.floods.close()  # also when the app failed before unmounting
     if getattr(engine, "error", None):
         return 1
     return app.return_code or 0

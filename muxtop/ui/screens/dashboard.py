@@ -1,4 +1,5 @@
-"""The main screen: header, connection table, ready-list log, trends, filter box, footer.
+"""The main screen: header, connection table, ready-list log, the side column (floods,
+diagnoses, trends), filter box, footer.
 
 Its keys act on what it shows (sort, filter, freeze, the selected connection); the keys that
 steer the engine (b, t) and the display (space, q, ?) are the app's, so they work everywhere.
@@ -17,6 +18,8 @@ from textual.widgets import Footer, Input
 from muxtop.snapshot import Snapshot
 from muxtop.ui.rows import COLUMN_BY_ID, can_act_on
 from muxtop.ui.widgets.conn_table import ConnTable
+from muxtop.ui.widgets.diagnoses import DiagnosesPanel
+from muxtop.ui.widgets.flood_panel import FloodPanel
 from muxtop.ui.widgets.header import StatusHeader
 from muxtop.ui.widgets.ready_log import ReadyLog
 from muxtop.ui.widgets.sparklines import Trends
@@ -33,7 +36,7 @@ class DashboardScreen(Screen[None]):
         Binding("r", "reverse_sort", "reverse", show=False, tooltip="Reverse the sort order"),
         Binding("slash", "filter", "filter", key_display="/",
                 tooltip="Show only rows whose fd, address, state or flags match"),
-        Binding("z", "freeze", "freeze order", tooltip="Keep the row order; values still change"),
+        Binding("z", "freeze", "freeze", tooltip="Keep the row order; values still change"),
         Binding("e", "toggle_empty", "empty waits",
                 tooltip="Hide or show waits that returned nothing"),
         Binding("escape", "clear_filter", "clear filter", show=False),
@@ -45,6 +48,8 @@ class DashboardScreen(Screen[None]):
         with Horizontal(id="lower"):
             yield ReadyLog(id="ready-log")
             with Vertical(id="side"):
+                yield FloodPanel(id="flood-panel")
+                yield DiagnosesPanel(id="diagnoses")
                 yield Trends(id="trends")
         yield Input(id="filter", placeholder="filter rows by fd, address, state or flag · "
                     "enter keeps it · esc clears")
@@ -54,9 +59,13 @@ class DashboardScreen(Screen[None]):
         self.table = self.query_one(ConnTable)
         self.ready_log = self.query_one(ReadyLog)
         self.trends = self.query_one(Trends)
+        self.floods = self.query_one(FloodPanel)
+        self.diagnoses = self.query_one(DiagnosesPanel)
         self.header = self.query_one(StatusHeader)
         self.filter_box = self.query_one("#filter", Input)
-        self.query_one("#side").border_title = "trends"
+        self.side = self.query_one("#side")
+        self._side_state: tuple[bool, bool] | None = None
+        self.side_changed()
         self.table.focus()
         self.ready = True
         self.app.tick()  # type: ignore[attr-defined]  # the first Snapshot, now
@@ -66,7 +75,20 @@ class DashboardScreen(Screen[None]):
         app keeps that moving even while the display is paused)."""
         self.table.show(snapshot)
         self.ready_log.show(snapshot)
+        self.diagnoses.show(snapshot)
+        self.side_changed()
         self.trends.redraw()
+
+    def side_changed(self) -> None:
+        """The side column grows (and the table shrinks) while it lists floods or findings;
+        its title says what it holds. A layout only when that changes."""
+        state = (self.floods.has_class("-shown"), self.diagnoses.has_class("-shown"))
+        if state == self._side_state:
+            return
+        self._side_state = state
+        self.set_class(any(state), "-side-busy")
+        parts = [name for name, on in zip(("floods", "diagnoses"), state) if on]
+        self.side.border_title = " · ".join([*parts, "trends"])
 
     def on_screen_resume(self) -> None:
         # Back from a detail or help screen: the app skipped this screen meanwhile.

@@ -1,5 +1,5 @@
-"""`?` / F1: every key, what each column means, and how select, poll and epoll and the
-trigger modes work, in a few plain paragraphs."""
+"""`?` / F1: every key, what each column means, floods, the bug lab and what each detector
+finds, and how select, poll and epoll and the trigger modes work, in a few plain paragraphs."""
 
 from __future__ import annotations
 
@@ -13,6 +13,10 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
+
+from muxtop.engine.config import LABS
+from muxtop.ui.screens.flood_form import PATTERN_HELP
+from muxtop.ui.screens.lab_menu import LAB_HELP
 
 COLUMNS_HELP = (
     ("fd", "the file descriptor number (fds get reused; rows follow connections)"),
@@ -31,6 +35,28 @@ COLUMNS_HELP = (
     ("age / idle", "time since accept / since the last byte moved either way"),
     ("rtt", "smoothed round-trip time from TCP_INFO"),
     ("flags", "P paused by you, B backpressure, E pending edge, F flood client, ! a finding"),
+)
+
+FLOODS = """\
+f launches the default flood at this server: 500 clients each send 3 messages of 64 bytes \
+and check every echoed byte. F opens a form to choose the pattern, clients, messages, size, \
+rate and duration. Each flood is a `muxtop flood` child process; the floods panel shows its \
+connections (connected, failed, open), messages sent and echoed back, mismatched bytes ("bad"), \
+bytes each way and round-trip times, then done or failed with the exit code and the flood's \
+last error line. Its connections carry the F flag in the table. x stops every flood; \
+quitting stops them too."""
+
+DETECTORS = (
+    ("stuck-read", "bytes wait in the kernel receive queue (rx-q), READ is registered, and "
+                   "nothing was read for 2 s: the edge-trigger trap"),
+    ("stuck-write", "output waits in the out-buffer but WRITE is not registered (nothing will "
+                    "send it), or it has not shrunk for 2 s (the peer does not read)"),
+    ("busy-loop", "over 1,000 waits a second report ready fds while almost no bytes move: "
+                  "the loop spins (WRITE left on, or a listener failing accept())"),
+    ("fd-pressure", "accept() fails with EMFILE, open fds pass 80% of RLIMIT_NOFILE, or select "
+                    "nears its FD_SETSIZE of 1024"),
+    ("interest-mismatch", "the kernel's epoll interest list (/proc/self/fdinfo) disagrees with "
+                          "the engine's: a lost, stale or never re-armed registration"),
 )
 
 MULTIPLEXERS = """\
@@ -100,8 +126,28 @@ class HelpScreen(ModalScreen[None]):
         columns.add_column()
         for name, meaning in COLUMNS_HELP:
             columns.add_row(name, meaning)
+        patterns = Table.grid(padding=(0, 2))
+        patterns.add_column(style="bold", no_wrap=True)
+        patterns.add_column()
+        for name, meaning in PATTERN_HELP.items():
+            patterns.add_row(name, meaning)
+        labs = Table.grid(padding=(0, 2))
+        labs.add_column(style="bold", no_wrap=True)
+        labs.add_column()
+        for name in LABS:
+            labs.add_row(name, LAB_HELP[name])
+        detectors = Table.grid(padding=(0, 2))
+        detectors.add_column(style="bold", no_wrap=True)
+        detectors.add_column()
+        for name, meaning in DETECTORS:
+            detectors.add_row(name, meaning)
         return Group(
             Text("Keys", "bold underline"), keys, Text(""),
             Text("Columns", "bold underline"), columns, Text(""),
+            Text("Floods", "bold underline"), Text(FLOODS), Text(""),
+            Text("Flood patterns (F)", "bold underline"), patterns, Text(""),
+            Text("Bug lab (l, or muxtop --lab NAME)", "bold underline"), labs, Text(""),
+            Text("Diagnoses (the side panel; ! in flags; details with enter)",
+                 "bold underline"), detectors, Text(""),
             Text("select, poll, epoll", "bold underline"), Text(MULTIPLEXERS),
         )

@@ -1,0 +1,152 @@
+"""`F`: choose a flood's pattern, clients, messages, size, rate and duration, then launch it
+at the embedded server. Bad values are explained under the form; nothing is launched until
+every field makes sense."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Select, Static
+
+from muxtop.flood.client import PATTERNS
+from muxtop.flood.process import FloodSettings
+
+MAX_CLIENTS = 100_000  # past this a typo, not a test: each client is an fd on both ends
+MAX_SIZE = 16 * 1024 * 1024  # what `muxtop flood --size` accepts
+PATTERN_HELP = {
+    "echo": "send M messages per client and check every echoed byte",
+    "idle": "open N connections and hold them (until x, or the duration)",
+    "slow-reader": "send steadily, read slowly: the server's out-buffers fill",
+    "half-close": "send, SHUT_WR, read the echo, expect EOF",
+    "reset": "send, then close with RST",
+    "burst": "open and close connections as fast as allowed",
+}
+# (field, label, hint): the Input ids and what they take.
+FIELDS = (
+    ("clients", "clients", "connections at once, 1 or more"),
+    ("messages", "messages", "per client; 0 = no limit (echo, slow-reader)"),
+    ("size", "size", "bytes per message, 1 to 16 MiB"),
+    ("rate", "rate", "messages/s per client; 0 = as fast as echoed"),
+    ("duration", "duration", "seconds; empty = until the pattern is done"),
+)
+
+
+class BadValue(ValueError):
+    """A field that does not make sense, with the words that say why."""
+
+
+def parse(values: dict[str, str], pattern: str, base: FloodSettings) -> FloodSettings:
+    """FloodSettings from the form's text, or BadValue naming the first wrong field."""
+
+    def whole(name: str, low: int, high: int) -> int:
+        text = values[name].strip().replace(",", "").replace("_", "")
+        try:
+            value = int(text)
+        except ValueError:
+            raise BadValue(f"{name}: {text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise BadValue(f"{name}: {value:,} is outside {low:,}..{high:,}")
+        return value
+
+    def seconds_or_rate(name: str, *, empty_ok: bool) -> float | None:
+        text = values[name].strip()
+        if not text:
+            if empty_ok:
+                return None
+            raise BadValue(f"{name}: give a number (0 is allowed)")
+        try:
+            value = float(text)
+        except ValueError:
+            raise BadValue(f"{name}: {text!r} is not a number") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise BadValue(f"{name}: {text!r} is not a finite number")
+        if value < 0 or (empty_ok and value == 0):
+            raise BadValue(f"{name}: must be more than 0" if empty_ok else
+                           f"{name}: must be 0 or more")
+        return value
+
+    if pattern not in PATTERNS:
+        raise BadValue(f"pattern: choose one of {', '.join(PATTERNS)}")
+    return replace(base, pattern=pattern,
+                   clients=whole("clients", 1, MAX_CLIENTS),
+                   messages=whole("messages", 0, 10**9),
+                   size=whole("size", 1, MAX_SIZE),
+                   rate=seconds_or_rate("rate", empty_ok=False) or 0.0,
+                   duration=seconds_or_rate("duration", empty_ok=True))
+
+
+class FloodForm(ModalScreen[FloodSettings | None]):
+    """Dismisses with the FloodSettings to launch, or None (esc)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "dismiss(None)", "cancel", tooltip="Close the form, launch nothing"),
+    ]
+
+    def __init__(self, base: FloodSettings) -> None:
+        super().__init__()
+        self.base = base
+
+    def compose(self) -> ComposeResult:
+        b = self.base
+        initial = {"clients": str(b.clients), "messages": str(b.messages),
+                   "size": str(b.size), "rate": f"{b.rate:g}",
+                   "duration": "" if b.duration is None else f"{b.duration:g}"}
+        with Vertical(id="flood-form"):
+            with Horizontal(classes="form-row"):
+                yield Label("pattern", classes="form-label")
+                yield Select([(f"{name}", name) for name in PATTERNS], value=b.pattern,
+                             allow_blank=False, id="pattern")
+            yield Static(PATTERN_HELP[b.pattern], id="pattern-help", classes="form-hint",
+                         markup=False)
+            for name, label, hint in FIELDS:
+                with Horizontal(classes="form-row"):
+                    yield Label(label, classes="form-label")
+                    yield Input(initial[name], id=name, select_on_focus=True)
+                    yield Static(hint, classes="form-hint", markup=False)
+            yield Static("", id="form-error", markup=False)
+            with Horizontal(id="form-buttons"):
+                yield Button("launch", variant="primary", id="launch")
+                yield Button("cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        form = self.query_one("#flood-form")
+        host = f"[{self.base.host}]" if ":" in self.base.host else self.base.host
+        form.border_title = f"flood {host}:{self.base.port}"
+        form.border_subtitle = "enter launches · esc cancels"
+        self.query_one("#clients", Input).focus()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if isinstance(event.value, str):
+            self.query_one("#pattern-help", Static).update(PATTERN_HELP.get(event.value, ""))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.launch()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "launch":
+            self.launch()
+        else:
+            self.dismiss(None)
+
+    def launch(self) -> None:
+        values = {name: self.query_one(f"#{name}", Input).value for name, _, _ in FIELDS}
+        pattern = self.query_one("#pattern", Select).value
+        try:
+            settings = parse(values, pattern if isinstance(pattern, str) else "", self.base)
+        except BadValue as exc:
+            self.error = str(exc)
+            self.query_one("#form-error", Static).update(str(exc))
+            field = str(exc).split(":", 1)[0]
+            if field in values:
+                self.query_one(f"#{field}", Input).focus()
+            return
+        self.dismiss(settings)
+
+    error = ""  # the last validation message (tests read it)

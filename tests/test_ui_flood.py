@@ -1,0 +1,180 @@
+"""Floods from the dashboard, against a real engine on an ephemeral loopback port: f, the F
+form (and its refusals), x, the flood panel, the F flag, and no flood outliving the app."""
+
+from __future__ import annotations
+
+import time
+
+import psutil
+import pytest
+
+from muxtop.engine import Engine, EngineConfig
+from muxtop.flood.process import DEFAULT_FLOOD, FloodSettings
+from muxtop.snapshot import KIND_CONN
+from muxtop.ui import synthetic
+from muxtop.ui.app import MuxtopApp
+from muxtop.ui.screens.flood_form import FloodForm
+from muxtop.ui.source import EngineSource, Floods, SnapshotSource
+
+pytestmark = pytest.mark.timeout(60)
+SIZE = (160, 48)
+# A flood that keeps its connections open until x: a few clients, a message a second each.
+STEADY = FloodSettings(host="127.0.0.1", port=0, clients=12, messages=0, rate=1.0)
+
+
+@pytest.fixture
+def engine():
+    engine = Engine(EngineConfig(port=0, publish_interval=0.05)).start()
+    yield engine
+    engine.stop()
+
+
+async def until(predicate, pilot, timeout: float = 10.0, what: str = ""):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not in time: {what}")
+        await pilot.pause(0.05)
+
+
+def open_conns(engine) -> list:
+    return [v for v in engine.snapshot().connections
+            if v.kind == KIND_CONN and v.state != "closed"]
+
+
+def panel_text(app: MuxtopApp) -> str:
+    return app.dashboard.floods.render().plain
+
+
+async def test_f_launches_a_flood_shown_in_the_panel_flagged_and_x_stops_it(engine):
+    app = MuxtopApp(EngineSource(engine), interval=0.05, flood=STEADY)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            assert app.check_action("stop_floods", ()) is None  # nothing to stop yet
+            await pilot.press("f")
+            (flood,) = app.floods.floods
+            assert flood.args.at("h", 1) == STEADY.at("h", 1)
+            assert flood.args.port == engine.address[1]
+            await until(lambda: len(open_conns(engine)) >= 12, pilot, what="12 connections")
+            await until(lambda: "conns 12" in panel_text(app), pilot, what="panel progress")
+            text = panel_text(app)
+            assert "#1 echo 12×0" in text and "running" in text and "bad 0" in text
+            assert app.dashboard.side.border_title.startswith("floods")
+            # The engine's connections from the flood carry the F flag in the table.
+            await until(lambda: sum("F" in v.flags for v in app.dashboard.table.rows) >= 12,
+                        pilot, what="F flags")
+            assert not any("F" in v.flags for v in app.dashboard.table.rows
+                           if v.kind != KIND_CONN)
+            assert app.check_action("stop_floods", ()) is True
+            await pilot.press("x")
+            await until(lambda: not flood.running, pilot, what="flood stopped")
+            await until(lambda: not open_conns(engine), pilot, what="connections closed")
+            await until(lambda: "done" in panel_text(app), pilot, what="panel says done")
+            assert app.check_action("stop_floods", ()) is None
+    finally:
+        app.floods.close()
+
+
+async def test_f_launches_the_seed_flood_and_it_verifies(engine):
+    app = MuxtopApp(EngineSource(engine), interval=0.05)
+    assert app.flood_settings == DEFAULT_FLOOD
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("f")
+            (flood,) = app.floods.floods
+            assert (flood.args.pattern, flood.args.clients, flood.args.messages) == \
+                ("echo", 500, 3)
+            await until(lambda: flood.summary is not None, pilot, timeout=30, what="summary")
+            await until(lambda: "done" in panel_text(app), pilot, what="panel says done")
+            assert flood.summary["connected"] == 500
+            assert flood.summary["messages_echoed"] == 1500
+            assert flood.summary["mismatches"] == 0 and flood.returncode == 0
+            assert "conns 500" in panel_text(app) and "1,500 back" in panel_text(app)
+            assert engine.snapshot().totals.accepted >= 500
+    finally:
+        app.floods.close()
+
+
+async def test_flood_form_rejects_bad_values_then_launches_the_chosen_pattern(engine):
+    app = MuxtopApp(EngineSource(engine), interval=0.05)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("F")
+            await pilot.pause()
+            form = app.screen
+            assert isinstance(form, FloodForm)
+            for field, bad, said in (("clients", "lots", "not a whole number"),
+                                     ("clients", "0", "outside"),
+                                     ("size", "99999999999", "outside"),
+                                     ("rate", "-1", "0 or more"),
+                                     ("duration", "0", "more than 0")):
+                form.query_one(f"#{field}").value = bad
+                await pilot.click("#launch")
+                await pilot.pause()
+                assert app.screen is form and said in form.error and field in form.error
+                form.query_one(f"#{field}").value = {"clients": "5", "size": "64", "rate": "0",
+                                                     "duration": ""}[field]
+            assert not app.floods.floods  # nothing launched by a bad form
+            form.query_one("#pattern").value = "idle"
+            form.query_one("#clients").value = "7"
+            form.query_one("#clients").focus()
+            await pilot.press("enter")
+            await pilot.pause()
+            assert app.screen is app.dashboard
+            (flood,) = app.floods.floods
+            assert (flood.args.pattern, flood.args.clients) == ("idle", 7)
+            await until(lambda: len(open_conns(engine)) == 7, pilot, what="7 idle connections")
+            await until(lambda: "#1 idle 7×" in panel_text(app), pilot, what="panel")
+            await pilot.press("x")
+            await until(lambda: not flood.running, pilot, what="idle flood stopped")
+            # esc leaves the form without launching anything.
+            await pilot.press("F")
+            await pilot.pause()
+            await pilot.press("escape")
+            await pilot.pause()
+            assert app.screen is app.dashboard and len(app.floods.floods) == 1
+    finally:
+        app.floods.close()
+
+
+async def test_quitting_stops_running_floods(engine):
+    app = MuxtopApp(EngineSource(engine), interval=0.05, flood=STEADY)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("f")
+            (flood,) = app.floods.floods
+            pid = flood.pid
+            await until(lambda: len(open_conns(engine)) >= 12, pilot, what="connections")
+            await pilot.press("q")
+            await pilot.pause()
+        assert not flood.running
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+    finally:
+        app.floods.close()
+
+
+async def test_flood_keys_are_greyed_out_without_an_engine():
+    snapshots = [synthetic.snapshot(20, t) for t in range(2)]
+    app = MuxtopApp(SnapshotSource(lambda: snapshots[0]), interval=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        for action in ("flood", "flood_form", "stop_floods", "lab"):
+            assert app.check_action(action, ()) is None, action
+        await pilot.press("f", "F", "x", "l")  # nothing happens, nothing breaks
+        await pilot.pause()
+        assert app.screen is app.dashboard and not app.floods.floods
+
+
+def test_mark_flags_connections_whose_peer_port_a_flood_holds():
+    snapshot = synthetic.snapshot(30, 0)  # peers 10.0.0.N:40000+i
+    floods = Floods()
+    assert floods.mark(snapshot) is snapshot  # no flood: untouched
+    floods.ports = frozenset({40003, 40010, 8080})
+    marked = floods.mark(snapshot)
+    assert floods.mark(snapshot) is marked  # same Snapshot in, same object out
+    flagged = {v.peer for v in marked.connections if "F" in v.flags}
+    assert flagged == {"10.0.0.4:40003", "10.0.0.11:40010"}  # not the listener on :8080
+    assert [v.cid for v in marked.connections] == [v.cid for v in snapshot.connections]
