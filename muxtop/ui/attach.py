@@ -145,6 +145,11 @@ class AttachDashboard(DashboardScreen):
         if self.attach_panel is not None:
             self.attach_panel.show(snapshot)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "toggle_empty":
+            return False  # there is no ready-list log to hide empty waits in
+        return super().check_action(action, parameters)
+
 
 class AttachApp(MuxtopApp):
     """MuxtopApp over an AttachSource, titled with the process it watches."""

@@ -1,6 +1,10 @@
 """One connection in full: its counters, TCP_INFO, state history, the last wait calls that
 reported it, and what the diagnoses say about it. Follows the connection by cid, so it keeps
-showing the same connection (closed, if it closed) even when its fd number is reused."""
+showing the same connection (closed, if it closed) even when its fd number is reused.
+
+For an attached process (`muxtop attach`) what only the engine knows (its out-buffer, its
+wait calls) is left out, and a last section shows the epoll registrations watching the fd
+with their raw masks, and the socket as /proc and sock_diag describe it."""
 
 from __future__ import annotations
 
@@ -13,8 +17,9 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
+from muxtop.attach import masks
 from muxtop.events import long, short
-from muxtop.snapshot import KIND_CONN, KIND_LISTENER, ConnView, Snapshot
+from muxtop.snapshot import KIND_CONN, KIND_EPOLL, KIND_LISTENER, ConnView, Snapshot
 from muxtop.ui import format as fmt
 from muxtop.ui.rows import can_act_on
 
@@ -23,6 +28,10 @@ SCAN_BUDGET = 100_000  # (fd, events) pairs searched per refresh, whatever the l
 FLAG_MEANINGS = {"P": "reading paused by you", "B": "backpressure: out-buffer over high water",
                  "E": "pending edge: more to read without waiting", "F": "flood client",
                  "!": "a diagnosis names it"}
+# An attached process's flags are words (from its epoll masks), not letters.
+ATTACH_FLAG_MEANINGS = {"ET": "edge-triggered", "ONESHOT": "oneshot",
+                        "DISARMED": "oneshot, fired and never re-armed",
+                        "EXCL": "EPOLLEXCLUSIVE", "!": "a diagnosis names it"}
 
 
 class DetailScreen(ModalScreen[None]):
@@ -82,6 +91,7 @@ class DetailScreen(ModalScreen[None]):
 def describe(v: ConnView, s: Snapshot) -> Text:
     """Everything known about one fd, as plain text (network text is never markup)."""
     now = s.taken_at
+    attached = s.source == "attach"
     text = Text(end="")
     heading = "bold underline"
     label = "dim"
@@ -104,6 +114,8 @@ def describe(v: ConnView, s: Snapshot) -> Text:
     text.append("Multiplexer\n", heading)
     if v.interest:
         row("interest", long(v.interest), f"({short(v.interest)}) what it is registered for")
+    elif attached:
+        row("interest", "none", "no epoll instance watches it for reading or writing")
     else:
         row("interest", "none", "not registered in the backend (not reading, nothing to write)")
     if v.last_ready is None:
@@ -112,37 +124,54 @@ def describe(v: ConnView, s: Snapshot) -> Text:
         when = "just now"
     else:
         when = f"{fmt.duration(now - v.last_ready)} ago"
-    row("last events", long(v.last_events), f"reported {when}")
+    if not attached:  # another process's wait calls cannot be seen
+        row("last events", long(v.last_events), f"reported {when}")
     if v.watched_by:
         row("watched by", ", ".join(f"epoll fd {fd}" for fd in v.watched_by))
-    if v.flags:
+    if v.flags and attached:
+        row("flags", v.flags,
+            "; ".join(ATTACH_FLAG_MEANINGS.get(f, f) for f in v.flags.split()))
+    elif v.flags:
         row("flags", v.flags, "; ".join(FLAG_MEANINGS.get(f, f) for f in v.flags))
     text.append("\n")
 
     text.append("Queues and counters\n", heading)
-    row("app out-buffer", f"{v.out_buffer:,} B", "produced, not yet taken by the kernel")
-    if v.kind == KIND_LISTENER:
+    if not attached:
+        row("app out-buffer", f"{v.out_buffer:,} B", "produced, not yet taken by the kernel")
+    if v.kind == KIND_LISTENER and attached:
+        details = s.extra.get("sockets", {}).get(v.fd, {})
+        row("accept queue", _bytes_or_dash(details.get("accept_queue"), "connections"),
+            f"handshakes done, waiting for accept(); backlog {details.get('backlog', '?')}")
+    elif v.kind == KIND_LISTENER:
         row("accept queue", _bytes_or_dash(v.rx_queue, "connections"),
             "handshakes done, waiting for accept()")
     else:
         row("kernel rx queue", _bytes_or_dash(v.rx_queue), "arrived, not yet read (FIONREAD)")
         row("kernel tx queue", _bytes_or_dash(v.tx_queue),
             "sent but unacknowledged, or unsent (SIOCOUTQ)")
-    if v.kind == KIND_CONN:
+    if v.kind == KIND_CONN and attached:
+        row("bytes in / out", f"{v.bytes_in:,} / {v.bytes_out:,}",
+            "received / acknowledged by the peer (sock_diag)")
+    elif v.kind == KIND_CONN:
         row("bytes in / out", f"{v.bytes_in:,} / {v.bytes_out:,}")
         row("messages in / out", f"{v.msgs_in:,} / {v.msgs_out:,}", "recv and send calls")
     end = v.closed_at if v.closed_at is not None else now
     row("age", fmt.age(end - v.opened_at),
+        "since first seen" if attached else
         "lifetime" if v.closed_at is not None else "since accepted")
     if v.kind == KIND_CONN and v.closed_at is None:
-        row("idle", fmt.age(now - v.last_io_at), "since the last byte either way")
+        row("idle", fmt.age(now - v.last_io_at),
+            "since its queues or state last changed" if attached else
+            "since the last byte either way")
     if v.closed_at is not None:
         row("closed", f"{fmt.age(now - v.closed_at)} ago")
     text.append("\n")
 
     text.append("TCP_INFO\n", heading)
     t = v.tcp
-    if t is None:
+    if t is None and attached:
+        text.append("  none (not a TCP socket)\n", label)
+    elif t is None:
         text.append("  not measured (the engine probes a bounded number of sockets per "
                     "snapshot; visible rows first)\n", label)
     elif v.kind == KIND_LISTENER:
@@ -178,6 +207,10 @@ def describe(v: ConnView, s: Snapshot) -> Text:
             text.append(f"{fmt.plain(str(value))}\n")
     text.append("\n")
 
+    if attached:
+        _describe_attached(text, v, s, row, heading, label)
+        return text
+
     text.append("Last wait calls that reported it\n", heading)
     found, searched = _waits_naming(v, s)
     if not found:
@@ -188,6 +221,59 @@ def describe(v: ConnView, s: Snapshot) -> Text:
         text.append(f"  blocked {fmt.duration(w.duration):>7}  {len(w.ready)} of "
                     f"{w.registered} fds ready  timeout {fmt.timeout(w.timeout)}\n", label)
     return text
+
+
+def _describe_attached(text: Text, v: ConnView, s: Snapshot, row, heading: str,
+                       label: str) -> None:
+    """The attach section: epoll registrations with raw masks, the socket, and findings about
+    the whole process that name this fd."""
+    text.append("Attached: epoll\n", heading)
+    epoll = s.extra.get("epoll", {})
+    watching = [(epfd, mask, decoded) for epfd, watches in epoll.items()
+                for tfd, mask, decoded in watches if tfd == v.fd]
+    if not watching and v.kind != KIND_EPOLL:
+        text.append("  no epoll instance watches this fd\n", label)
+    for epfd, mask, decoded in watching:
+        row(f"epoll fd {epfd}", f"{mask}  {decoded}", _mask_meaning(int(mask, 16)))
+    if v.kind == KIND_EPOLL:
+        watches = epoll.get(v.fd, [])
+        text.append(f"  interest list: {len(watches)} fds\n", label)
+        for tfd, mask, decoded in watches:
+            row(f"  fd {tfd}", f"{mask}  {decoded}")
+    text.append("\n")
+
+    details = s.extra.get("sockets", {}).get(v.fd)
+    if details:
+        text.append("Attached: socket\n", heading)
+        row("proto", details.get("proto") or fmt.DASH)
+        row("inode", str(details.get("inode", fmt.DASH)))
+        row("local", fmt.plain(details.get("local") or fmt.DASH))
+        row("peer", fmt.plain(details.get("peer") or fmt.DASH))
+        state = details.get("tcp_state") or details.get("unix_state")
+        if state:
+            row("state", state)
+        if details.get("unix_type"):
+            row("unix type", details["unix_type"])
+        text.append("\n")
+
+    others = [d for d in s.diagnoses
+              if d.fd is None and v.fd in dict(d.evidence).get("fds", ())]
+    for d in others:
+        text.append(f"  {d.kind}", "bold red")
+        text.append("  (the process; names this fd)\n", label)
+        text.append(f"    {fmt.plain(d.explanation)}\n")
+    if s.extra.get("exited"):
+        text.append("The process has exited: this is the last picture.\n", "bold red")
+
+
+def _mask_meaning(mask: int) -> str:
+    if masks.is_disarmed(mask):
+        return "oneshot that fired and was never re-armed: epoll reports nothing more"
+    if mask & masks.EPOLLONESHOT:
+        return "oneshot: reported once, then disarmed until EPOLL_CTL_MOD"
+    if mask & masks.EPOLLET:
+        return "edge-triggered: reported once per arrival; the app must read until EAGAIN"
+    return "level-triggered: reported while there is something to read or room to write"
 
 
 def _bytes_or_dash(n: int | None, unit: str = "B") -> str:

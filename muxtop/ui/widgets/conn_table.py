@@ -408,8 +408,9 @@ class AttachFacts:
     def __init__(self, snapshot: Snapshot) -> None:
         extra = snapshot.extra
         self.sockets: dict[int, dict] = extra.get("sockets", {})
+        self.epoll: dict[int, list] = extra.get("epoll", {})
         self.watches: dict[int, list[tuple[int, int]]] = {}  # fd -> [(epoll fd, mask)]
-        for epfd, watched in extra.get("epoll", {}).items():
+        for epfd, watched in self.epoll.items():
             for tfd, mask, _ in watched:
                 self.watches.setdefault(tfd, []).append((epfd, int(mask, 16)))
         self.findings: dict[int, list[str]] = {}
@@ -433,8 +434,10 @@ class AttachFacts:
             if proto and not proto.startswith("tcp"):
                 local = f"{proto} {local}"
             state = details.get("tcp_state") or details.get("unix_state") or v.state
+        elif v.kind == KIND_EPOLL:  # its trigger summary is in the header and the panel
+            local, state = f"epoll: {len(self.epoll.get(v.fd, ()))} fds", "epoll"
         else:
-            local, state = fmt.plain(v.note), "epoll" if v.kind == KIND_EPOLL else fmt.DASH
+            local, state = fmt.plain(v.note), fmt.DASH
         if v.kind == KIND_LISTENER and details.get("accept_queue") is not None:
             backlog = details.get("backlog")
             rx = f"{details['accept_queue']}/{'?' if backlog is None else backlog}"
@@ -457,9 +460,11 @@ class AttachFacts:
 
 
 def mask_words(mask: int) -> str:
-    """An epoll mask in a few words: ``IN ET``, ``IN OUT``, ``ONESHOT disarmed``. ERR and HUP
-    are left out: the kernel adds them to every registration."""
-    words = [w for w in masks.decode(mask).split(" ")[0].split("|") if w not in ("ERR", "HUP", "-")]
+    """An epoll mask in a few words: ``IN ET``, ``IN OUT``, ``ET disarmed`` (a fired oneshot:
+    only the detail view says ONESHOT). ERR and HUP are left out: the kernel adds them to
+    every registration."""
+    words = [w for w in masks.decode(mask).split(" ")[0].split("|")
+             if w not in ("ERR", "HUP", "-")]
     if masks.is_disarmed(mask):
-        words.append("disarmed")
+        words = [w for w in words if w != "ONESHOT"] + ["disarmed"]
     return " ".join(words) or "none"

@@ -207,5 +207,5 @@ def trigger_summary(all_masks: list[int]) -> str:
              if k in kinds]
     disarmed = sum(1 for mask in all_masks if masks.is_disarmed(mask))
     if disarmed:
-        parts.append(f"{disarmed} disarmed")
+        parts[-1] += f" ({disarmed} disarmed)"  # oneshot is last when any is disarmed
     return ", ".join(parts)
