@@ -22,6 +22,7 @@ from typing import ClassVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.css.query import NoMatches
 
 from muxtop.backends import BACKENDS, NAMES, TRIGGERS
 from muxtop.engine.commands import CloseConnection, PauseReading, SetLab, Switch, Watch
@@ -156,7 +157,7 @@ class MuxtopApp(App[int]):
             self._mode = mode
             self.refresh_bindings()
         if isinstance(self.screen, LabMenu):
-            self.screen.show(snapshot)
+            self._show_on(self.screen, snapshot)
         self._watch_visible()
 
     def _show_floods(self) -> None:
@@ -185,9 +186,14 @@ class MuxtopApp(App[int]):
     def display_snapshot(self, snapshot: Snapshot) -> None:
         self.shown = snapshot
         self.dashboard.show(snapshot)
-        screen = self.screen
-        if isinstance(screen, DetailScreen):
+        if isinstance(self.screen, DetailScreen):
+            self._show_on(self.screen, snapshot)
+
+    def _show_on(self, screen: DetailScreen | LabMenu, snapshot: Snapshot) -> None:
+        try:
             screen.show(snapshot)
+        except NoMatches:
+            pass  # the app is exiting: the screen's widgets are already gone
 
     def update_header(self) -> None:
         self.dashboard.header.show(

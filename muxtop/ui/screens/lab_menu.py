@@ -51,7 +51,9 @@ class LabMenu(ModalScreen[None]):
         panel = self.query_one("#lab-panel")
         panel.border_title = "bug lab"
         panel.border_subtitle = "enter or space flips · esc closes"
-        self.query_one(OptionList).focus()
+        options = self.query_one(OptionList)
+        options.highlighted = 0
+        options.focus()
 
     def _options(self) -> list[Option]:
         options = []

@@ -1,0 +1,137 @@
+"""Diagnoses and the bug lab in the dashboard: the side panel lists findings (newest first,
+never as markup), the lab menu flips switches in a real engine, and a real stuck read shows
+up in the panel, the flags column and the detail view."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import pytest
+
+from muxtop.engine import Engine, EngineConfig
+from muxtop.snapshot import KIND_CONN, Diagnosis
+from muxtop.ui import synthetic
+from muxtop.ui.app import MuxtopApp
+from muxtop.ui.screens.detail import DetailScreen
+from muxtop.ui.screens.help import HelpScreen
+from muxtop.ui.screens.lab_menu import LabMenu
+from muxtop.ui.source import EngineSource, FixedSource
+
+pytestmark = pytest.mark.timeout(60)
+SIZE = (160, 48)
+
+
+async def until(predicate, pilot, timeout: float = 10.0, what: str = ""):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not in time: {what}")
+        await pilot.pause(0.05)
+
+
+def panel_text(app: MuxtopApp) -> str:
+    return app.dashboard.diagnoses.render().plain
+
+
+async def test_panel_lists_findings_newest_first_as_plain_text():
+    now = synthetic.STARTED_AT + 60
+    older = Diagnosis("stuck-write", 14, "the peer [bold]is not[/] reading",
+                      (("out_buffer", 300_000),), now - 9.0)
+    newer = Diagnosis("busy-loop", None, "4,000 waits/s move no bytes [red",
+                      (("waits_per_s", 4000),), now - 1.0)
+    app = MuxtopApp(FixedSource(synthetic.snapshot(20, 0, diagnoses=(older, newer))),
+                    interval=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        panel = app.dashboard.diagnoses
+        assert panel.has_class("-shown") and panel.region.height > 0
+        text = panel_text(app)
+        assert "2 findings" in text
+        assert text.index("busy-loop process") < text.index("stuck-write fd 14")
+        assert "[bold]is not[/]" in text and "[red" in text  # shown literally
+        assert "for 9.0s" in text and "for 1.0s" in text
+        assert "diagnoses" in app.dashboard.side.border_title
+
+
+async def test_no_findings_no_panel():
+    app = MuxtopApp(FixedSource(synthetic.snapshot(20, 0, diagnoses=())), interval=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert not app.dashboard.diagnoses.has_class("-shown")
+        assert app.dashboard.side.border_title == "trends"
+        assert not app.dashboard.has_class("-side-busy")
+
+
+async def test_lab_menu_flips_a_switch_on_and_off():
+    engine = Engine(EngineConfig(port=0, publish_interval=0.05)).start()
+    try:
+        app = MuxtopApp(EngineSource(engine), interval=0.05)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("l")
+            await pilot.pause()
+            menu = app.screen
+            assert isinstance(menu, LabMenu)
+            await pilot.press("down", "enter")  # the second switch: busy-writable
+            await until(lambda: engine.snapshot().lab == {"busy-writable"}, pilot,
+                        what="lab on in the engine")
+            await until(lambda: menu.lab == {"busy-writable"}, pilot, what="menu shows it")
+            await until(lambda: "LAB busy-writable" in app.dashboard.header.render().plain,
+                        pilot, what="header badge")
+            assert any(n.message == "bug lab busy-writable on" for n in app._notifications)
+            await pilot.press("space")  # flips the highlighted one back
+            await until(lambda: not engine.snapshot().lab, pilot, what="lab off")
+            await until(lambda: not menu.lab, pilot, what="menu shows off")
+            assert any(n.message == "bug lab busy-writable off" for n in app._notifications)
+            await pilot.press("escape")
+            await pilot.pause()
+            assert app.screen is app.dashboard
+    finally:
+        engine.stop()
+
+
+async def test_a_real_stuck_read_shows_in_the_panel_the_flags_and_the_detail_view():
+    engine = Engine(EngineConfig(port=0, trigger="edge", read_size=1024, stuck_after=0.5,
+                                 publish_interval=0.05, lab=frozenset({"naive-edge"}))).start()
+    client = socket.create_connection(engine.address, timeout=5)
+    try:
+        app = MuxtopApp(EngineSource(engine), interval=0.05)
+        async with app.run_test(size=SIZE) as pilot:
+            client.sendall(os.urandom(100_000))  # one 1 KiB read per edge: the rest sits
+            await until(lambda: "stuck-read fd" in panel_text(app), pilot, what="finding")
+            assert "LAB naive-edge" in app.dashboard.header.render().plain
+            (finding,) = [d for d in app.latest.diagnoses if d.kind == "stuck-read"]
+            assert f"stuck-read fd {finding.fd}" in panel_text(app)
+            table = app.dashboard.table
+            await until(lambda: any(v.fd == finding.fd and "!" in v.flags
+                                    for v in table.rows), pilot, what="! flag")
+            table.move_to(next(i for i, v in enumerate(table.rows)
+                               if v.fd == finding.fd and v.kind == KIND_CONN))
+            await pilot.press("enter")
+            await pilot.pause()
+            assert isinstance(app.screen, DetailScreen)
+            body = str(app.screen.query_one("#detail-body").render())
+            assert "stuck-read" in body and "rx_queue" in body and "EAGAIN" in body
+    finally:
+        client.close()
+        engine.stop()
+
+
+async def test_help_tells_the_new_keys_the_lab_switches_and_the_detectors():
+    app = MuxtopApp(FixedSource(synthetic.snapshot(10, 0)), interval=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        keys = {key for key, _, _ in app.screen.keys}
+        assert {"f", "F", "x", "l"} <= keys
+        body = app.screen.query_one("#help-body")
+        text = "\n".join(strip.text for strip in body.render_lines(body.region.reset_offset))
+        for word in ("naive-edge", "busy-writable", "no-backpressure", "emfile-spin",
+                     "stuck-read", "stuck-write", "busy-loop", "fd-pressure",
+                     "interest-mismatch", "500 clients"):
+            assert word in text, word
