@@ -227,34 +227,28 @@ def _describe_attached(text: Text, v: ConnView, s: Snapshot, row, heading: str,
                        label: str) -> None:
     """The attach section: epoll registrations with raw masks, the socket, and findings about
     the whole process that name this fd."""
-    text.append("Attached: epoll\n", heading)
+    text.append("Attached\n", heading)
     epoll = s.extra.get("epoll", {})
     watching = [(epfd, mask, decoded) for epfd, watches in epoll.items()
                 for tfd, mask, decoded in watches if tfd == v.fd]
     if not watching and v.kind != KIND_EPOLL:
-        text.append("  no epoll instance watches this fd\n", label)
+        row("epoll", "none", "no epoll instance watches this fd")
     for epfd, mask, decoded in watching:
         row(f"epoll fd {epfd}", f"{mask}  {decoded}", _mask_meaning(int(mask, 16)))
     if v.kind == KIND_EPOLL:
         watches = epoll.get(v.fd, [])
-        text.append(f"  interest list: {len(watches)} fds\n", label)
+        row("interest list", f"{len(watches)} fds")
         for tfd, mask, decoded in watches:
             row(f"  fd {tfd}", f"{mask}  {decoded}")
-    text.append("\n")
-
     details = s.extra.get("sockets", {}).get(v.fd)
     if details:
-        text.append("Attached: socket\n", heading)
-        row("proto", details.get("proto") or fmt.DASH)
-        row("inode", str(details.get("inode", fmt.DASH)))
-        row("local", fmt.plain(details.get("local") or fmt.DASH))
-        row("peer", fmt.plain(details.get("peer") or fmt.DASH))
-        state = details.get("tcp_state") or details.get("unix_state")
-        if state:
-            row("state", state)
-        if details.get("unix_type"):
-            row("unix type", details["unix_type"])
-        text.append("\n")
+        state = details.get("tcp_state") or details.get("unix_state") or ""
+        kind = " ".join(filter(None, (details.get("proto"), details.get("unix_type"), state)))
+        ends = fmt.plain(details.get("local") or fmt.DASH)
+        if details.get("peer"):
+            ends += f" <-> {fmt.plain(details['peer'])}"
+        row("socket", f"inode {details.get('inode', fmt.DASH)}", f"{kind}  {ends}")
+    text.append("\n")
 
     others = [d for d in s.diagnoses
               if d.fd is None and v.fd in dict(d.evidence).get("fds", ())]

@@ -355,7 +355,7 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
                 styles[at["rx_queue"]] = warn
             if view.tx_queue:
                 styles[at["tx_queue"]] = warn
-            if "!" in view.flags:
+            if "!" in view.flags or (attach is not None and cells[at["flags"]]):
                 styles[at["flags"]] = alert
             elif view.flags and attach is None:
                 styles[at["flags"]] = warn

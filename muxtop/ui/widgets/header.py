@@ -128,7 +128,9 @@ class StatusHeader(PaletteMixin, Widget):
         # Line 2: the command line: anything at all, drawn as plain text.
         text.append("\n")
         text.append("cmd ", label)
-        text.append(fmt.plain(extra.get("cmdline", "")))
+        # Cut here: a long command line must not wrap onto the third line.
+        room = max(10, self.size.width - 2 - len("cmd "))
+        text.append(fmt.fit(fmt.plain(extra.get("cmdline", "")), room).rstrip())
         # Line 3: what the process costs, and its epoll sets.
         text.append("\n")
         if p is not None:
