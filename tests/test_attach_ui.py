@@ -115,6 +115,12 @@ async def test_attached_buggy_server_shows_sockets_stuck_read_and_exit(server, c
             panel = str(app.dashboard.attach_panel.render())
             assert "stuck-read" in panel and "0x80000019" in panel
 
+            # The filter finds TCP states and local addresses too.
+            await pilot.press("slash", *"establ")
+            await wait_for(pilot, lambda: [v.fd for v in table.rows] == [fd])
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: len(table.rows) == 3)
+
             # Read-only: every key that would steer an engine is greyed out.
             table.move_to(next(i for i, v in enumerate(table.rows) if v.fd == fd))
             await pilot.pause()

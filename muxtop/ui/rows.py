@@ -134,7 +134,11 @@ class ConnRows:
             text = haystacks.get(view.cid)
             if text is None:
                 text = haystacks[view.cid] = f"fd {view.fd} {view.peer} {view.kind}".lower()
-            if query in text or query in view.state or query in view.flags.lower():
+            # The note (what an fd is: an attached socket's local address, why one closed)
+            # and the TCP state change over time, so they stay out of the cached text.
+            if (query in text or query in view.state or query in view.flags.lower()
+                    or query in view.note.lower()
+                    or (view.tcp is not None and query in view.tcp.state.lower())):
                 kept.append(view)
         return kept
 
