@@ -29,12 +29,13 @@ from textual.widgets import Static
 from muxtop.attach.reader import Attacher
 from muxtop.snapshot import Snapshot
 from muxtop.ui import format as fmt
-from muxtop.ui.app import MuxtopApp
+from muxtop.ui.app import POLL_INTERVAL, MuxtopApp
 from muxtop.ui.screens.dashboard import DashboardScreen
 from muxtop.ui.screens.detail import DetailScreen
 from muxtop.ui.source import SnapshotSource
 
 DEFAULT_INTERVAL = 0.5
+WATCHES_LISTED = 64  # registrations listed per epoll set in the panel; the table has them all
 
 
 class AttachSource(SnapshotSource):
@@ -123,10 +124,13 @@ def describe_process(s: Snapshot) -> Text:
     for epfd, watches in epoll.items():
         text.append(f"epoll fd {epfd}", "bold")
         text.append(f"  {len(watches)} watched\n", "dim")
-        for tfd, mask, decoded in watches:
+        for tfd, mask, decoded in watches[:WATCHES_LISTED]:
             text.append(f"  fd {tfd:<6}", "bold")
             text.append(f"{mask}  ", "dim")
             text.append(f"{decoded}\n")
+        if len(watches) > WATCHES_LISTED:
+            text.append(f"  … and {len(watches) - WATCHES_LISTED:,} more (the table shows each "
+                        "fd's mask)\n", "dim")
     return text
 
 
@@ -169,12 +173,18 @@ class AttachApp(MuxtopApp):
         super().__init__(source, **kwargs)
         self.dashboard = AttachDashboard()
 
+    def _thin_out(self, snapshot: Snapshot) -> bool:
+        # The live view skips frames while the server is busy to leave it the GIL; a process
+        # we attach to has a GIL of its own.
+        return False
+
 
 def run_attach(attacher: Attacher, args: argparse.Namespace) -> int:
     """The live view `muxtop.attach.cli.main` plugs in: the dashboard until q."""
-    source = AttachSource(attacher, interval=getattr(args, "interval", DEFAULT_INTERVAL))
+    interval = getattr(args, "interval", DEFAULT_INTERVAL)
+    source = AttachSource(attacher, interval=interval)
     source.start()
-    app = AttachApp(source, handle_signals=True)
+    app = AttachApp(source, interval=min(POLL_INTERVAL, interval), handle_signals=True)
     try:
         app.run()
     finally:
