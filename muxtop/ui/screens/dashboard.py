@@ -48,8 +48,8 @@ class DashboardScreen(Screen[None]):
         with Horizontal(id="lower"):
             yield ReadyLog(id="ready-log")
             with Vertical(id="side"):
+                yield DiagnosesPanel(id="diagnoses")  # the most urgent on top
                 yield FloodPanel(id="flood-panel")
-                yield DiagnosesPanel(id="diagnoses")
                 yield Trends(id="trends")
         yield Input(id="filter", placeholder="filter rows by fd, address, state or flag · "
                     "enter keeps it · esc clears")
@@ -87,7 +87,7 @@ class DashboardScreen(Screen[None]):
             return
         self._side_state = state
         self.set_class(any(state), "-side-busy")
-        parts = [name for name, on in zip(("floods", "diagnoses"), state) if on]
+        parts = [name for name, on in zip(("floods", "diagnoses"), state) if on][::-1]
         self.side.border_title = " · ".join([*parts, "trends"])
 
     def on_screen_resume(self) -> None:

@@ -34,12 +34,11 @@ def flood_state(flood: FloodProcess) -> tuple[str, str]:
     return f"failed: exit {code}{took}", "failed"
 
 
-def describe(flood: FloodProcess, number: int, width: int, palette) -> Text:
-    """Four or five lines about one flood, each cut to `width` cells."""
+def describe(flood: FloodProcess, number: int, width: int, palette) -> list[Text]:
+    """Four lines about one flood (five with its last error line), each cut to `width`."""
     s = flood.args
     record = flood.summary or flood.progress
     label, value = palette["label"], palette["value"]
-    text = Text(no_wrap=True, overflow="ellipsis", end="")
     state, state_style = flood_state(flood)
     what = f"#{number} {s.pattern} {s.clients:,}×{s.messages:,}×{fmt.size(s.size)}"
     if s.rate:
@@ -47,41 +46,44 @@ def describe(flood: FloodProcess, number: int, width: int, palette) -> Text:
     if s.duration:
         what += f" {s.duration:g}s"
     what = fmt.fit(what, max(1, width - len(state) - 1))
-    text.append(what, "bold")
-    text.append(" " * max(1, width - cell_len(what) - len(state)))
-    text.append(state, palette[state_style])
+    head = Text(what, "bold", end="")
+    head.append(" " * max(1, width - cell_len(what) - len(state)))
+    head.append(state, palette[state_style])
+    lines = [head]
     if record is None:
-        text.append("\n  starting…", label)
-        text.append("\n\n")
+        lines += [Text("  starting…", label), Text(""), Text("")]
     else:
         failed = record.get("failed_total", 0)
         mismatches = record.get("mismatches", 0)
         rtt = record.get("rtt_ms") or {}
 
-        def pair(name: str, shown: str, style=value, sep: str = " · ") -> None:
-            text.append(name + " ", label)
-            text.append(shown, style)
-            text.append(sep, label)
+        def line(*parts: tuple[str, str, object]) -> Text:
+            text = Text(end="")
+            for i, (name, shown, style) in enumerate(parts):
+                if i:
+                    text.append(" · ", label)
+                if name:
+                    text.append(name + " ", label)
+                text.append(shown, style)
+            return text
 
-        text.append("\n")
-        pair("conns", f"{record.get('connected', 0):,}")
-        pair("failed", f"{failed:,}", palette["failed"] if failed else value)
-        pair("open", f"{record.get('active', 0):,}", sep="")
-        text.append("\n")
-        pair("msgs", f"{record.get('messages_sent', 0):,} sent")
-        text.append(f"{record.get('messages_echoed', 0):,} back", value)
-        text.append(" · ", label)
-        pair("bad", f"{mismatches:,}", palette["failed"] if mismatches else palette["ok"], "")
-        text.append("\n")
-        pair("bytes", f"{fmt.size(record.get('bytes_sent', 0))}↑"
-                      f"{fmt.size(record.get('bytes_received', 0))}↓")
-        pair("rtt p50", _ms(rtt.get("p50")), sep=" ")
-        pair("p99", _ms(rtt.get("p99")), sep="")
+        lines.append(line(("conns", f"{record.get('connected', 0):,}", value),
+                          ("failed", f"{failed:,}", palette["failed"] if failed else value),
+                          ("open", f"{record.get('active', 0):,}", value)))
+        lines.append(line(("msgs", f"{fmt.count(record.get('messages_sent', 0))} sent", value),
+                          ("", f"{fmt.count(record.get('messages_echoed', 0))} back", value),
+                          ("bad", f"{mismatches:,}",
+                           palette["failed"] if mismatches else palette["ok"])))
+        lines.append(line(("bytes", f"{fmt.size(record.get('bytes_sent', 0))}↑ "
+                                    f"{fmt.size(record.get('bytes_received', 0))}↓", value),
+                          ("rtt", f"{_ms(rtt.get('p50'))} p99 {_ms(rtt.get('p99'))}", value)))
     errors = flood.errors
     if errors:
-        line = fmt.plain(errors[-1]).removeprefix("muxtop flood: ")
-        text.append("\n  " + fmt.fit(line, max(1, width - 2)), palette["error"])
-    return text
+        error = fmt.plain(errors[-1]).removeprefix("muxtop flood: ")
+        lines.append(Text("  " + error, palette["error"]))
+    for text in lines:
+        text.truncate(width, overflow="ellipsis")
+    return lines
 
 
 class FloodPanel(PaletteMixin, Widget):
@@ -130,8 +132,9 @@ class FloodPanel(PaletteMixin, Widget):
         title = f"floods · {running} running" + (" · x stops" if running else "")
         text.append(fmt.fit(title, width), palette["title"])
         for number, flood in self.floods:
-            text.append("\n")
-            text.append(describe(flood, number, width, palette))
+            for line in describe(flood, number, width, palette):
+                text.append("\n")
+                text.append(line)
         return text
 
     def _height(self) -> int:
