@@ -34,8 +34,9 @@ from muxtop.snapshot import (
     Totals,
 )
 from muxtop.ui.app import MuxtopApp
-from muxtop.ui.attach import AttachApp, AttachSource
+from muxtop.ui.attach import AttachApp, AttachHelpScreen, AttachSource
 from muxtop.ui.screens.detail import DetailScreen
+from muxtop.ui.screens.help import HelpScreen
 from muxtop.ui.source import FixedSource
 
 pytestmark = pytest.mark.timeout(30)
@@ -129,6 +130,10 @@ async def test_attached_buggy_server_shows_sockets_stuck_read_and_exit(server, c
                     if binding.action not in LOOKING:
                         assert not owner.check_action(binding.action, ()), binding.action
             await pilot.press("b", "t", "k", "p")  # nothing happens, nothing breaks
+            await pilot.press("question_mark")
+            await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+            assert isinstance(app.screen, AttachHelpScreen)
+            await pilot.press("escape")
 
             # The detail view: raw mask, decoded words, TCP state, inode, the evidence.
             await pilot.press("enter")

@@ -23,6 +23,8 @@ import threading
 import time
 from pathlib import Path
 
+from rich.console import Group
+from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
@@ -32,6 +34,7 @@ from muxtop.ui import format as fmt
 from muxtop.ui.app import POLL_INTERVAL, MuxtopApp
 from muxtop.ui.screens.dashboard import DashboardScreen
 from muxtop.ui.screens.detail import DetailScreen
+from muxtop.ui.screens.help import HelpScreen
 from muxtop.ui.source import SnapshotSource
 
 DEFAULT_INTERVAL = 0.5
@@ -164,6 +167,50 @@ class AttachDashboard(DashboardScreen):
         return super().check_action(action, parameters)
 
 
+ATTACH_COLUMNS_HELP = (
+    ("fd", "the process's file descriptor"),
+    ("local / what", "the socket's own address (with its protocol unless TCP), or what another "
+     "fd is: an epoll set and how many fds it watches, an eventfd, a pipe"),
+    ("peer", "the remote address"),
+    ("tcp state", "from /proc/net/tcp: LISTEN, ESTABLISHED, CLOSE_WAIT (the peer closed, the "
+     "app has not)...; a unix socket's state"),
+    ("epoll mask", "what each epoll set watching the fd asks for, without ERR and HUP (the "
+     "kernel adds those to every one): IN, OUT, RDHUP; ET edge-triggered, ONESHOT, EXCLUSIVE; "
+     "disarmed: a oneshot that fired and was never re-armed"),
+    ("by ep", "the epoll fd(s) watching it"),
+    ("rx/accq", "kernel receive queue: bytes arrived, not yet read; on a listener, connections "
+     "waiting for accept() / the backlog"),
+    ("tx-q", "kernel send queue: bytes not yet acknowledged by the peer, or unsent"),
+    ("in / out", "bytes received / acknowledged by the peer over the socket's life (sock_diag; "
+     "same network namespace only)"),
+    ("seen / idle", "since muxtop first saw the fd / since its queues or state last changed"),
+    ("rtt", "smoothed round-trip time (sock_diag)"),
+    ("finding", "the diagnoses that name the fd: stuck-read, stuck-write, accept-full, "
+     "close-wait; details with enter"),
+)
+ATTACH_INTRO = (
+    "muxtop reads the process from /proc every --interval seconds and changes nothing: the "
+    "keys that steer muxtop's own engine (b t k p f F x l) are greyed out. Another process's "
+    "wait calls cannot be seen, so the ready-list log and the wait trends give way to its "
+    "epoll interest lists and the findings. A queue must stay stuck --stuck-after seconds "
+    "to count.")
+
+
+class AttachHelpScreen(HelpScreen):
+    """The dashboard's help, with what the attach columns mean first."""
+
+    def _text(self) -> Group:
+        columns = Table.grid(padding=(0, 2))
+        columns.add_column(style="bold", no_wrap=True)
+        columns.add_column()
+        for name, meaning in ATTACH_COLUMNS_HELP:
+            columns.add_row(name, meaning)
+        return Group(Text("Attached to another process", "bold underline"),
+                     Text(ATTACH_INTRO), Text(""),
+                     Text("Columns when attached", "bold underline"), columns, Text(""),
+                     super()._text())
+
+
 class AttachApp(MuxtopApp):
     """MuxtopApp over an AttachSource, titled with the process it watches."""
 
@@ -172,6 +219,10 @@ class AttachApp(MuxtopApp):
     def __init__(self, source: SnapshotSource, **kwargs) -> None:
         super().__init__(source, **kwargs)
         self.dashboard = AttachDashboard()
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(AttachHelpScreen(self.key_help()))
 
     def _thin_out(self, snapshot: Snapshot) -> bool:
         # The live view skips frames while the server is busy to leave it the GIL; a process
