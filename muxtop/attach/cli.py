@@ -31,6 +31,8 @@ disarmed}]}], fds: [{fd, kind, state, interest, flags, watched_by, rx_queue, tx_
 proto, inode, local, peer, tcp_state, accept_queue, backlog, [unix_type, unix_state]}],
 diagnoses: [{kind, fd,
 explanation, evidence}], notices: [{level, text}]}.
+Without --once: on a terminal, the dashboard (read-only; ? explains the columns, q quits);
+otherwise, or with --text, a plain-text table every --interval seconds until Ctrl-C.
 Findings that need time (stuck-read, stuck-write, close-wait) need --window >= --stuck-after.
 Exit status: 0 ok, 1 the process cannot be read or exited, 2 usage error."""
 

@@ -114,8 +114,10 @@ def describe(v: ConnView, s: Snapshot) -> Text:
     text.append("Multiplexer\n", heading)
     if v.interest:
         row("interest", long(v.interest), f"({short(v.interest)}) what it is registered for")
+    elif attached and v.watched_by:
+        row("interest", "none", "watched, but for nothing now: a fired oneshot, or no IN/OUT")
     elif attached:
-        row("interest", "none", "no epoll instance watches it for reading or writing")
+        row("interest", "none", "no epoll instance watches it")
     else:
         row("interest", "none", "not registered in the backend (not reading, nothing to write)")
     if v.last_ready is None:
@@ -145,6 +147,8 @@ def describe(v: ConnView, s: Snapshot) -> Text:
     elif v.kind == KIND_LISTENER:
         row("accept queue", _bytes_or_dash(v.rx_queue, "connections"),
             "handshakes done, waiting for accept()")
+    elif attached and v.rx_queue is None and v.tx_queue is None:
+        pass  # not a socket (an epoll set, an eventfd...): no queues to show
     else:
         row("kernel rx queue", _bytes_or_dash(v.rx_queue), "arrived, not yet read (FIONREAD)")
         row("kernel tx queue", _bytes_or_dash(v.tx_queue),
