@@ -3,7 +3,9 @@
 Starts an engine on an ephemeral loopback port, drives bounded echo traffic at it from a
 client thread (a few busy connections, some idle ones, one whose reading is paused so its
 kernel receive queue fills), and saves what the dashboard shows: idle, under load on epoll,
-the same load on select, a connection's detail view, and the help screen.
+the same load on select, a connection's detail view, the help screen; then the flood form,
+floods running (the default one done, a steady one going, its connections flagged F), the
+bug-lab menu, and the naive-edge lab's stuck read named in the diagnoses panel.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import time
 from pathlib import Path
 
 from muxtop.engine import Engine, EngineConfig
-from muxtop.engine.commands import PauseReading
+from muxtop.engine.commands import PauseReading, Switch
 from muxtop.ui.app import MuxtopApp
 from muxtop.ui.screens.detail import DetailScreen
+from muxtop.ui.screens.flood_form import FloodForm
+from muxtop.ui.screens.lab_menu import LabMenu
 from muxtop.ui.source import EngineSource
 
 SIZE = (160, 48)
@@ -79,8 +83,8 @@ async def take(out: Path) -> list[Path]:
     engine = Engine(EngineConfig(port=0)).start()
     traffic = Traffic(engine.address)
     saved: list[Path] = []
+    app = MuxtopApp(EngineSource(engine))
     try:
-        app = MuxtopApp(EngineSource(engine))
         async with app.run_test(size=SIZE) as pilot:
 
             async def shot(name: str) -> None:
@@ -120,11 +124,66 @@ async def take(out: Path) -> list[Path]:
             await pilot.pause(0.3)
             await shot("help")
             await pilot.press("escape")
+
+            # Floods: the default one (f), then a steady one chosen in the form (F).
+            engine.submit(Switch(backend="epoll")).result(5)
+            await pilot.press("f")
+            await wait_for(lambda: all(not f.running for f in app.floods.floods), pilot, 20)
+            await pilot.press("F")
+            await pilot.pause(0.3)
+            form = app.screen
+            assert isinstance(form, FloodForm)
+            for field, value in (("clients", "200"), ("messages", "0"), ("rate", "20"),
+                                 ("duration", "60")):
+                form.query_one(f"#{field}").value = value
+            await shot("flood-form")
+            await pilot.click("#launch")
+            await pilot.pause(1.5)
+            sort_by(app, "age", descending=True)  # the newest first: the flood's connections
+            table.move_to(next(i for i, v in enumerate(table.rows) if v.kind == "conn"))
+            await pilot.pause(1.5)
+            await shot("flood-running")
+            await pilot.press("x")
+            await wait_for(lambda: all(not f.running for f in app.floods.floods), pilot, 10)
+
+            # The bug lab: edge-triggered with the naive reader, and a stuck read.
+            await pilot.press("t")  # level -> edge
+            await wait_for(lambda: engine.snapshot().trigger == "edge", pilot, 5)
+            await pilot.press("l")
+            await pilot.pause(0.3)
+            assert isinstance(app.screen, LabMenu)
+            await pilot.press("enter")  # naive-edge on
+            await wait_for(lambda: "naive-edge" in engine.snapshot().lab, pilot, 5)
+            await pilot.pause(0.5)
+            await shot("lab-menu")
+            await pilot.press("escape")
+            victim = traffic.connect(1)[0]
+            victim.sendall(b"n" * 1_000_000)  # one 64 KiB read per edge: the rest sits
+            sort_by(app, "rx_queue", descending=True)  # the stuck connection first
+            await wait_for(lambda: any(d.kind == "stuck-read"
+                                       for d in engine.snapshot().diagnoses), pilot, 10)
+            await pilot.pause(1.0)
+            await shot("diagnosis")
             await pilot.press("q")
     finally:
+        app.floods.close()
         traffic.close()
         engine.stop()
     return saved
+
+
+def sort_by(app: MuxtopApp, column: str, descending: bool) -> None:
+    table = app.dashboard.table
+    table.model.set_sort(column, descending)
+    table.rebuild()
+
+
+async def wait_for(predicate, pilot, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise RuntimeError("the dashboard did not get there in time")
+        await pilot.pause(0.1)
 
 
 def main(argv: list[str] | None = None) -> int:
