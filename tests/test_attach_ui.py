@@ -166,6 +166,28 @@ async def test_attach_source_reads_off_the_ui_thread(server):
         source.stop()
 
 
+async def test_a_reader_that_fails_shows_source_failed_not_a_crash():
+    class Broken:
+        """An Attacher whose second read raises (Attacher.read itself never should)."""
+
+        pid, exited, reads = 1, False, 0
+
+        def read(self) -> Snapshot:
+            self.reads += 1
+            if self.reads > 1:
+                raise RuntimeError("boom")
+            return fixed_attach_snapshot()
+
+    source = AttachSource(Broken(), interval=0.05).start()
+    app = AttachApp(source, interval=0.05)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: "SOURCE FAILED" in app.dashboard.header.render().plain)
+            assert len(app.dashboard.table.rows) == 5 and app.is_running
+    finally:
+        source.stop()
+
+
 # ---- a fixed attach Snapshot: the render ---------------------------------------------------
 
 def fixed_attach_snapshot(*, exited: bool = False) -> Snapshot:
