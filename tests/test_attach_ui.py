@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -148,6 +149,7 @@ async def test_attached_buggy_server_shows_sockets_stuck_read_and_exit(server, c
             server.stop()  # the process vanishes: shown, not a crash
             await wait_for(pilot, lambda: "EXITED" in app.dashboard.header.render().plain)
             assert app.is_running and len(table.rows) >= 3  # the last picture stays
+            assert "1 finding" in app.dashboard.header.render().plain  # with its findings
             await pilot.press("s", "space", "space")
             assert app.is_running
     finally:
@@ -168,20 +170,23 @@ async def test_attach_source_reads_off_the_ui_thread(server):
 
 async def test_a_reader_that_fails_shows_source_failed_not_a_crash():
     class Broken:
-        """An Attacher whose second read raises (Attacher.read itself never should)."""
+        """An Attacher whose reads raise once told to (Attacher.read itself never should)."""
 
-        pid, exited, reads = 1, False, 0
+        pid, exited = 1, False
+        fail = threading.Event()
 
         def read(self) -> Snapshot:
-            self.reads += 1
-            if self.reads > 1:
+            if self.fail.is_set():
                 raise RuntimeError("boom")
             return fixed_attach_snapshot()
 
-    source = AttachSource(Broken(), interval=0.05).start()
+    broken = Broken()
+    source = AttachSource(broken, interval=0.05).start()
     app = AttachApp(source, interval=0.05)
     try:
         async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.shown is not None)
+            broken.fail.set()
             await wait_for(pilot, lambda: "SOURCE FAILED" in app.dashboard.header.render().plain)
             assert len(app.dashboard.table.rows) == 5 and app.is_running
     finally:
@@ -236,7 +241,7 @@ def fixed_attach_snapshot(*, exited: bool = False) -> Snapshot:
         process=ProcessStats(4242, "ets-server", 1.5, 12_300_000, 9, 1024, 1),
         registered=4, open_connections=3,
         notices=(Notice(1, now, "error", "process 4242 (ets-server) exited"),) if exited else (),
-        diagnoses=() if exited else (stuck,),
+        diagnoses=(stuck,),
         extra={"pid": 4242, "cmdline": "ets-server --port 8080 [edge] \x1b[2J",
                "exited": exited, "stuck_after": 2.0,
                "epoll": {5: [(3, "0x00000019", "IN|ERR|HUP"),

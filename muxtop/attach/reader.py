@@ -315,9 +315,10 @@ class Attacher:
                 backend="?", trigger="-", protocol="?", listen="", connections=(), waits=(),
                 totals=_NO_TOTALS, rates=_NO_RATES, process=None, registered=0,
                 open_connections=0, notices=tuple(self._notices), extra=extra)
+        # The findings stay with the last picture: what was wrong just before the process
+        # went away is often why it went away. The EXITED mark says they are history.
         return dataclasses.replace(
             self._last, taken_at=now, wall_time=wall, notices=tuple(self._notices),
-            diagnoses=() if self.exited else self._last.diagnoses,
             extra={**self._last.extra, "exited": self.exited})
 
 

@@ -67,6 +67,8 @@ class StatusHeader(PaletteMixin, Widget):
         if s is None:
             text.append("muxtop", style("status-header--title"))
             text.append("  waiting for the first snapshot…", label)
+            if self.problem:
+                text.append(f"  {self.problem} ", style("status-header--alert"))
             return text
 
         def pair(name: str, shown: str, sep: str = "  ") -> None:
