@@ -36,7 +36,7 @@ class StatusHeader(PaletteMixin, Widget):
         background: $warning; color: $text; text-style: bold;
     }
     StatusHeader > .status-header--alert { background: $error; color: $text; text-style: bold; }
-    StatusHeader > .status-header--lab { background: $secondary; color: $text; text-style: bold; }
+    StatusHeader > .status-header--lab { background: $warning; color: $text; text-style: bold; }
     StatusHeader > .status-header--info { background: $primary; color: $text; text-style: bold; }
     """
 
