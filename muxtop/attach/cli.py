@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from muxtop.attach import report
 from muxtop.attach.reader import Attacher, AttachError
-from muxtop.cli import non_negative_float, positive_int
+from muxtop.cli import non_negative_float, positive_float, positive_int
 
 # While sampling over --window, look this often: a stuck queue must stay stuck in every look.
 SAMPLE_EVERY = 0.5
@@ -35,13 +35,6 @@ Without --once: on a terminal, the dashboard (read-only; ? explains the columns,
 otherwise, or with --text, a plain-text table every --interval seconds until Ctrl-C.
 Findings that need time (stuck-read, stuck-write, close-wait) need --window >= --stuck-after.
 Exit status: 0 ok, 1 the process cannot be read or exited, 2 usage error."""
-
-
-def positive_float(text: str) -> float:
-    value = non_negative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from muxtop.backends import NAMES
 from muxtop.bench import machine
-from muxtop.cli import positive_int
+from muxtop.cli import positive_float, positive_int
 
 
 def int_list(text: str) -> list[int]:
@@ -28,16 +28,6 @@ def int_list(text: str) -> list[int]:
 
 def name_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a number > 0")
-    return value
 
 
 def parser() -> argparse.ArgumentParser:

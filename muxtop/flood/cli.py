@@ -13,7 +13,7 @@ import sys
 import threading
 from dataclasses import dataclass
 
-from muxtop.cli import non_negative_float, positive_int
+from muxtop.cli import non_negative_float, positive_float, positive_int
 from muxtop.flood.client import PATTERNS, SLOW_READ_BYTES, SLOW_READ_EVERY, FloodPlan
 from muxtop.flood.report import Reporter
 from muxtop.flood.workers import InlineRun, SplitRun
@@ -88,13 +88,6 @@ def _size(text: str) -> int:
     return value
 
 
-def _seconds(text: str) -> float:
-    value = non_negative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="muxtop flood",
@@ -123,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default 0)")
     parser.add_argument("--connect-rate", type=non_negative_float, default=0.0, metavar="C",
                         help="new connections per second; 0 = unlimited (default 0)")
-    parser.add_argument("--duration", "-d", type=_seconds, default=None, metavar="S",
+    parser.add_argument("--duration", "-d", type=positive_float, default=None, metavar="S",
                         help="stop after S seconds (default: when the pattern is done; idle "
                              "waits for SIGINT/SIGTERM)")
     parser.add_argument("--timeout", type=non_negative_float, default=10.0, metavar="S",
