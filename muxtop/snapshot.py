@@ -24,6 +24,10 @@ KIND_CONN, KIND_LISTENER, KIND_CONTROL, KIND_EPOLL, KIND_OTHER = (
     "conn", "listener", "control", "epoll", "other")
 
 
+READY_KEPT = 64  # ready pairs a WaitRecord keeps: a ring of 4,096 full lists of 1,000 fds
+# would hold millions of objects, and the allocator's churn would slow the server itself
+
+
 class WaitRecord(NamedTuple):
     """One wait call: when it started, what it was told, how long it blocked, what came back."""
 
@@ -32,7 +36,8 @@ class WaitRecord(NamedTuple):
     timeout: float | None  # seconds; None blocks until something is ready
     duration: float  # seconds spent inside the call
     registered: int  # fds registered when it ran
-    ready: tuple[tuple[int, int], ...] | list[tuple[int, int]]  # (fd, events) pairs
+    ready: tuple[tuple[int, int], ...]  # (fd, events) pairs, the first READY_KEPT of them
+    count: int  # how many fds were ready (may be more than `ready` keeps)
 
 
 class TcpInfo(NamedTuple):

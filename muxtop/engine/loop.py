@@ -24,7 +24,15 @@ from muxtop.engine.connection import Connection
 from muxtop.engine.protocols import PROTOCOLS
 from muxtop.engine.telemetry import Telemetry
 from muxtop.events import ERROR, HANGUP, READ, WRITE
-from muxtop.snapshot import CLOSED, CLOSING, HALF_CLOSED, OPEN, READ_PAUSED, Snapshot
+from muxtop.snapshot import (
+    CLOSED,
+    CLOSING,
+    HALF_CLOSED,
+    OPEN,
+    READ_PAUSED,
+    READY_KEPT,
+    Snapshot,
+)
 
 READABLE = READ | ERROR | HANGUP  # an error or hang-up shows up as a failing or empty recv
 WRITABLE = WRITE | ERROR | HANGUP
@@ -167,7 +175,9 @@ class Engine:
             seq += 1
             events_total += len(ready)
             # A tuple, not the list: tuples of ints leave the garbage collector after one pass.
-            record((seq, now, timeout, after - now, self._nreg, tuple(ready)))
+            count = len(ready)
+            record((seq, now, timeout, after - now, self._nreg,
+                    tuple(ready) if count <= READY_KEPT else tuple(ready[:READY_KEPT]), count))
             for fd, events in ready:
                 conn = conns.get(fd)
                 if conn is not None:

@@ -81,13 +81,14 @@ def waits(tick: int, n: int, count: int = 400) -> tuple[WaitRecord, ...]:
         seq = last_seq - count + 1 + k
         start = STARTED_AT + 35 + seq * 0.0025
         if seq % 11 == 0:
-            records.append(WaitRecord(seq, start, 0.25, 0.25, n + 2, ()))
+            records.append(WaitRecord(seq, start, 0.25, 0.25, n + 2, (), 0))
             continue
         ready = tuple(((seq * 31 + j * 17) % max(n, 1) + 7,
                        READ | (HANGUP if (seq + j) % 53 == 0 else 0)
                        | (WRITE if (seq + j) % 7 == 0 else 0))
                       for j in range(1 + seq % 5))
-        records.append(WaitRecord(seq, start, 0.01, 12e-6 + (seq % 9) * 3e-6, n + 2, ready))
+        records.append(WaitRecord(seq, start, 0.01, 12e-6 + (seq % 9) * 3e-6, n + 2, ready,
+                                  len(ready)))
     return tuple(records)
 
 

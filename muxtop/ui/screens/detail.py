@@ -222,7 +222,7 @@ def describe(v: ConnView, s: Snapshot) -> Text:
     for w, events in found:
         text.append(f"  #{w.seq:<10,} {f'+{w.start - s.started_at:.3f}s':>12}  ", label)
         text.append(f"{long(events):<16}", "bold")
-        text.append(f"  blocked {fmt.duration(w.duration):>7}  {len(w.ready)} of "
+        text.append(f"  blocked {fmt.duration(w.duration):>7}  {w.count} of "
                     f"{w.registered} fds ready  timeout {fmt.timeout(w.timeout)}\n", label)
     return text
 

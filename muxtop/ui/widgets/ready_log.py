@@ -150,7 +150,7 @@ class ReadyLog(PaletteMixin, ScrollView, can_focus=True):
             fmt.fit(f"+{w.start - self._started_at:.3f}s", WIDTHS[1], True),
             fmt.fit(fmt.timeout(w.timeout), WIDTHS[2], True),
             fmt.fit(fmt.duration(w.duration), WIDTHS[3], True),
-            fmt.fit(f"{len(ready)}/{w.registered}", WIDTHS[4], True),
+            fmt.fit(f"{w.count}/{w.registered}", WIDTHS[4], True),
         )) + " "
         if not ready:
             return Strip([Segment(head + ("timed out" if w.timeout else "nothing ready"),
@@ -163,8 +163,8 @@ class ReadyLog(PaletteMixin, ScrollView, can_focus=True):
         run_style = read
         for shown, (fd, mask) in enumerate(ready):
             text = f"{fd}:{short(mask)} "
-            if used + len(text) > width - 13 and shown < len(ready) - 1:  # room for "… +N more"
-                run_style_end = Segment(f"… +{len(ready) - shown} more", base)
+            if used + len(text) > width - 13 and shown < w.count - 1:  # room for "… +N more"
+                run_style_end = Segment(f"… +{w.count - shown} more", base)
                 break
             if mask & (ERROR | HANGUP):
                 style = alert
@@ -178,8 +178,9 @@ class ReadyLog(PaletteMixin, ScrollView, can_focus=True):
             run_style = style
             run.append(text)
             used += len(text)
-        else:
-            run_style_end = None
+        else:  # all kept pairs fit; the record may have kept fewer than were ready
+            more = w.count - len(ready)
+            run_style_end = Segment(f"… +{more} more", base) if more else None
         if run:
             segments.append(Segment("".join(run), run_style))
         if run_style_end is not None:
