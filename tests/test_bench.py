@@ -225,3 +225,20 @@ def test_diagnose_json_compares_detectors_off_and_on():
     on = doc["summary"]["with"]
     assert positive(on["detector_ms"]) and positive(on["detector_runs_per_s"])
     assert doc["summary"]["without"]["detector_ms"] is None
+
+
+# --------------------------------------------------------------------------------------- ui
+
+
+def test_ui_frames_and_echo_in_a_tiny_configuration():
+    proc = bench("ui", "--conns", "10,50", "--ticks", "3", "--echo-seconds", "1",
+                 "--echo-conns", "5", "--rounds", "1", "--json", timeout=90)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert set(doc["frames"]) == {"10", "50"}
+    for size in doc["frames"].values():
+        assert all(positive(size[k]) for k in ("frame_mean_ms", "frame_p99_ms", "ingest_mean_ms",
+                                                "render_mean_ms"))
+    echo = doc["echo"]
+    assert positive(echo["headless_median"]) and positive(echo["dashboard_median"])
+    assert positive(echo["ratio"])
