@@ -12,40 +12,14 @@ from muxtop.snapshot import CLOSED, OPEN
 class Connection:
     # Reads and write-through sends happen together: last_read_at stands for both; the idle
     # time the views show is measured from the later of last_read_at and last_write_at.
+    # The fields the hot loop touches on every event come first: they share two cache
+    # lines, which matters when thousands of connections take turns.
     __slots__ = (
-        "backpressured",
-        "bytes_in",
-        "bytes_out",
-        "cid",
-        "closed_at",
-        "closing",
-        "fd",
-        "history",
-        "inbuf",
-        "interest",
-        "last_events",
-        "last_read_at",
-        "last_ready",
-        "last_write_at",
-        "msgs_in",
-        "msgs_out",
-        "note",
-        "opened_at",
-        "out",
-        "peer",
-        "peer_closed",
-        "probed_at",
-        "recv",
-        "rx_queue",
-        "rx_since",
-        "send",
-        "sock",
-        "state",
-        "tcp",
-        "tx_queue",
-        "user_paused",
-        "view",
-        "view_key",
+        "recv", "send", "interest", "last_events", "last_ready", "last_read_at", "bytes_in",
+        "bytes_out", "msgs_in", "msgs_out",
+        "backpressured", "cid", "closed_at", "closing", "fd", "history", "inbuf", "last_write_at",
+        "note", "opened_at", "out", "peer", "peer_closed", "probed_at", "rx_queue", "rx_since",
+        "sock", "state", "tcp", "tx_queue", "user_paused", "view", "view_key",
     )
 
     def __init__(self, cid: int, sock: socket.socket, peer: str, now: float) -> None:
