@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import selectors
 import socket
+import subprocess
 import time
 
 
@@ -65,3 +66,15 @@ def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02):
         if time.monotonic() > deadline:
             raise TimeoutError("condition not met in time")
         time.sleep(interval)
+
+
+def stop_child(server) -> None:
+    """End a server child started with stdin and stdout pipes: close stdin (its cue to stop),
+    wait, kill it if it lingers, and close its stdout."""
+    server.stdin.close()
+    try:
+        server.wait(10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+    server.stdout.close()

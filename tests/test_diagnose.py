@@ -13,7 +13,7 @@ import textwrap
 import time
 
 import pytest
-from echo_client import stream_echo, wait_for
+from echo_client import stop_child, stream_echo, wait_for
 
 from muxtop.engine import SetLab, Switch
 from muxtop.snapshot import KIND_CONN
@@ -185,10 +185,4 @@ def test_emfile_spin_is_a_busy_loop_on_the_listener_until_switched_off():
     finally:
         for client in clients:
             client.close()
-        server.stdin.close()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        server.stdout.close()
+        stop_child(server)

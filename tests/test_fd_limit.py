@@ -11,6 +11,7 @@ import time
 
 import psutil
 import pytest
+from echo_client import stop_child
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -68,10 +69,4 @@ def test_out_of_fds_backs_off_and_recovers():
     finally:
         for client in clients:
             client.close()
-        server.stdin.close()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        server.stdout.close()
+        stop_child(server)

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 
 import pytest
+from ui_helpers import until
 
 from muxtop.engine import Engine, EngineConfig
 from muxtop.snapshot import KIND_CONN, Diagnosis
@@ -21,17 +21,6 @@ from muxtop.ui.source import EngineSource, FixedSource
 
 pytestmark = pytest.mark.timeout(60)
 SIZE = (160, 48)
-
-
-async def until(predicate, pilot, timeout: float = 10.0, what: str = ""):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not in time: {what}")
-        await pilot.pause(0.05)
 
 
 def panel_text(app: MuxtopApp) -> str:

@@ -3,10 +3,9 @@ form (and its refusals), x, the flood panel, the F flag, and no flood outliving 
 
 from __future__ import annotations
 
-import time
-
 import psutil
 import pytest
+from ui_helpers import until
 
 from muxtop.engine import Engine, EngineConfig
 from muxtop.flood.process import DEFAULT_FLOOD, FloodSettings
@@ -27,17 +26,6 @@ def engine():
     engine = Engine(EngineConfig(port=0, publish_interval=0.05)).start()
     yield engine
     engine.stop()
-
-
-async def until(predicate, pilot, timeout: float = 10.0, what: str = ""):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not in time: {what}")
-        await pilot.pause(0.05)
 
 
 def open_conns(engine) -> list:
