@@ -15,11 +15,12 @@ class Connection:
     # The fields the hot loop touches on every event come first: they share two cache
     # lines, which matters when thousands of connections take turns.
     __slots__ = (
-        "recv", "send", "interest", "last_events", "last_ready", "last_read_at", "bytes_in",
+        "recv_into", "send", "interest", "last_events", "last_ready", "last_read_at", "bytes_in",
         "bytes_out", "msgs_in", "msgs_out",
-        "backpressured", "cid", "closed_at", "closing", "fd", "history", "inbuf", "last_write_at",
-        "note", "opened_at", "out", "peer", "peer_closed", "probed_at", "rx_queue", "rx_since",
-        "sock", "state", "tcp", "tx_queue", "user_paused", "view", "view_key",
+        "backpressured", "recv", "cid", "closed_at", "closing", "fd", "history", "inbuf",
+        "last_write_at", "note", "opened_at", "out", "peer", "peer_closed", "probed_at",
+        "rx_queue", "rx_since", "sock", "state", "tcp", "tx_queue", "user_paused", "view",
+        "view_key",
     )
 
     def __init__(self, cid: int, sock: socket.socket, peer: str, now: float) -> None:
@@ -27,6 +28,7 @@ class Connection:
         self.sock = sock
         self.fd = sock.fileno()
         self.recv = sock.recv  # bound once: the hot loop calls these per event
+        self.recv_into = sock.recv_into
         self.send = sock.send
         self.peer = peer
         self.state = OPEN
