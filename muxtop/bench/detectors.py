@@ -5,13 +5,13 @@ same idle herd (a `muxtop flood --pattern idle` child), so drift hits both alike
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
 
 from muxtop.engine import Engine, EngineConfig
+from muxtop.limits import raise_fd_limit
 
 
 class BenchError(Exception):
@@ -76,12 +76,10 @@ def measure(conns: int, seconds: float, diagnose: bool) -> Sample:
 
 
 def run(conns: int, seconds: float, rounds: int, progress=None) -> list[Sample]:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     need = conns + 200
+    soft, hard = raise_fd_limit(need)
     if soft < need:
-        if hard < need:
-            raise BenchError(f"{conns} connections need {need} fds; the hard limit is {hard}")
-        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+        raise BenchError(f"{conns} connections need {need} fds; the hard limit is {hard}")
     samples = []
     for index in range(rounds):
         order = (False, True) if index % 2 == 0 else (True, False)

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 
 from muxtop.backends import NAMES, BackendError, make_backend
 from muxtop.events import READ
+from muxtop.limits import raise_fd_limit
 
 DEFAULT_FDS = (10, 100, 1000, 10000)
 BATCH_SECONDS = 0.004  # one timed batch of calls; long enough that the clock's cost vanishes
@@ -45,17 +46,10 @@ def open_file_count() -> int:
         return 16
 
 
-def raise_fd_limit(wanted: int) -> tuple[int, str | None]:
-    """Raise RLIMIT_NOFILE's soft limit towards ``wanted`` open files; the limit now in force,
-    and a plain note when the hard limit is too low."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError):
-            pass
+def fd_limit_for(wanted: int) -> tuple[int, str | None]:
+    """Raise the open-file limit toward ``wanted``; the limit now in force, and a plain note
+    when the hard limit is too low."""
+    soft, hard = raise_fd_limit(wanted)
     if soft != resource.RLIM_INFINITY and soft < wanted:
         return soft, (f"open-file limit is {soft} (hard limit {hard}) but {wanted} are needed: "
                       f"raise the hard limit (as root: ulimit -Hn {wanted}, or nofile in "
@@ -160,7 +154,7 @@ def run(fd_counts: list[int], backends: tuple[str, ...] = NAMES,
     """Measure every backend at every fd count; the points and notes for the reader."""
     notes: list[str] = []
     wanted = max(fd_counts) + open_file_count() + FD_SLACK
-    limit, note = raise_fd_limit(wanted)
+    limit, note = fd_limit_for(wanted)
     fit = max(0, limit - open_file_count() - FD_SLACK)
     if note:
         notes.append(note + f"; measuring up to {fit} idle fds")

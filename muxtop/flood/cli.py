@@ -17,6 +17,7 @@ from muxtop.cli import non_negative_float, positive_float, positive_int
 from muxtop.flood.client import PATTERNS, SLOW_READ_BYTES, SLOW_READ_EVERY, FloodPlan
 from muxtop.flood.report import Reporter
 from muxtop.flood.workers import InlineRun, SplitRun
+from muxtop.limits import raise_fd_limit
 
 MAX_SIZE = 16 * 1024 * 1024
 FD_RESERVE = 32   # fds a flood process needs besides its connections (epoll, pipes, stdio...)
@@ -130,20 +131,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--allow-remote", action="store_true",
                         help="allow a target that is not a loopback address")
     return parser
-
-
-def raise_fd_limit(wanted: int) -> tuple[int, int]:
-    """Raise the soft RLIMIT_NOFILE toward ``wanted`` (never past the hard limit); return the
-    (soft, hard) limits now in force."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        new = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
-            soft = new
-        except (ValueError, OSError):
-            pass  # keep the old limit; running out is then counted, not fatal
-    return soft, hard
 
 
 def _error(message: str) -> int:
