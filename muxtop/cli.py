@@ -23,12 +23,20 @@ def main(argv: list[str] | None = None) -> int:
     return serve_main(argv)
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an int ≥ 1, with a plain message otherwise."""
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number ≥ 0, with a plain message otherwise."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number ≥ 1."""
+    value = non_negative_int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
     return value

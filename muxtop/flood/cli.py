@@ -13,7 +13,7 @@ import sys
 import threading
 from dataclasses import dataclass
 
-from muxtop.cli import non_negative_float, positive_float, positive_int
+from muxtop.cli import non_negative_float, non_negative_int, positive_float, positive_int
 from muxtop.flood.client import PATTERNS, SLOW_READ_BYTES, SLOW_READ_EVERY, FloodPlan
 from muxtop.flood.report import Reporter
 from muxtop.flood.workers import InlineRun, SplitRun
@@ -71,17 +71,6 @@ def parse_target(text: str) -> Target:
     return Target(host, port, family, sockaddr, ip.is_loopback)
 
 
-def _count(text: str) -> int:
-    """argparse type: a whole number ≥ 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
-
-
 def _size(text: str) -> int:
     value = positive_int(text)
     if value > MAX_SIZE:
@@ -106,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "allowed (repeatedly until --duration, if given). Default: echo")
     parser.add_argument("--clients", "-c", type=positive_int, default=500, metavar="N",
                         help="concurrent connections (default 500)")
-    parser.add_argument("--messages", "-m", type=_count, default=3, metavar="M",
+    parser.add_argument("--messages", "-m", type=non_negative_int, default=3, metavar="M",
                         help="messages per connection (default 3); 0 = no limit for echo and "
                              "slow-reader (until --duration or a signal), nothing sent before the "
                              "shutdown/RST for half-close and reset")
