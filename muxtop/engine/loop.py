@@ -58,6 +58,10 @@ class Engine:
         self._edge = config.trigger == EDGE  # kept in step with the backend: read per event
         self._commands: deque[tuple[object, Future]] = deque()
         self._conns: dict[int, Connection] = {}
+        # The same connections indexed by fd, for the loop: a list index costs less than a
+        # dict lookup, which hashes the fd and compares it with the key object it finds.
+        # None for the listener, the control fd and fds not (or no longer) open.
+        self._by_fd: list[Connection | None] = []
         self._pending: dict[int, None] = {}  # edge: fds to service without waiting (ordered set)
         self._listener: socket.socket | None = None
         self._listen_fd = self._control_fd = -1
@@ -89,6 +93,7 @@ class Engine:
         self.address = self._listener.getsockname()[:2]
         self._listen_fd = self._listener.fileno()
         self._control_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._by_fd[:] = [None] * (max(self._listen_fd, self._control_fd) + 1)
         self._set_listener(READ)
         self._register(self._control_fd, READ)
         self._running = True
@@ -150,16 +155,19 @@ class Engine:
                 future.set_result(cmd.Outcome(False, "the engine has stopped"))
 
     def _loop(self) -> None:
-        conns = self._conns
         monotonic = time.monotonic
         record = self.telemetry.ring.append
         publish_interval = self.config.publish_interval
         next_publish = monotonic() + publish_interval
         seq = events_total = 0
         service = self._service
+        by_fd = self._by_fd
         # The echo fast path reads into one buffer and sends from it: no 64 KiB bytes
-        # object allocated (and shrunk) per read.
+        # object allocated (and shrunk) per read. `reply` is the buffer's first `size` bytes,
+        # kept while messages keep that size (a fixed-size ping-pong makes no view per echo).
         rxview = memoryview(bytearray(self._read_size))
+        size = 0
+        reply = rxview[:0]
         while self._running:
             backend = self._backend  # a switch replaces it between two waits
             pending = self._pending
@@ -181,7 +189,7 @@ class Engine:
             record((seq, now, timeout, after - now, self._nreg,
                     tuple(ready) if count <= READY_KEPT else tuple(ready[:READY_KEPT]), count))
             for fd, events in ready:
-                conn = conns.get(fd)
+                conn = by_fd[fd]
                 if conn is not None:
                     conn.last_events = events
                     conn.last_ready = after
@@ -191,24 +199,27 @@ class Engine:
                     # The hot path, inlined: one recv and one write-through send of the echo.
                     # Interest READ alone means reading and an empty out-buffer; anything
                     # else (a partial send, FIN, an error) goes the general way.
+                    sock = conn.sock
                     try:
-                        size = conn.recv_into(rxview)
-                        if not size:
+                        got = sock.recv_into(rxview)
+                        if not got:
                             service(conn, READ, after)  # FIN: recv says b"" again there
                             continue
-                        conn.bytes_in += size
-                        conn.msgs_in += 1
+                        if got != size:
+                            size = got
+                            reply = rxview[:size]
                         conn.last_read_at = after
-                        data = rxview[:size]
                         try:
-                            sent = conn.send(data)
+                            sent = sock.send(reply)
                         except BlockingIOError:
                             sent = 0
                         if sent == size:
-                            conn.bytes_out += size
-                            conn.msgs_out += 1
+                            conn.echoed += size
+                            conn.echoes += 1
                         else:
-                            self._sent(conn, data, sent, after)  # copies the rest out
+                            conn.bytes_in += size
+                            conn.msgs_in += 1
+                            self._sent(conn, reply, sent, after)  # copies the rest out
                     except BlockingIOError:
                         pass  # readiness gone by the time we read: nothing lost
                     except OSError as exc:
@@ -245,7 +256,7 @@ class Engine:
                     self._read_edge(conn, now)
                 else:  # level and oneshot: one recv per readiness
                     try:
-                        data = conn.recv(self._read_size)
+                        data = conn.sock.recv(self._read_size)
                     except BlockingIOError:
                         data = None
                     if data is not None:
@@ -264,7 +275,7 @@ class Engine:
     def _read_edge(self, conn: Connection, now: float) -> None:
         """Edge-triggered: read until EAGAIN, or the budget runs out and the fd goes on the
         pending list (another edge will not come for bytes already queued)."""
-        recv = conn.recv
+        recv = conn.sock.recv
         size = self.config.read_size
         naive = "naive-edge" in self.lab
         for _ in range(self.config.edge_budget):
@@ -295,7 +306,7 @@ class Engine:
             else:
                 # Write-through: most replies fit the socket buffer, saving a wait for WRITE.
                 try:
-                    sent = conn.send(reply)
+                    sent = conn.sock.send(reply)
                 except BlockingIOError:
                     sent = 0
                 self._sent(conn, reply, sent, now)
@@ -320,7 +331,7 @@ class Engine:
         edge = self._edge
         while out:
             try:
-                sent = conn.send(out)
+                sent = conn.sock.send(out)
             except BlockingIOError:
                 break
             except OSError as exc:
@@ -451,6 +462,10 @@ class Engine:
                 sock.close()
                 continue
             self._conns[conn.fd] = conn
+            by_fd = self._by_fd
+            if conn.fd >= len(by_fd):
+                by_fd.extend([None] * (conn.fd + 1 - len(by_fd)))  # in place: the loop holds it
+            by_fd[conn.fd] = conn
 
     def _set_listener(self, interest: int) -> None:
         if interest != self._listen_interest:
@@ -583,6 +598,7 @@ class Engine:
         if conn.interest:
             self._set_interest(conn, 0)
         del self._conns[fd]
+        self._by_fd[fd] = None
         self._pending.pop(fd, None)
         conn.note = reason
         conn.set_state(CLOSED, now)
@@ -597,6 +613,7 @@ class Engine:
         for conn in list(self._conns.values()):
             self._pending.pop(conn.fd, None)
             del self._conns[conn.fd]
+            self._by_fd[conn.fd] = None
             conn.note = "server stopped"
             conn.set_state(CLOSED, now)
             self.telemetry.closed(conn, now)

@@ -81,8 +81,9 @@ class Telemetry:
 
     def closed(self, conn: Connection, now: float) -> None:
         self.closed_count += 1
-        self.closed_bytes_in += conn.bytes_in
-        self.closed_bytes_out += conn.bytes_out
+        bytes_in, bytes_out, _, _ = conn.counters()
+        self.closed_bytes_in += bytes_in
+        self.closed_bytes_out += bytes_out
         conn.view_key = None
         conn.view = self._conn_view(conn, now)
         self.recently_closed.append(conn)
@@ -104,10 +105,11 @@ class Telemetry:
         while closed and now - closed[0].closed_at > linger:
             closed.popleft()
         self._probe(conns, now)
+        echoed = sum(c.echoed for c in conns.values())
         totals = Totals(
             waits=engine.waits_total, events=engine.events_total,
-            bytes_in=self.closed_bytes_in + sum(c.bytes_in for c in conns.values()),
-            bytes_out=self.closed_bytes_out + sum(c.bytes_out for c in conns.values()),
+            bytes_in=self.closed_bytes_in + echoed + sum(c.bytes_in for c in conns.values()),
+            bytes_out=self.closed_bytes_out + echoed + sum(c.bytes_out for c in conns.values()),
             accepted=self.accepted, closed=self.closed_count,
             accept_errors=self.accept_errors, rejected=self.rejected)
         waits = self._wait_records()
@@ -207,8 +209,8 @@ class Telemetry:
         c.view_key = key
         c.view = view = ConnView(
             c.cid, c.fd, KIND_CONN, c.peer, c.state, c.interest, c.last_events, c.last_ready,
-            len(c.out), c.rx_queue, c.tx_queue, c.bytes_in, c.bytes_out, c.msgs_in, c.msgs_out,
-            c.opened_at, max(c.last_read_at, c.last_write_at), c.closed_at, c.tcp, flags,
+            len(c.out), c.rx_queue, c.tx_queue, *c.counters(), c.opened_at,
+            max(c.last_read_at, c.last_write_at), c.closed_at, c.tcp, flags,
             tuple(c.history), c.note)
         return view
 
