@@ -7,6 +7,7 @@ as they like: nothing in it changes after it is built.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -36,8 +37,15 @@ class WaitRecord(NamedTuple):
     timeout: float | None  # seconds; None blocks until something is ready
     duration: float  # seconds spent inside the call
     registered: int  # fds registered when it ran
-    ready: tuple[tuple[int, int], ...]  # (fd, events) pairs, the first READY_KEPT of them
+    # The first READY_KEPT ready fds, flat: fd, events, fd, events, ... (a tuple per pair,
+    # kept for thousands of waits, kept the garbage collector busy). pairs() pairs them.
+    ready: tuple[int, ...]
     count: int  # how many fds were ready (may be more than `ready` keeps)
+
+    def pairs(self) -> Iterator[tuple[int, int]]:
+        """The (fd, events) pairs of `ready`."""
+        it = iter(self.ready)
+        return zip(it, it)
 
 
 class TcpInfo(NamedTuple):

@@ -258,7 +258,7 @@ def test_snapshot_shows_queues_waits_and_rates(make_engine):
     assert view.bytes_in == view.bytes_out == 200 and view.msgs_in == 50
     assert view.rx_queue == 0 and view.tx_queue == 0 and view.tcp.state == "ESTABLISHED"
     assert snapshot.totals.waits >= 50 and snapshot.totals.events >= 50
-    assert any((view.fd, 1) in w.ready for w in snapshot.waits)
+    assert any((view.fd, 1) in w.pairs() for w in snapshot.waits)
     assert snapshot.registered == 3
     assert snapshot.process.num_fds > 0
 

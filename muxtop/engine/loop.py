@@ -16,6 +16,7 @@ import time
 import traceback
 from collections import deque
 from concurrent.futures import Future
+from itertools import chain
 
 from muxtop.backends import EDGE, ONESHOT, BackendError, make_backend
 from muxtop.engine import commands as cmd
@@ -157,6 +158,7 @@ class Engine:
     def _loop(self) -> None:
         monotonic = time.monotonic
         record = self.telemetry.ring.append
+        flatten = chain.from_iterable
         publish_interval = self.config.publish_interval
         next_publish = monotonic() + publish_interval
         seq = events_total = 0
@@ -184,10 +186,11 @@ class Engine:
             after = monotonic()
             seq += 1
             events_total += len(ready)
-            # A tuple, not the list: tuples of ints leave the garbage collector after one pass.
+            # Flat, so the (fd, events) tuples die with the list: kept, each cost a garbage
+            # collector visit. The flat tuple leaves the collector after one pass.
             count = len(ready)
             record((seq, now, timeout, after - now, self._nreg,
-                    tuple(ready) if count <= READY_KEPT else tuple(ready[:READY_KEPT]), count))
+                    tuple(flatten(ready if count <= READY_KEPT else ready[:READY_KEPT])), count))
             for fd, events in ready:
                 conn = by_fd[fd]
                 if conn is not None:

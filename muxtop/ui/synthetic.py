@@ -4,6 +4,8 @@ change every tick, as on a busy server)."""
 
 from __future__ import annotations
 
+from itertools import chain
+
 from muxtop.events import HANGUP, READ, WRITE
 from muxtop.snapshot import (
     CLOSED,
@@ -83,12 +85,12 @@ def waits(tick: int, n: int, count: int = 400) -> tuple[WaitRecord, ...]:
         if seq % 11 == 0:
             records.append(WaitRecord(seq, start, 0.25, 0.25, n + 2, (), 0))
             continue
-        ready = tuple(((seq * 31 + j * 17) % max(n, 1) + 7,
-                       READ | (HANGUP if (seq + j) % 53 == 0 else 0)
-                       | (WRITE if (seq + j) % 7 == 0 else 0))
-                      for j in range(1 + seq % 5))
+        ready = tuple(chain.from_iterable(
+            ((seq * 31 + j * 17) % max(n, 1) + 7,
+             READ | (HANGUP if (seq + j) % 53 == 0 else 0) | (WRITE if (seq + j) % 7 == 0 else 0))
+            for j in range(1 + seq % 5)))
         records.append(WaitRecord(seq, start, 0.01, 12e-6 + (seq % 9) * 3e-6, n + 2, ready,
-                                  len(ready)))
+                                  len(ready) // 2))
     return tuple(records)
 
 

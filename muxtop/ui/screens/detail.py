@@ -293,8 +293,8 @@ def _waits_naming(v: ConnView, s: Snapshot):
         searched += 1
         if end is not None and w.start > end:
             continue
-        budget -= len(w.ready)
-        for ready_fd, events in w.ready:
+        budget -= len(w.ready) // 2
+        for ready_fd, events in w.pairs():
             if ready_fd == fd:
                 found.append((w, events))
                 break

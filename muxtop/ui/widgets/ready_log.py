@@ -144,7 +144,6 @@ class ReadyLog(PaletteMixin, ScrollView, can_focus=True):
 
     def _line(self, w: WaitRecord, width: int, palette) -> Strip:
         base = palette[""]
-        ready = w.ready
         head = " ".join((
             fmt.fit(f"{w.seq:,}", WIDTHS[0], True),
             fmt.fit(f"+{w.start - self._started_at:.3f}s", WIDTHS[1], True),
@@ -152,7 +151,7 @@ class ReadyLog(PaletteMixin, ScrollView, can_focus=True):
             fmt.fit(fmt.duration(w.duration), WIDTHS[3], True),
             fmt.fit(f"{w.count}/{w.registered}", WIDTHS[4], True),
         )) + " "
-        if not ready:
+        if not w.ready:
             return Strip([Segment(head + ("timed out" if w.timeout else "nothing ready"),
                                   base + palette["empty"])])
         segments = [Segment(head, base)]
@@ -161,7 +160,7 @@ class ReadyLog(PaletteMixin, ScrollView, can_focus=True):
             base + palette["alert"]
         run: list[str] = []  # fds of one colour go out as one Segment
         run_style = read
-        for shown, (fd, mask) in enumerate(ready):
+        for shown, (fd, mask) in enumerate(w.pairs()):
             text = f"{fd}:{short(mask)} "
             if used + len(text) > width - 13 and shown < w.count - 1:  # room for "… +N more"
                 run_style_end = Segment(f"… +{w.count - shown} more", base)
@@ -179,7 +178,7 @@ class ReadyLog(PaletteMixin, ScrollView, can_focus=True):
             run.append(text)
             used += len(text)
         else:  # all kept pairs fit; the record may have kept fewer than were ready
-            more = w.count - len(ready)
+            more = w.count - len(w.ready) // 2
             run_style_end = Segment(f"… +{more} more", base) if more else None
         if run:
             segments.append(Segment("".join(run), run_style))
