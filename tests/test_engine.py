@@ -255,7 +255,9 @@ def test_snapshot_shows_queues_waits_and_rates(make_engine):
     kinds = {c.kind for c in snapshot.connections}
     assert {"listener", "control", "conn"} <= kinds
     (view,) = [c for c in snapshot.connections if c.kind == KIND_CONN]
-    assert view.bytes_in == view.bytes_out == 200 and view.msgs_in == 50
+    assert len(view) == len(type(view)._fields) and view.watched_by == ()  # built field by field
+    assert view.bytes_in == view.bytes_out == 200 and view.msgs_in == view.msgs_out == 50
+    assert snapshot.totals.bytes_in == 200 and snapshot.totals.bytes_out == 200
     assert view.rx_queue == 0 and view.tx_queue == 0 and view.tcp.state == "ESTABLISHED"
     assert snapshot.totals.waits >= 50 and snapshot.totals.events >= 50
     assert any((view.fd, 1) in w.pairs() for w in snapshot.waits)

@@ -39,7 +39,8 @@ class Connection:
         self.opened_at = self.last_read_at = self.last_write_at = now
         self.rx_since: float | None = None  # probe time that first saw unread bytes
         self.closed_at: float | None = None
-        self.history: list[tuple[float, str]] = [(now, OPEN)]
+        # A tuple, replaced on the rare change, so each Snapshot's view can share it.
+        self.history: tuple[tuple[float, str], ...] = ((now, OPEN),)
         self.user_paused = False  # a person asked to stop reading it
         self.backpressured = False  # out-buffer passed the high-water mark
         self.peer_closed = False  # recv returned b"" (FIN)
@@ -62,8 +63,9 @@ class Connection:
     def set_state(self, state: str, now: float) -> None:
         if state != self.state:
             self.state = state
-            self.history.append((now, state))
-            if len(self.history) > 32:
-                del self.history[1:2]  # keep the first (open) and the latest transitions
+            history = self.history
+            if len(history) >= 32:
+                history = history[:1] + history[2:]  # keep the first (open) and the latest
+            self.history = (*history, (now, state))
             if state == CLOSED:
                 self.closed_at = now

@@ -6,8 +6,11 @@ from __future__ import annotations
 import os
 import resource
 import time
+from bisect import bisect_left
 from collections import deque
+from functools import partial
 from itertools import islice
+from operator import itemgetter
 from typing import TYPE_CHECKING
 
 import psutil
@@ -38,6 +41,10 @@ if TYPE_CHECKING:
 RATE_WINDOW = 1.0  # seconds the per-second figures average over
 PROCESS_EVERY = 1.0  # seconds between psutil samples (each costs ~100 µs)
 NOTICE_REPEAT = 2.0  # seconds a keyed notice stays quiet after it was last shown
+_new_tuple = tuple.__new__
+_wait_record = partial(_new_tuple, WaitRecord)  # WaitRecord._make, without a Python call
+_START, _DURATION = itemgetter(WaitRecord._fields.index("start")), \
+    itemgetter(WaitRecord._fields.index("duration"))
 
 
 class Telemetry:
@@ -142,13 +149,10 @@ class Telemetry:
 
     def _wait_records(self) -> tuple[WaitRecord, ...]:
         records, ring = self._records, self.ring
-        last = records[-1].seq if records else 0
-        new = 0
-        for raw in reversed(ring):  # newest first: stop at the first one already converted
-            if raw[0] <= last:
-                break
-            new += 1
-        records.extend(map(WaitRecord._make, islice(ring, len(ring) - new, None)))
+        if ring:
+            last = records[-1].seq if records else 0
+            new = min(len(ring), ring[-1][0] - last)  # seq counts the waits one by one
+            records.extend(map(_wait_record, islice(ring, len(ring) - new, None)))
         return tuple(records)
 
     def _rates(self, now: float, totals: Totals, waits: tuple[WaitRecord, ...]):
@@ -161,7 +165,9 @@ class Telemetry:
         span = now - then
         if span <= 0:
             return totals, Rates(0, 0, 0, 0, 0, 0, 0, 0)
-        recent = sorted(w.duration for w in waits if w.start >= now - RATE_WINDOW)
+        # Records are in start order: the last second is a bisection away.
+        first = bisect_left(waits, now - RATE_WINDOW, key=_START)
+        recent = sorted(map(_DURATION, islice(waits, first, None)))
         dwaits = totals.waits - old.waits
         devents = totals.events - old.events
         return totals, Rates(
@@ -207,11 +213,15 @@ class Telemetry:
         if key == c.view_key:
             return c.view
         c.view_key = key
-        c.view = view = ConnView(
+        echoed, echoes = c.echoed, c.echoes  # Connection.counters(), without the call
+        # tuple.__new__: ConnView(...) runs a Python-level __new__ with 23 arguments. It
+        # fills no defaults, so every field is here (watched_by is attach's: empty).
+        c.view = view = _new_tuple(ConnView, (
             c.cid, c.fd, KIND_CONN, c.peer, c.state, c.interest, c.last_events, c.last_ready,
-            len(c.out), c.rx_queue, c.tx_queue, *c.counters(), c.opened_at,
-            max(c.last_read_at, c.last_write_at), c.closed_at, c.tcp, flags,
-            tuple(c.history), c.note)
+            len(c.out), c.rx_queue, c.tx_queue, c.bytes_in + echoed, c.bytes_out + echoed,
+            c.msgs_in + echoes, c.msgs_out + echoes, c.opened_at,
+            max(c.last_read_at, c.last_write_at), c.closed_at, c.tcp, flags, c.history, c.note,
+            ()))
         return view
 
     def _backend_view(self, backend, now: float) -> ConnView:
