@@ -95,8 +95,23 @@ def check_echo_doc(doc: dict, servers: list[str], conns: int) -> None:
         assert row["other_cpu_pct"] is None or 0 <= row["other_cpu_pct"] < math.inf
         if "selectors" in rows:
             assert all(positive(v) for v in row["vs_selectors"].values())
+            low, high = row["rtt_ratio_range"]
+            assert positive(low) and low <= row["vs_selectors"]["rtt_per_s"] <= high
     if "selectors" in rows:
         assert rows["selectors"]["vs_selectors"]["rtt_per_s"] == 1.0
+        assert rows["selectors"]["rtt_ratio_range"] == [1.0, 1.0]
+
+
+def test_echo_ratios_pair_runs_and_skip_failed_ones():
+    ref = echo.Cell("selectors", 100, [{"run": 1, "rtt_per_s": 100.0},
+                                       {"run": 2, "rtt_per_s": 200.0},
+                                       {"run": 3, "rtt_per_s": 100.0, "failed": "reset"}])
+    cell = echo.Cell("muxtop", 100, [{"run": 1, "rtt_per_s": 110.0},
+                                     {"run": 2, "rtt_per_s": 180.0},
+                                     {"run": 3, "rtt_per_s": 500.0}])
+    assert cell.ratios(ref, "rtt_per_s") == [1.1, 0.9]  # run 3 has no baseline to pair with
+    (row,) = [r for r in echo.summary([ref, cell]) if r["server"] == "muxtop"]
+    assert row["vs_selectors"]["rtt_per_s"] == 1.0 and row["rtt_ratio_range"] == (0.9, 1.1)
 
 
 def test_echo_muxtop_against_selectors_json():

@@ -244,7 +244,8 @@ def _fmt(value, spec: str = ",.0f") -> str:
 def echo_tables(rows: list[dict], conns_list: list[int], runs: int,
                 busy_pct: float = 25.0) -> str:
     out = []
-    head = (f"{'server':<22}{'rt/s':>10}{'×sel':>6}{'spread':>8}{'p50 µs':>9}{'×sel':>6}"
+    head = (f"{'server':<22}{'rt/s':>10}{'×sel':>6}{'runs ×sel':>12}{'spread':>8}"
+            f"{'p50 µs':>9}{'×sel':>6}"
             f"{'p99 µs':>9}{'×sel':>6}{'CPU µs/rt':>11}{'×sel':>6}{'srv CPU':>9}"
             f"{'others':>8}")
     for conns in conns_list:
@@ -252,18 +253,22 @@ def echo_tables(rows: list[dict], conns_list: list[int], runs: int,
         for r in (r for r in rows if r["conns"] == conns):
             v = r["vs_selectors"]
             spread = "" if r["rtt_spread_pct"] is None else f"±{r['rtt_spread_pct'] / 2:.0f}%"
+            low_high = r["rtt_ratio_range"]
+            span = "—" if low_high is None else f"{low_high[0]:.2f}–{low_high[1]:.2f}"
             cpu_pct = "—" if r["server_cpu_pct"] is None else f"{r['server_cpu_pct']:.0f}%"
             others = "—" if r["other_cpu_pct"] is None else f"{r['other_cpu_pct']:.0f}%"
             out.append(
                 f"{r['server']:<22}{_fmt(r['rtt_per_s']):>10}{_fmt(v['rtt_per_s'], '.2f'):>6}"
-                f"{spread:>8}{_fmt(r['p50_us']):>9}{_fmt(v['p50_us'], '.2f'):>6}"
+                f"{span:>12}{spread:>8}{_fmt(r['p50_us']):>9}{_fmt(v['p50_us'], '.2f'):>6}"
                 f"{_fmt(r['p99_us']):>9}{_fmt(v['p99_us'], '.2f'):>6}"
                 f"{_fmt(r['cpu_us_per_rt'], ',.1f'):>11}{_fmt(v['cpu_us_per_rt'], '.2f'):>6}"
                 f"{cpu_pct:>9}{others:>8}")
     out += ["",
             "rt/s: round trips per second; spread: half the max-min range over runs;",
             "p50/p99: round-trip latency; CPU µs/rt: server CPU time per round trip;",
-            "srv CPU: server CPU (100% = one core); ×sel: ratio to selectors;",
+            "srv CPU: server CPU (100% = one core);",
+            "×sel: ratio to selectors measured in the same run, median over runs (pairs cancel",
+            "  drift slower than a run); runs ×sel: the lowest and highest of those ratios;",
             "others: user+system CPU of other processes during the run (not client or server):",
             "  when it is high the server was starved and its rt/s and latency are not its own",
             "(for rt/s higher is better, for every other figure lower is better)"]

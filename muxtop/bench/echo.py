@@ -172,6 +172,13 @@ class Cell:
         values = [r[key] for r in self.good_runs() if r.get(key) is not None]
         return statistics.median(values) if values else None
 
+    def ratios(self, ref: Cell, key: str) -> list[float]:
+        """``key`` over ``ref``'s, run by run: each pair measured back to back, so drift on
+        the machine slower than one round cancels out of it."""
+        theirs = {r["run"]: r.get(key) for r in ref.good_runs()}
+        return [r[key] / theirs[r["run"]] for r in self.good_runs()
+                if r.get(key) is not None and theirs.get(r["run"])]
+
     def spread_pct(self) -> float | None:
         """(max - min) / median of round trips/s over the good runs, in percent."""
         values = [r["rtt_per_s"] for r in self.good_runs()]
@@ -310,7 +317,8 @@ def run(servers: list[ServerSpec], client: Client, conns_list: list[int], runs: 
 
 def summary(cells: list[Cell]) -> list[dict]:
     """Per cell: medians, spread, and each figure's ratio to the selectors baseline at the same
-    concurrency (None without a baseline figure)."""
+    concurrency: the median of the runs' ratios (None without a baseline figure), and for rt/s
+    the lowest and highest of them."""
     base = {c.conns: c for c in cells if c.server == BASELINE}
     rows = []
     for cell in cells:
@@ -324,10 +332,11 @@ def summary(cells: list[Cell]) -> list[dict]:
         ref = base.get(cell.conns)
         row["vs_selectors"] = {}
         for key in FIGURES:
-            ref_value = ref.median(key) if ref else None
-            mine = cell.median(key)
-            row["vs_selectors"][key] = (round(mine / ref_value, 3)
-                                        if mine is not None and ref_value else None)
+            ratios = cell.ratios(ref, key) if ref else []
+            row["vs_selectors"][key] = round(statistics.median(ratios), 3) if ratios else None
+            if key == "rtt_per_s":
+                row["rtt_ratio_range"] = ((round(min(ratios), 3), round(max(ratios), 3))
+                                          if ratios else None)
         row["failures"] = cell.failures
         row["busy_discarded"] = sum(len(r.get("busy_discarded", ())) for r in cell.runs)
         rows.append(row)
