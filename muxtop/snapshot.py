@@ -95,6 +95,14 @@ class Diagnosis(NamedTuple):
     evidence: tuple[tuple[str, object], ...]
     since: float  # monotonic time first seen
 
+    def named_fds(self) -> tuple[int, ...]:
+        """The fds it is about: its own, or those a process-wide finding names in its "fds"
+        evidence (plain fds, or (fd, events) pairs)."""
+        if self.fd is not None:
+            return (self.fd,)
+        named = dict(self.evidence).get("fds", ())
+        return tuple(f if isinstance(f, int) else f[0] for f in named)
+
     def as_json(self) -> dict:
         return {"kind": self.kind, "fd": self.fd, "explanation": self.explanation,
                 "evidence": dict(self.evidence)}

@@ -36,6 +36,7 @@ from muxtop.snapshot import (
 )
 from muxtop.ui.app import MuxtopApp
 from muxtop.ui.attach import AttachApp, AttachHelpScreen, AttachSource
+from muxtop.ui.rows import SORT_CYCLE
 from muxtop.ui.screens.detail import DetailScreen
 from muxtop.ui.screens.help import HelpScreen
 from muxtop.ui.source import FixedSource
@@ -150,7 +151,14 @@ async def test_attached_buggy_server_shows_sockets_stuck_read_and_exit(server, c
             await wait_for(pilot, lambda: "EXITED" in app.dashboard.header.render().plain)
             assert app.is_running and len(table.rows) >= 3  # the last picture stays
             assert "1 finding" in app.dashboard.header.render().plain  # with its findings
-            await pilot.press("s", "space", "space")
+            shown = set(table.column_ids)
+            cycle = [c for c in SORT_CYCLE if c in shown]
+            assert "out_buffer" not in cycle  # attach cannot see an application's buffers
+            for _ in cycle:  # one full cycle: only columns attach shows, then back to fd
+                await pilot.press("s")
+                assert table.model.sort in shown
+            assert table.model.sort == "fd"
+            await pilot.press("space", "space")
             assert app.is_running
     finally:
         source.stop()

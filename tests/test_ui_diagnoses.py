@@ -47,6 +47,25 @@ async def test_panel_lists_findings_newest_first_as_plain_text():
         assert "diagnoses" in app.dashboard.side.border_title
 
 
+async def test_a_process_wide_finding_shows_in_the_detail_of_each_fd_it_names():
+    now = synthetic.STARTED_AT + 60
+    base = synthetic.snapshot(20, 0, diagnoses=())
+    conn = next(v for v in base.connections if v.kind == KIND_CONN)
+    spin = Diagnosis("busy-loop", None, "4,000 waits/s move no bytes",
+                     (("fds", ((conn.fd, "WRITE"),)),), now - 2.0)
+    assert spin.named_fds() == (conn.fd,)
+    app = MuxtopApp(FixedSource(synthetic.snapshot(20, 0, diagnoses=(spin,))), interval=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        table = app.dashboard.table
+        table.move_to(next(i for i, v in enumerate(table.rows) if v.cid == conn.cid))
+        await pilot.press("enter")
+        await pilot.pause()
+        body = str(app.screen.query_one("#detail-body").render())
+        assert "busy-loop  (the process; names this fd)" in body
+        assert "none for this fd" not in body
+
+
 async def test_no_findings_no_panel():
     app = MuxtopApp(FixedSource(synthetic.snapshot(20, 0, diagnoses=())), interval=None)
     async with app.run_test(size=SIZE) as pilot:

@@ -7,7 +7,7 @@ millisecond at 10,000 rows; drawing then touches only the rows on screen.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from operator import attrgetter, itemgetter
 from typing import NamedTuple
 
@@ -88,9 +88,11 @@ class ConnRows:
         self.sort = column_id
         self.descending = column.descending if descending is None else descending
 
-    def cycle_sort(self) -> str:
-        here = SORT_CYCLE.index(self.sort) if self.sort in SORT_CYCLE else -1
-        self.set_sort(SORT_CYCLE[(here + 1) % len(SORT_CYCLE)])
+    def cycle_sort(self, shown: Collection[str] = COLUMN_BY_ID) -> str:
+        """Sort by the next column of SORT_CYCLE among those `shown` (attach has fewer)."""
+        cycle = [c for c in SORT_CYCLE if c in shown]
+        here = cycle.index(self.sort) if self.sort in cycle else -1
+        self.set_sort(cycle[(here + 1) % len(cycle)])
         return self.sort
 
     def click(self, column_id: str) -> None:

@@ -16,7 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input
 
 from muxtop.snapshot import Snapshot
-from muxtop.ui.rows import COLUMN_BY_ID, can_act_on
+from muxtop.ui.rows import can_act_on
 from muxtop.ui.widgets.conn_table import ConnTable
 from muxtop.ui.widgets.diagnoses import DiagnosesPanel
 from muxtop.ui.widgets.flood_panel import FloodPanel
@@ -121,9 +121,10 @@ class DashboardScreen(Screen[None]):
         self.app.toggle_reading(self.table.selected)  # type: ignore[attr-defined]
 
     def action_cycle_sort(self) -> None:
-        column = self.table.model.cycle_sort()
-        self.table.rebuild()
-        self.notify(f"sorted by {COLUMN_BY_ID[column].label}", timeout=1.5)
+        table = self.table
+        column = table.column(table.model.cycle_sort(table.column_ids))
+        table.rebuild()
+        self.notify(f"sorted by {column.label if column else '?'}", timeout=1.5)
 
     def action_reverse_sort(self) -> None:
         self.table.model.descending = not self.table.model.descending

@@ -198,13 +198,14 @@ def describe(v: ConnView, s: Snapshot) -> Text:
         text.append(f"{state}\n")
     text.append("\n")
 
-    findings = [d for d in s.diagnoses if d.fd == v.fd]
+    findings = [d for d in s.diagnoses if v.fd in d.named_fds()]
     text.append("Diagnoses\n", heading)
     if not findings:
         text.append("  none for this fd\n", label)
     for d in findings:
         text.append(f"  {d.kind}", "bold red")
-        text.append(f"  for {fmt.age(now - d.since)}\n", label)
+        whole = "  (the process; names this fd)" if d.fd is None else ""
+        text.append(f"{whole}  for {fmt.age(now - d.since)}\n", label)
         text.append(f"    {fmt.plain(d.explanation)}\n")
         for name, value in d.evidence:
             text.append(f"    {name}: ", label)
@@ -229,8 +230,7 @@ def describe(v: ConnView, s: Snapshot) -> Text:
 
 def _describe_attached(text: Text, v: ConnView, s: Snapshot, row, heading: str,
                        label: str) -> None:
-    """The attach section: epoll registrations with raw masks, the socket, and findings about
-    the whole process that name this fd."""
+    """The attach section: epoll registrations with raw masks and the socket."""
     text.append("Attached\n", heading)
     epoll = s.extra.get("epoll", {})
     watching = [(epfd, mask, decoded) for epfd, watches in epoll.items()
@@ -253,13 +253,6 @@ def _describe_attached(text: Text, v: ConnView, s: Snapshot, row, heading: str,
             ends += f" <-> {fmt.plain(details['peer'])}"
         row("socket", f"inode {details.get('inode', fmt.DASH)}", f"{kind}  {ends}")
     text.append("\n")
-
-    others = [d for d in s.diagnoses
-              if d.fd is None and v.fd in dict(d.evidence).get("fds", ())]
-    for d in others:
-        text.append(f"  {d.kind}", "bold red")
-        text.append("  (the process; names this fd)\n", label)
-        text.append(f"    {fmt.plain(d.explanation)}\n")
     if s.extra.get("exited"):
         text.append("The process has exited: this is the last picture.\n", "bold red")
 

@@ -11,6 +11,7 @@ epoll fd watches it, and the finding that names it, in place of the engine's own
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from operator import itemgetter
 from typing import ClassVar
 
@@ -132,6 +133,16 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
     @property
     def rows(self) -> list[ConnView]:
         return self.model.rows
+
+    @property
+    def column_ids(self) -> Collection[str]:
+        """The ids of the columns shown (attach shows fewer)."""
+        return self._at.keys()
+
+    def column(self, column_id: str) -> Column | None:
+        """The column shown under this id (attach relabels some), None if not shown."""
+        at = self._at.get(column_id)
+        return None if at is None else self._columns[at]
 
     @property
     def selected(self) -> ConnView | None:
@@ -415,8 +426,7 @@ class AttachFacts:
                 self.watches.setdefault(tfd, []).append((epfd, int(mask, 16)))
         self.findings: dict[int, list[str]] = {}
         for d in snapshot.diagnoses:
-            named = [d.fd] if d.fd is not None else dict(d.evidence).get("fds", ())
-            for fd in named:
+            for fd in d.named_fds():
                 kinds = self.findings.setdefault(fd, [])
                 if d.kind not in kinds:
                     kinds.append(d.kind)
