@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import NamedTuple
 
 # Connection states (ConnView.state).
@@ -46,6 +47,10 @@ class WaitRecord(NamedTuple):
         """The (fd, events) pairs of `ready`."""
         it = iter(self.ready)
         return zip(it, it)
+
+
+# WaitRecord._make without its Python-level call: the engine makes one per wait.
+wait_record = partial(tuple.__new__, WaitRecord)
 
 
 class TcpInfo(NamedTuple):

@@ -127,8 +127,7 @@ class Detector:
             return
         counts: Counter = Counter()
         for record in list(engine.telemetry.ring)[-200:]:
-            flat = iter(record[5])  # fd, events, fd, events, ...
-            counts.update(zip(flat, flat))
+            counts.update(record.pairs())
         # sorted, not most_common(n): that imports heapq lazily, which fails once out of fds
         top = sorted(counts.items(), key=lambda item: item[1], reverse=True)[:5]
         named = [(fd, long(events)) for (fd, events), _ in top]

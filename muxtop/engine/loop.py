@@ -33,6 +33,7 @@ from muxtop.snapshot import (
     READ_PAUSED,
     READY_KEPT,
     Snapshot,
+    wait_record,
 )
 
 READABLE = READ | ERROR | HANGUP  # an error or hang-up shows up as a failing or empty recv
@@ -189,8 +190,9 @@ class Engine:
             # Flat, so the (fd, events) tuples die with the list: kept, each cost a garbage
             # collector visit. The flat tuple leaves the collector after one pass.
             count = len(ready)
-            record((seq, now, timeout, after - now, self._nreg,
-                    tuple(flatten(ready if count <= READY_KEPT else ready[:READY_KEPT])), count))
+            record(wait_record((
+                seq, now, timeout, after - now, self._nreg,
+                tuple(flatten(ready if count <= READY_KEPT else ready[:READY_KEPT])), count)))
             for fd, events in ready:
                 conn = by_fd[fd]
                 if conn is not None:
