@@ -163,6 +163,10 @@ async def take(out: Path) -> list[Path]:
             await wait_for(lambda: any(d.kind == "stuck-read"
                                        for d in engine.snapshot().diagnoses), pilot, 10)
             await pilot.pause(1.0)
+            stuck = next(d.fd for d in app.latest.diagnoses if d.kind == "stuck-read")
+            table.move_to(next(i for i, v in enumerate(table.rows)
+                               if v.fd == stuck and v.kind == "conn"))  # in view, selected
+            await pilot.pause(0.3)
             await shot("diagnosis")
             await pilot.press("q")
     finally:
