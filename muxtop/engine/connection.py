@@ -12,7 +12,7 @@ from muxtop.snapshot import CLOSED, OPEN
 class Connection:
     # Reads and write-through sends happen together: last_read_at stands for both; the idle
     # time the views show is measured from the later of last_read_at and last_write_at.
-    # The fields the hot loop touches on every event come first: they share a cache line,
+    # The fields the hot loop touches on every event come first: they share two cache lines,
     # which matters when thousands of connections take turns.
     __slots__ = (
         "sock", "interest", "last_events", "last_ready", "last_read_at", "echoed", "echoes",

@@ -124,7 +124,7 @@ class DashboardScreen(Screen[None]):
         table = self.table
         column = table.column(table.model.cycle_sort(table.column_ids))
         table.rebuild()
-        self.notify(f"sorted by {column.label if column else '?'}", timeout=1.5)
+        self.notify(f"sorted by {column.label}", timeout=1.5)
 
     def action_reverse_sort(self) -> None:
         self.table.model.descending = not self.table.model.descending

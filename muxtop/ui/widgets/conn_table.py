@@ -139,10 +139,9 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
         """The ids of the columns shown (attach shows fewer)."""
         return self._at.keys()
 
-    def column(self, column_id: str) -> Column | None:
-        """The column shown under this id (attach relabels some), None if not shown."""
-        at = self._at.get(column_id)
-        return None if at is None else self._columns[at]
+    def column(self, column_id: str) -> Column:
+        """The column shown under this id (attach relabels some)."""
+        return self._columns[self._at[column_id]]
 
     @property
     def selected(self) -> ConnView | None:
