@@ -194,6 +194,20 @@ async def test_help_screen_opens_and_closes(engine):
         assert app.screen is app.dashboard
 
 
+async def test_a_tick_after_the_screens_are_gone_does_nothing(engine):
+    """The tick timer can fire once more while the app shuts down (seen as a flaky
+    ScreenStackError): by then the screen stack is empty."""
+    app = app_for(engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: app.shown is not None, pilot)
+    assert not app.screen_stack
+    deadline = time.monotonic() + 5
+    while engine.snapshot() is app.latest and time.monotonic() < deadline:
+        time.sleep(0.01)  # a new Snapshot: the tick would redraw
+    assert engine.snapshot() is not app.latest
+    app.tick()
+
+
 def test_muxtop_with_dashboard_exits_cleanly_in_a_terminal(tmp_path):
     """The real command under a pseudo-terminal: quits after --duration, status 0, and
     leaves the alternate screen (the terminal is restored)."""

@@ -131,6 +131,8 @@ class MuxtopApp(App[int]):
 
     def tick(self) -> None:
         """Take the latest Snapshot; if it is new, redraw what depends on it."""
+        if not self.screen_stack:
+            return  # exiting: the timer can fire once more after the screens are gone
         self._collect_outcomes()
         self._show_floods()
         try:
