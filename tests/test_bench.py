@@ -246,14 +246,23 @@ def test_diagnose_json_compares_detectors_off_and_on():
 
 
 def test_ui_frames_and_echo_in_a_tiny_configuration():
-    proc = bench("ui", "--conns", "10,50", "--ticks", "3", "--echo-seconds", "1",
-                 "--echo-conns", "5", "--rounds", "1", "--json", timeout=90)
+    proc = bench("ui", "--conns", "10,50", "--ticks", "4", "--frame-rounds", "2",
+                 "--echo-seconds", "1", "--echo-conns", "5", "--rounds", "1", "--json",
+                 timeout=90)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert set(doc["frames"]) == {"10", "50"}
     for size in doc["frames"].values():
         assert all(positive(size[k]) for k in ("frame_mean_ms", "frame_p99_ms", "ingest_mean_ms",
                                                 "render_mean_ms"))
+        assert size["frames"] == 4  # 2 rounds of 2
+    ratio = doc["frame_ratio"]
+    assert ratio["rounds"] == 2 and positive(ratio["low"])
+    assert ratio["low"] <= ratio["median"] <= ratio["high"]
     echo = doc["echo"]
     assert positive(echo["headless_median"]) and positive(echo["dashboard_median"])
+    text = bench("ui", "--conns", "10,50", "--ticks", "2", "--frame-rounds", "2",
+                 "--echo-seconds", "0", timeout=60)
+    assert text.returncode == 0, text.stderr
+    assert "frame mean ratio round by round: median" in text.stdout and "target:" in text.stdout
     assert positive(echo["ratio"])
