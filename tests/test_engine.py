@@ -91,6 +91,9 @@ def test_slow_reader_hits_backpressure_and_memory_stays_bounded(make_engine, bac
             if readable:
                 received += client.recv(1 << 20)
         assert bytes(received) == payload
+        # The fast path's echoes and the general path's partial sends add up in the counters.
+        (view,) = wait_for(lambda: [v for v in conn_views(engine) if v.bytes_out == total])
+        assert view.bytes_in == total and engine.snapshot().totals.bytes_out == total
 
 
 def test_many_connections_while_switching_50_times(make_engine):
