@@ -261,8 +261,8 @@ def test_ui_frames_and_echo_in_a_tiny_configuration():
     assert ratio["low"] <= ratio["median"] <= ratio["high"]
     echo = doc["echo"]
     assert positive(echo["headless_median"]) and positive(echo["dashboard_median"])
+    assert positive(echo["ratio"])
     text = bench("ui", "--conns", "10,50", "--ticks", "2", "--frame-rounds", "2",
                  "--echo-seconds", "0", timeout=60)
     assert text.returncode == 0, text.stderr
     assert "frame mean ratio round by round: median" in text.stdout and "target:" in text.stdout
-    assert positive(echo["ratio"])
