@@ -11,6 +11,7 @@ import sys
 import time
 
 import pytest
+from ui_helpers import until as ui_until
 
 from muxtop.engine import Engine, EngineConfig
 from muxtop.ui.app import MuxtopApp
@@ -43,21 +44,15 @@ def clients():
 
 
 async def until(predicate, pilot, timeout: float = 5.0):
-    """Let the app run until predicate() is truthy (bounded); return its value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            app = pilot.app
-            latest = app.latest
-            raise AssertionError(
-                f"condition not met in time; app saw {latest.backend}/{latest.trigger} "
+    """ui_helpers.until, saying on failure what the app last saw."""
+    def seen() -> str:
+        app = pilot.app
+        latest = app.latest
+        return (f"app saw {latest.backend}/{latest.trigger} "
                 f"{[(v.fd, v.kind, v.state, v.bytes_in) for v in latest.connections]} "
                 f"at {latest.taken_at:.3f}, now {time.monotonic():.3f}, "
                 f"table {[(v.fd, v.state) for v in app.dashboard.table.rows]}")
-        await pilot.pause(0.05)
+    return await ui_until(predicate, pilot, timeout, what=seen)
 
 
 def app_for(engine: Engine) -> MuxtopApp:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 
-async def until(predicate, pilot, timeout: float = 10.0, what: str = ""):
-    """Let the app run until predicate() is truthy (bounded); return its value."""
+async def until(predicate, pilot, timeout: float = 10.0, what: str | Callable[[], str] = ""):
+    """Let the app run until predicate() is truthy (bounded); return its value. `what` says
+    what was awaited; a callable is asked only on failure (to describe what the app saw)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"not in time: {what}")
+            raise AssertionError(f"not in time: {what() if callable(what) else what}")
         await pilot.pause(0.05)
