@@ -102,11 +102,10 @@ class Diagnosis(NamedTuple):
 
     def named_fds(self) -> tuple[int, ...]:
         """The fds it is about: its own, or those a process-wide finding names in its "fds"
-        evidence (plain fds, or (fd, events) pairs)."""
+        evidence."""
         if self.fd is not None:
             return (self.fd,)
-        named = dict(self.evidence).get("fds", ())
-        return tuple(f if isinstance(f, int) else f[0] for f in named)
+        return tuple(dict(self.evidence).get("fds", ()))
 
     def as_json(self) -> dict:
         return {"kind": self.kind, "fd": self.fd, "explanation": self.explanation,

@@ -52,7 +52,7 @@ async def test_a_process_wide_finding_shows_in_the_detail_of_each_fd_it_names():
     base = synthetic.snapshot(20, 0, diagnoses=())
     conn = next(v for v in base.connections if v.kind == KIND_CONN)
     spin = Diagnosis("busy-loop", None, "4,000 waits/s move no bytes",
-                     (("fds", ((conn.fd, "WRITE"),)),), now - 2.0)
+                     (("fds", (conn.fd,)), ("events", ("WRITE",))), now - 2.0)
     assert spin.named_fds() == (conn.fd,)
     app = MuxtopApp(FixedSource(synthetic.snapshot(20, 0, diagnoses=(spin,))), interval=None)
     async with app.run_test(size=SIZE) as pilot:

@@ -141,7 +141,8 @@ class Detector:
                       f"{rates.waits:,.0f} waits/s return {rates.ready_per_wait:.1f} ready fds "
                       f"each but only {moved:,.0f} bytes/s move: {why}",
                       (("waits_per_s", round(rates.waits)), ("events_per_s", round(rates.events)),
-                       ("bytes_per_s", round(moved)), ("fds", tuple(named)))))
+                       ("bytes_per_s", round(moved)), ("fds", tuple(fd for fd, _ in named)),
+                       ("events", tuple(events for _, events in named)))))
 
     def _fd_pressure(self, engine: Engine, process: ProcessStats | None, found: list) -> None:
         errors = engine.telemetry.accept_errors
