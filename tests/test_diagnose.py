@@ -65,6 +65,8 @@ def test_busy_writable_is_a_busy_loop_until_switched_off(make_engine):
         (finding,) = wait_for(lambda: findings(engine, "busy-loop"), timeout=10)
         named = set(dict(finding.evidence)["fds"])
         assert named & conn_fds(engine)
+        wait_for(lambda: [v for v in engine.snapshot().connections
+                          if v.fd in named and v.kind == KIND_CONN and "!" in v.flags])
         assert "writable" in finding.explanation
         assert engine.submit(SetLab("busy-writable", False)).result(5).ok
         wait_for(lambda: not findings(engine, "busy-loop"), timeout=5)

@@ -156,7 +156,7 @@ class Attacher:
                                  watches.get(fd, ()))
                    for fd, ino in sorted(inodes.items())]
         diagnoses = self.diagnoser.observe(now, sockets, process)
-        flagged = {d.fd for d in diagnoses}
+        flagged = {fd for d in diagnoses for fd in d.named_fds()}  # "!": a finding names it
 
         views = [self._socket_view(facts, inet.get(facts.inode), unix.get(facts.inode),
                                    diags.get(facts.inode), watches.get(facts.fd, ()),

@@ -124,7 +124,7 @@ class Telemetry:
         diagnoses = ()
         if engine._running and backend is not None and engine.config.diagnose:
             diagnoses = self.detector.review(engine, now, rates, process)
-        flagged = {d.fd for d in diagnoses}
+        flagged = {fd for d in diagnoses for fd in d.named_fds()}  # "!": a finding names it
         views = [self._listener_view(now), self._control_view(now)]
         if engine._running and backend is not None and backend.fileno() is not None:
             views.append(self._backend_view(backend, now))
