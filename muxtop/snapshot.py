@@ -2,13 +2,14 @@
 
 The engine builds one a few times a second and publishes it by swapping one reference;
 `muxtop attach` builds the same shape from /proc. Readers on any thread may keep one as long
-as they like: nothing in it changes after it is built.
+as they like: nothing in it changes after it is built. Every Snapshot and WaitRecord converts
+losslessly to and from a versioned plain form (muxtop.plain): what recordings and --json hold.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import NamedTuple
 
@@ -85,10 +86,34 @@ class ConnView(NamedTuple):
     last_io_at: float  # last byte moved either way (idle = now - this)
     closed_at: float | None
     tcp: TcpInfo | None
-    flags: str  # short markers: P=user-paused, B=backpressure, E=pending edge, F=flood, !=finding
+    flags: str  # one letter each (FLAG_MEANINGS): "!P", "TD", "BF"...
     history: tuple[tuple[float, str], ...]  # (monotonic time, state) transitions
     note: str  # why it closed, or what it is (e.g. "epoll fd 5")
     watched_by: tuple[int, ...] = ()  # attach: the epoll fds that watch it
+
+
+# ConnView.flags: one vocabulary for every source, a letter a marker.
+FLAG_FINDING = "!"  # a finding names the fd
+FLAG_PAUSED = "P"  # reading paused by a person
+FLAG_BACKPRESSURE = "B"  # out-buffer over the high-water mark: not reading
+FLAG_PENDING = "E"  # pending edge: the engine will read on without waiting for an event
+FLAG_FLOOD = "F"  # a client of a flood the dashboard launched
+FLAG_EDGE = "T"  # registered edge-triggered (EPOLLET)
+FLAG_ONESHOT = "O"  # registered oneshot, armed
+FLAG_DISARMED = "D"  # a oneshot that fired and was never re-armed: reports nothing
+FLAG_EXCLUSIVE = "X"  # EPOLLEXCLUSIVE
+FLAG_MEANINGS = {
+    FLAG_FINDING: "a diagnosis names it",
+    FLAG_PAUSED: "reading paused by you",
+    FLAG_BACKPRESSURE: "backpressure: out-buffer over high water",
+    FLAG_PENDING: "pending edge: more to read without waiting",
+    FLAG_FLOOD: "flood client",
+    FLAG_EDGE: "edge-triggered (EPOLLET)",
+    FLAG_ONESHOT: "oneshot, armed",
+    FLAG_DISARMED: "oneshot, fired and never re-armed",
+    FLAG_EXCLUSIVE: "EPOLLEXCLUSIVE",
+}
+EVIDENCE_FDS = "fds"  # the evidence key of a process-wide finding that names fds
 
 
 class Diagnosis(NamedTuple):
@@ -105,7 +130,7 @@ class Diagnosis(NamedTuple):
         evidence."""
         if self.fd is not None:
             return (self.fd,)
-        return tuple(dict(self.evidence).get("fds", ()))
+        return tuple(dict(self.evidence).get(EVIDENCE_FDS, ()))
 
     def as_json(self) -> dict:
         return {"kind": self.kind, "fd": self.fd, "explanation": self.explanation,
@@ -155,11 +180,53 @@ class Totals(NamedTuple):
     rejected: int  # accepted then closed at once: over FD_SETSIZE on select, or reset already
 
 
+class ProcessInfo(NamedTuple):
+    """The process a read-only source looks at (attach)."""
+
+    pid: int
+    cmdline: str  # the target's text: show it plain, escaped
+    stuck_after: float  # seconds a queue must stay stuck to count
+
+
+class Watch(NamedTuple):
+    """One registration in an epoll interest list, as /proc/PID/fdinfo shows it."""
+
+    fd: int  # the fd number it was registered under
+    mask: int  # the app's mask plus ERR|HUP, which the kernel adds (kernel.epoll decodes it)
+    data: int  # epoll_event.data as the app set it
+    stale: str  # "": the fd is live; else why the registration outlives it (STALE_*)
+
+
+STALE_CLOSED = "fd closed, file still open elsewhere"
+STALE_REUSED = "fd number now names another file"
+
+
+class EpollSet(NamedTuple):
+    fd: int
+    watches: tuple[Watch, ...]  # by fd
+
+
+class SocketInfo(NamedTuple):
+    """One socket fd of an attached process as /proc/net and sock_diag describe it."""
+
+    fd: int
+    inode: int
+    proto: str  # tcp, tcp6, udp, udp6, unix; "" when unknown
+    local: str  # the target's text (a unix path): show it plain
+    peer: str
+    tcp_state: str  # "" when not TCP
+    accept_queue: int | None  # listeners only
+    backlog: int | None  # listeners only; None when sock_diag could not tell
+    unix_type: str = ""  # stream, dgram, seqpacket
+    unix_state: str = ""  # LISTEN, CONNECTED, ...
+
+
 @dataclass(frozen=True, eq=False, slots=True)
 class Snapshot:
     """eq=False: a new Snapshot is always "changed"; compare by identity, not contents."""
 
-    source: str  # "engine" or "attach"
+    source: str  # the kind of picture: "engine" (a server of muxtop's) or "attach" (another
+    # process); the UI picks its columns and sections by it, once per source
     taken_at: float  # monotonic
     wall_time: float  # time.time(), for display
     started_at: float  # monotonic
@@ -178,4 +245,8 @@ class Snapshot:
     diagnoses: tuple[Diagnosis, ...] = ()
     lab: frozenset[str] = frozenset()
     refused: str | None = None  # the last refused switch, while it is recent
-    extra: dict = field(default_factory=dict)  # source-specific details (attach: epoll sets)
+    running: bool = True  # False: the engine stopped, or the attached process exited
+    error: str | None = None  # why the engine stopped, when it died
+    target: ProcessInfo | None = None  # attach: the process looked at
+    epoll: tuple[EpollSet, ...] = ()  # attach: its epoll instances, by fd
+    sockets: tuple[SocketInfo, ...] = ()  # attach: its sockets, by fd

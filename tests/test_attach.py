@@ -18,8 +18,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from muxtop.attach import cli, masks, procfs
 from muxtop.attach.reader import Attacher, AttachError
+from muxtop.cli import attach as cli
+from muxtop.kernel import epoll, procfs
 from muxtop.snapshot import HALF_CLOSED, KIND_CONN, KIND_EPOLL, KIND_LISTENER
 
 pytestmark = pytest.mark.timeout(30)
@@ -182,23 +183,23 @@ def view(snapshot, fd: int):
 
 # -- decoding, no processes -------------------------------------------------------------------
 
-def test_masks_decode_to_words_and_muxtop_flags():
-    assert masks.decode(0x19) == "IN|ERR|HUP"
-    assert masks.decode(0x80000019) == "IN|ERR|HUP|ET"
-    assert masks.decode(0x1000001D) == "IN|OUT|ERR|HUP|EXCLUSIVE"
-    assert masks.decode(0x40000019) == "IN|ERR|HUP|ONESHOT"
+def test_masks_decode_to_words():
+    assert epoll.decode(0x19) == "IN|ERR|HUP"
+    assert epoll.decode(0x80000019) == "IN|ERR|HUP|ET"
+    assert epoll.decode(0x1000001D) == "IN|OUT|ERR|HUP|EXCLUSIVE"
+    assert epoll.decode(0x40000019) == "IN|ERR|HUP|ONESHOT"
     # A fired oneshot keeps only the private bits: ONESHOT alone, or with ET.
-    assert masks.decode(0x40000000) == "ONESHOT (disarmed)"
-    assert masks.decode(0xC0000000) == "ET|ONESHOT (disarmed)"
-    assert masks.is_disarmed(0x40000000) and not masks.is_disarmed(0x40000019)
-    assert not masks.is_disarmed(0x80000000)
-    assert masks.interest(0x8000001D) == 0x5  # READ|WRITE; ERR/HUP are always there
-    assert masks.flag_tokens(0xC0000000) == ["ET", "DISARMED"]
-    assert masks.summarize_triggers([0x19, 0x19]) == "level"
-    assert masks.summarize_triggers([0x80000019]) == "edge"
-    assert masks.summarize_triggers([0xC0000019]) == "oneshot"
-    assert masks.summarize_triggers([0x19, 0x80000019]) == "mixed"
-    assert masks.summarize_triggers([]) == "-"
+    assert epoll.decode(0x40000000) == "ONESHOT (disarmed)"
+    assert epoll.decode(0xC0000000) == "ET|ONESHOT (disarmed)"
+    assert epoll.is_disarmed(0x40000000) and not epoll.is_disarmed(0x40000019)
+    assert not epoll.is_disarmed(0x80000000)
+    assert epoll.interest(0x8000001D) == 0x5  # READ|WRITE; ERR/HUP are always there
+    assert epoll.words(0xC0000000) == "ET disarmed" and epoll.words(0x2019) == "IN RDHUP"
+    assert epoll.summarize_triggers([0x19, 0x19]) == "level"
+    assert epoll.summarize_triggers([0x80000019]) == "edge"
+    assert epoll.summarize_triggers([0xC0000019]) == "oneshot"
+    assert epoll.summarize_triggers([0x19, 0x80000019]) == "mixed"
+    assert epoll.summarize_triggers([]) == "-"
 
 
 def test_epoll_fdinfo_and_addresses_parse():
@@ -206,9 +207,9 @@ def test_epoll_fdinfo_and_addresses_parse():
     text = ("pos:\t0\nflags:\t02000002\nmnt_id:\t17\nino:\t18\n"
             "tfd:        3 events: 80000019 data:     7fa000000003  pos:0 ino:1297 sdev:9\n"
             "tfd:       13 events: 40000000 data:     7fa00000000d  pos:0 ino:12a1 sdev:9\n")
-    assert procfs.parse_epoll_fdinfo(5, text) == [
-        procfs.Registration(5, 3, 0x80000019, 0x1297),
-        procfs.Registration(5, 13, 0x40000000, 0x12A1)]
+    assert epoll.parse_fdinfo(5, text) == [
+        epoll.Registration(5, 3, 0x80000019, 0x7FA000000003, 0x1297),
+        epoll.Registration(5, 13, 0x40000000, 0x7FA00000000D, 0x12A1)]
     if sys.byteorder == "little":
         assert procfs.decode_address("0100007F:1F90") == "127.0.0.1:8080"
         assert procfs.decode_address("00000000000000000000000001000000:0050") == "[::1]:80"
@@ -233,7 +234,7 @@ def test_stuck_read_on_edge_triggered_fd_is_found(spawn, connect):
     assert conn.kind == KIND_CONN and conn.tcp.state == "ESTABLISHED"
     assert conn.rx_queue == 1000 - 16
     assert conn.watched_by == (server.info["epoll"],)
-    assert "ET" in conn.flags.split() and conn.interest == 0x1
+    assert "T" in conn.flags and conn.interest == 0x1
     assert first.backend == "epoll" and first.trigger == "mixed"  # ET conn, level listener
     assert first.waits == () and first.source == "attach"
 
@@ -242,7 +243,7 @@ def test_stuck_read_on_edge_triggered_fd_is_found(spawn, connect):
     assert finding.fd == fd
     evidence = dict(finding.evidence)
     assert evidence["rx_queue"] == 984 and evidence["seconds"] >= 0.5
-    assert evidence["mask"] == "0x80000019" and evidence["epoll_fd"] == server.info["epoll"]
+    assert evidence["mask"] == 0x80000019 and evidence["epoll_fd"] == server.info["epoll"]
     assert "edge-triggered" in finding.explanation
     assert "!" in view(snapshot, fd).flags
 
@@ -356,10 +357,11 @@ def test_fired_oneshot_shows_disarmed(spawn, connect):
     server.expect("read")
     attacher = Attacher(server.pid, stuck_after=0.3)
     snapshot = attacher.read()
-    entry = next(e for e in snapshot.extra["epoll"][server.info["epoll"]] if e[0] == fd)
-    assert entry == (fd, "0x40000000", "ONESHOT (disarmed)")
+    [epoll_set] = [e for e in snapshot.epoll if e.fd == server.info["epoll"]]
+    entry = next(w for w in epoll_set.watches if w.fd == fd)
+    assert entry.mask == 0x40000000 and epoll.decode(entry.mask) == "ONESHOT (disarmed)"
     conn = view(snapshot, fd)
-    assert conn.flags == "DISARMED" and conn.interest == 0
+    assert conn.flags == "D" and conn.interest == 0
     epoll_view = view(snapshot, server.info["epoll"])
     assert epoll_view.kind == KIND_EPOLL and "1 disarmed" in epoll_view.note
 
@@ -378,8 +380,9 @@ def test_registration_that_outlives_its_fd_is_marked_stale():
         closed_fd = a.fileno()
         a.close()
         snapshot = Attacher(os.getpid()).read()  # attach to this very process
-        entry = next(e for e in snapshot.extra["epoll"][ep.fileno()] if e[0] == closed_fd)
-        assert entry[2] == "IN|ERR|HUP [stale: fd closed, file still open elsewhere]"
+        [epoll_set] = [e for e in snapshot.epoll if e.fd == ep.fileno()]
+        entry = next(w for w in epoll_set.watches if w.fd == closed_fd)
+        assert entry.mask == 0x19 and entry.stale == "fd closed, file still open elsewhere"
         assert view(snapshot, dup).watched_by == ()  # the dup itself was never registered
     finally:
         os.close(dup)
@@ -397,19 +400,19 @@ def test_ipv6_and_unix_sockets_show_up(spawn, tmp_path):
     server = spawn("families", "16", path)
     info = server.info
     snapshot = Attacher(server.pid).read()
-    sockets = snapshot.extra["sockets"]
+    sockets = {k.fd: k for k in snapshot.sockets}
 
     v6 = view(snapshot, info["listener6"])
     assert v6.kind == KIND_LISTENER and v6.note.startswith("tcp6 [::1]:")
-    assert sockets[v6.fd]["backlog"] == 4
+    assert sockets[v6.fd].backlog == 4
 
     unix_listener = view(snapshot, info["unix_listener"])
     assert unix_listener.kind == KIND_LISTENER and unix_listener.rx_queue is None
-    assert sockets[unix_listener.fd]["local"] == path
-    assert "EXCL" in unix_listener.flags.split()
+    assert sockets[unix_listener.fd].local == path
+    assert "X" in unix_listener.flags
     pair = view(snapshot, info["pair"])
     assert pair.kind == KIND_CONN and pair.rx_queue is None and pair.tx_queue is None
-    assert sockets[pair.fd]["proto"] == "unix" and pair.watched_by == (info["epoll"],)
+    assert sockets[pair.fd].proto == "unix" and pair.watched_by == (info["epoll"],)
     assert view(snapshot, info["unwatched"]).watched_by == ()
     assert "[::1]:" in snapshot.listen and path in snapshot.listen
 
@@ -448,14 +451,14 @@ def test_vanished_process_reads_as_exited_and_cli_says_so(capsys):
     proc = _sleeper()
     try:
         attacher = Attacher(proc.pid)
-        assert attacher.read().extra["exited"] is False
+        assert attacher.read().running
     finally:
         proc.kill()
         proc.wait(5)
     snapshot = attacher.read()  # must not raise
-    assert snapshot.extra["exited"] is True and attacher.exited
+    assert not snapshot.running and attacher.exited
     assert "exited" in snapshot.notices[-1].text
-    assert attacher.read().extra["exited"] is True
+    assert not attacher.read().running
 
     assert cli.main([str(proc.pid), "--once", "--json"]) == 1
     err = capsys.readouterr().err
@@ -527,7 +530,7 @@ def test_permission_denied_is_one_line():
 
 
 def test_attach_never_imports_textual():
-    code = ("import sys, muxtop.attach.cli, muxtop.attach.reader, muxtop.attach.report; "
+    code = ("import sys, muxtop.cli.attach, muxtop.attach.reader, muxtop.attach.report; "
             "sys.exit(any(m.split('.')[0] == 'textual' for m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, timeout=20, check=False)
     assert result.returncode == 0

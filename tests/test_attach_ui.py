@@ -1,5 +1,5 @@
 """The dashboard over `muxtop attach`: a real buggy edge-triggered server in a child process,
-read by an AttachSource on its thread, shown by the AttachApp; plus a render of a fixed attach
+read by an AttachSource on its thread, shown by the dashboard; plus a render of a fixed attach
 Snapshot (frozen clock) and the CLI's choice between the dashboard and the text table."""
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import pytest
 import test_attach
 from textual.widgets import Footer
 
-from muxtop.attach import cli
 from muxtop.attach.reader import Attacher
+from muxtop.attach.source import AttachSource
+from muxtop.cli import attach as cli
 from muxtop.snapshot import (
     KIND_CONN,
     KIND_EPOLL,
@@ -27,19 +28,21 @@ from muxtop.snapshot import (
     OPEN,
     ConnView,
     Diagnosis,
+    EpollSet,
     Notice,
+    ProcessInfo,
     ProcessStats,
     Rates,
     Snapshot,
+    SocketInfo,
     TcpInfo,
     Totals,
+    Watch,
 )
+from muxtop.source import FixedSource
 from muxtop.ui.app import MuxtopApp
-from muxtop.ui.attach import AttachApp, AttachHelpScreen, AttachSource
-from muxtop.ui.rows import SORT_CYCLE
 from muxtop.ui.screens.detail import DetailScreen
 from muxtop.ui.screens.help import HelpScreen
-from muxtop.ui.source import FixedSource
 
 pytestmark = pytest.mark.timeout(30)
 SIZE = (160, 48)
@@ -92,7 +95,7 @@ async def test_attached_buggy_server_shows_sockets_stuck_read_and_exit(server, c
     assert server.expect("read")["n"] == 16  # one small read, never until EAGAIN: the bug
 
     source = AttachSource(Attacher(server.pid, stuck_after=0.3), interval=0.1).start()
-    app = AttachApp(source, interval=0.05)
+    app = MuxtopApp(source, interval=0.05)
     try:
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: app.shown is not None)
@@ -115,7 +118,7 @@ async def test_attached_buggy_server_shows_sockets_stuck_read_and_exit(server, c
 
             await wait_for(pilot, stuck_row)
             assert "1 finding" in app.dashboard.header.render().plain
-            panel = str(app.dashboard.attach_panel.render())
+            panel = str(app.dashboard.interest_lists.render())
             assert "stuck-read" in panel and "0x80000019" in panel
 
             # The filter finds TCP states and local addresses too.
@@ -134,7 +137,7 @@ async def test_attached_buggy_server_shows_sockets_stuck_read_and_exit(server, c
             await pilot.press("b", "t", "k", "p")  # nothing happens, nothing breaks
             await pilot.press("question_mark")
             await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
-            assert isinstance(app.screen, AttachHelpScreen)
+            assert app.screen.view.help_title == "Attached to another process"
             await pilot.press("escape")
 
             # The detail view: raw mask, decoded words, TCP state, inode, the evidence.
@@ -151,9 +154,10 @@ async def test_attached_buggy_server_shows_sockets_stuck_read_and_exit(server, c
             await wait_for(pilot, lambda: "EXITED" in app.dashboard.header.render().plain)
             assert app.is_running and len(table.rows) >= 3  # the last picture stays
             assert "1 finding" in app.dashboard.header.render().plain  # with its findings
-            shown = set(table.column_ids)
-            cycle = [c for c in SORT_CYCLE if c in shown]
-            assert "out_buffer" not in cycle  # attach cannot see an application's buffers
+            shown = {c.id for c in app.view.columns}
+            cycle = app.view.sort_cycle
+            # attach cannot see an application's buffers
+            assert set(cycle) <= shown and "out_buffer" not in cycle
             for _ in cycle:  # one full cycle: only columns attach shows, then back to fd
                 await pilot.press("s")
                 assert table.model.sort in shown
@@ -190,7 +194,7 @@ async def test_a_reader_that_fails_shows_source_failed_not_a_crash():
 
     broken = Broken()
     source = AttachSource(broken, interval=0.05).start()
-    app = AttachApp(source, interval=0.05)
+    app = MuxtopApp(source, interval=0.05)
     try:
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: app.shown is not None)
@@ -221,26 +225,24 @@ def fixed_attach_snapshot(*, exited: bool = False) -> Snapshot:
              tcp=TcpInfo("LISTEN", 0, 0, 0, 0, 2, 128)),
         view(5, KIND_EPOLL, "", OPEN, 0, None, None, "", "epoll: 4 fds, 3 edge, 1 disarmed",
              watched_by=()),
-        view(7, KIND_CONN, "127.0.0.1:51514", OPEN, 1, 3072, 0, "ET !", "tcp 127.0.0.1:8080",
+        view(7, KIND_CONN, "127.0.0.1:51514", OPEN, 1, 3072, 0, "!T", "tcp 127.0.0.1:8080",
              tcp=established),
-        view(8, KIND_CONN, "[bold]127.0.0.1:51516", OPEN, 1, 0, 0, "ET",
+        view(8, KIND_CONN, "[bold]127.0.0.1:51516", OPEN, 1, 0, 0, "T",
              "tcp 127.0.0.1:8080", tcp=established),
-        view(9, KIND_CONN, "127.0.0.1:51518", OPEN, 0, 0, 0, "DISARMED",
+        view(9, KIND_CONN, "127.0.0.1:51518", OPEN, 0, 0, 0, "D",
              "tcp 127.0.0.1:8080", tcp=established),
     )
-    sockets = {
-        3: {"proto": "tcp", "inode": 4101, "local": "127.0.0.1:8080", "peer": "",
-            "tcp_state": "LISTEN", "accept_queue": 2, "backlog": 128},
-        **{fd: {"proto": "tcp", "inode": 4100 + fd, "local": "127.0.0.1:8080",
-                "peer": v.peer, "tcp_state": "ESTABLISHED", "accept_queue": None,
-                "backlog": None} for fd, v in ((c.fd, c) for c in connections[2:])},
-    }
+    sockets = (
+        SocketInfo(3, 4101, "tcp", "127.0.0.1:8080", "", "LISTEN", 2, 128),
+        *(SocketInfo(c.fd, 4100 + c.fd, "tcp", "127.0.0.1:8080", c.peer, "ESTABLISHED",
+                     None, None) for c in connections[2:]),
+    )
     stuck = Diagnosis(
         "stuck-read", 7, "fd 7 is edge-triggered and 3072 bytes wait in its receive queue, "
         "the oldest for 12.0 s: the app stopped reading before EAGAIN, and epoll will not "
         "report the fd again until more data arrives (unless the app paused reading on "
         "purpose)", (("rx_queue", 3072), ("seconds", 12.0), ("samples", 25),
-                     ("app_read_bytes", 1024), ("epoll_fd", 5), ("mask", "0x80000019")), 96.0)
+                     ("app_read_bytes", 1024), ("epoll_fd", 5), ("mask", 0x80000019)), 96.0)
     return Snapshot(
         source="attach", taken_at=now, wall_time=1_790_000_000.0, started_at=start,
         backend="epoll", trigger="mixed", protocol="?", listen="127.0.0.1:8080",
@@ -249,18 +251,15 @@ def fixed_attach_snapshot(*, exited: bool = False) -> Snapshot:
         process=ProcessStats(4242, "ets-server", 1.5, 12_300_000, 9, 1024, 1),
         registered=4, open_connections=3,
         notices=(Notice(1, now, "error", "process 4242 (ets-server) exited"),) if exited else (),
-        diagnoses=(stuck,),
-        extra={"pid": 4242, "cmdline": "ets-server --port 8080 [edge] \x1b[2J",
-               "exited": exited, "stuck_after": 2.0,
-               "epoll": {5: [(3, "0x00000019", "IN|ERR|HUP"),
-                             (7, "0x80000019", "IN|ERR|HUP|ET"),
-                             (8, "0x80000019", "IN|ERR|HUP|ET"),
-                             (9, "0xc0000000", "ET|ONESHOT (disarmed)")]},
-               "sockets": sockets})
+        diagnoses=(stuck,), running=not exited,
+        target=ProcessInfo(4242, "ets-server --port 8080 [edge] \x1b[2J", 2.0),
+        epoll=(EpollSet(5, (Watch(3, 0x19, 3, ""), Watch(7, 0x80000019, 7, ""),
+                            Watch(8, 0x80000019, 8, ""), Watch(9, 0xC0000000, 9, ""))),),
+        sockets=sockets)
 
 
 async def test_attach_view_snapshot(tmp_path):
-    app = AttachApp(FixedSource(fixed_attach_snapshot(), commands=False), interval=None)
+    app = MuxtopApp(FixedSource(fixed_attach_snapshot(), commands=False), interval=None)
     async with app.run_test(size=SIZE) as pilot:
         # Without the footer: the keys other work adds must not change this picture.
         app.dashboard.query_one(Footer).display = False
@@ -284,7 +283,7 @@ async def test_attach_view_snapshot(tmp_path):
 async def test_exited_process_keeps_its_last_picture():
     source = FixedSource([fixed_attach_snapshot(), fixed_attach_snapshot(exited=True)],
                          commands=False)
-    app = AttachApp(source, interval=None)
+    app = MuxtopApp(source, interval=None)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         assert "EXITED" not in app.dashboard.header.render().plain
@@ -293,7 +292,7 @@ async def test_exited_process_keeps_its_last_picture():
         await pilot.pause()
         assert "EXITED" in app.dashboard.header.render().plain
         assert len(app.dashboard.table.rows) == 5
-        assert "exited" in str(app.dashboard.attach_panel.render())
+        assert "exited" in str(app.dashboard.interest_lists.render())
         assert any("exited" in n.message for n in app._notifications)
 
 

@@ -104,7 +104,7 @@ def test_interest_mismatch_when_the_kernel_lost_a_registration(make_engine):
         client.sendall(b"x")
         assert client.recv(1) == b"x"
         (fd,) = wait_for(lambda: conn_fds(engine))
-        engine._backend._epoll.unregister(fd)  # behind the engine's back
+        engine.state.backend._epoll.unregister(fd)  # behind the engine's back
         (finding,) = wait_for(lambda: findings(engine, "interest-mismatch"))
         assert finding.fd == fd and "no such fd" in finding.explanation
         # A switch re-registers every fd from the engine's own table: healed.
@@ -119,7 +119,7 @@ def test_oneshot_never_rearmed_is_an_interest_mismatch(make_engine):
     engine = make_engine(trigger="oneshot", publish_interval=0.1)
     with socket.create_connection(engine.address, timeout=5) as client:
         (fd,) = wait_for(lambda: conn_fds(engine))
-        engine._backend._epoll.modify(fd, select.EPOLLONESHOT)  # looks like a fired oneshot
+        engine.state.backend._epoll.modify(fd, select.EPOLLONESHOT)  # looks like a fired oneshot
         (finding,) = wait_for(lambda: findings(engine, "interest-mismatch"))
         assert finding.fd == fd and "re-armed" in finding.explanation
         client.sendall(b"z")  # the echo is lost until re-armed...

@@ -10,8 +10,8 @@ import pytest
 pytestmark = pytest.mark.timeout(60)
 
 HEADLESS_MODULES = [
-    "muxtop.backends", "muxtop.engine", "muxtop.engine.protocols", "muxtop.probes",
-    "muxtop.serve", "muxtop.flood.cli", "muxtop.attach.cli",
+    "muxtop.backends", "muxtop.engine", "muxtop.engine.protocols", "muxtop.kernel.probes",
+    "muxtop.cli.serve", "muxtop.flood.cli", "muxtop.cli.attach",
 ]
 
 

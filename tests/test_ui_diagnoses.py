@@ -10,14 +10,15 @@ import socket
 import pytest
 from ui_helpers import until
 
+from muxtop.bench import synthetic
 from muxtop.engine import Engine, EngineConfig
+from muxtop.engine.source import EngineSource
 from muxtop.snapshot import KIND_CONN, Diagnosis
-from muxtop.ui import synthetic
+from muxtop.source import FixedSource
 from muxtop.ui.app import MuxtopApp
 from muxtop.ui.screens.detail import DetailScreen
 from muxtop.ui.screens.help import HelpScreen
 from muxtop.ui.screens.lab_menu import LabMenu
-from muxtop.ui.source import EngineSource, FixedSource
 
 pytestmark = pytest.mark.timeout(60)
 SIZE = (160, 48)

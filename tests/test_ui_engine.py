@@ -14,8 +14,8 @@ import pytest
 from ui_helpers import until as ui_until
 
 from muxtop.engine import Engine, EngineConfig
+from muxtop.engine.source import EngineSource
 from muxtop.ui.app import MuxtopApp
-from muxtop.ui.source import EngineSource
 
 pytestmark = pytest.mark.timeout(60)
 SIZE = (160, 48)

@@ -7,13 +7,15 @@ import psutil
 import pytest
 from ui_helpers import until
 
+from muxtop.bench import synthetic
 from muxtop.engine import Engine, EngineConfig
+from muxtop.engine.source import EngineSource
 from muxtop.flood.process import DEFAULT_FLOOD, FloodSettings
 from muxtop.snapshot import KIND_CONN
-from muxtop.ui import synthetic
+from muxtop.source import FixedSource
 from muxtop.ui.app import MuxtopApp
+from muxtop.ui.floods import Floods
 from muxtop.ui.screens.flood_form import FloodForm
-from muxtop.ui.source import EngineSource, Floods, SnapshotSource
 
 pytestmark = pytest.mark.timeout(60)
 SIZE = (160, 48)
@@ -146,7 +148,7 @@ async def test_quitting_stops_running_floods(engine):
 
 async def test_flood_keys_are_greyed_out_without_an_engine():
     snapshots = [synthetic.snapshot(20, t) for t in range(2)]
-    app = MuxtopApp(SnapshotSource(lambda: snapshots[0]), interval=None)
+    app = MuxtopApp(FixedSource(snapshots[0], commands=False), interval=None)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         for action in ("flood", "flood_form", "stop_floods", "lab"):

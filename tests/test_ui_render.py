@@ -7,15 +7,16 @@ import os
 from pathlib import Path
 
 import pytest
+from ui_helpers import FunctionSource
 
+from muxtop.bench import synthetic
 from muxtop.engine.commands import CloseConnection, Outcome, PauseReading, Switch, Watch
 from muxtop.snapshot import Notice
+from muxtop.source import FixedSource
 from muxtop.ui import format as fmt
-from muxtop.ui import synthetic
 from muxtop.ui.app import MuxtopApp
 from muxtop.ui.rows import ConnRows
 from muxtop.ui.screens.detail import DetailScreen
-from muxtop.ui.source import FixedSource, SnapshotSource
 
 pytestmark = pytest.mark.timeout(60)
 SIZE = (160, 48)
@@ -235,7 +236,7 @@ async def test_keys_send_commands():
 
 async def test_read_only_source_greys_out_engine_keys():
     snapshots = [synthetic.snapshot(20, t) for t in range(3)]
-    app = MuxtopApp(SnapshotSource(lambda: snapshots[0]), interval=None)
+    app = MuxtopApp(FixedSource(snapshots[0], commands=False), interval=None)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         app.dashboard.table.move_to(4)
@@ -266,8 +267,7 @@ async def test_each_notice_is_shown_once_and_refusals_show_a_badge():
 
 async def test_engine_error_and_failing_source_do_not_crash():
     calls = {"n": 0}
-    good = synthetic.snapshot(10, 0, extra={"error": "engine stopped: OSError(9)",
-                                            "running": False})
+    good = synthetic.snapshot(10, 0, error="engine stopped: OSError(9)", running=False)
 
     def latest():
         calls["n"] += 1
@@ -275,7 +275,7 @@ async def test_engine_error_and_failing_source_do_not_crash():
             raise RuntimeError("source broke")
         return good
 
-    app = MuxtopApp(SnapshotSource(latest, lambda c: None), interval=None)
+    app = MuxtopApp(FunctionSource(latest), interval=None)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         assert "ENGINE STOPPED" in app.dashboard.header.render().plain

@@ -17,3 +17,22 @@ async def until(predicate, pilot, timeout: float = 10.0, what: str | Callable[[]
         if time.monotonic() > deadline:
             raise AssertionError(f"not in time: {what() if callable(what) else what}")
         await pilot.pause(0.05)
+
+
+class FunctionSource:
+    """A read-only Source whose latest Snapshot comes from a function (which may raise)."""
+
+    kind = "engine"
+    shares_gil = False
+    announces_refusals = False
+    read_only = "this view is read-only"
+    flood_target = None
+
+    def __init__(self, latest: Callable) -> None:
+        self.latest = latest
+
+    def submit(self, command: object):
+        from muxtop.engine.commands import Outcome
+        from muxtop.source import answered
+
+        return answered(Outcome(False, self.read_only))

@@ -17,11 +17,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from muxtop.attach import masks
+from muxtop.findings import (
+    ACCEPT_QUEUE_FULL,
+    CLOSE_WAIT,
+    FD_PRESSURE,
+    FD_PRESSURE_SHARE,
+    FDS,
+    STUCK_AFTER,
+    STUCK_READ,
+    STUCK_WRITE,
+    FirstSeen,
+)
+from muxtop.kernel import epoll
 from muxtop.snapshot import KIND_CONN, KIND_LISTENER, Diagnosis, ProcessStats
-
-STUCK_READ, STUCK_WRITE = "stuck-read", "stuck-write"
-ACCEPT_QUEUE_FULL, CLOSE_WAIT, FD_PRESSURE = "accept-queue-full", "close-wait", "fd-pressure"
 
 
 class SocketFacts(NamedTuple):
@@ -113,13 +121,13 @@ class SocketTrack:
 class Diagnoser:
     """Keeps the per-socket tracks between samples and turns each sample into findings."""
 
-    def __init__(self, stuck_after: float = 2.0, fd_pressure: float = 0.8,
+    def __init__(self, stuck_after: float = STUCK_AFTER, fd_pressure: float = FD_PRESSURE_SHARE,
                  close_wait_pile: int = 10) -> None:
         self.stuck_after = stuck_after
         self.fd_pressure = fd_pressure  # fraction of the fd limit that counts as "near"
         self.close_wait_pile = close_wait_pile  # this many at one instant is a pile, any age
         self.tracks: dict[int, SocketTrack] = {}
-        self._first_seen: dict[tuple[str, int | None], float] = {}
+        self._first_seen = FirstSeen()
 
     def observe(self, now: float, sockets: list[SocketFacts],
                 process: ProcessStats | None) -> tuple[Diagnosis, ...]:
@@ -143,14 +151,7 @@ class Diagnoser:
         found += self._close_wait(now, sockets)
         found += self._fd_pressure(process)
 
-        # `since` is when a finding was first made; it survives while the finding does.
-        first_seen = {}
-        diagnoses = []
-        for kind, fd, explanation, evidence in found:
-            since = first_seen[kind, fd] = self._first_seen.get((kind, fd), now)
-            diagnoses.append(Diagnosis(kind, fd, explanation, evidence, since))
-        self._first_seen = first_seen
-        return tuple(diagnoses)
+        return self._first_seen.stamp(now, found)
 
     def _stuck_read(self, now, facts, track):
         since = track.unread_since
@@ -163,12 +164,12 @@ class Diagnoser:
                   if facts.app_read is not None else
                   f"its receive queue has held bytes ({facts.rx_queue} now) for {age:.1f} s")
         for epfd, mask in facts.watches:
-            edge = mask & masks.EPOLLET and mask & masks.EPOLLIN and not mask & masks.EPOLLONESHOT
+            edge = mask & epoll.EPOLLET and mask & epoll.EPOLLIN and not mask & epoll.EPOLLONESHOT
             if edge:
                 why = (f"fd {facts.fd} is edge-triggered and {unread}: the app stopped reading "
                        "before EAGAIN, and epoll will not report the fd again until more data "
                        "arrives (unless the app paused reading on purpose)")
-            elif masks.is_disarmed(mask):
+            elif epoll.is_disarmed(mask):
                 why = (f"fd {facts.fd} is a oneshot registration that fired and was never "
                        f"re-armed; {unread}")
             else:
@@ -176,7 +177,7 @@ class Diagnoser:
             yield STUCK_READ, facts.fd, why, (
                 ("rx_queue", facts.rx_queue), ("seconds", round(age, 1)),
                 ("samples", track.samples), ("app_read_bytes", facts.app_read),
-                ("epoll_fd", epfd), ("mask", f"0x{mask:08x}"))
+                ("epoll_fd", epfd), ("mask", mask))
             return
 
     def _stuck_write(self, now, facts, track):
@@ -227,7 +228,7 @@ class Diagnoser:
         yield CLOSE_WAIT, None, why, (
             ("count", len(waiting)), ("lingering", len(lingering)),
             ("oldest_seconds", round(oldest, 1)),
-            ("fds", tuple(sorted(fd for fd, _ in waiting))[:20]))
+            (FDS, tuple(sorted(fd for fd, _ in waiting))[:20]))
 
     def _fd_pressure(self, process):
         if process is None or process.fd_limit <= 0:

@@ -14,11 +14,17 @@ import time
 
 import psutil
 
-from muxtop.attach import masks, procfs, sockdiag
 from muxtop.attach.diagnose import Diagnoser, SocketFacts
+from muxtop.findings import FD_PRESSURE_SHARE, STUCK_AFTER
+from muxtop.kernel import epoll, procfs, sockdiag
 from muxtop.snapshot import (
     CLOSED,
     CLOSING,
+    FLAG_DISARMED,
+    FLAG_EDGE,
+    FLAG_EXCLUSIVE,
+    FLAG_FINDING,
+    FLAG_ONESHOT,
     HALF_CLOSED,
     KIND_CONN,
     KIND_EPOLL,
@@ -26,13 +32,19 @@ from muxtop.snapshot import (
     KIND_OTHER,
     LISTENING,
     OPEN,
+    STALE_CLOSED,
+    STALE_REUSED,
     ConnView,
+    EpollSet,
     Notice,
+    ProcessInfo,
     ProcessStats,
     Rates,
     Snapshot,
+    SocketInfo,
     TcpInfo,
     Totals,
+    Watch,
 )
 
 # TCP state -> the nearest muxtop connection state; the exact one stays in ConnView.tcp.state.
@@ -58,11 +70,11 @@ class Attacher:
     """Reads one process from /proc, read-only. Build it, then call `read()` on a timer.
 
     The constructor raises AttachError (no such process, not allowed); `read()` never raises
-    for a process that goes away: it returns a Snapshot with extra["exited"] = True and a
+    for a process that goes away: it returns a Snapshot with running=False and a
     Notice, and keeps doing so (the PID may be reused by a stranger)."""
 
-    def __init__(self, pid: int, *, stuck_after: float = 2.0, fd_pressure: float = 0.8,
-                 clock=time.monotonic) -> None:
+    def __init__(self, pid: int, *, stuck_after: float = STUCK_AFTER,
+                 fd_pressure: float = FD_PRESSURE_SHARE, clock=time.monotonic) -> None:
         self.pid = pid
         self._clock = clock
         try:
@@ -129,14 +141,14 @@ class Attacher:
         pid = self.pid
         links = procfs.list_fds(pid)
 
-        epoll_sets: dict[int, list[procfs.Registration]] = {}
+        epoll_sets: dict[int, list[epoll.Registration]] = {}
         for fd, link in links.items():
             if link == procfs.EPOLL_LINK:
                 try:
-                    epoll_sets[fd] = procfs.read_epoll_set(pid, fd)
+                    epoll_sets[fd] = epoll.read_interest_list(fd, pid)
                 except FileNotFoundError:  # closed since the listing
                     continue
-        watches: dict[int, list[procfs.Registration]] = {}
+        watches: dict[int, list[epoll.Registration]] = {}
         for registrations in epoll_sets.values():
             for reg in registrations:
                 watches.setdefault(reg.tfd, []).append(reg)
@@ -180,7 +192,7 @@ class Attacher:
             # Without an epoll fd the process may use select, poll or blocking calls: the
             # fd table cannot say which.
             backend="epoll" if epoll_sets else "?",
-            trigger=masks.summarize_triggers(all_masks),
+            trigger=epoll.summarize_triggers(all_masks),
             protocol="?",
             listen=", ".join(_local(inet.get(f.inode), unix.get(f.inode))
                              for f in sockets if f.kind == KIND_LISTENER),
@@ -188,19 +200,16 @@ class Attacher:
             rates=self._byte_rates(now, sockets),
             process=process, registered=len(all_masks),
             open_connections=sum(1 for f in sockets if f.kind == KIND_CONN),
-            notices=tuple(self._notices), diagnoses=diagnoses,
-            extra={
-                "pid": pid,
-                "cmdline": self._cmdline,
-                "exited": False,
-                "stuck_after": self.stuck_after,
-                "epoll": {epfd: [_watch_entry(reg, links, inodes)
-                                 for reg in sorted(regs, key=lambda reg: reg.tfd)]
-                          for epfd, regs in sorted(epoll_sets.items())},
-                "sockets": {f.fd: _socket_details(f, inet.get(f.inode), unix.get(f.inode))
-                            for f in sockets},
-            },
+            notices=tuple(self._notices), diagnoses=diagnoses, target=self._target(),
+            epoll=tuple(EpollSet(epfd, tuple(_watch(reg, links, inodes)
+                                             for reg in sorted(regs, key=lambda reg: reg.tfd)))
+                        for epfd, regs in sorted(epoll_sets.items())),
+            sockets=tuple(_socket_info(f, inet.get(f.inode), unix.get(f.inode))
+                          for f in sockets),
         )
+
+    def _target(self) -> ProcessInfo:
+        return ProcessInfo(self.pid, self._cmdline, self.stuck_after)
 
     def _socket_tables(self, wanted: set[int]):
         """inode -> InetSocket and inode -> UnixSocket for the target's sockets.
@@ -307,19 +316,18 @@ class Attacher:
 
     def _repeat(self, now: float, wall: float) -> Snapshot:
         """The last picture again (or an empty one), stamped now, with the notices."""
-        extra = {"pid": self.pid, "cmdline": self._cmdline, "exited": self.exited,
-                 "stuck_after": self.stuck_after, "epoll": {}, "sockets": {}}
         if self._last is None:
             return Snapshot(
                 source="attach", taken_at=now, wall_time=wall, started_at=self._started_at,
                 backend="?", trigger="-", protocol="?", listen="", connections=(), waits=(),
                 totals=_NO_TOTALS, rates=_NO_RATES, process=None, registered=0,
-                open_connections=0, notices=tuple(self._notices), extra=extra)
+                open_connections=0, notices=tuple(self._notices), running=not self.exited,
+                target=self._target())
         # The findings stay with the last picture: what was wrong just before the process
         # went away is often why it went away. The EXITED mark says they are history.
         return dataclasses.replace(
             self._last, taken_at=now, wall_time=wall, notices=tuple(self._notices),
-            extra={**self._last.extra, "exited": self.exited})
+            running=not self.exited)
 
 
 def _socket_facts(fd, inode, inet, unix, diag, regs) -> SocketFacts:
@@ -361,51 +369,54 @@ def _describe(inet, unix) -> str:
     return "socket (netlink, packet, or another network namespace)"
 
 
-def _socket_details(facts: SocketFacts, inet, unix) -> dict:
-    details = {"proto": facts.proto, "inode": facts.inode, "local": _local(inet, unix),
-               "peer": inet.peer if inet is not None else "", "tcp_state": facts.tcp_state,
-               "accept_queue": facts.accept_queue, "backlog": facts.backlog}
-    if unix is not None:
-        details["unix_type"] = unix.type
-        details["unix_state"] = "LISTEN" if unix.listening else unix.state
-    return details
+def _socket_info(facts: SocketFacts, inet, unix) -> SocketInfo:
+    return SocketInfo(
+        facts.fd, facts.inode, facts.proto, _local(inet, unix),
+        inet.peer if inet is not None else "", facts.tcp_state, facts.accept_queue,
+        facts.backlog, unix.type if unix is not None else "",
+        ("LISTEN" if unix.listening else unix.state) if unix is not None else "")
 
 
 def _interest(regs) -> int:
     mask = 0
     for reg in regs:
-        mask |= masks.interest(reg.mask)
+        mask |= epoll.interest(reg.mask)
     return mask
 
 
 def _flags(regs, flagged: bool) -> str:
-    tokens: list[str] = []
+    """ConnView.flags from the registrations watching an fd: T edge, O oneshot, D disarmed,
+    X exclusive, ! a finding."""
+    flags = FLAG_FINDING if flagged else ""
     for reg in regs:
-        tokens += [t for t in masks.flag_tokens(reg.mask) if t not in tokens]
-    if flagged:
-        tokens.append("!")
-    return " ".join(tokens)
+        mask = reg.mask
+        disarmed = epoll.is_disarmed(mask)
+        for flag, on in ((FLAG_EDGE, mask & epoll.EPOLLET), (FLAG_DISARMED, disarmed),
+                         (FLAG_ONESHOT, mask & epoll.EPOLLONESHOT and not disarmed),
+                         (FLAG_EXCLUSIVE, mask & epoll.EPOLLEXCLUSIVE)):
+            if on and flag not in flags:
+                flags += flag
+    return flags
 
 
-def _watch_entry(reg: procfs.Registration, links: dict[int, str],
-                 inodes: dict[int, int]) -> tuple[int, str, str]:
-    """(tfd, mask_hex, decoded) for extra["epoll"], marking registrations that outlive their fd.
+def _watch(reg: epoll.Registration, links: dict[int, str], inodes: dict[int, int]) -> Watch:
+    """A registration for Snapshot.epoll, marked where it outlives its fd.
 
     epoll keys on the open file, not the fd number: if the app closes an fd while a dup of it
     (or a forked child) keeps the file open, the registration stays and keeps firing."""
-    decoded = masks.decode(reg.mask)
+    stale = ""
     if reg.tfd not in links:
-        decoded += " [stale: fd closed, file still open elsewhere]"
+        stale = STALE_CLOSED
     elif reg.tfd in inodes and inodes[reg.tfd] != reg.ino:
-        decoded += " [stale: fd number now names another file]"
-    return reg.tfd, f"0x{reg.mask:08x}", decoded
+        stale = STALE_REUSED
+    return Watch(reg.tfd, reg.mask, reg.data, stale)
 
 
-def _epoll_view(fd: int, regs: list[procfs.Registration], watched_by, first: float) -> ConnView:
-    kinds = [masks.trigger(reg.mask) for reg in regs]
-    disarmed = sum(1 for reg in regs if masks.is_disarmed(reg.mask))
+def _epoll_view(fd: int, regs: list[epoll.Registration], watched_by, first: float) -> ConnView:
+    kinds = [epoll.trigger(reg.mask) for reg in regs]
+    disarmed = sum(1 for reg in regs if epoll.is_disarmed(reg.mask))
     parts = [f"epoll: {len(regs)} fds"]
-    parts += [f"{kinds.count(k)} {k}" for k in (masks.EDGE, masks.ONESHOT) if k in kinds]
+    parts += [f"{kinds.count(k)} {k}" for k in (epoll.EDGE, epoll.ONESHOT) if k in kinds]
     if disarmed:
         parts.append(f"{disarmed} disarmed")
     return _plain_view(fd, KIND_EPOLL, ", ".join(parts), watched_by, first)

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 from muxtop import events
-from muxtop.attach import masks
-from muxtop.snapshot import KIND_EPOLL, KIND_LISTENER, ConnView, Snapshot
+from muxtop.findings import evidence_text
+from muxtop.kernel import epoll
+from muxtop.snapshot import KIND_EPOLL, KIND_LISTENER, ConnView, Snapshot, SocketInfo
 
 
 def to_json(snapshot: Snapshot) -> dict:
     """Everything the snapshot knows, as plain JSON types. See the CLI's help for the shape."""
-    extra = snapshot.extra
-    process = snapshot.process
-    sockets = extra.get("sockets", {})
+    process, target = snapshot.process, snapshot.target
+    sockets = {k.fd: k for k in snapshot.sockets}
     return {
-        "pid": extra.get("pid"),
+        "pid": target.pid if target else None,
         "name": process.name if process else None,
-        "cmdline": extra.get("cmdline", ""),
-        "exited": extra.get("exited", False),
+        "cmdline": target.cmdline if target else "",
+        "exited": not snapshot.running,
         "wall_time": snapshot.wall_time,
         "uptime_seconds": round(snapshot.taken_at - snapshot.started_at, 1),
         "process": process._asdict() if process else None,
@@ -25,26 +25,26 @@ def to_json(snapshot: Snapshot) -> dict:
         "listen": snapshot.listen,
         "registered": snapshot.registered,
         "open_connections": snapshot.open_connections,
-        "stuck_after": extra.get("stuck_after"),
+        "stuck_after": target.stuck_after if target else None,
         "epoll": [
-            {"fd": epfd, "watches": [
-                {"fd": tfd, "mask": mask, "decoded": decoded,
-                 "disarmed": masks.is_disarmed(int(mask, 16))}
-                for tfd, mask, decoded in watched]}
-            for epfd, watched in extra.get("epoll", {}).items()],
+            {"fd": e.fd, "watches": [
+                {"fd": w.fd, "mask": f"0x{w.mask:08x}", "decoded": epoll.decode(w.mask),
+                 "disarmed": epoll.is_disarmed(w.mask), "data": w.data, "stale": w.stale}
+                for w in e.watches]}
+            for e in snapshot.epoll],
         "fds": [_fd_json(view, sockets.get(view.fd)) for view in snapshot.connections],
         "diagnoses": [d.as_json() for d in snapshot.diagnoses],
         "notices": [{"level": n.level, "text": n.text} for n in snapshot.notices],
     }
 
 
-def _fd_json(view: ConnView, details: dict | None) -> dict:
+def _fd_json(view: ConnView, socket: SocketInfo | None) -> dict:
     doc = {"fd": view.fd, "kind": view.kind, "state": view.state,
            "interest": events.long(view.interest), "flags": view.flags,
            "watched_by": list(view.watched_by), "rx_queue": view.rx_queue,
            "tx_queue": view.tx_queue, "note": view.note}
-    if details is not None:
-        doc.update(details)
+    if socket is not None:
+        doc.update(socket._asdict())
     return doc
 
 
@@ -62,7 +62,7 @@ def header_lines(snapshot: Snapshot) -> list[str]:
     if p is not None:
         lines.append(f"PID {p.pid} {p.name}  cpu {p.cpu_percent:.1f}%  rss {_size(p.rss)}  "
                      f"threads {p.threads}  fds {p.num_fds}/{p.fd_limit or '?'}")
-    lines.append(f"cmdline: {snapshot.extra.get('cmdline', '')}")
+    lines.append(f"cmdline: {snapshot.target.cmdline if snapshot.target else ''}")
     lines.append(f"backend {snapshot.backend}  trigger {snapshot.trigger}  "
                  f"registered {snapshot.registered}  connections {snapshot.open_connections}  "
                  f"listen {snapshot.listen or '-'}")
@@ -70,20 +70,19 @@ def header_lines(snapshot: Snapshot) -> list[str]:
 
 
 def fd_table(snapshot: Snapshot) -> list[str]:
-    sockets = snapshot.extra.get("sockets", {})
+    sockets = {k.fd: k for k in snapshot.sockets}
     rows = [("FD", "KIND", "PROTO", "STATE", "LOCAL", "PEER", "RX", "TX", "EPOLL", "FLAGS")]
     for view in snapshot.connections:
         if view.kind == KIND_EPOLL:
             continue  # shown with its interest list
-        d = sockets.get(view.fd, {})
-        if view.kind == KIND_LISTENER and d.get("accept_queue") is not None:
-            backlog = d.get("backlog")
-            rx = f"{d['accept_queue']}/{'?' if backlog is None else backlog}"
+        k = sockets.get(view.fd)
+        if view.kind == KIND_LISTENER and k is not None and k.accept_queue is not None:
+            rx = f"{k.accept_queue}/{'?' if k.backlog is None else k.backlog}"
         else:
             rx = "-" if view.rx_queue is None else str(view.rx_queue)
-        rows.append((str(view.fd), view.kind, d.get("proto", "-"),
-                     d.get("tcp_state") or d.get("unix_state") or view.state,
-                     d.get("local") or view.note, view.peer or "-", rx,
+        rows.append((str(view.fd), view.kind, (k.proto if k else "") or "-",
+                     (k.tcp_state or k.unix_state if k else "") or view.state,
+                     (k.local if k else "") or view.note, view.peer or "-", rx,
                      "-" if view.tx_queue is None else str(view.tx_queue),
                      ",".join(map(str, view.watched_by)) or "none", view.flags or "-"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -92,9 +91,10 @@ def fd_table(snapshot: Snapshot) -> list[str]:
 
 def epoll_lines(snapshot: Snapshot) -> list[str]:
     lines = []
-    for epfd, watched in snapshot.extra.get("epoll", {}).items():
-        lines.append(f"epoll fd {epfd}: {len(watched)} watched")
-        lines += [f"  fd {tfd:<5} {mask}  {decoded}" for tfd, mask, decoded in watched]
+    for e in snapshot.epoll:
+        lines.append(f"epoll fd {e.fd}: {len(e.watches)} watched")
+        lines += [f"  fd {w.fd:<5} 0x{w.mask:08x}  {epoll.decode(w.mask)}"
+                  + (f" [stale: {w.stale}]" if w.stale else "") for w in e.watches]
     return lines
 
 
@@ -102,7 +102,7 @@ def diagnosis_lines(snapshot: Snapshot) -> list[str]:
     lines = []
     for d in snapshot.diagnoses:
         where = "process" if d.fd is None else f"fd {d.fd}"
-        evidence = ", ".join(f"{k}={v}" for k, v in d.evidence)
+        evidence = ", ".join(f"{k}={evidence_text(k, v)}" for k, v in d.evidence)
         lines += [f"! {d.kind} ({where}): {d.explanation}", f"    {evidence}"]
     return lines or ["no findings"]
 

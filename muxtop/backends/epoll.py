@@ -11,8 +11,7 @@ from __future__ import annotations
 import select
 
 from muxtop.backends.base import EDGE, LEVEL, ONESHOT, Backend
-
-_MODE_BITS = {LEVEL: 0, EDGE: select.EPOLLET, ONESHOT: select.EPOLLONESHOT}
+from muxtop.kernel.epoll import MODE_BITS
 
 
 class EpollBackend(Backend):
@@ -22,7 +21,7 @@ class EpollBackend(Backend):
     def __init__(self, trigger: str = LEVEL) -> None:
         super().__init__(trigger)
         self._epoll = select.epoll()  # size hint ignored by the kernel since 2.6.8
-        self._mode = _MODE_BITS[trigger]
+        self._mode = MODE_BITS[trigger]
         self._count = 0
 
     def register(self, fd: int, interest: int) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from muxtop.backends import NAMES
 from muxtop.bench import machine
-from muxtop.cli import positive_float, positive_int
+from muxtop.cli.types import positive_float, positive_int
 
 
 def int_list(text: str) -> list[int]:

@@ -35,8 +35,8 @@ import threading
 import time
 from time import perf_counter
 
-from muxtop.cli import positive_int
-from muxtop.ui import synthetic
+from muxtop.bench import synthetic
+from muxtop.cli.types import positive_int
 
 WARMUP = 10  # frames not timed: caches fill, the first layout happens
 
@@ -126,8 +126,8 @@ def _summary(n: int, ingests: list[float], renders: list[float], rows: int) -> d
 async def measure_frames(n: int, ticks: int, size: tuple[int, int]):
     """Ingest and render times (ms) of `ticks` frames of the dashboard over `n` connections
     that all change every tick, and the rows it shows."""
+    from muxtop.source import FixedSource
     from muxtop.ui.app import MuxtopApp
-    from muxtop.ui.source import FixedSource
 
     source = FixedSource(synthetic.snapshot(n, 0, wait_count=4096))
     app = MuxtopApp(source, interval=None)

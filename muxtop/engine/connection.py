@@ -15,9 +15,9 @@ class Connection:
     # The fields the hot loop touches on every event come first: they share two cache lines,
     # which matters when thousands of connections take turns.
     __slots__ = (
-        "sock", "interest", "last_events", "last_ready", "last_read_at", "echoed", "echoes",
-        "backpressured", "bytes_in", "bytes_out", "cid", "closed_at", "closing", "fd",
-        "history", "inbuf", "last_write_at", "msgs_in", "msgs_out", "note", "opened_at", "out",
+        "sock", "interest", "last_events", "last_ready", "last_read_at", "bytes_in", "bytes_out",
+        "msgs_in", "msgs_out", "backpressured", "cid", "closed_at", "closing", "fd",
+        "history", "inbuf", "last_write_at", "note", "opened_at", "out",
         "peer", "peer_closed", "probed_at", "rx_queue", "rx_since", "state", "tcp", "tx_queue",
         "user_paused", "view", "view_key",
     )
@@ -30,10 +30,7 @@ class Connection:
         self.state = OPEN
         self.interest = 0
         self.out = bytearray()  # bytes the protocol produced that the kernel has not taken yet
-        # Counted by the general path. The echo fast path counts a whole echo once, in
-        # echoed/echoes, for both directions: two integer updates per event instead of four.
-        self.bytes_in = self.bytes_out = self.msgs_in = self.msgs_out = 0
-        self.echoed = self.echoes = 0
+        self.bytes_in = self.bytes_out = self.msgs_in = self.msgs_out = 0  # msgs: recv/send calls
         self.last_events = 0
         self.last_ready: float | None = None
         self.opened_at = self.last_read_at = self.last_write_at = now
@@ -53,12 +50,6 @@ class Connection:
         self.probed_at = 0.0
         self.view = None  # the last ConnView built; frozen at close, shown while recently closed
         self.view_key: tuple | None = None  # what that view was built from
-
-    def counters(self) -> tuple[int, int, int, int]:
-        """bytes_in, bytes_out, msgs_in, msgs_out, the fast path's echoes included."""
-        echoed, echoes = self.echoed, self.echoes
-        return (self.bytes_in + echoed, self.bytes_out + echoed, self.msgs_in + echoes,
-                self.msgs_out + echoes)
 
     def set_state(self, state: str, now: float) -> None:
         if state != self.state:

@@ -15,14 +15,17 @@ import threading
 import time
 import traceback
 from collections import deque
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future
 from itertools import chain
+from types import MappingProxyType
 
-from muxtop.backends import EDGE, ONESHOT, BackendError, make_backend
+from muxtop.backends import EDGE, ONESHOT, Backend, BackendError, make_backend
 from muxtop.engine import commands as cmd
 from muxtop.engine.config import LABS, EngineConfig
 from muxtop.engine.connection import Connection
 from muxtop.engine.protocols import PROTOCOLS
+from muxtop.engine.state import EngineState
 from muxtop.engine.telemetry import Telemetry
 from muxtop.events import ERROR, HANGUP, READ, WRITE
 from muxtop.snapshot import (
@@ -79,7 +82,9 @@ class Engine:
         self.lab: set[str] = set(config.lab)
         self.address: tuple[str, int] = (config.host, config.port)
         self.error: str | None = None  # set if the loop died
-        self.telemetry = Telemetry(self)
+        self._backend: Backend | None = None
+        self.state = LoopState(self)
+        self.telemetry = Telemetry(self.state)
 
     # ---- life cycle (caller's thread) ---------------------------------------------------
 
@@ -157,6 +162,7 @@ class Engine:
                 future.set_result(cmd.Outcome(False, "the engine has stopped"))
 
     def _loop(self) -> None:
+        """Wait, dispatch each ready fd, do the after-wait chores; nothing else."""
         monotonic = time.monotonic
         record = self.telemetry.ring.append
         flatten = chain.from_iterable
@@ -201,9 +207,9 @@ class Engine:
                     if not (fast and events == READ and conn.interest == READ):
                         service(conn, events, after)
                         continue
-                    # The hot path, inlined: one recv and one write-through send of the echo.
-                    # Interest READ alone means reading and an empty out-buffer; anything
-                    # else (a partial send, FIN, an error) goes the general way.
+                    # The echo handler, inlined: one recv and one write-through send. Interest
+                    # READ alone means reading and an empty out-buffer; anything else (a
+                    # partial send, FIN, an error) goes the general way, `_service`.
                     sock = conn.sock
                     try:
                         got = sock.recv_into(rxview)
@@ -214,38 +220,43 @@ class Engine:
                             size = got
                             reply = rxview[:size]
                         conn.last_read_at = after
+                        conn.bytes_in += size
+                        conn.msgs_in += 1
                         try:
                             sent = sock.send(reply)
                         except BlockingIOError:
                             sent = 0
                         if sent == size:
-                            conn.echoed += size
-                            conn.echoes += 1
+                            conn.bytes_out += size
+                            conn.msgs_out += 1
                         else:
-                            conn.bytes_in += size
-                            conn.msgs_in += 1
                             self._sent(conn, reply, sent, after)  # copies the rest out
                     except BlockingIOError:
                         pass  # readiness gone by the time we read: nothing lost
-                    except OSError as exc:
-                        if conn.state is not CLOSED:
-                            self._close(conn, _reason(exc), after)
+                    except Exception as exc:  # noqa: BLE001 - as in _service
+                        self._failed(conn, exc, after)
                 elif fd == self._listen_fd:
                     self._accept(after)
                 elif fd == self._control_fd:
                     self._run_commands(after)
                 # else: closed earlier in this batch (like ae.c, re-check before dispatch)
-            if backend.trigger == ONESHOT and backend is self._backend:
-                self._rearm(ready)
-            if pending:
-                self._service_pending(after)
-            if self._accept_resume_at is not None and after >= self._accept_resume_at:
-                self._accept_resume_at = None
-                self._set_listener(READ)
+            if pending or backend.trigger == ONESHOT or self._accept_resume_at is not None:
+                self._after_wait(backend, ready, after)
             if after >= next_publish:
                 self.waits_total, self.events_total = seq, events_total
                 self._publish(after)
                 next_publish = after + publish_interval
+
+    def _after_wait(self, backend: Backend, ready: list[tuple[int, int]], now: float) -> None:
+        """The chores of one wait (like ae.c's beforesleep): re-arm what oneshot disarmed,
+        service the pending edge fds, resume a paused accept."""
+        if backend.trigger == ONESHOT and backend is self._backend:
+            self._rearm(ready)
+        if self._pending:
+            self._service_pending(now)
+        if self._accept_resume_at is not None and now >= self._accept_resume_at:
+            self._accept_resume_at = None
+            self._set_listener(READ)
 
     def _publish(self, now: float) -> None:
         try:
@@ -268,14 +279,20 @@ class Engine:
                         self._received(conn, data, now)
             if conn.out and events & WRITABLE and conn.state is not CLOSED:
                 self._write(conn, now)
-        except OSError as exc:  # the peer reset, or the socket broke: this connection ends
-            if conn.state is not CLOSED:
-                self._close(conn, _reason(exc), now)
         except Exception as exc:  # noqa: BLE001 - one bad connection must not stop the server
+            self._failed(conn, exc, now)
+
+    def _failed(self, conn: Connection, exc: Exception, now: float) -> None:
+        """A connection's handler raised: an OSError means the peer reset or the socket broke;
+        anything else is a bug of ours, said out loud. Either way this connection ends."""
+        if isinstance(exc, OSError):
+            reason = _reason(exc)
+        else:
             self.telemetry.notice("error", f"fd {conn.fd}: {exc!r}; closed it")
             traceback.print_exc(file=sys.stderr)
-            if conn.state is not CLOSED:
-                self._close(conn, f"internal error: {exc!r}", now)
+            reason = f"internal error: {exc!r}"
+        if conn.state is not CLOSED:
+            self._close(conn, reason, now)
 
     def _read_edge(self, conn: Connection, now: float) -> None:
         """Edge-triggered: read until EAGAIN, or the budget runs out and the fd goes on the
@@ -631,6 +648,85 @@ class Engine:
         if self._control_fd >= 0:
             os.close(self._control_fd)
             self._control_fd = -1
+
+
+class LoopState(EngineState):
+    """EngineState over the loop's own tables: what it points at is always current, and
+    reading it costs the loop nothing."""
+
+    __slots__ = ("_engine", "conns", "pending")
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.conns: Mapping[int, Connection] = MappingProxyType(engine._conns)  # by fd
+        self.pending: Mapping[int, None] = MappingProxyType(engine._pending)  # edge fds to read
+
+    @property
+    def config(self) -> EngineConfig:
+        return self._engine.config
+
+    @property
+    def backend(self) -> Backend | None:
+        return self._engine._backend
+
+    @property
+    def edge(self) -> bool:
+        return self._engine._edge
+
+    @property
+    def running(self) -> bool:
+        return self._engine._running
+
+    @property
+    def error(self) -> str | None:
+        return self._engine.error
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self._engine.address
+
+    @property
+    def lab(self) -> frozenset[str]:
+        return frozenset(self._engine.lab)
+
+    @property
+    def registered(self) -> int:
+        return self._engine._nreg
+
+    @property
+    def waits(self) -> int:
+        return self._engine.waits_total
+
+    @property
+    def events(self) -> int:
+        return self._engine.events_total
+
+    @property
+    def listener(self) -> socket.socket | None:
+        return self._engine._listener
+
+    @property
+    def listen_fd(self) -> int:
+        return self._engine._listen_fd
+
+    @property
+    def listen_interest(self) -> int:
+        return self._engine._listen_interest
+
+    @property
+    def accept_paused(self) -> bool:
+        return self._engine._accept_resume_at is not None
+
+    @property
+    def control_fd(self) -> int:
+        return self._engine._control_fd
+
+    @property
+    def queued_commands(self) -> int:
+        return len(self._engine._commands)
+
+    def registrations(self) -> Iterator[tuple[int, int]]:
+        return self._engine._registrations()
 
 
 def _listen(host: str, port: int, backlog: int) -> socket.socket:

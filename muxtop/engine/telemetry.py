@@ -8,18 +8,23 @@ import resource
 import time
 from bisect import bisect_left
 from collections import deque
+from collections.abc import Mapping
 from itertools import islice
 from operator import itemgetter
-from typing import TYPE_CHECKING
 
 import psutil
 
-from muxtop import probes
 from muxtop.engine.connection import Connection
 from muxtop.engine.diagnose import Detector
+from muxtop.engine.state import EngineState
 from muxtop.events import READ
+from muxtop.kernel import probes
 from muxtop.snapshot import (
     CONTROL,
+    FLAG_BACKPRESSURE,
+    FLAG_FINDING,
+    FLAG_PAUSED,
+    FLAG_PENDING,
     KIND_CONN,
     KIND_CONTROL,
     KIND_EPOLL,
@@ -34,9 +39,6 @@ from muxtop.snapshot import (
     WaitRecord,
 )
 
-if TYPE_CHECKING:
-    from muxtop.engine.loop import Engine
-
 RATE_WINDOW = 1.0  # seconds the per-second figures average over
 PROCESS_EVERY = 1.0  # seconds between psutil samples (each costs ~100 µs)
 NOTICE_REPEAT = 2.0  # seconds a keyed notice stays quiet after it was last shown
@@ -46,9 +48,12 @@ _DURATION = itemgetter(WaitRecord._fields.index("duration"))
 
 
 class Telemetry:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        config = engine.config
+    """Owns the wait ring, the accept and close counters and the notices; reads the rest of
+    the engine through its EngineState."""
+
+    def __init__(self, state: EngineState) -> None:
+        self.state = state
+        config = state.config
         self.ring: deque[WaitRecord] = deque(maxlen=config.ring_size)  # the engine appends
         self.accepted = self.accept_errors = self.rejected = self.closed_count = 0
         self.closed_bytes_in = self.closed_bytes_out = 0
@@ -83,9 +88,8 @@ class Telemetry:
 
     def closed(self, conn: Connection, now: float) -> None:
         self.closed_count += 1
-        bytes_in, bytes_out, _, _ = conn.counters()
-        self.closed_bytes_in += bytes_in
-        self.closed_bytes_out += bytes_out
+        self.closed_bytes_in += conn.bytes_in
+        self.closed_bytes_out += conn.bytes_out
         conn.view_key = None
         conn.view = self._conn_view(conn, now)
         self.recently_closed.append(conn)
@@ -100,47 +104,46 @@ class Telemetry:
         return snapshot
 
     def _build(self, now: float) -> Snapshot:
-        engine = self.engine
-        conns = engine._conns
-        linger = engine.config.closed_linger
+        state = self.state
+        config = state.config
+        conns = state.conns
         closed = self.recently_closed
-        while closed and now - closed[0].closed_at > linger:
+        while closed and now - closed[0].closed_at > config.closed_linger:
             closed.popleft()
         self._probe(conns, now)
-        echoed = sum(c.echoed for c in conns.values())
         totals = Totals(
-            waits=engine.waits_total, events=engine.events_total,
-            bytes_in=self.closed_bytes_in + echoed + sum(c.bytes_in for c in conns.values()),
-            bytes_out=self.closed_bytes_out + echoed + sum(c.bytes_out for c in conns.values()),
+            waits=state.waits, events=state.events,
+            bytes_in=self.closed_bytes_in + sum(c.bytes_in for c in conns.values()),
+            bytes_out=self.closed_bytes_out + sum(c.bytes_out for c in conns.values()),
             accepted=self.accepted, closed=self.closed_count,
             accept_errors=self.accept_errors, rejected=self.rejected)
         waits = tuple(self.ring)
-        totals, rates = self._rates(now, totals, waits)
+        rates = self._rates(now, totals, waits)
         refused = None
         if self.refused is not None and now - self.refused[0] < 10.0:
             refused = self.refused[1]
         process = self._process_sample(now)
-        backend = getattr(engine, "_backend", None)
+        backend = state.backend
+        running = state.running
         diagnoses = ()
-        if engine._running and backend is not None and engine.config.diagnose:
-            diagnoses = self.detector.review(engine, now, rates, process)
+        if running and backend is not None and config.diagnose:
+            diagnoses = self.detector.review(state, now, rates, process, totals, waits)
         flagged = {fd for d in diagnoses for fd in d.named_fds()}  # "!": a finding names it
         views = [self._listener_view(now), self._control_view(now)]
-        if engine._running and backend is not None and backend.fileno() is not None:
+        if running and backend is not None and backend.fileno() is not None:
             views.append(self._backend_view(backend, now))
         view = self._conn_view
         views.extend(view(conn, now, conn.fd in flagged) for conn in conns.values())
         views.extend(conn.view for conn in closed)
         return Snapshot(
             source="engine", taken_at=now, wall_time=time.time(), started_at=self.started_at,
-            backend=backend.name if backend else engine.config.backend,
-            trigger=backend.trigger if backend else engine.config.trigger,
-            protocol=engine.config.protocol, listen=_address(engine.address),
+            backend=backend.name if backend else config.backend,
+            trigger=backend.trigger if backend else config.trigger,
+            protocol=config.protocol, listen=_address(state.address),
             connections=tuple(views), waits=waits, totals=totals, rates=rates,
-            process=process, registered=engine._nreg,
+            process=process, registered=state.registered,
             open_connections=len(conns), notices=tuple(self.notices), diagnoses=diagnoses,
-            lab=frozenset(engine.lab), refused=refused,
-            extra={"error": engine.error, "running": engine._running})
+            lab=state.lab, refused=refused, running=running, error=state.error)
 
     def _rates(self, now: float, totals: Totals, waits: tuple[WaitRecord, ...]):
         """Per-second figures over the last RATE_WINDOW, from totals kept at each publish."""
@@ -151,13 +154,13 @@ class Telemetry:
         then, old = history[0]
         span = now - then
         if span <= 0:
-            return totals, Rates(0, 0, 0, 0, 0, 0, 0, 0)
+            return Rates(0, 0, 0, 0, 0, 0, 0, 0)
         # Records are in start order: the last second is a bisection away.
         first = bisect_left(waits, now - RATE_WINDOW, key=_START)
         recent = sorted(map(_DURATION, islice(waits, first, None)))
         dwaits = totals.waits - old.waits
         devents = totals.events - old.events
-        return totals, Rates(
+        return Rates(
             waits=dwaits / span, events=devents / span,
             bytes_in=(totals.bytes_in - old.bytes_in) / span,
             bytes_out=(totals.bytes_out - old.bytes_out) / span,
@@ -165,10 +168,10 @@ class Telemetry:
             ready_per_wait=devents / dwaits if dwaits else 0.0,
             wait_p50=_percentile(recent, 0.50), wait_p99=_percentile(recent, 0.99))
 
-    def _probe(self, conns: dict[int, Connection], now: float) -> None:
+    def _probe(self, conns: Mapping[int, Connection], now: float) -> None:
         """Ask the kernel for the queues of the watched fds, then of a round-robin slice of
         the rest: at most probe_budget sockets per Snapshot, whatever the connection count."""
-        budget = self.engine.config.probe_budget
+        budget = self.state.config.probe_budget
         for fd in self.watched[:budget]:
             conn = conns.get(fd)
             if conn is not None:
@@ -186,57 +189,54 @@ class Telemetry:
             _probe_conn(conns[fd], now)
 
     def _conn_view(self, c: Connection, now: float, flagged: bool = False) -> ConnView:
-        engine = self.engine
-        flags = "!" if flagged else ""
+        flags = FLAG_FINDING if flagged else ""
         if c.user_paused:
-            flags += "P"
+            flags += FLAG_PAUSED
         if c.backpressured:
-            flags += "B"
-        if c.fd in engine._pending:
-            flags += "E"
+            flags += FLAG_BACKPRESSURE
+        if c.fd in self.state.pending:
+            flags += FLAG_PENDING
         # Rebuild only what changed: at 10,000 idle connections most views are as they were.
         key = (c.last_ready, c.last_read_at, c.last_write_at, c.probed_at, c.interest, c.state,
                flags)
         if key == c.view_key:
             return c.view
         c.view_key = key
-        echoed, echoes = c.echoed, c.echoes  # Connection.counters(), without the call
         # tuple.__new__: ConnView(...) runs a Python-level __new__ with 23 arguments. It
         # fills no defaults, so every field is here (watched_by is attach's: empty).
         c.view = view = _new_tuple(ConnView, (
             c.cid, c.fd, KIND_CONN, c.peer, c.state, c.interest, c.last_events, c.last_ready,
-            len(c.out), c.rx_queue, c.tx_queue, c.bytes_in + echoed, c.bytes_out + echoed,
-            c.msgs_in + echoes, c.msgs_out + echoes, c.opened_at,
+            len(c.out), c.rx_queue, c.tx_queue, c.bytes_in, c.bytes_out,
+            c.msgs_in, c.msgs_out, c.opened_at,
             max(c.last_read_at, c.last_write_at), c.closed_at, c.tcp, flags, c.history, c.note,
             ()))
         return view
 
     def _backend_view(self, backend, now: float) -> ConnView:
-        engine = self.engine
         return ConnView(
             -2, backend.fileno(), KIND_EPOLL, "epoll instance", backend.trigger, 0, 0, None, 0,
             None, None, 0, 0, 0, 0, self.started_at, self.started_at, None, None, "", (),
-            f"interest list of {engine._nreg} fds, kept in the kernel")
+            f"interest list of {self.state.registered} fds, kept in the kernel")
 
     def _listener_view(self, now: float) -> ConnView:
-        engine = self.engine
-        listener = engine._listener
-        tcp = probes.tcp_info(listener) if listener is not None and engine._running else None
+        state = self.state
+        listener = state.listener
+        tcp = probes.tcp_info(listener) if listener is not None and state.running else None
         note = f"backlog {tcp.sacked}" if tcp else ""
-        if engine._accept_resume_at is not None:
+        if state.accept_paused:
             note = "accept paused: out of fds"
-        elif not engine._listen_interest and engine._running:
+        elif not state.listen_interest and state.running:
             note = "accept paused: at --max-conns"
         return ConnView(
-            0, engine._listen_fd, KIND_LISTENER, _address(engine.address), LISTENING,
-            engine._listen_interest, 0, None, 0, tcp.unacked if tcp else None, None,
+            0, state.listen_fd, KIND_LISTENER, _address(state.address), LISTENING,
+            state.listen_interest, 0, None, 0, tcp.unacked if tcp else None, None,
             0, 0, self.accepted, 0, self.started_at, self.started_at, None, tcp, "", (), note)
 
     def _control_view(self, now: float) -> ConnView:
-        engine = self.engine
+        state = self.state
         return ConnView(
-            -1, engine._control_fd, KIND_CONTROL, "eventfd (commands)", CONTROL,
-            READ if engine._running else 0, 0, None, len(engine._commands), None, None,
+            -1, state.control_fd, KIND_CONTROL, "eventfd (commands)", CONTROL,
+            READ if state.running else 0, 0, None, state.queued_commands, None, None,
             0, 0, 0, 0, self.started_at, self.started_at, None, None, "", (),
             "wakes the loop for commands from other threads")
 

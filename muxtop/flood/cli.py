@@ -13,7 +13,7 @@ import sys
 import threading
 from dataclasses import dataclass
 
-from muxtop.cli import non_negative_float, non_negative_int, positive_float, positive_int
+from muxtop.cli.types import non_negative_float, non_negative_int, positive_float, positive_int
 from muxtop.flood.client import PATTERNS, SLOW_READ_BYTES, SLOW_READ_EVERY, FloodPlan
 from muxtop.flood.report import Reporter
 from muxtop.flood.workers import InlineRun, SplitRun

@@ -1,5 +1,7 @@
-"""The muxtop dashboard: a Textual app over a snapshot source (the embedded engine, or a
-read-only source such as `muxtop attach`).
+"""The muxtop dashboard: a Textual app over a Source (muxtop.source): the embedded engine,
+or a read-only one such as another process (`muxtop attach`). What it draws for each kind of
+picture comes from the source's SourceView (muxtop.ui.views), never from asking which
+source it has.
 
 The app polls the source with `set_interval` (4 Hz, the engine's publish rate) and redraws
 only when a new Snapshot arrived; everything on screen is a function of the latest Snapshot
@@ -15,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import ClassVar
@@ -26,15 +27,18 @@ from textual.css.query import NoMatches
 
 from muxtop.backends import BACKENDS, NAMES, TRIGGERS
 from muxtop.engine.commands import CloseConnection, PauseReading, SetLab, Switch, Watch
+from muxtop.engine.source import EngineSource
 from muxtop.flood.process import DEFAULT_FLOOD, FloodSettings
 from muxtop.snapshot import ConnView, Snapshot
+from muxtop.source import Source
+from muxtop.ui.floods import Floods
 from muxtop.ui.rows import can_act_on
 from muxtop.ui.screens.dashboard import DashboardScreen
 from muxtop.ui.screens.detail import DetailScreen
 from muxtop.ui.screens.flood_form import FloodForm
 from muxtop.ui.screens.help import HelpScreen
 from muxtop.ui.screens.lab_menu import LabMenu
-from muxtop.ui.source import EngineSource, Floods, SnapshotSource
+from muxtop.ui.views import view_for
 
 POLL_INTERVAL = 0.25  # the engine publishes every 0.25 s: polling faster only costs the GIL
 GIL_SWITCH_INTERVAL = 0.0005  # seconds; Python's default is 0.005 (see run_dashboard)
@@ -67,7 +71,7 @@ class MuxtopApp(App[int]):
         Binding("ctrl+c", "quit", "quit", show=False),
     ]
 
-    def __init__(self, source: SnapshotSource, *, duration: float | None = None,
+    def __init__(self, source: Source, *, duration: float | None = None,
                  interval: float | None = POLL_INTERVAL, handle_signals: bool = False,
                  flood: FloodSettings = DEFAULT_FLOOD) -> None:
         """`duration`: quit after that many seconds. `interval`: seconds between polls of
@@ -75,6 +79,8 @@ class MuxtopApp(App[int]):
         what `f` launches and what the `F` form starts from (aimed at the source's server)."""
         super().__init__()
         self.source = source
+        self.view = view_for(source.kind)
+        self.title = self.view.title
         self.flood_settings = flood
         self.floods = Floods()
         self.duration = duration
@@ -94,7 +100,11 @@ class MuxtopApp(App[int]):
         self._intended: tuple[str, str] | None = None
         self._skipped = False  # the last Snapshot's panels were not redrawn (busy server)
         self._floods_running = False
-        self.dashboard = DashboardScreen()
+        self.dashboard = DashboardScreen(self.view)
+
+    @property
+    def can_command(self) -> bool:
+        return self.source.read_only is None
 
     # ---- life cycle --------------------------------------------------------------------
 
@@ -148,13 +158,13 @@ class MuxtopApp(App[int]):
         self.problem = None
         self.latest = snapshot
         self._notices(snapshot)
-        self.dashboard.trends.record(snapshot)  # history goes on while paused
+        self.dashboard.record(snapshot)  # history goes on while paused
         if not self.paused and not self._thin_out(snapshot):
             self.display_snapshot(snapshot)
         self.update_header()
         if self._intended == (snapshot.backend, snapshot.trigger):
             self._intended = None
-        mode = (snapshot.backend, snapshot.trigger, self.source.can_command)
+        mode = (snapshot.backend, snapshot.trigger, self.can_command)
         if mode != self._mode:
             self._mode = mode
             self.refresh_bindings()
@@ -167,8 +177,7 @@ class MuxtopApp(App[int]):
         if not floods.floods:
             return
         listed = floods.listed()
-        self.dashboard.floods.show([(floods.numbers[f.pid], f) for f in listed])
-        self.dashboard.side_changed()
+        self.dashboard.show_floods([(floods.numbers[f.pid], f) for f in listed])
         running = bool(floods.running)
         if running != self._floods_running:
             self._floods_running = running
@@ -177,9 +186,11 @@ class MuxtopApp(App[int]):
     def _thin_out(self, snapshot: Snapshot) -> bool:
         """True to skip redrawing the panels this time. When the server process is busy,
         the panels redraw every other Snapshot (2 Hz) and the header every one: a frame
-        holds the GIL the engine needs (see `muxtop bench ui`)."""
+        holds the GIL the engine needs (see `muxtop bench ui`). A source in another process
+        has a GIL of its own: nothing to thin out for."""
         process = snapshot.process
-        if process is None or process.cpu_percent < BUSY_CPU_PERCENT:
+        busy = process is not None and process.cpu_percent >= BUSY_CPU_PERCENT
+        if not (self.source.shares_gil and busy):
             self._skipped = False
             return False
         self._skipped = not self._skipped
@@ -200,7 +211,7 @@ class MuxtopApp(App[int]):
     def update_header(self) -> None:
         self.dashboard.header.show(
             self.latest, paused=self.paused, frozen=self.dashboard.table.model.frozen,
-            read_only=not self.source.can_command, problem=self.problem)
+            read_only=not self.can_command, problem=self.problem)
 
     def _source_failed(self, message: str) -> None:
         if self.problem is None:
@@ -220,15 +231,14 @@ class MuxtopApp(App[int]):
                 severity = _SEVERITY.get(notice.level, "information")
                 self.notify(notice.text, severity=severity,
                             timeout=8 if severity == "error" else 5)
-        error = s.extra.get("error") if isinstance(s.extra, dict) else None
-        if error and not self._engine_error_told:
+        if s.error and not self._engine_error_told:
             self._engine_error_told = True
-            self.notify(f"{error}. The dashboard shows the last state; q quits.",
+            self.notify(f"{s.error}. The dashboard shows the last state; q quits.",
                         title="engine stopped", severity="error", timeout=30)
 
     def _watch_visible(self) -> None:
         """Tell the engine which fds are on screen, so it probes their queues first."""
-        if not self.source.can_command:
+        if not self.can_command:
             return
         fds = self.dashboard.table.visible_fds()
         if fds != self._watched:
@@ -238,8 +248,8 @@ class MuxtopApp(App[int]):
     # ---- commands ----------------------------------------------------------------------
 
     def send(self, command: object) -> None:
-        if not self.source.can_command:
-            self.notify("this view is read-only", severity="warning")
+        if not self.can_command:
+            self.notify(self.source.read_only or "read-only", severity="warning")
             return
         try:
             future = self.source.submit(command)
@@ -271,8 +281,8 @@ class MuxtopApp(App[int]):
                 continue
             if outcome.ok:
                 self.notify(outcome.message, timeout=3)
-            elif isinstance(command, SetLab) or not isinstance(self.source, EngineSource) \
-                    or not self.source.can_command:
+            elif isinstance(command, SetLab) or not self.source.announces_refusals \
+                    or not self.can_command:
                 self.notify(outcome.message, severity="warning")
         self._pending = still
 
@@ -326,10 +336,10 @@ class MuxtopApp(App[int]):
         if action == "stop_floods":
             return bool(self.floods.running) or None
         if action == "lab":
-            return self.source.can_command or None
+            return self.can_command or None
         if action in ("cycle_backend", "cycle_trigger"):
             mode = self.current_mode()
-            if not self.source.can_command or mode is None:
+            if not self.can_command or mode is None:
                 return None
             if action == "cycle_trigger":
                 backend = BACKENDS.get(mode[0])
@@ -407,7 +417,7 @@ class MuxtopApp(App[int]):
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen(self.key_help()))
+            self.push_screen(HelpScreen(self.key_help(), self.view))
 
     def key_help(self) -> list[tuple[str, str, str]]:
         """(key, what, why) for every binding, from the BINDINGS themselves."""
@@ -448,11 +458,9 @@ def run_dashboard(engine, duration: float | None = None) -> int:
     return app.return_code or 0
 
 
-def run_source(source: SnapshotSource | Callable[[], Snapshot],
-               duration: float | None = None) -> int:
-    """Run the dashboard over any snapshot source (e.g. `muxtop attach`, read-only)."""
-    if not isinstance(source, SnapshotSource):
-        source = SnapshotSource(source)
-    app = MuxtopApp(source, duration=duration, handle_signals=True)
+def run_source(source: Source, duration: float | None = None,
+               interval: float | None = POLL_INTERVAL) -> int:
+    """Run the dashboard over any Source (e.g. another process, read-only) until q."""
+    app = MuxtopApp(source, duration=duration, interval=interval, handle_signals=True)
     app.run()
     return app.return_code or 0

@@ -88,6 +88,11 @@ def timeout(seconds: float | None) -> str:
     return duration(seconds)
 
 
+def amount(n: int | None, unit: str = "B") -> str:
+    """``1,234 B``; a dash where nothing was measured."""
+    return DASH if n is None else f"{n:,} {unit}"
+
+
 def plain(text: str) -> str:
     """Text from the network, made safe to draw: control characters become '?'.
 

@@ -7,60 +7,12 @@ millisecond at 10,000 rows; drawing then touches only the rows on screen.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Sequence
 from operator import attrgetter, itemgetter
-from typing import NamedTuple
 
 from muxtop.snapshot import CLOSED, KIND_CONN, ConnView, Snapshot
+from muxtop.ui.views import ENGINE, SourceView
 
-
-class Column(NamedTuple):
-    """One table column: its id, header label, width in cells (0: takes the rest), whether
-    numbers sit on the right, and how it sorts (None: not sortable)."""
-
-    id: str
-    label: str
-    width: int
-    right: bool
-    key: Callable[[ConnView], object] | None
-    descending: bool  # the first click or `s` puts the biggest first
-
-
-def _queue(field: str) -> Callable[[ConnView], int]:
-    get = attrgetter(field)
-
-    def key(view: ConnView) -> int:
-        value = get(view)
-        return -1 if value is None else value
-
-    return key
-
-
-def _rtt(view: ConnView) -> int:
-    return -1 if view.tcp is None else view.tcp.rtt_us
-
-
-COLUMNS: tuple[Column, ...] = (
-    Column("fd", "fd", 6, True, itemgetter(1), False),  # ConnView.fd, by index: the default
-    Column("peer", "peer", 0, False, attrgetter("peer"), False),
-    Column("state", "state", 11, False, attrgetter("state"), False),
-    Column("interest", "interest", 8, False, attrgetter("interest"), True),
-    Column("events", "last ev", 7, False, attrgetter("last_events"), True),
-    Column("out_buffer", "app-out", 7, True, attrgetter("out_buffer"), True),
-    Column("rx_queue", "rx-q", 7, True, _queue("rx_queue"), True),
-    Column("tx_queue", "tx-q", 7, True, _queue("tx_queue"), True),
-    Column("bytes_in", "in", 7, True, attrgetter("bytes_in"), True),
-    Column("bytes_out", "out", 7, True, attrgetter("bytes_out"), True),
-    # Age and idle sort on the time they count from: the oldest (smallest) first.
-    Column("age", "age", 7, True, attrgetter("opened_at"), False),
-    Column("idle", "idle", 7, True, attrgetter("last_io_at"), False),
-    Column("rtt", "rtt", 7, True, _rtt, True),
-    Column("flags", "flags", 5, False, attrgetter("flags"), True),
-)
-COLUMN_BY_ID = {c.id: c for c in COLUMNS}
-# What `s` steps through: the columns people sort a busy server by, most useful first.
-SORT_CYCLE = ("fd", "rx_queue", "tx_queue", "out_buffer", "bytes_in", "bytes_out", "idle",
-              "age", "rtt", "state", "peer")
 _PINNED_KINDS = frozenset({"listener", "control", "epoll"})
 _KIND = itemgetter(2)  # ConnView.kind, by index: faster than the NamedTuple property
 _FD = attrgetter("fd")
@@ -69,7 +21,9 @@ _FD = attrgetter("fd")
 class ConnRows:
     """The ordered, filtered list of ConnViews the table draws, rebuilt from each Snapshot."""
 
-    def __init__(self) -> None:
+    def __init__(self, view: SourceView = ENGINE) -> None:
+        self.view = view
+        self._by_id = {c.id: c for c in view.columns}
         self.sort = "fd"
         self.descending = False
         self.query = ""  # lower-case filter text; "" shows everything
@@ -84,13 +38,21 @@ class ConnRows:
 
     def set_sort(self, column_id: str, descending: bool | None = None) -> None:
         """Sort by a column; None: its natural direction (biggest first for amounts)."""
-        column = COLUMN_BY_ID[column_id]
+        column = self._by_id[column_id]
         self.sort = column_id
         self.descending = column.descending if descending is None else descending
 
-    def cycle_sort(self, shown: Collection[str] = COLUMN_BY_ID) -> str:
-        """Sort by the next column of SORT_CYCLE among those `shown` (attach has fewer)."""
-        cycle = [c for c in SORT_CYCLE if c in shown]
+    def use(self, view: SourceView) -> None:
+        """Draw another kind of picture: its columns, its sort cycle."""
+        if view is not self.view:
+            self.view = view
+            self._by_id = {c.id: c for c in view.columns}
+            if self.sort not in self._by_id or self._by_id[self.sort].key is None:
+                self.set_sort("fd")
+
+    def cycle_sort(self) -> str:
+        """Sort by the next column of the view's sort cycle."""
+        cycle = self.view.sort_cycle
         here = cycle.index(self.sort) if self.sort in cycle else -1
         self.set_sort(cycle[(here + 1) % len(cycle)])
         return self.sort
@@ -107,7 +69,7 @@ class ConnRows:
     def update(self, snapshot: Snapshot) -> list[ConnView]:
         views = snapshot.connections
         self.total = len(views)
-        pinned, body = _split_pinned(views, snapshot.source == "engine")
+        pinned, body = _split_pinned(views, self.view.pinned_first)
         if self.frozen and self._order is None:
             self._order = [v.cid for v in self._ordered]  # the order on screen now
         if self.frozen and self._order:
@@ -115,7 +77,7 @@ class ConnRows:
             ordered = [by_cid.pop(cid) for cid in self._order if cid in by_cid]
             ordered.extend(v for v in body if v.cid in by_cid)  # new since the freeze
         else:
-            key = COLUMN_BY_ID[self.sort].key
+            key = self._by_id[self.sort].key
             ordered = sorted(body, key=key, reverse=self.descending)
         if not self.frozen:
             self._order = None

@@ -1,8 +1,10 @@
-"""The main screen: header, connection table, ready-list log, the side column (floods,
-diagnoses, trends), filter box, footer.
+"""The main screen: header, connection table, the lower panels, filter box, footer.
 
-Its keys act on what it shows (sort, filter, freeze, the selected connection); the keys that
-steer the engine (b, t) and the display (space, q, ?) are the app's, so they work everywhere.
+What the lower half holds follows the view: where the source sees wait calls, the ready-list
+log and a side column (floods, diagnoses, trends); for another process, its epoll interest
+lists with the findings. Its keys act on what it shows (sort, filter, freeze, the selected
+connection); the keys that steer the engine (b, t) and the display (space, q, ?) are the
+app's, so they work everywhere.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from textual.widgets import Footer, Input
 
 from muxtop.snapshot import Snapshot
 from muxtop.ui.rows import can_act_on
+from muxtop.ui.views import ENGINE, SourceView
 from muxtop.ui.widgets.conn_table import ConnTable
 from muxtop.ui.widgets.diagnoses import DiagnosesPanel
 from muxtop.ui.widgets.flood_panel import FloodPanel
 from muxtop.ui.widgets.header import StatusHeader
+from muxtop.ui.widgets.interest_lists import InterestLists
 from muxtop.ui.widgets.ready_log import ReadyLog
 from muxtop.ui.widgets.sparklines import Trends
 
@@ -42,46 +46,74 @@ class DashboardScreen(Screen[None]):
         Binding("escape", "clear_filter", "clear filter", show=False),
     ]
 
+    def __init__(self, view: SourceView = ENGINE) -> None:
+        super().__init__()
+        self.view = view
+
     def compose(self) -> ComposeResult:
-        yield StatusHeader(id="header")
+        yield StatusHeader(self.view, id="header")
         yield ConnTable(id="conns")
         with Horizontal(id="lower"):
-            yield ReadyLog(id="ready-log")
-            with Vertical(id="side"):
-                yield DiagnosesPanel(id="diagnoses")  # the most urgent on top
-                yield FloodPanel(id="flood-panel")
-                yield Trends(id="trends")
+            if not self.view.has_waits:
+                yield InterestLists(id="interest-lists")
+            else:
+                yield ReadyLog(id="ready-log")
+                with Vertical(id="side"):
+                    yield DiagnosesPanel(id="diagnoses")  # the most urgent on top
+                    yield FloodPanel(id="flood-panel")
+                    yield Trends(id="trends")
         yield Input(id="filter", placeholder="filter rows by fd, address, state or flag · "
                     "enter keeps it · esc clears")
         yield Footer()
 
     def on_mount(self) -> None:
         self.table = self.query_one(ConnTable)
-        self.ready_log = self.query_one(ReadyLog)
-        self.trends = self.query_one(Trends)
-        self.floods = self.query_one(FloodPanel)
-        self.diagnoses = self.query_one(DiagnosesPanel)
+        self.table.use(self.view)
         self.header = self.query_one(StatusHeader)
         self.filter_box = self.query_one("#filter", Input)
-        self.side = self.query_one("#side")
+        # The panels this view has: each is None where the view shows another instead.
+        self.ready_log = self._one(ReadyLog)
+        self.trends = self._one(Trends)
+        self.floods = self._one(FloodPanel)
+        self.diagnoses = self._one(DiagnosesPanel)
+        self.interest_lists = self._one(InterestLists)
+        self.side = self._one("#side")
         self._side_state: tuple[bool, bool] | None = None
         self.side_changed()
         self.table.focus()
         self.ready = True
         self.app.tick()  # type: ignore[attr-defined]  # the first Snapshot, now
 
+    def _one(self, kind):
+        found = self.query(kind)
+        return found.first() if found else None
+
+    def record(self, snapshot: Snapshot) -> None:
+        """Keep the trends' history (it goes on while the display is paused)."""
+        if self.trends is not None:
+            self.trends.record(snapshot)
+
     def show(self, snapshot: Snapshot) -> None:
-        """Draw a new Snapshot in the table, the log and the trends (not the header: the
+        """Draw a new Snapshot in the table and the lower panels (not the header: the
         app keeps that moving even while the display is paused)."""
         self.table.show(snapshot)
-        self.ready_log.show(snapshot)
-        self.diagnoses.show(snapshot)
+        for panel in (self.ready_log, self.diagnoses, self.interest_lists):
+            if panel is not None:
+                panel.show(snapshot)
         self.side_changed()
-        self.trends.redraw()
+        if self.trends is not None:
+            self.trends.redraw()
+
+    def show_floods(self, floods: list) -> None:
+        if self.floods is not None:
+            self.floods.show(floods)
+            self.side_changed()
 
     def side_changed(self) -> None:
         """The side column grows (and the table shrinks) while it lists floods or findings;
         its title says what it holds. A layout only when that changes."""
+        if self.side is None:
+            return  # no side column in this view
         state = (self.floods.has_class("-shown"), self.diagnoses.has_class("-shown"))
         if state == self._side_state:
             return
@@ -102,11 +134,13 @@ class DashboardScreen(Screen[None]):
         if not self.ready:
             return None
         if action in ("close_connection", "toggle_reading"):
-            return (can_act_on(self.table.selected) and self.app.source.can_command) or None
+            return (can_act_on(self.table.selected) and self.app.can_command) or None
         if action == "details":
             return self.table.selected is not None or None
         if action == "clear_filter":
             return bool(self.table.model.query) or self.filter_box.has_class("-active")
+        if action == "toggle_empty":
+            return self.ready_log is not None  # False: no ready-list log in this view
         return True
 
     def action_details(self) -> None:
@@ -122,7 +156,7 @@ class DashboardScreen(Screen[None]):
 
     def action_cycle_sort(self) -> None:
         table = self.table
-        column = table.column(table.model.cycle_sort(table.column_ids))
+        column = table.column(table.model.cycle_sort())
         table.rebuild()
         self.notify(f"sorted by {column.label}", timeout=1.5)
 
@@ -137,7 +171,8 @@ class DashboardScreen(Screen[None]):
         self.app.update_header()  # type: ignore[attr-defined]
 
     def action_toggle_empty(self) -> None:
-        self.ready_log.toggle_empty()
+        if self.ready_log is not None:
+            self.ready_log.toggle_empty()
 
     def action_filter(self) -> None:
         self.filter_box.add_class("-active")

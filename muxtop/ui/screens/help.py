@@ -17,25 +17,7 @@ from textual.widgets import Static
 from muxtop.engine.config import LABS
 from muxtop.ui.screens.flood_form import PATTERN_HELP
 from muxtop.ui.screens.lab_menu import LAB_HELP
-
-COLUMNS_HELP = (
-    ("fd", "the file descriptor number (fds get reused; rows follow connections)"),
-    ("peer", ("the remote address (the listener shows its own; control is the eventfd"
-             " other threads use to wake the loop with commands)")),
-    ("state", ("open, paused (not reading), half-closed (peer sent FIN), closing, closed,"
-              " listen, control")),
-    ("interest", ("the events the fd is registered for: R read, W write (only while the"
-                 " out-buffer holds data)")),
-    ("last ev", "what the last wait reported: R readable, W writable, E error, H hang-up"),
-    ("app-out", "bytes muxtop produced that the kernel has not taken yet"),
-    ("rx-q", ("kernel receive queue (FIONREAD): bytes arrived, not yet read; on the listener,"
-             " connections waiting in the accept queue")),
-    ("tx-q", "kernel send queue (SIOCOUTQ): bytes not yet acknowledged by the peer, or unsent"),
-    ("in / out", "bytes received and sent on this connection"),
-    ("age / idle", "time since accept / since the last byte moved either way"),
-    ("rtt", "smoothed round-trip time from TCP_INFO"),
-    ("flags", "P paused by you, B backpressure, E pending edge, F flood client, ! a finding"),
-)
+from muxtop.ui.views import ENGINE, SourceView
 
 FLOODS = """\
 f launches the default flood at this server: 500 clients each send 3 messages of 64 bytes \
@@ -100,9 +82,10 @@ class HelpScreen(ModalScreen[None]):
         Binding("escape,q,question_mark,f1", "dismiss", "close help"),
     ]
 
-    def __init__(self, keys: list[tuple[str, str, str]]) -> None:
+    def __init__(self, keys: list[tuple[str, str, str]], view: SourceView = ENGINE) -> None:
         super().__init__()
         self.keys = keys
+        self.view = view
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-panel"):
@@ -115,39 +98,30 @@ class HelpScreen(ModalScreen[None]):
         panel.focus()
 
     def _text(self) -> Group:
-        keys = Table.grid(padding=(0, 2))
-        keys.add_column(style="bold", no_wrap=True)
-        keys.add_column(no_wrap=True)
-        keys.add_column(style="dim")
-        for key, description, tooltip in self.keys:
-            keys.add_row(key, description, tooltip)
-        columns = Table.grid(padding=(0, 2))
-        columns.add_column(style="bold", no_wrap=True)
-        columns.add_column()
-        for name, meaning in COLUMNS_HELP:
-            columns.add_row(name, meaning)
-        patterns = Table.grid(padding=(0, 2))
-        patterns.add_column(style="bold", no_wrap=True)
-        patterns.add_column()
-        for name, meaning in PATTERN_HELP.items():
-            patterns.add_row(name, meaning)
-        labs = Table.grid(padding=(0, 2))
-        labs.add_column(style="bold", no_wrap=True)
-        labs.add_column()
-        for name in LABS:
-            labs.add_row(name, LAB_HELP[name])
-        detectors = Table.grid(padding=(0, 2))
-        detectors.add_column(style="bold", no_wrap=True)
-        detectors.add_column()
-        for name, meaning in DETECTORS:
-            detectors.add_row(name, meaning)
+        view = self.view
+        intro = [Text(view.help_title, "bold underline"), Text(view.help_intro), Text("")] \
+            if view.help_title else []
         return Group(
-            Text("Keys", "bold underline"), keys, Text(""),
-            Text("Columns", "bold underline"), columns, Text(""),
+            *intro,
+            Text("Keys", "bold underline"), _grid(self.keys, "bold", None, "dim"), Text(""),
+            Text("Columns", "bold underline"), _grid(view.columns_help), Text(""),
             Text("Floods", "bold underline"), Text(FLOODS), Text(""),
-            Text("Flood patterns (F)", "bold underline"), patterns, Text(""),
-            Text("Bug lab (l, or muxtop --lab NAME)", "bold underline"), labs, Text(""),
+            Text("Flood patterns (F)", "bold underline"), _grid(PATTERN_HELP.items()),
+            Text(""),
+            Text("Bug lab (l, or muxtop --lab NAME)", "bold underline"),
+            _grid((name, LAB_HELP[name]) for name in LABS), Text(""),
             Text("Diagnoses (the side panel; ! in flags; details with enter)",
-                 "bold underline"), detectors, Text(""),
+                 "bold underline"), _grid(DETECTORS), Text(""),
             Text("select, poll, epoll", "bold underline"), Text(MULTIPLEXERS),
         )
+
+
+def _grid(rows, *styles: str | None) -> Table:
+    """A borderless table: the first column bold and never wrapped, the rest as `styles`."""
+    styles = styles or ("bold", None)
+    grid = Table.grid(padding=(0, 2))
+    for i, style in enumerate(styles):
+        grid.add_column(style=style, no_wrap=i < len(styles) - 1)
+    for row in rows:
+        grid.add_row(*row)
+    return grid

@@ -2,16 +2,12 @@
 
 `render_line` draws only the lines on screen, straight from the ConnView at that position in
 the sorted, filtered index (muxtop.ui.rows), so a frame costs the same at 100 or 10,000
-connections. Network text goes into Segments as plain text, never through markup.
-
-An attach Snapshot (another process, read from /proc) gets its own columns: what each fd is
-(local address, or the epoll set's summary), the TCP state, the decoded epoll mask and which
-epoll fd watches it, and the finding that names it, in place of the engine's own counters.
+connections. Network text goes into Segments as plain text, never through markup. The
+columns, and what each cell shows, are the SourceView's (muxtop.ui.views).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from operator import itemgetter
 from typing import ClassVar
 
@@ -24,48 +20,17 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from muxtop.attach import masks
-from muxtop.events import ERROR, HANGUP, short
-from muxtop.snapshot import (
-    CLOSED,
-    CLOSING,
-    HALF_CLOSED,
-    KIND_CONN,
-    KIND_EPOLL,
-    KIND_LISTENER,
-    READ_PAUSED,
-    ConnView,
-    Snapshot,
-)
+from muxtop.snapshot import CLOSED, KIND_CONN, ConnView, Snapshot
 from muxtop.ui import format as fmt
-from muxtop.ui.rows import COLUMN_BY_ID, COLUMNS, Column, ConnRows
+from muxtop.ui.rows import ConnRows
+from muxtop.ui.views import ENGINE, SourceView
+from muxtop.ui.views.base import Column, Facts
 from muxtop.ui.widgets.line_api import PaletteMixin, set_virtual_size
 
 GAP = 1  # cells between columns
 MIN_PEER = 15  # narrower than this, the table scrolls sideways instead
 MAX_PEER = 47  # "[ffff:...:ffff]:65535" fits; wider only wastes the screen
 _CID = itemgetter(0)  # ConnView.cid
-
-
-def _like(column_id: str, **changes) -> Column:
-    return COLUMN_BY_ID[column_id]._replace(**changes)
-
-
-# Attach columns keep the ids of the live view's where they sort the same way, so s, r and
-# header clicks work unchanged; "local" and "watched" do not sort.
-ATTACH_COLUMNS: tuple[Column, ...] = (
-    COLUMN_BY_ID["fd"],
-    Column("local", "local / what", 0, False, None, False),
-    COLUMN_BY_ID["peer"],
-    _like("state", label="tcp state"),
-    _like("interest", label="epoll mask", width=16),
-    Column("watched", "by ep", 5, True, None, False),
-    _like("rx_queue", label="rx/accq", width=8),
-    COLUMN_BY_ID["tx_queue"], COLUMN_BY_ID["bytes_in"], COLUMN_BY_ID["bytes_out"],
-    _like("age", label="seen"), COLUMN_BY_ID["idle"], COLUMN_BY_ID["rtt"],
-    _like("flags", label="finding", width=14),
-)
-_SHORT_FINDING = {"accept-queue-full": "accept-full"}
 
 
 class ConnTable(PaletteMixin, ScrollView, can_focus=True):
@@ -116,16 +81,15 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
     def __init__(self, *, name: str | None = None, id: str | None = None,
                  classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
-        self.model = ConnRows()
+        self.view = ENGINE
+        self.model = ConnRows(ENGINE)
         self.cursor = 0
         self._cursor_cid: int | None = None
         self._announced: tuple | None = None  # what CursorChanged last said
         self._snapshot: Snapshot | None = None
-        self._now = 0.0
-        self._columns: tuple[Column, ...] = COLUMNS
-        self._at = {c.id: i for i, c in enumerate(COLUMNS)}  # column id -> position
-        self._widths: list[int] = [c.width for c in COLUMNS]
-        self._facts: AttachFacts | None = None
+        self._columns: tuple[Column, ...] = ENGINE.columns
+        self._widths: list[int] = [c.width for c in ENGINE.columns]
+        self._facts: Facts | None = None
         self._lines: dict[tuple[int, bool], Strip] = {}  # rendered rows until the next show
 
     # ---- data --------------------------------------------------------------------------
@@ -134,14 +98,18 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
     def rows(self) -> list[ConnView]:
         return self.model.rows
 
-    @property
-    def column_ids(self) -> Collection[str]:
-        """The ids of the columns shown (attach shows fewer)."""
-        return self._at.keys()
+    def use(self, view: SourceView) -> None:
+        """Draw this kind of picture (its columns) from now on."""
+        if view is not self.view:
+            self.view = view
+            self.model.use(view)
+            self._columns = view.columns
+            self._fit_columns()
+            self.rebuild()
 
     def column(self, column_id: str) -> Column:
-        """The column shown under this id (attach relabels some)."""
-        return self._columns[self._at[column_id]]
+        """The column shown under this id."""
+        return self.view.column(column_id)
 
     @property
     def selected(self) -> ConnView | None:
@@ -151,14 +119,7 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
     def show(self, snapshot: Snapshot) -> None:
         """Take a new Snapshot: rebuild the index, keep the cursor on its connection."""
         self._snapshot = snapshot
-        self._now = snapshot.taken_at
-        attach = snapshot.source == "attach"
-        self._facts = AttachFacts(snapshot) if attach else None
-        columns = ATTACH_COLUMNS if attach else COLUMNS
-        if columns is not self._columns:
-            self._columns = columns
-            self._at = {c.id: i for i, c in enumerate(columns)}
-            self._fit_columns()
+        self._facts = self.view.facts(snapshot)
         self.rebuild()
 
     def rebuild(self) -> None:
@@ -287,7 +248,7 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
 
     def _set_title(self) -> None:
         m = self.model
-        column = COLUMN_BY_ID[m.sort]
+        column = self.view.column(m.sort)
         title = f"connections {len(m.rows):,}"
         if m.query:
             title += f" of {m.total:,} matching “{m.query}”"
@@ -346,29 +307,8 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
             base = base + palette["closed"]
         elif view.kind != KIND_CONN:
             base = base + palette["special"]
-        warn, alert, muted = palette["warn"], palette["alert"], palette["muted"]
-        attach = self._facts
-        cells = self._cells(view) if attach is None else attach.cells(view, self._now)
-        styles: list[Style | None] = [None] * len(cells)
-        at = self._at
-        if not closed:
-            if view.state in (READ_PAUSED, CLOSING, HALF_CLOSED):
-                styles[at["state"]] = warn
-            if attach is None:
-                if view.last_events & (ERROR | HANGUP):
-                    styles[at["events"]] = alert
-                if view.out_buffer:
-                    styles[at["out_buffer"]] = warn
-            elif "disarmed" in cells[at["interest"]]:
-                styles[at["interest"]] = alert
-            if view.rx_queue or (attach is not None and attach.accept_queue(view)):
-                styles[at["rx_queue"]] = warn
-            if view.tx_queue:
-                styles[at["tx_queue"]] = warn
-            if "!" in view.flags or (attach is not None and cells[at["flags"]]):
-                styles[at["flags"]] = alert
-            elif view.flags and attach is None:
-                styles[at["flags"]] = warn
+        muted = palette["muted"]
+        facts = self._facts
         cursor_style = palette["cursor"] if cursor else None
         # One Segment per run of equal style, not per cell: Textual's compositor, its colour
         # filter and the terminal encoder all work per Segment.
@@ -376,7 +316,10 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
         run: list[str] = []
         run_style = None
         gap = " " * GAP
-        for text, width, column, extra in zip(cells, self._widths, self._columns, styles):
+        for column, width in zip(self._columns, self._widths):
+            text = column.cell(view, facts)
+            tone = None if closed else column.tone(view, facts)
+            extra = palette[tone] if tone else None
             if text == fmt.DASH and extra is None and not closed:
                 extra = muted
             if extra is not run_style:
@@ -388,92 +331,7 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
         segments.append(Segment(gap.join(run), _style(base, run_style, cursor_style)))
         return Strip(segments, self._total_width())
 
-    def _cells(self, v: ConnView) -> list[str]:
-        now = self._now
-        closed = v.closed_at is not None
-        age = (v.closed_at if closed else now) - v.opened_at
-        is_conn = v.kind == KIND_CONN
-        idle = now - v.last_io_at if is_conn and not closed else None
-        rtt = v.tcp.rtt_us / 1e6 if v.tcp is not None and is_conn else None
-        return [
-            str(v.fd), fmt.plain(v.peer), v.state, short(v.interest),
-            short(v.last_events) if v.last_events else fmt.DASH,
-            fmt.size(v.out_buffer) if is_conn else fmt.size(v.out_buffer or None),
-            fmt.size(v.rx_queue), fmt.size(v.tx_queue),
-            fmt.size(v.bytes_in) if is_conn else fmt.DASH,
-            fmt.size(v.bytes_out) if is_conn else fmt.DASH,
-            fmt.age(age), fmt.age(idle), fmt.duration(rtt), v.flags or "",
-        ]
-
 
 def _style(base: Style, extra: Style | None, cursor: Style | None) -> Style:
     style = base + extra if extra is not None else base
     return style + cursor if cursor is not None else style
-
-
-class AttachFacts:
-    """What an attach Snapshot says about each fd beyond its ConnView, looked up once per
-    Snapshot: the epoll registrations watching it, its socket details, the findings naming it."""
-
-    def __init__(self, snapshot: Snapshot) -> None:
-        extra = snapshot.extra
-        self.sockets: dict[int, dict] = extra.get("sockets", {})
-        self.epoll: dict[int, list] = extra.get("epoll", {})
-        self.watches: dict[int, list[tuple[int, int]]] = {}  # fd -> [(epoll fd, mask)]
-        for epfd, watched in self.epoll.items():
-            for tfd, mask, _ in watched:
-                self.watches.setdefault(tfd, []).append((epfd, int(mask, 16)))
-        self.findings: dict[int, list[str]] = {}
-        for d in snapshot.diagnoses:
-            for fd in d.named_fds():
-                kinds = self.findings.setdefault(fd, [])
-                if d.kind not in kinds:
-                    kinds.append(d.kind)
-
-    def accept_queue(self, v: ConnView) -> int:
-        details = self.sockets.get(v.fd)
-        return (details or {}).get("accept_queue") or 0 if v.kind == KIND_LISTENER else 0
-
-    def cells(self, v: ConnView, now: float) -> list[str]:
-        details = self.sockets.get(v.fd, {})
-        is_conn = v.kind == KIND_CONN
-        if details:
-            local = fmt.plain(details.get("local") or "")
-            proto = details.get("proto", "")
-            if proto and not proto.startswith("tcp"):
-                local = f"{proto} {local}"
-            state = details.get("tcp_state") or details.get("unix_state") or v.state
-        elif v.kind == KIND_EPOLL:  # its trigger summary is in the header and the panel
-            local, state = f"epoll: {len(self.epoll.get(v.fd, ()))} fds", "epoll"
-        else:
-            local, state = fmt.plain(v.note), fmt.DASH
-        if v.kind == KIND_LISTENER and details.get("accept_queue") is not None:
-            backlog = details.get("backlog")
-            rx = f"{details['accept_queue']}/{'?' if backlog is None else backlog}"
-        else:
-            rx = fmt.size(v.rx_queue)
-        findings = self.findings.get(v.fd)
-        finding = ("! " + ",".join(_SHORT_FINDING.get(k, k) for k in findings)
-                   if findings else "")
-        rtt = v.tcp.rtt_us / 1e6 if v.tcp is not None and is_conn and v.tcp.rtt_us else None
-        return [
-            str(v.fd), local, fmt.plain(v.peer) or fmt.DASH, state,
-            "; ".join(mask_words(mask) for _, mask in self.watches.get(v.fd, ())) or fmt.DASH,
-            ",".join(map(str, v.watched_by)) or fmt.DASH,
-            rx, fmt.size(v.tx_queue),
-            fmt.size(v.bytes_in) if is_conn else fmt.DASH,
-            fmt.size(v.bytes_out) if is_conn else fmt.DASH,
-            fmt.age(now - v.opened_at), fmt.age(now - v.last_io_at) if is_conn else fmt.DASH,
-            fmt.duration(rtt), finding,
-        ]
-
-
-def mask_words(mask: int) -> str:
-    """An epoll mask in a few words: ``IN ET``, ``IN OUT``, ``ET disarmed`` (a fired oneshot:
-    only the detail view says ONESHOT). ERR and HUP are left out: the kernel adds them to
-    every registration."""
-    words = [w for w in masks.decode(mask).split(" ")[0].split("|")
-             if w not in ("ERR", "HUP", "-")]
-    if masks.is_disarmed(mask):
-        words = [w for w in words if w != "ONESHOT"] + ["disarmed"]
-    return " ".join(words) or "none"

@@ -98,7 +98,8 @@ def snapshot(n: int = 40, tick: int = 0, *, backend: str = "epoll", trigger: str
              peers: dict[int, str] | None = None, closed: int = 2,
              notices: tuple[Notice, ...] = (), lab: frozenset[str] = frozenset(),
              refused: str | None = None, diagnoses: tuple[Diagnosis, ...] | None = None,
-             extra: dict | None = None, wait_count: int = 400) -> Snapshot:
+             running: bool = True, error: str | None = None,
+             wait_count: int = 400) -> Snapshot:
     """A Snapshot of a server with n open connections (plus `closed` recently closed ones),
     taken 60 + tick/4 seconds after it started."""
     now = STARTED_AT + 60 + tick * 0.25
@@ -131,4 +132,4 @@ def snapshot(n: int = 40, tick: int = 0, *, backend: str = "epoll", trigger: str
         connections=tuple(views), waits=waits(tick, n, wait_count), totals=totals, rates=rates,
         process=ProcessStats(4242, "muxtop", 37.5, 48 * 1024 * 1024, n + 12, 1024, 4),
         registered=n + 2, open_connections=n, notices=notices, diagnoses=diagnoses, lab=lab,
-        refused=refused, extra=extra if extra is not None else {"error": None, "running": True})
+        refused=refused, running=running, error=error)

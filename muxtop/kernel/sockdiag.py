@@ -15,6 +15,8 @@ import socket
 import struct
 from typing import NamedTuple
 
+from muxtop.kernel.probes import TCP_INFO_HEAD
+
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
 NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
@@ -29,8 +31,6 @@ _REQUEST = struct.Struct("=BBBBI48x")
 # inet_diag_msg: family, state, timer, retrans, the 48-byte sockid, then these:
 _MSG = struct.Struct("=BBBB48xIIIII")  # ... expires, rqueue, wqueue, uid, inode
 _RTATTR = struct.Struct("=HH")  # len, type
-# struct tcp_info: offsets as in <linux/tcp.h>.
-_TCPI_HEAD = struct.Struct("=8B24I")  # state ... retransmits at byte 2; rto 8, unacked 24 ...
 _TCPI_BYTES = struct.Struct("=QQ")  # bytes_acked, bytes_received (Linux >= 4.1)
 _TCPI_BYTES_OFFSET = 120
 
@@ -61,8 +61,8 @@ def _parse(buf: bytes, offset: int, length: int) -> tuple[int, TcpDiag]:
         if attr_len < _RTATTR.size:
             break
         payload, size = attr + _RTATTR.size, attr_len - _RTATTR.size
-        if attr_type == INET_DIAG_INFO and size >= _TCPI_HEAD.size:
-            info = _TCPI_HEAD.unpack_from(buf, payload)
+        if attr_type == INET_DIAG_INFO and size >= TCP_INFO_HEAD.size:
+            info = TCP_INFO_HEAD.unpack_from(buf, payload)
             retransmits, rto, unacked, sacked = info[2], info[8], info[12], info[13]
             rtt, rttvar = info[8 + 15], info[8 + 16]  # byte offsets 68 and 72
             if size >= _TCPI_BYTES_OFFSET + _TCPI_BYTES.size:

@@ -1,10 +1,10 @@
 """`muxtop attach PID`: look at another process's epoll sets, sockets and stuck connections.
 
 `--once` prints one report (text, or JSON with `--json`) and exits; without it the dashboard
-(muxtop.ui.attach) opens on a terminal, or a plain-text table refreshes every `--interval`
+opens on a terminal over an AttachSource, or a plain-text table refreshes every `--interval`
 seconds (`--text`, or stdout not a terminal) until Ctrl-C. A live view plugs in through
 `main(argv, live=...)`: it gets the Attacher this module built and the parsed arguments; the
-dashboard is imported only when it opens, so this package never imports the UI itself.
+dashboard is imported only when it opens, so `--once` never loads Textual.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from muxtop.attach import report
 from muxtop.attach.reader import Attacher, AttachError
-from muxtop.cli import non_negative_float, positive_float, positive_int
+from muxtop.cli.types import non_negative_float, positive_float, positive_int
 
 # While sampling over --window, look this often: a stuck queue must stay stuck in every look.
 SAMPLE_EVERY = 0.5
@@ -123,9 +123,14 @@ def dashboard(attacher: Attacher, args: argparse.Namespace) -> int:
     """The Textual dashboard, read-only; imported here so `--once` never loads Textual.
     Every error that stops attaching (no such process, permission denied) was raised by
     the Attacher already, before the screen changes."""
-    from muxtop.ui.attach import run_attach
+    from muxtop.attach.source import AttachSource
+    from muxtop.ui.app import POLL_INTERVAL, run_source
 
-    return run_attach(attacher, args)
+    source = AttachSource(attacher, interval=args.interval).start()
+    try:
+        return run_source(source, interval=min(POLL_INTERVAL, args.interval))
+    finally:
+        source.stop()
 
 
 def text_loop(attacher: Attacher, args: argparse.Namespace) -> int:

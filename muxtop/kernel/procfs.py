@@ -1,5 +1,5 @@
-"""Parsers for the /proc files `muxtop attach` reads: fd links, epoll fdinfo, socket tables,
-limits.
+"""Parsers for the /proc files `muxtop attach` reads: fd links, socket tables, limits (epoll
+fdinfo is kernel.epoll's).
 
 Every function takes a pid and returns plain records. A file that vanishes between listing and
 reading (an fd closed meanwhile) is skipped; a vanished process surfaces as OSError for the
@@ -10,7 +10,6 @@ target's namespace, which is the one its sockets live in.
 from __future__ import annotations
 
 import os
-import re
 import socket
 import struct
 from typing import NamedTuple
@@ -26,15 +25,6 @@ TCP_STATES = {
 UNIX_STATES = {0: "FREE", 1: "UNCONNECTED", 2: "CONNECTING", 3: "CONNECTED", 4: "DISCONNECTING"}
 UNIX_TYPES = {1: "stream", 2: "dgram", 5: "seqpacket"}
 _SO_ACCEPTCON = 0x10000
-
-
-class Registration(NamedTuple):
-    """One line of an epoll fd's fdinfo: a watched fd and its interest mask."""
-
-    epfd: int
-    tfd: int  # the fd number when it was registered; the app may have closed it since
-    mask: int
-    ino: int  # inode of the watched file, to tell a stale tfd from the live one
 
 
 class InetSocket(NamedTuple):
@@ -76,21 +66,6 @@ def socket_inode(link: str) -> int | None:
     if link.startswith("socket:[") and link.endswith("]"):
         return int(link[8:-1])
     return None
-
-
-_TFD_LINE = re.compile(
-    r"^tfd:\s*(\d+)\s+events:\s*([0-9a-fA-F]+).*?\bino:([0-9a-fA-F]+)", re.MULTILINE)
-
-
-def parse_epoll_fdinfo(epfd: int, text: str) -> list[Registration]:
-    """The ``tfd: N events: HEX data: HEX pos: ino: HEX sdev:`` lines of an epoll fd's fdinfo."""
-    return [Registration(epfd, int(tfd), int(mask, 16), int(ino, 16))
-            for tfd, mask, ino in _TFD_LINE.findall(text)]
-
-
-def read_epoll_set(pid: int, epfd: int) -> list[Registration]:
-    with open(f"/proc/{pid}/fdinfo/{epfd}") as f:
-        return parse_epoll_fdinfo(epfd, f.read())
 
 
 def _ipv4(hex_addr: str) -> str:

@@ -1,105 +1,15 @@
-"""Where the dashboard gets its Snapshots, and where (if anywhere) it sends commands.
-
-The app only ever asks a source for the latest Snapshot and, when `can_command`, hands it
-commands. The embedded engine is one source; `muxtop attach` (read-only) and tests with a
-fixed Snapshot are others, so the same screens serve all three.
-"""
+"""The floods the dashboard launches (`f`, `F`): child processes, and the F flag on the
+connections they hold."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from collections.abc import Callable
 from dataclasses import replace
 
-from muxtop.engine.commands import Outcome
 from muxtop.flood.process import FloodProcess, FloodSettings
-from muxtop.snapshot import KIND_CONN, Snapshot
-
-
-class SnapshotSource:
-    """A callable that returns the latest Snapshot, plus an optional command sink.
-
-    `latest` must be cheap and must not block: the UI calls it on its own thread a few times
-    a second. `submit(command)` returns a Future of an Outcome, or the source is read-only
-    (`submit=None`) and the keys that send commands are greyed out."""
-
-    def __init__(self, latest: Callable[[], Snapshot],
-                 submit: Callable[[object], Future] | None = None) -> None:
-        self._latest = latest
-        self._submit = submit
-
-    def latest(self) -> Snapshot:
-        return self._latest()
-
-    @property
-    def can_command(self) -> bool:
-        return self._submit is not None
-
-    @property
-    def flood_target(self) -> tuple[str, int] | None:
-        """Where a flood launched from the dashboard goes: the embedded server's address,
-        or None when this source has no server of its own to flood."""
-        return None
-
-    def submit(self, command: object) -> Future:
-        if self._submit is None:
-            return _done(Outcome(False, "this view is read-only"))
-        return self._submit(command)
-
-
-class EngineSource(SnapshotSource):
-    """The embedded engine: its published Snapshot, and its command queue."""
-
-    def __init__(self, engine) -> None:
-        super().__init__(engine.snapshot, engine.submit)
-        self.engine = engine
-
-    @property
-    def can_command(self) -> bool:
-        return self.engine.running
-
-    @property
-    def flood_target(self) -> tuple[str, int] | None:
-        if not self.engine.running:
-            return None
-        host, port = self.engine.address[:2]
-        return flood_host(host), port
-
-
-class FixedSource(SnapshotSource):
-    """Snapshots given in advance (tests, screenshots, benchmarks): `latest` returns the
-    current one until `advance()` moves to the next. Commands are recorded, not run."""
-
-    def __init__(self, snapshots: Snapshot | Sequence[Snapshot], *, commands: bool = True,
-                 answer: Callable[[object], Outcome] | None = None) -> None:
-        self.snapshots = [snapshots] if isinstance(snapshots, Snapshot) else list(snapshots)
-        self.index = 0
-        self.sent: list[object] = []
-        self._answer = answer or (lambda command: Outcome(True, f"recorded {command}"))
-        super().__init__(self._current, self._record if commands else None)
-
-    def _current(self) -> Snapshot:
-        return self.snapshots[self.index]
-
-    def advance(self) -> Snapshot:
-        """Move to the next Snapshot (wrapping around) and return it."""
-        self.index = (self.index + 1) % len(self.snapshots)
-        return self.snapshots[self.index]
-
-    def _record(self, command: object) -> Future:
-        self.sent.append(command)
-        return _done(self._answer(command))
-
-
-def _done(outcome: Outcome) -> Future:
-    future: Future = Future()
-    future.set_result(outcome)
-    return future
-
-
-# ---- floods launched from the dashboard -----------------------------------------------------
+from muxtop.snapshot import FLAG_FLOOD, KIND_CONN, Snapshot
 
 PORTS_EVERY = 1.0  # seconds between reads of the floods' local ports (psutil reads /proc)
 FINISHED_KEPT = 4  # finished floods still listed in the panel
@@ -212,12 +122,12 @@ class Floods:
         views = []
         changed = False
         for view in snapshot.connections:
-            if view.kind == KIND_CONN and "F" not in view.flags:
+            if view.kind == KIND_CONN and FLAG_FLOOD not in view.flags:
                 port = port_of.get(view.peer, -1)
                 if port == -1:
                     port = port_of[view.peer] = _port(view.peer)
                 if port in ports:
-                    view = view._replace(flags=view.flags + "F")
+                    view = view._replace(flags=view.flags + FLAG_FLOOD)
                     changed = True
             views.append(view)
         marked = replace(snapshot, connections=tuple(views)) if changed else snapshot
@@ -231,13 +141,3 @@ def _port(peer: str) -> int | None:
     if not sep or not head or not tail.isdigit():
         return None
     return int(tail)
-
-
-def flood_host(host: str) -> str:
-    """Where a flood should aim to reach a server listening on `host` (a wildcard address
-    is reached over loopback)."""
-    if host in ("", "0.0.0.0"):
-        return "127.0.0.1"
-    if host == "::":
-        return "::1"
-    return host

@@ -9,18 +9,16 @@ import socket
 import struct
 import termios
 
+from muxtop.kernel.procfs import TCP_STATES
 from muxtop.snapshot import TcpInfo
 
 SIOCOUTQ = 0x5411  # bytes sent but not acknowledged, plus bytes not yet sent
 SIOCOUTQNSD = 0x894B  # bytes not yet sent
 _INT = struct.Struct("i")
-_TCP_INFO = struct.Struct("8B24I")
+TCP_INFO_HEAD = struct.Struct("=8B24I")  # struct tcp_info up to rttvar (<linux/tcp.h>)
 _TCP_INFO_LEN = 104
 _ZERO = bytes(4)
 
-TCP_STATES = ("?", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2",
-              "TIME_WAIT", "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING",
-              "NEW_SYN_RECV")
 
 
 def rx_queue(fd: int) -> int | None:
@@ -48,8 +46,8 @@ def tcp_info(sock: socket.socket) -> TcpInfo | None:
         return None
     if len(raw) < _TCP_INFO_LEN:
         return None
-    f = _TCP_INFO.unpack_from(raw)
-    state = TCP_STATES[f[0]] if f[0] < len(TCP_STATES) else str(f[0])
+    f = TCP_INFO_HEAD.unpack_from(raw)
+    state = TCP_STATES.get(f[0], str(f[0]))
     # 8 bytes of u8 fields, then u32s: rto=f[8], ato, snd_mss, rcv_mss, unacked=f[12],
     # sacked=f[13], lost, retrans, fackets, 4 timestamps, pmtu, rcv_ssthresh, rtt=f[23], rttvar
     return TcpInfo(state=state, rtt_us=f[23], rttvar_us=f[24], rto_us=f[8],

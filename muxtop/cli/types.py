@@ -1,26 +1,8 @@
-"""Command line: `muxtop [options]` runs the server (dashboard or --headless); subcommands
-`flood`, `bench` and `attach` each live in their own package."""
+"""argparse types shared by every subcommand: each turns bad input into one plain line."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import sys
-
-SUBCOMMANDS = {
-    "flood": "muxtop.flood.cli",
-    "bench": "muxtop.bench.cli",
-    "attach": "muxtop.attach.cli",
-}
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in SUBCOMMANDS:
-        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
-    from muxtop.serve import main as serve_main
-
-    return serve_main(argv)
 
 
 def non_negative_int(text: str) -> int:

@@ -11,7 +11,7 @@ import time
 
 from muxtop import __version__
 from muxtop.backends import NAMES, TRIGGERS
-from muxtop.cli import non_negative_float, port_number, positive_int
+from muxtop.cli.types import non_negative_float, port_number, positive_int
 from muxtop.engine import LABS, Engine, EngineConfig, EngineStartError
 from muxtop.engine.protocols import PROTOCOLS
 from muxtop.snapshot import Snapshot

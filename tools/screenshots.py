@@ -1,4 +1,4 @@
-"""`python -m muxtop.ui.screenshots [DIR]`: SVG screenshots of the dashboard from a real run.
+"""`python tools/screenshots.py [DIR]`: SVG screenshots of the dashboard from a real run.
 
 Starts an engine on an ephemeral loopback port, drives bounded echo traffic at it from a
 client thread (a few busy connections, some idle ones, one whose reading is paused so its
@@ -20,11 +20,11 @@ from pathlib import Path
 
 from muxtop.engine import Engine, EngineConfig
 from muxtop.engine.commands import PauseReading, Switch
+from muxtop.engine.source import EngineSource
 from muxtop.ui.app import MuxtopApp
 from muxtop.ui.screens.detail import DetailScreen
 from muxtop.ui.screens.flood_form import FloodForm
 from muxtop.ui.screens.lab_menu import LabMenu
-from muxtop.ui.source import EngineSource
 
 SIZE = (160, 48)
 BUSY, IDLE = 24, 12  # echo connections kept busy, and connections that only sit there

@@ -1,0 +1,74 @@
+"""Another process as a Source: one read of /proc every `interval` seconds, on a thread.
+
+One read walks /proc/PID/fd, the epoll fdinfo and the socket tables: milliseconds, more with
+thousands of fds. Each Snapshot is published by swapping one reference, as the engine does;
+the UI polls `latest()` and never waits for /proc. It is read-only. When the process exits
+the last picture stays (Snapshot.running False) and reading stops.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+
+from muxtop.attach.reader import Attacher
+from muxtop.engine.commands import Outcome
+from muxtop.snapshot import Snapshot
+from muxtop.source import answered
+
+DEFAULT_INTERVAL = 0.5
+READ_ONLY = "attached to another process: muxtop only looks"
+
+
+class AttachSource:
+    """`start()` takes the first look at once (so the first frame has rows) and starts the
+    reader thread; `stop()` ends it."""
+
+    kind = "attach"
+    shares_gil = False  # the process we look at has a GIL of its own
+    announces_refusals = False
+    read_only = READ_ONLY
+    flood_target = None
+
+    def __init__(self, attacher: Attacher, interval: float = DEFAULT_INTERVAL) -> None:
+        self.attacher = attacher
+        self.interval = interval
+        self.reads = 0
+        self._snapshot: Snapshot | None = None
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def latest(self) -> Snapshot | None:
+        if self._error is not None:
+            raise self._error  # the app shows SOURCE FAILED and keeps the last picture
+        return self._snapshot
+
+    def submit(self, command: object) -> Future:
+        return answered(Outcome(False, READ_ONLY))
+
+    def read_now(self) -> Snapshot:
+        self._snapshot = snapshot = self.attacher.read()
+        self.reads += 1
+        return snapshot
+
+    def start(self) -> AttachSource:
+        self.read_now()
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"attach-{self.attacher.pid}")
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        # Once the process has exited every read returns the same picture: stop reading.
+        while not self.attacher.exited and not self._stop.wait(self.interval):
+            try:
+                self.read_now()
+            except Exception as exc:  # noqa: BLE001 - Attacher.read should not raise; show it
+                self._error = exc
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.interval + 5)

@@ -1,0 +1,78 @@
+"""The engine as its observers see it: a read-only interface (like selectors' get_map()).
+
+Telemetry and the detectors read the engine through this and nothing else; engine/loop.py
+implements it over its own tables, so the loop owns every fd and the observers change none.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from muxtop.backends import Backend
+    from muxtop.engine.config import EngineConfig
+    from muxtop.engine.connection import Connection
+
+
+class EngineState(Protocol):
+    conns: Mapping[int, Connection]  # open connections by fd, live
+    pending: Mapping[int, None]  # fds with a pending edge: read on without waiting
+
+    @property
+    def config(self) -> EngineConfig: ...
+
+    @property
+    def backend(self) -> Backend | None:
+        """The backend in use; None before start."""
+
+    @property
+    def edge(self) -> bool: ...
+
+    @property
+    def running(self) -> bool: ...
+
+    @property
+    def error(self) -> str | None:
+        """Why the loop died, if it did."""
+
+    @property
+    def address(self) -> tuple[str, int]: ...
+
+    @property
+    def lab(self) -> frozenset[str]: ...
+
+    @property
+    def registered(self) -> int:
+        """Fds registered in the backend now."""
+
+    @property
+    def waits(self) -> int:
+        """Wait calls so far, as of the last publish."""
+
+    @property
+    def events(self) -> int:
+        """Ready fds the wait calls returned so far, as of the last publish."""
+
+    @property
+    def listener(self) -> socket.socket | None: ...
+
+    @property
+    def listen_fd(self) -> int: ...
+
+    @property
+    def listen_interest(self) -> int: ...
+
+    @property
+    def accept_paused(self) -> bool:
+        """Accept backs off after running out of fds."""
+
+    @property
+    def control_fd(self) -> int: ...
+
+    @property
+    def queued_commands(self) -> int: ...
+
+    def registrations(self) -> Iterator[tuple[int, int]]:
+        """(fd, interest) of every fd the engine has registered in its backend."""

@@ -1,0 +1,66 @@
+"""What the detectors of every source share: the kinds of finding, their thresholds, the
+evidence keys, and the first-seen stamp that makes a finding's `since` survive re-detection.
+
+The engine's detectors (engine/diagnose.py) see inside the loop; attach's (attach/diagnose.py)
+see another process from /proc. Both speak this vocabulary, so the views draw either alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from muxtop.kernel import epoll
+from muxtop.snapshot import EVIDENCE_FDS as FDS  # noqa: F401 - part of the vocabulary
+from muxtop.snapshot import Diagnosis
+
+STUCK_READ = "stuck-read"  # bytes wait in the kernel and nobody will read them
+STUCK_WRITE = "stuck-write"  # output waits and nobody will (or can) send it
+BUSY_LOOP = "busy-loop"  # many ready fds per second, no bytes moving
+FD_PRESSURE = "fd-pressure"  # near or at the fd limit (or select's FD_SETSIZE)
+INTEREST_MISMATCH = "interest-mismatch"  # the kernel's interest list and the app's disagree
+ACCEPT_QUEUE_FULL = "accept-queue-full"  # more connections wait for accept() than the backlog
+CLOSE_WAIT = "close-wait"  # peers closed, the app never closed its end
+KINDS = (STUCK_READ, STUCK_WRITE, BUSY_LOOP, FD_PRESSURE, INTEREST_MISMATCH,
+         ACCEPT_QUEUE_FULL, CLOSE_WAIT)
+SHORT = {ACCEPT_QUEUE_FULL: "accept-full", INTEREST_MISMATCH: "mismatch"}  # narrow columns
+
+FD_PRESSURE_SHARE = 0.8  # share of the fd limit (or of FD_SETSIZE on select) that counts
+STUCK_AFTER = 2.0  # default seconds before a queue that does not move counts as stuck
+
+# A finding before it is stamped: (kind, fd or None, explanation, evidence pairs).
+Found = tuple[str, "int | None", str, tuple[tuple[str, object], ...]]
+
+
+class FirstSeen:
+    """Stamps findings with when each (kind, fd) was first made, for as long as every run
+    keeps making it; one that lapses starts afresh."""
+
+    def __init__(self) -> None:
+        self._since: dict[tuple[str, int | None], float] = {}
+
+    def stamp(self, now: float, found: Iterable[Found]) -> tuple[Diagnosis, ...]:
+        since: dict[tuple[str, int | None], float] = {}
+        diagnoses = []
+        for kind, fd, explanation, evidence in found:
+            first = since[kind, fd] = self._since.get((kind, fd), now)
+            diagnoses.append(Diagnosis(kind, fd, explanation, evidence, first))
+        self._since = since
+        return tuple(diagnoses)
+
+
+def short(kind: str) -> str:
+    return SHORT.get(kind, kind)
+
+
+MASK_KEYS = frozenset({"mask", "kernel"})  # evidence holding an epoll mask (an int)
+
+
+def evidence_text(key: str, value: object) -> str:
+    """One evidence value as a person reads it: masks in hex and words, lists joined."""
+    if value is None:
+        return "-"
+    if key in MASK_KEYS and isinstance(value, int):
+        return f"0x{value:08x} ({epoll.decode(value)})"
+    if isinstance(value, tuple):
+        return ", ".join(map(str, value)) or "-"
+    return str(value)

@@ -1,0 +1,135 @@
+"""epoll's vocabulary: its bits, how a mask reads in words, and the interest lists that
+/proc/PID/fdinfo/<epfd> shows. The one place in muxtop that knows EPOLL* values.
+
+The kernel prints `epitem->event.events`, which is the mask given to epoll_ctl plus EPOLLERR and
+EPOLLHUP (always added on ADD and MOD). When a oneshot registration fires, the kernel clears
+every bit but its private ones (ET, ONESHOT, EXCLUSIVE, WAKEUP): a mask with ONESHOT and no
+event bit left is a registration that fired and was never re-armed with EPOLL_CTL_MOD.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from muxtop import events
+
+# Values from <sys/epoll.h>; kept here (not from `select`) because they also describe another
+# process's registrations, whatever this Python was built with. The low bits equal poll's,
+# hence muxtop's own flags (events.py): the epoll backend passes them through unchanged.
+EPOLLIN = 0x001
+EPOLLPRI = 0x002
+EPOLLOUT = 0x004
+EPOLLERR = 0x008
+EPOLLHUP = 0x010
+EPOLLRDNORM = 0x040
+EPOLLRDBAND = 0x080
+EPOLLWRNORM = 0x100
+EPOLLWRBAND = 0x200
+EPOLLMSG = 0x400
+EPOLLRDHUP = 0x2000
+EPOLLEXCLUSIVE = 1 << 28
+EPOLLWAKEUP = 1 << 29
+EPOLLONESHOT = 1 << 30
+EPOLLET = 1 << 31
+
+# The bits that survive a oneshot firing (EP_PRIVATE_BITS in fs/eventpoll.c).
+PRIVATE_BITS = EPOLLWAKEUP | EPOLLONESHOT | EPOLLET | EPOLLEXCLUSIVE
+# What a registration asks for, in muxtop's READ/WRITE: ERR and HUP say nothing (always on).
+INTEREST_BITS = events.READ | events.WRITE
+
+_NAMES = (
+    (EPOLLIN, "IN"), (EPOLLPRI, "PRI"), (EPOLLOUT, "OUT"), (EPOLLERR, "ERR"), (EPOLLHUP, "HUP"),
+    (EPOLLRDNORM, "RDNORM"), (EPOLLRDBAND, "RDBAND"), (EPOLLWRNORM, "WRNORM"),
+    (EPOLLWRBAND, "WRBAND"), (EPOLLMSG, "MSG"), (EPOLLRDHUP, "RDHUP"),
+    (EPOLLET, "ET"), (EPOLLONESHOT, "ONESHOT"), (EPOLLEXCLUSIVE, "EXCLUSIVE"),
+    (EPOLLWAKEUP, "WAKEUP"),
+)
+_KNOWN = sum(bit for bit, _ in _NAMES)
+
+LEVEL, EDGE, ONESHOT, MIXED = "level", "edge", "oneshot", "mixed"
+MODE_BITS = {LEVEL: 0, EDGE: EPOLLET, ONESHOT: EPOLLONESHOT}  # a trigger mode's bit
+
+
+def is_disarmed(mask: int) -> bool:
+    """A oneshot registration that fired: it reports nothing until the app re-arms it."""
+    return bool(mask & EPOLLONESHOT) and not mask & ~PRIVATE_BITS
+
+
+def decode(mask: int) -> str:
+    """``0x80000019`` as ``IN|ERR|HUP|ET``; a fired oneshot gets `` (disarmed)``."""
+    text = "|".join(name for bit, name in _NAMES if mask & bit) or "-"
+    unknown = mask & ~_KNOWN
+    if unknown:
+        text += f"|0x{unknown:x}"
+    return text + " (disarmed)" if is_disarmed(mask) else text
+
+
+def words(mask: int) -> str:
+    """A mask in a few words: ``IN ET``, ``IN OUT``, ``ET disarmed`` (a fired oneshot: only
+    the full decode says ONESHOT). ERR and HUP are left out: the kernel adds them to every
+    registration."""
+    names = [name for bit, name in _NAMES if mask & bit and bit not in (EPOLLERR, EPOLLHUP)]
+    if is_disarmed(mask):
+        names = [name for name in names if name != "ONESHOT"] + ["disarmed"]
+    return " ".join(names) or "none"
+
+
+def interest(mask: int) -> int:
+    """The muxtop READ/WRITE flags a registration asks for."""
+    return mask & INTEREST_BITS
+
+
+def trigger(mask: int) -> str:
+    """How one registration reports: oneshot wins over edge (an ET|ONESHOT fd fires once)."""
+    if mask & EPOLLONESHOT:
+        return ONESHOT
+    return EDGE if mask & EPOLLET else LEVEL
+
+
+def summarize_triggers(masks) -> str:
+    """One word for a whole process: level, edge, oneshot, mixed, or "-" with no registrations."""
+    kinds = {trigger(mask) for mask in masks}
+    if not kinds:
+        return "-"
+    return kinds.pop() if len(kinds) == 1 else MIXED
+
+
+def meaning(mask: int) -> str:
+    """What a registration's trigger bits mean for the app, in one sentence."""
+    if is_disarmed(mask):
+        return "oneshot that fired and was never re-armed: epoll reports nothing more"
+    if mask & EPOLLONESHOT:
+        return "oneshot: reported once, then disarmed until EPOLL_CTL_MOD"
+    if mask & EPOLLET:
+        return "edge-triggered: reported once per arrival; the app must read until EAGAIN"
+    return "level-triggered: reported while there is something to read or room to write"
+
+
+# ---- /proc/PID/fdinfo/<epfd> -------------------------------------------------------------
+
+class Registration(NamedTuple):
+    """One line of an epoll fd's fdinfo: a watched fd, its mask, and the app's own `data`."""
+
+    epfd: int
+    tfd: int  # the fd number when it was registered; the app may have closed it since
+    mask: int
+    data: int  # epoll_event.data as the app set it: redis stores the fd, nginx a pointer
+    ino: int  # inode of the watched file, to tell a stale tfd from the live one
+
+
+_TFD_LINE = re.compile(
+    r"^tfd:\s*(\d+)\s+events:\s*([0-9a-fA-F]+)\s+data:\s*([0-9a-fA-F]+)"
+    r".*?\bino:([0-9a-fA-F]+)", re.MULTILINE)
+
+
+def parse_fdinfo(epfd: int, text: str) -> list[Registration]:
+    """The ``tfd: N events: HEX data: HEX pos: ino: HEX sdev:`` lines of an epoll fd's fdinfo."""
+    return [Registration(epfd, int(tfd), int(mask, 16), int(data, 16), int(ino, 16))
+            for tfd, mask, data, ino in _TFD_LINE.findall(text)]
+
+
+def read_interest_list(epfd: int, pid: int | str = "self") -> list[Registration]:
+    """The interest list of epoll fd `epfd` of process `pid`; OSError if it cannot be read."""
+    with open(f"/proc/{pid}/fdinfo/{epfd}") as f:
+        return parse_fdinfo(epfd, f.read())

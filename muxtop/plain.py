@@ -1,0 +1,133 @@
+"""The plain form of Snapshots and WaitRecords: dicts and lists of str, int, float, bool and
+None, which JSON, a recording or a test can hold, and which convert back losslessly.
+
+Version 1 (PLAIN_VERSION). A Snapshot becomes a dict keyed by its field names plus
+``"v": 1``; every NamedTuple inside it (ConnView, WaitRecord, TcpInfo, Totals, Rates,
+ProcessStats, Notice, Diagnosis, ProcessInfo, EpollSet, Watch, SocketInfo) becomes the list of
+its fields in declaration order (compact: a busy Snapshot holds thousands of ConnViews),
+tuples become lists, `lab` a sorted list, and a Diagnosis's evidence a list of
+``[key, value]`` pairs. Readers reject a newer version with PlainFormError rather than guess.
+Fields added later get defaults, so an older plain form still reads.
+"""
+
+from __future__ import annotations
+
+from muxtop.snapshot import (
+    ConnView,
+    Diagnosis,
+    EpollSet,
+    Notice,
+    ProcessInfo,
+    ProcessStats,
+    Rates,
+    Snapshot,
+    SocketInfo,
+    TcpInfo,
+    Totals,
+    WaitRecord,
+    Watch,
+    wait_record,
+)
+
+PLAIN_VERSION = 1
+
+
+class PlainFormError(ValueError):
+    """The data is not a plain Snapshot this muxtop can read; the message says why."""
+
+
+# ---- to plain ---------------------------------------------------------------------------
+
+def wait_to_plain(w: WaitRecord) -> list:
+    return [w.seq, w.start, w.timeout, w.duration, w.registered, list(w.ready), w.count]
+
+
+def view_to_plain(v: ConnView) -> list:
+    row = list(v)
+    row[18] = None if v.tcp is None else list(v.tcp)
+    row[20] = [list(pair) for pair in v.history]
+    row[22] = list(v.watched_by)
+    return row
+
+
+def diagnosis_to_plain(d: Diagnosis) -> list:
+    return [d.kind, d.fd, d.explanation, [[k, _plain_value(v)] for k, v in d.evidence], d.since]
+
+
+def _plain_value(value: object) -> object:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def to_plain(s: Snapshot) -> dict:
+    return {
+        "v": PLAIN_VERSION, "source": s.source, "taken_at": s.taken_at,
+        "wall_time": s.wall_time, "started_at": s.started_at, "backend": s.backend,
+        "trigger": s.trigger, "protocol": s.protocol, "listen": s.listen,
+        "connections": [view_to_plain(v) for v in s.connections],
+        "waits": [wait_to_plain(w) for w in s.waits],
+        "totals": list(s.totals), "rates": list(s.rates),
+        "process": None if s.process is None else list(s.process),
+        "registered": s.registered, "open_connections": s.open_connections,
+        "notices": [list(n) for n in s.notices],
+        "diagnoses": [diagnosis_to_plain(d) for d in s.diagnoses],
+        "lab": sorted(s.lab), "refused": s.refused, "running": s.running, "error": s.error,
+        "target": None if s.target is None else list(s.target),
+        "epoll": [[e.fd, [list(w) for w in e.watches]] for e in s.epoll],
+        "sockets": [list(k) for k in s.sockets],
+    }
+
+
+# ---- from plain -------------------------------------------------------------------------
+
+def wait_from_plain(row: list) -> WaitRecord:
+    seq, start, timeout, duration, registered, ready, count = row
+    return wait_record((seq, start, timeout, duration, registered, tuple(ready), count))
+
+
+def view_from_plain(row: list) -> ConnView:
+    row = list(row)
+    row[18] = None if row[18] is None else TcpInfo(*row[18])
+    row[20] = tuple(tuple(pair) for pair in row[20])
+    row[22] = tuple(row[22])
+    return ConnView(*row)
+
+
+def diagnosis_from_plain(row: list) -> Diagnosis:
+    kind, fd, explanation, evidence, since = row
+    return Diagnosis(kind, fd, explanation,
+                     tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in evidence),
+                     since)
+
+
+def check_version(doc: dict) -> None:
+    version = doc.get("v") if isinstance(doc, dict) else None
+    if not isinstance(version, int):
+        raise PlainFormError("not a muxtop snapshot (no format version)")
+    if version > PLAIN_VERSION:
+        raise PlainFormError(f"snapshot format {version} is newer than this muxtop reads "
+                             f"({PLAIN_VERSION}): upgrade muxtop")
+
+
+def from_plain(doc: dict) -> Snapshot:
+    """The Snapshot of a plain form; PlainFormError if it is not one."""
+    check_version(doc)
+    try:
+        return Snapshot(
+            source=doc["source"], taken_at=doc["taken_at"], wall_time=doc["wall_time"],
+            started_at=doc["started_at"], backend=doc["backend"], trigger=doc["trigger"],
+            protocol=doc["protocol"], listen=doc["listen"],
+            connections=tuple(map(view_from_plain, doc["connections"])),
+            waits=tuple(map(wait_from_plain, doc["waits"])),
+            totals=Totals(*doc["totals"]), rates=Rates(*doc["rates"]),
+            process=None if doc["process"] is None else ProcessStats(*doc["process"]),
+            registered=doc["registered"], open_connections=doc["open_connections"],
+            notices=tuple(Notice(*n) for n in doc.get("notices", ())),
+            diagnoses=tuple(map(diagnosis_from_plain, doc.get("diagnoses", ()))),
+            lab=frozenset(doc.get("lab", ())), refused=doc.get("refused"),
+            running=doc.get("running", True), error=doc.get("error"),
+            target=None if doc.get("target") is None else ProcessInfo(*doc["target"]),
+            epoll=tuple(EpollSet(fd, tuple(Watch(*w) for w in watches))
+                        for fd, watches in doc.get("epoll", ())),
+            sockets=tuple(SocketInfo(*k) for k in doc.get("sockets", ())))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PlainFormError(f"not a muxtop snapshot: {exc!r}") from None

@@ -1,0 +1,60 @@
+"""In place of the ready-list log, for a process whose wait calls cannot be seen: its epoll
+interest lists with their decoded masks, and the findings in plain words."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from muxtop.kernel import epoll
+from muxtop.snapshot import Snapshot
+from muxtop.ui import format as fmt
+
+WATCHES_LISTED = 64  # registrations listed per epoll set; the table has them all
+
+
+class InterestLists(Static):
+    DEFAULT_CSS = """
+    InterestLists {
+        width: 1fr;
+        border: round $primary 40%;
+        border-title-color: $text-accent;
+        padding: 0 1;
+        overflow-y: auto;
+    }
+    """
+
+    def show(self, snapshot: Snapshot) -> None:
+        self.update(describe_process(snapshot))
+        count = len(snapshot.diagnoses)
+        self.border_title = f"epoll interest lists · {count} finding{'s' * (count != 1)}"
+
+
+def describe_process(s: Snapshot) -> Text:
+    """Findings first (they are why one attaches), then every epoll set with its watches."""
+    text = Text(end="", no_wrap=True, overflow="ellipsis")
+    for d in s.diagnoses:
+        where = "process" if d.fd is None else f"fd {d.fd}"
+        text.append(f"! {d.kind}", "bold red")
+        text.append(f" ({where}, for {fmt.age(s.taken_at - d.since)})  ", "dim")
+        text.append(fmt.plain(d.explanation) + "\n")
+    if not s.running:
+        text.append("the process has exited: this is the last picture\n", "bold red")
+    elif not s.diagnoses:
+        stuck_after = s.target.stuck_after if s.target else "?"
+        text.append(f"no findings (a queue must stay stuck {stuck_after} s to count)\n", "dim")
+    if not s.epoll:
+        text.append("no epoll instances: select, poll or blocking calls (cannot tell which)\n",
+                    "dim")
+    for e in s.epoll:
+        text.append(f"epoll fd {e.fd}", "bold")
+        text.append(f"  {len(e.watches)} watched\n", "dim")
+        for w in e.watches[:WATCHES_LISTED]:
+            text.append(f"  fd {w.fd:<6}", "bold")
+            text.append(f"0x{w.mask:08x}  ", "dim")
+            text.append(epoll.decode(w.mask) + (f" [stale: {w.stale}]" if w.stale else "")
+                        + "\n")
+        if len(e.watches) > WATCHES_LISTED:
+            text.append(f"  … and {len(e.watches) - WATCHES_LISTED:,} more (the table shows "
+                        "each fd's mask)\n", "dim")
+    return text
