@@ -17,9 +17,9 @@ from array import array
 from typing import Self
 
 import pytest
+from echo_server import EchoServer
 
 from muxtop.flood import cli
-from muxtop.flood.echo_server import EchoServer
 from muxtop.flood.payload import Payloads
 from muxtop.flood.process import DEFAULT_FLOOD, FloodProcess, FloodSettings
 from muxtop.flood.stats import FloodStats

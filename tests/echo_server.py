@@ -1,6 +1,6 @@
-"""A plain ``selectors`` TCP echo server: the reference target the flood is tested and benchmarked
-against (not muxtop's engine). Runs in a thread (``with EchoServer() as server``) or on its own:
-``python -m muxtop.flood.echo_server [--port P]`` prints ``PORT PID`` and serves until killed.
+"""A plain ``selectors`` TCP echo server in a thread: the target the flood's tests run against
+(not muxtop's engine): ``with EchoServer() as server``. On its own,
+``python tests/echo_server.py [--port P]`` prints ``PORT PID`` and serves until killed.
 
 It echoes every byte, finishes the echo after a client's half-close before closing, and stops
 reading a client whose unsent echo passes a high-water mark (backpressure), so a slow reader
@@ -142,7 +142,7 @@ class EchoServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m muxtop.flood.echo_server")
+    parser = argparse.ArgumentParser(prog="python tests/echo_server.py")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)

@@ -1,16 +1,14 @@
-"""Is the flood fast enough to measure a server? ``python -m muxtop.flood.bench`` starts the plain
-selectors echo server (echo_server.py) in a child process, then drives it in turns with the C
-load generator (/work/shared/tools/loadgen.c) and with ``muxtop flood`` (100 clients, 64-byte
-messages, one in flight, rate 0), and prints the round trips/s each drove and the CPU each used.
-A benchmark is a command that prints figures, not a test that asserts timings.
+"""Is the flood fast enough to measure a server? ``python tools/flood_vs_loadgen.py`` starts the
+bench's selectors echo server in a child process, then drives it in turns with the C load
+generator (shared/tools/loadgen.c beside the checkout, as `muxtop bench` finds it) and with
+``muxtop flood`` (100 clients, 64-byte messages, one in flight, rate 0), and prints the round
+trips/s each drove and the CPU each used. Developer tooling: it prints figures, asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -18,13 +16,8 @@ import time
 
 import psutil
 
-LOADGEN_SOURCE = "/work/shared/tools/loadgen.c"
-
-
-def build_loadgen(path: str) -> str:
-    if not os.path.exists(path):
-        subprocess.run(["gcc", "-O2", "-o", path, LOADGEN_SOURCE], check=True)
-    return path
+from muxtop.bench.echo import free_port
+from muxtop.bench.loadgen import ClientError, find_client
 
 
 def run_loadgen(loadgen: str, port: int, server_pid: int, clients: int, seconds: float) -> dict:
@@ -69,21 +62,23 @@ def run_flood(port: int, server_pid: int, clients: int, seconds: float, workers:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m muxtop.flood.bench")
+    parser = argparse.ArgumentParser(prog="python tools/flood_vs_loadgen.py")
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, nargs="*", default=[1, 2],
                         help="flood --workers values to try (default: 1 2)")
-    parser.add_argument("--loadgen", default="/tmp/loadgen")
     args = parser.parse_args(argv)
-    if not shutil.which("gcc") and not os.path.exists(args.loadgen):
-        parser.error("needs gcc (or a built --loadgen) to compare against")
-    loadgen = build_loadgen(args.loadgen)
-    server = subprocess.Popen([sys.executable, "-m", "muxtop.flood.echo_server"],
-                              stdout=subprocess.PIPE, text=True)
     try:
-        port, server_pid = map(int, server.stdout.readline().split())
+        loadgen = find_client("loadgen").argv[0]
+    except ClientError as exc:
+        parser.error(f"needs the C load generator to compare against: {exc}")
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "muxtop.bench.servers.selectors_echo",
+                               "--port", str(port)])
+    server_pid = server.pid
+    time.sleep(0.5)  # let it listen
+    try:
         results: dict[str, list[dict]] = {"loadgen": []}
         results.update({f"flood -w{w}": [] for w in args.workers})
         for round_no in range(1, args.rounds + 1):
