@@ -12,22 +12,8 @@ Fields added later get defaults, so an older plain form still reads.
 
 from __future__ import annotations
 
-from muxtop.snapshot import (
-    ConnView,
-    Diagnosis,
-    EpollSet,
-    Notice,
-    ProcessInfo,
-    ProcessStats,
-    Rates,
-    Snapshot,
-    SocketInfo,
-    TcpInfo,
-    Totals,
-    WaitRecord,
-    Watch,
-    wait_record,
-)
+from muxtop import snapshot as snap
+from muxtop.snapshot import ConnView, Diagnosis, Snapshot, WaitRecord
 
 PLAIN_VERSION = 1
 
@@ -81,12 +67,12 @@ def to_plain(s: Snapshot) -> dict:
 
 def wait_from_plain(row: list) -> WaitRecord:
     seq, start, timeout, duration, registered, ready, count = row
-    return wait_record((seq, start, timeout, duration, registered, tuple(ready), count))
+    return snap.wait_record((seq, start, timeout, duration, registered, tuple(ready), count))
 
 
 def view_from_plain(row: list) -> ConnView:
     row = list(row)
-    row[18] = None if row[18] is None else TcpInfo(*row[18])
+    row[18] = None if row[18] is None else snap.TcpInfo(*row[18])
     row[20] = tuple(tuple(pair) for pair in row[20])
     row[22] = tuple(row[22])
     return ConnView(*row)
@@ -118,16 +104,16 @@ def from_plain(doc: dict) -> Snapshot:
             protocol=doc["protocol"], listen=doc["listen"],
             connections=tuple(map(view_from_plain, doc["connections"])),
             waits=tuple(map(wait_from_plain, doc["waits"])),
-            totals=Totals(*doc["totals"]), rates=Rates(*doc["rates"]),
-            process=None if doc["process"] is None else ProcessStats(*doc["process"]),
+            totals=snap.Totals(*doc["totals"]), rates=snap.Rates(*doc["rates"]),
+            process=None if doc["process"] is None else snap.ProcessStats(*doc["process"]),
             registered=doc["registered"], open_connections=doc["open_connections"],
-            notices=tuple(Notice(*n) for n in doc.get("notices", ())),
+            notices=tuple(snap.Notice(*n) for n in doc.get("notices", ())),
             diagnoses=tuple(map(diagnosis_from_plain, doc.get("diagnoses", ()))),
             lab=frozenset(doc.get("lab", ())), refused=doc.get("refused"),
             running=doc.get("running", True), error=doc.get("error"),
-            target=None if doc.get("target") is None else ProcessInfo(*doc["target"]),
-            epoll=tuple(EpollSet(fd, tuple(Watch(*w) for w in watches))
+            target=None if doc.get("target") is None else snap.ProcessInfo(*doc["target"]),
+            epoll=tuple(snap.EpollSet(fd, tuple(snap.Watch(*w) for w in watches))
                         for fd, watches in doc.get("epoll", ())),
-            sockets=tuple(SocketInfo(*k) for k in doc.get("sockets", ())))
+            sockets=tuple(snap.SocketInfo(*k) for k in doc.get("sockets", ())))
     except (KeyError, TypeError, ValueError) as exc:
         raise PlainFormError(f"not a muxtop snapshot: {exc!r}") from None

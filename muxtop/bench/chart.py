@@ -141,20 +141,17 @@ def svg_chart(series: dict[str, list[tuple[float, float]]], *, title: str, x_lab
                 if d == hi_d and m > 1:
                     break
                 stroke = "#bbbbbb" if m == 1 else "#eeeeee"
-                if axis == "x":
+                if axis == "x":  # a vertical line, its label below the plot
                     x = px(v)
-                    out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" '
-                               f'y2="{top + plot_h}" stroke="{stroke}"/>')
-                    if m == 1:
-                        out.append(f'<text x="{x:.1f}" y="{top + plot_h + 18}" '
-                                   f'text-anchor="middle">{_tick_label(v)}</text>')
-                else:
+                    line, label = (x, top, x, top + plot_h), (x, top + plot_h + 18, "middle")
+                else:  # a horizontal line, its label left of the plot
                     y = py(v)
-                    out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" '
-                               f'y2="{y:.1f}" stroke="{stroke}"/>')
-                    if m == 1:
-                        out.append(f'<text x="{left - 8}" y="{y + 4:.1f}" '
-                                   f'text-anchor="end">{_tick_label(v)}</text>')
+                    line, label = (left, y, left + plot_w, y), (left - 8, y + 4, "end")
+                out.append('<line x1="{:.1f}" y1="{:.1f}" x2="{:.1f}" y2="{:.1f}" '
+                           'stroke="{}"/>'.format(*line, stroke))
+                if m == 1:
+                    out.append('<text x="{:.1f}" y="{:.1f}" text-anchor="{}">'.format(*label)
+                               + f"{_tick_label(v)}</text>")
     out.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" '
                'stroke="#333333"/>')
     out.append(f'<text x="{left + plot_w / 2:.1f}" y="{top + plot_h + 40}" '

@@ -4,12 +4,12 @@ Future `submit` returns: Outcome(ok, message). A refused command changes nothing
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     ok: bool
-    message: str
+    message: str  # plain words for a person
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,7 @@ class Engine:
         self.address: tuple[str, int] = (config.host, config.port)
         self.error: str | None = None  # set if the loop died
         self._backend: Backend | None = None
-        self.state = LoopState(self)
+        self.state: EngineState = LoopState(self)
         self.telemetry = Telemetry(self.state)
 
     # ---- life cycle (caller's thread) ---------------------------------------------------
@@ -186,13 +186,7 @@ class Engine:
             pending = self._pending
             fast = self._echo and not self._edge
             now = monotonic()
-            if pending:
-                timeout = 0.0
-            else:
-                timeout = next_publish - now
-                if self._accept_resume_at is not None:
-                    timeout = min(timeout, self._accept_resume_at - now)
-                timeout = max(timeout, 0.0)
+            timeout = 0.0 if pending else self._timeout(now, next_publish)
             ready = backend.wait(timeout)
             after = monotonic()
             seq += 1
@@ -249,6 +243,14 @@ class Engine:
                 self.waits_total, self.events_total = seq, events_total
                 self._publish(after)
                 next_publish = after + publish_interval
+
+    def _timeout(self, now: float, next_publish: float) -> float:
+        """How long the next wait may block: until the next publish, or the end of an accept
+        back-off, whichever comes first."""
+        timeout = next_publish - now
+        if self._accept_resume_at is not None:
+            timeout = min(timeout, self._accept_resume_at - now)
+        return max(timeout, 0.0)
 
     def _after_wait(self, backend: Backend, ready: list[tuple[int, int]], now: float) -> None:
         """The chores of one wait (like ae.c's beforesleep): re-arm what oneshot disarmed,
@@ -653,76 +655,36 @@ class Engine:
             self._control_fd = -1
 
 
-class LoopState(EngineState):
-    """EngineState over the loop's own tables: what it points at is always current, and
-    reading it costs the loop nothing."""
+class LoopState:
+    """The EngineState (structurally: engine/state.py) over the loop's own tables: what it
+    points at is always current, and reading it costs the loop nothing."""
 
     __slots__ = ("_engine", "conns", "pending")
+    # What each plain attribute of the EngineState reads of the engine, as it is now.
+    _READS = {"config": "config", "backend": "_backend", "edge": "_edge",
+              "running": "_running", "error": "error", "address": "address",
+              "registered": "_nreg", "waits": "waits_total", "events": "events_total",
+              "listener": "_listener", "listen_fd": "_listen_fd",
+              "listen_interest": "_listen_interest", "control_fd": "_control_fd"}
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self.conns: Mapping[int, Connection] = MappingProxyType(engine._conns)  # by fd
         self.pending: Mapping[int, None] = MappingProxyType(engine._pending)  # edge fds to read
 
-    @property
-    def config(self) -> EngineConfig:
-        return self._engine.config
-
-    @property
-    def backend(self) -> Backend | None:
-        return self._engine._backend
-
-    @property
-    def edge(self) -> bool:
-        return self._engine._edge
-
-    @property
-    def running(self) -> bool:
-        return self._engine._running
-
-    @property
-    def error(self) -> str | None:
-        return self._engine.error
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return self._engine.address
+    def __getattr__(self, name: str):
+        try:
+            return getattr(self._engine, self._READS[name])
+        except KeyError:
+            raise AttributeError(name) from None
 
     @property
     def lab(self) -> frozenset[str]:
         return frozenset(self._engine.lab)
 
     @property
-    def registered(self) -> int:
-        return self._engine._nreg
-
-    @property
-    def waits(self) -> int:
-        return self._engine.waits_total
-
-    @property
-    def events(self) -> int:
-        return self._engine.events_total
-
-    @property
-    def listener(self) -> socket.socket | None:
-        return self._engine._listener
-
-    @property
-    def listen_fd(self) -> int:
-        return self._engine._listen_fd
-
-    @property
-    def listen_interest(self) -> int:
-        return self._engine._listen_interest
-
-    @property
     def accept_paused(self) -> bool:
         return self._engine._accept_resume_at is not None
-
-    @property
-    def control_fd(self) -> int:
-        return self._engine._control_fd
 
     @property
     def queued_commands(self) -> int:

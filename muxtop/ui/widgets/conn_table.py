@@ -14,7 +14,7 @@ from typing import ClassVar
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
@@ -25,7 +25,7 @@ from muxtop.ui import format as fmt
 from muxtop.ui.rows import ConnRows
 from muxtop.ui.views import ENGINE, SourceView
 from muxtop.ui.views.base import Column, Facts
-from muxtop.ui.widgets.line_api import PaletteMixin, set_virtual_size
+from muxtop.ui.widgets.line_api import PaletteMixin, move_bindings, set_virtual_size
 
 GAP = 1  # cells between columns
 MIN_PEER = 15  # narrower than this, the table scrolls sideways instead
@@ -37,14 +37,9 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
     """Every fd the multiplexer knows, with a cursor that follows one connection (by cid)
     while rows re-sort underneath it, so `k` closes the connection you are looking at."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("up", "cursor(-1)", "up", show=False),
-        Binding("down", "cursor(1)", "down", show=False),
-        Binding("pageup", "page(-1)", "page up", show=False),
-        Binding("pagedown", "page(1)", "page down", show=False),
-        Binding("home", "jump(0)", "first", show=False),
-        Binding("end", "jump(-1)", "last", show=False),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = move_bindings(
+        ("cursor(-1)", "up"), ("cursor(1)", "down"), ("page(-1)", "page up"),
+        ("page(1)", "page down"), ("jump(0)", "first"), ("jump(-1)", "last"))
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "conn-table--header", "conn-table--sorted", "conn-table--cursor",

@@ -11,6 +11,7 @@ pseudo-classes (focus) change, which is when the palette is dropped.
 from __future__ import annotations
 
 from rich.style import Style
+from textual.binding import Binding
 from textual.geometry import Size
 from textual.widget import Widget
 
@@ -47,3 +48,13 @@ def set_virtual_size(widget: Widget, size: Size) -> None:
         widget.set_reactive(Widget.virtual_size, size)
         widget._scroll_update(size)
         widget.refresh()
+
+
+MOVE_KEYS = ("up", "down", "pageup", "pagedown", "home", "end")
+
+
+def move_bindings(*moves: tuple[str, str]) -> list[Binding]:
+    """Hidden bindings of the six movement keys (MOVE_KEYS, in that order) to (action,
+    description) pairs: the footer stays for the keys that do something new."""
+    return [Binding(key, action, description, show=False)
+            for key, (action, description) in zip(MOVE_KEYS, moves, strict=True)]

@@ -11,7 +11,7 @@ from typing import ClassVar
 
 from rich.segment import Segment
 from textual import events
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -19,7 +19,7 @@ from textual.strip import Strip
 from muxtop.events import ERROR, HANGUP, WRITE, short
 from muxtop.snapshot import Snapshot, WaitRecord
 from muxtop.ui import format as fmt
-from muxtop.ui.widgets.line_api import PaletteMixin, set_virtual_size
+from muxtop.ui.widgets.line_api import PaletteMixin, move_bindings, set_virtual_size
 
 # seq, time since start, timeout, time blocked, ready/registered, then the ready fds.
 WIDTHS = (9, 11, 8, 8, 12)
@@ -33,14 +33,9 @@ class ReadyLog(PaletteMixin, ScrollView, can_focus=True):
     """What each wait call returned. Scrolled away from the top, the view stays on the same
     records while new ones arrive, so the history can be read back."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("up", "scroll_up", "up", show=False),
-        Binding("down", "scroll_down", "down", show=False),
-        Binding("pageup", "page_up", "page up", show=False),
-        Binding("pagedown", "page_down", "page down", show=False),
-        Binding("home", "scroll_home", "newest", show=False),
-        Binding("end", "scroll_end", "oldest", show=False),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = move_bindings(
+        ("scroll_up", "up"), ("scroll_down", "down"), ("page_up", "page up"),
+        ("page_down", "page down"), ("scroll_home", "newest"), ("scroll_end", "oldest"))
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "ready-log--header", "ready-log--empty", "ready-log--read", "ready-log--write",
