@@ -115,5 +115,5 @@ def from_plain(doc: dict) -> Snapshot:
             epoll=tuple(snap.EpollSet(fd, tuple(snap.Watch(*w) for w in watches))
                         for fd, watches in doc.get("epoll", ())),
             sockets=tuple(snap.SocketInfo(*k) for k in doc.get("sockets", ())))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
         raise PlainFormError(f"not a muxtop snapshot: {exc!r}") from None
