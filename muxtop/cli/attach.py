@@ -27,10 +27,11 @@ EPILOG = """\
 --once --json prints one document: {pid, name, cmdline, exited, wall_time, uptime_seconds,
 process: {pid, name, cpu_percent, rss, num_fds, fd_limit, threads}, backend, trigger, listen,
 registered, open_connections, stuck_after, epoll: [{fd, watches: [{fd, mask, decoded,
-disarmed}]}], fds: [{fd, kind, state, interest, flags, watched_by, rx_queue, tx_queue, note,
-proto, inode, local, peer, tcp_state, accept_queue, backlog, [unix_type, unix_state]}],
-diagnoses: [{kind, fd,
-explanation, evidence}], notices: [{level, text}]}.
+disarmed, data, stale}]}], fds: [{fd, kind, state, interest, flags, watched_by, rx_queue,
+tx_queue, note, and for a socket: inode, proto, local, peer, tcp_state, accept_queue, backlog,
+unix_type, unix_state}], diagnoses: [{kind, fd, explanation, evidence}],
+notices: [{level, text}]}. flags: one letter each (T edge-triggered, O oneshot, D disarmed
+oneshot, X exclusive, ! a finding names it).
 Without --once: on a terminal, the dashboard (read-only; ? explains the columns, q quits);
 otherwise, or with --text, a plain-text table every --interval seconds until Ctrl-C.
 Findings that need time (stuck-read, stuck-write, close-wait) need --window >= --stuck-after.
