@@ -4,18 +4,16 @@ the FloodProcess API."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import resource
 import socket
 import subprocess
 import sys
-import threading
 import time
-from typing import Self
 
 import pytest
+from echo_servers import AsyncioEchoServer
 
 from muxtop.flood import cli
 from muxtop.flood.echo_server import EchoServer
@@ -61,49 +59,6 @@ def echo_server():
 def target(server) -> str:
     host, port = server.address
     return f"{host}:{port}"
-
-
-class AsyncioEchoServer:
-    """The plainest asyncio echo server, on its own loop in a thread."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.address: tuple[str, int] | None = None
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    async def _echo(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        server = self.loop.run_until_complete(
-            asyncio.start_server(self._echo, "127.0.0.1", 0, backlog=4096))
-        self.address = server.sockets[0].getsockname()[:2]
-        self._ready.set()
-        self.loop.run_forever()
-        server.close()
-        self.loop.run_until_complete(server.wait_closed())
-        for task in asyncio.all_tasks(self.loop):
-            task.cancel()
-        self.loop.run_until_complete(asyncio.sleep(0))
-        self.loop.close()
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        assert self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
 
 
 # ------------------------------------------------------------------------------ patterns
