@@ -501,7 +501,7 @@ class Flood:
                     if out:
                         c.next_write = now + self._random.uniform(0, self.plan.slice_delay)
                         self._schedule(c.next_write, SLICE, c)
-        if not out and c.state == OPEN and c.sent >= c.allowed and not c.held_back:
+        if not out and c.state == OPEN and not c.held_back:
             if self._byte_limit is not None and c.queued >= self._byte_limit:
                 self.stats.cut += 1
                 self._finish(c)   # closed at once, whatever is still on its way back
@@ -540,9 +540,9 @@ class Flood:
             msg = payloads.message(c.id, c.sent)
             if self._byte_limit is not None:
                 room = self._byte_limit - c.queued
-                if room <= len(msg):
-                    msg = msg[:room]
-                    c.allowed = c.sent + 1   # the last one, cut to the limit
+                if room <= 0:
+                    break   # cut already: the close comes once it is written
+                msg = msg[:room]
                 c.queued += len(msg)
             if not out and c.sent == c.rx_seq and self._verifies and not c.held_back:
                 c.rx_msg = msg if len(msg) == plan.size else b""   # its own expected echo
