@@ -85,3 +85,24 @@ def test_slow_close_catches_a_server_that_hangs_up_first(capsys):
     assert code == 1
     assert summary["failed"] == {"EOF": 3} and summary["messages_echoed"] == 9
     assert summary["held"] == 0
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("pattern", ["slicer", "slow-close", "latency", "limit"])
+def test_echoed_faults_keep_an_open_loop_schedule(capsys, pattern):
+    # 5 messages per client due 10 ms apart: every one sent on schedule (limit: up to its
+    # cut), every echo that came back checked.
+    args = ["--clients", "4", "--messages", "5", "--rate", "100", "--open-loop",
+            "--timeout", "5", "--json"]
+    extra = {"slow-close": ["--hold", "0.1"], "latency": ["--delay", "0.01"],
+             "limit": ["--limit-bytes", "200"]}.get(pattern, [])
+    with AsyncioEchoServer() as server:
+        host, port = server.address
+        code = cli.main([f"{host}:{port}", "--pattern", pattern, *args, *extra])
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert code == 0 and summary["mode"] == "open-loop", summary
+    assert summary["mismatches"] == 0 and summary["completed"] == 4
+    if pattern == "limit":   # 200 bytes: three whole 64-byte messages and 8 bytes of a fourth
+        assert summary["bytes_sent"] == 4 * 200 and summary["messages_sent"] == 16
+    else:
+        assert summary["messages_echoed"] == 20
