@@ -330,7 +330,7 @@ class Flood:
             # Each connection's clock gets its own phase (spread by the golden ratio), so that
             # clients connected together do not all send in the same instant, every time.
             phase = (c.id * 0.6180339887) % 1.0
-            c.t0 = now + phase * self._interval
+            c.t0 = c.next_send = now + phase * self._interval
             self._schedule(c.t0, RATE, c)
         elif self._echoed:
             c.allowed = 1                      # ping-pong: one message in flight
@@ -557,7 +557,10 @@ class Flood:
                 out += msg
             sent_at.append(c.t0 + c.sent * self._interval if plan.open_loop else now)
             c.sent += 1
-            c.next_send = now + self._interval
+            # Closed loop with a rate: the next one is due an interval after this one was, so
+            # the timer's own lateness does not slow the rate; after a stall, not before now
+            # (no catch-up burst: a closed loop omits what it could not send).
+            c.next_send = max(c.next_send + self._interval, now)
             self.stats.messages_sent += 1
 
     def _release(self, c: Client, now: float) -> None:
