@@ -124,5 +124,5 @@ def test_the_interval_log_of_a_split_flood_adds_up(tmp_path, echo_server):
     text = log.read_text()
     assert "#[Histogram log format version 1.2]" in text and "#[StartTime: " in text
     intervals = interval_log(log)
-    assert len(intervals) >= 2
+    assert len(intervals) >= 2, text
     assert sum(h.get_total_count() for h in intervals) == summary["latency_samples"]

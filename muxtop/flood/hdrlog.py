@@ -5,6 +5,7 @@ ratio for ns) for the plotter, and ``hdrh.log.HistogramLogReader`` parses it in 
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import datetime
 
@@ -16,7 +17,10 @@ class IntervalLog:
     """An open interval log; timestamps in it are seconds since ``start`` (epoch seconds)."""
 
     def __init__(self, path: str, *, start: float | None = None, comment: str = "") -> None:
-        self.start = time.time() if start is None else start
+        # A whole millisecond: StartTime is written to 3 decimals, BaseTime to 6, and a reader
+        # skips any interval that starts before StartTime — a StartTime rounded up past
+        # BaseTime would lose the first one.
+        self.start = math.floor((time.time() if start is None else start) * 1000) / 1000
         self._file = open(path, "w", encoding="utf-8")  # noqa: SIM115  (closed in close())
         self._writer = HistogramLogWriter(self._file)
         self._writer.base_time = self.start * 1000.0
