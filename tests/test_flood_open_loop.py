@@ -1,18 +1,22 @@
 """Open and closed loop: the coordinated-omission difference through a SIGSTOPped server, the
 rate an open loop keeps, the mode every summary states, per-second latency in progress lines,
-and the HdrHistogram interval log read back with the hdrhistogram package's own reader."""
+the HdrHistogram interval log read back with the hdrhistogram package's own reader, and the
+alarm that wakes the loop when a message is due."""
 
 from __future__ import annotations
 
 import json
+import select
 import subprocess
 import sys
+import time
 
 import pytest
 from hdrh.log import HistogramLogReader
 
 from muxtop.bench.flood import StallPlan, run_stall
 from muxtop.flood import cli
+from muxtop.flood.alarm import Alarm
 from muxtop.flood.echo_server import EchoServer
 from muxtop.flood.latency import new_histogram
 
@@ -126,3 +130,24 @@ def test_the_interval_log_of_a_split_flood_adds_up(tmp_path, echo_server):
     intervals = interval_log(log)
     assert len(intervals) >= 2, text
     assert sum(h.get_total_count() for h in intervals) == summary["latency_samples"]
+
+
+@pytest.mark.timeout(10)
+def test_the_alarm_wakes_an_epoll_wait_at_the_time_it_was_set():
+    # The open loop's wakeups: a timerfd in the epoll set, not epoll's millisecond timeout.
+    alarm = Alarm()
+    ep = select.epoll()
+    try:
+        ep.register(alarm.fd, select.EPOLLIN)
+        assert ep.poll(0) == []
+        when = time.perf_counter() + 0.05
+        alarm.at(when)
+        assert ep.poll(5) == [(alarm.fd, select.EPOLLIN)]   # long before the 5 s timeout
+        assert time.perf_counter() >= when
+        alarm.clear()
+        assert ep.poll(0) == []
+        alarm.at(time.perf_counter() - 1)   # already past: readable at once
+        assert ep.poll(1) == [(alarm.fd, select.EPOLLIN)]
+    finally:
+        ep.close()
+        alarm.close()

@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from muxtop.flood.alarm import Alarm
 from muxtop.flood.payload import Payloads
 from muxtop.flood.stats import FloodStats
 
@@ -200,6 +201,11 @@ class Flood:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._ep.register(self._wake_r.fileno(), EPOLLIN)
+        try:   # wakeups on time to the tens of µs, not the ms epoll's timeout has
+            self._alarm: Alarm | None = Alarm()
+            self._ep.register(self._alarm.fd, EPOLLIN)
+        except OSError:
+            self._alarm = None
         p = plan.pattern
         self._echoed = p in ECHOED
         self._verifies = self._echoed or p in ("slow-reader", "half-close", "stall")
@@ -262,6 +268,8 @@ class Flood:
                     wake = min(wake, self._timers[0][0])
                 if self._to_start:
                     wake = min(wake, self._next_connect)
+                if self._alarm is not None and wake > now:
+                    self._alarm.at(wake)   # epoll's own timeout (rounded up) is the backstop
                 self._poll(max(0.0, wake - now))
                 if len(pending) >= FOLD_AT:
                     self.stats.fold()
@@ -362,6 +370,8 @@ class Flood:
                         self._wake_r.recv(4096)
                     except BlockingIOError:
                         pass
+                elif self._alarm is not None and fd == self._alarm.fd:
+                    self._alarm.clear()
                 continue  # else: closed earlier in this batch
             now = clock()
             if c.state == CONNECTING:
@@ -724,3 +734,5 @@ class Flood:
         self._ep.close()
         self._wake_r.close()
         self._wake_w.close()
+        if self._alarm is not None:
+            self._alarm.close()
