@@ -14,7 +14,7 @@ import time
 import pytest
 from hdrh.log import HistogramLogReader
 
-from muxtop.bench.flood import StallPlan, run_stall
+from muxtop.bench.flood import StallPlan, run_stall, table
 from muxtop.flood import cli
 from muxtop.flood.alarm import Alarm
 from muxtop.flood.echo_server import EchoServer
@@ -66,6 +66,13 @@ def test_a_stalled_server_shows_in_open_loop_p99_and_hides_in_closed_loop(tmp_pa
     assert open_loop["messages_sent"] - closed["messages_sent"] >= 0.5 * 20 * 100
     # The open loop kept its schedule through the stall: every message due was sent.
     assert open_loop["messages_sent"] >= 0.95 * 20 * 100 * 5
+    # The bench's table: both floods' percentiles side by side, as the summaries have them.
+    lines = table(result).splitlines()
+    assert any(line.split() == ["open-loop", "closed-loop"] for line in lines)
+    p99_row = next(line for line in lines if line.startswith("latency p99 ms"))
+    shown = [float(cell.replace(",", "")) for cell in p99_row[22:].split()]
+    assert shown == pytest.approx([open_loop["rtt_ms"]["p99"], closed["rtt_ms"]["p99"]],
+                                  rel=0.001, abs=0.001)
     intervals = interval_log(log)
     assert sum(h.get_total_count() for h in intervals) == open_loop["latency_samples"]
     assert max(h.get_max_value() for h in intervals) >= 0.9e9   # ns
