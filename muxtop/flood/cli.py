@@ -142,8 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--clients", "-c", type=positive_int, default=500, metavar="N",
                         help="concurrent connections (default 500)")
     parser.add_argument("--messages", "-m", type=non_negative_int, default=3, metavar="M",
-                        help="messages per connection (default 3); 0 = no limit for echo and "
-                             "slow-reader (until --duration or a signal), nothing sent before the "
+                        help="messages per connection (default 3); 0 = no limit for echo, "
+                             "slow-reader, slicer and latency (until --duration or a signal) and "
+                             "for limit (until --limit-bytes), nothing sent before the "
                              "shutdown/RST for half-close and reset")
     parser.add_argument("--size", "-s", type=_size, default=64, metavar="B",
                         help="bytes per message (default 64)")
