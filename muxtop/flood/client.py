@@ -350,7 +350,6 @@ class Flood:
 
     def _poll(self, timeout: float) -> None:
         clients = self._clients
-        wake_fd = self._wake_r.fileno()
         events = self._ep.poll(timeout, MAX_EVENTS)
         clock = time.perf_counter
         # Echo ping-pong is the measuring case: its common turn (the whole echo of the one
@@ -365,14 +364,8 @@ class Flood:
         for fd, ev in events:
             c = clients.get(fd)
             if c is None:
-                if fd == wake_fd:
-                    try:
-                        self._wake_r.recv(4096)
-                    except BlockingIOError:
-                        pass
-                elif self._alarm is not None and fd == self._alarm.fd:
-                    self._alarm.clear()
-                continue  # else: closed earlier in this batch
+                self._on_own_fd(fd)
+                continue
             now = clock()
             if c.state == CONNECTING:
                 self._on_connected(c, now)
@@ -420,6 +413,16 @@ class Flood:
         stats.messages_echoed += echoed
         stats.bytes_received += received
         stats.bytes_sent += sent_bytes
+
+    def _on_own_fd(self, fd: int) -> None:
+        """The wakeup socket or the alarm; any other fd was closed earlier in this batch."""
+        if fd == self._wake_r.fileno():
+            try:
+                self._wake_r.recv(4096)
+            except BlockingIOError:
+                pass
+        elif self._alarm is not None and fd == self._alarm.fd:
+            self._alarm.clear()
 
     def _on_data(self, c: Client, data: bytes, now: float) -> None:
         if not data:
@@ -511,27 +514,8 @@ class Flood:
                     if out:
                         c.next_write = now + self._random.uniform(0, self.plan.slice_delay)
                         self._schedule(c.next_write, SLICE, c)
-        if not out and c.state == OPEN and not c.held_back:
-            if self._byte_limit is not None and c.queued >= self._byte_limit:
-                self.stats.cut += 1
-                self._finish(c)   # closed at once, whatever is still on its way back
-                return
-            if c.sent >= self._limit:
-                try:
-                    if self.plan.pattern == "half-close":
-                        c.sock.shutdown(socket.SHUT_WR)
-                        c.state = SHUT
-                    elif self.plan.pattern == "reset":
-                        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
-                        self.stats.resets += 1
-                        self._finish(c)
-                        return
-                    elif self.plan.pattern == "stall":
-                        self._hold(c, now)
-                        return
-                except OSError as exc:   # the peer got there first (ENOTCONN after its RST)
-                    self._fail(c, exc)
-                    return
+        if not out and c.state == OPEN and not c.held_back and self._all_written(c, now):
+            return
         # More to write, now or once the generator tops the out-buffer up again (a slicer
         # waits for its timer instead, unless the socket was full).
         if self._slicing:
@@ -540,6 +524,34 @@ class Flood:
             more = bool(out) or (c.state == OPEN and c.sent < c.allowed)
         reads = self._reads or c.state == SHUT
         self._watch(c, (EPOLLIN if reads else 0) | (EPOLLOUT if more else 0))
+
+    def _all_written(self, c: Client, now: float) -> bool:
+        """Everything queued is out: the pattern's next step, if its messages are done
+        (half-close: SHUT_WR; reset: RST; stall: hold still; limit: close). True if the
+        connection is no longer open for writing (closed or holding)."""
+        if self._byte_limit is not None and c.queued >= self._byte_limit:
+            self.stats.cut += 1
+            self._finish(c)   # closed at once, whatever is still on its way back
+            return True
+        if c.sent < self._limit:
+            return False
+        pattern = self.plan.pattern
+        try:
+            if pattern == "half-close":
+                c.sock.shutdown(socket.SHUT_WR)
+                c.state = SHUT
+            elif pattern == "reset":
+                c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+                self.stats.resets += 1
+                self._finish(c)
+                return True
+            elif pattern == "stall":
+                self._hold(c, now)
+                return True
+        except OSError as exc:   # the peer got there first (e.g. ENOTCONN after its RST)
+            self._fail(c, exc)
+            return True
+        return False
 
     def _queue(self, c: Client, now: float) -> None:
         """Move the messages the pattern allows into the out-buffer (latency: into the
