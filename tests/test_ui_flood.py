@@ -168,3 +168,46 @@ def test_mark_flags_connections_whose_peer_port_a_flood_holds():
     flagged = {v.peer for v in marked.connections if "F" in v.flags}
     assert flagged == {"10.0.0.4:40003", "10.0.0.11:40010"}  # not the listener on :8080
     assert [v.cid for v in marked.connections] == [v.cid for v in snapshot.connections]
+
+
+async def test_flood_form_offers_the_fault_patterns_and_open_loop(engine):
+    app = MuxtopApp(EngineSource(engine), interval=0.05)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("F")
+            await pilot.pause()
+            form = app.screen
+            assert isinstance(form, FloodForm)
+            for pattern in ("slicer", "stall", "slow-close", "latency", "limit"):
+                form.query_one("#pattern").value = pattern   # refused were it not offered
+                await pilot.pause()
+                assert form.query_one("#pattern-help").content   # and it is explained
+            form.query_one("#pattern").value = "stall"
+            form.query_one("#messages").value = "0"
+            await pilot.click("#launch")
+            await pilot.pause()
+            assert app.screen is form and "stall needs 1 or more" in form.error
+            form.query_one("#pattern").value = "slicer"
+            form.query_one("#messages").value = "0"
+            form.query_one("#clients").value = "4"
+            form.query_one("#open-loop").value = True
+            await pilot.click("#launch")
+            await pilot.pause()
+            assert app.screen is form and form.error.startswith("rate: open loop needs")
+            form.query_one("#rate").value = "5"
+            await pilot.click("#launch")
+            await pilot.pause()
+            assert app.screen is app.dashboard
+            (flood,) = app.floods.floods
+            assert (flood.args.pattern, flood.args.open_loop, flood.args.rate) == (
+                "slicer", True, 5.0)
+            await until(lambda: "open loop" in panel_text(app), pilot, timeout=15,
+                        what=lambda: panel_text(app))
+            await until(lambda: "p99/s" in panel_text(app), pilot, what="latency trend")
+            assert flood.running, list(flood.errors)
+            await pilot.press("x")
+            await until(lambda: not flood.running, pilot, what="flood stopped")
+            assert flood.summary["mode"] == "open-loop" and flood.summary["slices"] > 0
+            assert flood.summary["mismatches"] == 0
+    finally:
+        app.floods.close()
