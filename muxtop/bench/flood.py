@@ -19,6 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
+from muxtop import children
 from muxtop.flood.latency import PERCENTILES
 from muxtop.flood.process import FloodProcess, FloodSettings
 
@@ -88,12 +89,7 @@ class HeadlessServer:
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.proc.pid, signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        children.end(self.proc, grace=5)
         self._out.close()
 
 

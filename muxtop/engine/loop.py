@@ -31,6 +31,7 @@ from muxtop.events import ERROR, HANGUP, READ, WRITE
 from muxtop.snapshot import (
     CLOSED,
     CLOSING,
+    CPU_SAMPLE_EVERY,
     HALF_CLOSED,
     OPEN,
     READ_PAUSED,
@@ -163,7 +164,8 @@ class Engine:
 
     def _loop(self) -> None:
         """Wait, dispatch each ready fd, do the after-wait chores; nothing else."""
-        monotonic = time.monotonic
+        monotonic, thread_time = time.monotonic, time.thread_time
+        next_sample = 0.0
         record = self.telemetry.ring.append
         flatten = chain.from_iterable
         publish_interval = self.config.publish_interval
@@ -187,8 +189,16 @@ class Engine:
             fast = self._echo and not self._edge
             now = monotonic()
             timeout = 0.0 if pending else self._timeout(now, next_publish)
-            ready = backend.wait(timeout)
-            after = monotonic()
+            if now < next_sample:
+                ready = backend.wait(timeout)
+                after = monotonic()
+                cpu = None
+            else:  # what the call costs the thread, on a sample of calls
+                started = thread_time()
+                ready = backend.wait(timeout)
+                cpu = thread_time() - started
+                after = monotonic()
+                next_sample = after + CPU_SAMPLE_EVERY
             seq += 1
             events_total += len(ready)
             # Flat, so the (fd, events) tuples die with the list: kept, each cost a garbage
@@ -196,7 +206,8 @@ class Engine:
             count = len(ready)
             record(wait_record((
                 seq, now, timeout, after - now, self._nreg,
-                tuple(flatten(ready if count <= READY_KEPT else ready[:READY_KEPT])), count)))
+                tuple(flatten(ready if count <= READY_KEPT else ready[:READY_KEPT])), count,
+                cpu)))
             for fd, events in ready:
                 conn = by_fd[fd]
                 if conn is not None:
@@ -232,17 +243,22 @@ class Engine:
                         pass  # readiness gone by the time we read: nothing lost
                     except Exception as exc:  # noqa: BLE001 - as in _service
                         self._failed(conn, exc, after)
-                elif fd == self._listen_fd:
-                    self._accept(after)
-                elif fd == self._control_fd:
-                    self._run_commands(after)
-                # else: closed earlier in this batch (like ae.c, re-check before dispatch)
+                else:
+                    self._not_a_connection(fd, after)
             if pending or backend.trigger == ONESHOT or self._accept_resume_at is not None:
                 self._after_wait(backend, ready, after)
             if after >= next_publish:
                 self.waits_total, self.events_total = seq, events_total
                 self._publish(after)
                 next_publish = after + publish_interval
+
+    def _not_a_connection(self, fd: int, now: float) -> None:
+        """A ready fd that is not a connection: the listener, the control eventfd, or one
+        closed earlier in this batch (like ae.c, re-check before dispatch)."""
+        if fd == self._listen_fd:
+            self._accept(now)
+        elif fd == self._control_fd:
+            self._run_commands(now)
 
     def _timeout(self, now: float, next_publish: float) -> float:
         """How long the next wait may block: until the next publish, or the end of an accept

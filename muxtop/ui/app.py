@@ -31,6 +31,7 @@ from muxtop.engine.source import EngineSource
 from muxtop.flood.process import DEFAULT_FLOOD, FloodSettings
 from muxtop.snapshot import ConnView, Snapshot
 from muxtop.source import Source
+from muxtop.ui import layout
 from muxtop.ui.floods import Floods
 from muxtop.ui.rows import can_act_on
 from muxtop.ui.screens.dashboard import DashboardScreen
@@ -50,6 +51,9 @@ _QUIET_COMMANDS = (Switch, Watch)  # their outcome comes back as an engine Notic
 
 class MuxtopApp(App[int]):
     CSS_PATH = Path(__file__).with_name("app.tcss")
+    # Classes on the screen by its size; app.tcss lays the dashboard out by them.
+    HORIZONTAL_BREAKPOINTS = layout.HORIZONTAL_BREAKPOINTS
+    VERTICAL_BREAKPOINTS = layout.VERTICAL_BREAKPOINTS
     TITLE = "muxtop"
     ENABLE_COMMAND_PALETTE = False
     BINDINGS: ClassVar[list[BindingType]] = [

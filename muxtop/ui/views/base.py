@@ -35,9 +35,10 @@ def _no_tone(view: ConnView, facts: Facts) -> str | None:
 
 
 class Column(NamedTuple):
-    """One table column: its id, header label, width in cells (0: takes the rest), whether
-    numbers sit on the right, how it sorts (None: not sortable), how it is drawn, and when
-    it stands out (WARN, ALERT or None)."""
+    """One table column: its id, header label, width in cells (0: flexible, between
+    `least` and `most`), whether numbers sit on the right, how it sorts (None: not
+    sortable), how it is drawn, when it stands out (WARN, ALERT or None), and how soon it
+    gives way on a narrow screen (`drop`: the highest go first; 0 never)."""
 
     id: str
     label: str
@@ -47,6 +48,33 @@ class Column(NamedTuple):
     descending: bool  # the first click or `s` puts the biggest first
     cell: Callable[[ConnView, Facts], str]
     tone: Callable[[ConnView, Facts], str | None] = _no_tone
+    drop: int = 0
+    least: int = 12  # a flexible column's narrowest
+    most: int = 0  # a flexible column's widest (0: no limit)
+
+
+def fit_columns(columns: tuple[Column, ...], room: int,
+                gap: int = 1) -> list[tuple[Column, int]]:
+    """The columns that fit in `room` cells, in their order, with their widths: the most
+    droppable go first until the rest fit; flexible ones share what is left."""
+    shown = list(columns)
+
+    def need(cols: list[Column]) -> int:
+        return sum(c.width or c.least for c in cols) + gap * (len(cols) - 1)
+
+    while need(shown) > room and any(c.drop for c in shown):
+        # The most droppable, the rightmost of equals: the table narrows from its tail.
+        worst = max(range(len(shown)), key=lambda i: (shown[i].drop, i))
+        del shown[worst]
+    flexible = [c for c in shown if not c.width]
+    left = room - sum(c.width for c in shown) - gap * (len(shown) - 1)
+    widths = {}
+    # An equal share each; the capped ones first, so what they cannot use goes to the rest.
+    for i, c in enumerate(sorted(flexible, key=lambda c: c.most or room)):
+        share = left // (len(flexible) - i)
+        widths[c.id] = max(c.least, min(share, c.most) if c.most else share)
+        left -= widths[c.id]
+    return [(c, c.width or widths[c.id]) for c in shown]
 
 
 class Detail:
@@ -105,28 +133,52 @@ Section = Callable[[Detail, ConnView, Snapshot, Facts], None]
 
 
 class Header:
-    """The header's three lines, written by a view; `badges` (the widget's) ends line 1."""
+    """The header's lines, written by a view piece by piece. Each piece may say how soon it
+    gives way (`drop`: the highest go first; 0 never) when its line is wider than the screen,
+    so a narrow terminal keeps the figures that matter instead of wrapping. `reserve` is kept
+    free at the end of line 1 for the widget's badges, which `badges` appends there."""
 
-    def __init__(self, styles: Callable[[str], object], width: int,
-                 badges: Callable[[Text], None]) -> None:
+    def __init__(self, styles: Callable[[str], object], width: int, reserve: int = 0,
+                 badges: Callable[[Text], None] | None = None) -> None:
         self.text = Text(no_wrap=True, overflow="ellipsis", end="")
         self.style = styles
         self.width = width
-        self._badges: Callable[[Text], None] | None = badges
+        self._reserve = reserve
+        self._badges = badges
+        self._line: list[tuple[int, list[tuple[str, str | None]]]] = []  # (drop, parts)
+        self._lines = 0
 
-    def add(self, shown: str, style: str | None = None) -> None:
-        self.text.append(shown, self.style(style) if style else None)
+    def add(self, shown: str, style: str | None = None, drop: int = 0) -> None:
+        self._line.append((drop, [(shown, style)]))
 
-    def pair(self, name: str, shown: str, sep: str = "  ") -> None:
-        self.add(name + " ", "label")
-        self.add(shown, "value")
-        self.add(sep)
+    def pair(self, name: str, shown: str, sep: str = "  ", drop: int = 0) -> None:
+        self._line.append((drop, [(name + " ", "label"), (shown, "value"), (sep, None)]))
 
     def newline(self) -> None:
-        if self._badges is not None:  # the end of line 1: badges on the right
+        self._flush()
+        self.text.append("\n")
+
+    def finish(self) -> Text:
+        self._flush()
+        return self.text
+
+    def _flush(self) -> None:
+        pieces = self._line
+        room = self.width - (self._reserve if self._lines == 0 else 0)
+
+        def length() -> int:
+            return sum(len(text) for _, parts in pieces for text, _ in parts)
+
+        while length() > room and any(drop for drop, _ in pieces):
+            worst = max(range(len(pieces)), key=lambda i: (pieces[i][0], i))
+            del pieces[worst]
+        for _, parts in pieces:
+            for text, style in parts:
+                self.text.append(text, self.style(style) if style else None)
+        if self._lines == 0 and self._badges is not None:
             self._badges(self.text)
-            self._badges = None
-        self.add("\n")
+        self._line = []
+        self._lines += 1
 
 
 @dataclass(frozen=True)
