@@ -68,12 +68,39 @@ async def test_f_launches_a_flood_shown_in_the_panel_flagged_and_x_stops_it(engi
         app.floods.close()
 
 
-async def test_f_launches_the_seed_flood_and_it_verifies(engine):
+async def test_f_launches_a_flood_that_stays_on_screen_and_x_stops_it(engine):
     app = MuxtopApp(EngineSource(engine), interval=0.05)
     assert app.flood_settings == DEFAULT_FLOOD
     try:
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("f")
+            (flood,) = app.floods.floods
+            assert (flood.args.pattern, flood.args.clients, flood.args.messages,
+                    flood.args.rate) == ("echo", 500, 20, 2.0)
+            await until(lambda: engine.snapshot().open_connections == 500, pilot, timeout=20,
+                        what="500 connections open at once")
+            await pilot.pause(1.0)
+            assert flood.running and engine.snapshot().open_connections == 500  # still there
+            await pilot.press("x")
+            await until(lambda: flood.summary is not None, pilot, timeout=20, what="summary")
+            assert flood.summary["mismatches"] == 0 and flood.summary["connected"] == 500
+    finally:
+        app.floods.close()
+
+
+async def test_the_seed_flood_is_a_preset_of_the_form_and_it_verifies(engine):
+    app = MuxtopApp(EngineSource(engine), interval=0.05)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("F")
+            await pilot.pause()
+            form = app.screen
+            assert isinstance(form, FloodForm)
+            form.query_one("#preset").value = "seed"
+            await pilot.pause()
+            assert form.query_one("#messages").value == "3"
+            await pilot.click("#launch")
+            await until(lambda: app.floods.floods, pilot, what="the flood starts")
             (flood,) = app.floods.floods
             assert (flood.args.pattern, flood.args.clients, flood.args.messages) == \
                 ("echo", 500, 3)
@@ -191,6 +218,7 @@ async def test_flood_form_offers_the_fault_patterns_and_open_loop(engine):
             form.query_one("#messages").value = "0"
             form.query_one("#clients").value = "4"
             form.query_one("#open-loop").value = True
+            form.query_one("#rate").value = "0"
             await pilot.click("#launch")
             await pilot.pause()
             assert app.screen is form and form.error.startswith("rate: open loop needs")

@@ -157,7 +157,9 @@ async def test_sort_key_and_header_click():
     async with app.run_test(size=SIZE) as pilot:
         await play(app, pilot, 1)
         model = app.dashboard.table.model
-        await pilot.press("s")
+        await pilot.press("s")  # the next sortable column, left to right: peer
+        assert model.sort == "peer" and not model.descending
+        await pilot.press("s", "s", "s", "s", "s")  # state, interest, last ev, app-out, rx-q
         assert model.sort == "rx_queue" and model.descending
         await pilot.press("r")
         assert not model.descending

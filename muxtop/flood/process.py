@@ -55,8 +55,12 @@ class FloodSettings:
         return args
 
 
-# The seed's flood: 500 clients × 3 echoed messages. A placeholder target: use .at(host, port).
-DEFAULT_FLOOD = FloodSettings(host="127.0.0.1", port=0)
+# Placeholder targets: use .at(host, port).
+# The dashboard's `f`: 500 clients × 20 echoed messages at 2/s each, about 10 s on screen.
+DEFAULT_FLOOD = FloodSettings(host="127.0.0.1", port=0, messages=20, rate=2.0)
+SEED_FLOOD = FloodSettings(host="127.0.0.1", port=0)  # the seed's: 500 × 3 as fast as echoed
+# The dashboard's `h`: connections that only sit there, the cost select and poll pay.
+IDLE_HERD = FloodSettings(host="127.0.0.1", port=0, pattern="idle", clients=1000, messages=0)
 TREND_SECONDS = 120   # per-second latency intervals kept for the dashboard's trend
 
 

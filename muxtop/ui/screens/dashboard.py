@@ -153,11 +153,21 @@ class DashboardScreen(Screen[None]):
 
     # ---- keys --------------------------------------------------------------------------
 
+    def why_not(self, action: str) -> str | None:
+        """Why one of this screen's keys cannot act now; None when it can."""
+        if action in ("close_connection", "toggle_reading"):
+            if not self.app.can_command:  # type: ignore[attr-defined]
+                return self.app.source.read_only  # type: ignore[attr-defined]
+            if not can_act_on(self.table.selected):
+                return "select an open connection first (the listener, control and epoll " \
+                    "fds are not connections)"
+        return None
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if not self.ready:
             return None
         if action in ("close_connection", "toggle_reading"):
-            return (can_act_on(self.table.selected) and self.app.can_command) or None
+            return self.why_not(action) is None or None
         if action == "details":
             return self.table.selected is not None or None
         if action == "clear_filter":
@@ -179,7 +189,7 @@ class DashboardScreen(Screen[None]):
 
     def action_cycle_sort(self) -> None:
         table = self.table
-        column = table.column(table.model.cycle_sort())
+        column = table.column(table.model.cycle_sort(table.shown_ids()))
         table.rebuild()
         self.notify(f"sorted by {column.label}", timeout=1.5)
 

@@ -15,7 +15,7 @@ from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from muxtop.flood import client
 from muxtop.flood.client import OPEN_LOOP_PATTERNS, PATTERNS
-from muxtop.flood.process import FloodSettings
+from muxtop.flood.process import DEFAULT_FLOOD, IDLE_HERD, SEED_FLOOD, FloodSettings
 
 MAX_CLIENTS = 100_000  # past this a typo, not a test: each client is an fd on both ends
 MAX_SIZE = 16 * 1024 * 1024  # what `muxtop flood --size` accepts
@@ -33,6 +33,12 @@ PATTERN_HELP = {
     "slow-close": f"echo M messages, then wait {client.HOLD:g} s before closing",
     "latency": f"echo, each message held back {client.DELAY * 1000:g} ms before its send",
     "limit": "echo, and close the moment half of the last message is written",
+}
+# Named floods the form starts from (each fills every field; any field can then change).
+PRESETS = {
+    "steady": ("500 clients × 20 messages at 2/s: about 10 s on screen (f)", DEFAULT_FLOOD),
+    "seed": ("500 clients × 3 messages as fast as echoed: over in a blink", SEED_FLOOD),
+    "idle herd": ("1,000 connections that only sit there (h)", IDLE_HERD),
 }
 # Patterns that hold still after their messages, or cut the last one: they need one.
 NEEDS_MESSAGES = ("stall", "slow-close", "limit")
@@ -117,6 +123,12 @@ class FloodForm(ModalScreen[FloodSettings | None]):
                    "duration": "" if b.duration is None else f"{b.duration:g}"}
         with Vertical(id="flood-form"):
             with Horizontal(classes="form-row"):
+                yield Label("preset", classes="form-label")
+                yield Select([(name, name) for name in PRESETS], prompt="choose…",
+                             id="preset")
+                yield Static("fills the fields below", id="preset-help", classes="form-hint",
+                             markup=False)
+            with Horizontal(classes="form-row"):
                 yield Label("pattern", classes="form-label")
                 yield Select([(f"{name}", name) for name in PATTERNS], value=b.pattern,
                              allow_blank=False, id="pattern")
@@ -145,8 +157,24 @@ class FloodForm(ModalScreen[FloodSettings | None]):
         self.query_one("#clients", Input).focus()
 
     def on_select_changed(self, event: Select.Changed) -> None:
-        if isinstance(event.value, str):
+        if not isinstance(event.value, str):
+            return
+        if event.select.id == "preset":
+            self.fill(event.value)
+        else:
             self.query_one("#pattern-help", Static).update(PATTERN_HELP.get(event.value, ""))
+
+    def fill(self, preset: str) -> None:
+        """Put a preset's values in every field."""
+        about, settings = PRESETS[preset]
+        self.query_one("#preset-help", Static).update(about)
+        self.query_one("#pattern", Select).value = settings.pattern
+        values = {"clients": str(settings.clients), "messages": str(settings.messages),
+                  "size": str(settings.size), "rate": f"{settings.rate:g}",
+                  "duration": "" if settings.duration is None else f"{settings.duration:g}"}
+        for name, value in values.items():
+            self.query_one(f"#{name}", Input).value = value
+        self.query_one("#open-loop", Checkbox).value = settings.open_loop
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()

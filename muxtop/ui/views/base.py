@@ -8,13 +8,14 @@ here and nowhere else.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from rich.text import Text
 
-from muxtop.findings import evidence_text
+from muxtop.findings import evidence_label, evidence_text
 from muxtop.snapshot import ConnView, Snapshot
 from muxtop.ui import format as fmt
 
@@ -78,12 +79,15 @@ def fit_columns(columns: tuple[Column, ...], room: int,
 
 
 class Detail:
-    """The detail view's text, written section by section (network text stays plain)."""
+    """The detail view's text, written section by section (network text stays plain).
+    Given the width it is drawn at, a long row wraps under its value, not under its label."""
 
     HEADING, LABEL = "bold underline", "dim"
+    INDENT = 20  # where a row's value starts
 
-    def __init__(self) -> None:
+    def __init__(self, width: int | None = None) -> None:
         self.text = Text(end="")
+        self.width = width
 
     def heading(self, title: str) -> None:
         self.text.append(f"{title}\n", self.HEADING)
@@ -93,8 +97,21 @@ class Detail:
         text.append(f"  {name:<18}", self.LABEL)
         text.append(value, "bold")
         if note:
-            text.append(f"   {note}", self.LABEL)
+            text.append("   ")
+            self._hanging(note, self.INDENT + len(value) + 3, self.INDENT)
         text.append("\n")
+
+    def _hanging(self, words: str, used: int, indent: int, style: str = LABEL) -> None:
+        """`words` from column `used` on; the lines that do not fit start at column `indent`."""
+        width = self.width
+        if width is None or used + len(words) <= width or width - indent < 20:
+            self.text.append(words, style)
+            return
+        lead = min(used - indent, width - indent - 10)  # the first line's own indent
+        lines = textwrap.wrap(words, width - indent, initial_indent=" " * lead)
+        self.text.append(lines[0][lead:], style)
+        for line in lines[1:]:
+            self.text.append("\n" + " " * indent + line, style)
 
     def note(self, line: str, style: str = LABEL) -> None:
         self.text.append(f"  {line}\n", style)
@@ -113,10 +130,14 @@ class Detail:
             text.append(f"  {d.kind}", "bold red")
             whole = "  (the process; names this fd)" if d.fd is None else ""
             text.append(f"{whole}  for {fmt.age(s.taken_at - d.since)}\n", self.LABEL)
-            text.append(f"    {fmt.plain(d.explanation)}\n")
+            text.append("    ")
+            self._hanging(fmt.plain(d.explanation), 4, 4, "")
+            text.append("\n")
             for key, value in d.evidence:
-                text.append(f"    {key}: ", self.LABEL)
-                text.append(f"{fmt.plain(evidence_text(key, value))}\n")
+                label = f"    {evidence_label(key)}: "
+                text.append(label, self.LABEL)
+                self._hanging(fmt.plain(evidence_text(key, value)), len(label), len(label), "")
+                text.append("\n")
         self.end()
 
     def history(self, v: ConnView, s: Snapshot) -> None:

@@ -113,8 +113,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("note", "note", 0, False, None, False, lambda v, f: fmt.plain(v.note), drop=9,
            least=40),
 )
-SORT_CYCLE = ("fd", "rx_queue", "tx_queue", "out_buffer", "bytes_in", "bytes_out", "idle",
-              "age", "rtt", "state", "peer")
+# What `s` steps through: the sortable columns, left to right as on screen.
+SORT_CYCLE = tuple(c.id for c in COLUMNS if c.key is not None)
 
 COLUMNS_HELP = (
     ("fd", "the file descriptor number (fds get reused; rows follow connections)"),

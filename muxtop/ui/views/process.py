@@ -112,7 +112,7 @@ COLUMNS: tuple[Column, ...] = (
     _by_id("flags", label="finding", width=14, cell=finding_cell,
            tone=lambda v, f: ALERT if f.findings.get(v.fd) else None),
 )
-SORT_CYCLE = tuple(c for c in engine.SORT_CYCLE if c != "out_buffer")
+SORT_CYCLE = tuple(c.id for c in COLUMNS if c.key is not None)
 
 COLUMNS_HELP = (
     ("fd", "the process's file descriptor"),

@@ -99,6 +99,10 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
             self._fit_columns()
             self.rebuild()
 
+    def shown_ids(self) -> set[str]:
+        """The ids of the columns on screen now (a narrow one drops some)."""
+        return {c.id for c in self._columns}
+
     def column(self, column_id: str) -> Column:
         """The column shown under this id."""
         return self.view.column(column_id)
