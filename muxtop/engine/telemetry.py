@@ -165,7 +165,8 @@ class Telemetry:
         first = bisect_left(waits, now - RATE_WINDOW, key=_START)
         recent = waits[first:]
         durations = sorted(map(_DURATION, recent))
-        cpu = [c for c in map(_CPU, recent) if c is not None]
+        # The median: a sampled call that blocked may be charged the scheduler's work too.
+        cpu = sorted(c for c in map(_CPU, recent) if c is not None)
         registered = sum(map(_REGISTERED, recent)) / len(recent) if recent else 0.0
         scanned = registered if scans_all else (
             sum(map(_COUNT, recent)) / len(recent) if recent else 0.0)
@@ -178,7 +179,7 @@ class Telemetry:
             accepts=(totals.accepted - old.accepted) / span,
             ready_per_wait=devents / dwaits if dwaits else 0.0,
             wait_p50=_percentile(durations, 0.50), wait_p99=_percentile(durations, 0.99),
-            wait_cpu=sum(cpu) / len(cpu) if cpu else 0.0, registered_per_wait=registered,
+            wait_cpu=_percentile(cpu, 0.50), registered_per_wait=registered,
             scanned_per_wait=scanned)
 
     def _probe(self, conns: Mapping[int, Connection], now: float) -> None:

@@ -80,12 +80,13 @@ A live switch (b, t) builds a fresh backend from muxtop's own table of fds and i
 registers every fd in it and closes the old one, between two wait calls: no connection or \
 byte is lost."""
 WAIT_COST = """\
-cpu/call in the header (and cpu in the ready list) is the CPU time the engine's thread spent \
-inside the wait call: mostly the kernel looking at fds. It is measured on a sample of calls \
-(one every 2 ms at most: each measurement is two clock_gettime syscalls, too dear for every \
-call); "scans" is how many fds a call looks at (select and poll: every registered one; \
-epoll: only the ready ones). h holds 1,000 idle connections: on select or poll cpu/call \
-climbs with them, and drops when b moves to epoll."""
+cpu/call in the header (and cpu in the ready list) is the CPU time the engine's thread spends \
+in one wait call that returns at once: mostly the kernel looking at fds. It comes from probes: \
+every 2 ms at most (and never more than 1% of the time) the loop makes one wait call with no \
+timeout, timed with the thread's CPU clock; the other calls are not timed (two more syscalls \
+each). "scans" is how many fds a call looks at: select and poll every registered one, epoll \
+only the ready ones. h holds 1,000 idle connections: on select or poll cpu/call climbs with \
+them, and drops when b moves to epoll."""
 
 
 
