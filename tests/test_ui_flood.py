@@ -51,7 +51,7 @@ async def test_f_launches_a_flood_shown_in_the_panel_flagged_and_x_stops_it(engi
             await until(lambda: len(open_conns(engine)) >= 12, pilot, what="12 connections")
             await until(lambda: "conns 12" in panel_text(app), pilot, what="panel progress")
             text = panel_text(app)
-            assert "#1 echo 12×0" in text and "running" in text and "bad 0" in text
+            assert "#1 echo 12 × no limit" in text and "running" in text and "bad 0" in text
             assert app.dashboard.side.border_title.startswith("floods")
             # The engine's connections from the flood carry the F flag in the table.
             await until(lambda: sum("F" in v.flags for v in app.dashboard.table.rows) >= 12,
@@ -144,7 +144,7 @@ async def test_flood_form_rejects_bad_values_then_launches_the_chosen_pattern(en
             (flood,) = app.floods.floods
             assert (flood.args.pattern, flood.args.clients) == ("idle", 7)
             await until(lambda: len(open_conns(engine)) == 7, pilot, what="7 idle connections")
-            await until(lambda: "#1 idle 7×" in panel_text(app), pilot, what="panel")
+            await until(lambda: "#1 idle 7 ×" in panel_text(app), pilot, what="panel")
             await pilot.press("x")
             await until(lambda: not flood.running, pilot, what="idle flood stopped")
             # esc leaves the form without launching anything.

@@ -65,7 +65,9 @@ def describe(flood: FloodProcess, number: int, width: int, palette) -> list[Text
     record = flood.summary or flood.progress
     label, value = palette["label"], palette["value"]
     state, state_style = flood_state(flood)
-    what = f"#{number} {s.pattern} {s.clients:,}×{s.messages:,}×{fmt.size(s.size)}"
+    # clients × messages each × size; "no limit" where messages is 0 (until stopped).
+    messages = f"{s.messages:,} msgs" if s.messages else "no limit"
+    what = f"#{number} {s.pattern} {s.clients:,} × {messages} × {fmt.size(s.size)}"
     if s.rate:
         what += f" @{s.rate:g}/s"
     if s.duration:
