@@ -19,7 +19,7 @@ from echo_servers import AsyncioEchoServer
 from muxtop.flood import cli
 from muxtop.flood.latency import Latency
 from muxtop.flood.payload import Payloads
-from muxtop.flood.process import DEFAULT_FLOOD, FloodProcess, FloodSettings
+from muxtop.flood.process import DEFAULT_FLOOD, SEED_FLOOD, FloodProcess, FloodSettings
 from muxtop.flood.stats import FloodStats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -312,7 +312,7 @@ def test_flood_process_reports_progress_ports_and_a_summary_on_stop(echo_server)
 
 @pytest.mark.timeout(30)
 def test_flood_process_runs_to_completion_by_itself(echo_server):
-    flood = FloodProcess(DEFAULT_FLOOD.at(*echo_server.address))
+    flood = FloodProcess(SEED_FLOOD.at(*echo_server.address))
     assert flood.wait(20) == 0
     assert flood.summary["connected"] == 500 and flood.summary["messages_echoed"] == 1500
     assert flood.stop() is flood.summary   # stopping a finished flood is harmless
@@ -326,8 +326,9 @@ def test_flood_process_shows_why_a_flood_was_refused():
 
 
 def test_settings_turn_into_the_flags_of_the_same_names():
-    assert (DEFAULT_FLOOD.pattern, DEFAULT_FLOOD.clients, DEFAULT_FLOOD.messages) == (
-        "echo", 500, 3)
+    assert (SEED_FLOOD.pattern, SEED_FLOOD.clients, SEED_FLOOD.messages) == ("echo", 500, 3)
+    # The dashboard's f: the same clients, long enough to watch (~10 s).
+    assert (DEFAULT_FLOOD.clients, DEFAULT_FLOOD.messages / DEFAULT_FLOOD.rate) == (500, 10)
     settings = FloodSettings("::1", 9000, pattern="slow-reader", clients=7, messages=0,
                              size=100, rate=2.5, connect_rate=10.0, duration=3.0)
     args = cli.build_parser().parse_args(settings.argv())
