@@ -27,7 +27,7 @@ from muxtop.engine.connection import Connection
 from muxtop.engine.protocols import PROTOCOLS
 from muxtop.engine.state import EngineState
 from muxtop.engine.telemetry import Telemetry
-from muxtop.events import ERROR, HANGUP, READ, WRITE
+from muxtop.events import ERROR, HANGUP, RDHUP, READ, WRITE
 from muxtop.snapshot import (
     CLOSED,
     CLOSING,
@@ -186,7 +186,12 @@ class Engine:
         while self._running:
             backend = self._backend  # a switch replaces it between two waits
             pending = self._pending
-            fast = self._echo and not self._edge
+            # Edge takes the fast path too (a short read emptied the queue, see _read_edge);
+            # not with the naive-edge lab on, whose one small read per edge is the point.
+            fast = self._echo and not (self._edge and "naive-edge" in self.lab)
+            # A read that fills the buffer may have left bytes behind: on edge, that fd is
+            # read again without waiting (pending). -1: level and oneshot never need it.
+            full = self._read_size if self._edge else -1
             now = monotonic()
             timeout = 0.0 if pending else self._timeout(now, next_publish)
             if now < next_sample:
@@ -230,6 +235,8 @@ class Engine:
                         if got != size:
                             size = got
                             reply = rxview[:size]
+                        if got == full:
+                            pending[fd] = None
                         conn.last_read_at = after
                         conn.bytes_in += size
                         conn.msgs_in += 1
@@ -293,7 +300,7 @@ class Engine:
         try:
             if events & READABLE and conn.interest & READ:
                 if self._edge:
-                    self._read_edge(conn, now)
+                    self._read_edge(conn, events, now)
                 else:  # level and oneshot: one recv per readiness
                     try:
                         data = conn.sock.recv(self._read_size)
@@ -318,12 +325,21 @@ class Engine:
         if conn.state is not CLOSED:
             self._close(conn, reason, now)
 
-    def _read_edge(self, conn: Connection, now: float) -> None:
-        """Edge-triggered: read until EAGAIN, or the budget runs out and the fd goes on the
-        pending list (another edge will not come for bytes already queued)."""
+    def _read_edge(self, conn: Connection, events: int, now: float) -> None:
+        """Edge-triggered: read until the queue is empty, or the budget runs out and the fd
+        goes on the pending list (another edge will not come for bytes already queued).
+
+        A short read (less than asked) of a TCP stream emptied the receive queue at that
+        moment, and any later arrival raises a new edge, so it can stop there without the
+        failing recv that proves EAGAIN (as nginx does) - unless a FIN came with the data:
+        it raises no edge of its own, so with RDHUP in the events (the epoll backend
+        registers EPOLLRDHUP on edge) the reader goes on to EOF."""
         recv = conn.sock.recv
         size = self.config.read_size
         naive = "naive-edge" in self.lab
+        # A FIN or an error may wait behind the data; and a pending-list pass (READ|WRITE)
+        # has no event to go by: read to the end then.
+        eof_pending = events & (RDHUP | WRITE | ERROR | HANGUP)
         for _ in range(self.config.edge_budget):
             try:
                 data = recv(size)
@@ -332,6 +348,8 @@ class Engine:
             self._received(conn, data, now)
             if not conn.interest & READ or naive:
                 return  # stopped reading (closed, backpressure) - or the lab's classic bug
+            if 0 < len(data) < size and not eof_pending:
+                return  # a short read emptied the queue: the next arrival is a new edge
         self._pending[conn.fd] = None
 
     def _received(self, conn: Connection, data: bytes, now: float) -> None:

@@ -124,7 +124,8 @@ COLUMNS_HELP = (
               " listen, control")),
     ("interest", ("the events the fd is registered for: R read, W write (only while the"
                  " out-buffer holds data)")),
-    ("last ev", "what the last wait reported: R readable, W writable, E error, H hang-up"),
+    ("last ev", "what the last wait reported: R readable, W writable, E error, H hang-up, "
+     "F the peer's FIN (RDHUP, asked for on edge)"),
     ("app-out", "bytes muxtop produced that the kernel has not taken yet"),
     ("rx-q", ("kernel receive queue (FIONREAD): bytes arrived, not yet read; on the listener,"
              " connections waiting in the accept queue")),
