@@ -125,3 +125,38 @@ def test_any_split_gets_the_answer_of_the_whole(pair, stream, cuts):
 def test_any_bytes_never_raise(pair, stream, size):
     chunks = [stream[i:i + size] for i in range(0, len(stream), size)]
     assert feed(pair, chunks) == feed(pair, [stream])
+
+
+# ---- over the engine's sockets ------------------------------------------------------------
+
+def exchange(address, request: bytes) -> tuple[bytes, bool]:
+    """Send a request; (everything answered within a moment, whether the server closed)."""
+    with socket.create_connection(address, timeout=5) as client:
+        client.sendall(request)
+        client.settimeout(0.5)
+        got = b""
+        try:
+            while chunk := client.recv(4096):
+                got += chunk
+            return got, True
+        except TimeoutError:
+            return got, False
+
+
+@pytest.mark.parametrize(("backend", "trigger"), [("epoll", "level"), ("epoll", "edge"),
+                                                  ("select", "level")])
+def test_engine_closes_when_http_says_so(make_engine, backend, trigger):
+    engine = make_engine(protocol="http", backend=backend, trigger=trigger)
+    # ab without -k: HTTP/1.0 and no keep-alive. Before: kept open, so ab timed out.
+    reply, closed = exchange(engine.address, b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 200 OK") and reply.endswith(b"ok\n") and closed
+    reply, closed = exchange(engine.address, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert b"Connection: close" in reply and closed
+    reply, closed = exchange(engine.address, b"GET / HTTP/1.1\r\n\r\n")
+    assert b"Connection: keep-alive" in reply and not closed
+    reply, closed = exchange(engine.address, b"BROKEN\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 400 ") and closed
+    body = b"x=1\r\n\r\n"
+    reply, closed = exchange(engine.address, b"POST / HTTP/1.1\r\nContent-Length: 7\r\n\r\n"
+                             + body + b"HEAD / HTTP/1.1\r\n\r\n")
+    assert reply.count(b"HTTP/1.1 200 OK") == 2 and reply.count(b"ok\n") == 1 and not closed
