@@ -118,7 +118,8 @@ def test_port_in_use_is_one_clear_line():
 @pytest.mark.parametrize("args", [
     ["--port", "99999"], ["--port", "abc"], ["--backend", "kqueue"], ["--trigger", "sideways"],
     ["--max-conns", "-1"], ["--duration", "-1"], ["--protocol", "smtp"], ["--json"],
-    ["--lab", "nonsense"],
+    ["--lab", "nonsense"], ["--header-timeout", "5"], ["--host", "0.0.0.0", "--allow-remote",
+                                                     "--idle-timeout", "0"],
 ])
 def test_bad_flags_are_usage_errors(args):
     result = muxtop(*args)

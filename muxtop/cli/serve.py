@@ -70,6 +70,8 @@ def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     if args.json and not args.headless:
         parser().error("--json needs --headless")
+    if args.header_timeout is not None and args.protocol != "http":
+        parser().error("--header-timeout needs --protocol http (only HTTP has a request head)")
     allowed, warning = guard_remote(args)
     if not allowed:
         return 1
