@@ -143,7 +143,7 @@ def test_hostile_values_that_reach_the_program_are_one_error_line(argv):
 
 
 @pytest.mark.parametrize("argv", [
-    [*SERVE, "--max-conns", str(10 ** 30), "--idle-timeout", "1e300",
+    [*SERVE, "--protocol", "http", "--max-conns", str(10 ** 30), "--idle-timeout", "1e300",
      "--header-timeout", "1e-300", "--max-out-buffer", str(10 ** 30), "--stuck-after", "0"],
     [*SERVE, "--max-conns", "0"],  # was refused; now: accept nothing, clients wait
     [*SERVE, "--protocol", "http", "--header-timeout", "0.001"],
