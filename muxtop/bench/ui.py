@@ -36,7 +36,7 @@ import time
 from time import perf_counter
 
 from muxtop.bench import synthetic
-from muxtop.cli.types import positive_int
+from muxtop.cli.types import non_negative_float, positive_int
 
 WARMUP = 10  # frames not timed: caches fill, the first layout happens
 
@@ -50,7 +50,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--frame-rounds", type=positive_int, default=5, metavar="R",
                    help="rounds of frames, the sizes taking turns (default 5)")
     p.add_argument("--size", default="160x48", help="terminal size WxH (default 160x48)")
-    p.add_argument("--echo-seconds", type=float, default=4.0, metavar="S",
+    p.add_argument("--echo-seconds", type=non_negative_float, default=4.0, metavar="S",
                    help="seconds per echo run (default 4; 0 skips the echo part)")
     p.add_argument("--echo-conns", type=positive_int, default=100, metavar="N",
                    help="echo client connections (default 100)")
