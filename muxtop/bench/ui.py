@@ -57,7 +57,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=positive_int, default=3,
                    help="echo runs of each kind, interleaved (default 3)")
     p.add_argument("--client", choices=("auto", "loadgen", "python"), default="auto",
-                   help="echo client: loadgen.c built with gcc, the Python one, or auto")
+                   help="echo client: loadgen (muxtop's C client, built on "
+                        "first use), python, or auto")
     p.add_argument("--json", action="store_true", help="print one JSON document instead")
     return p
 
