@@ -5,6 +5,7 @@ from __future__ import annotations
 from concurrent.futures import Future
 
 from muxtop.engine.loop import Engine
+from muxtop.snapshot import WaitRecord
 
 
 class EngineSource:
@@ -31,6 +32,22 @@ class EngineSource:
 
     def submit(self, command: object) -> Future:
         return self.engine.submit(command)
+
+    def recent_waits(self) -> tuple[WaitRecord, ...]:
+        """The wait ring as it is now, between two Snapshots: a recorder that reads it often
+        misses no wait call even when more happen between two Snapshots than the ring holds."""
+        ring = self.engine.telemetry.ring
+        for _ in range(3):
+            try:
+                return tuple(ring)
+            except RuntimeError:  # the engine appended while it was copied: again
+                continue
+        return self.engine.snapshot().waits
+
+    @property
+    def published(self) -> int:
+        """Snapshots the engine has published so far (a recorder counts what it missed)."""
+        return self.engine.telemetry.publishes
 
 
 def flood_host(host: str) -> str:
