@@ -11,6 +11,7 @@ SUBCOMMANDS = {
     "bench": "muxtop.bench.cli",
     "attach": "muxtop.cli.attach",
     "web": "muxtop.cli.web",
+    "replay": "muxtop.cli.replay",
 }
 
 

@@ -11,9 +11,7 @@ from collections import deque
 from concurrent.futures import Future
 from typing import NamedTuple
 
-from muxtop.engine.commands import Outcome
 from muxtop.record.recorder import Recorder, RecorderStatus
-from muxtop.source import answered
 
 SUFFIX = ".muxrec"
 
@@ -88,26 +86,18 @@ class RecorderControl:
 
 
 class Box:
-    """A Source whose latest picture is the one last put in it: for a loop that reads its
-    pictures itself (`muxtop attach --text --record`) and wants them recorded."""
-
-    shares_gil = False
-    announces_refusals = False
-    read_only = "nothing to command"
-    flood_target = None
+    """What a recorder polls for a loop that reads its pictures itself (`muxtop attach
+    --text --record`): the picture last put in it."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
-        self.snapshot = None
+        self._snapshot = None
 
     def put(self, snapshot) -> None:
-        self.snapshot = snapshot
+        self._snapshot = snapshot
 
     def latest(self):
-        return self.snapshot
-
-    def submit(self, command: object) -> Future:
-        return answered(Outcome(False, self.read_only))
+        return self._snapshot
 
 
 class Recordable:

@@ -70,6 +70,8 @@ class Recording:
         if not stat.S_ISREG(info.st_mode):
             raise RecordingError(f"{self.path} is not a file")
         self.size = info.st_size
+        if not self.size:
+            raise RecordingError(f"{self.path} is empty: not a muxtop recording")
         fmt.check_preamble(os.pread(self.fd, fmt.PREAMBLE.size, 0), self.path)
         self.problems: list[str] = []
         self.snapshots: list[Frame] = []
@@ -77,11 +79,13 @@ class Recording:
         self.event_frames: list[Frame] = []
         self.gaps: list[Frame] = []
         self.end_frame: Frame | None = None
-        self.header: dict = {}
+        self.header: dict | None = None
         self._bad: set[int] = set()
         cut_at = self._scan()
-        if not self.header:
-            raise RecordingError(f"{self.path} is corrupted: its header frame does not read")
+        if self.header is None:
+            damage = "truncated" if cut_at is not None and cut_at <= fmt.PREAMBLE.size \
+                else "corrupted"
+            raise RecordingError(f"{self.path} is {damage}: its header frame does not read")
         plain = self.header.get("plain", PLAIN_VERSION)
         if not isinstance(plain, int) or plain > PLAIN_VERSION:
             raise RecordingError(f"{self.path} holds Snapshots in plain form {plain}, newer "
@@ -164,7 +168,7 @@ class Recording:
             self.gaps.append(frame)
         elif kind == fmt.END:
             self.end_frame = frame
-        elif kind == fmt.HEADER_FRAME and not self.header:
+        elif kind == fmt.HEADER_FRAME and self.header is None:
             try:
                 header = json.loads(self.read(frame))
             except (FrameError, ValueError):
