@@ -20,6 +20,8 @@ from muxtop.attach.reader import Attacher, AttachError
 from muxtop.cli.pipe import reader_left
 from muxtop.cli.types import non_negative_float, positive_float, positive_int
 from muxtop.printable import printable
+from muxtop.record.control import Box, Recordable, RecorderControl
+from muxtop.record.writer import RecordWriteError
 
 # While sampling over --window, look this often: a stuck queue must stay stuck in every look.
 SAMPLE_EVERY = 0.5
@@ -57,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--text", action="store_true",
                         help="a plain-text table instead of the dashboard (the default when "
                              "stdout is not a terminal)")
+    parser.add_argument("--record", metavar="FILE", default=None,
+                        help="record every look to FILE (a new file; muxtop replay FILE plays "
+                             "it back)")
     return parser
 
 
@@ -70,21 +75,53 @@ LiveView = Callable[[Attacher, argparse.Namespace], int]
 
 def main(argv: list[str], live: LiveView | None = None) -> int:
     args = build_parser().parse_args(argv)  # a usage error exits 2
+    args.command_line = ["muxtop", "attach", *argv]
+    recorder = None
     try:
         attacher = open_attacher(args)
+        if live is None:
+            live = text_loop if args.text or not sys.stdout.isatty() else dashboard
+        if args.record is not None and (args.once or args.json or live is not dashboard):
+            attacher, recorder = recorded_reads(attacher, args)  # the dashboard records itself
         if args.once:
             return once(attacher, args)
         if args.json:
             return json_lines(attacher, args)
-        if live is None:
-            live = text_loop if args.text or not sys.stdout.isatty() else dashboard
         return live(attacher, args)
-    except AttachError as exc:
+    except (AttachError, RecordWriteError) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return reader_left()
+    finally:
+        if recorder is not None:
+            recorder.stop()
+
+
+class RecordedReads:
+    """The Attacher, each of whose reads is also put where a recorder looks."""
+
+    def __init__(self, attacher: Attacher, box: Box) -> None:
+        self._attacher = attacher
+        self._box = box
+
+    def read(self):
+        snapshot = self._attacher.read()
+        self._box.put(snapshot)
+        return snapshot
+
+    def __getattr__(self, name: str):
+        return getattr(self._attacher, name)
+
+
+def recorded_reads(attacher: Attacher, args: argparse.Namespace):
+    """(the Attacher with its reads recorded, the RecorderControl recording them) for the
+    modes that read themselves; RecordWriteError if the file cannot be made."""
+    box = Box("attach")
+    recorder = RecorderControl(box, args.command_line, on_notice=_tell)
+    recorder.start(args.record)
+    return RecordedReads(attacher, box), recorder
 
 
 def once(attacher: Attacher, args: argparse.Namespace) -> int:
@@ -127,10 +164,16 @@ def dashboard(attacher: Attacher, args: argparse.Namespace) -> int:
     from muxtop.ui.app import POLL_INTERVAL, run_source
 
     source = AttachSource(attacher, interval=args.interval).start()
+    recorder = RecorderControl(source, args.command_line)  # R, or --record from the start
     try:
-        return run_source(source, interval=min(POLL_INTERVAL, args.interval))
+        if args.record is not None:
+            recorder.start(args.record)
+        return run_source(Recordable(source, recorder),
+                          interval=min(POLL_INTERVAL, args.interval))
     finally:
         source.stop()
+        recorder.on_notice = _tell  # the dashboard has gone: say where the recording is
+        recorder.stop()
 
 
 def text_loop(attacher: Attacher, args: argparse.Namespace) -> int:
@@ -153,3 +196,7 @@ def _fail(message: str) -> int:
     # The message may name the target (its name is its own text): escaped, like the report.
     print(f"muxtop attach: {printable(message)}", file=sys.stderr)
     return 1
+
+
+def _tell(level: str, text: str) -> None:
+    print(f"muxtop attach: {printable(text)}", file=sys.stderr)

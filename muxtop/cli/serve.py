@@ -23,6 +23,9 @@ from muxtop.engine import LABS, Engine, EngineConfig, EngineStartError
 from muxtop.engine.address import AddressError, is_loopback, resolve
 from muxtop.engine.guards import HEADER, IDLE, OUT_BUFFER, settings
 from muxtop.engine.protocols import PROTOCOLS
+from muxtop.engine.source import EngineSource
+from muxtop.record.control import RecorderControl
+from muxtop.record.writer import RecordWriteError
 from muxtop.snapshot import Snapshot
 
 
@@ -31,7 +34,7 @@ def parser() -> argparse.ArgumentParser:
         prog="muxtop",
         description="A TCP server over select, poll or epoll, and a live dashboard of how the "
         "multiplexer sees it. Subcommands: muxtop flood HOST:PORT, muxtop bench, "
-        "muxtop attach PID (each has --help).")
+        "muxtop attach PID, muxtop replay FILE (each has --help).")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=port_number, default=8080,
                    help="TCP port (default 8080; 0 picks one)")
@@ -67,6 +70,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--theme", metavar="NAME", default=None,
                    help="dashboard colours: textual-dark (default), textual-light (for a "
                         "projector), nord, gruvbox, ... (ctrl+p, theme, lists them all)")
+    p.add_argument("--record", metavar="FILE", default=None,
+                   help="record every wait call, Snapshot, notice and finding to FILE (a new "
+                   "file; muxtop replay FILE plays it back)")
     p.add_argument("--version", action="version", version=f"muxtop {__version__}")
     return p
 
@@ -106,15 +112,29 @@ def main(argv: list[str]) -> int:
         return 1
     if warning:
         print(warning, file=sys.stderr)
+    # Headless, what the recorder has to say goes to stderr; the dashboard shows it.
+    recorder = RecorderControl(EngineSource(engine), ["muxtop", *argv],
+                               on_notice=_tell if args.headless else None)
     try:
+        if args.record is not None:
+            recorder.start(args.record)
         if args.headless:
             return run_headless(engine, args.duration, args.json)
         from muxtop.ui.app import run_dashboard
 
         return run_dashboard(engine, duration=args.duration, refresh=args.refresh,
-                             theme=args.theme)
+                             theme=args.theme, recorder=recorder)
+    except RecordWriteError as exc:
+        print(f"muxtop: {exc}", file=sys.stderr)
+        return 1
     finally:
         engine.stop()
+        recorder.on_notice = _tell  # the dashboard has gone: say where the recording is
+        recorder.stop()  # after the engine: its last Snapshot is recorded too
+
+
+def _tell(level: str, text: str) -> None:
+    print(f"muxtop: {text}", file=sys.stderr)
 
 
 def guard_remote(args: argparse.Namespace) -> tuple[bool, str | None]:
