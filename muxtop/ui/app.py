@@ -34,6 +34,9 @@ from muxtop.backends import BACKENDS, NAMES, TRIGGERS
 from muxtop.engine.commands import CloseConnection, PauseReading, SetLab, Switch, Watch
 from muxtop.engine.source import EngineSource
 from muxtop.flood.process import DEFAULT_FLOOD, IDLE_HERD, FloodProcess, FloodSettings
+from muxtop.record.control import Recordable, RecorderControl
+from muxtop.record.recorder import file_size
+from muxtop.record.writer import RecordWriteError
 from muxtop.snapshot import ConnView, Snapshot
 from muxtop.source import Source
 from muxtop.ui import format as fmt
@@ -46,6 +49,7 @@ from muxtop.ui.screens.flood_form import FloodForm
 from muxtop.ui.screens.help import HelpScreen
 from muxtop.ui.screens.lab_menu import LabMenu
 from muxtop.ui.views import view_for
+from muxtop.ui.widgets.timeline import TimelineBar
 
 POLL_INTERVAL = 0.25  # the engine publishes every 0.25 s: polling faster only costs the GIL
 GIL_SWITCH_INTERVAL = 0.0005  # seconds; Python's default is 0.005 (see run_dashboard)
@@ -53,6 +57,13 @@ NOTICES_AT_START = 5  # older notices than these are not replayed when the dashb
 BUSY_CPU_PERCENT = 75.0  # process CPU from which the panels redraw at half the rate
 _SEVERITY = {"info": "information", "warning": "warning", "error": "error"}
 _QUIET_COMMANDS = (Switch, Watch)  # their outcome comes back as an engine Notice, or not at all
+# Keys of a source that can be played (it has a `player`): hidden everywhere else.
+_PLAYER_ACTIONS = ("play", "step", "speed", "to_start", "to_end")
+
+
+def _action_name(binding: Binding) -> str:
+    """A binding's action without its namespace and arguments: "step(1)" -> "step"."""
+    return binding.action.removeprefix("app.").split("(")[0]
 
 
 class MuxtopApp(App[int]):
@@ -69,6 +80,19 @@ class MuxtopApp(App[int]):
                 tooltip="Switch to the next trigger mode the backend supports"),
         Binding("space", "toggle_pause", "pause", tooltip="Freeze the display; the server "
                 "keeps running and the header keeps moving"),
+        Binding("space", "play", "play/pause", tooltip="Play the recording at the chosen "
+                "speed, or pause it"),
+        Binding("full_stop", "step(1)", "step", key_display=".", tooltip="One wait call "
+                "forward: the ready list, table, findings and header right after it"),
+        Binding("comma", "step(-1)", "back", key_display=",", tooltip="One wait call back"),
+        Binding("right_square_bracket", "speed(1)", "faster", key_display="]",
+                tooltip="Play faster (up to ×64)"),
+        Binding("left_square_bracket", "speed(-1)", "slower", key_display="[",
+                tooltip="Play slower (down to ×1/16)"),
+        Binding("g", "to_start", "start", show=False, tooltip="Jump to the start"),
+        Binding("G", "to_end", "end", show=False, tooltip="Jump to the end"),
+        Binding("R", "record", "record", tooltip="Start or stop recording everything to a "
+                "new file (muxtop replay FILE plays it back)"),
         Binding("f", "flood", "flood", tooltip="Launch the default flood at this server: "
                 "500 clients × 20 echoed messages of 64 B at 2/s each (about 10 s), every "
                 "byte checked"),
@@ -97,6 +121,12 @@ class MuxtopApp(App[int]):
             self.theme = theme  # checked by the command line (THEMES)
         self.source = source
         self.view = view_for(source.kind)
+        # What the source can do besides pictures and commands, as data: be played (a
+        # recording), be recorded. Neither: no keys for it.
+        self.player = getattr(source, "player", None)
+        self.recorder: RecorderControl | None = getattr(source, "recorder", None)
+        self._told: dict[int, int] = {}  # notices shown, by holder (player, recorder)
+        self._jumps = 0
         self.title = self.view.title
         self.flood_settings = flood
         self.floods = Floods()
@@ -118,7 +148,7 @@ class MuxtopApp(App[int]):
         self._intended: tuple[str, str] | None = None
         self._skipped = False  # the last Snapshot's panels were not redrawn (busy server)
         self._floods_running = False
-        self.dashboard = DashboardScreen(self.view)
+        self.dashboard = DashboardScreen(self.view, self.player, source.read_only)
 
     @property
     def can_command(self) -> bool:
@@ -173,6 +203,7 @@ class MuxtopApp(App[int]):
             return  # exiting: the timer can fire once more after the screens are gone
         self._collect_outcomes()
         self._show_floods()
+        self._told_by_capabilities()
         try:
             snapshot = self.source.latest()
         except Exception as exc:  # noqa: BLE001 - a failing source must not kill the UI
@@ -185,11 +216,21 @@ class MuxtopApp(App[int]):
             return
         self.problem = None
         self.latest = snapshot
+        player = self.player
+        if player is not None and player.jumps != self._jumps:
+            # Moved back or across the recording: the notices passed are not news.
+            self._jumps = player.jumps
+            self._notice_seq = max((n.seq for n in snapshot.notices), default=0)
         self._notices(snapshot)
-        self.dashboard.record(snapshot)  # history goes on while paused
+        if player is None:
+            self.dashboard.record(snapshot)  # history goes on while paused
+        else:
+            self.dashboard.replace_history(player.history())  # as it was at the position
         if not self.paused and not self._thin_out(snapshot):
             self.display_snapshot(snapshot)
         self.update_header()
+        if self.dashboard.timeline is not None:
+            self.dashboard.timeline.show()
         if self._intended == (snapshot.backend, snapshot.trigger):
             self._intended = None
         mode = (snapshot.backend, snapshot.trigger, self.can_command)
@@ -237,9 +278,29 @@ class MuxtopApp(App[int]):
             pass  # the app is exiting: the screen's widgets are already gone
 
     def update_header(self) -> None:
+        status = self.recorder.status() if self.recorder is not None else None
+        recording = None
+        if status is not None:
+            recording = f"REC {file_size(status.bytes)}" + (
+                f" · {status.lost:,} waits lost" if status.lost else "")
         self.dashboard.header.show(
             self.latest, paused=self.paused, frozen=self.dashboard.table.model.frozen,
-            read_only=not self.can_command, problem=self.problem)
+            read_only=not self.can_command, problem=self.problem, recording=recording)
+
+    def _told_by_capabilities(self) -> None:
+        """Notices of the recorder and of the player (a recording started or stopped, a
+        file that ends early...), each shown once. Their text holds file names: no markup."""
+        for holder in (self.recorder, self.player):
+            if holder is None:
+                continue
+            seen = self._told.get(id(holder), 0)
+            for notice in list(holder.notices):
+                if notice.seq > seen:
+                    seen = notice.seq
+                    severity = _SEVERITY.get(notice.level, "information")
+                    self.notify(notice.text, severity=severity, markup=False,
+                                timeout=10 if severity != "information" else 5)
+            self._told[id(holder)] = seen
 
     def _source_failed(self, message: str) -> None:
         if self.problem is None:
@@ -379,11 +440,26 @@ class MuxtopApp(App[int]):
         return None
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        applies = self._applies(action)
+        if applies is not None:
+            return applies
         if self.why_not(action) is None:
             return True
         # Greyed out where there is room to show what exists; gone where there is not, so
         # the keys that do apply stay in the footer. Pressing one says why (on_key).
         return None if self.size.width >= layout.NARROW else False
+
+    def _applies(self, action: str) -> bool | None:
+        """Whether a key exists for this source at all (None: it always does). A recording's
+        keys (`player`) and R (`recorder`) exist where the source has them; space pauses
+        the display where it does not play a recording."""
+        if action in _PLAYER_ACTIONS:
+            return self.player is not None
+        if action == "toggle_pause":
+            return self.player is None
+        if action == "record":
+            return self.recorder is not None
+        return None
 
     def on_key(self, event: events.Key) -> None:
         """A key whose action cannot apply now says why instead of doing nothing."""
@@ -441,6 +517,51 @@ class MuxtopApp(App[int]):
             self.display_snapshot(self.latest)
         self.update_header()
 
+    # ---- a recording: replay and record ---------------------------------------------
+
+    def _player_moved(self) -> None:
+        self.tick()
+        if self.dashboard.timeline is not None:
+            self.dashboard.timeline.show()
+
+    def action_play(self) -> None:
+        self.player.toggle()
+        self._player_moved()
+
+    def action_step(self, n: int) -> None:
+        if not self.player.step(n):
+            self.notify(f"at the {'end' if n > 0 else 'start'} of the recording", timeout=2)
+        self._player_moved()
+
+    def action_speed(self, steps: int) -> None:
+        self.player.change_speed(steps)
+        self._player_moved()
+
+    def action_to_start(self) -> None:
+        self.player.to_start()
+        self._player_moved()
+
+    def action_to_end(self) -> None:
+        self.player.to_end()
+        self._player_moved()
+
+    def on_timeline_bar_seek(self, message: TimelineBar.Seek) -> None:
+        self.player.seek(message.t)
+        self._player_moved()
+
+    def action_record(self) -> None:
+        """Start a recording into a new file, or stop the one running."""
+        recorder = self.recorder
+        if recorder.active is not None:
+            recorder.stop()
+        else:
+            try:
+                recorder.start()
+            except RecordWriteError as exc:
+                self.notify(str(exc), severity="error", markup=False, timeout=10)
+        self._told_by_capabilities()
+        self.update_header()
+
     def action_flood(self) -> None:
         self.launch_flood(self.flood_settings)
 
@@ -491,6 +612,8 @@ class MuxtopApp(App[int]):
                 action = binding.action.removeprefix("app.")
                 if action in ("quit", "help", "clear_filter") or not binding.description:
                     continue
+                if owner is MuxtopApp and self._applies(_action_name(binding)) is False:
+                    continue
                 keys = " ".join(_KEY_NAMES.get(k, k) for k in binding.key.split(","))
                 yield SystemCommand(f"{binding.description} ({keys})", binding.tooltip or "",
                                     partial(self._palette_run, action, namespace))
@@ -511,6 +634,8 @@ class MuxtopApp(App[int]):
                 if binding.action in ("clear_filter",) or binding.key == "ctrl+c" or \
                         binding.key in seen:
                     continue
+                if owner is MuxtopApp and self._applies(_action_name(binding)) is False:
+                    continue  # a key this source does not have
                 seen.add(binding.key)
                 keys = [_KEY_NAMES.get(k, k) for k in binding.key.split(",")]
                 item = (" ".join(keys), binding.description, binding.tooltip)
@@ -531,11 +656,13 @@ THEMES = tuple(BUILTIN_THEMES)  # what --theme takes; textual-light reads best o
 
 
 def run_dashboard(engine, duration: float | None = None, *, refresh: float = POLL_INTERVAL,
-                  theme: str | None = None) -> int:
-    """Run the dashboard over a started engine until q (or `duration` seconds). Textual
-    restores the terminal however the app ends; the caller stops the engine."""
-    app = MuxtopApp(EngineSource(engine), duration=duration, handle_signals=True,
-                    interval=refresh, theme=theme)
+                  theme: str | None = None, recorder: RecorderControl | None = None) -> int:
+    """Run the dashboard over a started engine until q (or `duration` seconds); R records
+    through `recorder`. Textual restores the terminal however the app ends; the caller
+    stops the engine (and the recorder)."""
+    source = EngineSource(engine)
+    app = MuxtopApp(source if recorder is None else Recordable(source, recorder),
+                    duration=duration, handle_signals=True, interval=refresh, theme=theme)
     # The engine thread waits for the GIL whenever it returns from a wait call while the UI
     # draws a frame; by default it would wait up to 5 ms each time. A shorter switch interval
     # hands the GIL back to the engine sooner while a frame is being drawn.
@@ -564,7 +691,8 @@ _ENGINE_ACTIONS = frozenset({"cycle_backend", "cycle_trigger", "lab", "close_con
                              "toggle_reading"})
 _FLOOD_ACTIONS = frozenset({"flood", "flood_form", "idle_herd"})
 _KEY_NAMES = {"question_mark": "?", "f1": "F1", "enter": "enter", "slash": "/",
-              "space": "space"}
+              "space": "space", "full_stop": ".", "comma": ",", "right_square_bracket": "]",
+              "left_square_bracket": "["}
 # key -> the action it is bound to on the dashboard (for on_key's "why not").
 _KEY_ACTIONS = {key: binding.action.removeprefix("app.")
                 for owner in (MuxtopApp, DashboardScreen) for binding in owner.BINDINGS

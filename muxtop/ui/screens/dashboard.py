@@ -18,6 +18,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
+from muxtop.replay.player import Player
 from muxtop.snapshot import Snapshot
 from muxtop.ui import layout
 from muxtop.ui.rows import can_act_on
@@ -29,6 +30,7 @@ from muxtop.ui.widgets.header import StatusHeader
 from muxtop.ui.widgets.interest_lists import InterestLists
 from muxtop.ui.widgets.ready_log import ReadyLog
 from muxtop.ui.widgets.sparklines import Trends
+from muxtop.ui.widgets.timeline import TimelineBar
 
 
 class DashboardScreen(Screen[None]):
@@ -53,9 +55,13 @@ class DashboardScreen(Screen[None]):
         Binding("escape", "clear_filter", "clear filter", show=False),
     ]
 
-    def __init__(self, view: SourceView = ENGINE) -> None:
+    def __init__(self, view: SourceView = ENGINE, player: Player | None = None,
+                 read_only: str | None = None) -> None:
+        """`player`: the source is a recording; a timeline bar shows where it is."""
         super().__init__()
         self.view = view
+        self.player = player
+        self.read_only = read_only
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(self.view, id="header")
@@ -71,6 +77,8 @@ class DashboardScreen(Screen[None]):
                     yield Trends(id="trends")
         yield Input(id="filter", placeholder="filter rows by fd, address, state or flag · "
                     "enter keeps it · esc clears")
+        if self.player is not None:
+            yield TimelineBar(self.player, read_only=self.read_only, id="timeline")
         yield Footer()
         yield Static(id="too-small")
 
@@ -86,6 +94,7 @@ class DashboardScreen(Screen[None]):
         self.diagnoses = self._one(DiagnosesPanel)
         self.interest_lists = self._one(InterestLists)
         self.side = self._one("#side")
+        self.timeline = self._one(TimelineBar)
         self._side_state: tuple[bool, bool] | None = None
         self.side_changed()
         self.table.focus()
@@ -114,6 +123,11 @@ class DashboardScreen(Screen[None]):
         """Keep the trends' history (it goes on while the display is paused)."""
         if self.trends is not None:
             self.trends.record(snapshot)
+
+    def replace_history(self, history: tuple[Snapshot, ...]) -> None:
+        """The trends' samples as they were at a replay's position."""
+        if self.trends is not None:
+            self.trends.replace(history)
 
     def show(self, snapshot: Snapshot) -> None:
         """Draw a new Snapshot in the table and the lower panels (not the header: the

@@ -48,12 +48,14 @@ class StatusHeader(PaletteMixin, Widget):
         self.frozen = False
         self.read_only = False
         self.problem: str | None = None  # the source itself failed (not the engine)
+        self.recording: str | None = None  # the REC badge, while a recording runs
 
     def show(self, snapshot: Snapshot | None, *, paused: bool, frozen: bool,
-             read_only: bool, problem: str | None = None) -> None:
+             read_only: bool, problem: str | None = None, recording: str | None = None) -> None:
         self.snapshot = snapshot
         self.paused, self.frozen, self.read_only = paused, frozen, read_only
         self.problem = problem
+        self.recording = recording
         self.refresh()
 
     def render(self) -> Text:
@@ -98,6 +100,8 @@ class StatusHeader(PaletteMixin, Widget):
             badges.append((" ORDER FROZEN ", style("info")))
         if self.paused:
             badges.append((" PAUSED ", style("paused")))
+        if self.recording:
+            badges.append((f" {self.recording} ", style("alert")))
         return badges
 
     def _place(self, text: Text, badges: list[tuple[str, Style]]) -> None:

@@ -51,6 +51,9 @@ class Trend(PaletteMixin, Widget):
     def record(self, snapshot: Snapshot) -> None:
         self.samples.append(float(self.read(snapshot)))
 
+    def replace(self, history) -> None:
+        self.samples = deque((float(self.read(s)) for s in history), maxlen=HISTORY)
+
     def render(self) -> Text:
         width = self.size.width
         samples = list(self.samples)[-width:] if width else []
@@ -115,6 +118,11 @@ class Trends(Vertical):
     def record(self, snapshot: Snapshot) -> None:
         for trend in self.trends:
             trend.record(snapshot)
+
+    def replace(self, history) -> None:
+        """Samples from these Snapshots instead (a replay's position moved)."""
+        for trend in self.trends:
+            trend.replace(history)
 
     def redraw(self) -> None:
         for trend in self.trends:
