@@ -32,7 +32,7 @@ def name_list(text: str) -> list[str]:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="muxtop bench", description="Measurements that print figures.")
-    sub = p.add_subparsers(dest="mode", metavar="{wait,echo,diagnose,ui,flood}")
+    sub = p.add_subparsers(dest="mode", metavar="{wait,echo,diagnose,ui,flood,replay}")
 
     w = sub.add_parser("wait", help="cost of one wait call against the number of idle fds",
                        description="Time wait(0) on select, poll and epoll with N idle fds and one "
@@ -87,6 +87,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("ui", help="the dashboard's frame cost (its own --help)", add_help=False)
     sub.add_parser("flood", help="open vs closed loop latency through a server stall (its own "
                    "--help)", add_help=False)
+    sub.add_parser("replay", help="opening a long recording, jumping and stepping in it (its "
+                   "own --help)", add_help=False)
     return p
 
 
@@ -96,6 +98,8 @@ def main(argv: list[str]) -> int:
         return importlib.import_module("muxtop.bench.ui").main(argv[1:])
     if argv and argv[0] == "flood":
         return importlib.import_module("muxtop.bench.flood").main(argv[1:])
+    if argv and argv[0] == "replay":
+        return importlib.import_module("muxtop.bench.replay").main(argv[1:])
     p = parser()
     args = p.parse_args(argv)
     if args.mode == "wait":
@@ -180,7 +184,7 @@ def echo_main(args: argparse.Namespace) -> int:
     if args.list:
         for spec in echo.server_specs().values():
             extra = "" if spec.name != "uvloop" or echo.uvloop_available() else " (not installed)"
-            print(f"{spec.name:<22} {spec.about}{extra}")
+            print(f"{spec.name:<28} {spec.about}{extra}")
         return 0
     try:
         servers = echo.choose_servers(args.servers)
@@ -208,11 +212,11 @@ def echo_main(args: argparse.Namespace) -> int:
             text = (f"{result['rtt_per_s']:>9,.0f} rt/s  p50 {result['p50_us']:,.0f} µs  "
                     f"p99 {result['p99_us']:,.0f} µs  server CPU {result['server_cpu_pct']:.0f}%"
                     f"  others {result.get('other_cpu_pct') or 0:.0f}%")
-        print(f"  run {run_index + 1}/{runs}  {conns:>5,} conns  {name:<22} {text}",
+        print(f"  run {run_index + 1}/{runs}  {conns:>5,} conns  {name:<28} {text}",
               file=sys.stderr, flush=True)
 
     def on_busy(run_index, runs, name, conns, others) -> None:
-        print(f"  run {run_index + 1}/{runs}  {conns:>5,} conns  {name:<22} other processes "
+        print(f"  run {run_index + 1}/{runs}  {conns:>5,} conns  {name:<28} other processes "
               f"used {others:.0f}% CPU: measuring again", file=sys.stderr, flush=True)
 
     # SIGTERM unwinds like Ctrl-C, so the finally blocks kill every server and client.
@@ -247,10 +251,36 @@ def _fmt(value, spec: str = ",.0f") -> str:
     return "—" if value is None else format(value, spec)
 
 
+def recorded_table(rows: list[dict]) -> list[str]:
+    """Each recorded variant against its own server, run by run, and what it wrote."""
+    paired = [r for r in rows if r.get("vs_pair")]
+    if not paired:
+        return []
+    out = ["", "recording: each variant ÷ its server without --record, run by run (the median "
+           "of the runs' ratios, lowest–highest)",
+           f"{'server':<28}{'conns':>7}{'rt/s ×':>8}{'runs':>12}{'CPU/rt ×':>10}"
+           f"{'B/wait':>8}{'B/conn·s':>10}{'MB/min':>8}{'gaps':>6}"]
+    for r in paired:
+        v = r["vs_pair"]
+        span = v["rtt_per_s_range"]
+        per_minute = (None if v["bytes_per_conn_s"] is None
+                      else v["bytes_per_conn_s"] * r["conns"] * 60 / 1e6)
+        out.append(
+            f"{r['server']:<28}{r['conns']:>7,}{_fmt(v['rtt_per_s'], '.3f'):>8}"
+            f"{'—' if span is None else f'{span[0]:.2f}–{span[1]:.2f}':>12}"
+            f"{_fmt(v['cpu_us_per_rt'], '.3f'):>10}{_fmt(v['bytes_per_wait'], ',.1f'):>8}"
+            f"{_fmt(v['bytes_per_conn_s'], ',.0f'):>10}{_fmt(per_minute, ',.1f'):>8}"
+            f"{v['gaps']:>6}")
+    out += ["B/wait and B/conn·s: the recording's bytes per wait call recorded and per "
+            "second of one open connection; MB/min: a minute of this load at these connections;",
+            "gaps: seq jumps (wait calls the recorder missed), over all runs"]
+    return out
+
+
 def echo_tables(rows: list[dict], conns_list: list[int], runs: int,
                 busy_pct: float = 25.0) -> str:
     out = []
-    head = (f"{'server':<22}{'rt/s':>10}{'×sel':>6}{'runs ×sel':>12}{'spread':>8}"
+    head = (f"{'server':<28}{'rt/s':>10}{'×sel':>6}{'runs ×sel':>12}{'spread':>8}"
             f"{'p50 µs':>9}{'×sel':>6}"
             f"{'p99 µs':>9}{'×sel':>6}{'CPU µs/rt':>11}{'×sel':>6}{'srv CPU':>9}"
             f"{'others':>8}")
@@ -264,7 +294,7 @@ def echo_tables(rows: list[dict], conns_list: list[int], runs: int,
             cpu_pct = "—" if r["server_cpu_pct"] is None else f"{r['server_cpu_pct']:.0f}%"
             others = "—" if r["other_cpu_pct"] is None else f"{r['other_cpu_pct']:.0f}%"
             out.append(
-                f"{r['server']:<22}{_fmt(r['rtt_per_s']):>10}{_fmt(v['rtt_per_s'], '.2f'):>6}"
+                f"{r['server']:<28}{_fmt(r['rtt_per_s']):>10}{_fmt(v['rtt_per_s'], '.2f'):>6}"
                 f"{span:>12}{spread:>8}{_fmt(r['p50_us']):>9}{_fmt(v['p50_us'], '.2f'):>6}"
                 f"{_fmt(r['p99_us']):>9}{_fmt(v['p99_us'], '.2f'):>6}"
                 f"{_fmt(r['cpu_us_per_rt'], ',.1f'):>11}{_fmt(v['cpu_us_per_rt'], '.2f'):>6}"
@@ -278,6 +308,7 @@ def echo_tables(rows: list[dict], conns_list: list[int], runs: int,
             "others: user+system CPU of other processes during the run (not client or server):",
             "  when it is high the server was starved and its rt/s and latency are not its own",
             "(for rt/s higher is better, for every other figure lower is better)"]
+    out += recorded_table(rows)
     busy = [r["other_cpu_pct"] for r in rows if r["other_cpu_pct"] is not None]
     if busy and max(busy) > busy_pct:
         out += ["", (f"warning: other processes used up to {max(busy):.0f}% CPU (median over a "

@@ -27,11 +27,14 @@ from typing import Self
 from muxtop import children
 from muxtop.bench.loadgen import Client, ClientError, run_client
 from muxtop.bench.pyclient import process_cpu
+from muxtop.bench.replay import recording_figures
+from muxtop.record.format import RecordingError
 
 BASELINE = "selectors"
 MUXTOP_MODES = (("select", "level"), ("poll", "level"), ("epoll", "level"), ("epoll", "edge"),
                 ("epoll", "oneshot"))
 START_TIMEOUT = 15.0  # seconds for a server to accept its first connection
+RECORDED_MODE = ("epoll", "level")  # the mode also measured while it records
 
 
 class BenchError(Exception):
@@ -41,11 +44,17 @@ class BenchError(Exception):
 @dataclass(frozen=True)
 class ServerSpec:
     name: str
-    module_args: tuple[str, ...]  # after ``python -m``; "{port}" is filled in
+    module_args: tuple[str, ...]  # after ``python -m``; "{port}" and "{record}" are filled in
     about: str
+    pair: str | None = None  # a variant of this server, measured against it run by run
 
-    def command(self, port: int) -> list[str]:
-        return [sys.executable, "-m", *(a.replace("{port}", str(port)) for a in self.module_args)]
+    @property
+    def records(self) -> bool:
+        return "{record}" in self.module_args
+
+    def command(self, port: int, record: str = "") -> list[str]:
+        return [sys.executable, "-m", *(a.replace("{port}", str(port)).replace("{record}", record)
+                                        for a in self.module_args)]
 
 
 def uvloop_available() -> bool:
@@ -63,11 +72,15 @@ def server_specs() -> dict[str, ServerSpec]:
                               "--loop", "uvloop"), "the same Protocol on uvloop"),
     ]
     for backend, trigger in MUXTOP_MODES:
-        specs.append(ServerSpec(
-            f"muxtop-{backend}-{trigger}",
-            ("muxtop", "--headless", "--port", "{port}", "--backend", backend,
-             "--trigger", trigger),
-            f"muxtop --headless, {backend}/{trigger}, telemetry on"))
+        args = ("muxtop", "--headless", "--port", "{port}", "--backend", backend,
+                "--trigger", trigger)
+        specs.append(ServerSpec(f"muxtop-{backend}-{trigger}", args,
+                                f"muxtop --headless, {backend}/{trigger}, telemetry on"))
+        if (backend, trigger) == RECORDED_MODE:
+            specs.append(ServerSpec(
+                f"muxtop-{backend}-{trigger}-recorded", (*args, "--record", "{record}"),
+                "the same, recording every wait call and Snapshot (--record)",
+                pair=f"muxtop-{backend}-{trigger}"))
     return {s.name: s for s in specs}
 
 
@@ -81,7 +94,12 @@ def choose_servers(names: list[str] | None) -> list[ServerSpec]:
         raise BenchError(f"no server {', '.join(unknown)} (choose from {', '.join(specs)})")
     if "uvloop" in names and not uvloop_available():
         raise BenchError("uvloop is not installed: pip install 'muxtop[uvloop]'")
-    return [specs[n] for n in dict.fromkeys(names)]
+    chosen = dict.fromkeys(names)
+    for name in list(chosen):  # a variant is measured against its server: run that too
+        pair = specs[name].pair
+        if pair is not None and pair not in chosen:
+            chosen = {pair: None, **chosen}
+    return [specs[n] for n in chosen]
 
 
 def rotated(items: list, run_index: int) -> list:
@@ -113,10 +131,13 @@ class ServerProcess:
         self.port = free_port()
         # Closed in stop(): it must outlive this call, so no with-block.
         self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
+        self._folder = tempfile.mkdtemp(prefix="muxtop-bench-") if spec.records else None
+        self.record_path = os.path.join(self._folder, "run.muxrec") if self._folder else ""
         # stdout to /dev/null: muxtop --headless prints a status line a second, and an unread
         # pipe would fill and block the server mid-run.
         self.proc = subprocess.Popen(
-            spec.command(self.port), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            spec.command(self.port, self.record_path), stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
             stderr=self._stderr,
             # The bench starts no threads, so preexec_fn is safe here.
             preexec_fn=_die_with_parent if sys.platform == "linux" else None)  # noqa: PLW1509
@@ -143,6 +164,21 @@ class ServerProcess:
     def stop(self) -> None:
         children.end(self.proc)
         self._stderr.close()
+
+    def recording(self) -> dict:
+        """What the server's recording holds against its size (once it has stopped); the
+        file is deleted."""
+        if not self.record_path:
+            return {}
+        try:
+            return recording_figures(self.record_path)
+        except (OSError, RecordingError) as exc:
+            return {"failed": f"its recording does not read: {exc}"}
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(self.record_path)
+            with contextlib.suppress(OSError):
+                os.rmdir(self._folder)
 
     def __enter__(self) -> Self:
         return self
@@ -257,6 +293,7 @@ def measure(spec: ServerSpec, client: Client, conns: int, duration: float,
             result["failed"] = (f"server exited with status {server.proc.returncode}: "
                                 f"{server.stderr_tail()}")
         result["server_start_s"] = round(started_s, 3)
+    result.update(server.recording())
     return judge_run(result)
 
 
@@ -315,6 +352,8 @@ def summary(cells: list[Cell]) -> list[dict]:
     concurrency: the median of the runs' ratios (None without a baseline figure), and for rt/s
     the lowest and highest of them."""
     base = {c.conns: c for c in cells if c.server == BASELINE}
+    specs = server_specs()
+    by_name = {(c.server, c.conns): c for c in cells}
     rows = []
     for cell in cells:
         row = {"server": cell.server, "conns": cell.conns,
@@ -334,8 +373,26 @@ def summary(cells: list[Cell]) -> list[dict]:
                                           if ratios else None)
         row["failures"] = cell.failures
         row["busy_discarded"] = sum(len(r.get("busy_discarded", ())) for r in cell.runs)
+        pair = specs[cell.server].pair if cell.server in specs else None
+        if pair is not None and (pair, cell.conns) in by_name:
+            row["vs_pair"] = paired(cell, by_name[pair, cell.conns])
         rows.append(row)
     return rows
+
+
+def paired(cell: Cell, ref: Cell) -> dict:
+    """A variant against its server, run by run (rt/s and CPU per round trip), and what its
+    recordings held."""
+    doc: dict = {"server": ref.server}
+    for key in ("rtt_per_s", "cpu_us_per_rt"):
+        ratios = cell.ratios(ref, key)
+        doc[key] = round(statistics.median(ratios), 3) if ratios else None
+        doc[f"{key}_range"] = (round(min(ratios), 3), round(max(ratios), 3)) if ratios else None
+    for key in ("bytes_per_wait", "bytes_per_conn_s"):
+        value = cell.median(key)
+        doc[key] = None if value is None else round(value, 1)
+    doc["gaps"] = sum(r.get("record_gaps") or 0 for r in cell.good_runs())
+    return doc
 
 
 def load_average() -> str:
