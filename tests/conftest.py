@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from recordings import write
 
 from muxtop.engine import Engine, EngineConfig
+from muxtop.record.reader import Recording
 
 MODES = [("select", "level"), ("poll", "level"), ("epoll", "level"), ("epoll", "edge"),
          ("epoll", "oneshot")]
@@ -25,3 +27,12 @@ def make_engine():
     yield start
     for engine in engines:
         engine.stop()
+
+
+@pytest.fixture
+def recording(tmp_path):
+    """An open made-up recording: 8 Snapshots, 40 wait calls apart (seq 1-320)."""
+    path = tmp_path / "made-up.muxrec"
+    write(path, ticks=8, per_tick=40)
+    with Recording.open(str(path)) as rec:
+        yield rec

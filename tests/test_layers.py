@@ -16,10 +16,12 @@ pytestmark = pytest.mark.timeout(60)
 PACKAGE = Path(__file__).resolve().parents[1] / "muxtop"
 HEADLESS = ("muxtop.backends", "muxtop.engine", "muxtop.flood", "muxtop.attach",
             "muxtop.kernel", "muxtop.snapshot", "muxtop.plain", "muxtop.findings",
-            "muxtop.source", "muxtop.events", "muxtop.limits", "muxtop.printable")
+            "muxtop.source", "muxtop.events", "muxtop.limits", "muxtop.printable",
+            "muxtop.record", "muxtop.replay")
 HEADLESS_MODULES = [
     "muxtop.backends", "muxtop.engine", "muxtop.engine.protocols", "muxtop.kernel.probes",
     "muxtop.cli.serve", "muxtop.flood.cli", "muxtop.cli.attach", "muxtop.plain",
+    "muxtop.cli.replay", "muxtop.replay.source", "muxtop.bench.replay",
 ]
 
 

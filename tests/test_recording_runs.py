@@ -1,0 +1,213 @@
+"""Recording real runs: a verified echo flood recorded and replayed headless against what the
+live run said; the command line's --record (headless, attach); a recorder killed with SIGKILL;
+a disk that fills up; commands and switches with their outcomes."""
+
+from __future__ import annotations
+
+import json
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from muxtop.cli import replay as replay_cli
+from muxtop.engine.commands import Switch
+from muxtop.engine.source import EngineSource
+from muxtop.flood.process import FloodProcess, FloodSettings
+from muxtop.plain import to_plain
+from muxtop.record.control import Recordable, RecorderControl
+from muxtop.record.reader import Recording
+from muxtop.record.recorder import Recorder
+from muxtop.replay.source import ReplaySource
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def seqs_of(rec: Recording) -> list[int]:
+    return [w.seq for i in range(len(rec.runs)) for w in rec.run(i)]
+
+
+def test_a_recorded_flood_replays_with_what_the_live_run_said(make_engine, tmp_path, capsys):
+    engine = make_engine()
+    path = tmp_path / "flood.muxrec"
+    recorder = Recorder(EngineSource(engine), str(path), ["test"]).start()
+    host, port = engine.address
+    with FloodProcess(FloodSettings(host, port, clients=30, messages=60, size=200)) as flood:
+        assert flood.wait(30) == 0, list(flood.errors)
+    assert flood.summary["mismatches"] == 0 and flood.summary["completed"] == 30
+    engine.stop()
+    status = recorder.stop()
+    live = engine.snapshot()  # the last Snapshot of the live run
+    assert status.error is None and status.gaps == 0
+
+    assert replay_cli.main([str(path), "--summary", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    last = live.waits[-1].seq
+    assert (doc["first_seq"], doc["last_seq"], doc["wait_calls"], doc["gaps"]) == \
+        (1, last, last, 0)
+    assert doc["connections"] == live.totals.accepted == 30
+    assert doc["totals"] == live.totals._asdict()  # bytes in and out, waits, events...
+    assert doc["totals"]["bytes_in"] == 30 * 60 * 200
+    assert doc["complete"] and doc["problems"] == []
+    with Recording.open(str(path)) as rec:
+        assert seqs_of(rec) == list(range(1, last + 1))  # each seq once, none missing
+        final = ReplaySource(rec).player
+        final.to_end()
+        assert to_plain(final.picture()) == to_plain(live)  # ring and all
+
+
+def test_headless_record_and_replay_json_lines(tmp_path):
+    path = tmp_path / "headless.muxrec"
+    run = subprocess.run([sys.executable, "-m", "muxtop", "--headless", "--port", "0",
+                          "--record", str(path), "--duration", "1.5"],
+                         capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0, run.stderr
+    lines = run.stderr.splitlines()
+    assert lines[0] == f"muxtop: recording to {path}"
+    assert lines[-1].startswith("muxtop: recorded 1.") and str(path) in lines[-1]
+    replay = subprocess.run([sys.executable, "-m", "muxtop", "replay", str(path), "--json"],
+                            capture_output=True, text=True, timeout=30)
+    assert replay.returncode == 0, replay.stderr
+    rows = [json.loads(line) for line in replay.stdout.splitlines()]
+    assert len(rows) >= 5 and rows[0]["t"] == 0.0
+    headless = subprocess.run([sys.executable, "-m", "muxtop", "--headless", "--json", "--port",
+                               "0", "--duration", "1.2"], capture_output=True, text=True,
+                              timeout=30)
+    assert set(rows[-1]) == {"t", *json.loads(headless.stdout.splitlines()[0])}
+
+
+@pytest.mark.parametrize(("where", "message"), [
+    ("missing/dir/x.muxrec", "No such file or directory"),
+    ("taken.muxrec", "the file exists"),
+])
+def test_record_to_a_path_that_cannot_be_one_clear_line(tmp_path, where, message):
+    (tmp_path / "taken.muxrec").write_bytes(b"keep me")
+    run = subprocess.run([sys.executable, "-m", "muxtop", "--headless", "--port", "0",
+                          "--record", str(tmp_path / where), "--duration", "5"],
+                         capture_output=True, text=True, timeout=30)
+    assert run.returncode == 1
+    assert run.stderr.count("\n") == 1 and message in run.stderr, run.stderr
+    assert (tmp_path / "taken.muxrec").read_bytes() == b"keep me"
+
+
+def _serve(path, *, preexec=None, duration: str | None = None) -> tuple[subprocess.Popen, int]:
+    args = [sys.executable, "-m", "muxtop", "--headless", "--port", "0", "--record", str(path)]
+    proc = subprocess.Popen(args + (["--duration", duration] if duration else []),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=preexec)
+    banner = proc.stdout.readline()  # "muxtop 0.1.0: echo server on 127.0.0.1:PORT, ..."
+    port = int(banner.split(" on ")[1].split(",")[0].rsplit(":", 1)[1])
+    return proc, port
+
+
+def _echo(port: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"still serving")
+        return sock.recv(64)
+
+
+def test_a_recording_killed_with_sigkill_replays_up_to_its_last_second(tmp_path, capsys):
+    path = tmp_path / "killed.muxrec"
+    proc, port = _serve(path)
+    try:
+        with FloodProcess(FloodSettings("127.0.0.1", port, clients=10, messages=100_000,
+                                        size=64, rate=200.0)):
+            time.sleep(2.5)
+            proc.send_signal(signal.SIGKILL)
+            killed_at = time.time()
+            proc.wait(10)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    with Recording.open(str(path)) as rec:
+        assert rec.end is None and len(rec.problems) == 1, rec.problems
+        assert "no end record" in rec.problems[0] or "truncated" in rec.problems[0]
+        last_moment = rec.header["started"] + (rec.t0 + rec.duration - rec.header["monotonic"])
+        assert killed_at - last_moment <= 1.0, killed_at - last_moment
+        seqs = seqs_of(rec)
+        assert seqs == list(range(seqs[0], seqs[-1] + 1)) and len(seqs) > 100
+        player = ReplaySource(rec).player
+        player.to_end()
+        assert player.picture().waits[-1].seq == seqs[-1]  # the replay goes to the end
+    assert replay_cli.main([str(path), "--summary"]) == 1  # not whole: said after the summary
+    out, err = capsys.readouterr()
+    assert "wait calls" in out and err.count("\n") == 1 and "killed" in err
+
+
+def test_a_full_disk_stops_the_recording_not_the_server(tmp_path):
+    path = tmp_path / "full.muxrec"
+    limit = 12_000  # bytes a file may grow to: writes past it fail (EFBIG) as on a full disk
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    proc, port = _serve(path, preexec=small_files, duration="6")
+    try:
+        told = proc.stderr.readline()
+        assert told.startswith("muxtop: recording to"), told
+        told = proc.stderr.readline()  # blocks until the disk "fills"
+        assert told.startswith("muxtop: recording stopped: writing") and "too large" in told
+        assert _echo(port) == b"still serving"
+        assert proc.wait(15) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    assert path.stat().st_size <= limit
+    with Recording.open(str(path)) as rec:  # the file so far reads
+        assert len(rec.snapshots) >= 2
+        assert rec.end is None or "too large" in rec.end["reason"]
+
+
+def test_commands_and_switches_are_recorded_with_their_outcomes(make_engine, tmp_path):
+    engine = make_engine(publish_interval=0.05)
+    inner = EngineSource(engine)
+    control = RecorderControl(inner, ["test"])
+    source = Recordable(inner, control)
+    control.start(str(tmp_path / "switch.muxrec"))
+    assert source.submit(Switch(backend="poll")).result(5).ok
+    assert not source.submit(Switch(backend="select", trigger="edge")).result(5).ok
+    deadline = time.monotonic() + 5
+    while engine.snapshot().backend != "poll" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)
+    status = control.stop()
+    assert status.error is None
+    with Recording.open(status.path) as rec:
+        events = [e for _, e in rec.events()]
+    commands = [e for e in events if e["type"] == "command"]
+    assert [(c["command"], c["args"], c["ok"]) for c in commands] == [
+        ("Switch", {"backend": "poll", "trigger": None}, True),
+        ("Switch", {"backend": "select", "trigger": "edge"}, False)]
+    assert "switched epoll/level → poll/level" in commands[0]["message"]
+    assert {"type": "switch", "from": "epoll/level", "to": "poll/level"} in events
+    notices = [e["text"] for e in events if e["type"] == "notice"]
+    assert any("switched" in text for text in notices)
+
+
+def test_attach_record_in_text_mode(tmp_path, capsys):
+    from muxtop.cli import attach
+
+    path = tmp_path / "attach.muxrec"
+    target = subprocess.Popen([sys.executable, "-c", "import socket, time; s = socket.socket();"
+                               " s.bind(('127.0.0.1', 0)); s.listen(); time.sleep(1.5)"])
+    try:
+        code = attach.main([str(target.pid), "--text", "--interval", "0.2", "--record",
+                            str(path)])
+    finally:
+        target.kill()
+        target.wait(5)
+    assert code == 1  # the text loop ends when the process exits
+    err = capsys.readouterr().err
+    assert f"recording to {path}" in err and "recorded " in err
+    with Recording.open(str(path)) as rec:
+        assert rec.kind == "attach" and rec.runs == [] and len(rec.snapshots) >= 3
+        player = ReplaySource(rec).player
+        assert player.unit == "snapshot" and player.step(1) and player.position.index == 1
