@@ -15,7 +15,7 @@ from muxtop.replay.timeline import Timeline
 from muxtop.snapshot import Snapshot
 from muxtop.source import answered
 
-READ_ONLY = "a recording: replaying changes nothing"
+READ_ONLY = "replaying a recording changes nothing"
 
 
 class ReplaySource:

@@ -63,7 +63,7 @@ class TimelineBar(PaletteMixin, Widget):
         text = Text(no_wrap=True, overflow="ellipsis", end="")
         text.append("▶ playing" if player.playing else "‖ paused", palette["state"])
         text.append(f"  {speed_text(player.speed)}   ", palette["value"])
-        text.append(f"+{p.t:.3f} s", palette["value"])
+        text.append(f"+{p.t:.6f} s", palette["value"])
         text.append(f" of {player.duration:.3f} s  ", palette["label"])
         if player.unit == "wait call":
             where = f"after wait call #{p.seq:,}" if p.seq != NO_SEQ else "before any wait call"
