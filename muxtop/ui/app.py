@@ -453,6 +453,7 @@ class MuxtopApp(App[int]):
         """Whether a key exists for this source at all (None: it always does). A recording's
         keys (`player`) and R (`recorder`) exist where the source has them; space pauses
         the display where it does not play a recording."""
+        action = action.split("(")[0]  # "step(1)": the action, not its arguments
         if action in _PLAYER_ACTIONS:
             return self.player is not None
         if action == "toggle_pause":
