@@ -17,8 +17,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from screenshots import IDLE, SIZE, Traffic, sort_by
-
 from muxtop.engine import Engine, EngineConfig
 from muxtop.engine.commands import SetLab, Switch
 from muxtop.engine.source import EngineSource
@@ -26,6 +24,7 @@ from muxtop.record.reader import Recording
 from muxtop.record.recorder import Recorder
 from muxtop.replay.source import ReplaySource
 from muxtop.ui.app import MuxtopApp
+from screenshots import IDLE, SIZE, Traffic, sort_by
 
 
 def record(path: str) -> None:
