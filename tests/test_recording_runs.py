@@ -74,6 +74,14 @@ def test_headless_record_and_replay_json_lines(tmp_path):
     assert replay.returncode == 0, replay.stderr
     rows = [json.loads(line) for line in replay.stdout.splitlines()]
     assert len(rows) >= 5 and rows[0]["t"] == 0.0
+    at = subprocess.run([sys.executable, "-m", "muxtop", "replay", str(path), "--json", "--at",
+                         "1.0"], capture_output=True, text=True, timeout=30)
+    tail = [json.loads(line) for line in at.stdout.splitlines()]
+    assert tail and tail[0]["t"] >= 1.0 and tail == [r for r in rows if r["t"] >= 1.0]
+    piped = subprocess.run([sys.executable, "-m", "muxtop", "replay", str(path)],
+                           capture_output=True, text=True, timeout=30)  # not a terminal
+    assert piped.returncode == 0 and piped.stdout.startswith("muxtop recording")
+    assert "not a terminal" in piped.stderr
     headless = subprocess.run([sys.executable, "-m", "muxtop", "--headless", "--json", "--port",
                                "0", "--duration", "1.2"], capture_output=True, text=True,
                               timeout=30)

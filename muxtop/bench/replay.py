@@ -5,7 +5,8 @@ Unless `--file` names a recording, it first writes one of a made-up run through 
 recorder's own encoder: `--minutes` of `--conns` busy connections at `--waits` wait calls a
 second (each returning up to 64 ready fds), a Snapshot every 0.25 s. Then, each beside a
 baseline from the same run:
-- opening it (the frame index, the timeline, its events) against reading the whole file once;
+- opening it (the frame index, the timeline, its events) against reading the whole file once,
+  and opening it and jumping with the file dropped from the page cache (posix_fadvise);
 - jumping to its middle (the picture there, with its ring of 4,096 wait calls) against
   decoding that one Snapshot frame alone;
 - one step forward (.) and back (,) at random places, median and worst, against the same.
@@ -100,8 +101,38 @@ def _timed(action) -> float:
     return perf_counter() - started
 
 
+def _drop_cached(path: str) -> bool:
+    """Drop the file's pages from the page cache (this file's only), so the next open reads
+    from the disk; False where the system cannot."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
+def _cold_open_and_jump(path: str) -> float | None:
+    """Open and jump to the middle with the file out of the page cache."""
+    if not _drop_cached(path):
+        return None
+
+    def go() -> None:
+        source = ReplaySource(Recording.open(path))
+        source.player.seek(source.player.duration / 2)
+        source.latest()
+        source.recording.close()
+
+    return _timed(go)
+
+
 def measure(path: str, steps: int, seed: int = 1) -> dict:
     """Open, jump, step: each with its baseline, in seconds."""
+    _read_all(path)  # into the page cache: the warm figures first, the cold one last
     read_all = _timed(lambda: _read_all(path))
     holder = {}
     open_s = _timed(lambda: holder.update(source=ReplaySource(Recording.open(path))))
@@ -121,10 +152,12 @@ def measure(path: str, steps: int, seed: int = 1) -> dict:
             source.latest()
             times.append(_timed(lambda n=n: (player.step(n), source.latest())))
     rec.close()
+    cold = _cold_open_and_jump(path)
     return {
         "file": path, "bytes": os.path.getsize(path), "seconds": round(player.duration, 1),
         "snapshots": len(rec.snapshots), "wait_calls": sum(f.b - f.a + 1 for f in rec.runs),
         "open_s": open_s, "read_all_s": read_all, "jump_s": jump_s,
+        "cold_open_and_jump_s": cold,
         "decode_one_snapshot_s": decode_one,
         "step_forward_median_s": statistics.median(forward), "step_forward_max_s": max(forward),
         "step_back_median_s": statistics.median(back), "step_back_max_s": max(back),
@@ -208,6 +241,9 @@ def table(r: dict, made: bool, info: dict) -> str:
         f"{_ms(r['read_all_s']):>12}  reading the whole file once",
         f"{'jump to the middle':<34}{_ms(r['jump_s']):>12}"
         f"{_ms(r['decode_one_snapshot_s']):>12}  decoding that one Snapshot frame",
+        f"{'open + jump, file not cached':<34}"
+        f"{'—' if r['cold_open_and_jump_s'] is None else _ms(r['cold_open_and_jump_s']):>12}"
+        f"{_ms(r['open_s'] + r['jump_s']):>12}  the same from the page cache",
         f"{'one step forward (.) median/max':<34}"
         f"{_ms(r['step_forward_median_s']):>12}{_ms(r['decode_one_snapshot_s']):>12}",
         f"{'':<34}{_ms(r['step_forward_max_s']):>12}",
@@ -217,7 +253,6 @@ def table(r: dict, made: bool, info: dict) -> str:
         "",
         f"targets: open + jump ≤ {TARGET_OPEN_JUMP:g} s (here {r['open_s'] + r['jump_s']:.3f} s); "
         f"a step ≤ {TARGET_STEP * 1e3:g} ms (here at most "
-        f"{max(r['step_forward_max_s'], r['step_back_max_s']) * 1e3:.1f} ms). The file was "
-        "just written, so it is in the page cache: a cold disk adds its seek times.",
+        f"{max(r['step_forward_max_s'], r['step_back_max_s']) * 1e3:.1f} ms).",
     ]
     return "\n".join(lines)

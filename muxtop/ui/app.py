@@ -1,7 +1,8 @@
 """The muxtop dashboard: a Textual app over a Source (muxtop.source): the embedded engine,
-or a read-only one such as another process (`muxtop attach`). What it draws for each kind of
-picture comes from the source's SourceView (muxtop.ui.views), never from asking which
-source it has.
+or a read-only one such as another process (`muxtop attach`) or a recording (`muxtop
+replay`). What it draws for each kind of picture comes from the source's SourceView
+(muxtop.ui.views), never from asking which source it has; what else a source can do comes
+as data too: a `player` (a recording: the replay keys and a timeline), a `recorder` (R).
 
 The app polls the source with `set_interval` (4 Hz, the engine's publish rate) and redraws
 only when a new Snapshot arrived; everything on screen is a function of the latest Snapshot
