@@ -46,6 +46,9 @@ def test_every_wait_and_snapshot_reads_back_equal(tmp_path):
         assert to_plain(back) == to_plain(shot)  # the ring is kept in the WAITS frames
         assert rec.snapshots[3].a == 1 and rec.snapshots[3].b == given[199].seq
         assert rec.header["source"] == "engine" and rec.header["command"] == ["test"]
+        kinds = [e["type"] for _, e in rec.events()]
+        assert "connections" in kinds and "finding" in kinds
+        assert "connections" not in [e["type"] for _, e in rec.events(but=("connections",))]
 
 
 def test_a_seq_jump_is_a_counted_gap(tmp_path):

@@ -135,7 +135,9 @@ class RecordingEncoder:
         self.last = s
 
     def add_event(self, event: dict, t: float) -> None:
-        self.writer.add(fmt.EVENT, _ENCODE(event).encode(), t)
+        kind = event.get("type")
+        code = fmt.EVENT_TYPES.index(kind) if kind in fmt.EVENT_TYPES else -1
+        self.writer.add(fmt.EVENT, _ENCODE(event).encode(), t, code)
 
     def _changes(self, old: Snapshot | None, new: Snapshot) -> Iterator[tuple[float, dict]]:
         """(moment, event) for what differs from the Snapshot before (None: the first, whose

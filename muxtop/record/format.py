@@ -10,7 +10,8 @@
       pcrc    CRC-32 of the payload
       t       f64: the frame's moment, in the monotonic clock of the recorded process
       a, b    i64 keys: for WAITS the first and last seq, for a SNAPSHOT the seq range of
-              its wait ring (-1, -1 when empty), for a GAP the seqs either side
+              its wait ring (-1, -1 when empty), for a GAP the seqs either side, for an
+              EVENT its type (EVENT_TYPES index, -1 for another) in a
       hcrc    CRC-32 of the header's bytes 4..40: a header is checked before its length is
               trusted
 
@@ -37,6 +38,10 @@ KINDS = frozenset((HEADER_FRAME, SNAPSHOT, WAITS, EVENT, GAP, END))
 KIND_NAMES = {HEADER_FRAME: "header", SNAPSHOT: "snapshot", WAITS: "waits", EVENT: "event",
               GAP: "gap", END: "end"}
 RAW, ZLIB = 0, 1
+# An EVENT frame's type, by index in its header: a reader picks the events it wants (the
+# timeline skips the new connections a flood brings by the thousand) without reading them.
+EVENT_TYPES = ("notice", "finding", "finding-end", "switch", "lab", "connections", "stopped",
+               "command")
 MAX_PAYLOAD = 1 << 30  # a length past this is a corrupted header, not a frame
 
 

@@ -235,11 +235,13 @@ class Recording:
             return i
         return None
 
-    def events(self) -> list[tuple[float, dict]]:
-        """Every EVENT and GAP as (moment, event), in file order; those that do not read
-        are skipped (and noted in `problems`)."""
+    def events(self, but: tuple[str, ...] = ()) -> list[tuple[float, dict]]:
+        """Every EVENT (but those of the types in `but`, left unread) and GAP as (moment,
+        event), in file order; those that do not read are skipped (noted in `problems`)."""
+        skip = {fmt.EVENT_TYPES.index(kind) for kind in but}
+        frames = [f for f in self.event_frames if f.a not in skip] + self.gaps
         found = []
-        for frame in sorted(self.event_frames + self.gaps, key=lambda f: f.offset):
+        for frame in sorted(frames, key=lambda f: f.offset):
             try:
                 event = json.loads(self.read(frame))
             except (FrameError, ValueError):

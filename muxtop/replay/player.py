@@ -67,7 +67,8 @@ class Player:
         self.timeline = timeline
         self.clock = clock
         recording = timeline.recording
-        found = (describe(t - timeline.t0, event) for t, event in recording.events())
+        found = (describe(t - timeline.t0, event)
+                 for t, event in recording.events(but=("connections",)))
         self.events = tuple(sorted((e for e in found if e is not None), key=lambda e: e.t))
         self._event_times = [e.t for e in self.events]
         self.notices: deque[RecorderNotice] = deque(maxlen=32)

@@ -650,6 +650,8 @@ class MuxtopApp(App[int]):
         rows.append(("tab", "focus", "Move between the table, the ready-list log and the "
                      "findings (enter on a finding selects its fd)"))
         rows.append(("click header", "sort", "Sort by that column; click again to reverse"))
+        if self.player is not None:
+            rows.append(("click timeline", "jump", "Jump to that moment of the recording"))
         rows.append(("ctrl+p", "commands", "Every action by name, and the themes"))
         return rows
 
