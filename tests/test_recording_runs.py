@@ -53,6 +53,7 @@ def test_a_recorded_flood_replays_with_what_the_live_run_said(make_engine, tmp_p
     assert doc["totals"] == live.totals._asdict()  # bytes in and out, waits, events...
     assert doc["totals"]["bytes_in"] == 30 * 60 * 200
     assert doc["complete"] and doc["problems"] == []
+    assert doc["published"] >= doc["snapshots"] >= 2  # every Snapshot, or the summary says
     with Recording.open(str(path)) as rec:
         assert seqs_of(rec) == list(range(1, last + 1))  # each seq once, none missing
         final = ReplaySource(rec).player

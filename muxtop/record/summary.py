@@ -44,6 +44,7 @@ def summarize(rec: Recording) -> dict:
         "command": header.get("command"), "source": rec.kind,
         "started": _when(started) if isinstance(started, int | float) else None,
         "duration_s": round(rec.duration, 3), "snapshots": count,
+        "published": end.get("published"),  # by the source while it was recorded, if known
         "wait_calls": sum(f.b - f.a + 1 for f in rec.runs),
         "first_seq": rec.runs[0].a if rec.runs else None,
         "last_seq": rec.runs[-1].b if rec.runs else None,
@@ -87,7 +88,9 @@ def text(doc: dict) -> str:
             f"{server['backend']}/{server['trigger']} at the end")
     elif server is not None:
         row("source", str(doc["source"]))
-    row("duration", f"{doc['duration_s']:,.3f} s, {doc['snapshots']:,} Snapshots")
+    published = doc["published"]
+    row("duration", f"{doc['duration_s']:,.3f} s, {doc['snapshots']:,} Snapshots"
+        + (f" (of {published:,} published)" if published is not None else ""))
     if doc["first_seq"] is not None:
         lost = (f"; {doc['gaps']:,} gaps, {doc['lost_waits']:,} wait calls not recorded"
                 if doc["gaps"] else ", none missing")

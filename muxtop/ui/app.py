@@ -295,7 +295,11 @@ class MuxtopApp(App[int]):
             if holder is None:
                 continue
             seen = self._told.get(id(holder), 0)
-            for notice in list(holder.notices):
+            try:
+                notices = tuple(holder.notices)  # the recorder's thread appends to it
+            except RuntimeError:
+                continue  # changed while copied: next tick
+            for notice in notices:
                 if notice.seq > seen:
                     seen = notice.seq
                     severity = _SEVERITY.get(notice.level, "information")
