@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from bisect import bisect_left
 
+from muxtop.cli.pipe import reader_left
 from muxtop.cli.serve import status_line
 from muxtop.cli.types import non_negative_float
+from muxtop.printable import printable
 from muxtop.record import summary
 from muxtop.record.format import RecordingError
 from muxtop.record.reader import FrameError, Recording
@@ -65,9 +66,7 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        # The reader left (`| head`): point stdout at /dev/null so the exit flush is quiet too.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+        return reader_left()
 
 
 def print_summary(recording: Recording, as_json: bool) -> int:
@@ -108,12 +107,13 @@ def _problems(recording: Recording) -> int:
     problems = recording.problems
     if not problems:
         return 0
-    print(f"muxtop replay: {problems[0]}"
+    print(f"muxtop replay: {printable(problems[0])}"
           + (f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""),
           file=sys.stderr)
     return 1
 
 
 def _fail(message: str) -> int:
-    print(f"muxtop replay: {message}", file=sys.stderr)
+    # The message may hold the file's name, or text from the file: escaped.
+    print(f"muxtop replay: {printable(message)}", file=sys.stderr)
     return 1

@@ -24,6 +24,7 @@ from muxtop.engine.address import AddressError, is_loopback, resolve
 from muxtop.engine.guards import HEADER, IDLE, OUT_BUFFER, settings
 from muxtop.engine.protocols import PROTOCOLS
 from muxtop.engine.source import EngineSource
+from muxtop.printable import printable
 from muxtop.record.control import RecorderControl
 from muxtop.record.writer import RecordWriteError
 from muxtop.snapshot import Snapshot
@@ -125,7 +126,7 @@ def main(argv: list[str]) -> int:
         return run_dashboard(engine, duration=args.duration, refresh=args.refresh,
                              theme=args.theme, recorder=recorder)
     except RecordWriteError as exc:
-        print(f"muxtop: {exc}", file=sys.stderr)
+        print(f"muxtop: {printable(str(exc))}", file=sys.stderr)
         return 1
     finally:
         engine.stop()
@@ -134,7 +135,7 @@ def main(argv: list[str]) -> int:
 
 
 def _tell(level: str, text: str) -> None:
-    print(f"muxtop: {text}", file=sys.stderr)
+    print(f"muxtop: {printable(text)}", file=sys.stderr)  # it may hold a file's name
 
 
 def guard_remote(args: argparse.Namespace) -> tuple[bool, str | None]:

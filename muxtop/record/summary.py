@@ -8,6 +8,7 @@ import shlex
 import time
 from collections import Counter
 
+from muxtop.printable import printable
 from muxtop.record.reader import FrameError, Recording
 from muxtop.snapshot import Snapshot
 
@@ -30,25 +31,27 @@ def summarize(rec: Recording) -> dict:
     last = _nearest(rec, range(count - 1, -1, -1))
     cids = {row[0] for _, e in events if e.get("type") == "connections"
             for row in e.get("new", ()) if isinstance(row, list) and row}
-    findings = Counter(e["finding"][0] for _, e in events
-                       if e.get("type") == "finding" and e.get("finding"))
+    findings = Counter(str(e["finding"][0]) for _, e in events
+                       if e.get("type") == "finding" and isinstance(e.get("finding"), list)
+                       and e["finding"])
     notices = Counter(str(e.get("level")) for _, e in events if e.get("type") == "notice")
     commands = [e for _, e in events if e.get("type") == "command"]
     gaps = [e for _, e in events if e.get("type") == "gap"]
     header = rec.header
     started = header.get("started")
+    command = header.get("command")
     end = rec.end or {}
     return {
         "file": rec.path, "format": header.get("format"), "muxtop": header.get("muxtop"),
         "host": header.get("host"), "kernel": header.get("kernel"),
-        "command": header.get("command"), "source": rec.kind,
+        "command": command if isinstance(command, list) else None, "source": rec.kind,
         "started": _when(started) if isinstance(started, int | float) else None,
         "duration_s": round(rec.duration, 3), "snapshots": count,
         "published": end.get("published"),  # by the source while it was recorded, if known
         "wait_calls": sum(f.b - f.a + 1 for f in rec.runs),
         "first_seq": rec.runs[0].a if rec.runs else None,
         "last_seq": rec.runs[-1].b if rec.runs else None,
-        "gaps": len(gaps), "lost_waits": sum(int(g.get("lost", 0)) for g in gaps),
+        "gaps": len(gaps), "lost_waits": sum(_count(g.get("lost")) for g in gaps),
         "connections": len(cids),
         "switches": [{"t": round(t - rec.t0, 3), "from": e.get("from"), "to": e.get("to")}
                      for t, e in events if e.get("type") == "switch"],
@@ -67,16 +70,22 @@ def summarize(rec: Recording) -> dict:
     }
 
 
+def _count(value: object) -> int:
+    """A count from the file, or 0 if it is not one."""
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
 def _when(wall: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(wall))
 
 
 def text(doc: dict) -> str:
-    """The summary for people."""
-    lines = [f"muxtop recording {doc['file']}"]
+    """The summary for people. What came from the file (its host, its command line, its
+    problems) may hold anything: each line is escaped to be printable."""
+    lines = [f"muxtop recording {printable(doc['file'])}"]
 
     def row(name: str, value: str) -> None:
-        lines.append(f"  {name:<12} {value}")
+        lines.append(f"  {name:<12} {printable(value)}")
 
     row("made by", f"muxtop {doc['muxtop']} (format {doc['format']}) on {doc['host']}, "
         f"{doc['kernel']}" + (f", started {doc['started']}" if doc["started"] else ""))
@@ -97,7 +106,8 @@ def text(doc: dict) -> str:
         row("wait calls", f"{doc['wait_calls']:,} (seq {doc['first_seq']:,}–"
             f"{doc['last_seq']:,}){lost}")
     else:
-        row("wait calls", "none (a recording of another process sees no wait calls)")
+        row("wait calls", "none recorded" + (" (muxtop attach sees no wait calls)"
+                                             if doc["source"] == "attach" else ""))
     totals = doc["totals"] or {}
     row("connections", f"{doc['connections']:,} seen"
         + (f"; {server['open_connections']:,} open at the end" if server else ""))
@@ -114,5 +124,5 @@ def text(doc: dict) -> str:
     row("commands", f"{doc['commands']:,}" + (f" ({doc['refused']:,} refused)"
                                                   if doc["refused"] else ""))
     row("ended", doc["ended"] or "without an end record")
-    lines += [f"  problem      {p}" for p in doc["problems"]]
+    lines += [f"  problem      {printable(p)}" for p in doc["problems"]]
     return "\n".join(lines) + "\n"

@@ -39,7 +39,8 @@ def describe(t: float, event: dict) -> TimelineEvent | None:
     if kind == "notice":
         text = f"{event.get('level')}: {event.get('text')}"
     elif kind == "finding":
-        finding = event.get("finding") or [None, None]
+        finding = event.get("finding")
+        finding = finding if isinstance(finding, list) and len(finding) > 1 else [None, None]
         fd = finding[1]
         text = f"finding {finding[0]}" + (f" on fd {fd}" if fd is not None else "")
     elif kind == "finding-end":
@@ -53,7 +54,8 @@ def describe(t: float, event: dict) -> TimelineEvent | None:
         verdict = "" if event.get("ok") else "refused: "
         text = f"{event.get('command')}: {verdict}{event.get('message')}"
     elif kind == "gap":
-        text = f"{event.get('lost', 0):,} wait calls not recorded"
+        lost = event.get("lost")
+        text = f"{lost if isinstance(lost, int) else '?'} wait calls not recorded"
     elif kind == "stopped":
         text = "the source stopped" + (f": {event['error']}" if event.get("error") else "")
     else:
