@@ -1,0 +1,218 @@
+"""A traced process's wait calls mapped onto its fds: the ready-list ring the dashboard shows,
+what each fd was last reported with, and what the app then did with it (its reads and writes).
+
+The Attacher calls `observe()` at every read of /proc with the epoll interest lists it just
+read: epoll returns the app's own `data` for each ready fd (redis stores the fd, nginx a
+pointer, CPython the fd with garbage above it), and the `data:` column of
+/proc/PID/fdinfo/<epfd> says which fd each value was registered for. A value no registration
+has any more belongs to an fd closed since; the previous map still knows it. Calls are applied
+in the order they returned, so "reported, then read, then reported again" reads as it happened.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from operator import itemgetter
+
+from muxtop.events import READ
+from muxtop.kernel.epoll import Registration
+from muxtop.snapshot import TRACE_STOPPED, FdIo, TraceInfo, WaitCall, WaitRecord, wait_record
+from muxtop.trace.calls import EPOLL_WAITS, NO_FD, TracedIo, TracedWait
+from muxtop.trace.tracer import Tracer
+
+RING_SIZE = 4096  # wait calls kept, as the engine keeps
+RATE_WINDOW = 1.0  # seconds the per-second figures span (at least)
+GONE_KEPT = 4096  # data values of closed registrations remembered per epoll fd
+_DURATION = itemgetter(3)
+
+
+@dataclass(slots=True)
+class FdState:
+    """What the trace saw of one fd since it was opened (or since tracing began)."""
+
+    reported: int = 0  # wait calls that returned it
+    last_events: int = 0
+    last_ready_at: float | None = None  # when the last of them returned
+    reads: int = 0
+    read_bytes: int = 0
+    last_read_at: float | None = None
+    last_read: int = 0  # bytes, 0 EOF, -1 error
+    last_read_asked: int = -1
+    eagain_at: float | None = None
+    writes: int = 0
+    written: int = 0
+    last_write_at: float | None = None
+    write_eagain_at: float | None = None
+    # Reports of READ with no read in between, and when the first of them came: an fd the
+    # app keeps being told about and never reads.
+    unread_reports: int = 0
+    unread_since: float | None = None
+
+    def as_io(self, fd: int) -> FdIo:
+        return FdIo(fd, self.reads, self.read_bytes, self.last_read_at, self.last_read,
+                    self.last_read_asked, self.eagain_at, self.writes, self.written,
+                    self.last_write_at, self.write_eagain_at)
+
+
+def _end(call: TracedWait | TracedIo) -> float:
+    return call.start + call.duration if isinstance(call, TracedWait) else call.at
+
+
+class Trace:
+    """Owns a running Tracer; `observe()` takes what it traced since the last call."""
+
+    def __init__(self, tracer: Tracer, ring_size: int = RING_SIZE) -> None:
+        self.tracer = tracer
+        self.ring: deque[WaitRecord] = deque(maxlen=ring_size)
+        self.calls: deque[WaitCall] = deque(maxlen=ring_size)
+        self.fds: dict[int, FdState] = {}
+        self.seq = 0
+        self.events = 0  # ready fds over every wait traced
+        self.bytes_moved = 0  # read and written, over every call traced
+        self._maps: dict[int, dict[int, int]] = {}  # epfd -> {data: fd}
+        self._gone: dict[int, dict[int, int]] = {}  # epfd -> {data: fd} no longer registered
+        self._lists: dict[int, list[Registration]] = {}  # the interest lists the maps are of
+        self._files: dict[int, str] = {}
+        self._history: deque[tuple[float, int, int, int]] = deque()  # now, waits, events, bytes
+
+    @property
+    def name(self) -> str:
+        return self.tracer.name
+
+    def stop(self) -> None:
+        self.tracer.stop()
+
+    # ---- taking the trace in -------------------------------------------------------------
+
+    def observe(self, now: float, epoll_sets: dict[int, list[Registration]],
+                files: dict[int, str]) -> None:
+        """Apply every call traced since the last observe. `epoll_sets`: the interest lists
+        just read; `files`: fd -> what it is now (/proc/PID/fd links), so an fd number that
+        now names another file starts a fresh history."""
+        for fd in [fd for fd, link in self._files.items() if files.get(fd) != link]:
+            self.fds.pop(fd, None)
+        self._files = files
+        self._update_maps(epoll_sets)
+        calls = self.tracer.drain()
+        calls.sort(key=_end)  # nearly sorted already: the tools print as calls return
+        for call in calls:
+            if isinstance(call, TracedWait):
+                self._wait(call, epoll_sets)
+            else:
+                self._io(call)
+        history = self._history
+        history.append((now, self.seq, self.events, self.bytes_moved))
+        while len(history) > 2 and now - history[1][0] >= RATE_WINDOW:
+            history.popleft()
+
+    def _update_maps(self, epoll_sets: dict[int, list[Registration]]) -> None:
+        for epfd, regs in epoll_sets.items():
+            if self._lists.get(epfd) is regs:
+                continue  # the same list as last time: nothing changed
+            old = self._maps.get(epfd, {})
+            new = {reg.data: reg.tfd for reg in regs}
+            gone = self._gone.setdefault(epfd, {})
+            gone.update((data, fd) for data, fd in old.items() if data not in new)
+            for data in [data for data in gone if data in new]:
+                del gone[data]
+            while len(gone) > GONE_KEPT:
+                del gone[next(iter(gone))]
+            self._maps[epfd], self._lists[epfd] = new, regs
+        for epfd in [epfd for epfd in self._maps if epfd not in epoll_sets]:
+            del self._maps[epfd], self._lists[epfd]
+            self._gone.pop(epfd, None)
+
+    def _wait(self, call: TracedWait, epoll_sets: dict[int, list[Registration]]) -> None:
+        self.seq += 1
+        ready = call.ready
+        unmapped: list[int] = []
+        registered = call.registered
+        if call.syscall in EPOLL_WAITS:
+            table = self._maps.get(call.epfd, {})
+            gone = self._gone.get(call.epfd, {})
+            mapped = []
+            for i in range(0, len(ready), 2):
+                data = ready[i]
+                fd = table.get(data)
+                if fd is None:
+                    fd = gone.get(data, NO_FD)
+                    if fd == NO_FD:
+                        unmapped.append(data)
+                mapped += (fd, ready[i + 1])
+            ready = tuple(mapped)
+            registered = len(epoll_sets.get(call.epfd, ()))
+        count = max(call.count, 0)
+        self.events += count
+        end = call.start + call.duration
+        fds = self.fds
+        for i in range(0, len(ready), 2):
+            fd, events = ready[i], ready[i + 1]
+            if fd == NO_FD:
+                continue
+            state = fds.get(fd)
+            if state is None:
+                state = fds[fd] = FdState()
+            state.reported += 1
+            state.last_events, state.last_ready_at = events, end
+            if events & READ:
+                if state.unread_reports == 0:
+                    state.unread_since = end
+                state.unread_reports += 1
+        self.ring.append(wait_record((self.seq, call.start, call.timeout, call.duration,
+                                      max(registered, 0), ready, count)))
+        self.calls.append(WaitCall(self.seq, call.tid, call.syscall, call.epfd,
+                                   tuple(unmapped), call.error))
+
+    def _io(self, call: TracedIo) -> None:
+        state = self.fds.get(call.fd)
+        if state is None:
+            state = self.fds[call.fd] = FdState()
+        moved = max(call.result, 0)
+        self.bytes_moved += moved
+        if call.is_read:
+            state.reads += 1
+            state.read_bytes += moved
+            state.last_read_at, state.last_read = call.at, call.result
+            state.last_read_asked = call.asked
+            state.unread_reports, state.unread_since = 0, None
+            if call.error == "EAGAIN":
+                state.eagain_at = call.at
+        else:
+            state.writes += 1
+            state.written += moved
+            state.last_write_at = call.at
+            if call.error == "EAGAIN":
+                state.write_eagain_at = call.at
+
+    # ---- what it shows -------------------------------------------------------------------
+
+    def rates(self) -> tuple[float, float, float, float, float, float]:
+        """(waits/s, ready fds/s, ready per wait, wait p50, wait p99, traced bytes/s) over the
+        last RATE_WINDOW or more; the percentiles over the newest waits of that span."""
+        history = self._history
+        (then, waits0, events0, bytes0), (now, waits1, events1, bytes1) = \
+            history[0], history[-1]
+        span = now - then
+        if span <= 0:
+            return 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+        waits = waits1 - waits0
+        recent = sorted(map(_DURATION, list(self.ring)[-waits:] if waits else ()))
+        return (waits / span, (events1 - events0) / span,
+                (events1 - events0) / waits if waits else 0.0,
+                _percentile(recent, 0.50), _percentile(recent, 0.99), (bytes1 - bytes0) / span)
+
+    def info(self) -> TraceInfo:
+        tracer = self.tracer
+        note = tracer.note if tracer.state != TRACE_STOPPED else tracer.ended
+        return TraceInfo(tracer.name, tracer.state, note, tracer.since, self.seq,
+                         tracer.io_calls, tracer.io, tracer.lost())
+
+    def fd_io(self, open_fds) -> tuple[FdIo, ...]:
+        """The reads and writes of the fds open now that the trace saw any of, by fd."""
+        return tuple(state.as_io(fd) for fd, state in sorted(self.fds.items())
+                     if fd in open_fds and (state.reads or state.writes))
+
+
+def _percentile(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
