@@ -32,8 +32,11 @@ from muxtop.snapshot import (
     KIND_OTHER,
     LISTENING,
     OPEN,
+    SOURCE_TRACED,
     STALE_CLOSED,
     STALE_REUSED,
+    STATUS_STOPPED,
+    TRACE_STOPPED,
     ConnView,
     EpollSet,
     Notice,
@@ -46,6 +49,9 @@ from muxtop.snapshot import (
     Totals,
     Watch,
 )
+from muxtop.trace.calls import MULTIPLEXER
+from muxtop.trace.diagnose import TraceDiagnoser
+from muxtop.trace.session import Trace
 
 # TCP state -> the nearest muxtop connection state; the exact one stays in ConnView.tcp.state.
 _CONN_STATE = {
@@ -77,19 +83,22 @@ class Attacher:
                  fd_pressure: float = FD_PRESSURE_SHARE, clock=time.monotonic) -> None:
         self.pid = pid
         self._clock = clock
+        self.name = ""
         try:
             self._proc = psutil.Process(pid)
             self.name = self._proc.name()
             status = self._proc.status()
-            self._cmdline = shlex.join(self._proc.cmdline()) or f"[{self.name}]"
+            self._cmdline = command_line(self._proc.cmdline(), self.name)
             create_time = self._proc.create_time()
+        except psutil.ZombieProcess:  # a subclass of NoSuchProcess: it did exist
+            status = psutil.STATUS_ZOMBIE
         except psutil.NoSuchProcess:
             raise AttachError(f"no process with PID {pid}") from None
         except psutil.AccessDenied:
             raise AttachError(self._denied()) from None
         if status == psutil.STATUS_ZOMBIE:
-            raise AttachError(f"process {pid} ({self.name}) has exited "
-                              "(a zombie its parent has not reaped)")
+            raise AttachError(f"process {pid}{f' ({self.name})' if self.name else ''} has "
+                              "exited (a zombie its parent has not reaped)")
         try:
             procfs.list_fds(pid)
         except PermissionError:
@@ -111,6 +120,19 @@ class Attacher:
         self._fd_seen: dict[tuple[int, str], float] = {}
         self._counters: dict[int, tuple[int, int]] = {}  # inode -> (bytes in, bytes out)
         self._counters_at: float | None = None
+        self.trace: Trace | None = None
+        self._trace_review: TraceDiagnoser | None = None
+        self._trace_state = ""  # the tracer state last told in a Notice
+
+    def use_trace(self, trace: Trace) -> Attacher:
+        """Add a started Trace of the process's wait calls (attach --trace): its ready lists,
+        wait figures and findings join every read. The Attacher stops it when the process
+        exits or on `close()`."""
+        self.trace = trace
+        self._trace_review = TraceDiagnoser(self.stuck_after)
+        if trace.tracer.note:
+            self._notice(self._clock(), "warning", f"{trace.name}: {trace.tracer.note}")
+        return self
 
     @property
     def stuck_after(self) -> float:
@@ -131,7 +153,13 @@ class Attacher:
                 self._last = snapshot
                 return snapshot
             self._notice(now, "error", f"process {self.pid} ({self.name}) exited")
+            self.close()
         return self._repeat(now, wall)
+
+    def close(self) -> None:
+        """Stop the tracer, if any (reading /proc needs no cleanup)."""
+        if self.trace is not None:
+            self.trace.stop()
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -167,7 +195,16 @@ class Attacher:
         sockets = [_socket_facts(fd, ino, inet.get(ino), unix.get(ino), diags.get(ino),
                                  watches.get(fd, ()))
                    for fd, ino in sorted(inodes.items())]
-        diagnoses = self.diagnoser.observe(now, sockets, process)
+        rates = self._byte_rates(now, sockets)
+        held = process.status == STATUS_STOPPED  # SIGSTOP: its queues say nothing now
+        trace, trace_found, proven = self.trace, [], set()
+        if trace is not None:
+            trace.observe(now, epoll_sets, links)
+            trace_found, proven = self._trace_review.review(
+                now, trace, sockets, rates.bytes_in + rates.bytes_out, held)
+            self._trace_notice(now)
+        diagnoses = self.diagnoser.observe(now, sockets, process, held=held,
+                                           extra=trace_found, proven=proven)
         flagged = {fd for d in diagnoses for fd in d.named_fds()}  # "!": a finding names it
 
         views = [self._socket_view(facts, inet.get(facts.inode), unix.get(facts.inode),
@@ -184,20 +221,21 @@ class Attacher:
                 seen[fd, links[fd]] = first = self._fd_seen.get((fd, links[fd]), now)
                 views.append(_plain_view(fd, KIND_OTHER, links[fd], watches[fd], first))
         self._fd_seen = seen
+        if trace is not None:
+            views = _with_last_events(views, trace)
         views.sort(key=lambda view: view.fd)
 
         all_masks = [reg.mask for regs in epoll_sets.values() for reg in regs]
-        return Snapshot(
+        snapshot = Snapshot(
             source="attach", taken_at=now, wall_time=wall, started_at=self._started_at,
             # Without an epoll fd the process may use select, poll or blocking calls: the
-            # fd table cannot say which.
+            # fd table cannot say which (a trace can).
             backend="epoll" if epoll_sets else "?",
             trigger=epoll.summarize_triggers(all_masks),
             protocol="?",
             listen=", ".join(_local(inet.get(f.inode), unix.get(f.inode))
                              for f in sockets if f.kind == KIND_LISTENER),
-            connections=tuple(views), waits=(), totals=_NO_TOTALS,
-            rates=self._byte_rates(now, sockets),
+            connections=tuple(views), waits=(), totals=_NO_TOTALS, rates=rates,
             process=process, registered=len(all_masks),
             open_connections=sum(1 for f in sockets if f.kind == KIND_CONN),
             notices=tuple(self._notices), diagnoses=diagnoses, target=self._target(),
@@ -207,6 +245,15 @@ class Attacher:
             sockets=tuple(_socket_info(f, inet.get(f.inode), unix.get(f.inode))
                           for f in sockets),
         )
+        return snapshot if trace is None else _traced(snapshot, trace, links)
+
+    def _trace_notice(self, now: float) -> None:
+        """A Notice when the tracer stops on its own (killed, the tool failed)."""
+        info = self.trace.info()
+        if info.state != self._trace_state:
+            if info.state == TRACE_STOPPED:
+                self._notice(now, "error", f"tracing stopped: {info.note}")
+            self._trace_state = info.state
 
     def _target(self) -> ProcessInfo:
         return ProcessInfo(self.pid, self._cmdline, self.stuck_after)
@@ -252,13 +299,15 @@ class Attacher:
 
     def _process_stats(self, num_fds: int) -> ProcessStats:
         with self._proc.oneshot():
-            if self._proc.status() == psutil.STATUS_ZOMBIE:
+            status = self._proc.status()
+            if status == psutil.STATUS_ZOMBIE:
                 raise _Gone()
             self.name = self._proc.name()
             stats = ProcessStats(
                 pid=self.pid, name=self.name, cpu_percent=self._proc.cpu_percent(None),
                 rss=self._proc.memory_info().rss, num_fds=num_fds,
-                fd_limit=procfs.read_fd_limit(self.pid), threads=self._proc.num_threads())
+                fd_limit=procfs.read_fd_limit(self.pid), threads=self._proc.num_threads(),
+                status=status)
         return stats
 
     def _socket_view(self, facts: SocketFacts, inet, unix, diag, regs,
@@ -431,3 +480,42 @@ def _plain_view(fd: int, kind: str, note: str, regs, first: float) -> ConnView:
         bytes_in=0, bytes_out=0, msgs_in=0, msgs_out=0, opened_at=first, last_io_at=first,
         closed_at=None, tcp=None, flags=_flags(regs, False), history=(), note=note,
         watched_by=tuple(reg.epfd for reg in regs))
+
+
+def command_line(parts: list[str], name: str) -> str:
+    """The command line as a shell would take it; a title the process wrote over its own
+    arguments (redis, nginx: "redis-server *:6379" then NULs) as it reads."""
+    while parts and parts[-1] == "":
+        parts = parts[:-1]  # the NULs that pad a rewritten title
+    if not parts:
+        return f"[{name}]"  # a kernel thread, or a process that blanked its arguments
+    if len(parts) == 1:
+        return parts[0]  # quoting would wrap a title's spaces in quotes
+    return shlex.join(parts)
+
+
+def _with_last_events(views: list[ConnView], trace: Trace) -> list[ConnView]:
+    """ConnViews with what the last traced wait reported for each fd ("last ev")."""
+    fds = trace.fds
+    shown = []
+    for view in views:
+        state = fds.get(view.fd)
+        if state is not None and state.last_ready_at is not None:
+            view = view._replace(last_events=state.last_events, last_ready=state.last_ready_at)
+        shown.append(view)
+    return shown
+
+
+def _traced(snapshot: Snapshot, trace: Trace, links: dict[int, str]) -> Snapshot:
+    """The attach Snapshot with the trace's ready-list ring, wait figures and reads/writes."""
+    waits_per_s, events_per_s, per_wait, p50, p99, _ = trace.rates()
+    rates = snapshot.rates._replace(waits=waits_per_s, events=events_per_s,
+                                    ready_per_wait=per_wait, wait_p50=p50, wait_p99=p99)
+    waits = tuple(trace.ring)
+    backend = snapshot.backend
+    if waits and backend == "?":  # the trace knows what it waits with
+        backend = MULTIPLEXER[trace.calls[-1].syscall]
+    return dataclasses.replace(
+        snapshot, source=SOURCE_TRACED, backend=backend, waits=waits,
+        wait_calls=tuple(trace.calls), trace=trace.info(), fd_io=trace.fd_io(links),
+        rates=rates, totals=snapshot.totals._replace(waits=trace.seq, events=trace.events))

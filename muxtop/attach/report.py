@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from muxtop import events
+from muxtop.attach import traced
 from muxtop.findings import evidence_text
 from muxtop.kernel import epoll
-from muxtop.snapshot import KIND_EPOLL, KIND_LISTENER, ConnView, Snapshot, SocketInfo
+from muxtop.snapshot import (
+    KIND_EPOLL,
+    KIND_LISTENER,
+    STATUS_STOPPED,
+    STOPPED_NOTE,
+    ConnView,
+    Snapshot,
+    SocketInfo,
+)
 
 
 def to_json(snapshot: Snapshot) -> dict:
@@ -35,6 +44,7 @@ def to_json(snapshot: Snapshot) -> dict:
         "fds": [_fd_json(view, sockets.get(view.fd)) for view in snapshot.connections],
         "diagnoses": [d.as_json() for d in snapshot.diagnoses],
         "notices": [{"level": n.level, "text": n.text} for n in snapshot.notices],
+        **(traced.traced_json(snapshot) if snapshot.trace is not None else {}),
     }
 
 
@@ -61,7 +71,8 @@ def header_lines(snapshot: Snapshot) -> list[str]:
     lines = []
     if p is not None:
         lines.append(f"PID {p.pid} {p.name}  cpu {p.cpu_percent:.1f}%  rss {_size(p.rss)}  "
-                     f"threads {p.threads}  fds {p.num_fds}/{p.fd_limit or '?'}")
+                     f"threads {p.threads}  fds {p.num_fds}/{p.fd_limit or '?'}"
+                     + (f"  STOPPED ({STOPPED_NOTE})" if p.status == STATUS_STOPPED else ""))
     lines.append(f"cmdline: {snapshot.target.cmdline if snapshot.target else ''}")
     lines.append(f"backend {snapshot.backend}  trigger {snapshot.trigger}  "
                  f"registered {snapshot.registered}  connections {snapshot.open_connections}  "
@@ -110,5 +121,6 @@ def diagnosis_lines(snapshot: Snapshot) -> list[str]:
 def to_text(snapshot: Snapshot) -> str:
     """The readable report of `muxtop attach PID --once`."""
     parts = [header_lines(snapshot), epoll_lines(snapshot), fd_table(snapshot),
-             diagnosis_lines(snapshot), [f"{n.level}: {n.text}" for n in snapshot.notices]]
+             traced.wait_lines(snapshot), diagnosis_lines(snapshot),
+             [f"{n.level}: {n.text}" for n in snapshot.notices]]
     return "\n\n".join("\n".join(part) for part in parts if part) + "\n"

@@ -13,7 +13,7 @@ from concurrent.futures import Future
 
 from muxtop.attach.reader import Attacher
 from muxtop.engine.commands import Outcome
-from muxtop.snapshot import Snapshot
+from muxtop.snapshot import SOURCE_TRACED, Snapshot
 from muxtop.source import answered
 
 DEFAULT_INTERVAL = 0.5
@@ -24,7 +24,6 @@ class AttachSource:
     """`start()` takes the first look at once (so the first frame has rows) and starts the
     reader thread; `stop()` ends it."""
 
-    kind = "attach"
     shares_gil = False  # the process we look at has a GIL of its own
     announces_refusals = False
     read_only = READ_ONLY
@@ -32,6 +31,8 @@ class AttachSource:
 
     def __init__(self, attacher: Attacher, interval: float = DEFAULT_INTERVAL) -> None:
         self.attacher = attacher
+        # A traced process draws with its ready lists: another kind of picture.
+        self.kind = SOURCE_TRACED if attacher.trace is not None else "attach"
         self.interval = interval
         self.reads = 0
         self._snapshot: Snapshot | None = None
@@ -72,3 +73,4 @@ class AttachSource:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=self.interval + 5)
+        self.attacher.close()
