@@ -252,15 +252,9 @@ def header(h: Header, s: Snapshot) -> None:
         h.add(f"  ({s.totals.rejected:,} rejected, {s.totals.accept_errors:,} accept errors)",
               "label")
     h.newline()
-    r = s.rates
-    h.pair("waits/s", fmt.count(r.waits))
-    h.pair("events/s", fmt.count(r.events))
-    share = f" ({100 * r.ready_per_wait / s.registered:.1f}%)" if s.registered else ""
-    h.pair("ready/wait", f"{r.ready_per_wait:.2f} of {s.registered:,} registered{share}")
-    h.pair("wait p50", fmt.duration(r.wait_p50))
-    h.pair("p99", fmt.duration(r.wait_p99))
-    h.pair("waits", f"{s.totals.waits:,}", "")
+    wait_figures(h, s)
     h.newline()
+    r = s.rates
     h.pair("in", fmt.rate(r.bytes_in))
     h.pair("out", fmt.rate(r.bytes_out))
     h.pair("accepts/s", fmt.count(r.accepts), "   ")
@@ -271,6 +265,19 @@ def header(h: Header, s: Snapshot) -> None:
         h.pair("fds", f"{p.num_fds:,}/{p.fd_limit:,}")
         h.pair("threads", str(p.threads))
         h.pair("pid", str(p.pid), "")
+
+
+def wait_figures(h: Header, s: Snapshot) -> None:
+    """How the loop is doing, from its wait calls: the rate, how many fds each returns, how
+    long each blocks."""
+    r = s.rates
+    h.pair("waits/s", fmt.count(r.waits))
+    h.pair("events/s", fmt.count(r.events))
+    share = f" ({100 * r.ready_per_wait / s.registered:.1f}%)" if s.registered else ""
+    h.pair("ready/wait", f"{r.ready_per_wait:.2f} of {s.registered:,} registered{share}")
+    h.pair("wait p50", fmt.duration(r.wait_p50))
+    h.pair("p99", fmt.duration(r.wait_p99))
+    h.pair("waits", f"{s.totals.waits:,}", "")
 
 
 ENGINE = SourceView(

@@ -11,6 +11,7 @@ from muxtop.snapshot import (
     FLAG_MEANINGS,
     KIND_EPOLL,
     KIND_LISTENER,
+    STATUS_STOPPED,
     ConnView,
     Snapshot,
 )
@@ -220,20 +221,37 @@ def _mask(w) -> str:
 
 def header(h: Header, s: Snapshot) -> None:
     """Line 1: which process; 2: its command line; 3: what it costs, and its epoll sets."""
+    process_line(h, s)
+    h.newline()
+    command_line(h, s)
+    h.newline()
+    resources_line(h, s)
+
+
+def process_line(h: Header, s: Snapshot) -> None:
     p, target = s.process, s.target
     h.add("muxtop attach ", "title")
     h.add(fmt.plain(p.name) if p is not None else "?", "mode")
     h.add(f" pid {target.pid if target else '?'}  ", "label")
+    if p is not None and p.status == STATUS_STOPPED:
+        h.add(" STOPPED ", "alert")  # SIGSTOP: nothing it does moves; read findings wait
+        h.add("  ")
     h.pair("mux", f"{s.backend}/{s.trigger}")
     h.pair("up", fmt.uptime(s.taken_at - s.started_at))
     h.pair("listen", fmt.plain(s.listen) or "-")
     h.pair("conns", f"{s.open_connections:,}", "")
-    h.newline()
+
+
+def command_line(h: Header, s: Snapshot) -> None:
+    target = s.target
     h.add("cmd ", "label")
-    # Cut here: a long command line must not wrap onto the third line.
+    # Cut here: a long command line must not wrap onto the next line.
     room = max(10, h.width - 2 - len("cmd "))
     h.add(fmt.fit(fmt.plain(target.cmdline if target else ""), room).rstrip())
-    h.newline()
+
+
+def resources_line(h: Header, s: Snapshot) -> None:
+    p = s.process
     if p is not None:
         h.pair("cpu", f"{p.cpu_percent:.0f}%")
         h.pair("rss", fmt.size(p.rss))
@@ -271,5 +289,5 @@ def trigger_summary(all_masks: list[int]) -> str:
 PROCESS = SourceView(
     title="muxtop attach", columns=COLUMNS, sort_cycle=SORT_CYCLE, facts=ProcessFacts,
     sections=(multiplexer, queues, tcp_info, engine.history, engine.findings, registrations),
-    header=header, has_waits=False, pinned_first=False, stopped="EXITED",
+    header=header, has_waits=False, pinned_first=False, stopped="EXITED", interest_lists=True,
     help_title="Attached to another process", help_intro=INTRO, columns_help=COLUMNS_HELP)

@@ -6,6 +6,7 @@ screen are drawn, so the ring's length and the connection count never touch the 
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Callable
 from operator import itemgetter
 from typing import ClassVar
 
@@ -26,6 +27,8 @@ WIDTHS = (9, 11, 8, 8, 12)
 LABELS = ("seq", "at", "timeout", "blocked", "ready/reg", "ready fds (events)")
 HEADER = " ".join(fmt.fit(label, w, right=True) for label, w in zip(LABELS, WIDTHS)) \
     + " " + LABELS[-1]
+LABEL_WIDTH = 21  # the view's own column (a traced process: thread and syscall)
+LABEL_HEADER = "thread call(epfd)"
 _SEQ = itemgetter(0)
 
 
@@ -51,8 +54,12 @@ class ReadyLog(PaletteMixin, ScrollView, can_focus=True):
     """
 
     def __init__(self, *, name: str | None = None, id: str | None = None,
-                 classes: str | None = None) -> None:
+                 classes: str | None = None,
+                 label: Callable[[Snapshot, int], str] | None = None) -> None:
+        """`label(snapshot, index)`: the text of an extra column for the wait at that index
+        of snapshot.waits (a traced process: its thread and syscall)."""
         super().__init__(name=name, id=id, classes=classes)
+        self.label = label
         self.hide_empty = False
         self._waits: tuple[WaitRecord, ...] = ()
         self._busy: list[int] | None = None  # indices of waits that returned something
@@ -82,15 +89,17 @@ class ReadyLog(PaletteMixin, ScrollView, can_focus=True):
     def _count(self) -> int:
         return len(self._busy) if self._busy is not None else len(self._waits)
 
-    def _record(self, line: int) -> WaitRecord | None:
-        """The record drawn on a content line (0 = newest)."""
+    def _index(self, line: int) -> int | None:
+        """The index in the waits of the record drawn on a content line (0 = newest)."""
         n = self._count()
         if not 0 <= line < n:
             return None
         index = n - 1 - line
-        if self._busy is not None:
-            index = self._busy[index]
-        return self._waits[index]
+        return self._busy[index] if self._busy is not None else index
+
+    def _record(self, line: int) -> WaitRecord | None:
+        index = self._index(line)
+        return None if index is None else self._waits[index]
 
     def _top_seq(self) -> int | None:
         record = self._record(round(self.scroll_y))
@@ -131,13 +140,18 @@ class ReadyLog(PaletteMixin, ScrollView, can_focus=True):
         width, scroll_y, palette = self._frame
         base = palette[""]
         if y == 0:
-            return Strip([Segment(fmt.fit(HEADER, width), base + palette["header"])], width)
-        record = self._record(scroll_y + y - 1)
-        if record is None:
+            header = HEADER if self.label is None else HEADER.replace(
+                LABELS[-1], fmt.fit(LABEL_HEADER, LABEL_WIDTH) + " " + LABELS[-1])
+            return Strip([Segment(fmt.fit(header, width), base + palette["header"])], width)
+        index = self._index(scroll_y + y - 1)
+        if index is None:
             return Strip.blank(width, base)
-        return self._line(record, width, palette).crop_extend(0, width, base)
+        label = None
+        if self.label is not None and self._snapshot is not None:
+            label = self.label(self._snapshot, index)
+        return self._line(self._waits[index], width, palette, label).crop_extend(0, width, base)
 
-    def _line(self, w: WaitRecord, width: int, palette) -> Strip:
+    def _line(self, w: WaitRecord, width: int, palette, label: str | None = None) -> Strip:
         base = palette[""]
         head = " ".join((
             fmt.fit(f"{w.seq:,}", WIDTHS[0], True),
@@ -146,6 +160,8 @@ class ReadyLog(PaletteMixin, ScrollView, can_focus=True):
             fmt.fit(fmt.duration(w.duration), WIDTHS[3], True),
             fmt.fit(f"{w.count}/{w.registered}", WIDTHS[4], True),
         )) + " "
+        if label is not None:
+            head += fmt.fit(label, LABEL_WIDTH) + " "
         if not w.ready:
             return Strip([Segment(head + ("timed out" if w.timeout else "nothing ready"),
                                   base + palette["empty"])])
