@@ -192,6 +192,7 @@ class ProcessInfo(NamedTuple):
     pid: int
     cmdline: str  # the target's text: show it plain, escaped
     stuck_after: float  # seconds a queue must stay stuck to count
+    netns: str = ""  # "": muxtop's own network namespace; else the target's (net:[...])
 
 
 class Watch(NamedTuple):

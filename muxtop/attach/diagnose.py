@@ -75,6 +75,7 @@ class SocketTrack:
     tx_last: int = 0
     tx_acked_mark: int | None = None
     _queues: tuple = ()
+    _facts: SocketFacts | None = None  # the last sample's, to tell an unchanged one at once
 
     @property
     def unread_since(self) -> float | None:
@@ -83,6 +84,12 @@ class SocketTrack:
 
     def observe(self, now: float, facts: SocketFacts) -> None:
         self.samples += 1
+        if facts is self._facts:  # nothing moved since the last sample (most sockets)
+            self.state_samples += 1
+            if self.tx_since is not None:
+                self.tx_samples += 1
+            return
+        self._facts = facts
         state = facts.tcp_state or facts.kind
         if state != self.state or not self.history:
             if state != self.state:
@@ -150,6 +157,8 @@ class Diagnoser:
 
         found = []
         for facts in sockets:
+            if not facts.rx_queue and not facts.tx_queue and facts.kind != KIND_LISTENER:
+                continue  # nothing queued either way: nothing to find (most sockets)
             track = tracks[facts.inode]
             if not held and facts.fd not in proven:
                 found += self._stuck_read(now, facts, track)

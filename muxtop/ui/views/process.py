@@ -20,18 +20,43 @@ from muxtop.ui.views import engine
 from muxtop.ui.views.base import ALERT, WARN, Column, Detail, Facts, Header, SourceView
 
 
+class _ByIdentity:
+    """The last value made from a sequence of parts, kept while the parts are the same
+    objects: the attach reader hands over the same EpollSet while an interest list does not
+    change, so thousands of watches are not walked again every Snapshot."""
+
+    def __init__(self, make) -> None:
+        self.make = make
+        self.parts: tuple = ()
+        self.value = None
+
+    def __call__(self, parts: tuple):
+        if len(parts) != len(self.parts) or any(a is not b for a, b in zip(parts, self.parts)):
+            self.parts, self.value = parts, self.make(parts)
+        return self.value
+
+
+def _watches_by_fd(epoll_sets: tuple) -> dict[int, list[tuple[int, int]]]:
+    watches: dict[int, list[tuple[int, int]]] = {}  # fd -> [(epoll fd, mask)]
+    for e in epoll_sets:
+        for w in e.watches:
+            watches.setdefault(w.fd, []).append((e.fd, w.mask))
+    return watches
+
+
+_WATCHES = _ByIdentity(_watches_by_fd)
+_SOCKETS = _ByIdentity(lambda sockets: {k.fd: k for k in sockets})
+
+
 class ProcessFacts(Facts):
     """The attach parts of a Snapshot by fd: sockets, the registrations watching each fd,
     the epoll sets, and the kinds of finding that name each fd."""
 
     def __init__(self, snapshot: Snapshot) -> None:
         super().__init__(snapshot)
-        self.sockets = {k.fd: k for k in snapshot.sockets}
+        self.sockets = _SOCKETS(snapshot.sockets)
         self.epoll = {e.fd: e for e in snapshot.epoll}
-        self.watches: dict[int, list[tuple[int, int]]] = {}  # fd -> [(epoll fd, mask)]
-        for e in snapshot.epoll:
-            for w in e.watches:
-                self.watches.setdefault(w.fd, []).append((e.fd, w.mask))
+        self.watches = _WATCHES(snapshot.epoll)
         self.findings: dict[int, list[str]] = {}
         for d in snapshot.diagnoses:
             for fd in d.named_fds():
@@ -259,11 +284,11 @@ def resources_line(h: Header, s: Snapshot) -> None:
         limit = f"{p.fd_limit:,}" if p.fd_limit > 0 else "?"
         share = f" ({100 * p.num_fds / p.fd_limit:.0f}%)" if p.fd_limit > 0 else ""
         h.pair("fds", f"{p.num_fds:,}/{limit}{share}", "   ")
-    all_masks = [w.mask for e in s.epoll for w in e.watches]
+    watching = sum(len(e.watches) for e in s.epoll)
     h.pair("epoll", f"{len(s.epoll)} instance{'s' * (len(s.epoll) != 1)}")
-    h.pair("watching", f"{len(all_masks):,} fds", "")
-    if all_masks:
-        h.add(f" ({trigger_summary(all_masks)})", "label")
+    h.pair("watching", f"{watching:,} fds", "")
+    if watching:
+        h.add(f" ({_TRIGGERS(s.epoll)})", "label")
     h.add("   ")
     h.pair("in", fmt.rate(s.rates.bytes_in))
     h.pair("out", fmt.rate(s.rates.bytes_out))
@@ -284,6 +309,10 @@ def trigger_summary(all_masks: list[int]) -> str:
     if disarmed:
         parts[-1] += f" ({disarmed} disarmed)"  # oneshot is last when any is disarmed
     return ", ".join(parts)
+
+
+_TRIGGERS = _ByIdentity(lambda epoll_sets: trigger_summary(
+    [w.mask for e in epoll_sets for w in e.watches]))
 
 
 PROCESS = SourceView(

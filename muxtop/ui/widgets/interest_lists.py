@@ -24,8 +24,15 @@ class InterestLists(Static):
     }
     """
 
+    _shown: Text | None = None
+
     def show(self, snapshot: Snapshot) -> None:
-        self.update(describe_process(snapshot))
+        text = describe_process(snapshot)
+        # update() lays the whole screen out again: only when the text did change.
+        if self._shown is None or text.plain != self._shown.plain or \
+                text.spans != self._shown.spans:
+            self._shown = text
+            self.update(text)
         count = len(snapshot.diagnoses)
         self.border_title = f"epoll interest lists · {count} finding{'s' * (count != 1)}"
 
