@@ -12,10 +12,12 @@ WRITE = 0x004
 ERROR = 0x008
 HANGUP = 0x010
 INVALID = 0x020  # POLLNVAL: the fd was not open
+RDHUP = 0x2000  # POLLRDHUP: the peer shut down writing (a FIN), seen by epoll when asked for
 
-_NAMES = ((READ, "R"), (WRITE, "W"), (ERROR, "E"), (HANGUP, "H"), (INVALID, "N"))
+_NAMES = ((READ, "R"), (WRITE, "W"), (ERROR, "E"), (HANGUP, "H"), (INVALID, "N"),
+          (RDHUP, "F"))
 _LONG = ((READ, "READ"), (WRITE, "WRITE"), (ERROR, "ERROR"), (HANGUP, "HANGUP"),
-         (INVALID, "INVALID"))
+         (INVALID, "INVALID"), (RDHUP, "RDHUP"))
 
 
 class Ready(NamedTuple):

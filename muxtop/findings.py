@@ -67,3 +67,20 @@ def evidence_text(key: str, value: object) -> str:
     if isinstance(value, tuple):
         return ", ".join(map(str, value)) or "-"
     return str(value)
+
+
+# Evidence keys as a person reads them; any other key reads with its underscores as spaces.
+EVIDENCE_LABELS = {
+    "rx_queue": "kernel rx queue (bytes)", "tx_queue": "kernel tx queue (bytes)",
+    "out_buffer": "app out-buffer (bytes)", "seconds_since_read": "seconds since a read",
+    "seconds_without_progress": "seconds without progress", "app_read_bytes": "bytes the app read",
+    "epoll_fd": "epoll fd", "fd_setsize": "FD_SETSIZE", "fd_limit": "fd limit (RLIMIT_NOFILE)",
+    "open_fds": "open fds", "num_fds": "open fds", "waits_per_s": "waits per second",
+    "events_per_s": "ready fds per second", "bytes_per_s": "bytes per second",
+    "last_events": "last events", "tx_queue_at_start": "tx queue at the start (bytes)",
+    "bytes_acked": "bytes acknowledged", "accept_queue": "accept queue", "fds": "fds",
+}
+
+
+def evidence_label(key: str) -> str:
+    return EVIDENCE_LABELS.get(key, key.replace("_", " "))

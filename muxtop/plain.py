@@ -26,7 +26,7 @@ class PlainFormError(ValueError):
 # ---- to plain ---------------------------------------------------------------------------
 
 def wait_to_plain(w: WaitRecord) -> list:
-    return [w.seq, w.start, w.timeout, w.duration, w.registered, list(w.ready), w.count]
+    return [w.seq, w.start, w.timeout, w.duration, w.registered, list(w.ready), w.count, w.cpu]
 
 
 def view_to_plain(v: ConnView) -> list:
@@ -74,8 +74,9 @@ def wait_call_to_plain(c: WaitCall) -> list:
 # ---- from plain -------------------------------------------------------------------------
 
 def wait_from_plain(row: list) -> WaitRecord:
-    seq, start, timeout, duration, registered, ready, count = row
-    return snap.wait_record((seq, start, timeout, duration, registered, tuple(ready), count))
+    seq, start, timeout, duration, registered, ready, count, *cpu = row  # cpu: added later
+    return snap.wait_record((seq, start, timeout, duration, registered, tuple(ready), count,
+                             cpu[0] if cpu else None))
 
 
 def wait_call_from_plain(row: list) -> WaitCall:

@@ -27,6 +27,8 @@ KIND_CONN, KIND_LISTENER, KIND_CONTROL, KIND_EPOLL, KIND_OTHER = (
     "conn", "listener", "control", "epoll", "other")
 
 
+CPU_SAMPLE_EVERY = 0.002  # seconds between probes (WaitRecord.cpu), at least; each one is a
+# wait call more and two clock_gettime(CLOCK_THREAD_CPUTIME_ID) syscalls
 READY_KEPT = 64  # ready pairs a WaitRecord keeps: a ring of 4,096 full lists of 1,000 fds
 # would hold millions of objects, and the allocator's churn would slow the server itself
 
@@ -43,6 +45,10 @@ class WaitRecord(NamedTuple):
     # kept for thousands of waits, kept the garbage collector busy). pairs() pairs them.
     ready: tuple[int, ...]
     count: int  # how many fds were ready (may be more than `ready` keeps)
+    # CPU seconds the thread spent inside the call, on the probes: calls made with no
+    # timeout every CPU_SAMPLE_EVERY or so, which return at once, so this is what looking
+    # at the fds costs (the kernel's scan, mostly); None on every other call.
+    cpu: float | None = None
 
     def pairs(self) -> Iterator[tuple[int, int]]:
         """The (fd, events) pairs of `ready`."""
@@ -173,6 +179,10 @@ class Rates(NamedTuple):
     ready_per_wait: float
     wait_p50: float  # seconds
     wait_p99: float
+    wait_cpu: float = 0.0  # median CPU seconds of the measured wait calls
+    registered_per_wait: float = 0.0  # mean fds registered per call, over the same second
+    scanned_per_wait: float = 0.0  # mean fds the kernel looked at per call (select and poll:
+    # every registered fd; epoll: the ready ones)
 
 
 class Totals(NamedTuple):

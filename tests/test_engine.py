@@ -46,6 +46,23 @@ def test_half_close_gets_the_rest_then_close(make_engine, backend, trigger):
 
 
 @pytest.mark.parametrize(("backend", "trigger"), MODES, ids=MODE_IDS)
+def test_data_and_fin_together_are_echoed_then_closed(make_engine, backend, trigger):
+    """The FIN rides with the last bytes (one event): an edge reader that stops at its short
+    read must still see it (RDHUP), or the connection hangs in CLOSE_WAIT."""
+    engine = make_engine(backend=backend, trigger=trigger)
+    for size in (100, 70_000):  # one short read; a read that fills the buffer, then one more
+        with socket.create_connection(engine.address, timeout=5) as client:
+            payload = os.urandom(size)
+            client.sendall(payload)
+            client.shutdown(socket.SHUT_WR)
+            echoed = b""
+            while chunk := client.recv(65536):  # b"": the server closed its end
+                echoed += chunk
+            assert echoed == payload
+    wait_for(lambda: engine.snapshot().open_connections == 0)
+
+
+@pytest.mark.parametrize(("backend", "trigger"), MODES, ids=MODE_IDS)
 def test_reset_peer_is_cleaned_up(make_engine, backend, trigger):
     engine = make_engine(backend=backend, trigger=trigger)
     with socket.create_connection(engine.address, timeout=5) as client:

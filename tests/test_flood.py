@@ -4,24 +4,22 @@ the FloodProcess API."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import resource
 import socket
 import subprocess
 import sys
-import threading
 import time
-from array import array
-from typing import Self
 
 import pytest
 from echo_server import EchoServer
+from echo_servers import AsyncioEchoServer
 
 from muxtop.flood import cli
+from muxtop.flood.latency import Latency
 from muxtop.flood.payload import Payloads
-from muxtop.flood.process import DEFAULT_FLOOD, FloodProcess, FloodSettings
+from muxtop.flood.process import DEFAULT_FLOOD, SEED_FLOOD, FloodProcess, FloodSettings
 from muxtop.flood.stats import FloodStats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -61,49 +59,6 @@ def echo_server():
 def target(server) -> str:
     host, port = server.address
     return f"{host}:{port}"
-
-
-class AsyncioEchoServer:
-    """The plainest asyncio echo server, on its own loop in a thread."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.address: tuple[str, int] | None = None
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    async def _echo(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        server = self.loop.run_until_complete(
-            asyncio.start_server(self._echo, "127.0.0.1", 0, backlog=4096))
-        self.address = server.sockets[0].getsockname()[:2]
-        self._ready.set()
-        self.loop.run_forever()
-        server.close()
-        self.loop.run_until_complete(server.wait_closed())
-        for task in asyncio.all_tasks(self.loop):
-            task.cancel()
-        self.loop.run_until_complete(asyncio.sleep(0))
-        self.loop.close()
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        assert self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
 
 
 # ------------------------------------------------------------------------------ patterns
@@ -357,7 +312,7 @@ def test_flood_process_reports_progress_ports_and_a_summary_on_stop(echo_server)
 
 @pytest.mark.timeout(30)
 def test_flood_process_runs_to_completion_by_itself(echo_server):
-    flood = FloodProcess(DEFAULT_FLOOD.at(*echo_server.address))
+    flood = FloodProcess(SEED_FLOOD.at(*echo_server.address))
     assert flood.wait(20) == 0
     assert flood.summary["connected"] == 500 and flood.summary["messages_echoed"] == 1500
     assert flood.stop() is flood.summary   # stopping a finished flood is harmless
@@ -371,8 +326,9 @@ def test_flood_process_shows_why_a_flood_was_refused():
 
 
 def test_settings_turn_into_the_flags_of_the_same_names():
-    assert (DEFAULT_FLOOD.pattern, DEFAULT_FLOOD.clients, DEFAULT_FLOOD.messages) == (
-        "echo", 500, 3)
+    assert (SEED_FLOOD.pattern, SEED_FLOOD.clients, SEED_FLOOD.messages) == ("echo", 500, 3)
+    # The dashboard's f: the same clients, long enough to watch (~10 s).
+    assert (DEFAULT_FLOOD.clients, DEFAULT_FLOOD.messages / DEFAULT_FLOOD.rate) == (500, 10)
     settings = FloodSettings("::1", 9000, pattern="slow-reader", clients=7, messages=0,
                              size=100, rate=2.5, connect_rate=10.0, duration=3.0)
     args = cli.build_parser().parse_args(settings.argv())
@@ -394,20 +350,27 @@ def test_messages_depend_on_client_and_sequence():
         assert payloads.message(3, 4) == Payloads(size).message(3, 4)
 
 
-def test_round_trip_percentiles_are_within_half_a_percent_and_merge():
+def test_latency_percentiles_are_within_hdr_precision_and_merge_across_processes():
     samples = [0.0001 * 1.01 ** i for i in range(1000)]   # 0.1 ms .. ~2 s
     parts = [FloodStats(), FloodStats()]
     for i, value in enumerate(samples):
-        parts[i % 2].rtt_pending.append(value)
-    merged = FloodStats.merged(parts)
-    assert merged.rtt_count() == 1000
-    for q in (0.0, 0.5, 0.99):
-        exact = samples[int(q * 999)]
-        assert abs(merged.percentile(q) - exact) <= 0.004 * exact
-    assert merged.percentile(1.0) == max(samples)
+        parts[i % 2].latency.pending.append(value)
+    # One part merged in this process, the other as a worker ships it: encoded intervals.
+    parent = Latency()
+    parent.merge(parts[0].latency)
+    parts[1].latency.fold()
+    parent.absorb(parts[1].latency.cut().encode(), parts[1].latency.max)
+    merged = FloodStats.merged(parts, parent)
+    assert merged.latency.count() == 1000
+    whole = merged.latency.whole_run()
+    for q in (50.0, 90.0, 99.0, 99.9):
+        exact = samples[max(1, int(q / 100 * 1000 + 0.5)) - 1]   # HdrHistogram's rank
+        # 3 significant figures: within 0.1 %, plus 0.025 % for grouping the raw samples.
+        assert abs(whole.get_value_at_percentile(q) / 1e9 - exact) <= 0.00125 * exact
+    assert merged.as_dict()["rtt_ms"]["max"] == round(max(samples) * 1000, 3)
     empty = FloodStats()
-    empty.rtt_pending.extend(array("d"))
-    assert empty.as_dict()["rtt_ms"] == {"p50": None, "p99": None, "max": None}
+    assert empty.as_dict()["rtt_ms"] == {"p50": None, "p90": None, "p99": None,
+                                         "p99.9": None, "p99.99": None, "max": None}
 
 
 @pytest.mark.timeout(20)

@@ -124,7 +124,7 @@ async def test_a_real_stuck_read_shows_in_the_panel_the_flags_and_the_detail_vie
             await pilot.pause()
             assert isinstance(app.screen, DetailScreen)
             body = str(app.screen.query_one("#detail-body").render())
-            assert "stuck-read" in body and "rx_queue" in body and "EAGAIN" in body
+            assert "stuck-read" in body and "kernel rx queue" in body and "EAGAIN" in body
     finally:
         client.close()
         engine.stop()

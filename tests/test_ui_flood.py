@@ -51,7 +51,7 @@ async def test_f_launches_a_flood_shown_in_the_panel_flagged_and_x_stops_it(engi
             await until(lambda: len(open_conns(engine)) >= 12, pilot, what="12 connections")
             await until(lambda: "conns 12" in panel_text(app), pilot, what="panel progress")
             text = panel_text(app)
-            assert "#1 echo 12×0" in text and "running" in text and "bad 0" in text
+            assert "#1 echo 12 × no limit" in text and "running" in text and "bad 0" in text
             assert app.dashboard.side.border_title.startswith("floods")
             # The engine's connections from the flood carry the F flag in the table.
             await until(lambda: sum("F" in v.flags for v in app.dashboard.table.rows) >= 12,
@@ -68,12 +68,39 @@ async def test_f_launches_a_flood_shown_in_the_panel_flagged_and_x_stops_it(engi
         app.floods.close()
 
 
-async def test_f_launches_the_seed_flood_and_it_verifies(engine):
+async def test_f_launches_a_flood_that_stays_on_screen_and_x_stops_it(engine):
     app = MuxtopApp(EngineSource(engine), interval=0.05)
     assert app.flood_settings == DEFAULT_FLOOD
     try:
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("f")
+            (flood,) = app.floods.floods
+            assert (flood.args.pattern, flood.args.clients, flood.args.messages,
+                    flood.args.rate) == ("echo", 500, 20, 2.0)
+            await until(lambda: engine.snapshot().open_connections == 500, pilot, timeout=20,
+                        what="500 connections open at once")
+            await pilot.pause(1.0)
+            assert flood.running and engine.snapshot().open_connections == 500  # still there
+            await pilot.press("x")
+            await until(lambda: flood.summary is not None, pilot, timeout=20, what="summary")
+            assert flood.summary["mismatches"] == 0 and flood.summary["connected"] == 500
+    finally:
+        app.floods.close()
+
+
+async def test_the_seed_flood_is_a_preset_of_the_form_and_it_verifies(engine):
+    app = MuxtopApp(EngineSource(engine), interval=0.05)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("F")
+            await pilot.pause()
+            form = app.screen
+            assert isinstance(form, FloodForm)
+            form.query_one("#preset").value = "seed"
+            await pilot.pause()
+            assert form.query_one("#messages").value == "3"
+            await pilot.click("#launch")
+            await until(lambda: app.floods.floods, pilot, what="the flood starts")
             (flood,) = app.floods.floods
             assert (flood.args.pattern, flood.args.clients, flood.args.messages) == \
                 ("echo", 500, 3)
@@ -117,7 +144,7 @@ async def test_flood_form_rejects_bad_values_then_launches_the_chosen_pattern(en
             (flood,) = app.floods.floods
             assert (flood.args.pattern, flood.args.clients) == ("idle", 7)
             await until(lambda: len(open_conns(engine)) == 7, pilot, what="7 idle connections")
-            await until(lambda: "#1 idle 7×" in panel_text(app), pilot, what="panel")
+            await until(lambda: "#1 idle 7 ×" in panel_text(app), pilot, what="panel")
             await pilot.press("x")
             await until(lambda: not flood.running, pilot, what="idle flood stopped")
             # esc leaves the form without launching anything.
@@ -168,3 +195,47 @@ def test_mark_flags_connections_whose_peer_port_a_flood_holds():
     flagged = {v.peer for v in marked.connections if "F" in v.flags}
     assert flagged == {"10.0.0.4:40003", "10.0.0.11:40010"}  # not the listener on :8080
     assert [v.cid for v in marked.connections] == [v.cid for v in snapshot.connections]
+
+
+async def test_flood_form_offers_the_fault_patterns_and_open_loop(engine):
+    app = MuxtopApp(EngineSource(engine), interval=0.05)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("F")
+            await pilot.pause()
+            form = app.screen
+            assert isinstance(form, FloodForm)
+            for pattern in ("slicer", "stall", "slow-close", "latency", "limit"):
+                form.query_one("#pattern").value = pattern   # refused were it not offered
+                await pilot.pause()
+                assert form.query_one("#pattern-help").content   # and it is explained
+            form.query_one("#pattern").value = "stall"
+            form.query_one("#messages").value = "0"
+            await pilot.click("#launch")
+            await pilot.pause()
+            assert app.screen is form and "stall needs 1 or more" in form.error
+            form.query_one("#pattern").value = "slicer"
+            form.query_one("#messages").value = "0"
+            form.query_one("#clients").value = "4"
+            form.query_one("#open-loop").value = True
+            form.query_one("#rate").value = "0"
+            await pilot.click("#launch")
+            await pilot.pause()
+            assert app.screen is form and form.error.startswith("rate: open loop needs")
+            form.query_one("#rate").value = "5"
+            await pilot.click("#launch")
+            await pilot.pause()
+            assert app.screen is app.dashboard
+            (flood,) = app.floods.floods
+            assert (flood.args.pattern, flood.args.open_loop, flood.args.rate) == (
+                "slicer", True, 5.0)
+            await until(lambda: "open loop" in panel_text(app), pilot, timeout=15,
+                        what=lambda: panel_text(app))
+            await until(lambda: "p99/s" in panel_text(app), pilot, what="latency trend")
+            assert flood.running, list(flood.errors)
+            await pilot.press("x")
+            await until(lambda: not flood.running, pilot, what="flood stopped")
+            assert flood.summary["mode"] == "open-loop" and flood.summary["slices"] > 0
+            assert flood.summary["mismatches"] == 0
+    finally:
+        app.floods.close()

@@ -112,10 +112,15 @@ def test_plain_and_fit_keep_cells_exact():
 
 
 def test_formats():
-    assert fmt.size(None) == "-" and fmt.size(512) == "512" and fmt.size(300 * 1024) == "300K"
+    # Bytes in B, KiB, MiB; counts in k and M; each at most 7 cells.
+    assert fmt.size(None) == "-" and fmt.size(512) == "512B" and fmt.size(300 * 1024) == "300KiB"
+    assert fmt.size(5 * 2**20) == "5.0MiB" and fmt.rate(1536) == "1.5KiB/s"
     assert fmt.duration(12.3e-6) == "12.3µs" and fmt.duration(0.25) == "250ms"
     assert fmt.age(125) == "2m05s" and fmt.uptime(3725) == "1:02:05"
     assert fmt.timeout(None) == "inf" and fmt.count(123_456) == "123.5k"
+    assert fmt.count(1_234_567) == "1.23M" and fmt.count(19_600_000) == "19.6M"
+    assert fmt.cut_words("REFUSED: select cannot watch fd 1025: its fd_set", 34) == \
+        "REFUSED: select cannot watch fd…"
 
 
 # ---- sort, filter, freeze -------------------------------------------------------------------
@@ -152,7 +157,9 @@ async def test_sort_key_and_header_click():
     async with app.run_test(size=SIZE) as pilot:
         await play(app, pilot, 1)
         model = app.dashboard.table.model
-        await pilot.press("s")
+        await pilot.press("s")  # the next sortable column, left to right: peer
+        assert model.sort == "peer" and not model.descending
+        await pilot.press("s", "s", "s", "s", "s")  # state, interest, last ev, app-out, rx-q
         assert model.sort == "rx_queue" and model.descending
         await pilot.press("r")
         assert not model.descending

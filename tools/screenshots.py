@@ -21,6 +21,7 @@ from pathlib import Path
 from muxtop.engine import Engine, EngineConfig
 from muxtop.engine.commands import PauseReading, Switch
 from muxtop.engine.source import EngineSource
+from muxtop.limits import raise_fd_limit
 from muxtop.ui.app import MuxtopApp
 from muxtop.ui.screens.detail import DetailScreen
 from muxtop.ui.screens.flood_form import FloodForm
@@ -104,7 +105,7 @@ async def take(out: Path) -> list[Path]:
             stuck_fd = max(v.fd for v in engine.snapshot().connections if v.kind == "conn")
             engine.submit(PauseReading(stuck_fd, True)).result(5)
             stuck.sendall(b"s" * 100_000)  # sits in the kernel receive queue: rx-q
-            await pilot.press("s")  # sort by rx-q: the stuck connection comes first
+            sort_by(app, "rx_queue", descending=True)  # the stuck connection comes first
             await pilot.pause(2.5)
             await shot("epoll-under-load")
 
@@ -125,9 +126,23 @@ async def take(out: Path) -> list[Path]:
             await shot("help")
             await pilot.press("escape")
 
+            # The idle herd (h) on poll, then on epoll: the cost of a wait call, live.
+            engine.submit(Switch(backend="poll")).result(5)
+            await pilot.press("h")
+            await wait_for(lambda: engine.snapshot().open_connections > 1000, pilot, 20)
+            await pilot.pause(2.5)
+            await shot("idle-herd-poll")
+            await pilot.press("b")  # poll -> epoll
+            await wait_for(lambda: engine.snapshot().backend == "epoll", pilot, 5)
+            await pilot.pause(2.5)
+            await shot("idle-herd-epoll")
+            await pilot.press("h")  # let the herd go
+            await wait_for(lambda: engine.snapshot().open_connections < 100, pilot, 20)
+
             # Floods: the default one (f), then a steady one chosen in the form (F).
-            engine.submit(Switch(backend="epoll")).result(5)
             await pilot.press("f")
+            await pilot.pause(3.0)
+            await pilot.press("x")
             await wait_for(lambda: all(not f.running for f in app.floods.floods), pilot, 20)
             await pilot.press("F")
             await pilot.pause(0.3)
@@ -176,6 +191,31 @@ async def take(out: Path) -> list[Path]:
     return saved
 
 
+async def take_small(out: Path) -> list[Path]:
+    """The dashboard at 80x24, under load with a stuck connection, as in an ssh window."""
+    engine = Engine(EngineConfig(port=0)).start()
+    traffic = Traffic(engine.address)
+    app = MuxtopApp(EngineSource(engine))
+    path = out / "small-80x24.svg"
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            traffic.connect(IDLE)
+            traffic.start()
+            stuck = traffic.connect(1)[0]
+            await pilot.pause(0.6)
+            stuck_fd = max(v.fd for v in engine.snapshot().connections if v.kind == "conn")
+            engine.submit(PauseReading(stuck_fd, True)).result(5)
+            stuck.sendall(b"s" * 100_000)
+            sort_by(app, "rx_queue", descending=True)
+            await pilot.pause(2.5)
+            path.write_text(app.export_screenshot(title="muxtop — 80×24"), encoding="utf-8")
+            await pilot.press("q")
+    finally:
+        traffic.close()
+        engine.stop()
+    return [path]
+
+
 def sort_by(app: MuxtopApp, column: str, descending: bool) -> None:
     table = app.dashboard.table
     table.model.set_sort(column, descending)
@@ -194,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     out = Path(argv[0] if argv else "screenshots")
     out.mkdir(parents=True, exist_ok=True)
-    for path in asyncio.run(take(out)):
+    raise_fd_limit(4096)  # the idle herd: 1,000 connections, both ends in this process
+    for path in asyncio.run(take(out)) + asyncio.run(take_small(out)):
         print(path)
     return 0
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import select
 
 from muxtop.backends.base import EDGE, LEVEL, ONESHOT, Backend
-from muxtop.kernel.epoll import MODE_BITS
+from muxtop.kernel.epoll import EPOLLRDHUP, MODE_BITS
 
 
 class EpollBackend(Backend):
@@ -21,7 +21,9 @@ class EpollBackend(Backend):
     def __init__(self, trigger: str = LEVEL) -> None:
         super().__init__(trigger)
         self._epoll = select.epoll()  # size hint ignored by the kernel since 2.6.8
-        self._mode = MODE_BITS[trigger]
+        # Edge also asks for RDHUP: a FIN that arrives with the last data raises no edge of
+        # its own, and the reader stops at a short read (Engine._read_edge).
+        self._mode = MODE_BITS[trigger] | (EPOLLRDHUP if trigger == EDGE else 0)
         self._count = 0
 
     def register(self, fd: int, interest: int) -> None:

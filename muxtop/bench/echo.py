@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Self
 
+from muxtop import children
 from muxtop.bench.loadgen import Client, ClientError, run_client
 from muxtop.bench.pyclient import process_cpu
 
@@ -140,13 +141,7 @@ class ServerProcess:
         raise BenchError(f"{self.spec.name} did not accept on port {self.port} in {timeout:.0f} s")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(3)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        children.end(self.proc)
         self._stderr.close()
 
     def __enter__(self) -> Self:

@@ -89,8 +89,9 @@ def waits(tick: int, n: int, count: int = 400) -> tuple[WaitRecord, ...]:
             ((seq * 31 + j * 17) % max(n, 1) + 7,
              READ | (HANGUP if (seq + j) % 53 == 0 else 0) | (WRITE if (seq + j) % 7 == 0 else 0))
             for j in range(1 + seq % 5)))
-        records.append(WaitRecord(seq, start, 0.01, 12e-6 + (seq % 9) * 3e-6, n + 2, ready,
-                                  len(ready) // 2))
+        duration = 12e-6 + (seq % 9) * 3e-6
+        records.append(WaitRecord(seq, start, 0.01, duration, n + 2, ready, len(ready) // 2,
+                                  duration * 0.8 if seq % 4 == 0 else None))
     return tuple(records)
 
 
@@ -122,7 +123,9 @@ def snapshot(n: int = 40, tick: int = 0, *, backend: str = "epoll", trigger: str
     rates = Rates(waits=4000 + 40 * (tick % 10), events=9000 + 90 * (tick % 7),
                   bytes_in=2.5e6 + 1e5 * (tick % 5), bytes_out=2.5e6 + 1e5 * (tick % 5),
                   accepts=3.0, ready_per_wait=2.25 + 0.1 * (tick % 4),
-                  wait_p50=24e-6 + 1e-6 * (tick % 3), wait_p99=310e-6 + 2e-5 * (tick % 6))
+                  wait_p50=24e-6 + 1e-6 * (tick % 3), wait_p99=310e-6 + 2e-5 * (tick % 6),
+                  wait_cpu=9e-6 + 1e-6 * (tick % 3), registered_per_wait=n + 2,
+                  scanned_per_wait=2.25 + 0.1 * (tick % 4))
     totals = Totals(waits=10_000 + tick * 400, events=22_500 + tick * 900,
                     bytes_in=150_000_000 + tick * 625_000, bytes_out=150_000_000 + tick * 625_000,
                     accepted=n + closed, closed=closed, accept_errors=0, rejected=0)

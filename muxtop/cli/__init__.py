@@ -10,6 +10,7 @@ SUBCOMMANDS = {
     "flood": "muxtop.flood.cli",
     "bench": "muxtop.bench.cli",
     "attach": "muxtop.cli.attach",
+    "web": "muxtop.cli.web",
 }
 
 

@@ -11,7 +11,7 @@ import time
 
 from muxtop import __version__
 from muxtop.backends import NAMES, TRIGGERS
-from muxtop.cli.types import non_negative_float, port_number, positive_int
+from muxtop.cli.types import non_negative_float, port_number, positive_float, positive_int
 from muxtop.engine import LABS, Engine, EngineConfig, EngineStartError
 from muxtop.engine.protocols import PROTOCOLS
 from muxtop.snapshot import Snapshot
@@ -41,14 +41,33 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="with --headless: JSON lines")
     p.add_argument("--duration", type=non_negative_float, default=None, metavar="S",
                    help="stop after S seconds")
+    p.add_argument("--refresh", type=refresh_interval, default=0.25, metavar="S",
+                   help="seconds between dashboard redraws (default 0.25, at least 0.05)")
+    p.add_argument("--theme", metavar="NAME", default=None,
+                   help="dashboard colours: textual-dark (default), textual-light (for a "
+                        "projector), nord, gruvbox, ... (ctrl+p, theme, lists them all)")
     p.add_argument("--version", action="version", version=f"muxtop {__version__}")
     return p
+
+
+def refresh_interval(text: str) -> float:
+    value = positive_float(text)
+    if value < 0.05:
+        raise argparse.ArgumentTypeError(f"{text!r} is more often than 20 redraws a second")
+    return value
 
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     if args.json and not args.headless:
         parser().error("--json needs --headless")
+    if args.theme is not None:
+        if args.headless:
+            parser().error("--theme needs the dashboard (not --headless)")
+        from muxtop.ui.app import THEMES
+
+        if args.theme not in THEMES:
+            parser().error(f"no theme {args.theme!r} (choose from {', '.join(THEMES)})")
     config = EngineConfig(
         host=args.host, port=args.port, backend=args.backend, trigger=args.trigger,
         protocol=args.protocol, max_conns=args.max_conns, lab=frozenset(args.lab),
@@ -63,7 +82,8 @@ def main(argv: list[str]) -> int:
             return run_headless(engine, args.duration, args.json)
         from muxtop.ui.app import run_dashboard
 
-        return run_dashboard(engine, duration=args.duration)
+        return run_dashboard(engine, duration=args.duration, refresh=args.refresh,
+                             theme=args.theme)
     finally:
         engine.stop()
 

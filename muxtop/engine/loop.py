@@ -27,10 +27,11 @@ from muxtop.engine.connection import Connection
 from muxtop.engine.protocols import PROTOCOLS
 from muxtop.engine.state import EngineState
 from muxtop.engine.telemetry import Telemetry
-from muxtop.events import ERROR, HANGUP, READ, WRITE
+from muxtop.events import ERROR, HANGUP, RDHUP, READ, WRITE
 from muxtop.snapshot import (
     CLOSED,
     CLOSING,
+    CPU_SAMPLE_EVERY,
     HALF_CLOSED,
     OPEN,
     READ_PAUSED,
@@ -163,7 +164,8 @@ class Engine:
 
     def _loop(self) -> None:
         """Wait, dispatch each ready fd, do the after-wait chores; nothing else."""
-        monotonic = time.monotonic
+        monotonic, thread_time = time.monotonic, time.thread_time
+        next_sample = 0.0
         record = self.telemetry.ring.append
         flatten = chain.from_iterable
         publish_interval = self.config.publish_interval
@@ -184,11 +186,27 @@ class Engine:
         while self._running:
             backend = self._backend  # a switch replaces it between two waits
             pending = self._pending
-            fast = self._echo and not self._edge
+            # Edge takes the fast path too (a short read emptied the queue, see _read_edge);
+            # not with the naive-edge lab on, whose one small read per edge is the point.
+            fast = self._echo and not (self._edge and "naive-edge" in self.lab)
+            # A read that fills the buffer may have left bytes behind: on edge, that fd is
+            # read again without waiting (pending). -1: level and oneshot never need it.
+            full = self._read_size if self._edge else -1
             now = monotonic()
             timeout = 0.0 if pending else self._timeout(now, next_publish)
-            ready = backend.wait(timeout)
-            after = monotonic()
+            if now < next_sample:
+                ready = backend.wait(timeout)
+                after = monotonic()
+                cpu = None
+            else:
+                # A probe: one call with no timeout, so it returns at once and its CPU time is
+                # what looking at the fds costs, not a sleep. Spaced so probes take under 1%.
+                timeout = 0.0
+                started = thread_time()
+                ready = backend.wait(0.0)
+                cpu = thread_time() - started
+                after = monotonic()
+                next_sample = after + max(CPU_SAMPLE_EVERY, 100 * cpu)
             seq += 1
             events_total += len(ready)
             # Flat, so the (fd, events) tuples die with the list: kept, each cost a garbage
@@ -196,7 +214,8 @@ class Engine:
             count = len(ready)
             record(wait_record((
                 seq, now, timeout, after - now, self._nreg,
-                tuple(flatten(ready if count <= READY_KEPT else ready[:READY_KEPT])), count)))
+                tuple(flatten(ready if count <= READY_KEPT else ready[:READY_KEPT])), count,
+                cpu)))
             for fd, events in ready:
                 conn = by_fd[fd]
                 if conn is not None:
@@ -216,6 +235,8 @@ class Engine:
                         if got != size:
                             size = got
                             reply = rxview[:size]
+                        if got == full:
+                            pending[fd] = None
                         conn.last_read_at = after
                         conn.bytes_in += size
                         conn.msgs_in += 1
@@ -232,17 +253,22 @@ class Engine:
                         pass  # readiness gone by the time we read: nothing lost
                     except Exception as exc:  # noqa: BLE001 - as in _service
                         self._failed(conn, exc, after)
-                elif fd == self._listen_fd:
-                    self._accept(after)
-                elif fd == self._control_fd:
-                    self._run_commands(after)
-                # else: closed earlier in this batch (like ae.c, re-check before dispatch)
+                else:
+                    self._not_a_connection(fd, after)
             if pending or backend.trigger == ONESHOT or self._accept_resume_at is not None:
                 self._after_wait(backend, ready, after)
             if after >= next_publish:
                 self.waits_total, self.events_total = seq, events_total
                 self._publish(after)
                 next_publish = after + publish_interval
+
+    def _not_a_connection(self, fd: int, now: float) -> None:
+        """A ready fd that is not a connection: the listener, the control eventfd, or one
+        closed earlier in this batch (like ae.c, re-check before dispatch)."""
+        if fd == self._listen_fd:
+            self._accept(now)
+        elif fd == self._control_fd:
+            self._run_commands(now)
 
     def _timeout(self, now: float, next_publish: float) -> float:
         """How long the next wait may block: until the next publish, or the end of an accept
@@ -274,7 +300,7 @@ class Engine:
         try:
             if events & READABLE and conn.interest & READ:
                 if self._edge:
-                    self._read_edge(conn, now)
+                    self._read_edge(conn, events, now)
                 else:  # level and oneshot: one recv per readiness
                     try:
                         data = conn.sock.recv(self._read_size)
@@ -299,12 +325,21 @@ class Engine:
         if conn.state is not CLOSED:
             self._close(conn, reason, now)
 
-    def _read_edge(self, conn: Connection, now: float) -> None:
-        """Edge-triggered: read until EAGAIN, or the budget runs out and the fd goes on the
-        pending list (another edge will not come for bytes already queued)."""
+    def _read_edge(self, conn: Connection, events: int, now: float) -> None:
+        """Edge-triggered: read until the queue is empty, or the budget runs out and the fd
+        goes on the pending list (another edge will not come for bytes already queued).
+
+        A short read (less than asked) of a TCP stream emptied the receive queue at that
+        moment, and any later arrival raises a new edge, so it can stop there without the
+        failing recv that proves EAGAIN (as nginx does) - unless a FIN came with the data:
+        it raises no edge of its own, so with RDHUP in the events (the epoll backend
+        registers EPOLLRDHUP on edge) the reader goes on to EOF."""
         recv = conn.sock.recv
         size = self.config.read_size
         naive = "naive-edge" in self.lab
+        # A FIN or an error may wait behind the data; and a pending-list pass (READ|WRITE)
+        # has no event to go by: read to the end then.
+        eof_pending = events & (RDHUP | WRITE | ERROR | HANGUP)
         for _ in range(self.config.edge_budget):
             try:
                 data = recv(size)
@@ -313,6 +348,8 @@ class Engine:
             self._received(conn, data, now)
             if not conn.interest & READ or naive:
                 return  # stopped reading (closed, backpressure) - or the lab's classic bug
+            if 0 < len(data) < size and not eof_pending:
+                return  # a short read emptied the queue: the next arrival is a new edge
         self._pending[conn.fd] = None
 
     def _received(self, conn: Connection, data: bytes, now: float) -> None:

@@ -9,7 +9,6 @@ import time
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Mapping
-from itertools import islice
 from operator import itemgetter
 
 import psutil
@@ -45,6 +44,9 @@ NOTICE_REPEAT = 2.0  # seconds a keyed notice stays quiet after it was last show
 _new_tuple = tuple.__new__
 _START = itemgetter(WaitRecord._fields.index("start"))  # by index: cheaper than the property
 _DURATION = itemgetter(WaitRecord._fields.index("duration"))
+_REGISTERED = itemgetter(WaitRecord._fields.index("registered"))
+_COUNT = itemgetter(WaitRecord._fields.index("count"))
+_CPU = itemgetter(WaitRecord._fields.index("cpu"))
 
 
 class Telemetry:
@@ -118,7 +120,8 @@ class Telemetry:
             accepted=self.accepted, closed=self.closed_count,
             accept_errors=self.accept_errors, rejected=self.rejected)
         waits = tuple(self.ring)
-        rates = self._rates(now, totals, waits)
+        rates = self._rates(now, totals, waits,
+                            state.backend is not None and state.backend.name != "epoll")
         refused = None
         if self.refused is not None and now - self.refused[0] < 10.0:
             refused = self.refused[1]
@@ -145,8 +148,11 @@ class Telemetry:
             open_connections=len(conns), notices=tuple(self.notices), diagnoses=diagnoses,
             lab=state.lab, refused=refused, running=running, error=state.error)
 
-    def _rates(self, now: float, totals: Totals, waits: tuple[WaitRecord, ...]):
-        """Per-second figures over the last RATE_WINDOW, from totals kept at each publish."""
+    def _rates(self, now: float, totals: Totals, waits: tuple[WaitRecord, ...],
+               scans_all: bool) -> Rates:
+        """Per-second figures over the last RATE_WINDOW, from totals kept at each publish and
+        the wait records of that second. `scans_all`: the backend looks at every registered
+        fd on every call (select, poll), not only the ready ones (epoll)."""
         history = self._history
         history.append((now, totals))
         while len(history) > 2 and now - history[1][0] >= RATE_WINDOW:
@@ -157,7 +163,13 @@ class Telemetry:
             return Rates(0, 0, 0, 0, 0, 0, 0, 0)
         # Records are in start order: the last second is a bisection away.
         first = bisect_left(waits, now - RATE_WINDOW, key=_START)
-        recent = sorted(map(_DURATION, islice(waits, first, None)))
+        recent = waits[first:]
+        durations = sorted(map(_DURATION, recent))
+        # The median: a sampled call that blocked may be charged the scheduler's work too.
+        cpu = sorted(c for c in map(_CPU, recent) if c is not None)
+        registered = sum(map(_REGISTERED, recent)) / len(recent) if recent else 0.0
+        scanned = registered if scans_all else (
+            sum(map(_COUNT, recent)) / len(recent) if recent else 0.0)
         dwaits = totals.waits - old.waits
         devents = totals.events - old.events
         return Rates(
@@ -166,7 +178,9 @@ class Telemetry:
             bytes_out=(totals.bytes_out - old.bytes_out) / span,
             accepts=(totals.accepted - old.accepted) / span,
             ready_per_wait=devents / dwaits if dwaits else 0.0,
-            wait_p50=_percentile(recent, 0.50), wait_p99=_percentile(recent, 0.99))
+            wait_p50=_percentile(durations, 0.50), wait_p99=_percentile(durations, 0.99),
+            wait_cpu=_percentile(cpu, 0.50), registered_per_wait=registered,
+            scanned_per_wait=scanned)
 
     def _probe(self, conns: Mapping[int, Connection], now: float) -> None:
         """Ask the kernel for the queues of the watched fds, then of a round-robin slice of

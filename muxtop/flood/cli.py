@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import resource
 import signal
 import socket
@@ -14,13 +15,33 @@ import threading
 from dataclasses import dataclass
 
 from muxtop.cli.types import non_negative_float, non_negative_int, positive_float, positive_int
-from muxtop.flood.client import PATTERNS, SLOW_READ_BYTES, SLOW_READ_EVERY, FloodPlan
+from muxtop.flood import client
+from muxtop.flood.client import (
+    OPEN_LOOP_PATTERNS,
+    PATTERNS,
+    SLOW_READ_BYTES,
+    SLOW_READ_EVERY,
+    FloodPlan,
+)
+from muxtop.flood.hdrlog import IntervalLog
 from muxtop.flood.report import Reporter
 from muxtop.flood.workers import InlineRun, SplitRun
 from muxtop.limits import raise_fd_limit
 
 MAX_SIZE = 16 * 1024 * 1024
 FD_RESERVE = 32   # fds a flood process needs besides its connections (epoll, pipes, stdio...)
+# Past a few processes per core, workers only take turns on the same cores (and 60 of them
+# once forked 60 processes): more is a typo, not a faster flood.
+WORKERS_PER_CPU = 4
+# Fault flags, and the patterns that use them: given for another pattern, one is a mistake.
+FAULT_FLAGS = {
+    "slice_bytes": ("--slice-bytes", ("slicer",), client.SLICE_BYTES),
+    "slice_delay": ("--slice-delay", ("slicer",), client.SLICE_DELAY),
+    "hold": ("--hold", ("stall", "slow-close"), client.HOLD),
+    "delay": ("--delay", ("latency",), client.DELAY),
+    "jitter": ("--jitter", ("latency",), client.JITTER),
+    "limit_bytes": ("--limit-bytes", ("limit",), None),
+}
 
 
 class TargetError(ValueError):
@@ -78,9 +99,27 @@ def _size(text: str) -> int:
     return value
 
 
+def max_workers() -> int:
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return WORKERS_PER_CPU * max(1, cpus)
+
+
+def _workers(text: str) -> int:
+    value = positive_int(text)
+    top = max_workers()
+    if value > top:
+        raise argparse.ArgumentTypeError(
+            f"{value} is over {top} ({WORKERS_PER_CPU} per CPU this process may use): more "
+            "workers than that only take turns on the same cores")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="muxtop flood",
+        prog="muxtop flood", usage="muxtop flood HOST:PORT [options] (--help lists them)",
         description="Load and fault generator for any TCP (echo) server. Loopback only unless "
                     "--allow-remote. Exit status: 0 clean, 1 mismatches or failed connections, "
                     "2 bad usage.")
@@ -92,18 +131,37 @@ def build_parser() -> argparse.ArgumentParser:
                              f"{SLOW_READ_EVERY:g} s; "
                              "half-close: send, SHUT_WR, read the echo, expect EOF; reset: send, "
                              "close with RST; burst: open and close connections as fast as "
-                             "allowed (repeatedly until --duration, if given). Default: echo")
+                             "allowed (repeatedly until --duration, if given); slicer: echo, "
+                             "each message written in random small slices with small pauses; "
+                             "stall: send M×B bytes, then neither read nor write for --hold "
+                             "seconds, then read every echoed byte back; slow-close: echo, then "
+                             "wait --hold seconds before closing; latency: echo, each message "
+                             "held back --delay (± --jitter) seconds before its send; limit: "
+                             "echo, and close the moment --limit-bytes have been written. "
+                             "Default: echo")
     parser.add_argument("--clients", "-c", type=positive_int, default=500, metavar="N",
                         help="concurrent connections (default 500)")
     parser.add_argument("--messages", "-m", type=non_negative_int, default=3, metavar="M",
-                        help="messages per connection (default 3); 0 = no limit for echo and "
-                             "slow-reader (until --duration or a signal), nothing sent before the "
+                        help="messages per connection (default 3); 0 = no limit for echo, "
+                             "slow-reader, slicer and latency (until --duration or a signal) and "
+                             "for limit (until --limit-bytes), nothing sent before the "
                              "shutdown/RST for half-close and reset")
     parser.add_argument("--size", "-s", type=_size, default=64, metavar="B",
                         help="bytes per message (default 64)")
-    parser.add_argument("--rate", "-r", type=non_negative_float, default=0.0, metavar="R",
-                        help="messages/s per connection; 0 = as fast as the echo comes back "
-                             "(default 0)")
+    rates = parser.add_mutually_exclusive_group()
+    rates.add_argument("--rate", "-r", type=non_negative_float, default=0.0, metavar="R",
+                       help="messages/s per connection; 0 = as fast as the echo comes back "
+                            "(default 0)")
+    rates.add_argument("--total-rate", type=positive_float, default=None, metavar="R",
+                       help="messages/s across all connections (R / clients each)")
+    parser.add_argument("--open-loop", action="store_true",
+                        help="messages are due on the rate's fixed schedule whatever the server "
+                             "does, and each latency counts from when its message was due "
+                             "(needs --rate or --total-rate). Default: closed loop, each client "
+                             "waits for its echo and latency counts from the send")
+    parser.add_argument("--hdr-log", metavar="FILE", default=None,
+                        help="write each second's latency histogram to FILE, as a standard "
+                             "HdrHistogram interval log (values in ns)")
     parser.add_argument("--connect-rate", type=non_negative_float, default=0.0, metavar="C",
                         help="new connections per second; 0 = unlimited (default 0)")
     parser.add_argument("--duration", "-d", type=positive_float, default=None, metavar="S",
@@ -112,14 +170,56 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=non_negative_float, default=10.0, metavar="S",
                         help="fail a connection that waits over S seconds for its connect, echo "
                              "or EOF (checked once a second); 0 = never (default 10)")
-    parser.add_argument("--workers", "-w", type=positive_int, default=1, metavar="W",
+    parser.add_argument("--workers", "-w", type=_workers, default=1, metavar="W",
                         help="split the clients over W processes, for when one cannot outrun "
-                             "the server (default 1)")
+                             f"the server (default 1, at most {WORKERS_PER_CPU} per CPU)")
     parser.add_argument("--json", action="store_true",
                         help="JSON lines on stdout: start, a progress object a second, summary")
     parser.add_argument("--allow-remote", action="store_true",
                         help="allow a target that is not a loopback address")
+    faults = parser.add_argument_group("fault patterns")
+    faults.add_argument("--slice-bytes", type=positive_int, metavar="N",
+                        help=f"slicer: each write is 1..N bytes (default {client.SLICE_BYTES})")
+    faults.add_argument("--slice-delay", type=non_negative_float, metavar="S",
+                        help="slicer: 0..S seconds between slices (default "
+                             f"{client.SLICE_DELAY:g})")
+    faults.add_argument("--hold", type=non_negative_float, metavar="S",
+                        help=f"stall, slow-close: seconds to hold (default {client.HOLD:g})")
+    faults.add_argument("--delay", type=non_negative_float, metavar="S",
+                        help="latency: seconds each message is held back (default "
+                             f"{client.DELAY:g})")
+    faults.add_argument("--jitter", type=non_negative_float, metavar="S",
+                        help="latency: give or take up to S seconds, uniformly (default "
+                             f"{client.JITTER:g})")
+    faults.add_argument("--limit-bytes", type=positive_int, metavar="N",
+                        help="limit: close after writing N bytes (default: half-way through "
+                             "the last message, M×B − B/2)")
     return parser
+
+
+def check_combinations(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Flags that parse alone but not together: argparse's usage error (exit 2)."""
+    pattern = args.pattern
+    for name, (flag, patterns, _) in FAULT_FLAGS.items():
+        if getattr(args, name) is not None and pattern not in patterns:
+            parser.error(f"{flag} applies to --pattern {' or '.join(patterns)}, not {pattern}")
+    if args.open_loop:
+        if not args.rate and args.total_rate is None:
+            parser.error("--open-loop needs --rate R or --total-rate R: the schedule messages "
+                         "are due on")
+        if pattern not in OPEN_LOOP_PATTERNS:
+            parser.error(f"--open-loop applies to patterns that send and read messages "
+                         f"({', '.join(OPEN_LOOP_PATTERNS)}), not {pattern}")
+    if pattern in ("stall", "slow-close") and not args.messages:
+        parser.error(f"{pattern} needs --messages 1 or more (it holds still after them)")
+    if pattern == "limit":
+        whole = args.messages * args.size
+        if args.limit_bytes is None and not args.messages:
+            parser.error("limit with --messages 0 needs --limit-bytes N")
+        if args.limit_bytes is not None and args.messages and args.limit_bytes > whole:
+            parser.error(f"--limit-bytes {args.limit_bytes} is more than the {whole} bytes of "
+                         f"--messages × --size: it would never be reached (--messages 0 sends "
+                         "until it is)")
 
 
 def _error(message: str) -> int:
@@ -164,6 +264,7 @@ def _main(argv: list[str], switch: _StopSwitch) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        check_combinations(parser, args)
     except SystemExit as exc:   # usage error (2) or --help (0): argparse has said why
         return int(exc.code or 0)
     try:
@@ -173,17 +274,34 @@ def _main(argv: list[str], switch: _StopSwitch) -> int:
     if not target.is_loopback and not args.allow_remote:
         return _error(f"refusing to flood {target} ({target.host}): not a loopback address; "
                       "pass --allow-remote if you mean it")
+    rate = args.rate if args.total_rate is None else args.total_rate / args.clients
+    faults = {name: default if getattr(args, name) is None else getattr(args, name)
+              for name, (_, _, default) in FAULT_FLAGS.items()}
     plan = FloodPlan(address=target.sockaddr, family=target.family, pattern=args.pattern,
                      clients=args.clients, messages=args.messages, size=args.size,
-                     rate=args.rate, connect_rate=args.connect_rate, duration=args.duration,
-                     timeout=args.timeout)
+                     rate=rate, connect_rate=args.connect_rate, duration=args.duration,
+                     timeout=args.timeout, open_loop=args.open_loop, **faults)
     workers = max(1, min(args.workers, args.clients))
     per_process = -(-args.clients // workers)
     fd_limit = raise_fd_limit(per_process + FD_RESERVE)
     header = {"target": str(target), "pattern": args.pattern, "clients": args.clients,
-              "messages": args.messages, "size": args.size, "rate": args.rate,
+              "messages": args.messages, "size": args.size,
+              "mode": "open-loop" if args.open_loop else "closed-loop",
+              "rate": rate, "total_rate": rate * args.clients,
               "connect_rate": args.connect_rate, "duration": args.duration, "workers": workers}
-    reporter = Reporter(header, as_json=args.json)
+    if args.pattern in ("slicer", "stall", "slow-close", "latency", "limit"):
+        header["fault"] = {name: value for name, value in faults.items()
+                           if args.pattern in FAULT_FLAGS[name][1]}
+        if args.pattern == "limit":
+            header["fault"]["limit_bytes"] = plan.byte_limit()
+    hdr_log = None
+    if args.hdr_log is not None:
+        try:
+            hdr_log = IntervalLog(args.hdr_log, comment=f"Logged with muxtop flood "
+                                  f"{args.pattern} {target}, {header['mode']}")
+        except OSError as exc:
+            return _error(f"cannot write the HDR log {args.hdr_log!r}: {exc.strerror or exc}")
+    reporter = Reporter(header, as_json=args.json, hdr_log=hdr_log)
     reporter.start({"fd_limit": {"soft": fd_limit[0], "hard": fd_limit[1]}})
     if fd_limit[0] != resource.RLIM_INFINITY and fd_limit[0] < per_process + FD_RESERVE:
         reporter.notice(f"the fd limit (RLIMIT_NOFILE soft {fd_limit[0]}, hard {fd_limit[1]}) "

@@ -1,10 +1,17 @@
 """The flood's loop: one non-blocking epoll loop that drives many client connections through a
-pattern (echo, idle, slow-reader, half-close, reset, burst) and counts what happens.
+pattern (echo, idle, slow-reader, half-close, reset, burst, and the faults slicer, stall,
+slow-close, latency, limit) and counts what happens.
 
 Plain ``select.epoll`` and no asyncio, because the generator must not be the bottleneck it
 measures: the per-message path is one recv, one compare and one send. Messages are never stored
 to be checked later; the expected echo of message ``seq`` is rebuilt from (client, seq) when it
 arrives (see payload.py), so memory per connection stays small whatever the server does.
+
+Closed loop (the default): a client sends its next message once the echo of the last is back
+(and its rate allows), and a latency counts from the send. Open loop: message ``seq`` of a
+client is due at ``t0 + seq / rate`` whatever the server does, and its latency counts from
+then — a server that stalls for a second is charged a second's worth of late messages, not
+one slow sample (coordinated omission, as wrk2 corrects it).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import errno
 import heapq
 import math
 import os
+import random
 import resource
 import select
 import socket
@@ -22,10 +30,16 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from muxtop.flood.alarm import Alarm
 from muxtop.flood.payload import Payloads
 from muxtop.flood.stats import FloodStats
 
-PATTERNS = ("echo", "idle", "slow-reader", "half-close", "reset", "burst")
+PATTERNS = ("echo", "idle", "slow-reader", "half-close", "reset", "burst",
+            "slicer", "stall", "slow-close", "latency", "limit")
+# Echo variants: one message in flight in closed loop, every echo checked.
+ECHOED = ("echo", "slicer", "slow-close", "latency", "limit")
+# Patterns that send messages on a clock and read their echoes: the ones --open-loop fits.
+OPEN_LOOP_PATTERNS = (*ECHOED, "slow-reader", "half-close")
 
 EPOLLIN, EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
 _IN_OR_TROUBLE = select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP
@@ -37,6 +51,20 @@ SLOW_READ_BYTES = 16384      # ...of at most this many bytes
 CONNECT_BATCH = 256          # connects started per loop turn, so events are served meanwhile
 MAX_EVENTS = 1024            # per epoll wait; a longer ready list just takes another turn
 TICK = 1.0                   # progress callback and timeout scan period, seconds
+# Fold raw latencies into the histogram once this many wait (and at each tick): folding a
+# whole second of a fast ping-pong (~200k) at once pauses the loop ~20 ms, which the echoes
+# waiting meanwhile would count as latency; this many take ~4 ms.
+FOLD_AT = 32768
+
+# Fault pattern defaults (the flags of the same names).
+SLICE_BYTES = 16             # slicer: each write is 1..this many bytes...
+SLICE_DELAY = 0.002          # ...and the next one waits 0..this many seconds
+HOLD = 1.0                   # stall: hold still this long; slow-close: wait this long to close
+DELAY = 0.05                 # latency: hold each message back this long before its send...
+JITTER = 0.0                 # ...give or take up to this much (uniformly)
+
+# timer kinds
+RATE, SLOW_READ, SLICE, RELEASE, HOLD_END = range(5)
 
 _LINGER_RST = struct.pack("ii", 1, 0)   # SO_LINGER on, 0 s: close() sends RST, not FIN
 # Running out of these is a property of the machine, not of the server: say so once, clearly.
@@ -58,18 +86,42 @@ class FloodPlan:
     duration: float | None = None
     timeout: float = 10.0     # a connection waiting this long for its echo/EOF fails; 0 = never
     first_client: int = 0     # id of the first client: workers' ids (so payloads) never meet
+    open_loop: bool = False   # messages due on the rate's schedule; latency from when due
+    slice_bytes: int = SLICE_BYTES    # slicer
+    slice_delay: float = SLICE_DELAY  # slicer
+    hold: float = HOLD                # stall, slow-close
+    delay: float = DELAY              # latency
+    jitter: float = JITTER            # latency
+    limit_bytes: int | None = None    # limit: bytes written before the close (None: M×B − B/2)
 
     def __post_init__(self) -> None:
         if self.pattern not in PATTERNS:
             raise ValueError(f"unknown pattern {self.pattern!r}")
+        if self.open_loop and not self.rate:
+            raise ValueError("open loop needs a rate: the schedule messages are due on")
+        if self.open_loop and self.pattern not in OPEN_LOOP_PATTERNS:
+            raise ValueError(f"open loop does not apply to {self.pattern}")
+        if self.pattern == "limit" and self.byte_limit() is None:
+            raise ValueError("limit needs a byte limit, or messages to cut the last of")
+
+    def byte_limit(self) -> int | None:
+        """limit: the bytes each connection writes before it closes."""
+        if self.pattern != "limit":
+            return None
+        if self.limit_bytes is not None:
+            return self.limit_bytes
+        if self.messages:
+            return max(1, self.messages * self.size - self.size // 2)
+        return None
 
 
 def errno_name(exc: OSError) -> str:
     return errno.errorcode.get(exc.errno or 0, type(exc).__name__)
 
 
-# connection states
-CONNECTING, OPEN, SHUT, CLOSED = range(4)
+# connection states. HOLDING: stall (off epoll: neither reading nor writing) or slow-close
+# (every echo back, waiting to close). SHUT: done writing, reading what is left.
+CONNECTING, OPEN, SHUT, HOLDING, CLOSED = range(5)
 
 
 class Client:
@@ -78,10 +130,16 @@ class Client:
     __slots__ = (
         "allowed",
         "fd",
+        "held_back",
         "id",
         "interest",
         "last_activity",
+        "last_release",
+        "next_send",
+        "next_write",
         "out",
+        "queued",
+        "release_at",
         "rx_bad",
         "rx_msg",
         "rx_off",
@@ -90,6 +148,7 @@ class Client:
         "sent_at",
         "sock",
         "state",
+        "t0",
     )
 
     def __init__(self, client_id: int, sock: socket.socket, now: float) -> None:
@@ -106,7 +165,16 @@ class Client:
         self.rx_off = 0          # bytes of it received so far
         self.rx_msg = b""        # its expected bytes (built when first needed)
         self.rx_bad = False      # a byte of it was wrong
-        self.sent_at: deque[float] = deque()  # queue time of each message awaiting its echo
+        # When each message awaiting its echo was queued (closed loop) or due (open loop).
+        self.sent_at: deque[float] = deque()
+        self.t0 = now            # open loop: when message 0 is due (message k: t0 + k / rate)
+        self.next_send = now     # closed loop with a rate: the next message not before this
+        self.next_write = 0.0    # slicer: the next slice not before this
+        self.queued = 0          # bytes queued so far (limit)
+        # latency: (release time, message) held back before they go to the out-buffer
+        self.held_back: deque[tuple[float, bytes]] = deque()
+        self.last_release = 0.0
+        self.release_at = 0.0    # the release timer set, if any
 
 
 class Flood:
@@ -133,13 +201,29 @@ class Flood:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._ep.register(self._wake_r.fileno(), EPOLLIN)
+        try:   # wakeups on time to the tens of µs, not the ms epoll's timeout has
+            self._alarm: Alarm | None = Alarm()
+            self._ep.register(self._alarm.fd, EPOLLIN)
+        except OSError:
+            self._alarm = None
         p = plan.pattern
-        self._verifies = p in ("echo", "slow-reader", "half-close")
-        self._reads = p in ("echo", "half-close", "idle")   # keep EPOLLIN registered
-        self._sends = p in ("echo", "slow-reader", "half-close", "reset")
+        self._echoed = p in ECHOED
+        self._verifies = self._echoed or p in ("slow-reader", "half-close", "stall")
+        # keep EPOLLIN registered (stall reads only once its hold is over)
+        self._reads = self._echoed or p in ("half-close", "idle")
+        self._sends = self._verifies or p == "reset"
         self._limit = plan.messages if plan.messages or p in ("half-close", "reset") else math.inf
         self._repeat = p == "burst" and plan.duration is not None
         self._ping_pong = p == "echo" and not plan.rate
+        self._paced = bool(plan.rate) and self._sends and p != "stall"
+        self._interval = 1.0 / plan.rate if self._paced else 0.0
+        self._one_in_flight = self._echoed and not plan.open_loop
+        self._slicing = p == "slicer"
+        self._delaying = p == "latency"
+        self._byte_limit = plan.byte_limit()
+        # Faults draw from their own generator, seeded by the worker's first client id, so a
+        # run's slices and delays are the same every time it is repeated.
+        self._random = random.Random(plan.first_client)
 
     # ---------------------------------------------------------------- control
 
@@ -158,6 +242,7 @@ class Flood:
         deadline = start + plan.duration if plan.duration is not None else math.inf
         next_tick = start + TICK
         self._next_connect = start
+        pending = self.stats.latency.pending
         try:
             while True:
                 now = time.perf_counter()
@@ -183,7 +268,11 @@ class Flood:
                     wake = min(wake, self._timers[0][0])
                 if self._to_start:
                     wake = min(wake, self._next_connect)
+                if self._alarm is not None and wake > now:
+                    self._alarm.at(wake)   # epoll's own timeout (rounded up) is the backstop
                 self._poll(max(0.0, wake - now))
+                if len(pending) >= FOLD_AT:
+                    self.stats.fold()
         finally:
             self._close_all()
         self.stats.fold()
@@ -244,13 +333,14 @@ class Flood:
             self._finish(c)
             return
         if pattern == "slow-reader":
-            self._schedule(now + SLOW_READ_EVERY, 1, c)
-        if self.plan.rate and self._sends:
+            self._schedule(now + SLOW_READ_EVERY, SLOW_READ, c)
+        if self._paced:
             # Each connection's clock gets its own phase (spread by the golden ratio), so that
             # clients connected together do not all send in the same instant, every time.
             phase = (c.id * 0.6180339887) % 1.0
-            self._schedule(now + phase / self.plan.rate, 0, c)
-        elif pattern == "echo":
+            c.t0 = c.next_send = now + phase * self._interval
+            self._schedule(c.t0, RATE, c)
+        elif self._echoed:
             c.allowed = 1                      # ping-pong: one message in flight
         elif self._sends:
             c.allowed = self._limit            # pipelined: as fast as the socket takes them
@@ -260,7 +350,6 @@ class Flood:
 
     def _poll(self, timeout: float) -> None:
         clients = self._clients
-        wake_fd = self._wake_r.fileno()
         events = self._ep.poll(timeout, MAX_EVENTS)
         clock = time.perf_counter
         # Echo ping-pong is the measuring case: its common turn (the whole echo of the one
@@ -270,17 +359,13 @@ class Flood:
         limit = self._limit
         message = self._payloads.message
         stats = self.stats
-        rtt_append = stats.rtt_pending.append
+        rtt_append = stats.latency.pending.append
         echoed = received = sent_bytes = 0
         for fd, ev in events:
             c = clients.get(fd)
             if c is None:
-                if fd == wake_fd:
-                    try:
-                        self._wake_r.recv(4096)
-                    except BlockingIOError:
-                        pass
-                continue  # else: closed earlier in this batch
+                self._on_own_fd(fd)
+                continue
             now = clock()
             if c.state == CONNECTING:
                 self._on_connected(c, now)
@@ -329,6 +414,16 @@ class Flood:
         stats.bytes_received += received
         stats.bytes_sent += sent_bytes
 
+    def _on_own_fd(self, fd: int) -> None:
+        """The wakeup socket or the alarm; any other fd was closed earlier in this batch."""
+        if fd == self._wake_r.fileno():
+            try:
+                self._wake_r.recv(4096)
+            except BlockingIOError:
+                pass
+        elif self._alarm is not None and fd == self._alarm.fd:
+            self._alarm.clear()
+
     def _on_data(self, c: Client, data: bytes, now: float) -> None:
         if not data:
             self._on_eof(c)
@@ -339,14 +434,21 @@ class Flood:
         if not self._verifies:
             return  # idle herd: bytes the server sent on its own are counted, nothing more
         self._check(c, data, now)
-        if c.state == CLOSED:
-            return
-        if self.plan.pattern == "echo":
-            if c.rx_seq >= self._limit:
+        if c.state in (CLOSED, HOLDING):
+            return   # slow-close: a byte now is one never sent, counted by _check
+        if c.rx_seq >= self._limit and (self._echoed or c.state == SHUT and
+                                        self.plan.pattern == "stall"):
+            if self.plan.pattern == "slow-close":
+                self._hold(c, now)
+            else:
                 self._finish(c)
-                return
-            if not self.plan.rate:
-                c.allowed = c.rx_seq + 1
+            return
+        if self._one_in_flight and c.rx_seq == c.sent:
+            # The echo is back: the next message may go, once its rate allows.
+            if c.next_send <= now:
+                c.allowed = c.sent + 1
+            else:
+                self._schedule(c.next_send, RATE, c)
         self._pump(c, now)
 
     def _check(self, c: Client, data: bytes, now: float) -> None:
@@ -368,7 +470,7 @@ class Flood:
             c.rx_off += take
             if c.rx_off == size:
                 stats.messages_echoed += 1
-                stats.rtt_pending.append(now - c.sent_at.popleft())
+                stats.latency.pending.append(now - c.sent_at.popleft())
                 if c.rx_bad:
                     stats.mismatches += 1
                 c.rx_seq += 1
@@ -384,23 +486,22 @@ class Flood:
 
     def _pump(self, c: Client, now: float) -> None:
         """Queue what the pattern allows, write what the kernel takes, then take the next step
-        once everything is out (half-close: SHUT_WR; reset: RST)."""
+        once everything is out (half-close: SHUT_WR; reset: RST; stall: hold still; limit:
+        close)."""
         out = c.out
         if c.state == OPEN:
-            payloads, sent_at = self._payloads, c.sent_at
-            while c.sent < c.allowed and len(out) < OUT_TOP_UP:
-                msg = payloads.message(c.id, c.sent)
-                if not out and c.sent == c.rx_seq and self._verifies:
-                    c.rx_msg = msg   # ping-pong: the message is its own expected echo
-                out += msg
-                sent_at.append(now)
-                c.sent += 1
-                self.stats.messages_sent += 1
-        if out:
+            self._queue(c, now)
+            if c.held_back:
+                self._release(c, now)
+        blocked = False
+        if out and (not self._slicing or c.next_write <= now):
+            chunk = out
+            if self._slicing:   # a random small slice, and a pause before the next
+                chunk = out[:self._random.randint(1, self.plan.slice_bytes)]
             try:
-                n = c.sock.send(out)
+                n = c.sock.send(chunk)
             except BlockingIOError:
-                n = 0
+                n, blocked = 0, True
             except OSError as exc:
                 self._fail(c, exc)
                 return
@@ -408,22 +509,114 @@ class Flood:
                 del out[:n]
                 self.stats.bytes_sent += n
                 c.last_activity = now
-        if not out and c.state == OPEN and c.sent >= self._limit:
-            try:
-                if self.plan.pattern == "half-close":
-                    c.sock.shutdown(socket.SHUT_WR)
-                    c.state = SHUT
-                elif self.plan.pattern == "reset":
-                    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
-                    self.stats.resets += 1
-                    self._finish(c)
-                    return
-            except OSError as exc:   # the peer got there first (e.g. ENOTCONN after its RST)
-                self._fail(c, exc)
-                return
-        # More to write, now or once the generator tops the out-buffer up again.
-        more = bool(out) or (c.state == OPEN and c.sent < c.allowed)
-        self._watch(c, (EPOLLIN if self._reads else 0) | (EPOLLOUT if more else 0))
+                if self._slicing:
+                    self.stats.slices += 1
+                    if out:
+                        c.next_write = now + self._random.uniform(0, self.plan.slice_delay)
+                        self._schedule(c.next_write, SLICE, c)
+        if not out and c.state == OPEN and not c.held_back and self._all_written(c, now):
+            return
+        # More to write, now or once the generator tops the out-buffer up again (a slicer
+        # waits for its timer instead, unless the socket was full).
+        if self._slicing:
+            more = blocked
+        else:
+            more = bool(out) or (c.state == OPEN and c.sent < c.allowed)
+        reads = self._reads or c.state == SHUT
+        self._watch(c, (EPOLLIN if reads else 0) | (EPOLLOUT if more else 0))
+
+    def _all_written(self, c: Client, now: float) -> bool:
+        """Everything queued is out: the pattern's next step, if its messages are done
+        (half-close: SHUT_WR; reset: RST; stall: hold still; limit: close). True if the
+        connection is no longer open for writing (closed or holding)."""
+        if self._byte_limit is not None and c.queued >= self._byte_limit:
+            self.stats.cut += 1
+            self._finish(c)   # closed at once, whatever is still on its way back
+            return True
+        if c.sent < self._limit:
+            return False
+        pattern = self.plan.pattern
+        try:
+            if pattern == "half-close":
+                c.sock.shutdown(socket.SHUT_WR)
+                c.state = SHUT
+            elif pattern == "reset":
+                c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+                self.stats.resets += 1
+                self._finish(c)
+                return True
+            elif pattern == "stall":
+                self._hold(c, now)
+                return True
+        except OSError as exc:   # the peer got there first (e.g. ENOTCONN after its RST)
+            self._fail(c, exc)
+            return True
+        return False
+
+    def _queue(self, c: Client, now: float) -> None:
+        """Move the messages the pattern allows into the out-buffer (latency: into the
+        held-back queue), stamped with the time their latency counts from."""
+        out = c.out
+        payloads, sent_at, plan = self._payloads, c.sent_at, self.plan
+        while c.sent < c.allowed and len(out) < OUT_TOP_UP:
+            msg = payloads.message(c.id, c.sent)
+            if self._byte_limit is not None:
+                room = self._byte_limit - c.queued
+                if room <= 0:
+                    break   # cut already: the close comes once it is written
+                msg = msg[:room]
+                c.queued += len(msg)
+            if not out and c.sent == c.rx_seq and self._verifies and not c.held_back:
+                c.rx_msg = msg if len(msg) == plan.size else b""   # its own expected echo
+            if self._delaying:
+                # Released in order (TCP could not reorder them anyway): never before the
+                # message ahead of it.
+                wait = max(0.0, plan.delay + self._random.uniform(-plan.jitter, plan.jitter))
+                c.last_release = max(now + wait, c.last_release)
+                c.held_back.append((c.last_release, msg))
+                self.stats.delayed += 1
+            else:
+                out += msg
+            sent_at.append(c.t0 + c.sent * self._interval if plan.open_loop else now)
+            c.sent += 1
+            # Closed loop with a rate: the next one is due an interval after this one was, so
+            # the timer's own lateness does not slow the rate; after a stall, not before now
+            # (no catch-up burst: a closed loop omits what it could not send).
+            c.next_send = max(c.next_send + self._interval, now)
+            self.stats.messages_sent += 1
+
+    def _release(self, c: Client, now: float) -> None:
+        """latency: move held-back messages whose time has come to the out-buffer."""
+        held = c.held_back
+        while held and held[0][0] <= now:
+            c.out += held.popleft()[1]
+        if held and c.release_at != held[0][0]:
+            c.release_at = held[0][0]
+            self._schedule(c.release_at, RELEASE, c)
+
+    def _hold(self, c: Client, now: float) -> None:
+        """stall: everything sent, stop reading and writing (off epoll altogether, so not even
+        a hang-up wakes us); slow-close: every echo back, keep reading, close later."""
+        c.state = HOLDING
+        if self.plan.pattern == "stall":
+            self._ep.unregister(c.fd)
+            c.interest = 0
+        else:
+            self._watch(c, EPOLLIN)
+        self._schedule(now + self.plan.hold, HOLD_END, c)
+
+    def _end_hold(self, c: Client, now: float) -> None:
+        self.stats.held += 1
+        if self.plan.pattern == "slow-close":
+            self._finish(c)
+            return
+        # stall: read back the echo of everything sent; every byte must still be there.
+        c.state = SHUT
+        c.last_activity = now
+        self._ep.register(c.fd, EPOLLIN)
+        c.interest = EPOLLIN
+        if c.rx_seq >= c.sent:
+            self._finish(c)
 
     def _watch(self, c: Client, interest: int) -> None:
         if interest != c.interest:
@@ -441,23 +634,40 @@ class Flood:
         later = []   # pushed after the loop, so each timer fires at most once per turn
         while timers and timers[0][0] <= now:
             when, _, kind, c = heapq.heappop(timers)
-            if c.state != OPEN:
+            if c.state != OPEN and not (kind == HOLD_END and c.state == HOLDING):
                 continue  # the connection is gone (or done sending)
-            if kind == 0:
-                # The rate clock: the messages due by now (a bounded catch-up after a stall,
-                # so a rate the loop cannot keep cannot keep it here forever).
-                interval = 1.0 / self.plan.rate
-                due = min(64, int((now - when) / interval) + 1)
-                c.allowed = min(c.allowed + due, self._limit)
-                if c.allowed < self._limit:
-                    later.append((when + due * interval, 0, c))
-                self._pump(c, now)
-            else:              # slow-reader's rare read
+            if kind == RATE:
+                self._on_rate(c, when, now, later)
+            elif kind == SLOW_READ:
                 self._read_slowly(c, now)
                 if c.state != CLOSED:
-                    later.append((now + SLOW_READ_EVERY, 1, c))
+                    later.append((now + SLOW_READ_EVERY, SLOW_READ, c))
+            elif kind == HOLD_END:
+                self._end_hold(c, now)
+            else:              # SLICE, RELEASE: the next slice or held-back message is due
+                self._pump(c, now)
         for when, kind, c in later:
             self._schedule(when, kind, c)
+
+    def _on_rate(self, c: Client, when: float, now: float, later: list) -> None:
+        """The rate clock of one connection has struck."""
+        interval = self._interval
+        if self.plan.open_loop:
+            # Every message due by now, however far behind: the schedule is the schedule.
+            due = int((now - c.t0) / interval) + 1
+            c.allowed = min(max(c.allowed + 1, due), self._limit)
+            if c.allowed < self._limit:
+                later.append((c.t0 + c.allowed * interval, RATE, c))
+        elif self._one_in_flight:
+            c.allowed = min(c.sent + 1, self._limit)   # its turn: the echo is already back
+        else:
+            # Paced, pipelined: the messages due by now (a bounded catch-up after a stall,
+            # so a rate the loop cannot keep cannot keep it here forever).
+            due = min(64, int((now - when) / interval) + 1)
+            c.allowed = min(c.allowed + due, self._limit)
+            if c.allowed < self._limit:
+                later.append((when + due * interval, RATE, c))
+        self._pump(c, now)
 
     def _read_slowly(self, c: Client, now: float) -> None:
         try:
@@ -479,7 +689,7 @@ class Flood:
             return
         for c in list(self._clients.values()):
             waiting = c.state == CONNECTING or c.state == SHUT or (
-                self._verifies and c.rx_seq < c.sent)
+                c.state == OPEN and self._verifies and c.rx_seq < c.sent)
             if waiting and now - c.last_activity > limit:
                 self._fail(c, None, "timeout")
 
@@ -536,3 +746,5 @@ class Flood:
         self._ep.close()
         self._wake_r.close()
         self._wake_w.close()
+        if self._alarm is not None:
+            self._alarm.close()

@@ -5,6 +5,7 @@ parses its JSON lines into ``.progress`` and ``.summary``, which the UI reads wh
     flood = FloodProcess(DEFAULT_FLOOD.at("127.0.0.1", port))
     ...                     # each UI tick: flood.progress, flood.running, flood.local_ports()
     flood.stop()            # SIGTERM: the flood stops, prints its summary, exits
+    flood.reason            # why it failed, in words, once it has (None otherwise)
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class FloodSettings:
     rate: float = 0.0
     connect_rate: float = 0.0
     duration: float | None = None
+    open_loop: bool = False
 
     def at(self, host: str, port: int) -> FloodSettings:
         """The same flood aimed at another server."""
@@ -48,11 +50,18 @@ class FloodSettings:
                 "--connect-rate", repr(float(self.connect_rate))]
         if self.duration is not None:
             args += ["--duration", repr(float(self.duration))]
+        if self.open_loop:
+            args.append("--open-loop")
         return args
 
 
-# The seed's flood: 500 clients × 3 echoed messages. A placeholder target: use .at(host, port).
-DEFAULT_FLOOD = FloodSettings(host="127.0.0.1", port=0)
+# Placeholder targets: use .at(host, port).
+# The dashboard's `f`: 500 clients × 20 echoed messages at 2/s each, about 10 s on screen.
+DEFAULT_FLOOD = FloodSettings(host="127.0.0.1", port=0, messages=20, rate=2.0)
+SEED_FLOOD = FloodSettings(host="127.0.0.1", port=0)  # the seed's: 500 × 3 as fast as echoed
+# The dashboard's `h`: connections that only sit there, the cost select and poll pay.
+IDLE_HERD = FloodSettings(host="127.0.0.1", port=0, pattern="idle", clients=1000, messages=0)
+TREND_SECONDS = 120   # per-second latency intervals kept for the dashboard's trend
 
 
 class FloodProcess:
@@ -60,7 +69,9 @@ class FloodProcess:
 
     ``progress`` and ``summary`` are dicts parsed from the child's JSON lines, replaced whole
     (never mutated), so reading them from another thread needs no lock. ``errors`` keeps the
-    last lines the child wrote to stderr (refusals, fd-limit notices)."""
+    last lines the child wrote to stderr (refusals, fd-limit notices). ``trend`` holds the
+    latest per-second latency intervals (``interval_ms`` of each progress line), oldest first,
+    as a tuple replaced whole."""
 
     def __init__(self, settings: FloodSettings, *, extra_args: tuple[str, ...] = (),
                  python: str = sys.executable) -> None:
@@ -68,6 +79,7 @@ class FloodProcess:
         self.progress: dict | None = None
         self.summary: dict | None = None
         self.start_info: dict | None = None
+        self.trend: tuple[dict, ...] = ()
         self.errors: deque[str] = deque(maxlen=50)
         command = [python, "-m", "muxtop", "flood", *settings.argv(), *extra_args, "--json"]
         self._popen = subprocess.Popen(
@@ -98,6 +110,9 @@ class FloodProcess:
             kind = record.get("type") if isinstance(record, dict) else None
             if kind == "progress":
                 self.progress = record
+                interval = record.get("interval_ms")
+                if isinstance(interval, dict):
+                    self.trend = (*self.trend[1 - TREND_SECONDS:], interval)
             elif kind == "summary":
                 self.summary = record
             elif kind == "start":
@@ -118,6 +133,39 @@ class FloodProcess:
     @property
     def returncode(self) -> int | None:
         return self._popen.poll()
+
+    @property
+    def reason(self) -> str | None:
+        """Why the flood failed, in a few words, once it has: the signal that killed it, the
+        failures and mismatches its summary counts, or the last line it wrote to stderr (a
+        usage error, a crash). None while it runs and when it ended cleanly."""
+        code = self._popen.poll()
+        if code is None or code == 0:
+            return None
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            return f"killed by {name}" + (" before its first report"
+                                          if self.progress is None else "")
+        summary = self.summary
+        if summary is not None:
+            parts = []
+            failed = summary.get("failed") or {}
+            if failed:
+                parts.append(f"{sum(failed.values()):,} connections failed (" + ", ".join(
+                    f"{why} {count:,}" for why, count in sorted(failed.items())) + ")")
+            if summary.get("mismatches"):
+                parts.append(f"{summary['mismatches']:,} echoes mismatched")
+            if parts:
+                return "; ".join(parts)
+        # Read as they stand (never wait here: the UI asks every tick, and the child's last
+        # words, if still in the pipe, show on a later one).
+        lines = [line.strip() for line in self.errors if line.strip()]
+        if lines:
+            return lines[-1].removeprefix("muxtop flood: ")
+        return f"exit {code} with no message"
 
     def wait(self, timeout: float | None = None) -> int:
         """Wait for the flood to end by itself; its summary is parsed when this returns."""

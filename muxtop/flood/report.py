@@ -1,5 +1,6 @@
 """How a flood reports: a progress line a second (human on stderr, or JSON lines on stdout with
---json) and a final summary (human on stdout, or one JSON object with "type": "summary")."""
+--json) with that second's latency percentiles, a final summary (human on stdout, or one JSON
+object with "type": "summary"), and, with --hdr-log, each second's latency histogram."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+from muxtop.flood.hdrlog import IntervalLog
+from muxtop.flood.latency import percentiles_ms
 from muxtop.flood.stats import FloodStats
 
 
@@ -24,16 +27,33 @@ def _failures(failed: dict[str, int]) -> str:
     return f"{total} (" + ", ".join(f"{k} {v}" for k, v in sorted(failed.items())) + ")"
 
 
+def _percentiles(shown: dict) -> str:
+    return ", ".join(f"{name} {_ms(value)}" for name, value in shown.items())
+
+
+def describe_mode(header: dict) -> str:
+    """One line on how the messages were paced and where a latency counts from."""
+    rate = header.get("rate") or 0
+    if header.get("mode") == "open-loop":
+        return (f"open loop: {rate:g} msg/s per client on a fixed schedule, whatever the "
+                "server does; latency counts from when each message was due")
+    pace = f", at most {rate:g} msg/s per client" if rate else ""
+    return ("closed loop (the default): the next message goes when the pattern allows "
+            f"(echo: once the last echo is back){pace}; latency counts from each send")
+
+
 class Reporter:
     """Turns stats into lines. ``header`` holds the settings every JSON line repeats."""
 
     def __init__(self, header: dict, *, as_json: bool, out: TextIO | None = None,
-                 err: TextIO | None = None) -> None:
+                 err: TextIO | None = None, hdr_log: IntervalLog | None = None) -> None:
         self.header = header
         self.as_json = as_json
         self.out = out or sys.stdout
         self.err = err or sys.stderr
+        self.hdr_log = hdr_log
         self.started = time.perf_counter()
+        self.started_epoch = time.time()
         self._last_time = self.started
         self._last_echoed = 0
         self._last_connected = 0
@@ -59,6 +79,9 @@ class Reporter:
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
 
+    def _epoch_ms(self, perf: float) -> float:
+        return (self.started_epoch + perf - self.started) * 1000.0
+
     def _emit_json(self, record: dict) -> None:
         self._write(self.out, json.dumps(record, separators=(",", ":")) + "\n")
 
@@ -71,13 +94,27 @@ class Reporter:
         self.notices.append(text)
         self._write(self.err, f"muxtop flood: {text}\n")
 
+    def _interval(self, stats: FloodStats, now: float) -> dict:
+        """Close the latency interval since the last line: its percentiles (and a line of
+        the interval log)."""
+        latency = stats.latency
+        latency.fold()
+        interval_max = latency.interval_max
+        interval = latency.cut(self._epoch_ms(self._last_time), self._epoch_ms(now))
+        if self.hdr_log is not None:
+            self.hdr_log.write(interval)
+        shown = percentiles_ms(interval, interval_max or None)
+        return {"count": interval.get_total_count(), **shown}
+
     def progress(self, stats: FloodStats) -> dict:
         now = time.perf_counter()
         dt = max(now - self._last_time, 1e-9)
+        interval = self._interval(stats, now)
         record = {
             "type": "progress",
             "elapsed_s": round(now - self.started, 3),
             **stats.as_dict(),
+            "interval_ms": interval,
             "round_trips_per_s": round((stats.messages_echoed - self._last_echoed) / dt, 1),
             "connects_per_s": round((stats.connected - self._last_connected) / dt, 1),
         }
@@ -86,19 +123,23 @@ class Reporter:
         if self.as_json:
             self._emit_json(record)
         else:
-            rtt = record["rtt_ms"]
             self._write(
                 self.err,
                 f"[{record['elapsed_s']:6.1f}s] connected {stats.connected:,} "
                 f"active {stats.active:,} failed {_failures(stats.failed)} | "
                 f"echoed {stats.messages_echoed:,} ({record['round_trips_per_s']:,.0f}/s) "
-                f"mismatches {stats.mismatches:,} | rtt p50 {_ms(rtt['p50'])} "
-                f"p99 {_ms(rtt['p99'])}\n")
+                f"mismatches {stats.mismatches:,} | latency this second: p50 "
+                f"{_ms(interval['p50'])} p99 {_ms(interval['p99'])} "
+                f"p99.9 {_ms(interval['p99.9'])} max {_ms(interval['max'])}\n")
         return record
 
     def summary(self, stats: FloodStats, *, stopped_by: str, unfinished: int,
                 fd_limit: tuple[int, int]) -> dict:
         elapsed = self.elapsed()
+        now = time.perf_counter()
+        if self.hdr_log is not None:   # the last, partial interval
+            self._interval(stats, now)
+            self.hdr_log.close()
         counters = stats.as_dict()
         ok = stats.mismatches == 0 and stats.failed_total == 0
         record = {
@@ -108,6 +149,7 @@ class Reporter:
             "stopped_by": stopped_by,
             "unfinished": unfinished,
             **counters,
+            "latency_samples": stats.latency.count(),
             "round_trips_per_s": round(stats.messages_echoed / elapsed, 1) if elapsed else 0.0,
             "fd_limit": {"soft": fd_limit[0], "hard": fd_limit[1]},
             "notices": self.notices,
@@ -117,19 +159,23 @@ class Reporter:
             self._emit_json(record)
             return record
         h = self.header
-        rtt = counters["rtt_ms"]
         resets = f", resets sent {stats.resets:,}" if stats.resets else ""
         lines = [
             (f"muxtop flood: {h['pattern']} -> {h['target']}, {h['clients']:,} clients, "
              f"{elapsed:.2f} s ({stopped_by})"),
+            f"  mode         {describe_mode(h)}",
             (f"  connections  connected {stats.connected:,}, completed {stats.completed:,}, "
              f"failed {_failures(stats.failed)}, unfinished {unfinished:,}"),
             (f"  messages     sent {stats.messages_sent:,}, echoed {stats.messages_echoed:,} "
              f"({record['round_trips_per_s']:,.0f}/s), mismatches {stats.mismatches:,}{resets}"),
             f"  bytes        sent {stats.bytes_sent:,}, received {stats.bytes_received:,}",
-            (f"  round trip   p50 {_ms(rtt['p50'])}, p99 {_ms(rtt['p99'])}, "
-             f"max {_ms(rtt['max'])}"),
+            (f"  latency      {_percentiles(counters['rtt_ms'])} "
+             f"({record['latency_samples']:,} samples)"),
         ]
+        faults = [f"{name} {counters[name]:,}" for name in ("slices", "delayed", "held", "cut")
+                  if counters[name]]
+        if faults:
+            lines.append("  faults       " + ", ".join(faults))
         for reason in ("EMFILE", "ENFILE"):
             if reason in stats.failed:
                 lines.append(

@@ -1,48 +1,24 @@
-"""What a flood counts: connections, failures by reason, messages, bytes, mismatches, and a
-round-trip histogram that stays small however long the run, and merges across worker processes.
-"""
+"""What a flood counts: connections, failures by reason, messages, bytes, mismatches, what the
+fault patterns did, and the latency (latency.py), mergeable across worker processes."""
 
 from __future__ import annotations
 
-import struct
-import sys
-from array import array
-from collections import Counter
 from dataclasses import dataclass, field
 
-# Round trips go into a log-linear histogram, so a run of any length needs a few thousand
-# buckets at most, and workers can ship and add them cheaply. The bucket of a round trip is
-# the top 20 bits of its IEEE-754 double (sign, 11 exponent bits, 8 mantissa bits): a lower
-# bound within 0.4 % of the value, and bucket order is value order for positive numbers.
-# Cutting those bits out with byte slices runs in C, ~5x faster than a Python loop, which
-# matters: the flood folds ~100k samples a second on the same core that drives the load.
-_MANTISSA_MASK = bytes(b & 0xF0 for b in range(256))
+from muxtop.flood.latency import Latency
 
-
-def bucket_counts(samples: array) -> Counter[int]:
-    """Histogram keys (see above) and their counts for an ``array("d")`` of seconds."""
-    if sys.byteorder != "little":
-        samples = array("d", samples)
-        samples.byteswap()
-    raw = samples.tobytes()
-    keys = bytearray(len(samples) * 4)   # one little-endian uint32 key per sample
-    keys[0::4] = raw[5::8].translate(_MANTISSA_MASK)
-    keys[1::4] = raw[6::8]
-    keys[2::4] = raw[7::8]
-    return Counter(memoryview(keys).cast("I"))
-
-
-def bucket_seconds(key: int) -> float:
-    """The lower bound, in seconds, of the histogram bucket ``key``."""
-    return struct.unpack("<d", struct.pack("<Q", key << 40))[0]
+# Plain int counters, summed when workers' stats are merged.
+COUNTERS = ("connected", "active", "completed", "messages_sent", "messages_echoed",
+            "bytes_sent", "bytes_received", "mismatches", "resets", "slices", "delayed",
+            "held", "cut")
 
 
 @dataclass
 class FloodStats:
     """Cumulative counters of one flood (or of several workers, merged).
 
-    The client loop bumps the plain int fields directly and appends raw round trips (seconds)
-    to ``rtt_pending``; ``fold()`` moves those into the histogram once a second, off the
+    The client loop bumps the plain int fields directly and appends raw latencies (seconds)
+    to ``latency.pending``; ``fold()`` moves those into the histogram once a second, off the
     per-message path."""
 
     connected: int = 0          # connects that succeeded
@@ -55,9 +31,11 @@ class FloodStats:
     bytes_received: int = 0
     mismatches: int = 0         # echoed messages with any wrong byte, plus bytes never sent
     resets: int = 0             # connections this flood closed with RST on purpose
-    rtt_hist: Counter[int] = field(default_factory=Counter)  # bucket key -> count
-    rtt_max: float = 0.0        # seconds, exact
-    rtt_pending: array = field(default_factory=lambda: array("d"))
+    slices: int = 0             # slicer: writes of part of a message
+    delayed: int = 0            # latency: messages held back before their send
+    held: int = 0               # stall, slow-close: connections that held still as planned
+    cut: int = 0                # limit: connections closed at their byte limit
+    latency: Latency = field(default_factory=Latency)
 
     def fail(self, reason: str) -> None:
         self.failed[reason] = self.failed.get(reason, 0) + 1
@@ -67,66 +45,47 @@ class FloodStats:
         return sum(self.failed.values())
 
     def fold(self) -> None:
-        """Move the raw round trips gathered since the last call into the histogram."""
-        pending = self.rtt_pending
-        if not pending:
-            return
-        self.rtt_hist.update(bucket_counts(pending))
-        self.rtt_max = max(self.rtt_max, max(pending))
-        del pending[:]
+        """Move the raw latencies gathered since the last call into the histogram."""
+        self.latency.fold()
 
-    def rtt_count(self) -> int:
-        return sum(self.rtt_hist.values())
+    def counters(self) -> FloodStats:
+        """A copy of the counters with an empty Latency: what a worker ships to its parent
+        (the latency travels apart, as encoded interval histograms)."""
+        copy = FloodStats(failed=dict(self.failed))
+        for name in COUNTERS:
+            setattr(copy, name, getattr(self, name))
+        return copy
 
-    def percentile(self, q: float) -> float | None:
-        """The round trip (seconds) at quantile ``q`` in [0, 1], within 0.4 %; None if none."""
-        total = self.rtt_count()
-        if not total:
-            return None
-        if q >= 1.0:
-            return self.rtt_max
-        rank = q * (total - 1)
-        seen = 0
-        for key in sorted(self.rtt_hist):
-            seen += self.rtt_hist[key]
-            if seen > rank:
-                return bucket_seconds(key)
-        return self.rtt_max
+    def __getstate__(self) -> dict:
+        # HdrHistogram objects do not pickle (ctypes arrays): a worker's stats cross the pipe
+        # as counters only.
+        state = dict(self.__dict__)
+        state["latency"] = None
+        return state
 
-    def snapshot(self) -> FloodStats:
-        """A detached copy (folded first), safe to hand to another process or thread."""
-        self.fold()
-        return FloodStats(
-            connected=self.connected, active=self.active, completed=self.completed,
-            failed=dict(self.failed), messages_sent=self.messages_sent,
-            messages_echoed=self.messages_echoed, bytes_sent=self.bytes_sent,
-            bytes_received=self.bytes_received, mismatches=self.mismatches, resets=self.resets,
-            rtt_hist=Counter(self.rtt_hist), rtt_max=self.rtt_max,
-        )
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.latency = Latency()
 
     @classmethod
-    def merged(cls, parts: list[FloodStats]) -> FloodStats:
-        """The sum of several workers' stats."""
+    def merged(cls, parts: list[FloodStats], latency: Latency | None = None) -> FloodStats:
+        """The sum of several workers' counters, with ``latency`` (the parent's, which
+        absorbed the workers' intervals) or the parts' latencies merged."""
         total = cls()
         for part in parts:
-            part.fold()
-            for name in ("connected", "active", "completed", "messages_sent", "messages_echoed",
-                         "bytes_sent", "bytes_received", "mismatches", "resets"):
+            for name in COUNTERS:
                 setattr(total, name, getattr(total, name) + getattr(part, name))
             for reason, count in part.failed.items():
                 total.failed[reason] = total.failed.get(reason, 0) + count
-            total.rtt_hist.update(part.rtt_hist)
-            total.rtt_max = max(total.rtt_max, part.rtt_max)
+            if latency is None:
+                total.latency.merge(part.latency)
+        if latency is not None:
+            total.latency = latency
         return total
 
     def as_dict(self) -> dict:
-        """The JSON-ready counters (no histogram): what progress and summary lines carry."""
-        self.fold()
-
-        def ms(seconds: float | None) -> float | None:
-            return None if seconds is None else round(seconds * 1000, 3)
-
-        return {
+        """The JSON-ready counters and the whole run's latency percentiles."""
+        record = {
             "connected": self.connected,
             "active": self.active,
             "completed": self.completed,
@@ -138,6 +97,8 @@ class FloodStats:
             "bytes_received": self.bytes_received,
             "mismatches": self.mismatches,
             "resets": self.resets,
-            "rtt_ms": {"p50": ms(self.percentile(0.5)), "p99": ms(self.percentile(0.99)),
-                       "max": ms(self.percentile(1.0))},
+            "rtt_ms": self.latency.summary_ms(),
         }
+        for name in ("slices", "delayed", "held", "cut"):   # what the fault patterns did
+            record[name] = getattr(self, name)
+        return record

@@ -11,6 +11,7 @@ from dataclasses import replace
 from multiprocessing.connection import Connection, wait
 
 from muxtop.flood.client import TICK, Flood, FloodPlan
+from muxtop.flood.latency import Latency
 from muxtop.flood.report import Reporter
 from muxtop.flood.stats import FloodStats
 
@@ -51,6 +52,15 @@ class InlineRun:
         return Outcome(stats, self.flood.stopped_by or "complete", self.flood.unfinished)
 
 
+def _shipment(stats: FloodStats) -> tuple[FloodStats, bytes, float]:
+    """What a worker sends its parent: its counters, and the latency interval since the last
+    shipment in HdrHistogram's encoding (the parent adds the intervals up)."""
+    latency = stats.latency
+    latency.fold()
+    interval_max = latency.interval_max
+    return stats.counters(), latency.cut().encode(), interval_max
+
+
 def _worker_main(plan: FloodPlan, conn: Connection, parent_pid: int) -> None:
     flood = Flood(plan, on_notice=lambda text: conn.send(("notice", text)))
     # SIGINT from the terminal reaches the whole process group; SIGTERM comes from the parent.
@@ -60,10 +70,10 @@ def _worker_main(plan: FloodPlan, conn: Connection, parent_pid: int) -> None:
     def tick(stats: FloodStats) -> None:
         if os.getppid() != parent_pid:
             flood.stop()   # orphaned: nobody is listening any more
-        conn.send(("tick", stats.snapshot()))
+        conn.send(("tick", *_shipment(stats)))
 
     stats = flood.run(on_tick=tick)
-    conn.send(("done", stats.snapshot(), flood.stopped_by or "complete", flood.unfinished))
+    conn.send(("done", *_shipment(stats), flood.stopped_by or "complete", flood.unfinished))
     conn.close()
 
 
@@ -95,6 +105,7 @@ class SplitRun:
             self._procs.append(proc)
             self._conns.append(parent_end)
         latest = [FloodStats() for _ in self.shares]
+        latency = Latency()   # every worker's intervals, added up as they come
         finals: dict[int, tuple[str, int]] = {}
         open_conns = dict(enumerate(self._conns))
         next_tick = time.perf_counter() + TICK
@@ -115,19 +126,19 @@ class SplitRun:
                 kind = message[0]
                 if kind == "notice":
                     self.reporter.notice(message[1])
-                elif kind == "tick":
+                elif kind in ("tick", "done"):
                     latest[index] = message[1]
-                elif kind == "done":
-                    latest[index] = message[1]
-                    finals[index] = (message[2], message[3])
+                    latency.absorb(message[2], message[3])
+                    if kind == "done":
+                        finals[index] = (message[4], message[5])
             if time.perf_counter() >= next_tick and open_conns:
-                self.reporter.progress(FloodStats.merged(latest))
+                self.reporter.progress(FloodStats.merged(latest, latency))
                 next_tick += TICK
         for proc in self._procs:
             proc.join(5)
         reasons = {reason for reason, _ in finals.values()}
         stopped_by = next((r for r in ("signal", "duration") if r in reasons), "complete")
         unfinished = sum(count for _, count in finals.values())
-        stats = FloodStats.merged(latest)
+        stats = FloodStats.merged(latest, latency)
         stats.active = 0
         return Outcome(stats, stopped_by, unfinished)

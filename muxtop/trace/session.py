@@ -160,7 +160,7 @@ class Trace:
                     state.unread_since = end
                 state.unread_reports += 1
         self.ring.append(wait_record((self.seq, call.start, call.timeout, call.duration,
-                                      max(registered, 0), ready, count)))
+                                      max(registered, 0), ready, count, None)))
         self.calls.append(WaitCall(self.seq, call.tid, call.syscall, call.epfd,
                                    tuple(unmapped), call.error))
 

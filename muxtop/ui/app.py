@@ -17,20 +17,26 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from collections.abc import Iterable
 from concurrent.futures import Future
+from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
-from textual.app import App
+from textual import events
+from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.css.query import NoMatches
+from textual.screen import Screen
+from textual.theme import BUILTIN_THEMES
 
 from muxtop.backends import BACKENDS, NAMES, TRIGGERS
 from muxtop.engine.commands import CloseConnection, PauseReading, SetLab, Switch, Watch
 from muxtop.engine.source import EngineSource
-from muxtop.flood.process import DEFAULT_FLOOD, FloodSettings
+from muxtop.flood.process import DEFAULT_FLOOD, IDLE_HERD, FloodProcess, FloodSettings
 from muxtop.snapshot import ConnView, Snapshot
 from muxtop.source import Source
+from muxtop.ui import layout
 from muxtop.ui.floods import Floods
 from muxtop.ui.rows import can_act_on
 from muxtop.ui.screens.dashboard import DashboardScreen
@@ -50,8 +56,12 @@ _QUIET_COMMANDS = (Switch, Watch)  # their outcome comes back as an engine Notic
 
 class MuxtopApp(App[int]):
     CSS_PATH = Path(__file__).with_name("app.tcss")
+    # Classes on the screen by its size; app.tcss lays the dashboard out by them.
+    HORIZONTAL_BREAKPOINTS = layout.HORIZONTAL_BREAKPOINTS
+    VERTICAL_BREAKPOINTS = layout.VERTICAL_BREAKPOINTS
     TITLE = "muxtop"
-    ENABLE_COMMAND_PALETTE = False
+    # ctrl+p: every action by name (get_system_commands), and Textual's theme picker.
+    COMMAND_PALETTE_BINDING = "ctrl+p"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("b", "cycle_backend", "backend", tooltip="Switch to the next backend live"),
         Binding("t", "cycle_trigger", "trigger",
@@ -59,9 +69,13 @@ class MuxtopApp(App[int]):
         Binding("space", "toggle_pause", "pause", tooltip="Freeze the display; the server "
                 "keeps running and the header keeps moving"),
         Binding("f", "flood", "flood", tooltip="Launch the default flood at this server: "
-                "500 clients × 3 echoed messages of 64 B, every byte checked"),
-        Binding("F", "flood_form", "flood…", show=False, tooltip="Choose a flood: pattern, "
-                "clients, messages, size, rate, duration"),
+                "500 clients × 20 echoed messages of 64 B at 2/s each (about 10 s), every "
+                "byte checked"),
+        Binding("F", "flood_form", "flood…", tooltip="Choose a flood: a preset, or the "
+                "pattern, clients, messages, size, rate, duration"),
+        Binding("h", "idle_herd", "idle herd", tooltip="Hold 1,000 idle connections (again: "
+                "let them go): select and poll pay for every one on every call, epoll does "
+                "not; watch cpu/call and scans"),
         Binding("x", "stop_floods", "stop floods", tooltip="Stop every running flood"),
         Binding("l", "lab", "lab", tooltip="Turn bug-lab switches on and off: break the "
                 "engine on purpose and watch the diagnoses"),
@@ -73,16 +87,19 @@ class MuxtopApp(App[int]):
 
     def __init__(self, source: Source, *, duration: float | None = None,
                  interval: float | None = POLL_INTERVAL, handle_signals: bool = False,
-                 flood: FloodSettings = DEFAULT_FLOOD) -> None:
+                 flood: FloodSettings = DEFAULT_FLOOD, theme: str | None = None) -> None:
         """`duration`: quit after that many seconds. `interval`: seconds between polls of
         the source (None: only when `tick()` is called, for tests and benchmarks). `flood`:
         what `f` launches and what the `F` form starts from (aimed at the source's server)."""
         super().__init__()
+        if theme is not None:
+            self.theme = theme  # checked by the command line (THEMES)
         self.source = source
         self.view = view_for(source.kind)
         self.title = self.view.title
         self.flood_settings = flood
         self.floods = Floods()
+        self.herd: FloodProcess | None = None  # the idle herd `h` holds
         self.duration = duration
         self.interval = interval
         self.handle_signals = handle_signals
@@ -304,21 +321,22 @@ class MuxtopApp(App[int]):
         self.send(SetLab(name, on))
         self.set_timer(0.05, self.tick)
 
-    def launch_flood(self, settings: FloodSettings) -> None:
+    def launch_flood(self, settings: FloodSettings) -> FloodProcess | None:
         target = self.source.flood_target
         if target is None:
             self.notify("no server of our own to flood here", severity="warning")
-            return
+            return None
         settings = settings.at(*target)
         try:
             flood = self.floods.launch(settings)
         except OSError as exc:
             self.notify(f"could not start the flood: {exc}", severity="error")
-            return
+            return None
         number = self.floods.numbers[flood.pid]
         self.notify(f"flood #{number}: {settings.pattern}, {settings.clients:,} clients "
                     f"× {settings.messages:,} messages (pid {flood.pid})", timeout=3)
         self._show_floods()
+        return flood
 
     # ---- keys --------------------------------------------------------------------------
 
@@ -330,22 +348,41 @@ class MuxtopApp(App[int]):
             return None
         return self.latest.backend, self.latest.trigger
 
+    def why_not(self, action: str) -> str | None:
+        """Why a key cannot act now, in words a person can act on; None when it can."""
+        if action in _ENGINE_ACTIONS and not self.can_command:
+            return self.source.read_only or "this view is read-only"
+        if action in _FLOOD_ACTIONS and self.source.flood_target is None:
+            return "no server of our own to flood here"
+        if action == "stop_floods" and not self.floods.running:
+            return "no flood is running"
+        mode = self.current_mode()
+        if action in ("cycle_backend", "cycle_trigger") and mode is None:
+            return "no picture of the server yet"
+        if action == "cycle_trigger" and mode[0] in BACKENDS:
+            backend = BACKENDS[mode[0]]
+            if len(backend.triggers) < 2:
+                able = [n for n in NAMES if len(BACKENDS[n].triggers) > 1]
+                return (f"{mode[0]} reports readiness level-triggered only: edge and oneshot "
+                        f"need {' or '.join(able)} (b switches backend)")
+        return None
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("flood", "flood_form"):
-            return self.source.flood_target is not None or None
-        if action == "stop_floods":
-            return bool(self.floods.running) or None
-        if action == "lab":
-            return self.can_command or None
-        if action in ("cycle_backend", "cycle_trigger"):
-            mode = self.current_mode()
-            if not self.can_command or mode is None:
-                return None
-            if action == "cycle_trigger":
-                backend = BACKENDS.get(mode[0])
-                if backend is not None and len(backend.triggers) < 2:
-                    return None  # select and poll are level-triggered only
-        return True
+        if self.why_not(action) is None:
+            return True
+        # Greyed out where there is room to show what exists; gone where there is not, so
+        # the keys that do apply stay in the footer. Pressing one says why (on_key).
+        return None if self.size.width >= layout.NARROW else False
+
+    def on_key(self, event: events.Key) -> None:
+        """A key whose action cannot apply now says why instead of doing nothing."""
+        action = _KEY_ACTIONS.get(event.key)
+        if action is None or self.screen is not self.dashboard:
+            return
+        reason = self.why_not(action) or self.dashboard.why_not(action)
+        if reason:
+            event.stop()
+            self.notify(reason, title=f"{event.key}: not now", severity="warning", timeout=6)
 
     def action_cycle_backend(self) -> None:
         """Next backend that can take the current trigger mode; select and poll cannot do
@@ -362,9 +399,11 @@ class MuxtopApp(App[int]):
                 return
         able = [n for n in NAMES if trigger in BACKENDS[n].triggers]
         others = [n for n in NAMES if n not in able]
+        steps = TRIGGERS[TRIGGERS.index(trigger) + 1:] if trigger in TRIGGERS else ()
         self.notify(
             f"{trigger} triggering needs {' or '.join(able)}: {' and '.join(others)} "
-            "report readiness level-triggered only. Press t to go back to level first.",
+            "report readiness level-triggered only. Press t until the mode is level "
+            f"({' → '.join((trigger, *steps))}), then b.",
             title="no other backend can do this", severity="warning", timeout=8)
 
     def action_cycle_trigger(self) -> None:
@@ -394,6 +433,17 @@ class MuxtopApp(App[int]):
     def action_flood(self) -> None:
         self.launch_flood(self.flood_settings)
 
+    def action_idle_herd(self) -> None:
+        """Hold IDLE_HERD idle connections, or let them go: the herd select and poll pay for
+        on every call (watch cpu/call and scans in the header) and epoll does not."""
+        herd = self.herd
+        if herd is not None and herd.running:
+            self.floods.stop(herd)
+            self.herd = None
+            self.notify("letting the idle herd go", timeout=3)
+            return
+        self.herd = self.launch_flood(IDLE_HERD)
+
     def action_flood_form(self) -> None:
         target = self.source.flood_target
         if target is None or isinstance(self.screen, FloodForm):
@@ -419,30 +469,62 @@ class MuxtopApp(App[int]):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.key_help(), self.view))
 
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The palette (ctrl+p): Textual's own (theme, quit, keys), then every key's action,
+        named as the footer names it; one that cannot apply now says why when chosen."""
+        yield from super().get_system_commands(screen)
+        if screen is not self.dashboard:
+            return
+        for owner, namespace in ((DashboardScreen, self.dashboard), (MuxtopApp, self)):
+            for binding in owner.BINDINGS:
+                action = binding.action.removeprefix("app.")
+                if action in ("quit", "help", "clear_filter") or not binding.description:
+                    continue
+                keys = " ".join(_KEY_NAMES.get(k, k) for k in binding.key.split(","))
+                yield SystemCommand(f"{binding.description} ({keys})", binding.tooltip or "",
+                                    partial(self._palette_run, action, namespace))
+
+    async def _palette_run(self, action: str, namespace) -> None:
+        reason = self.why_not(action) or self.dashboard.why_not(action)
+        if reason:
+            self.notify(reason, severity="warning", timeout=6)
+            return
+        await self.run_action(action, namespace)
+
     def key_help(self) -> list[tuple[str, str, str]]:
-        """(key, what, why) for every binding, from the BINDINGS themselves."""
+        """(key, what, why) for every binding, from the BINDINGS themselves, each key once."""
         rows: list[tuple[str, str, str]] = []
+        seen: set[str] = set()
         for owner in (DashboardScreen, MuxtopApp, DetailScreen):
             for binding in owner.BINDINGS:
-                if binding.action in ("clear_filter",) or binding.key == "ctrl+c":
+                if binding.action in ("clear_filter",) or binding.key == "ctrl+c" or \
+                        binding.key in seen:
                     continue
-                key = binding.key_display or binding.key.split(",")[0]
-                item = (key, binding.description, binding.tooltip)
+                seen.add(binding.key)
+                keys = [_KEY_NAMES.get(k, k) for k in binding.key.split(",")]
+                item = (" ".join(keys), binding.description, binding.tooltip)
                 if owner is DetailScreen:
                     if binding.action != "dismiss" or binding.key != "escape":
                         continue
                     item = ("esc", "back", "Leave the detail view or clear the filter")
                 rows.append(item)
         rows.append(("↑ ↓ PgUp PgDn", "move", "Move the cursor; Home and End jump"))
-        rows.append(("tab", "focus", "Move between the table and the ready-list log"))
+        rows.append(("tab", "focus", "Move between the table, the ready-list log and the "
+                     "findings (enter on a finding selects its fd)"))
         rows.append(("click header", "sort", "Sort by that column; click again to reverse"))
+        rows.append(("ctrl+p", "commands", "Every action by name, and the themes"))
         return rows
 
 
-def run_dashboard(engine, duration: float | None = None) -> int:
+THEMES = tuple(BUILTIN_THEMES)  # what --theme takes; textual-light reads best on a projector
+
+
+def run_dashboard(engine, duration: float | None = None, *, refresh: float = POLL_INTERVAL,
+                  theme: str | None = None) -> int:
     """Run the dashboard over a started engine until q (or `duration` seconds). Textual
     restores the terminal however the app ends; the caller stops the engine."""
-    app = MuxtopApp(EngineSource(engine), duration=duration, handle_signals=True)
+    app = MuxtopApp(EngineSource(engine), duration=duration, handle_signals=True,
+                    interval=refresh, theme=theme)
     # The engine thread waits for the GIL whenever it returns from a wait call while the UI
     # draws a frame; by default it would wait up to 5 ms each time. A shorter switch interval
     # hands the GIL back to the engine sooner while a frame is being drawn.
@@ -459,8 +541,20 @@ def run_dashboard(engine, duration: float | None = None) -> int:
 
 
 def run_source(source: Source, duration: float | None = None,
-               interval: float | None = POLL_INTERVAL) -> int:
+               interval: float | None = POLL_INTERVAL, theme: str | None = None) -> int:
     """Run the dashboard over any Source (e.g. another process, read-only) until q."""
-    app = MuxtopApp(source, duration=duration, interval=interval, handle_signals=True)
+    app = MuxtopApp(source, duration=duration, interval=interval, handle_signals=True,
+                    theme=theme)
     app.run()
     return app.return_code or 0
+
+
+_ENGINE_ACTIONS = frozenset({"cycle_backend", "cycle_trigger", "lab", "close_connection",
+                             "toggle_reading"})
+_FLOOD_ACTIONS = frozenset({"flood", "flood_form", "idle_herd"})
+_KEY_NAMES = {"question_mark": "?", "f1": "F1", "enter": "enter", "slash": "/",
+              "space": "space"}
+# key -> the action it is bound to on the dashboard (for on_key's "why not").
+_KEY_ACTIONS = {key: binding.action.removeprefix("app.")
+                for owner in (MuxtopApp, DashboardScreen) for binding in owner.BINDINGS
+                for key in binding.key.split(",")}

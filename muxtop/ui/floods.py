@@ -70,6 +70,10 @@ class Floods:
                 thread.join(10)
         return len(running)
 
+    def stop(self, flood: FloodProcess) -> None:
+        """SIGTERM one flood, on a thread (it takes a moment to print its summary)."""
+        threading.Thread(target=flood.stop, daemon=True, name=f"flood-{flood.pid}-stop").start()
+
     def close(self) -> None:
         """Stop every flood and wait for them (no orphan processes), and the port reader."""
         self._closed = True

@@ -6,36 +6,35 @@ from __future__ import annotations
 from rich.cells import cell_len, set_cell_size
 
 DASH = "-"
-_BYTE_UNITS = ("B", "K", "M", "G", "T")
+_BYTE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 # Network text may hold anything: escape sequences or newlines would corrupt the screen.
 _CONTROL = {c: "?" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
 
 
 def size(n: float | None) -> str:
-    """Bytes in at most 6 cells: 512, 12.3K, 4.0M; '-' when unknown."""
+    """Bytes in at most 7 cells: 512B, 12.3KiB, 4.0MiB; '-' when unknown."""
     if n is None:
         return DASH
     if n < 1024:
-        return f"{n:.0f}"
+        return f"{n:.0f}B"
     for unit in _BYTE_UNITS[1:]:
         n /= 1024
-        if n < 1000 or unit == "T":
+        if n < 1000 or unit == _BYTE_UNITS[-1]:
             return f"{n:.1f}{unit}" if n < 100 else f"{n:.0f}{unit}"
     return DASH  # not reached
 
 
 def rate(n: float) -> str:
-    """Bytes per second: '1.2M/s'."""
+    """Bytes per second: '1.2MiB/s'."""
     return f"{size(n)}/s"
 
 
 def count(n: float) -> str:
-    """A count that may be large, in at most 6 cells: 999, 12,345, 123.4k, 12.3M."""
+    """A count that may be large, in at most 6 cells: 999, 12,345, 123.4k, 1.23M, 12.3M."""
     if n < 100_000:
         return f"{n:,.0f}"
-    if n < 10_000_000:
-        return f"{n / 1000:.1f}k" if n < 1_000_000 else f"{n / 1000:.0f}k"
-    return f"{n / 1e6:.1f}M"
+    value, unit = (n / 1e3, "k") if n < 1e6 else (n / 1e6, "M")
+    return f"{value:.{2 if value < 10 else 1}f}{unit}"
 
 
 def duration(seconds: float | None) -> str:
@@ -98,6 +97,15 @@ def plain(text: str) -> str:
 
     The result is still shown only as plain text (a Segment or rich Text), never as markup."""
     return text.translate(_CONTROL)
+
+
+def cut_words(text: str, width: int) -> str:
+    """`text` in at most `width` cells, cut after a whole word and marked with '…'."""
+    if cell_len(text) <= width:
+        return text
+    head = set_cell_size(text, max(1, width - 1))
+    space = head.rstrip().rfind(" ")
+    return (head[:space] if space > 0 else head).rstrip() + "…"
 
 
 def fit(text: str, width: int, right: bool = False) -> str:

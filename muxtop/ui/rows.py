@@ -7,7 +7,7 @@ millisecond at 10,000 rows; drawing then touches only the rows on screen.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from operator import attrgetter, itemgetter
 
 from muxtop.snapshot import CLOSED, KIND_CONN, ConnView, Snapshot
@@ -50,9 +50,10 @@ class ConnRows:
             if self.sort not in self._by_id or self._by_id[self.sort].key is None:
                 self.set_sort("fd")
 
-    def cycle_sort(self) -> str:
-        """Sort by the next column of the view's sort cycle."""
-        cycle = self.view.sort_cycle
+    def cycle_sort(self, shown: Collection[str] | None = None) -> str:
+        """Sort by the next column of the view's sort cycle (of those `shown`, if given:
+        a narrow screen hides some)."""
+        cycle = [c for c in self.view.sort_cycle if shown is None or c in shown]
         here = cycle.index(self.sort) if self.sort in cycle else -1
         self.set_sort(cycle[(here + 1) % len(cycle)])
         return self.sort

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Input
+from textual.widgets import Footer, Input, Static
 
 from muxtop.snapshot import Snapshot
+from muxtop.ui import layout
 from muxtop.ui.rows import can_act_on
 from muxtop.ui.views import ENGINE, SourceView
 from muxtop.ui.widgets.conn_table import ConnTable
@@ -32,6 +34,11 @@ from muxtop.ui.widgets.sparklines import Trends
 class DashboardScreen(Screen[None]):
     ready = False  # its widgets are mounted and found
     BINDINGS: ClassVar[list[BindingType]] = [
+        # First here, so the footer shows them first and a narrow one never cuts them off
+        # (the footer lists the screen's keys before the app's).
+        Binding("question_mark,f1", "app.help", "help", key_display="?",
+                tooltip="Keys, columns, and how select, poll and epoll work"),
+        Binding("q", "app.quit", "quit", tooltip="Quit"),
         Binding("enter", "details", "details", tooltip="Everything about the selected fd"),
         Binding("k", "close_connection", "close", tooltip="Close the selected connection"),
         Binding("p", "toggle_reading", "pause rd",
@@ -68,6 +75,7 @@ class DashboardScreen(Screen[None]):
         yield Input(id="filter", placeholder="filter rows by fd, address, state or flag · "
                     "enter keeps it · esc clears")
         yield Footer()
+        yield Static(id="too-small")
 
     def on_mount(self) -> None:
         self.table = self.query_one(ConnTable)
@@ -86,6 +94,20 @@ class DashboardScreen(Screen[None]):
         self.table.focus()
         self.ready = True
         self.app.tick()  # type: ignore[attr-defined]  # the first Snapshot, now
+
+    def on_resize(self, event: events.Resize) -> None:
+        width, height = event.size
+        least = layout.MIN_SIZE
+        tiny = width < least[0] or height < least[1]
+        self.set_class(tiny, "-tiny")
+        if tiny:
+            self.query_one("#too-small", Static).update(
+                f"muxtop needs a terminal of at least {least[0]}×{least[1]};"
+                f" this one is {width}×{height}.\nMake it larger, or press q to quit.")
+        self.query_one(Footer).compact = width < layout.COMPACT_FOOTER
+        if self.ready:
+            self._side_state = None
+            self.side_changed()
 
     def _one(self, kind):
         found = self.query(kind)
@@ -123,7 +145,8 @@ class DashboardScreen(Screen[None]):
         self._side_state = state
         self.set_class(any(state), "-side-busy")
         parts = [name for name, on in zip(("floods", "diagnoses"), state) if on][::-1]
-        self.side.border_title = " · ".join([*parts, "trends"])
+        trends = [] if self.has_class("-narrow") else ["trends"]
+        self.side.border_title = " · ".join([*parts, *trends])
 
     def on_screen_resume(self) -> None:
         # Back from a detail or help screen: the app skipped this screen meanwhile.
@@ -133,11 +156,21 @@ class DashboardScreen(Screen[None]):
 
     # ---- keys --------------------------------------------------------------------------
 
+    def why_not(self, action: str) -> str | None:
+        """Why one of this screen's keys cannot act now; None when it can."""
+        if action in ("close_connection", "toggle_reading"):
+            if not self.app.can_command:  # type: ignore[attr-defined]
+                return self.app.source.read_only  # type: ignore[attr-defined]
+            if not can_act_on(self.table.selected):
+                return "select an open connection first (the listener, control and epoll " \
+                    "fds are not connections)"
+        return None
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if not self.ready:
             return None
         if action in ("close_connection", "toggle_reading"):
-            return (can_act_on(self.table.selected) and self.app.can_command) or None
+            return self.why_not(action) is None or None
         if action == "details":
             return self.table.selected is not None or None
         if action == "clear_filter":
@@ -159,7 +192,7 @@ class DashboardScreen(Screen[None]):
 
     def action_cycle_sort(self) -> None:
         table = self.table
-        column = table.column(table.model.cycle_sort())
+        column = table.column(table.model.cycle_sort(table.shown_ids()))
         table.rebuild()
         self.notify(f"sorted by {column.label}", timeout=1.5)
 
@@ -198,6 +231,17 @@ class DashboardScreen(Screen[None]):
 
     def on_conn_table_cursor_changed(self, event: ConnTable.CursorChanged) -> None:
         self.refresh_bindings()
+
+    def on_diagnoses_panel_chosen(self, event: DiagnosesPanel.Chosen) -> None:
+        """A finding picked in the panel: its fd, selected in the table."""
+        table = self.table
+        for i, view in enumerate(table.rows):
+            if view.fd == event.fd and view.state != "closed":
+                table.move_to(i)
+                table.focus()
+                return
+        self.notify(f"fd {event.fd} is not in the table now (filtered out, or closed)",
+                    severity="warning", timeout=4)
 
     def on_conn_table_chosen(self, event: ConnTable.Chosen) -> None:
         self.app.show_details(event.view)  # type: ignore[attr-defined]

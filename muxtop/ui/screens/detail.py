@@ -62,8 +62,9 @@ class DetailScreen(ModalScreen[None]):
                 break
         panel = self.query_one("#detail-panel")
         panel.border_title = f"fd {self.view.fd} · {fmt.plain(self.view.peer)}"
-        self.query_one("#detail-body", Static).update(
-            describe(self.app.view, self.view, snapshot))  # type: ignore[attr-defined]
+        body = self.query_one("#detail-body", Static)
+        body.update(describe(self.app.view, self.view, snapshot,  # type: ignore[attr-defined]
+                             body.content_region.width or None))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("close_connection", "toggle_reading"):
@@ -77,10 +78,10 @@ class DetailScreen(ModalScreen[None]):
         self.app.toggle_reading(self.view)  # type: ignore[attr-defined]
 
 
-def describe(view: SourceView, v: ConnView, s: Snapshot) -> Text:
+def describe(view: SourceView, v: ConnView, s: Snapshot, width: int | None = None) -> Text:
     """Everything known about one fd, section by section as the view has them (network
-    text is never markup)."""
-    detail = Detail()
+    text is never markup); `width`: the cells it is drawn in, for wrapping."""
+    detail = Detail(width)
     text = detail.text
     text.append(f"fd {v.fd}", "bold")
     text.append(f"  {v.kind}  ", detail.LABEL)

@@ -1,6 +1,6 @@
-"""`F`: choose a flood's pattern, clients, messages, size, rate and duration, then launch it
-at the embedded server. Bad values are explained under the form; nothing is launched until
-every field makes sense."""
+"""`F`: choose a flood's pattern (the fault patterns too), clients, messages, size, rate,
+duration and open or closed loop, then launch it at the embedded server. Bad values are
+explained under the form; nothing is launched until every field makes sense."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Select, Static
+from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
-from muxtop.flood.client import PATTERNS
-from muxtop.flood.process import FloodSettings
+from muxtop.flood import client
+from muxtop.flood.client import OPEN_LOOP_PATTERNS, PATTERNS
+from muxtop.flood.process import DEFAULT_FLOOD, IDLE_HERD, SEED_FLOOD, FloodSettings
 
 MAX_CLIENTS = 100_000  # past this a typo, not a test: each client is an fd on both ends
 MAX_SIZE = 16 * 1024 * 1024  # what `muxtop flood --size` accepts
@@ -25,7 +26,22 @@ PATTERN_HELP = {
     "half-close": "send, SHUT_WR, read the echo, expect EOF",
     "reset": "send, then close with RST",
     "burst": "open and close connections as fast as allowed",
+    "slicer": (f"echo, each message written in 1..{client.SLICE_BYTES}-byte slices "
+               f"{client.SLICE_DELAY * 1000:g} ms apart at most: partial reads"),
+    "stall": (f"send M messages, then neither read nor write for {client.HOLD:g} s; then "
+              "read every byte back"),
+    "slow-close": f"echo M messages, then wait {client.HOLD:g} s before closing",
+    "latency": f"echo, each message held back {client.DELAY * 1000:g} ms before its send",
+    "limit": "echo, and close the moment half of the last message is written",
 }
+# Named floods the form starts from (each fills every field; any field can then change).
+PRESETS = {
+    "steady": ("500 clients × 20 messages at 2/s: about 10 s on screen (f)", DEFAULT_FLOOD),
+    "seed": ("500 clients × 3 messages as fast as echoed: over in a blink", SEED_FLOOD),
+    "idle herd": ("1,000 connections that only sit there (h)", IDLE_HERD),
+}
+# Patterns that hold still after their messages, or cut the last one: they need one.
+NEEDS_MESSAGES = ("stall", "slow-close", "limit")
 # (field, label, hint): the Input ids and what they take.
 FIELDS = (
     ("clients", "clients", "connections at once, 1 or more"),
@@ -40,7 +56,8 @@ class BadValue(ValueError):
     """A field that does not make sense, with the words that say why."""
 
 
-def parse(values: dict[str, str], pattern: str, base: FloodSettings) -> FloodSettings:
+def parse(values: dict[str, str], pattern: str, base: FloodSettings, *,
+          open_loop: bool = False) -> FloodSettings:
     """FloodSettings from the form's text, or BadValue naming the first wrong field."""
 
     def whole(name: str, low: int, high: int) -> int:
@@ -72,12 +89,20 @@ def parse(values: dict[str, str], pattern: str, base: FloodSettings) -> FloodSet
 
     if pattern not in PATTERNS:
         raise BadValue(f"pattern: choose one of {', '.join(PATTERNS)}")
-    return replace(base, pattern=pattern,
-                   clients=whole("clients", 1, MAX_CLIENTS),
-                   messages=whole("messages", 0, 10**9),
-                   size=whole("size", 1, MAX_SIZE),
-                   rate=seconds_or_rate("rate", empty_ok=False) or 0.0,
-                   duration=seconds_or_rate("duration", empty_ok=True))
+    settings = replace(base, pattern=pattern,
+                       clients=whole("clients", 1, MAX_CLIENTS),
+                       messages=whole("messages", 0, 10**9),
+                       size=whole("size", 1, MAX_SIZE),
+                       rate=seconds_or_rate("rate", empty_ok=False) or 0.0,
+                       duration=seconds_or_rate("duration", empty_ok=True),
+                       open_loop=open_loop)
+    if pattern in NEEDS_MESSAGES and not settings.messages:
+        raise BadValue(f"messages: {pattern} needs 1 or more")
+    if open_loop and pattern not in OPEN_LOOP_PATTERNS:
+        raise BadValue(f"open-loop: does not apply to {pattern} (it sends no messages to time)")
+    if open_loop and not settings.rate:
+        raise BadValue("rate: open loop needs one above 0, the schedule messages are due on")
+    return settings
 
 
 class FloodForm(ModalScreen[FloodSettings | None]):
@@ -98,6 +123,12 @@ class FloodForm(ModalScreen[FloodSettings | None]):
                    "duration": "" if b.duration is None else f"{b.duration:g}"}
         with Vertical(id="flood-form"):
             with Horizontal(classes="form-row"):
+                yield Label("preset", classes="form-label")
+                yield Select([(name, name) for name in PRESETS], prompt="choose…",
+                             id="preset")
+                yield Static("fills the fields below", id="preset-help", classes="form-hint",
+                             markup=False)
+            with Horizontal(classes="form-row"):
                 yield Label("pattern", classes="form-label")
                 yield Select([(f"{name}", name) for name in PATTERNS], value=b.pattern,
                              allow_blank=False, id="pattern")
@@ -108,6 +139,11 @@ class FloodForm(ModalScreen[FloodSettings | None]):
                     yield Label(label, classes="form-label")
                     yield Input(initial[name], id=name, select_on_focus=True)
                     yield Static(hint, classes="form-hint", markup=False)
+            with Horizontal(classes="form-row"):
+                yield Label("loop", classes="form-label")
+                yield Checkbox("open loop", b.open_loop, id="open-loop")
+                yield Static("due on the rate's schedule; latency from when due",
+                             classes="form-hint", markup=False)
             yield Static("", id="form-error", markup=False)
             with Horizontal(id="form-buttons"):
                 yield Button("launch", variant="primary", id="launch")
@@ -121,8 +157,24 @@ class FloodForm(ModalScreen[FloodSettings | None]):
         self.query_one("#clients", Input).focus()
 
     def on_select_changed(self, event: Select.Changed) -> None:
-        if isinstance(event.value, str):
+        if not isinstance(event.value, str):
+            return
+        if event.select.id == "preset":
+            self.fill(event.value)
+        else:
             self.query_one("#pattern-help", Static).update(PATTERN_HELP.get(event.value, ""))
+
+    def fill(self, preset: str) -> None:
+        """Put a preset's values in every field."""
+        about, settings = PRESETS[preset]
+        self.query_one("#preset-help", Static).update(about)
+        self.query_one("#pattern", Select).value = settings.pattern
+        values = {"clients": str(settings.clients), "messages": str(settings.messages),
+                  "size": str(settings.size), "rate": f"{settings.rate:g}",
+                  "duration": "" if settings.duration is None else f"{settings.duration:g}"}
+        for name, value in values.items():
+            self.query_one(f"#{name}", Input).value = value
+        self.query_one("#open-loop", Checkbox).value = settings.open_loop
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -138,14 +190,18 @@ class FloodForm(ModalScreen[FloodSettings | None]):
     def launch(self) -> None:
         values = {name: self.query_one(f"#{name}", Input).value for name, _, _ in FIELDS}
         pattern = self.query_one("#pattern", Select).value
+        open_loop = self.query_one("#open-loop", Checkbox).value
         try:
-            settings = parse(values, pattern if isinstance(pattern, str) else "", self.base)
+            settings = parse(values, pattern if isinstance(pattern, str) else "", self.base,
+                             open_loop=open_loop)
         except BadValue as exc:
             self.error = str(exc)
             self.query_one("#form-error", Static).update(str(exc))
             field = str(exc).split(":", 1)[0]
             if field in values:
                 self.query_one(f"#{field}", Input).focus()
+            elif field == "open-loop":
+                self.query_one("#open-loop", Checkbox).focus()
             return
         self.dismiss(settings)
 

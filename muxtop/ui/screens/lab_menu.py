@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -59,10 +60,13 @@ class LabMenu(ModalScreen[None]):
         options = []
         for name in LABS:
             on = name in self.lab
-            prompt = Text(no_wrap=False, end="")
-            prompt.append(" ON  " if on else " off ", "bold reverse red" if on else "dim")
-            prompt.append(f" {name}\n", "bold")
-            prompt.append(f"      {LAB_HELP[name]}", "dim")
+            # A grid, so the help wraps under itself, not under the ON/off mark.
+            prompt = Table.grid(padding=(0, 1))
+            prompt.add_column(no_wrap=True, width=5)
+            prompt.add_column()
+            prompt.add_row(Text(" ON  " if on else " off ", "bold reverse red" if on else "dim"),
+                           Text(name, "bold"))
+            prompt.add_row("", Text(LAB_HELP[name], "dim"))
             options.append(Option(prompt, id=name))
         return options
 

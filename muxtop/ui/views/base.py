@@ -8,13 +8,14 @@ here and nowhere else.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from rich.text import Text
 
-from muxtop.findings import evidence_text
+from muxtop.findings import evidence_label, evidence_text
 from muxtop.snapshot import ConnView, Snapshot
 from muxtop.ui import format as fmt
 
@@ -35,9 +36,10 @@ def _no_tone(view: ConnView, facts: Facts) -> str | None:
 
 
 class Column(NamedTuple):
-    """One table column: its id, header label, width in cells (0: takes the rest), whether
-    numbers sit on the right, how it sorts (None: not sortable), how it is drawn, and when
-    it stands out (WARN, ALERT or None)."""
+    """One table column: its id, header label, width in cells (0: flexible, between
+    `least` and `most`), whether numbers sit on the right, how it sorts (None: not
+    sortable), how it is drawn, when it stands out (WARN, ALERT or None), and how soon it
+    gives way on a narrow screen (`drop`: the highest go first; 0 never)."""
 
     id: str
     label: str
@@ -47,15 +49,45 @@ class Column(NamedTuple):
     descending: bool  # the first click or `s` puts the biggest first
     cell: Callable[[ConnView, Facts], str]
     tone: Callable[[ConnView, Facts], str | None] = _no_tone
+    drop: int = 0
+    least: int = 12  # a flexible column's narrowest
+    most: int = 0  # a flexible column's widest (0: no limit)
+
+
+def fit_columns(columns: tuple[Column, ...], room: int,
+                gap: int = 1) -> list[tuple[Column, int]]:
+    """The columns that fit in `room` cells, in their order, with their widths: the most
+    droppable go first until the rest fit; flexible ones share what is left."""
+    shown = list(columns)
+
+    def need(cols: list[Column]) -> int:
+        return sum(c.width or c.least for c in cols) + gap * (len(cols) - 1)
+
+    while need(shown) > room and any(c.drop for c in shown):
+        # The most droppable, the rightmost of equals: the table narrows from its tail.
+        worst = max(range(len(shown)), key=lambda i: (shown[i].drop, i))
+        del shown[worst]
+    flexible = [c for c in shown if not c.width]
+    left = room - sum(c.width for c in shown) - gap * (len(shown) - 1)
+    widths = {}
+    # An equal share each; the capped ones first, so what they cannot use goes to the rest.
+    for i, c in enumerate(sorted(flexible, key=lambda c: c.most or room)):
+        share = left // (len(flexible) - i)
+        widths[c.id] = max(c.least, min(share, c.most) if c.most else share)
+        left -= widths[c.id]
+    return [(c, c.width or widths[c.id]) for c in shown]
 
 
 class Detail:
-    """The detail view's text, written section by section (network text stays plain)."""
+    """The detail view's text, written section by section (network text stays plain).
+    Given the width it is drawn at, a long row wraps under its value, not under its label."""
 
     HEADING, LABEL = "bold underline", "dim"
+    INDENT = 20  # where a row's value starts
 
-    def __init__(self) -> None:
+    def __init__(self, width: int | None = None) -> None:
         self.text = Text(end="")
+        self.width = width
 
     def heading(self, title: str) -> None:
         self.text.append(f"{title}\n", self.HEADING)
@@ -65,8 +97,21 @@ class Detail:
         text.append(f"  {name:<18}", self.LABEL)
         text.append(value, "bold")
         if note:
-            text.append(f"   {note}", self.LABEL)
+            text.append("   ")
+            self._hanging(note, self.INDENT + len(value) + 3, self.INDENT)
         text.append("\n")
+
+    def _hanging(self, words: str, used: int, indent: int, style: str = LABEL) -> None:
+        """`words` from column `used` on; the lines that do not fit start at column `indent`."""
+        width = self.width
+        if width is None or used + len(words) <= width or width - indent < 20:
+            self.text.append(words, style)
+            return
+        lead = min(used - indent, width - indent - 10)  # the first line's own indent
+        lines = textwrap.wrap(words, width - indent, initial_indent=" " * lead)
+        self.text.append(lines[0][lead:], style)
+        for line in lines[1:]:
+            self.text.append("\n" + " " * indent + line, style)
 
     def note(self, line: str, style: str = LABEL) -> None:
         self.text.append(f"  {line}\n", style)
@@ -85,10 +130,14 @@ class Detail:
             text.append(f"  {d.kind}", "bold red")
             whole = "  (the process; names this fd)" if d.fd is None else ""
             text.append(f"{whole}  for {fmt.age(s.taken_at - d.since)}\n", self.LABEL)
-            text.append(f"    {fmt.plain(d.explanation)}\n")
+            text.append("    ")
+            self._hanging(fmt.plain(d.explanation), 4, 4, "")
+            text.append("\n")
             for key, value in d.evidence:
-                text.append(f"    {key}: ", self.LABEL)
-                text.append(f"{fmt.plain(evidence_text(key, value))}\n")
+                label = f"    {evidence_label(key)}: "
+                text.append(label, self.LABEL)
+                self._hanging(fmt.plain(evidence_text(key, value)), len(label), len(label), "")
+                text.append("\n")
         self.end()
 
     def history(self, v: ConnView, s: Snapshot) -> None:
@@ -105,28 +154,52 @@ Section = Callable[[Detail, ConnView, Snapshot, Facts], None]
 
 
 class Header:
-    """The header's three lines, written by a view; `badges` (the widget's) ends line 1."""
+    """The header's lines, written by a view piece by piece. Each piece may say how soon it
+    gives way (`drop`: the highest go first; 0 never) when its line is wider than the screen,
+    so a narrow terminal keeps the figures that matter instead of wrapping. `reserve` is kept
+    free at the end of line 1 for the widget's badges, which `badges` appends there."""
 
-    def __init__(self, styles: Callable[[str], object], width: int,
-                 badges: Callable[[Text], None]) -> None:
+    def __init__(self, styles: Callable[[str], object], width: int, reserve: int = 0,
+                 badges: Callable[[Text], None] | None = None) -> None:
         self.text = Text(no_wrap=True, overflow="ellipsis", end="")
         self.style = styles
         self.width = width
-        self._badges: Callable[[Text], None] | None = badges
+        self._reserve = reserve
+        self._badges = badges
+        self._line: list[tuple[int, list[tuple[str, str | None]]]] = []  # (drop, parts)
+        self._lines = 0
 
-    def add(self, shown: str, style: str | None = None) -> None:
-        self.text.append(shown, self.style(style) if style else None)
+    def add(self, shown: str, style: str | None = None, drop: int = 0) -> None:
+        self._line.append((drop, [(shown, style)]))
 
-    def pair(self, name: str, shown: str, sep: str = "  ") -> None:
-        self.add(name + " ", "label")
-        self.add(shown, "value")
-        self.add(sep)
+    def pair(self, name: str, shown: str, sep: str = "  ", drop: int = 0) -> None:
+        self._line.append((drop, [(name + " ", "label"), (shown, "value"), (sep, None)]))
 
     def newline(self) -> None:
-        if self._badges is not None:  # the end of line 1: badges on the right
+        self._flush()
+        self.text.append("\n")
+
+    def finish(self) -> Text:
+        self._flush()
+        return self.text
+
+    def _flush(self) -> None:
+        pieces = self._line
+        room = self.width - (self._reserve if self._lines == 0 else 0)
+
+        def length() -> int:
+            return sum(len(text) for _, parts in pieces for text, _ in parts)
+
+        while length() > room and any(drop for drop, _ in pieces):
+            worst = max(range(len(pieces)), key=lambda i: (pieces[i][0], i))
+            del pieces[worst]
+        for _, parts in pieces:
+            for text, style in parts:
+                self.text.append(text, self.style(style) if style else None)
+        if self._lines == 0 and self._badges is not None:
             self._badges(self.text)
-            self._badges = None
-        self.add("\n")
+        self._line = []
+        self._lines += 1
 
 
 @dataclass(frozen=True)

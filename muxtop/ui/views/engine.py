@@ -78,35 +78,43 @@ def flags_tone(v: ConnView, facts: Facts) -> str | None:
     return WARN if v.flags else None
 
 
+# `drop`: which give way first as the screen narrows (fd, state, flags never; the queues
+# last). The peer takes what is left up to an IPv6 address and port; the note (why a
+# connection closed, what an fd is) only shows where there is room to spare.
 COLUMNS: tuple[Column, ...] = (
     Column("fd", "fd", 6, True, itemgetter(1), False,  # ConnView.fd, by index: the default
            lambda v, f: str(v.fd)),
-    Column("peer", "peer", 0, False, attrgetter("peer"), False, lambda v, f: fmt.plain(v.peer)),
+    Column("peer", "peer", 0, False, attrgetter("peer"), False, lambda v, f: fmt.plain(v.peer),
+           drop=1, least=12, most=47),
     Column("state", "state", 11, False, attrgetter("state"), False, lambda v, f: v.state,
            state_tone),
     Column("interest", "interest", 8, False, attrgetter("interest"), True,
-           lambda v, f: short(v.interest)),
+           lambda v, f: short(v.interest), drop=2),
     Column("events", "last ev", 7, False, attrgetter("last_events"), True,
            lambda v, f: short(v.last_events) if v.last_events else fmt.DASH,
-           lambda v, f: ALERT if v.last_events & (ERROR | HANGUP) else None),
+           lambda v, f: ALERT if v.last_events & (ERROR | HANGUP) else None, drop=2),
     Column("out_buffer", "app-out", 7, True, attrgetter("out_buffer"), True,
            lambda v, f: fmt.size(v.out_buffer if is_conn(v) else v.out_buffer or None),
-           amount_tone("out_buffer")),
+           amount_tone("out_buffer"), drop=3),
     Column("rx_queue", "rx-q", 7, True, queue_key("rx_queue"), True,
-           lambda v, f: fmt.size(v.rx_queue), amount_tone("rx_queue")),
+           lambda v, f: fmt.size(v.rx_queue), amount_tone("rx_queue"), drop=1),
     Column("tx_queue", "tx-q", 7, True, queue_key("tx_queue"), True,
-           lambda v, f: fmt.size(v.tx_queue), amount_tone("tx_queue")),
-    Column("bytes_in", "in", 7, True, attrgetter("bytes_in"), True, bytes_cell("bytes_in")),
-    Column("bytes_out", "out", 7, True, attrgetter("bytes_out"), True, bytes_cell("bytes_out")),
+           lambda v, f: fmt.size(v.tx_queue), amount_tone("tx_queue"), drop=1),
+    Column("bytes_in", "in", 7, True, attrgetter("bytes_in"), True, bytes_cell("bytes_in"),
+           drop=4),
+    Column("bytes_out", "out", 7, True, attrgetter("bytes_out"), True, bytes_cell("bytes_out"),
+           drop=4),
     # Age and idle sort on the time they count from: the oldest (smallest) first.
-    Column("age", "age", 7, True, attrgetter("opened_at"), False, age_cell),
-    Column("idle", "idle", 7, True, attrgetter("last_io_at"), False, idle_cell),
-    Column("rtt", "rtt", 7, True, rtt_key, True, rtt_cell),
+    Column("age", "age", 7, True, attrgetter("opened_at"), False, age_cell, drop=7),
+    Column("idle", "idle", 7, True, attrgetter("last_io_at"), False, idle_cell, drop=5),
+    Column("rtt", "rtt", 7, True, rtt_key, True, rtt_cell, drop=6),
     Column("flags", "flags", 5, False, attrgetter("flags"), True, lambda v, f: v.flags,
            flags_tone),
+    Column("note", "note", 0, False, None, False, lambda v, f: fmt.plain(v.note), drop=9,
+           least=40),
 )
-SORT_CYCLE = ("fd", "rx_queue", "tx_queue", "out_buffer", "bytes_in", "bytes_out", "idle",
-              "age", "rtt", "state", "peer")
+# What `s` steps through: the sortable columns, left to right as on screen.
+SORT_CYCLE = tuple(c.id for c in COLUMNS if c.key is not None)
 
 COLUMNS_HELP = (
     ("fd", "the file descriptor number (fds get reused; rows follow connections)"),
@@ -116,7 +124,8 @@ COLUMNS_HELP = (
               " listen, control")),
     ("interest", ("the events the fd is registered for: R read, W write (only while the"
                  " out-buffer holds data)")),
-    ("last ev", "what the last wait reported: R readable, W writable, E error, H hang-up"),
+    ("last ev", "what the last wait reported: R readable, W writable, E error, H hang-up, "
+     "F the peer's FIN (RDHUP, asked for on edge)"),
     ("app-out", "bytes muxtop produced that the kernel has not taken yet"),
     ("rx-q", ("kernel receive queue (FIONREAD): bytes arrived, not yet read; on the listener,"
              " connections waiting in the accept queue")),
@@ -125,6 +134,7 @@ COLUMNS_HELP = (
     ("age / idle", "time since accept / since the last byte moved either way"),
     ("rtt", "smoothed round-trip time from TCP_INFO"),
     ("flags", ", ".join(f"{flag} {FLAG_MEANINGS[flag]}" for flag in ENGINE_FLAGS)),
+    ("note", "why a connection closed, or what another fd is (on wide screens)"),
 )
 
 
@@ -241,43 +251,50 @@ def _waits_naming(v: ConnView, s: Snapshot):
 # ---- the header ---------------------------------------------------------------------------
 
 def header(h: Header, s: Snapshot) -> None:
-    """Line 1: what runs where; 2: the multiplexer; 3: traffic and the process."""
+    """Line 1: what runs where; 2: the multiplexer and what each wait call costs; 3: traffic
+    and the process. On a narrow screen the pieces with the highest `drop` give way first."""
     h.add("muxtop ", "title")
     h.add(f"{s.backend}/{s.trigger}", "mode")
     h.add("  ")
-    h.pair(s.protocol, fmt.plain(s.listen))
-    h.pair("up", fmt.uptime(s.taken_at - s.started_at))
-    h.pair("conns", f"{s.open_connections:,} open / {s.totals.accepted:,} accepted", "")
+    h.pair(s.protocol, fmt.plain(s.listen), drop=2)
+    h.pair("up", fmt.uptime(s.taken_at - s.started_at), drop=3)
+    h.pair("conns", f"{s.open_connections:,} open", drop=0, sep=" ")
+    h.add(f"/ {s.totals.accepted:,} accepted", "label", drop=1)
     if s.totals.rejected or s.totals.accept_errors:
         h.add(f"  ({s.totals.rejected:,} rejected, {s.totals.accept_errors:,} accept errors)",
-              "label")
+              "label", drop=1)
     h.newline()
     wait_figures(h, s)
     h.newline()
     r = s.rates
     h.pair("in", fmt.rate(r.bytes_in))
     h.pair("out", fmt.rate(r.bytes_out))
-    h.pair("accepts/s", fmt.count(r.accepts), "   ")
+    h.pair("accepts/s", fmt.count(r.accepts), "   ", drop=3)
     p = s.process
     if p is not None:
         h.pair("cpu", f"{p.cpu_percent:.0f}%")
-        h.pair("rss", fmt.size(p.rss))
-        h.pair("fds", f"{p.num_fds:,}/{p.fd_limit:,}")
-        h.pair("threads", str(p.threads))
-        h.pair("pid", str(p.pid), "")
+        h.pair("rss", fmt.size(p.rss), drop=2)
+        h.pair("fds", f"{p.num_fds:,}/{p.fd_limit:,}", drop=1)
+        h.pair("threads", str(p.threads), drop=4)
+        h.pair("pid", str(p.pid), "", drop=5)
 
 
-def wait_figures(h: Header, s: Snapshot) -> None:
-    """How the loop is doing, from its wait calls: the rate, how many fds each returns, how
-    long each blocks."""
+def wait_figures(h: Header, s: Snapshot, sampled: bool = True) -> None:
+    """How the loop is doing, from its wait calls: the rate, how many fds each returns, what
+    a call costs (`sampled`: the engine measures it; a trace cannot), how long each blocks."""
     r = s.rates
+    registered = r.registered_per_wait or s.registered
     h.pair("waits/s", fmt.count(r.waits))
-    h.pair("events/s", fmt.count(r.events))
-    share = f" ({100 * r.ready_per_wait / s.registered:.1f}%)" if s.registered else ""
-    h.pair("ready/wait", f"{r.ready_per_wait:.2f} of {s.registered:,} registered{share}")
-    h.pair("wait p50", fmt.duration(r.wait_p50))
-    h.pair("p99", fmt.duration(r.wait_p99))
-    h.pair("waits", f"{s.totals.waits:,}", "")
+    h.pair("ready/wait", f"{r.ready_per_wait:.1f}", sep=" ")
+    share = f" ({100 * r.ready_per_wait / registered:.0f}%)" if registered else ""
+    h.add(f"of {registered:,.0f}{share}  ", "label", drop=2)
+    if sampled:
+        h.pair("cpu/call", fmt.duration(r.wait_cpu) if r.wait_cpu else fmt.DASH)
+        h.pair("scans", f"{fmt.count(r.scanned_per_wait)} fds", drop=1)
+    h.pair("wait p50", fmt.duration(r.wait_p50), drop=4)
+    h.pair("p99", fmt.duration(r.wait_p99), drop=3)
+    h.pair("events/s", fmt.count(r.events), drop=5)
+    h.pair("waits", f"{s.totals.waits:,}", "", drop=6)
 
 
 ENGINE = SourceView(

@@ -119,14 +119,15 @@ def _by_id(column_id: str, **changes) -> Column:
 # work unchanged; "local" and "watched" do not sort.
 COLUMNS: tuple[Column, ...] = (
     _by_id("fd"),
-    Column("local", "local / what", 0, False, None, False, local_cell),
-    _by_id("peer", cell=lambda v, f: fmt.plain(v.peer) or fmt.DASH),
+    Column("local", "local / what", 0, False, None, False, local_cell, drop=2, least=14,
+           most=40),
+    _by_id("peer", cell=lambda v, f: fmt.plain(v.peer) or fmt.DASH, drop=3),
     _by_id("state", label="tcp state", cell=state_cell),
     _by_id("interest", label="epoll mask", width=16,
            cell=lambda v, f: f.masks(v) or fmt.DASH,
-           tone=lambda v, f: ALERT if "disarmed" in f.masks(v) else None),
+           tone=lambda v, f: ALERT if "disarmed" in f.masks(v) else None, drop=1),
     Column("watched", "by ep", 5, True, None, False,
-           lambda v, f: ",".join(map(str, v.watched_by)) or fmt.DASH),
+           lambda v, f: ",".join(map(str, v.watched_by)) or fmt.DASH, drop=5),
     _by_id("rx_queue", label="rx/accq", width=8, cell=rx_cell,
            tone=lambda v, f: WARN if v.rx_queue or f.accept_queue(v) else None),
     _by_id("tx_queue"), _by_id("bytes_in"), _by_id("bytes_out"),
@@ -137,7 +138,7 @@ COLUMNS: tuple[Column, ...] = (
     _by_id("flags", label="finding", width=14, cell=finding_cell,
            tone=lambda v, f: ALERT if f.findings.get(v.fd) else None),
 )
-SORT_CYCLE = tuple(c for c in engine.SORT_CYCLE if c != "out_buffer")
+SORT_CYCLE = tuple(c.id for c in COLUMNS if c.key is not None)
 
 COLUMNS_HELP = (
     ("fd", "the process's file descriptor"),

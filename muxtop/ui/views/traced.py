@@ -113,7 +113,7 @@ def trace_line(h: Header, s: Snapshot) -> None:
     if trace.note:  # strace's slowdown: the numbers here are of a slowed target
         h.add(" SLOWS THE TARGET ", "lab")
         h.add("  ")
-    engine.wait_figures(h, s)
+    engine.wait_figures(h, s, sampled=False)
     if trace.lost:
         h.add(f"  lost {trace.lost:,}", "alert")
 

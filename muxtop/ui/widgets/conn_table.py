@@ -24,12 +24,10 @@ from muxtop.snapshot import CLOSED, KIND_CONN, ConnView, Snapshot
 from muxtop.ui import format as fmt
 from muxtop.ui.rows import ConnRows
 from muxtop.ui.views import ENGINE, SourceView
-from muxtop.ui.views.base import Column, Facts
+from muxtop.ui.views.base import Column, Facts, fit_columns
 from muxtop.ui.widgets.line_api import PaletteMixin, move_bindings, set_virtual_size
 
 GAP = 1  # cells between columns
-MIN_PEER = 15  # narrower than this, the table scrolls sideways instead
-MAX_PEER = 47  # "[ffff:...:ffff]:65535" fits; wider only wastes the screen
 _CID = itemgetter(0)  # ConnView.cid
 
 
@@ -98,9 +96,12 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
         if view is not self.view:
             self.view = view
             self.model.use(view)
-            self._columns = view.columns
             self._fit_columns()
             self.rebuild()
+
+    def shown_ids(self) -> set[str]:
+        """The ids of the columns on screen now (a narrow one drops some)."""
+        return {c.id for c in self._columns}
 
     def column(self, column_id: str) -> Column:
         """The column shown under this id."""
@@ -225,13 +226,12 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
         self.refresh()
 
     def _fit_columns(self) -> None:
-        """The address columns (width 0) share what the fixed ones leave."""
-        columns = self._columns
-        width = self.scrollable_content_region.width or self.size.width
-        fixed = sum(c.width for c in columns) + GAP * (len(columns) - 1)
-        flexible = sum(1 for c in columns if not c.width) or 1
-        share = max(MIN_PEER, min(MAX_PEER, (width - fixed) // flexible))
-        self._widths = [c.width or share for c in columns]
+        """The columns that fit the width now (the view says which give way first), and
+        their widths."""
+        room = self.scrollable_content_region.width or self.size.width
+        fitted = fit_columns(self.view.columns, room, GAP)
+        self._columns = tuple(c for c, _ in fitted)
+        self._widths = [w for _, w in fitted]
         self._lines.clear()
 
     def _total_width(self) -> int:

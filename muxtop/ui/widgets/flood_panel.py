@@ -1,8 +1,10 @@
 """The floods the dashboard launched: for each running (or lately finished) one, what it is,
-how far it got and whether every echoed byte came back right, in four lines."""
+how far it got, whether every echoed byte came back right, its latency percentiles and their
+trend second by second, and, once it has failed, why."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -13,6 +15,12 @@ from textual.widget import Widget
 from muxtop.flood.process import FloodProcess
 from muxtop.ui import format as fmt
 from muxtop.ui.widgets.line_api import PaletteMixin
+
+_BLOCKS = "▁▂▃▄▅▆▇█"
+# The trend's log scale: from 10 µs (loopback round trips are ~50 µs) to the window's peak,
+# but never less than 100 ms, so that a steady flood does not draw as a wall of full blocks.
+TREND_FLOOR_MS = 0.01
+TREND_TOP_MS = 100.0
 
 
 def _ms(value: float | None) -> str:
@@ -34,13 +42,32 @@ def flood_state(flood: FloodProcess) -> tuple[str, str]:
     return f"failed: exit {code}{took}", "failed"
 
 
+def trend(values: Sequence[float | None], width: int) -> str:
+    """One row of blocks, newest on the right, on a log scale (see TREND_FLOOR_MS): a stall of
+    a second stands out of sub-millisecond seconds without flattening them to nothing."""
+    shown = list(values)[-width:] if width > 0 else []
+    peak = max((v for v in shown if v is not None), default=0.0)
+    span = math.log(max(peak, TREND_TOP_MS) / TREND_FLOOR_MS)
+    cells = []
+    for value in shown:
+        if value is None:
+            cells.append(" ")   # a second with no echo at all
+            continue
+        level = math.log(max(value, TREND_FLOOR_MS) / TREND_FLOOR_MS) / span
+        cells.append(_BLOCKS[min(len(_BLOCKS) - 1, round(level * (len(_BLOCKS) - 1)))])
+    return "".join(cells)
+
+
 def describe(flood: FloodProcess, number: int, width: int, palette) -> list[Text]:
-    """Four lines about one flood (five with its last error line), each cut to `width`."""
+    """The lines about one flood, each cut to `width`: six while it reports (starting: two),
+    and one more with why it failed (or, while it runs, its last error line)."""
     s = flood.args
     record = flood.summary or flood.progress
     label, value = palette["label"], palette["value"]
     state, state_style = flood_state(flood)
-    what = f"#{number} {s.pattern} {s.clients:,}×{s.messages:,}×{fmt.size(s.size)}"
+    # clients × messages each × size; "no limit" where messages is 0 (until stopped).
+    messages = f"{s.messages:,} msgs" if s.messages else "no limit"
+    what = f"#{number} {s.pattern} {s.clients:,} × {messages} × {fmt.size(s.size)}"
     if s.rate:
         what += f" @{s.rate:g}/s"
     if s.duration:
@@ -50,9 +77,9 @@ def describe(flood: FloodProcess, number: int, width: int, palette) -> list[Text
     head.append(" " * max(1, width - cell_len(what) - len(state)))
     head.append(state, palette[state_style])
     lines = [head]
-    if record is None:
-        lines += [Text("  starting…", label), Text(""), Text("")]
-    else:
+    if record is None and flood.running:
+        lines.append(Text("  starting…", label))
+    elif record is not None:
         failed = record.get("failed_total", 0)
         mismatches = record.get("mismatches", 0)
         rtt = record.get("rtt_ms") or {}
@@ -67,6 +94,7 @@ def describe(flood: FloodProcess, number: int, width: int, palette) -> list[Text
                 text.append(shown, style)
             return text
 
+        mode = "open loop" if s.open_loop else "closed loop"
         lines.append(line(("conns", f"{record.get('connected', 0):,}", value),
                           ("failed", f"{failed:,}", palette["failed"] if failed else value),
                           ("open", f"{record.get('active', 0):,}", value)))
@@ -76,10 +104,22 @@ def describe(flood: FloodProcess, number: int, width: int, palette) -> list[Text
                            palette["failed"] if mismatches else palette["ok"])))
         lines.append(line(("bytes", f"{fmt.size(record.get('bytes_sent', 0))}↑ "
                                     f"{fmt.size(record.get('bytes_received', 0))}↓", value),
-                          ("rtt", f"{_ms(rtt.get('p50'))} p99 {_ms(rtt.get('p99'))}", value)))
-    errors = flood.errors
-    if errors:
-        error = fmt.plain(errors[-1]).removeprefix("muxtop flood: ")
+                          ("", mode, label)))
+        lines.append(line(("p50", _ms(rtt.get("p50")), value), ("p99", _ms(rtt.get("p99")), value),
+                          ("p99.9", _ms(rtt.get("p99.9")), value)))
+        p99s = [interval.get("p99") for interval in flood.trend]
+        latest = _ms(p99s[-1]) if p99s else fmt.DASH
+        prefix, suffix = "p99/s ", f" {latest}"
+        bars = trend(p99s, max(0, width - len(prefix) - len(suffix) - 2))
+        text = Text(prefix, label, end="")
+        text.append(bars, palette["value"])
+        text.append(suffix, value)
+        lines.append(text)
+    reason = flood.reason
+    if reason:
+        lines.append(Text("  " + fmt.plain(reason), palette["error"]))
+    elif flood.errors:
+        error = fmt.plain(flood.errors[-1]).removeprefix("muxtop flood: ")
         lines.append(Text("  " + error, palette["error"]))
     for text in lines:
         text.truncate(width, overflow="ellipsis")
@@ -121,24 +161,29 @@ class FloodPanel(PaletteMixin, Widget):
         self.floods = floods
         self.set_class(bool(floods), "-shown")
         height = self._height()
-        self.refresh(layout=height != self._shown_height)  # a layout only when it grows
+        self.refresh(layout=height != self._shown_height)  # a layout only when it changes
         self._shown_height = height
 
-    def render(self) -> Text:
+    def _lines(self) -> list[Text]:
         palette = self.palette()
         width = max(10, self.size.width)
         running = sum(1 for _, f in self.floods if f.running)
-        text = Text(no_wrap=True, overflow="ellipsis", end="")
         title = f"floods · {running} running" + (" · x stops" if running else "")
-        text.append(fmt.fit(title, width), palette["title"])
+        lines = [Text(fmt.fit(title, width), palette["title"])]
         for number, flood in self.floods:
-            for line in describe(flood, number, width, palette):
+            lines += describe(flood, number, width, palette)
+        return lines
+
+    def render(self) -> Text:
+        text = Text(no_wrap=True, overflow="ellipsis", end="")
+        for i, line in enumerate(self._lines()):
+            if i:
                 text.append("\n")
-                text.append(line)
+            text.append(line)
         return text
 
     def _height(self) -> int:
-        return 1 + sum(4 + (1 if flood.errors else 0) for _, flood in self.floods)
+        return len(self._lines())
 
     def get_content_height(self, container, viewport, width: int) -> int:
         return self._height()

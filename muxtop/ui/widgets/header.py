@@ -73,45 +73,49 @@ class StatusHeader(PaletteMixin, Widget):
                 text.append(f"  {self.problem} ", style("status-header--alert"))
             return text
 
-        header = Header(lambda name: palette[name], self.size.width, self._badges)
+        badges = self._badges(s, lambda name: palette[name])
+        # Line 1 keeps room for the badges; a refusal's reason may be cut to make it fit.
+        wanted = sum(cell_len(b) for b, _ in badges) + len(badges) - 1 if badges else -2
+        header = Header(lambda name: palette[name], self.size.width,
+                        reserve=min(wanted + 2, self.size.width // 2),
+                        badges=lambda text: self._place(text, badges))
         self.view.header(header, s)
-        return header.text
+        return header.finish()
 
-    def _badges(self, text: Text) -> None:
-        s = self.snapshot
-        palette = self.palette()
-
-        def style(name: str) -> Style:
-            return palette[name.split("--", 1)[1]]
-
+    def _badges(self, s: Snapshot, style) -> list[tuple[str, Style]]:
+        """What a person must not miss, as (text, style) badges, most urgent first."""
         badges: list[tuple[str, Style]] = []
         if s.error or not s.running:
-            badges.append((f" {self.view.stopped} ", style("status-header--alert")))
+            badges.append((f" {self.view.stopped} ", style("alert")))
         if self.problem:
-            badges.append((f" {self.problem} ", style("status-header--alert")))
+            badges.append((f" {self.problem} ", style("alert")))
         if s.refused:
-            badges.append((f" REFUSED: {fmt.plain(s.refused)} ", style("status-header--alert")))
+            badges.append((f" REFUSED: {fmt.plain(s.refused)} ", style("alert")))
         if s.lab:
-            badges.append((f" LAB {' '.join(sorted(s.lab))} ", style("status-header--lab")))
+            badges.append((f" LAB {' '.join(sorted(s.lab))} ", style("lab")))
         if self.read_only:
-            badges.append((" READ-ONLY ", style("status-header--info")))
+            badges.append((" READ-ONLY ", style("info")))
         if self.frozen:
-            badges.append((" ORDER FROZEN ", style("status-header--info")))
+            badges.append((" ORDER FROZEN ", style("info")))
         if self.paused:
-            badges.append((" PAUSED ", style("status-header--paused")))
+            badges.append((" PAUSED ", style("paused")))
+        return badges
+
+    def _place(self, text: Text, badges: list[tuple[str, Style]]) -> None:
+        """The badges at the right end of line 1 (`text` holds line 1 so far)."""
         if not badges:
             return
         width = self.size.width
         used = cell_len(text.plain)
         wanted = sum(cell_len(b) for b, _ in badges) + len(badges) - 1
         room = width - used - 2
-        if wanted > room and s.refused:
-            # Cut the refusal's reason rather than push the other badges off screen; the
-            # whole reason is in the notification too.
+        if wanted > room and any(b.startswith(" REFUSED") for b, _ in badges):
+            # Cut the refusal's reason at a word rather than push the other badges off
+            # screen (never inside "fd 1025"); the whole reason is in the notification too.
             for i, (badge, badge_style) in enumerate(badges):
                 if badge.startswith(" REFUSED"):
-                    keep = max(10, cell_len(badge) - (wanted - room))
-                    badges[i] = (fmt.fit(badge, keep), badge_style)
+                    keep = max(12, cell_len(badge) - (wanted - room))
+                    badges[i] = (fmt.cut_words(badge, keep), badge_style)
             wanted = sum(cell_len(b) for b, _ in badges) + len(badges) - 1
         text.append(" " * max(2, width - used - wanted))
         for i, (badge, badge_style) in enumerate(badges):

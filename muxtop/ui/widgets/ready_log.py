@@ -22,14 +22,24 @@ from muxtop.snapshot import Snapshot, WaitRecord
 from muxtop.ui import format as fmt
 from muxtop.ui.widgets.line_api import PaletteMixin, move_bindings, set_virtual_size
 
-# seq, time since start, timeout, time blocked, ready/registered, then the ready fds.
-WIDTHS = (9, 11, 8, 8, 12)
-LABELS = ("seq", "at", "timeout", "blocked", "ready/reg", "ready fds (events)")
-HEADER = " ".join(fmt.fit(label, w, right=True) for label, w in zip(LABELS, WIDTHS)) \
-    + " " + LABELS[-1]
-LABEL_WIDTH = 21  # the view's own column (a traced process: thread and syscall)
-LABEL_HEADER = "thread call(epfd)"
+# The figures before the ready fds: (label, width, how soon it gives way on a narrow log).
+# cpu is the thread's CPU time in the call, on the sampled calls (WaitRecord.cpu).
+FIELDS = (("seq", 8, 0), ("at", 10, 3), ("timeout", 7, 2), ("blocked", 7, 1),
+          ("cpu", 7, 1), ("ready/reg", 9, 0))
+CALL = "thread call(epfd)"  # a view's own column (a traced process: thread and syscall)
+# With that column: a traced wait has no CPU figure of its own.
+LABELLED = tuple(f for f in FIELDS if f[0] != "cpu") + ((CALL, 20, 2),)
+READY_FDS = "ready fds (events)"
+MIN_FDS = 14  # cells the ready fds keep, whatever gives way for them
 _SEQ = itemgetter(0)
+
+
+def fields_for(width: int, labelled: bool = False) -> tuple[tuple[str, int, int], ...]:
+    """The FIELDS that leave MIN_FDS cells for the ready fds in a log `width` wide."""
+    shown = list(LABELLED if labelled else FIELDS)
+    while sum(w + 1 for _, w, _ in shown) + MIN_FDS > width and any(d for *_, d in shown):
+        shown.remove(max(shown, key=lambda f: f[2]))
+    return tuple(shown)
 
 
 class ReadyLog(PaletteMixin, ScrollView, can_focus=True):
@@ -56,8 +66,8 @@ class ReadyLog(PaletteMixin, ScrollView, can_focus=True):
     def __init__(self, *, name: str | None = None, id: str | None = None,
                  classes: str | None = None,
                  label: Callable[[Snapshot, int], str] | None = None) -> None:
-        """`label(snapshot, index)`: the text of an extra column for the wait at that index
-        of snapshot.waits (a traced process: its thread and syscall)."""
+        """`label(snapshot, index)`: the text of the CALL column for the wait at that index
+        of snapshot.waits (a traced process: its thread and syscall); None: no such column."""
         super().__init__(name=name, id=id, classes=classes)
         self.label = label
         self.hide_empty = False
@@ -115,15 +125,34 @@ class ReadyLog(PaletteMixin, ScrollView, can_focus=True):
             index = bisect_left(self._busy, index)
         return max(0, self._count() - 1 - index)
 
+    @property
+    def live(self) -> bool:
+        """The newest waits are on screen (the log is not scrolled back)."""
+        return round(self.scroll_y) == 0
+
     def _set_title(self) -> None:
         n = len(self._waits)
         shown = self._count()
-        title = f"ready list · {n:,} waits in the ring, newest first"
+        where = "LIVE" if self.live else "SCROLLED (Home: newest)"
+        title = f"ready list · {where} · {n:,} waits, newest first"
         if self.hide_empty:
             title += f" · {shown:,} returned fds (e shows empty waits)"
         else:
             title += " · e hides empty waits"
         self.border_title = title
+
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        super().watch_scroll_y(old, new)
+        if round(old) == 0 or round(new) == 0:
+            self._set_title()  # LIVE <-> SCROLLED
+
+    # Home and End jump at once: an animated scroll still under way when the next Snapshot
+    # arrives would anchor the view a few records behind the newest.
+    def action_scroll_home(self) -> None:
+        self.scroll_to(y=0, animate=False, immediate=True)
+
+    def action_scroll_end(self) -> None:
+        self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
 
     def on_resize(self, event: events.Resize) -> None:
         self.virtual_size = Size(0, self._count() + 1)  # no sideways scrolling
@@ -132,36 +161,44 @@ class ReadyLog(PaletteMixin, ScrollView, can_focus=True):
 
     def render_lines(self, crop: Region) -> list[Strip]:
         # Looked up once per frame, not once per line.
-        self._frame = (self.scrollable_content_region.width, round(self.scroll_y),
-                       self.palette())
+        width = self.scrollable_content_region.width
+        self._frame = (width, round(self.scroll_y), self.palette(),
+                       fields_for(width, self.label is not None))
         return super().render_lines(crop)
 
     def render_line(self, y: int) -> Strip:
-        width, scroll_y, palette = self._frame
+        width, scroll_y, palette, fields = self._frame
         base = palette[""]
         if y == 0:
-            header = HEADER if self.label is None else HEADER.replace(
-                LABELS[-1], fmt.fit(LABEL_HEADER, LABEL_WIDTH) + " " + LABELS[-1])
-            return Strip([Segment(fmt.fit(header, width), base + palette["header"])], width)
+            header = " ".join(fmt.fit(label, w, right=label != CALL) for label, w, _ in fields)
+            return Strip([Segment(fmt.fit(f"{header} {READY_FDS}", width),
+                                  base + palette["header"])], width)
         index = self._index(scroll_y + y - 1)
         if index is None:
             return Strip.blank(width, base)
-        label = None
-        if self.label is not None and self._snapshot is not None:
-            label = self.label(self._snapshot, index)
-        return self._line(self._waits[index], width, palette, label).crop_extend(0, width, base)
+        return self._line(self._waits[index], width, palette, fields,
+                          index).crop_extend(0, width, base)
 
-    def _line(self, w: WaitRecord, width: int, palette, label: str | None = None) -> Strip:
+    def _cell(self, label: str, w: WaitRecord, index: int) -> str:
+        if label == CALL:
+            snapshot = self._snapshot
+            return self.label(snapshot, index) if self.label and snapshot else ""
+        if label == "seq":
+            return f"{w.seq:,}"
+        if label == "at":
+            return f"+{w.start - self._started_at:.3f}s"
+        if label == "timeout":
+            return fmt.timeout(w.timeout)
+        if label == "blocked":
+            return fmt.duration(w.duration)
+        if label == "cpu":
+            return "" if w.cpu is None else fmt.duration(w.cpu)
+        return f"{w.count}/{w.registered}"
+
+    def _line(self, w: WaitRecord, width: int, palette, fields, index: int) -> Strip:
         base = palette[""]
-        head = " ".join((
-            fmt.fit(f"{w.seq:,}", WIDTHS[0], True),
-            fmt.fit(f"+{w.start - self._started_at:.3f}s", WIDTHS[1], True),
-            fmt.fit(fmt.timeout(w.timeout), WIDTHS[2], True),
-            fmt.fit(fmt.duration(w.duration), WIDTHS[3], True),
-            fmt.fit(f"{w.count}/{w.registered}", WIDTHS[4], True),
-        )) + " "
-        if label is not None:
-            head += fmt.fit(label, LABEL_WIDTH) + " "
+        head = " ".join(fmt.fit(self._cell(label, w, index), size, label != CALL)
+                        for label, size, _ in fields) + " "
         if not w.ready:
             return Strip([Segment(head + ("timed out" if w.timeout else "nothing ready"),
                                   base + palette["empty"])])

@@ -1,4 +1,5 @@
-"""Sparklines of waits/s, events per wait and wait-call duration over the last minute or so.
+"""Sparklines of waits/s, events per wait, wait-call duration and the CPU each call costs,
+over the last minute or so.
 
 The engine keeps no history of its rates, so the UI does: one sample per new Snapshot, kept
 even while the display is paused so that resuming shows no gap."""
@@ -93,7 +94,7 @@ def bars(samples: list[float], width: int, peak: float,
 
 
 class Trends(Vertical):
-    """The three trends the brief asks for, side by side with what the header says now."""
+    """The trends, side by side with what the header says now."""
 
     DEFAULT_CSS = """
     Trends { height: auto; }
@@ -105,6 +106,8 @@ class Trends(Vertical):
                     lambda v: f"{v:.2f}", id="trend-ready")
         yield Trend("wait p99 (log scale)", lambda s: s.rates.wait_p99, fmt.duration,
                     log_floor=1e-6, id="trend-duration")
+        yield Trend("cpu per wait call (log scale)", lambda s: s.rates.wait_cpu, fmt.duration,
+                    log_floor=1e-7, id="trend-cpu")
 
     def on_mount(self) -> None:
         self.trends = list(self.query(Trend))

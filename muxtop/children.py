@@ -1,0 +1,17 @@
+"""Child processes muxtop starts (servers for benchmarks, floods): ending one for sure."""
+
+from __future__ import annotations
+
+import subprocess
+
+
+def end(proc: subprocess.Popen, grace: float = 3.0) -> None:
+    """SIGTERM, then SIGKILL if it is still there after `grace` seconds; reaped either way."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
