@@ -97,7 +97,11 @@ def fd_table(snapshot: Snapshot) -> list[str]:
                      "-" if view.tx_queue is None else str(view.tx_queue),
                      ",".join(map(str, view.watched_by)) or "none", view.flags or "-"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    if snapshot.target is not None and snapshot.target.netns:
+        lines.append(f"(backlogs ? and no byte counters: the process is in another network "
+                     f"namespace, {snapshot.target.netns}, which sock_diag cannot see into)")
+    return lines
 
 
 def epoll_lines(snapshot: Snapshot) -> list[str]:

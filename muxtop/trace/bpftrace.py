@@ -12,7 +12,7 @@ Lines: ``W tid start end syscall epfd timeout_us registered ret`` ends a wait; b
 the same (tid, start): ``E data events`` per epoll event, ``P fd revents`` per ready pollfd,
 ``S word in out except`` per non-zero 64-bit word of select's result sets, and at entry
 ``N word bits`` per non-zero word of its input sets. ``R tid end syscall fd asked ret`` is a
-read or write (ret < 0: -errno).
+read or write (ret < 0: -errno); ``C tid end epfd op fd data`` a successful epoll_ctl.
 """
 
 from __future__ import annotations
@@ -24,12 +24,14 @@ import shutil
 
 from muxtop.snapshot import READY_KEPT
 from muxtop.trace.calls import (
+    CTL,
     POLLIN,
     POLLOUT,
     POLLPRI,
     READS,
     SELECT_WAITS,
     WRITES,
+    TracedCtl,
     TracedIo,
     TracedWait,
 )
@@ -53,7 +55,7 @@ tracepoint:syscalls:sys_exit_%NAME% /pid == %PID% && @ws[tid]/ {
   $n = args->ret; $p = @wp[tid]; $s = @ws[tid]; $i = (int64)0;
   while ($i < $n && $i < %KEPT%) {
     $e = $p + (uint64)$i * %STRIDE%;
-    printf("E %d %lu %lu %u\\n", tid, $s, *(uint64*)uptr($e + 4), *(uint32*)uptr($e));
+    printf("E %d %lu %lu %u\\n", tid, $s, *(uint64*)uptr($e + %DATA%), *(uint32*)uptr($e));
     $i++;
   }
   printf("W %d %lu %lu %NAME% %d %ld -1 %ld\\n", tid, $s, nsecs, @wf[tid], @wt[tid], $n);
@@ -115,6 +117,22 @@ tracepoint:syscalls:sys_exit_%NAME% /pid == %PID% && @ws[tid]/ {
   delete(@wn[tid]); delete(@wf[tid]);
 }
 """
+# epoll_ctl: which fd each data value stands for, as the app registers it (read at entry, told
+# at exit with the result: a refused call changes nothing).
+_CTL = """
+tracepoint:syscalls:sys_enter_epoll_ctl /pid == %PID%/ {
+  @cf[tid] = (int64)(int32)args->epfd; @co[tid] = (int64)(int32)args->op;
+  @ct[tid] = (int64)(int32)args->fd; $e = (uint64)args->event; @cd[tid] = (uint64)0;
+  if ($e) { @cd[tid] = *(uint64*)uptr($e + %DATA%); }
+  @cs[tid] = 1;
+}
+tracepoint:syscalls:sys_exit_epoll_ctl /pid == %PID% && @cs[tid]/ {
+  if (args->ret == 0) {
+    printf("C %d %lu %ld %ld %ld %lu\\n", tid, nsecs, @cf[tid], @co[tid], @ct[tid], @cd[tid]);
+  }
+  delete(@cf[tid]); delete(@co[tid]); delete(@ct[tid]); delete(@cd[tid]); delete(@cs[tid]);
+}
+"""
 _IO = """
 tracepoint:syscalls:sys_enter_%NAME% /pid == %PID%/ {
   @rf[tid] = (int64)(int32)args->fd; @ra[tid] = %ASKED%;
@@ -124,8 +142,10 @@ tracepoint:syscalls:sys_exit_%NAME% /pid == %PID% && @ra[tid]/ {
   delete(@rf[tid]); delete(@ra[tid]);
 }
 """
-_END = "END { clear(@ws); clear(@wp); clear(@wf); clear(@wt); clear(@wn); clear(@wo); " \
-       "clear(@wx); clear(@wc); clear(@rf); clear(@ra); }\n"
+# Cleared at the end, so bpftrace does not print what they held when it stops.
+_WAIT_MAPS = ("@ws", "@wp", "@wf", "@wt", "@wn", "@wo", "@wx", "@wc", "@cf", "@co", "@ct",
+              "@cd", "@cs")
+_IO_MAPS = ("@rf", "@ra")
 
 # Timeouts in µs, -1 for none: milliseconds in an int, or a timespec/timeval pointer.
 # Syscall tracepoints store every argument as a 64-bit unsigned: an int's sign comes back with
@@ -172,7 +192,10 @@ def script(pid: int, io: bool, tracepoints: set[str] | None = None) -> str:
         if available(tracepoints, name):
             parts.append(fill(_ENTER_WAIT, name, PTR="events", FD="(int32)args->epfd",
                               NFDS="(int32)args->maxevents", TIMEOUT=timeout))
-            parts.append(fill(_EPOLL_EXIT, name, KEPT=str(READY_KEPT), STRIDE=stride))
+            parts.append(fill(_EPOLL_EXIT, name, KEPT=str(READY_KEPT), STRIDE=stride,
+                              DATA=str(epoll_event_size() - 8)))
+    if available(tracepoints, CTL):
+        parts.append(fill(_CTL, CTL, DATA=str(epoll_event_size() - 8)))
     for name, timeout in _POLL:
         if available(tracepoints, name):
             parts.append(fill(_ENTER_WAIT, name, PTR="ufds", FD="-1", NFDS="(int32)args->nfds",
@@ -195,7 +218,8 @@ def script(pid: int, io: bool, tracepoints: set[str] | None = None) -> str:
     # this last probe fires on muxtop's own getppid(), so READY means every probe is in.
     parts.append(f"tracepoint:syscalls:sys_enter_getppid /pid == {os.getpid()}/ "
                  f'{{ printf("{READY_LINE}\\n"); }}\n')
-    return "".join(parts) + _END
+    used = [name for name in _WAIT_MAPS + _IO_MAPS if any(f"{name}[" in part for part in parts)]
+    return "".join(parts) + "END { " + " ".join(f"clear({name});" for name in used) + " }\n"
 
 
 def command(script_text: str) -> list[str]:
@@ -238,7 +262,7 @@ class BpftraceParser:
         self._ready: dict[tuple[int, int], list[int]] = {}
         self._asked: dict[tuple[int, int], int] = {}
 
-    def feed(self, line: str) -> TracedWait | TracedIo | None:
+    def feed(self, line: str) -> TracedWait | TracedIo | TracedCtl | None:
         fields = line.split()
         if not fields:
             return None
@@ -246,6 +270,9 @@ class BpftraceParser:
         try:
             if kind == "W" and len(fields) == 9:
                 return self._wait(fields)
+            if kind == "C" and len(fields) == 7:
+                tid, end, epfd, op, fd, data = map(int, fields[1:])
+                return TracedCtl(tid, end / 1e9, epfd, op, fd, data)
             if kind == "R" and len(fields) == 7:
                 tid, end, name, fd, asked, ret = fields[1:]
                 result = int(ret)

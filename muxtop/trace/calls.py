@@ -13,6 +13,8 @@ SELECT_WAITS = ("select", "pselect6")
 WAITS = EPOLL_WAITS + POLL_WAITS + SELECT_WAITS
 MULTIPLEXER = {**dict.fromkeys(EPOLL_WAITS, "epoll"), **dict.fromkeys(POLL_WAITS, "poll"),
                **dict.fromkeys(SELECT_WAITS, "select")}  # the backend a wait call is of
+CTL = "epoll_ctl"  # traced too: it says which fd each `data` value stands for, as it happens
+EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD = 1, 2, 3
 READS = ("read", "readv", "recvfrom", "recvmsg")
 WRITES = ("write", "writev", "sendto", "sendmsg")
 
@@ -33,6 +35,17 @@ class TracedWait(NamedTuple):
     ready: tuple[int, ...]  # flat: fd (or epoll data), events, ...; at most READY_KEPT pairs
     count: int  # what it returned: how many are ready; -1 on an error
     error: str = ""  # EINTR and the like
+
+
+class TracedCtl(NamedTuple):
+    """One successful epoll_ctl: fd `fd` registered in (or removed from) `epfd` with `data`."""
+
+    tid: int
+    at: float  # monotonic, when the call returned
+    epfd: int
+    op: int  # EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD
+    fd: int
+    data: int  # 0 for EPOLL_CTL_DEL (it takes no event)
 
 
 class TracedIo(NamedTuple):

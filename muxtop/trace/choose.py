@@ -33,8 +33,8 @@ def bpftrace_tracer(pid: int, io: bool) -> Tracer:
         raise TraceUnavailable(problem)
     text = bpftrace.script(pid, io, _tracepoints())
     return Tracer(bpftrace.NAME, bpftrace.command(text), bpftrace.BpftraceParser(pid), pid=pid,
-                  ready=_bpftrace_ready,
-                  io=io, env=bpftrace.ENV).start()
+                  ready=_bpftrace_ready, io=io, env=bpftrace.ENV,
+                  detached_at_once=True).start()
 
 
 def _bpftrace_ready(tracer: Tracer) -> bool:
@@ -42,10 +42,11 @@ def _bpftrace_ready(tracer: Tracer) -> bool:
     return bpftrace.READY_LINE in tracer.parser.messages
 
 
-def strace_tracer(pid: int, io: bool) -> Tracer:
+def strace_tracer(pid: int, io: bool, warn: Callable[[str], None] = lambda text: None) -> Tracer:
     problem = strace.problem(pid)
     if problem:
         raise TraceUnavailable(problem)
+    warn(f"{strace.SLOWDOWN}.")
     parser = strace.StraceParser(pid, strace.thread_of(pid))
     return Tracer(strace.NAME, strace.command(pid, io), parser, pid=pid,
                   ready=lambda t: tracer_of(pid) == t.child_pid, note=strace.SLOWDOWN,
@@ -55,21 +56,19 @@ def strace_tracer(pid: int, io: bool) -> Tracer:
 def open_tracer(pid: int, want: str = AUTO, io: bool = True,
                 warn: Callable[[str], None] = lambda text: None) -> Tracer:
     """A started Tracer of `pid`'s wait calls (and reads and writes when `io`); raises
-    TraceUnavailable. `warn` hears, before strace starts under `auto`, why bpftrace could
-    not run and what strace costs."""
+    TraceUnavailable. `warn` hears, before strace starts, what it costs the target (and,
+    under `auto`, why bpftrace could not run)."""
     if want == bpftrace.NAME:
         return bpftrace_tracer(pid, io)
     if want == strace.NAME:
-        return strace_tracer(pid, io)
+        return strace_tracer(pid, io, warn)
     try:
         return bpftrace_tracer(pid, io)
     except TraceUnavailable as exc:
         without_bpf = str(exc)
-    if strace.problem(pid) is None:
-        warn(f"bpftrace cannot run: {without_bpf}; tracing with strace instead. "
-             f"{strace.SLOWDOWN[0].upper()}{strace.SLOWDOWN[1:]}.")
     try:
-        return strace_tracer(pid, io)
+        return strace_tracer(pid, io, lambda text: warn(
+            f"bpftrace cannot run: {without_bpf}; tracing with strace instead: {text}"))
     except TraceUnavailable as exc:
         raise TraceUnavailable(f"no tracer can run: bpftrace: {without_bpf}; "
                                f"strace: {exc}") from None

@@ -2,11 +2,12 @@
 what each fd was last reported with, and what the app then did with it (its reads and writes).
 
 The Attacher calls `observe()` at every read of /proc with the epoll interest lists it just
-read: epoll returns the app's own `data` for each ready fd (redis stores the fd, nginx a
-pointer, CPython the fd with garbage above it), and the `data:` column of
-/proc/PID/fdinfo/<epfd> says which fd each value was registered for. A value no registration
-has any more belongs to an fd closed since; the previous map still knows it. Calls are applied
-in the order they returned, so "reported, then read, then reported again" reads as it happened.
+read. epoll returns the app's own `data` for each ready fd (redis stores the fd, nginx a
+pointer, CPython the fd with garbage above it): the traced epoll_ctl calls say which fd each
+value stands for as the app registers it, and the `data:` column of /proc/PID/fdinfo/<epfd>
+says it for what was registered before tracing began. A value removed since (the fd closed)
+is remembered a while, for the waits that returned it before. Calls are applied in the order
+they returned, so "reported, then read, then reported again" reads as it happened.
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ from operator import itemgetter
 from muxtop.events import READ
 from muxtop.kernel.epoll import Registration
 from muxtop.snapshot import TRACE_STOPPED, FdIo, TraceInfo, WaitCall, WaitRecord, wait_record
-from muxtop.trace.calls import EPOLL_WAITS, NO_FD, TracedIo, TracedWait
+from muxtop.trace.calls import (
+    EPOLL_CTL_DEL,
+    EPOLL_WAITS,
+    NO_FD,
+    TracedCtl,
+    TracedIo,
+    TracedWait,
+)
 from muxtop.trace.tracer import Tracer
 
 RING_SIZE = 4096  # wait calls kept, as the engine keeps
@@ -55,7 +63,7 @@ class FdState:
                     self.last_write_at, self.write_eagain_at)
 
 
-def _end(call: TracedWait | TracedIo) -> float:
+def _end(call: TracedWait | TracedIo | TracedCtl) -> float:
     return call.start + call.duration if isinstance(call, TracedWait) else call.at
 
 
@@ -74,7 +82,8 @@ class Trace:
         self._gone: dict[int, dict[int, int]] = {}  # epfd -> {data: fd} no longer registered
         self._lists: dict[int, list[Registration]] = {}  # the interest lists the maps are of
         self._files: dict[int, str] = {}
-        self._history: deque[tuple[float, int, int, int]] = deque()  # now, waits, events, bytes
+        # (when, waits, events, bytes) at each observe, from when tracing began
+        self._history: deque[tuple[float, int, int, int]] = deque([(tracer.since, 0, 0, 0)])
 
     @property
     def name(self) -> str:
@@ -93,34 +102,63 @@ class Trace:
         for fd in [fd for fd, link in self._files.items() if files.get(fd) != link]:
             self.fds.pop(fd, None)
         self._files = files
-        self._update_maps(epoll_sets)
+        if not self._lists:
+            self._sync(epoll_sets)  # what was registered before tracing began
         calls = self.tracer.drain()
         calls.sort(key=_end)  # nearly sorted already: the tools print as calls return
         for call in calls:
             if isinstance(call, TracedWait):
                 self._wait(call, epoll_sets)
+            elif isinstance(call, TracedCtl):
+                self._ctl(call)
             else:
                 self._io(call)
+        self._sync(epoll_sets)  # the kernel's lists are the truth now
         history = self._history
         history.append((now, self.seq, self.events, self.bytes_moved))
         while len(history) > 2 and now - history[1][0] >= RATE_WINDOW:
             history.popleft()
 
-    def _update_maps(self, epoll_sets: dict[int, list[Registration]]) -> None:
+    def _table(self, epfd: int) -> dict[int, int]:
+        table = self._maps.get(epfd)
+        if table is None:
+            table = self._maps[epfd] = {}
+        return table
+
+    def _forget(self, epfd: int, data: int, fd: int) -> None:
+        gone = self._gone.setdefault(epfd, {})
+        gone[data] = fd
+        while len(gone) > GONE_KEPT:
+            del gone[next(iter(gone))]
+
+    def _ctl(self, call: TracedCtl) -> None:
+        table = self._table(call.epfd)
+        if call.op == EPOLL_CTL_DEL:
+            for data in [data for data, fd in table.items() if fd == call.fd]:
+                del table[data]
+                self._forget(call.epfd, data, call.fd)
+            return
+        for data in [data for data, fd in table.items() if fd == call.fd and data != call.data]:
+            del table[data]  # a MOD with new data
+        table[call.data] = call.fd
+        self._gone.get(call.epfd, {}).pop(call.data, None)
+
+    def _sync(self, epoll_sets: dict[int, list[Registration]]) -> None:
         for epfd, regs in epoll_sets.items():
             if self._lists.get(epfd) is regs:
                 continue  # the same list as last time: nothing changed
             old = self._maps.get(epfd, {})
             new = {reg.data: reg.tfd for reg in regs}
-            gone = self._gone.setdefault(epfd, {})
-            gone.update((data, fd) for data, fd in old.items() if data not in new)
+            for data, fd in old.items():
+                if data not in new:
+                    self._forget(epfd, data, fd)
+            gone = self._gone.get(epfd, {})
             for data in [data for data in gone if data in new]:
                 del gone[data]
-            while len(gone) > GONE_KEPT:
-                del gone[next(iter(gone))]
             self._maps[epfd], self._lists[epfd] = new, regs
-        for epfd in [epfd for epfd in self._maps if epfd not in epoll_sets]:
-            del self._maps[epfd], self._lists[epfd]
+        for epfd in [epfd for epfd in self._lists if epfd not in epoll_sets]:
+            del self._lists[epfd]
+            self._maps.pop(epfd, None)
             self._gone.pop(epfd, None)
 
     def _wait(self, call: TracedWait, epoll_sets: dict[int, list[Registration]]) -> None:

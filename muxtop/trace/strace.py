@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from muxtop.snapshot import READY_KEPT
 from muxtop.trace.calls import (
+    CTL,
     EPOLL_WAITS,
     POLLIN,
     POLLOUT,
@@ -28,6 +29,7 @@ from muxtop.trace.calls import (
     READS,
     WAITS,
     WRITES,
+    TracedCtl,
     TracedIo,
     TracedWait,
 )
@@ -44,6 +46,7 @@ _UNFINISHED = " <unfinished ...>"
 _RESUMED = re.compile(r"^<\.\.\. (\w+) resumed>(.*)$")
 _EXITED = re.compile(r"^\+\+\+ (?:exited with|killed by) ")
 
+_EPOLL_DATA = re.compile(r"data=\{u32=\d+, u64=(\d+)\}")
 _EPOLL_EVENT = re.compile(r"\{events=(0x[0-9a-f]+|\d+), data=\{u32=\d+, u64=(\d+)\}\}")
 _POLL_FD = re.compile(r"\{fd=(-?\d+), (?:r?events)=(0x[0-9a-f]+|\d+)\}")
 _SELECT_SET = re.compile(r"(in|out|except) \[([\d ]*)\]")
@@ -53,7 +56,7 @@ _SELECT_BITS = {"in": POLLIN, "out": POLLOUT, "except": POLLPRI}
 
 
 def command(pid: int, io: bool) -> list[str]:
-    calls = WAITS + (READS + WRITES if io else ())
+    calls = WAITS + (CTL,) + (READS + WRITES if io else ())
     return ["strace", "-f", "-qq", "-ttt", "-T", "-v", "-s", "0", "-X", "raw",
             "-e", "signal=none", "-e", "trace=" + ",".join("?" + name for name in calls),
             "-p", str(pid)]
@@ -112,7 +115,7 @@ class StraceParser:
         self.exited = False  # the target's main thread exited
         self._partial: dict[int, tuple[float, str]] = {}  # tid -> (entry time, text so far)
 
-    def feed(self, line: str) -> TracedWait | TracedIo | None:
+    def feed(self, line: str) -> TracedWait | TracedIo | TracedCtl | None:
         line = line.rstrip("\n")
         if line.startswith("strace: "):
             self.messages = (self.messages + [line[8:]])[-5:]
@@ -146,6 +149,8 @@ class StraceParser:
             return None
         name, args, ret, error, extra, duration = done.groups()
         try:
+            if name == CTL:
+                return self._ctl(tid, at + float(duration), args, ret)
             if name in WAITS:
                 return self._wait(tid, at, name, args, ret, error or "", extra or "",
                                   float(duration))
@@ -179,6 +184,14 @@ class StraceParser:
                 ready += (fd, events[fd])
         return TracedWait(tid, name, at, duration, timeout, epfd, registered, tuple(ready),
                           count, error)
+
+    def _ctl(self, tid, at, args, ret) -> TracedCtl | None:
+        if ret != "0":
+            return None  # refused (EEXIST, ENOENT...): nothing changed
+        parts = _args(args)  # (epfd, op, fd, event)
+        event = _EPOLL_DATA.search(parts[3])
+        return TracedCtl(tid, at, int(parts[0]), int(parts[1], 0), int(parts[2]),
+                         int(event.group(1)) if event else 0)
 
     def _io(self, tid, at, name, args, ret, error, duration) -> TracedIo:
         parts = _args(args)

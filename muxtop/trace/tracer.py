@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from muxtop.snapshot import TRACE_STARTING, TRACE_STOPPED, TRACE_TRACING
-from muxtop.trace.calls import TracedIo, TracedWait
+from muxtop.trace.calls import TracedCtl, TracedIo, TracedWait
 
 PENDING_MAX = 500_000  # parsed calls kept between drains (a second of a very busy target)
 STOP_WAIT = 2.0  # seconds a tool gets to detach after SIGINT before it is killed
@@ -36,7 +36,7 @@ class Parser(Protocol):
     messages: list[str]
     exited: bool
 
-    def feed(self, line: str) -> TracedWait | TracedIo | None: ...
+    def feed(self, line: str) -> TracedWait | TracedIo | TracedCtl | None: ...
 
 
 def _die_with_parent() -> None:
@@ -57,13 +57,14 @@ class Tracer:
 
     def __init__(self, name: str, argv: list[str], parser: Parser, *, pid: int,
                  ready: Callable[[Tracer], bool], note: str = "", io: bool = True,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, detached_at_once: bool = False) -> None:
         self.name = name
         self.argv = argv
         self.parser = parser
         self.pid = pid
         self.io = io
         self.note = note  # what a person must know while it runs (strace's slowdown)
+        self.detached_at_once = detached_at_once
         self.state = TRACE_STARTING
         self.since = time.monotonic()
         self.waits = self.io_calls = self.dropped = 0
@@ -74,7 +75,7 @@ class Tracer:
         self._proc: subprocess.Popen | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._pending: list[TracedWait | TracedIo] = []
+        self._pending: list[TracedWait | TracedIo | TracedCtl] = []
         self._stopping = False
 
     # ---- life --------------------------------------------------------------------------
@@ -115,23 +116,34 @@ class Tracer:
 
     def stop(self) -> None:
         """Stop the tool (SIGINT: strace detaches, bpftrace removes its probes); kill it if
-        it takes longer than STOP_WAIT."""
+        it takes longer than STOP_WAIT. A tool that says `detached_at_once` (bpftrace: the
+        target never stopped, and the kernel takes seconds to remove probes) finishes on a
+        thread of its own; the others are waited for, so the target is free on return."""
         self._stopping = True
         proc = self._proc
         if proc is not None and proc.poll() is None:
-            try:
-                proc.send_signal(signal.SIGINT)
-                proc.wait(STOP_WAIT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(STOP_WAIT)
-        if self._thread is not None:
-            self._thread.join(STOP_WAIT)
-        if proc is not None and proc.stdout is not None:
-            proc.stdout.close()
+            proc.send_signal(signal.SIGINT)
+            if self.detached_at_once:
+                threading.Thread(target=self._finish, daemon=True,
+                                 name=f"{self.name}-stop").start()
+            else:
+                self._finish()
         if self.state != TRACE_STOPPED:
             self.state = TRACE_STOPPED
             self.ended = self.ended or "stopped"
+
+    def _finish(self) -> None:
+        proc = self._proc
+        assert proc is not None
+        try:
+            proc.wait(STOP_WAIT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(STOP_WAIT)
+        if self._thread is not None:
+            self._thread.join(STOP_WAIT)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
     # ---- output ------------------------------------------------------------------------
 
@@ -159,14 +171,14 @@ class Tracer:
             self.state = TRACE_STOPPED
             self.ended = self._failure()
 
-    def drain(self) -> list[TracedWait | TracedIo]:
+    def drain(self) -> list[TracedWait | TracedIo | TracedCtl]:
         """The calls parsed since the last drain, in the order the tool printed them."""
         with self._lock:
             calls, self._pending = self._pending, []
         for call in calls:
             if isinstance(call, TracedWait):
                 self.waits += 1
-            else:
+            elif isinstance(call, TracedIo):
                 self.io_calls += 1
         return calls
 

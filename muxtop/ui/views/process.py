@@ -186,19 +186,37 @@ def multiplexer(d: Detail, v: ConnView, s: Snapshot, facts: Facts) -> None:
     d.end()
 
 
+def queues_source(socket, s: Snapshot) -> tuple[str, str]:
+    """Where an attached socket's (rx, tx) queue figures came from, for the detail view."""
+    elsewhere = s.target is not None and s.target.netns
+    if socket is None:
+        return "", ""
+    if socket.proto.startswith("tcp"):
+        table = f"/proc/net/{socket.proto}" if elsewhere else "sock_diag"
+        return table, table
+    if socket.proto == "unix":
+        return "unix_diag", "unix_diag: what the peer has not read yet"
+    return f"/proc/net/{socket.proto}", f"/proc/net/{socket.proto}"
+
+
 def queues(d: Detail, v: ConnView, s: Snapshot, facts: ProcessFacts) -> None:
     d.heading("Queues and counters")
     socket = facts.sockets.get(v.fd)
+    elsewhere = s.target.netns if s.target is not None else ""
     if v.kind == KIND_LISTENER:
         backlog = "?" if socket is None or socket.backlog is None else socket.backlog
+        why = (f" (unknown: the process is in another network namespace, {elsewhere}, which "
+               "sock_diag cannot see into)" if elsewhere and backlog == "?" else "")
         d.row("accept queue",
               fmt.amount(socket.accept_queue if socket else None, "connections"),
-              f"handshakes done, waiting for accept(); backlog {backlog}")
+              f"handshakes done, waiting for accept(); backlog {backlog}{why}")
     elif v.rx_queue is not None or v.tx_queue is not None:  # else not a socket: no queues
-        d.row("kernel rx queue", fmt.amount(v.rx_queue), "arrived, not yet read (FIONREAD)")
+        rx_from, tx_from = queues_source(socket, s)
+        d.row("kernel rx queue", fmt.amount(v.rx_queue), f"arrived, not yet read ({rx_from})")
         d.row("kernel tx queue", fmt.amount(v.tx_queue),
-              "sent but unacknowledged, or unsent (SIOCOUTQ)")
-    if engine.is_conn(v):
+              f"sent but unacknowledged, or unsent ({tx_from})" if socket is None
+              or socket.proto != "unix" else f"sent, not yet read ({tx_from})")
+    if engine.is_conn(v) and not elsewhere:
         d.row("bytes in / out", f"{v.bytes_in:,} / {v.bytes_out:,}",
               "received / acknowledged by the peer (sock_diag)")
     now = s.taken_at
