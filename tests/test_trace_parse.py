@@ -8,7 +8,7 @@ import pytest
 from muxtop.kernel.epoll import Registration
 from muxtop.snapshot import TRACE_TRACING
 from muxtop.trace import bpftrace, strace
-from muxtop.trace.calls import NO_FD, TracedCtl, TracedIo, TracedWait
+from muxtop.trace.calls import NO_FD, TracedCtl, TracedIo, TracedIoSummary, TracedWait
 from muxtop.trace.session import Trace
 
 pytestmark = pytest.mark.timeout(10)
@@ -96,21 +96,22 @@ def test_strace_command_asks_for_whole_arrays_and_no_data():
 def test_bpftrace_lines_become_calls():
     parser = bpftrace.BpftraceParser(100)
     lines = ["Attaching 33 probes...",
-             "E 101 5000000000 140015933849605 1", "E 101 5000000000 3 8209",
+             # eight (data, events) pairs a line; past the call's result, what was in memory
+             "E 101 5000000000 140015933849605 1 3 8209 99 99 0 0 0 0 0 0 0 0 0 0",
              "W 101 5000000000 5000200000 epoll_wait 4 500000 -1 2",
              "P 101 6000000000 7 4", "W 101 6000000000 6000000100 poll -1 -1 3 1",
              "N 102 7000000000 0 24", "S 102 7000000000 0 16 16 0",
              "W 102 7000000000 7000000500 pselect6 -1 0 -1 1",
-             "R 101 8000000000 recvfrom 5 16 -11", "R 101 8000000001 write 1 -1 20",
+             "@io[5]: (2, 16, -11, 16, 8000000000, 8000000000, 1, 20, 7900000000, 0)",
              "C 101 9000000000 4 1 5 77", "Lost 12 events", "W 101 1 2 epoll_wait 4 -1 -1 -4"]
     calls = [call for line in lines if (call := parser.feed(line)) is not None]
-    epoll, poll, select_, eagain, write, ctl, eintr = calls
+    epoll, poll, select_, io, ctl, eintr = calls
     assert epoll == TracedWait(101, "epoll_wait", 5.0, 0.0002, 0.5, 4, -1,
                                (140015933849605, 1, 3, 8209), 2, "")
     assert (poll.ready, poll.registered, poll.timeout) == ((7, 4), 3, None)
     assert (select_.ready, select_.registered, select_.timeout) == ((4, 1 | 4), 2, 0.0)
-    assert (eagain.result, eagain.error, eagain.asked) == (-1, "EAGAIN", 16)
-    assert (write.result, write.asked, write.is_read) == (20, -1, False)
+    assert io == TracedIoSummary(5, 2, 16, -1, 16, 8.0, 8.0, 1, 20, 7.9, None)
+    assert io.at == 8.0
     assert ctl == TracedCtl(101, 9.0, 4, 1, 5, 77)
     assert (eintr.count, eintr.error) == (-1, "EINTR")
     assert parser.lost == 12 and parser.messages == ["Attaching 33 probes..."]
@@ -125,6 +126,7 @@ def test_bpftrace_script_leaves_out_what_the_kernel_lacks():
     assert "sys_enter_epoll_wait " not in arm and "sys_enter_select " not in arm
     assert "sys_enter_epoll_pwait " in arm and "recvfrom" not in arm
     assert "clear(@rf)" not in arm and "clear(@ws)" in arm  # only maps the script uses
+    assert "print(@io)" in full and "print(@io)" not in arm
 
 
 class FakeTracer:
@@ -152,6 +154,10 @@ def wait(start: float, *ready: int, epfd: int = 4) -> TracedWait:
     return TracedWait(1, "epoll_wait", start, 0.001, 0.1, epfd, -1, ready, len(ready) // 2)
 
 
+def poll(start: float, *ready: int) -> TracedWait:
+    return TracedWait(1, "poll", start, 0.001, 0.1, -1, 3, ready, len(ready) // 2)
+
+
 def test_epoll_data_maps_to_fds_through_fdinfo_epoll_ctl_and_what_was_removed():
     pointer = 0x7F00DEAD0000
     registered = {4: [Registration(4, 3, 0x19, pointer + 3, 11)]}
@@ -171,8 +177,8 @@ def test_epoll_data_maps_to_fds_through_fdinfo_epoll_ctl_and_what_was_removed():
 
 
 def test_reads_writes_and_rates_per_fd():
-    tracer = FakeTracer([wait(1.0, 5, 1), TracedIo(1, "recvfrom", 1.01, 5, 16, 16),
-                         wait(1.02, 5, 1), TracedIo(1, "recvfrom", 1.03, 5, 16, -1, "EAGAIN"),
+    tracer = FakeTracer([poll(1.0, 5, 1), TracedIo(1, "recvfrom", 1.01, 5, 16, 16),
+                         poll(1.02, 5, 1), TracedIo(1, "recvfrom", 1.03, 5, 16, -1, "EAGAIN"),
                          TracedIo(1, "sendto", 1.04, 5, 100, -1, "EAGAIN")])
     trace = Trace(tracer)  # type: ignore[arg-type]
     trace.observe(2.0, {}, {5: "socket:[1]"})
@@ -184,6 +190,13 @@ def test_reads_writes_and_rates_per_fd():
     assert p50 == p99 == 0.001
     [io] = trace.fd_io({5})
     assert (io.fd, io.reads, io.read_bytes, io.last_read_asked) == (5, 2, 16, 16)
+    trace.observe(2.5, {}, {5: "socket:[1]"})
+    tracer.calls = [poll(2.6, 5, 1), TracedIoSummary(5, 3, 30, 10, 10, 2.7, None, 0, 0, None,
+                                                     None)]
+    trace.observe(3.0, {}, {5: "socket:[1]"})
+    assert (state.reads, state.read_bytes, state.last_read, state.last_read_at) == (5, 46, 10,
+                                                                                    2.7)
+    assert state.unread_reports == 0 and state.reported == 3
     # The fd now names another file: its history starts again.
-    trace.observe(3.0, {}, {5: "pipe:[2]"})
+    trace.observe(3.5, {}, {5: "pipe:[2]"})
     assert 5 not in trace.fds

@@ -11,8 +11,8 @@ Times are the kernel's CLOCK_MONOTONIC, which time.monotonic() reads too.
 Lines: ``W tid start end syscall epfd timeout_us registered ret`` ends a wait; before it, for
 the same (tid, start): ``E data events`` per epoll event, ``P fd revents`` per ready pollfd,
 ``S word in out except`` per non-zero 64-bit word of select's result sets, and at entry
-``N word bits`` per non-zero word of its input sets. ``R tid end syscall fd asked ret`` is a
-read or write (ret < 0: -errno); ``C tid end epfd op fd data`` a successful epoll_ctl.
+``N word bits`` per non-zero word of its input sets; ``C tid end epfd op fd data`` is a
+successful epoll_ctl; ``@io[fd]: (...)`` one fd's reads and writes summed in the kernel.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from muxtop.trace.calls import (
     SELECT_WAITS,
     WRITES,
     TracedCtl,
-    TracedIo,
+    TracedIoSummary,
     TracedWait,
 )
 from muxtop.trace.permissions import bpf_problem
@@ -50,13 +50,23 @@ tracepoint:syscalls:sys_enter_%NAME% /pid == %PID%/ {
   @ws[tid] = nsecs; @wp[tid] = (uint64)args->%PTR%; @wf[tid] = %FD%; @wn[tid] = %NFDS%;
 %TIMEOUT%}
 """
+# Eight (data, events) pairs a line: a busy server's waits return dozens of fds each, and every
+# line printed costs the machine twice (bpftrace formats it, muxtop parses it).
 _EPOLL_EXIT = """
 tracepoint:syscalls:sys_exit_%NAME% /pid == %PID% && @ws[tid]/ {
   $n = args->ret; $p = @wp[tid]; $s = @ws[tid]; $i = (int64)0;
   while ($i < $n && $i < %KEPT%) {
     $e = $p + (uint64)$i * %STRIDE%;
-    printf("E %d %lu %lu %u\\n", tid, $s, *(uint64*)uptr($e + %DATA%), *(uint32*)uptr($e));
-    $i++;
+    printf("E %d %lu %lu %u %lu %u %lu %u %lu %u %lu %u %lu %u %lu %u %lu %u\\n", tid, $s,
+           *(uint64*)uptr($e + %DATA%), *(uint32*)uptr($e),
+           *(uint64*)uptr($e + 1 * %STRIDE% + %DATA%), *(uint32*)uptr($e + 1 * %STRIDE%),
+           *(uint64*)uptr($e + 2 * %STRIDE% + %DATA%), *(uint32*)uptr($e + 2 * %STRIDE%),
+           *(uint64*)uptr($e + 3 * %STRIDE% + %DATA%), *(uint32*)uptr($e + 3 * %STRIDE%),
+           *(uint64*)uptr($e + 4 * %STRIDE% + %DATA%), *(uint32*)uptr($e + 4 * %STRIDE%),
+           *(uint64*)uptr($e + 5 * %STRIDE% + %DATA%), *(uint32*)uptr($e + 5 * %STRIDE%),
+           *(uint64*)uptr($e + 6 * %STRIDE% + %DATA%), *(uint32*)uptr($e + 6 * %STRIDE%),
+           *(uint64*)uptr($e + 7 * %STRIDE% + %DATA%), *(uint32*)uptr($e + 7 * %STRIDE%));
+    $i += 8;
   }
   printf("W %d %lu %lu %NAME% %d %ld -1 %ld\\n", tid, $s, nsecs, @wf[tid], @wt[tid], $n);
   delete(@ws[tid]); delete(@wp[tid]); delete(@wf[tid]); delete(@wt[tid]); delete(@wn[tid]);
@@ -133,19 +143,34 @@ tracepoint:syscalls:sys_exit_epoll_ctl /pid == %PID% && @cs[tid]/ {
   delete(@cf[tid]); delete(@co[tid]); delete(@ct[tid]); delete(@cd[tid]); delete(@cs[tid]);
 }
 """
+# Reads and writes are summed per fd in the kernel, not printed one by one (a busy server makes
+# hundreds of thousands a second, and formatting each line would cost more than the server):
+# @io[fd] = (reads, bytes read, last read's result, bytes it asked for, when, last EAGAIN,
+# writes, bytes written, when, last EAGAIN), printed and emptied every IO_EVERY_MS.
 _IO = """
 tracepoint:syscalls:sys_enter_%NAME% /pid == %PID%/ {
   @rf[tid] = (int64)(int32)args->fd; @ra[tid] = %ASKED%;
 }
 tracepoint:syscalls:sys_exit_%NAME% /pid == %PID% && @ra[tid]/ {
-  printf("R %d %lu %NAME% %ld %ld %ld\\n", tid, nsecs, @rf[tid], @ra[tid], args->ret);
+  $fd = @rf[tid]; $r = (int64)args->ret; $t = @io[$fd]; $now = (int64)nsecs;
+  @io[$fd] = %UPDATE%;
   delete(@rf[tid]); delete(@ra[tid]);
 }
 """
+_READ_UPDATE = ("($t.0 + 1, $t.1 + ($r > 0 ? $r : 0), $r, @ra[tid], $now, "
+                "$r == -11 ? $now : $t.5, $t.6, $t.7, $t.8, $t.9)")
+_WRITE_UPDATE = ("($t.0, $t.1, $t.2, $t.3, $t.4, $t.5, $t.6 + 1, $t.7 + ($r > 0 ? $r : 0), "
+                 "$now, $r == -11 ? $now : $t.9)")
+IO_EVERY_MS = 200
+_IO_DUMP = f"interval:ms:{IO_EVERY_MS} {{ print(@io); clear(@io); }}\n"
+# @io must have its type before the probes read it: ten int64s, given once and taken away.
+_IO_TYPE = ("BEGIN { @io[-1] = ((int64)0, (int64)0, (int64)0, (int64)0, (int64)0, (int64)0, "
+            "(int64)0, (int64)0, (int64)0, (int64)0); delete(@io[-1]); }\n")
+
 # Cleared at the end, so bpftrace does not print what they held when it stops.
 _WAIT_MAPS = ("@ws", "@wp", "@wf", "@wt", "@wn", "@wo", "@wx", "@wc", "@cf", "@co", "@ct",
               "@cd", "@cs")
-_IO_MAPS = ("@rf", "@ra")
+_IO_MAPS = ("@rf", "@ra", "@io")
 
 # Timeouts in µs, -1 for none: milliseconds in an int, or a timespec/timeval pointer.
 # Syscall tracepoints store every argument as a 64-bit unsigned: an int's sign comes back with
@@ -179,7 +204,7 @@ def available(tracepoints: set[str] | None, name: str) -> bool:
 def script(pid: int, io: bool, tracepoints: set[str] | None = None) -> str:
     """The bpftrace program for `pid`; `tracepoints` (sys_enter names this kernel has, None:
     assume all) leaves out what the machine lacks (no epoll_wait or select on arm64)."""
-    parts = []
+    parts = [_IO_TYPE] if io else []
     stride = str(epoll_event_size())
 
     def fill(template: str, name: str, **more: str) -> str:
@@ -213,7 +238,9 @@ def script(pid: int, io: bool, tracepoints: set[str] | None = None) -> str:
                 asked = f"(int64)args->{_SIZE_ARG[name]}" if name in _SIZE_ARG else "-1"
                 # @ra is the "in a call" mark too: 0 would read as absent, so -1 stands in.
                 parts.append(fill(_IO, name, ASKED=asked if asked == "-1" else
-                                  f"{asked} == 0 ? -1 : {asked}"))
+                                  f"{asked} == 0 ? -1 : {asked}",
+                                  UPDATE=_READ_UPDATE if name in READS else _WRITE_UPDATE))
+        parts.append(_IO_DUMP)
     # bpftrace says "Attaching N probes..." before it attaches them, and attaches in order:
     # this last probe fires on muxtop's own getppid(), so READY means every probe is in.
     parts.append(f"tracepoint:syscalls:sys_enter_getppid /pid == {os.getpid()}/ "
@@ -235,6 +262,21 @@ def problem() -> str | None:
 
 def _errno_name(negative: int) -> str:
     return errno.errorcode.get(-negative, f"errno {-negative}")
+
+
+def _io_summary(key: str, values: list[str]) -> TracedIoSummary:
+    """``@io[7]: (3, 48, 16, 16, 123456789, 0, 1, 10, 123456999, 0)``: one fd's reads and
+    writes over the last IO_EVERY_MS (times in ns; 0: none)."""
+    fd = int(key[4:key.index("]")])
+    numbers = [int(v.strip("(),")) for v in values]
+
+    def at(ns: int) -> float | None:
+        return ns / 1e9 if ns > 0 else None
+
+    reads, read_bytes, last, asked, read_at, eagain, writes, written, write_at, w_eagain = \
+        numbers
+    return TracedIoSummary(fd, reads, read_bytes, -1 if last < 0 else last, asked,
+                           at(read_at), at(eagain), writes, written, at(write_at), at(w_eagain))
 
 
 def _select_events(index: int, words: tuple[int, int, int]) -> list[tuple[int, int]]:
@@ -262,7 +304,7 @@ class BpftraceParser:
         self._ready: dict[tuple[int, int], list[int]] = {}
         self._asked: dict[tuple[int, int], int] = {}
 
-    def feed(self, line: str) -> TracedWait | TracedIo | TracedCtl | None:
+    def feed(self, line: str) -> TracedWait | TracedIoSummary | TracedCtl | None:
         fields = line.split()
         if not fields:
             return None
@@ -273,16 +315,16 @@ class BpftraceParser:
             if kind == "C" and len(fields) == 7:
                 tid, end, epfd, op, fd, data = map(int, fields[1:])
                 return TracedCtl(tid, end / 1e9, epfd, op, fd, data)
-            if kind == "R" and len(fields) == 7:
-                tid, end, name, fd, asked, ret = fields[1:]
-                result = int(ret)
-                return TracedIo(int(tid), name, int(end) / 1e9, int(fd), int(asked),
-                                -1 if result < 0 else result,
-                                _errno_name(result) if result < 0 else "")
-            if kind in ("E", "P") and len(fields) == 5:
+            if kind == "E" and len(fields) == 19:  # eight (data, events) pairs
+                self._ready.setdefault((int(fields[1]), int(fields[2])), []).extend(
+                    map(int, fields[3:]))
+                return None
+            if kind == "P" and len(fields) == 5:
                 self._ready.setdefault((int(fields[1]), int(fields[2])), []).extend(
                     (int(fields[3]), int(fields[4])))
                 return None
+            if kind.startswith("@io[") and len(fields) == 11:
+                return _io_summary(kind, fields[1:])
             if kind == "S" and len(fields) == 7:
                 pairs = self._ready.setdefault((int(fields[1]), int(fields[2])), [])
                 for fd, events in _select_events(int(fields[3]),
@@ -309,7 +351,8 @@ class BpftraceParser:
         ready = self._ready.pop((tid, start), [])
         if name in SELECT_WAITS:
             registered = self._asked.pop((tid, start), 0)
+        kept = 2 * min(max(ret, 0), READY_KEPT)  # E lines come eight pairs at a time
         return TracedWait(tid, name, start / 1e9, (end - start) / 1e9,
                           None if timeout_us < 0 else timeout_us / 1e6, epfd, registered,
-                          tuple(ready[:2 * READY_KEPT]), -1 if ret < 0 else ret,
+                          tuple(ready[:kept]), -1 if ret < 0 else ret,
                           _errno_name(ret) if ret < 0 else "")

@@ -64,5 +64,28 @@ class TracedIo(NamedTuple):
         return self.syscall in READS
 
 
+class TracedIoSummary(NamedTuple):
+    """One fd's reads and writes over a short span, summed where they happened (bpftrace adds
+    them up in the kernel). Times are monotonic; None: none in the span."""
+
+    fd: int
+    reads: int
+    read_bytes: int
+    last_read: int  # the span's last read: bytes, 0 at EOF, -1 an error
+    last_read_asked: int  # -1 unknown
+    last_read_at: float | None
+    eagain_at: float | None  # the span's last read that found nothing
+    writes: int
+    written: int
+    last_write_at: float | None
+    write_eagain_at: float | None
+
+    @property
+    def at(self) -> float:
+        """When the latest of it happened (the order it is applied in)."""
+        return max(t for t in (self.last_read_at, self.eagain_at, self.last_write_at,
+                               self.write_eagain_at, 0.0) if t is not None)
+
+
 # Poll's event bits, which select's three sets map onto (epoll shares the low ones).
 POLLIN, POLLPRI, POLLOUT = 0x1, 0x2, 0x4

@@ -25,6 +25,7 @@ from muxtop.trace.calls import (
     NO_FD,
     TracedCtl,
     TracedIo,
+    TracedIoSummary,
     TracedWait,
 )
 from muxtop.trace.tracer import Tracer
@@ -63,7 +64,10 @@ class FdState:
                     self.last_write_at, self.write_eagain_at)
 
 
-def _end(call: TracedWait | TracedIo | TracedCtl) -> float:
+Traced = TracedWait | TracedIo | TracedIoSummary | TracedCtl
+
+
+def _end(call: Traced) -> float:
     return call.start + call.duration if isinstance(call, TracedWait) else call.at
 
 
@@ -111,6 +115,8 @@ class Trace:
                 self._wait(call, epoll_sets)
             elif isinstance(call, TracedCtl):
                 self._ctl(call)
+            elif isinstance(call, TracedIoSummary):
+                self._io_summary(call)
             else:
                 self._io(call)
         self._sync(epoll_sets)  # the kernel's lists are the truth now
@@ -222,6 +228,27 @@ class Trace:
             state.last_write_at = call.at
             if call.error == "EAGAIN":
                 state.write_eagain_at = call.at
+
+    def _io_summary(self, call: TracedIoSummary) -> None:
+        state = self.fds.get(call.fd)
+        if state is None:
+            state = self.fds[call.fd] = FdState()
+        self.bytes_moved += call.read_bytes + call.written
+        if call.reads:
+            state.reads += call.reads
+            state.read_bytes += call.read_bytes
+            if call.last_read_at is not None:
+                state.last_read_at, state.last_read = call.last_read_at, call.last_read
+                state.last_read_asked = call.last_read_asked
+                state.unread_reports, state.unread_since = 0, None
+            if call.eagain_at is not None:
+                state.eagain_at = call.eagain_at
+        if call.writes:
+            state.writes += call.writes
+            state.written += call.written
+            state.last_write_at = call.last_write_at or state.last_write_at
+            if call.write_eagain_at is not None:
+                state.write_eagain_at = call.write_eagain_at
 
     # ---- what it shows -------------------------------------------------------------------
 

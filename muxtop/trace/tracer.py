@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from muxtop.snapshot import TRACE_STARTING, TRACE_STOPPED, TRACE_TRACING
-from muxtop.trace.calls import TracedCtl, TracedIo, TracedWait
+from muxtop.trace.calls import TracedCtl, TracedIo, TracedIoSummary, TracedWait
 
 PENDING_MAX = 500_000  # parsed calls kept between drains (a second of a very busy target)
 STOP_WAIT = 2.0  # seconds a tool gets to detach after SIGINT before it is killed
@@ -180,6 +180,8 @@ class Tracer:
                 self.waits += 1
             elif isinstance(call, TracedIo):
                 self.io_calls += 1
+            elif isinstance(call, TracedIoSummary):
+                self.io_calls += call.reads + call.writes
         return calls
 
     def lost(self) -> int:
