@@ -119,9 +119,13 @@ class Server:
             if not line:
                 break
             message = json.loads(line)
+            self.heard(message)
             if key in message:
                 return message
         raise AssertionError(f"server never said {key!r}")
+
+    def heard(self, message: dict) -> None:
+        """Every line the server says, as it is read (a subclass may keep some)."""
 
     def stop(self) -> None:
         self.proc.kill()

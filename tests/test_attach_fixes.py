@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_attach import read_until
 
 from muxtop.attach import report
 from muxtop.attach.reader import Attacher, AttachError, command_line
@@ -54,15 +55,6 @@ def child():
     yield start
     for c in children:
         c.stop()
-
-
-def read_until(attacher: Attacher, found, timeout: float = 6.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        snapshot = attacher.read()
-        if found(snapshot) or time.monotonic() > deadline:
-            return snapshot
-        time.sleep(0.15)
 
 
 def test_a_zombie_is_an_exited_process_not_no_process(capsys):

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+import test_attach
 
 from muxtop.attach.reader import Attacher
 from muxtop.trace import bpftrace, strace
@@ -39,45 +40,31 @@ def can_trace(tool: str, pid: int) -> None:
         pytest.skip(f"{tool} cannot run here: {problem}")
 
 
-class Server:
-    def __init__(self, mode: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-u", str(SERVERS), mode],
-                                     stdout=subprocess.PIPE, bufsize=0)
-        self.pid = self.proc.pid
-        self.info = self.line("port")
-        self.ready: list[list[list[int]]] = []  # what each non-empty wait returned
+class Server(test_attach.Server):
+    """A tests/mux_servers.py server; `ready` keeps what each of its non-empty waits got."""
 
-    def line(self, key: str, timeout: float = 5.0) -> dict:
-        deadline = time.monotonic() + timeout
-        while (remaining := deadline - time.monotonic()) > 0:
-            if not select.select([self.proc.stdout], [], [], remaining)[0]:
-                break
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            message = json.loads(line)
-            if "ready" in message:
-                self.ready.append(sorted(message["ready"]))
-            if key in message:
-                return message
-        raise AssertionError(f"the server never said {key!r}")
+    def __init__(self, mode: str) -> None:
+        self.ready: list[list[list[int]]] = []
+        super().__init__(SERVERS, mode)
+
+    def heard(self, message: dict) -> None:
+        if "ready" in message:
+            self.ready.append(sorted(message["ready"]))
 
     def said(self, count: int, timeout: float = 5.0) -> list:
         """Its ready lists, once it has said at least `count` of them (or the timeout)."""
         deadline = time.monotonic() + timeout
-        while len(self.ready) < count and time.monotonic() < deadline:
-            if select.select([self.proc.stdout], [], [], 0.05)[0]:
-                line = self.proc.stdout.readline()
-                if line and "ready" in (message := json.loads(line)):
-                    self.ready.append(sorted(message["ready"]))
+        while len(self.ready) < count and (remaining := deadline - time.monotonic()) > 0:
+            try:
+                self.expect("ready", remaining)
+            except AssertionError:
+                break
         return self.ready
 
     def stop(self) -> None:
         if self.proc.poll() is None:
             os.kill(self.pid, signal.SIGCONT)  # a stopped process dies only once resumed
-            self.proc.kill()
-        self.proc.wait(5)
-        self.proc.stdout.close()
+        super().stop()
 
 
 @pytest.fixture
@@ -107,13 +94,8 @@ def traced(server: Server, tool: str, io: bool = True, stuck_after: float = 0.5)
     assert tracer_of(server.pid) in (0, -1)
 
 
-def read_until(attacher: Attacher, found, timeout: float = 6.0, every: float = 0.15):
-    deadline = time.monotonic() + timeout
-    while True:
-        snapshot = attacher.read()
-        if found(snapshot) or time.monotonic() > deadline:
-            return snapshot
-        time.sleep(every)
+def read_until(attacher: Attacher, found):
+    return test_attach.read_until(attacher, found, timeout=6.0)  # bpftrace tells IO at 5 Hz
 
 
 def traced_ready(snapshot) -> list:
@@ -208,35 +190,31 @@ def test_the_naive_edge_servers_stuck_read_is_proven(tool, spawn):
     assert io.reads == 1 and io.read_bytes == 16 and io.eagain_at is None
 
 
+def poke_until(server: Server, attacher: Attacher, kind: str):
+    """Connect, send four bytes the server will never read, read until a `kind` finding."""
+    client = socket.create_connection(("127.0.0.1", server.info["port"]), timeout=5)
+    try:
+        client.sendall(b"ping")
+        snapshot = read_until(attacher, lambda s: any(d.kind == kind for d in s.diagnoses))
+    finally:
+        client.close()
+    [finding] = [d for d in snapshot.diagnoses if d.kind == kind]
+    return snapshot, finding, dict(finding.evidence)
+
+
 def test_an_fd_reported_again_and_again_and_never_read_is_found(spawn):
     server = spawn("ignore")
     with traced(server, "strace", stuck_after=0.5) as attacher:
-        client = socket.create_connection(("127.0.0.1", server.info["port"]), timeout=5)
-        try:
-            client.sendall(b"ping")
-            snapshot = read_until(attacher, lambda s: any(d.kind == "never-read"
-                                                          for d in s.diagnoses))
-        finally:
-            client.close()
-    [finding] = [d for d in snapshot.diagnoses if d.kind == "never-read"]
-    evidence = dict(finding.evidence)
+        snapshot, finding, evidence = poke_until(server, attacher, "never-read")
     assert evidence["reports"] >= 5 and evidence["seconds"] >= 0.5
     assert evidence["rx_queue"] == 4 and "never read it" in finding.explanation
 
 
 @pytest.mark.parametrize("tool", TRACERS)
 def test_a_busy_loop_in_the_target_is_found(tool, spawn):
-    server = spawn("spin")
+    server = spawn("spin")  # every wait(0) reports the fd, readable for ever
     with traced(server, tool, io=False) as attacher:
-        client = socket.create_connection(("127.0.0.1", server.info["port"]), timeout=5)
-        try:
-            client.sendall(b"ping")  # readable for ever: every wait(0) reports it
-            snapshot = read_until(attacher, lambda s: any(d.kind == "busy-loop"
-                                                          for d in s.diagnoses))
-        finally:
-            client.close()
-    [finding] = [d for d in snapshot.diagnoses if d.kind == "busy-loop"]
-    evidence = dict(finding.evidence)
+        snapshot, finding, evidence = poke_until(server, attacher, "busy-loop")
     assert evidence["waits_per_s"] >= 1000 and evidence["bytes_per_s"] < evidence["events_per_s"]
     assert finding.named_fds() and snapshot.trace.io is False
 

@@ -47,29 +47,37 @@ class BenchError(Exception):
     pass
 
 
+# The options, as data: (flag, argparse settings).
+OPTIONS: tuple[tuple[str, dict], ...] = (
+    ("--conns", {"type": positive_int, "default": 5000,
+                 "help": "idle connections the attached server holds (default 5000)"}),
+    ("--reads", {"type": positive_int, "default": 20,
+                 "help": "refreshes timed of each kind (default 20)"}),
+    ("--dashboard-seconds", {"type": float, "default": 8.0, "metavar": "S",
+                             "help": "seconds of dashboard per kind of read (default 8; 0 "
+                                     "skips it)"}),
+    ("--tracers", {"default": "bpftrace,strace", "metavar": "T,T",
+                   "help": "tracers to measure the target under (default bpftrace,strace; "
+                           "'' skips part 2)"}),
+    ("--io", {"choices": ("both", "on", "off"), "default": "both",
+              "help": "trace reads and writes too (on), not (off, as --no-io), or measure "
+                      "each way (default both)"}),
+    ("--load-conns", {"type": positive_int, "default": 100, "metavar": "N",
+                      "help": "load client connections (default 100)"}),
+    ("--seconds", {"type": positive_float, "default": 3.0, "metavar": "S",
+                   "help": "measured seconds per throughput run (default 3)"}),
+    ("--rounds", {"type": positive_int, "default": 3,
+                  "help": "throughput rounds, the tracers taking turns (default 3)"}),
+    ("--client", {"choices": ("auto", "loadgen", "python"), "default": "auto",
+                  "help": "load client: loadgen.c built with gcc, the Python one, or auto"}),
+    ("--json", {"action": "store_true", "help": "print one JSON document instead"}),
+)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="muxtop bench attach", description=__doc__.split("\n")[0])
-    p.add_argument("--conns", type=positive_int, default=5000,
-                   help="idle connections the attached server holds (default 5000)")
-    p.add_argument("--reads", type=positive_int, default=20,
-                   help="refreshes timed of each kind (default 20)")
-    p.add_argument("--dashboard-seconds", type=float, default=8.0, metavar="S",
-                   help="seconds of dashboard per kind of read (default 8; 0 skips it)")
-    p.add_argument("--tracers", default="bpftrace,strace", metavar="T,T",
-                   help="tracers to measure the target under (default bpftrace,strace; "
-                        "'' skips part 2)")
-    p.add_argument("--io", choices=("both", "on", "off"), default="both",
-                   help="trace reads and writes too (on), not (off, as --no-io), or measure "
-                        "each way (default both)")
-    p.add_argument("--load-conns", type=positive_int, default=100, metavar="N",
-                   help="load client connections (default 100)")
-    p.add_argument("--seconds", type=positive_float, default=3.0, metavar="S",
-                   help="measured seconds per throughput run (default 3)")
-    p.add_argument("--rounds", type=positive_int, default=3,
-                   help="throughput rounds, the tracers taking turns (default 3)")
-    p.add_argument("--client", choices=("auto", "loadgen", "python"), default="auto",
-                   help="load client: loadgen.c built with gcc, the Python one, or auto")
-    p.add_argument("--json", action="store_true", help="print one JSON document instead")
+    for flag, settings in OPTIONS:
+        p.add_argument(flag, **settings)
     return p
 
 
