@@ -152,3 +152,34 @@ def test_a_listener_in_another_network_namespace_says_why_its_backlog_is_unknown
     assert any("another network namespace" in n.text for n in snapshot.notices)
     text = report.to_text(snapshot)
     assert "0/?" in text and "another network namespace" in text
+
+
+def test_costly_reads_come_less_often_so_attach_takes_a_bounded_share_of_a_core():
+    """At thousands of sockets a read costs tens of milliseconds of CPU: the source spaces
+    its reads so that reading takes at most READ_SHARE of a core, and says so once."""
+    from test_attach_ui import fixed_attach_snapshot
+
+    from muxtop.attach.source import READ_SHARE, AttachSource
+
+    class Costly:
+        pid, exited, trace = 1, False, None
+        told: list = []
+
+        def read(self):
+            spent = time.thread_time()
+            while time.thread_time() - spent < 0.01:  # 10 ms of CPU, like 1,000 sockets
+                pass
+            return fixed_attach_snapshot()
+
+        def notice(self, level, text):
+            self.told.append(text)
+
+        def close(self):
+            pass
+
+    source = AttachSource(Costly(), interval=0.05)
+    for _ in range(3):
+        source.read_now()
+    assert source.period >= 0.01 / READ_SHARE * 0.9  # about 0.25 s, not 0.05
+    [told] = Costly.told
+    assert "refreshing every" in told and f"at most {READ_SHARE:.0%} of a core" in told

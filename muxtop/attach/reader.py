@@ -592,7 +592,8 @@ def _traced(snapshot: Snapshot, trace: Trace, links: dict[int, str]) -> Snapshot
     """The attach Snapshot with the trace's ready-list ring, wait figures and reads/writes."""
     waits_per_s, events_per_s, per_wait, p50, p99, _ = trace.rates()
     rates = snapshot.rates._replace(waits=waits_per_s, events=events_per_s,
-                                    ready_per_wait=per_wait, wait_p50=p50, wait_p99=p99)
+                                    ready_per_wait=per_wait, wait_p50=p50, wait_p99=p99,
+                                    registered_per_wait=trace.registered_per_wait())
     waits = tuple(trace.ring)
     backend = snapshot.backend
     if waits and backend == "?":  # the trace knows what it waits with

@@ -19,9 +19,10 @@ from muxtop.source import answered
 
 DEFAULT_INTERVAL = 0.5
 READ_ONLY = "attached to another process: muxtop only looks"
-# Reading /proc may take at most this share of a core: with thousands of sockets a read costs
-# tens of milliseconds, and the refreshes then come less often than --interval asks.
-READ_SHARE = 0.05
+# Reading /proc may take at most this share of a core (drawing takes about one more percent):
+# with thousands of sockets a read costs tens of milliseconds, and the refreshes then come less
+# often than --interval asks.
+READ_SHARE = 0.04
 
 
 class AttachSource:
@@ -60,6 +61,8 @@ class AttachSource:
         cost = time.thread_time() - started
         self.reads += 1
         self.read_seconds += cost
+        if self.reads == 1:
+            return snapshot  # the first read learns what later ones reuse: not their cost
         period = max(self.interval, cost / READ_SHARE)
         if period > self.interval * 1.5 and self.period <= self.interval * 1.5:
             self.attacher.notice("info", f"a read of /proc takes {cost * 1e3:.0f} ms of CPU "

@@ -29,6 +29,7 @@ import psutil
 from muxtop import children
 from muxtop.attach.reader import Attacher, AttachError
 from muxtop.attach.sockets import SocketCensus
+from muxtop.attach.source import READ_SHARE
 from muxtop.bench import machine
 from muxtop.bench.echo import ServerProcess, rotated, server_specs
 from muxtop.bench.loadgen import ClientError, find_client, run_client
@@ -324,7 +325,7 @@ def refresh_lines(r: dict) -> list[str]:
         if d:
             period = f"a refresh every {d['period_s']:.2f} s" if d["period_s"] else "no refresh"
             lines.append(f"   dashboard over it, reads {what:<14}{d['cpu_pct']:>6.1f}% of a core"
-                         f" ({period}; reads may take at most 5%)")
+                         f" ({period}; reads may take at most {READ_SHARE:.0%})")
     return lines
 
 

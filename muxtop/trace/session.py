@@ -33,6 +33,7 @@ from muxtop.trace.tracer import Tracer
 RING_SIZE = 4096  # wait calls kept, as the engine keeps
 RATE_WINDOW = 1.0  # seconds the per-second figures span (at least)
 GONE_KEPT = 4096  # data values of closed registrations remembered per epoll fd
+RATE_WAITS = 256  # the newest waits an average over them takes
 _DURATION = itemgetter(3)
 
 
@@ -266,6 +267,12 @@ class Trace:
         return (waits / span, (events1 - events0) / span,
                 (events1 - events0) / waits if waits else 0.0,
                 _percentile(recent, 0.50), _percentile(recent, 0.99), (bytes1 - bytes0) / span)
+
+    def registered_per_wait(self) -> float:
+        """How many fds the newest waits asked about, on average (poll's nfds, select's set
+        bits, the size of epoll's interest list)."""
+        newest = list(self.ring)[-RATE_WAITS:]
+        return sum(w.registered for w in newest) / len(newest) if newest else 0.0
 
     def info(self) -> TraceInfo:
         tracer = self.tracer
