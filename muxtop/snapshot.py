@@ -193,7 +193,12 @@ class Totals(NamedTuple):
     accepted: int
     closed: int
     accept_errors: int  # EMFILE/ENFILE and other accept failures
-    rejected: int  # accepted then closed at once: over FD_SETSIZE on select, or reset already
+    rejected: int  # accepted then closed at once: reset already, or the backend refused it
+    # Closed by a protection (engine/guards.py): --idle-timeout, --header-timeout,
+    # --max-out-buffer. Later fields: defaults, so an older plain form still reads.
+    closed_idle: int = 0
+    closed_header: int = 0
+    closed_out_buffer: int = 0
 
 
 class ProcessInfo(NamedTuple):

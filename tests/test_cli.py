@@ -24,9 +24,67 @@ def test_headless_json_lines():
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(lines) >= 2
     for key in ("backend", "trigger", "connections", "waits_per_s", "events_per_s", "bytes_in",
-                "bytes_out", "diagnoses"):
+                "bytes_out", "diagnoses", "limits", "closed_by_limit"):
         assert key in lines[0]
     assert lines[0]["backend"] == "epoll" and lines[0]["trigger"] == "level"
+    # The protections are off by default: each is None, and nothing was closed by one.
+    assert lines[0]["limits"] == {"idle_timeout": None, "header_timeout": None,
+                                  "max_out_buffer": None}
+    assert set(lines[0]["closed_by_limit"].values()) == {0}
+
+
+def test_headless_json_shows_the_limits_and_their_closes():
+    proc = subprocess.Popen([sys.executable, "-m", "muxtop", "--headless", "--json", "--port",
+                             "0", "--idle-timeout", "0.3", "--max-out-buffer", "100000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = json.loads(proc.stdout.readline())
+        assert first["limits"] == {"idle_timeout": 0.3, "header_timeout": None,
+                                   "max_out_buffer": 100000}
+        host, port = first["listen"].rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=5) as idle:
+            assert idle.recv(1) == b""  # closed after 0.3 s of silence
+        line = first
+        while line["closed_by_limit"]["idle_timeout"] != 1:
+            line = json.loads(proc.stdout.readline())
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_closing_stdout_ends_headless_quietly():
+    """`muxtop --headless | head -c1`: exit 0 and no BrokenPipeError traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "muxtop", "--headless", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.read(1) == b"m"
+        proc.stdout.close()  # the reader leaves; the next status line meets a closed pipe
+        assert proc.wait(10) == 0
+        assert proc.stderr.read() == b""
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()
+
+
+def test_a_host_other_machines_reach_needs_allow_remote():
+    refused = muxtop("--headless", "--port", "0", "--duration", "0", "--host", "0.0.0.0")
+    assert refused.returncode == 1
+    assert refused.stderr.count("\n") == 1 and "--allow-remote" in refused.stderr
+    allowed = muxtop("--headless", "--port", "0", "--duration", "0", "--host", "0.0.0.0",
+                     "--allow-remote")
+    assert allowed.returncode == 0
+    (warning,) = allowed.stderr.splitlines()
+    assert warning.startswith("muxtop: warning: listening on 0.0.0.0")
+    quiet = muxtop("--headless", "--port", "0", "--duration", "0", "--host", "localhost")
+    assert (quiet.returncode, quiet.stderr) == (0, "")
+
+
+def test_max_conns_0_holds_every_client_in_the_backlog():
+    result = muxtop("--headless", "--port", "0", "--duration", "0", "--max-conns", "0")
+    assert (result.returncode, result.stderr) == (0, "")
 
 
 def test_headless_text_and_sigterm_stop_cleanly():
@@ -59,8 +117,9 @@ def test_port_in_use_is_one_clear_line():
 
 @pytest.mark.parametrize("args", [
     ["--port", "99999"], ["--port", "abc"], ["--backend", "kqueue"], ["--trigger", "sideways"],
-    ["--max-conns", "0"], ["--duration", "-1"], ["--protocol", "smtp"], ["--json"],
-    ["--lab", "nonsense"],
+    ["--max-conns", "-1"], ["--duration", "-1"], ["--protocol", "smtp"], ["--json"],
+    ["--lab", "nonsense"], ["--header-timeout", "5"], ["--host", "0.0.0.0", "--allow-remote",
+                                                     "--idle-timeout", "0"],
 ])
 def test_bad_flags_are_usage_errors(args):
     result = muxtop(*args)
@@ -70,7 +129,8 @@ def test_bad_flags_are_usage_errors(args):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--host", "nosuch.invalid"], "cannot use host 'nosuch.invalid'"),
-    (["--host", "192.0.2.1"], "192.0.2.1 is not an address of this machine"),
+    (["--host", "a" * 300], "not a valid host name"),
+    (["--host", "192.0.2.1", "--allow-remote"], "192.0.2.1 is not an address of this machine"),
     (["--backend", "select", "--trigger", "edge"], "select has no edge trigger mode"),
 ])
 def test_bad_values_are_one_line_errors(args, message):

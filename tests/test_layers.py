@@ -16,7 +16,7 @@ pytestmark = pytest.mark.timeout(60)
 PACKAGE = Path(__file__).resolve().parents[1] / "muxtop"
 HEADLESS = ("muxtop.backends", "muxtop.engine", "muxtop.flood", "muxtop.attach", "muxtop.trace",
             "muxtop.kernel", "muxtop.snapshot", "muxtop.plain", "muxtop.findings",
-            "muxtop.source", "muxtop.events", "muxtop.limits")
+            "muxtop.source", "muxtop.events", "muxtop.limits", "muxtop.printable")
 HEADLESS_MODULES = [
     "muxtop.backends", "muxtop.engine", "muxtop.engine.protocols", "muxtop.kernel.probes",
     "muxtop.cli.serve", "muxtop.flood.cli", "muxtop.cli.attach", "muxtop.plain",

@@ -2,11 +2,11 @@
 """User-space instructions per echo round trip of the muxtop engine, counted by callgrind.
 
 Runs a muxtop engine (epoll/level, echo, publishing off) in a child Python under
-``valgrind --tool=callgrind``, drives it with the C load generator (``shared/tools/loadgen.c``
-beside the checkout) at each connection count for a short and a long time, and divides the
-difference of the two runs' total Ir by the difference of their round trips: startup, accepting
-the connections and teardown are in both runs and cancel. Callgrind counts instructions in user
-space only; kernel time (recv/send/epoll_wait) is not in the figure.
+``valgrind --tool=callgrind``, drives it with the C load client `muxtop bench echo` uses
+(muxtop's own, or the one $MUXTOP_LOADGEN_C names) at each connection count for a short and a
+long time, and divides the difference of the two runs' total Ir by the difference of their round
+trips: startup, accepting the connections and teardown are in both runs and cancel. Callgrind
+counts instructions in user space only; kernel time (recv/send/epoll_wait) is not in the figure.
 
     python tools/callgrind_echo.py                       # 100 and 1,000 connections, a table
     python tools/callgrind_echo.py --repeat 2            # twice, with the spread between them
@@ -33,8 +33,6 @@ from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_LOADGEN = REPO.parent / "shared" / "tools" / "loadgen.c"  # ../shared beside the checkout
-SOURCE_ENV = "MUXTOP_LOADGEN_C"  # the same override `muxtop bench echo` honours
 
 # Publishing "off": one Snapshot at start and one at stop, none in between. Not 1e9: the
 # engine waits up to the next publish and epoll.poll() refuses a timeout over INT_MAX ms
@@ -127,24 +125,22 @@ class MeasureError(Exception):
     pass
 
 
-def find_loadgen(given: str | None, workdir: Path) -> Path:
-    """A loadgen binary: the one given, or built with gcc from the given/default source."""
-    if given:
+def find_loadgen(given: str | None) -> Path:
+    """A load client binary: the one given, one built from the given .c, else the bench's C
+    client (built into the user's cache like `muxtop bench echo` builds it)."""
+    # Imported here, not at the top: the child under valgrind never needs them.
+    from muxtop.bench.compiler import BuildError, build
+    from muxtop.bench.loadgen import ClientError, find_client
+
+    try:
+        if not given:
+            return Path(find_client("loadgen").argv[0])
         path = Path(given)
-    elif os.environ.get(SOURCE_ENV):
-        path = Path(os.environ[SOURCE_ENV])
-    else:
-        path = DEFAULT_LOADGEN
-    if not path.exists():
-        raise MeasureError(f"no load generator at {path} (give --loadgen BINARY_OR_SOURCE.c)")
-    if path.suffix != ".c":
-        return path
-    gcc = shutil.which("gcc") or shutil.which("cc")
-    if gcc is None:
-        raise MeasureError("gcc not found to build loadgen.c (give --loadgen BINARY)")
-    binary = workdir / "loadgen"
-    subprocess.run([gcc, "-O2", "-o", str(binary), str(path)], check=True)
-    return binary
+        if not path.exists():
+            raise MeasureError(f"no load client at {path} (give --loadgen BINARY_OR_SOURCE.c)")
+        return build(path) if path.suffix == ".c" else path
+    except (BuildError, ClientError) as exc:
+        raise MeasureError(str(exc)) from None
 
 
 def callgrind_totals(path: Path) -> int:
@@ -325,8 +321,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=1,
                    help="independent measurements, to see the spread (default 1)")
     p.add_argument("--loadgen", metavar="PATH",
-                   help=f"loadgen binary or loadgen.c to build (default ${SOURCE_ENV}, "
-                   "else ../shared/tools/loadgen.c beside the checkout)")
+                   help="load client binary, or C source to build (default: the client "
+                   "`muxtop bench echo` uses: $MUXTOP_LOADGEN_C, else muxtop's own)")
     p.add_argument("--valgrind", default="valgrind", help="valgrind executable")
     p.add_argument("--no-gc-freeze", dest="gc_freeze", action="store_false",
                    help="do not gc.freeze() the child's heap after startup (noisier)")
@@ -357,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     try:
-        loadgen = find_loadgen(args.loadgen, workdir)
+        loadgen = find_loadgen(args.loadgen)
         rows = []
         for rep in range(1, args.repeat + 1):
             rows += measure(args, loadgen, workdir, rep)

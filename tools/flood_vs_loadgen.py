@@ -1,6 +1,6 @@
 """Is the flood fast enough to measure a server? ``python tools/flood_vs_loadgen.py`` starts the
 bench's selectors echo server in a child process, then drives it in turns with the C load
-generator (shared/tools/loadgen.c beside the checkout, as `muxtop bench` finds it) and with
+client `muxtop bench echo` uses (muxtop's own, or $MUXTOP_LOADGEN_C's) and with
 ``muxtop flood`` (100 clients, 64-byte messages, one in flight, rate 0), and prints the round
 trips/s each drove and the CPU each used. Developer tooling: it prints figures, asserts nothing.
 """

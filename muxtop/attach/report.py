@@ -1,4 +1,8 @@
-"""An attach Snapshot as a JSON document (for scripts) and as plain text (for a terminal)."""
+"""An attach Snapshot as a JSON document (for scripts) and as plain text (for a terminal).
+
+Names, argv, paths and notes are the target's text: every text line here goes through
+`printable`, so none of it reaches the terminal as a control sequence. (JSON escapes them.)
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from muxtop import events
 from muxtop.attach import traced
 from muxtop.findings import evidence_text
 from muxtop.kernel import epoll
+from muxtop.printable import printable
 from muxtop.snapshot import (
     KIND_EPOLL,
     KIND_LISTENER,
@@ -77,7 +82,7 @@ def header_lines(snapshot: Snapshot) -> list[str]:
     lines.append(f"backend {snapshot.backend}  trigger {snapshot.trigger}  "
                  f"registered {snapshot.registered}  connections {snapshot.open_connections}  "
                  f"listen {snapshot.listen or '-'}")
-    return lines
+    return [printable(line) for line in lines]
 
 
 def fd_table(snapshot: Snapshot) -> list[str]:
@@ -96,6 +101,7 @@ def fd_table(snapshot: Snapshot) -> list[str]:
                      (k.local if k else "") or view.note, view.peer or "-", rx,
                      "-" if view.tx_queue is None else str(view.tx_queue),
                      ",".join(map(str, view.watched_by)) or "none", view.flags or "-"))
+    rows = [tuple(map(printable, row)) for row in rows]  # escaped first: widths as printed
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     if snapshot.target is not None and snapshot.target.netns:
@@ -110,7 +116,7 @@ def epoll_lines(snapshot: Snapshot) -> list[str]:
         lines.append(f"epoll fd {e.fd}: {len(e.watches)} watched")
         lines += [f"  fd {w.fd:<5} 0x{w.mask:08x}  {epoll.decode(w.mask)}"
                   + (f" [stale: {w.stale}]" if w.stale else "") for w in e.watches]
-    return lines
+    return [printable(line) for line in lines]
 
 
 def diagnosis_lines(snapshot: Snapshot) -> list[str]:
@@ -119,12 +125,13 @@ def diagnosis_lines(snapshot: Snapshot) -> list[str]:
         where = "process" if d.fd is None else f"fd {d.fd}"
         evidence = ", ".join(f"{k}={evidence_text(k, v)}" for k, v in d.evidence)
         lines += [f"! {d.kind} ({where}): {d.explanation}", f"    {evidence}"]
-    return lines or ["no findings"]
+    return [printable(line) for line in lines] or ["no findings"]
 
 
 def to_text(snapshot: Snapshot) -> str:
     """The readable report of `muxtop attach PID --once`."""
     parts = [header_lines(snapshot), epoll_lines(snapshot), fd_table(snapshot),
-             traced.wait_lines(snapshot), diagnosis_lines(snapshot),
-             [f"{n.level}: {n.text}" for n in snapshot.notices]]
+             [printable(line) for line in traced.wait_lines(snapshot)],
+             diagnosis_lines(snapshot),
+             [printable(f"{n.level}: {n.text}") for n in snapshot.notices]]
     return "\n\n".join("\n".join(part) for part in parts if part) + "\n"

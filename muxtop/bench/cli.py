@@ -11,7 +11,7 @@ from pathlib import Path
 
 from muxtop.backends import NAMES
 from muxtop.bench import machine
-from muxtop.cli.types import positive_float, positive_int
+from muxtop.cli.types import non_negative_int, positive_float, positive_int
 
 
 def int_list(text: str) -> list[int]:
@@ -62,9 +62,9 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--servers", type=name_list, default=None, metavar="NAME,...",
                    help="servers to run (default all; see --list)")
     e.add_argument("--client", choices=("auto", "loadgen", "python"), default="auto",
-                   help="load client: loadgen.c built with gcc, the Python one, or auto "
-                   "(loadgen if it builds)")
-    e.add_argument("--busy-retries", type=int, default=2, metavar="N",
+                   help="load client: loadgen, muxtop's C client (built with the system "
+                   "compiler on first use); python; or auto (loadgen if it builds)")
+    e.add_argument("--busy-retries", type=non_negative_int, default=2, metavar="N",
                    help="measure a server again, up to N times, when other processes used more "
                    "than --busy-pct CPU during its run (default 2; 0 never)")
     e.add_argument("--busy-pct", type=positive_float, default=25.0, metavar="PCT",

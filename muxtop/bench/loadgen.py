@@ -1,5 +1,6 @@
-"""The echo load client: find ``shared/tools/loadgen.c`` beside the repo, build it once into a
-cache dir, and run it; without gcc or the source, the slower Python client in `pyclient` stands in.
+"""The echo load client: muxtop's own C program (``echo_client.c``, shipped in this package),
+built on first use with the system C compiler into the user's cache (see `compiler`), and run.
+Without a compiler the slower Python client in `pyclient` stands in, and the bench says why.
 
 Both take the same flags and print the same one JSON line (round trips/s, p50/p99 latency in µs,
 mismatches, errors, client and server CPU%), so the echo bench reads either alike.
@@ -7,19 +8,19 @@ mismatches, errors, client and server CPU%), so the echo bench reads either alik
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
-import muxtop
+from muxtop.bench.compiler import BuildError, build
 
-SOURCE_ENV = "MUXTOP_LOADGEN_C"  # points at another loadgen.c
+SOURCE_NAME = "echo_client.c"
+SOURCE_ENV = "MUXTOP_LOADGEN_C"  # another client's C source to build instead (a yardstick)
 
 
 class ClientError(Exception):
@@ -44,78 +45,49 @@ class Client:
         return cmd
 
 
-def source_candidates() -> list[Path]:
-    """Where loadgen.c may be: $MUXTOP_LOADGEN_C, then ``shared/tools`` beside the checkout
-    (the repo is ``.../main`` with ``.../shared`` next to it, here and in CI)."""
-    repo = Path(muxtop.__file__).resolve().parents[1]
-    found = [Path(os.environ[SOURCE_ENV])] if os.environ.get(SOURCE_ENV) else []
-    return found + [repo.parent / "shared" / "tools" / "loadgen.c",
-                    repo / "shared" / "tools" / "loadgen.c"]
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "muxtop"
-
-
-def build_loadgen(source: Path, cc: str) -> Path:
-    """Compile ``source`` into the cache (once per source content); the binary's path."""
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
-    last_error = ""
-    for folder in (cache_dir(), Path(tempfile.gettempdir()) / f"muxtop-{os.getuid()}"):
-        binary = folder / f"loadgen-{digest}"
-        if os.access(binary, os.X_OK):
-            return binary
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            # Build under a private name and rename: two benches building at once never run a
-            # half-written binary.
-            fd, partial = tempfile.mkstemp(prefix=".loadgen-", dir=folder)
-            os.close(fd)
-        except OSError as exc:
-            last_error = str(exc)
-            continue
-        try:
-            proc = subprocess.run([cc, "-O2", "-o", partial, str(source)],
-                                  check=False, capture_output=True, text=True, timeout=120)
-            if proc.returncode != 0:
-                raise ClientError(f"{cc} failed on {source}: {proc.stderr.strip()[-500:]}")
-            os.replace(partial, binary)
-            return binary
-        finally:
-            if os.path.exists(partial):
-                os.unlink(partial)
-    raise ClientError(f"no writable folder to build loadgen in ({last_error})")
-
-
 def python_client(reason: str) -> Client:
     return Client("python", (sys.executable, "-m", "muxtop.bench.pyclient"),
                   f"Python client (slower than the servers: figures are the client's ceiling) "
                   f"because {reason}")
 
 
-def find_client(choice: str = "auto") -> Client:
-    """The client to use: ``auto`` builds loadgen if it can and otherwise falls back to Python,
-    ``loadgen`` insists on it (ClientError otherwise), ``python`` skips it."""
+def c_client() -> Client:
+    """The C client, built if need be: from $MUXTOP_LOADGEN_C when set (ClientError if that
+    file is missing: a wrong override is a mistake to report, not to measure around), else
+    from the packaged source. BuildError when it cannot be built."""
+    if override := os.environ.get(SOURCE_ENV):
+        source = Path(override)
+        if not source.is_file():
+            raise ClientError(f"${SOURCE_ENV}={override}: no such file")
+        binary = build(source)
+        return Client("loadgen", (str(binary),), f"{source.name} (C) from ${SOURCE_ENV}, {binary}")
+    with resources.as_file(resources.files(__package__) / SOURCE_NAME) as source:
+        if not source.is_file():
+            raise BuildError(f"{SOURCE_NAME} is missing from the installed package "
+                             f"(reinstall muxtop)")
+        binary = build(source)
+    return Client("loadgen", (str(binary),), f"muxtop's C echo client (epoll), {binary}")
+
+
+def warn_on_stderr(message: str) -> None:
+    print(f"muxtop bench: warning: {message}", file=sys.stderr, flush=True)
+
+
+def find_client(choice: str = "auto",
+                warn: Callable[[str], None] = warn_on_stderr) -> Client:
+    """The client to use: ``auto`` builds the C one if it can and otherwise falls back to
+    Python, telling ``warn`` why in one line; ``loadgen`` insists on C (ClientError
+    otherwise); ``python`` skips it."""
     if choice == "python":
         return python_client("--client python was asked for")
-    source = next((p for p in source_candidates() if p.is_file()), None)
-    cc = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
-    if source is None:
-        reason = ("loadgen.c was not found (looked at "
-                  + ", ".join(str(p) for p in source_candidates()) + ")")
-    elif cc is None:
-        reason = "no C compiler (gcc) is installed"
-    else:
-        try:
-            binary = build_loadgen(source, cc)
-        except (ClientError, OSError, subprocess.SubprocessError) as exc:
-            reason = f"building loadgen failed: {exc}"
-        else:
-            return Client("loadgen", (str(binary),), f"loadgen (C, epoll) built from {source}")
-    if choice == "loadgen":
-        raise ClientError(reason)
-    return python_client(reason)
+    try:
+        return c_client()
+    except BuildError as exc:
+        if choice == "loadgen":
+            raise ClientError(f"cannot build the C client: {exc}") from None
+        warn(f"using the Python echo client, slower than the servers it measures, "
+             f"because {exc}")
+        return python_client(str(exc))
 
 
 def run_client(command: list[str], timeout: float) -> dict:

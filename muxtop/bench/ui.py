@@ -36,7 +36,7 @@ import time
 from time import perf_counter
 
 from muxtop.bench import synthetic
-from muxtop.cli.types import positive_int
+from muxtop.cli.types import non_negative_float, positive_int
 
 WARMUP = 10  # frames not timed: caches fill, the first layout happens
 
@@ -50,14 +50,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--frame-rounds", type=positive_int, default=5, metavar="R",
                    help="rounds of frames, the sizes taking turns (default 5)")
     p.add_argument("--size", default="160x48", help="terminal size WxH (default 160x48)")
-    p.add_argument("--echo-seconds", type=float, default=4.0, metavar="S",
+    p.add_argument("--echo-seconds", type=non_negative_float, default=4.0, metavar="S",
                    help="seconds per echo run (default 4; 0 skips the echo part)")
     p.add_argument("--echo-conns", type=positive_int, default=100, metavar="N",
                    help="echo client connections (default 100)")
     p.add_argument("--rounds", type=positive_int, default=3,
                    help="echo runs of each kind, interleaved (default 3)")
     p.add_argument("--client", choices=("auto", "loadgen", "python"), default="auto",
-                   help="echo client: loadgen.c built with gcc, the Python one, or auto")
+                   help="echo client: loadgen (muxtop's C client, built on "
+                        "first use), python, or auto")
     p.add_argument("--json", action="store_true", help="print one JSON document instead")
     return p
 

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
 
 from muxtop.attach import report
 from muxtop.attach.reader import Attacher, AttachError
+from muxtop.cli.pipe import reader_left
 from muxtop.cli.types import non_negative_float, positive_float, positive_int
+from muxtop.printable import printable
 from muxtop.trace.choose import CHOICES as TRACERS
 from muxtop.trace.tracer import TraceUnavailable
 
@@ -96,7 +97,7 @@ def open_attacher(args: argparse.Namespace) -> Attacher:
 
 
 def _warn(text: str) -> None:
-    print(f"muxtop attach: warning: {text}", file=sys.stderr, flush=True)
+    print(f"muxtop attach: warning: {printable(text)}", file=sys.stderr, flush=True)
 
 
 LiveView = Callable[[Attacher, argparse.Namespace], int]
@@ -119,9 +120,7 @@ def main(argv: list[str], live: LiveView | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        # The reader left (`| head`): point stdout at /dev/null so the exit flush is quiet too.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+        return reader_left()
     finally:
         if attacher is not None:
             attacher.close()  # a tracer must not outlive the command
@@ -191,5 +190,6 @@ def text_loop(attacher: Attacher, args: argparse.Namespace) -> int:
 
 
 def _fail(message: str) -> int:
-    print(f"muxtop attach: {message}", file=sys.stderr)
+    # The message may name the target (its name is its own text): escaped, like the report.
+    print(f"muxtop attach: {printable(message)}", file=sys.stderr)
     return 1

@@ -11,8 +11,17 @@ import time
 
 from muxtop import __version__
 from muxtop.backends import NAMES, TRIGGERS
-from muxtop.cli.types import non_negative_float, port_number, positive_float, positive_int
+from muxtop.cli.pipe import reader_left
+from muxtop.cli.types import (
+    non_negative_float,
+    non_negative_int,
+    port_number,
+    positive_float,
+    positive_int,
+)
 from muxtop.engine import LABS, Engine, EngineConfig, EngineStartError
+from muxtop.engine.address import AddressError, is_loopback, resolve
+from muxtop.engine.guards import HEADER, IDLE, OUT_BUFFER, settings
 from muxtop.engine.protocols import PROTOCOLS
 from muxtop.snapshot import Snapshot
 
@@ -31,8 +40,20 @@ def parser() -> argparse.ArgumentParser:
                    help="trigger mode; edge and oneshot need epoll (default level)")
     p.add_argument("--protocol", choices=tuple(PROTOCOLS), default="echo",
                    help="what the server answers (default echo)")
-    p.add_argument("--max-conns", type=positive_int, default=None, metavar="N",
-                   help="stop accepting at N open connections")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow a --host other machines can reach (0.0.0.0, ::, a LAN address); "
+                        "muxtop has no authentication")
+    p.add_argument("--max-conns", type=non_negative_int, default=None, metavar="N",
+                   help="stop accepting at N open connections (0: accept none; clients wait "
+                        "in the backlog)")
+    p.add_argument("--idle-timeout", type=positive_float, default=None, metavar="S",
+                   help="close a connection that moved no byte for S seconds (default: never)")
+    p.add_argument("--header-timeout", type=positive_float, default=None, metavar="S",
+                   help="http: close a connection whose request head is not complete S seconds "
+                        "after it began, as nginx's client_header_timeout (default: never)")
+    p.add_argument("--max-out-buffer", type=positive_int, default=None, metavar="BYTES",
+                   help="close a connection whose out-buffer passes BYTES: a client that sends "
+                        "and does not read (default: no limit)")
     p.add_argument("--lab", action="append", choices=LABS, default=[], metavar="NAME",
                    help=f"turn on a bug-lab switch ({', '.join(LABS)}); repeatable")
     p.add_argument("--stuck-after", type=non_negative_float, default=2.0, metavar="S",
@@ -61,6 +82,8 @@ def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     if args.json and not args.headless:
         parser().error("--json needs --headless")
+    if args.header_timeout is not None and args.protocol != "http":
+        parser().error("--header-timeout needs --protocol http (only HTTP has a request head)")
     if args.theme is not None:
         if args.headless:
             parser().error("--theme needs the dashboard (not --headless)")
@@ -68,15 +91,21 @@ def main(argv: list[str]) -> int:
 
         if args.theme not in THEMES:
             parser().error(f"no theme {args.theme!r} (choose from {', '.join(THEMES)})")
+    allowed, warning = guard_remote(args)
+    if not allowed:
+        return 1
     config = EngineConfig(
         host=args.host, port=args.port, backend=args.backend, trigger=args.trigger,
         protocol=args.protocol, max_conns=args.max_conns, lab=frozenset(args.lab),
-        stuck_after=args.stuck_after)
+        stuck_after=args.stuck_after, idle_timeout=args.idle_timeout,
+        header_timeout=args.header_timeout, max_out_buffer=args.max_out_buffer)
     try:
         engine = Engine(config).start()
     except EngineStartError as exc:
         print(f"muxtop: {exc}", file=sys.stderr)
         return 1
+    if warning:
+        print(warning, file=sys.stderr)
     try:
         if args.headless:
             return run_headless(engine, args.duration, args.json)
@@ -88,10 +117,37 @@ def main(argv: list[str]) -> int:
         engine.stop()
 
 
+def guard_remote(args: argparse.Namespace) -> tuple[bool, str | None]:
+    """Like Redis's protected mode: a --host other machines can reach needs --allow-remote.
+    (False, None) after one error line: do not start. (True, warning): start, and print the
+    warning once listening (a bind that fails says only why)."""
+    try:
+        _, _, _, sockaddr = resolve(args.host, args.port)
+    except AddressError as exc:
+        print(f"muxtop: {exc}", file=sys.stderr)
+        return False, None
+    if is_loopback(sockaddr):
+        return True, None
+    where = f"{sockaddr[0]} (--host {args.host!r})"
+    if not args.allow_remote:
+        print(f"muxtop: refusing to listen on {where}: other machines could reach it; "
+              "pass --allow-remote if you mean it", file=sys.stderr)
+        return False, None
+    return True, (f"muxtop: warning: listening on {where}, reachable from other machines, "
+                  "with no authentication (--allow-remote)")
+
+
 def run_headless(engine: Engine, duration: float | None, as_json: bool,
                  out=None) -> int:
-    """Print one status line a second until SIGINT/SIGTERM or `duration` runs out."""
-    out = out or sys.stdout
+    """Print one status line a second until SIGINT/SIGTERM or `duration` runs out. A reader
+    that leaves (`| head -c1`) ends it quietly, exit 0."""
+    try:
+        return _status_lines(engine, duration, as_json, out or sys.stdout)
+    except BrokenPipeError:
+        return reader_left()
+
+
+def _status_lines(engine: Engine, duration: float | None, as_json: bool, out) -> int:
     done = threading.Event()
 
     def stop(signum, frame):
@@ -108,7 +164,7 @@ def run_headless(engine: Engine, duration: float | None, as_json: bool,
             wait = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
             if wait <= 0 or done.wait(wait):
                 break
-            print(status_line(engine.snapshot(), as_json), file=out, flush=True)
+            print(status_line(engine.snapshot(), as_json, engine.config), file=out, flush=True)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -118,8 +174,11 @@ def run_headless(engine: Engine, duration: float | None, as_json: bool,
     return 0
 
 
-def status_line(s: Snapshot, as_json: bool) -> str:
+def status_line(s: Snapshot, as_json: bool, config: EngineConfig | None = None) -> str:
+    """One status line; `config` adds the protections' settings (--json)."""
     r = s.rates
+    t = s.totals
+    closed_by = {IDLE: t.closed_idle, HEADER: t.closed_header, OUT_BUFFER: t.closed_out_buffer}
     if as_json:
         return json.dumps({
             "time": round(s.wall_time, 3), "listen": s.listen, "backend": s.backend,
@@ -133,10 +192,14 @@ def status_line(s: Snapshot, as_json: bool) -> str:
             "accepted": s.totals.accepted, "closed": s.totals.closed,
             "accept_errors": s.totals.accept_errors, "rejected": s.totals.rejected,
             "lab": sorted(s.lab), "diagnoses": [d.as_json() for d in s.diagnoses],
+            "limits": settings(config) if config is not None else None,
+            "closed_by_limit": closed_by,
         })
     return (f"{s.backend}/{s.trigger}  conns {s.open_connections}  "
             f"waits/s {r.waits:,.0f}  events/s {r.events:,.0f}  "
             f"in {_rate(r.bytes_in)}  out {_rate(r.bytes_out)}"
+            + "".join(f"  closed by {name.replace('_', '-')} {n:,}"
+                      for name, n in closed_by.items() if n)
             + (f"  findings {len(s.diagnoses)}" if s.diagnoses else ""))
 
 

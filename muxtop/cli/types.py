@@ -28,7 +28,7 @@ def non_negative_int(text: str) -> int:
 
 def positive_int(text: str) -> int:
     """argparse type: a whole number ≥ 1."""
-    value = non_negative_int(text)
+    value = _parsed(text, int, "a whole number")
     _check(value >= 1, f"{text!r} must be at least 1")
     return value
 

@@ -28,3 +28,7 @@ class EngineConfig:
     diagnose: bool = True  # run the detectors (off only to measure what they cost)
     stuck_after: float = 2.0  # seconds before a detector calls a connection stuck
     lab: frozenset[str] = field(default_factory=frozenset)
+    # Protections (engine/guards.py), None: off.
+    idle_timeout: float | None = None  # close a connection with no bytes either way this long
+    header_timeout: float | None = None  # http: close one whose request head takes this long
+    max_out_buffer: int | None = None  # close a connection whose out-buffer passes this

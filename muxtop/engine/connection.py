@@ -16,7 +16,7 @@ class Connection:
     # which matters when thousands of connections take turns.
     __slots__ = (
         "sock", "interest", "last_events", "last_ready", "last_read_at", "bytes_in", "bytes_out",
-        "msgs_in", "msgs_out", "backpressured", "cid", "closed_at", "closing", "fd",
+        "msgs_in", "msgs_out", "backpressured", "body_left", "cid", "closed_at", "closing", "fd",
         "history", "inbuf", "last_write_at", "note", "opened_at", "out",
         "peer", "peer_closed", "probed_at", "rx_queue", "rx_since", "state", "tcp", "tx_queue",
         "user_paused", "view", "view_key",
@@ -43,6 +43,7 @@ class Connection:
         self.peer_closed = False  # recv returned b"" (FIN)
         self.closing = False  # close once the out-buffer is sent (protocol said goodbye)
         self.inbuf = b""  # partial request the protocol keeps between reads (http)
+        self.body_left = 0  # http: bytes of a request body still to skip
         self.note = ""
         self.rx_queue: int | None = None  # last kernel probe
         self.tx_queue: int | None = None

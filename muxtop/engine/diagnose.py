@@ -152,7 +152,9 @@ class Detector:
         errors = totals.accept_errors
         failing = errors > self._accept_errors
         self._accept_errors = errors
-        if failing:
+        # For as long as it holds, not only in the run after an error: the last accept failed
+        # for lack of fds until one succeeds (or the engine finds the backlog empty).
+        if failing or state.out_of_fds:
             # Counting open fds needs an fd (psutil lists /proc/self/fd): trust accept() instead.
             limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
             found.append((FD_PRESSURE, None,
@@ -167,12 +169,18 @@ class Detector:
                           f"{process.num_fds} of {process.fd_limit} fds are open "
                           "(RLIMIT_NOFILE): accept() will soon fail with EMFILE",
                           (("open_fds", process.num_fds), ("fd_limit", process.fd_limit))))
-        if state.backend.name == "select" and state.conns:
+        if state.backend.name == "select" and state.accept_held:
+            found.append((FD_PRESSURE, None,
+                          f"every fd below select's FD_SETSIZE ({FD_SETSIZE}) is taken: accept "
+                          "is paused and new clients wait in the backlog until a connection "
+                          "closes (poll and epoll have no such limit)",
+                          (("fd_setsize", FD_SETSIZE), ("connections", len(state.conns)))))
+        elif state.backend.name == "select" and state.conns:
             top = max(state.conns)
             if top >= FD_PRESSURE_SHARE * FD_SETSIZE:
                 found.append((FD_PRESSURE, None,
-                              f"fd {top} is near select's FD_SETSIZE ({FD_SETSIZE}): new "
-                              "connections past it must be refused",
+                              f"fd {top} is near select's FD_SETSIZE ({FD_SETSIZE}): past it, "
+                              "accept pauses and new clients wait in the backlog",
                               (("highest_fd", top), ("fd_setsize", FD_SETSIZE))))
 
     def _interest_mismatch(self, state: EngineState, found: list) -> None:

@@ -22,8 +22,10 @@ from types import MappingProxyType
 
 from muxtop.backends import EDGE, ONESHOT, Backend, BackendError, make_backend
 from muxtop.engine import commands as cmd
+from muxtop.engine.address import AddressError, resolve
 from muxtop.engine.config import LABS, EngineConfig
 from muxtop.engine.connection import Connection
+from muxtop.engine.guards import OUT_BUFFER, Timeouts, out_buffer_note
 from muxtop.engine.protocols import PROTOCOLS
 from muxtop.engine.state import EngineState
 from muxtop.engine.telemetry import Telemetry
@@ -74,6 +76,10 @@ class Engine:
         self._listen_interest = 0
         self._accept_resume_at: float | None = None
         self._accept_backoff = ACCEPT_BACKOFF[0]
+        self._out_of_fds = False  # the last accept() failed for lack of fds
+        # select: a client accepted on an fd past FD_SETSIZE, held unserved (accept paused)
+        # until a connection closes and frees an fd it can move to (see _hold).
+        self._held: tuple[socket.socket, tuple] | None = None
         self._next_cid = 1
         self.waits_total = self.events_total = 0  # brought up to date at each publish
         self._nreg = 0
@@ -84,6 +90,8 @@ class Engine:
         self.address: tuple[str, int] = (config.host, config.port)
         self.error: str | None = None  # set if the loop died
         self._backend: Backend | None = None
+        self._timeouts = Timeouts.of(config)  # None: no timeout set, nothing to check
+        self._max_out = config.max_out_buffer
         self.state: EngineState = LoopState(self)
         self.telemetry = Telemetry(self.state)
 
@@ -95,15 +103,21 @@ class Engine:
         config = self.config
         try:
             self._backend = make_backend(config.backend, config.trigger)
-        except BackendError as exc:
+            self._listener = _listen(config.host, config.port, config.backlog)
+            self.address = self._listener.getsockname()[:2]
+            self._listen_fd = self._listener.fileno()
+            self._control_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            self._by_fd[:] = [None] * (max(self._listen_fd, self._control_fd) + 1)
+            self._set_listener(READ)
+            self._register(self._control_fd, READ)
+        except (BackendError, OSError) as exc:  # select past FD_SETSIZE, out of fds
+            self._close_all()
+            if isinstance(exc, OSError):
+                raise EngineStartError(f"cannot start: {exc.strerror or exc!r}") from None
             raise EngineStartError(str(exc)) from None
-        self._listener = _listen(config.host, config.port, config.backlog)
-        self.address = self._listener.getsockname()[:2]
-        self._listen_fd = self._listener.fileno()
-        self._control_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        self._by_fd[:] = [None] * (max(self._listen_fd, self._control_fd) + 1)
-        self._set_listener(READ)
-        self._register(self._control_fd, READ)
+        except EngineStartError:
+            self._close_all()
+            raise
         self._running = True
         self._snapshot = self.telemetry.publish(time.monotonic())
         self._thread = threading.Thread(target=self._run, name="muxtop-engine", daemon=True)
@@ -287,9 +301,18 @@ class Engine:
             self._service_pending(now)
         if self._accept_resume_at is not None and now >= self._accept_resume_at:
             self._accept_resume_at = None
-            self._set_listener(READ)
+            if self._held is None:
+                self._set_listener(READ)
+                # Try at once, not on the listener's next event: with the backlog empty by
+                # now there would be none, and the out-of-fds finding would outlive its cause.
+                self._accept(now)
 
     def _publish(self, now: float) -> None:
+        if self._held is not None:
+            self._release(now)  # an fd below the limit may have been freed by anyone
+        if self._timeouts is not None:
+            for conn, guard, note in self._timeouts.due(list(self._conns.values()), now):
+                self._close_guarded(conn, guard, note, now)
         try:
             self._snapshot = self.telemetry.publish(now)
         except Exception as exc:  # noqa: BLE001 - serving matters more than the picture of it
@@ -367,6 +390,9 @@ class Engine:
         if reply:
             if conn.out:
                 conn.out += reply
+                if self._max_out is not None and len(conn.out) > self._max_out:
+                    self._close_guarded(conn, OUT_BUFFER, out_buffer_note(self._max_out), now)
+                    return
             else:
                 # Write-through: most replies fit the socket buffer, saving a wait for WRITE.
                 try:
@@ -386,6 +412,9 @@ class Engine:
             conn.msgs_out += 1
         if sent < len(reply):
             conn.out += memoryview(reply)[sent:]
+            if self._max_out is not None and len(conn.out) > self._max_out:
+                self._close_guarded(conn, OUT_BUFFER, out_buffer_note(self._max_out), now)
+                return
             self._update(conn, now)
         elif conn.closing:
             self._update(conn, now)
@@ -484,9 +513,11 @@ class Engine:
             try:
                 sock, addr = listener.accept()
             except BlockingIOError:
+                self._out_of_fds = False
                 return
             except OSError as exc:
                 if exc.errno in _OUT_OF_FDS:
+                    self._out_of_fds = True
                     telemetry.accept_errors += 1
                     if "emfile-spin" in self.lab:
                         return  # the lab's bug: leave the listener armed and spin
@@ -506,30 +537,71 @@ class Engine:
                 self._set_listener(0)
                 return
             self._accept_backoff = ACCEPT_BACKOFF[0]
+            self._out_of_fds = False
             telemetry.accepted += 1
+            limit = self._backend.fd_limit
+            if limit is not None and sock.fileno() >= limit:
+                self._hold(sock, addr, limit)
+                return
+            self._adopt(sock, addr, now)
+
+    def _adopt(self, sock: socket.socket, addr: tuple, now: float) -> None:
+        """An accepted socket becomes a served connection."""
+        telemetry = self.telemetry
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.config.sndbuf:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.sndbuf)
+        except OSError:
+            sock.close()  # the peer was gone before we got to it (reset in the backlog)
+            telemetry.rejected += 1
+            return
+        conn = Connection(self._next_cid, sock, _peer(addr), now)
+        self._next_cid += 1
+        try:
+            self._set_interest(conn, READ | WRITE if "busy-writable" in self.lab else READ)
+        except BackendError as exc:
+            telemetry.rejected += 1
+            telemetry.notice("warning", f"refused a connection: {exc}", key="reject")
+            sock.close()
+            return
+        self._conns[conn.fd] = conn
+        by_fd = self._by_fd
+        if conn.fd >= len(by_fd):
+            by_fd.extend([None] * (conn.fd + 1 - len(by_fd)))  # in place: the loop holds it
+        by_fd[conn.fd] = conn
+
+    def _hold(self, sock: socket.socket, addr: tuple, limit: int) -> None:
+        """select cannot watch this fd, and every fd below its limit is taken (accept gives
+        the lowest free one). Keep the client, unserved, and stop accepting: the next ones
+        wait in the backlog, as at --max-conns, until a connection closes (`_release`)."""
+        self._held = (sock, addr)
+        self._set_listener(0)
+        self.telemetry.notice(
+            "warning", f"{self._backend.name} watches only fds below {limit} (FD_SETSIZE): "
+            f"accept paused with fd {sock.fileno()}; new clients wait in the backlog",
+            key="fd-setsize")
+
+    def _release(self, now: float) -> None:
+        """Move the held client to the lowest free fd (dup) and serve it, if that fd is one
+        the backend can watch now; then accept again."""
+        sock, addr = self._held
+        limit = self._backend.fd_limit
+        if limit is not None:
             try:
-                sock.setblocking(False)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                if self.config.sndbuf:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.sndbuf)
+                low = os.dup(sock.fileno())
             except OSError:
-                sock.close()  # the peer was gone before we got to it (reset in the backlog)
-                telemetry.rejected += 1
-                continue
-            conn = Connection(self._next_cid, sock, _peer(addr), now)
-            self._next_cid += 1
-            try:
-                self._set_interest(conn, READ | WRITE if "busy-writable" in self.lab else READ)
-            except BackendError as exc:
-                telemetry.rejected += 1
-                telemetry.notice("warning", f"refused a connection: {exc}", key="reject")
-                sock.close()
-                continue
-            self._conns[conn.fd] = conn
-            by_fd = self._by_fd
-            if conn.fd >= len(by_fd):
-                by_fd.extend([None] * (conn.fd + 1 - len(by_fd)))  # in place: the loop holds it
-            by_fd[conn.fd] = conn
+                return  # out of fds: a later close tries again
+            if low >= limit:
+                os.close(low)  # another thread took the freed fd: wait for the next close
+                return
+            sock.close()
+            sock = socket.socket(fileno=low)
+        self._held = None
+        self._adopt(sock, addr, now)
+        if self._accept_resume_at is None:
+            self._set_listener(READ)
 
     def _set_listener(self, interest: int) -> None:
         if interest != self._listen_interest:
@@ -630,6 +702,13 @@ class Engine:
             new = make_backend(name, trigger)
         except BackendError as exc:
             return self._refuse(str(exc))
+        over = self._over_limit(new.fd_limit)
+        if over:
+            new.close()
+            return self._refuse(
+                f"{name} cannot watch fd {max(over)}: its fd_set holds only fds 0.."
+                f"{new.fd_limit - 1} (FD_SETSIZE), and {len(over)} fds are past it "
+                "(paused connections count: they are registered again when they resume)")
         count = 0
         try:
             for fd, interest in self._registrations():
@@ -646,10 +725,21 @@ class Engine:
             # Bytes (or a backlog) from before the switch raise no edge: look at every fd once.
             self._pending.update(dict.fromkeys(self._conns))
             self._pending[self._listen_fd] = None
+        if self._held is not None and new.fd_limit is None:
+            self._release(time.monotonic())  # the new backend can watch the held client's fd
         message = f"switched {old.name}/{old.trigger} → {name}/{trigger} ({count} fds)"
         self.telemetry.notice("info", message)
         self.telemetry.refused = None
         return cmd.Outcome(True, message)
+
+    def _over_limit(self, limit: int | None) -> list[int]:
+        """The fds a backend with this fd limit could not watch: every fd the engine has or
+        will register, not only those registered now (a paused connection re-registers when
+        it resumes, and that must not fail)."""
+        if limit is None:
+            return []
+        fds = chain((self._listen_fd, self._control_fd), self._conns)
+        return [fd for fd in fds if fd >= limit]
 
     def _refuse(self, reason: str) -> cmd.Outcome:
         self.telemetry.refused = (time.monotonic(), reason)
@@ -669,8 +759,15 @@ class Engine:
         self.telemetry.closed(conn, now)
         conn.out = bytearray()
         conn.sock.close()
-        if self.config.max_conns is not None and self._accept_resume_at is None:
+        if self._held is not None:
+            self._release(now)
+        elif self.config.max_conns is not None and self._accept_resume_at is None:
             self._set_listener(READ)
+
+    def _close_guarded(self, conn: Connection, guard: str, note: str, now: float) -> None:
+        """A protection (engine/guards.py) ends the connection: counted, said, closed."""
+        self.telemetry.guard_closed(guard, conn, note)
+        self._close(conn, note, now)
 
     def _close_all(self) -> None:
         now = time.monotonic()
@@ -682,6 +779,9 @@ class Engine:
             conn.set_state(CLOSED, now)
             self.telemetry.closed(conn, now)
             conn.sock.close()
+        if self._held is not None:
+            self._held[0].close()
+            self._held = None
         backend = getattr(self, "_backend", None)
         if backend is not None:
             backend.close()
@@ -724,6 +824,14 @@ class LoopState:
         return self._engine._accept_resume_at is not None
 
     @property
+    def out_of_fds(self) -> bool:
+        return self._engine._out_of_fds
+
+    @property
+    def accept_held(self) -> bool:
+        return self._engine._held is not None
+
+    @property
     def queued_commands(self) -> int:
         return len(self._engine._commands)
 
@@ -733,10 +841,9 @@ class LoopState:
 
 def _listen(host: str, port: int, backlog: int) -> socket.socket:
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise EngineStartError(f"cannot use host {host!r}: {exc.strerror}") from None
-    family, kind, proto, _, addr = infos[0]
+        family, kind, proto, addr = resolve(host, port)
+    except AddressError as exc:
+        raise EngineStartError(str(exc)) from None
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

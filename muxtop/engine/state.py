@@ -69,6 +69,15 @@ class EngineState(Protocol):
         """Accept backs off after running out of fds."""
 
     @property
+    def out_of_fds(self) -> bool:
+        """The last accept() failed for lack of fds (EMFILE, ENFILE): until one succeeds,
+        or finds the backlog empty."""
+
+    @property
+    def accept_held(self) -> bool:
+        """select: accept is paused with a client held on an fd past FD_SETSIZE."""
+
+    @property
     def control_fd(self) -> int: ...
 
     @property

@@ -15,6 +15,7 @@ import psutil
 
 from muxtop.engine.connection import Connection
 from muxtop.engine.diagnose import Detector
+from muxtop.engine.guards import GUARDS, HEADER, IDLE, OUT_BUFFER
 from muxtop.engine.state import EngineState
 from muxtop.events import READ
 from muxtop.kernel import probes
@@ -40,6 +41,9 @@ from muxtop.snapshot import (
 
 RATE_WINDOW = 1.0  # seconds the per-second figures average over
 PROCESS_EVERY = 1.0  # seconds between psutil samples (each costs ~100 µs)
+# CPU time comes in clock ticks (10 ms): over a few milliseconds one tick reads as 300-600%.
+# A CPU figure needs at least this span; before the first one, it shows 0.
+CPU_SPAN_MIN = 0.5
 NOTICE_REPEAT = 2.0  # seconds a keyed notice stays quiet after it was last shown
 _new_tuple = tuple.__new__
 _START = itemgetter(WaitRecord._fields.index("start"))  # by index: cheaper than the property
@@ -59,6 +63,7 @@ class Telemetry:
         self.ring: deque[WaitRecord] = deque(maxlen=config.ring_size)  # the engine appends
         self.accepted = self.accept_errors = self.rejected = self.closed_count = 0
         self.closed_bytes_in = self.closed_bytes_out = 0
+        self.guard_closes = dict.fromkeys(GUARDS, 0)  # connections each protection closed
         self.recently_closed: deque[Connection] = deque()
         self.notices: deque[Notice] = deque(maxlen=64)
         self._notice_seq = 0
@@ -69,6 +74,8 @@ class Telemetry:
         self._history: deque[tuple[float, Totals]] = deque()
         self._process = psutil.Process(os.getpid())
         self._process.cpu_percent(None)  # first call only starts the measurement
+        self._cpu_since = time.monotonic()  # ...at this time
+        self._cpu_percent = 0.0
         self._process_stats: ProcessStats | None = None
         self._process_at = 0.0
         self.started_at = time.monotonic()
@@ -87,6 +94,11 @@ class Telemetry:
             self._notice_last[key] = now
         self._notice_seq += 1
         self.notices.append(Notice(self._notice_seq, now, level, text))
+
+    def guard_closed(self, guard: str, conn: Connection, note: str) -> None:
+        self.guard_closes[guard] += 1
+        # Keyed: a thousand idle clients closed at once make one notification, not a thousand.
+        self.notice("warning", f"closed fd {conn.fd} ({conn.peer}): {note}", key=guard)
 
     def closed(self, conn: Connection, now: float) -> None:
         self.closed_count += 1
@@ -118,7 +130,9 @@ class Telemetry:
             bytes_in=self.closed_bytes_in + sum(c.bytes_in for c in conns.values()),
             bytes_out=self.closed_bytes_out + sum(c.bytes_out for c in conns.values()),
             accepted=self.accepted, closed=self.closed_count,
-            accept_errors=self.accept_errors, rejected=self.rejected)
+            accept_errors=self.accept_errors, rejected=self.rejected,
+            closed_idle=self.guard_closes[IDLE], closed_header=self.guard_closes[HEADER],
+            closed_out_buffer=self.guard_closes[OUT_BUFFER])
         waits = tuple(self.ring)
         rates = self._rates(now, totals, waits,
                             state.backend is not None and state.backend.name != "epoll")
@@ -239,6 +253,8 @@ class Telemetry:
         note = f"backlog {tcp.sacked}" if tcp else ""
         if state.accept_paused:
             note = "accept paused: out of fds"
+        elif state.accept_held:
+            note = "accept paused: at select's FD_SETSIZE"
         elif not state.listen_interest and state.running:
             note = "accept paused: at --max-conns"
         return ConnView(
@@ -260,8 +276,11 @@ class Telemetry:
             proc = self._process
             try:
                 with proc.oneshot():
+                    if now - self._cpu_since >= CPU_SPAN_MIN:
+                        self._cpu_percent = proc.cpu_percent(None)  # since the last call
+                        self._cpu_since = now
                     self._process_stats = ProcessStats(
-                        pid=proc.pid, name=proc.name(), cpu_percent=proc.cpu_percent(None),
+                        pid=proc.pid, name=proc.name(), cpu_percent=self._cpu_percent,
                         rss=proc.memory_info().rss, num_fds=proc.num_fds(),
                         fd_limit=resource.getrlimit(resource.RLIMIT_NOFILE)[0],
                         threads=proc.num_threads())

@@ -36,6 +36,7 @@ from muxtop.engine.source import EngineSource
 from muxtop.flood.process import DEFAULT_FLOOD, IDLE_HERD, FloodProcess, FloodSettings
 from muxtop.snapshot import ConnView, Snapshot
 from muxtop.source import Source
+from muxtop.ui import format as fmt
 from muxtop.ui import layout
 from muxtop.ui.floods import Floods
 from muxtop.ui.rows import can_act_on
@@ -122,6 +123,16 @@ class MuxtopApp(App[int]):
     @property
     def can_command(self) -> bool:
         return self.source.read_only is None
+
+    def notify(self, message: str, *, title: str = "", severity: str = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Every notification of the app and its screens comes here: Notices carry a
+        target's or the network's text (a process named `[/]` would be a MarkupError, one
+        named `[b red]X[/]` bold red), so none is read as markup and control characters
+        show as '?', line by line."""
+        message = "\n".join(map(fmt.plain, message.split("\n")))
+        super().notify(message, title=fmt.plain(title), severity=severity, timeout=timeout,
+                       markup=markup)
 
     # ---- life cycle --------------------------------------------------------------------
 

@@ -263,6 +263,11 @@ def header(h: Header, s: Snapshot) -> None:
     if s.totals.rejected or s.totals.accept_errors:
         h.add(f"  ({s.totals.rejected:,} rejected, {s.totals.accept_errors:,} accept errors)",
               "label", drop=1)
+    t = s.totals
+    limited = [f"{n:,} {why}" for n, why in ((t.closed_idle, "idle"),
+               (t.closed_header, "slow head"), (t.closed_out_buffer, "out-buffer")) if n]
+    if limited:
+        h.add(f"  closed by limits: {', '.join(limited)}", "label", drop=1)
     h.newline()
     wait_figures(h, s)
     h.newline()
