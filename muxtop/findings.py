@@ -20,12 +20,15 @@ FD_PRESSURE = "fd-pressure"  # near or at the fd limit (or select's FD_SETSIZE)
 INTEREST_MISMATCH = "interest-mismatch"  # the kernel's interest list and the app's disagree
 ACCEPT_QUEUE_FULL = "accept-queue-full"  # more connections wait for accept() than the backlog
 CLOSE_WAIT = "close-wait"  # peers closed, the app never closed its end
+NEVER_READ = "never-read"  # reported readable again and again, and never read (attach --trace)
 KINDS = (STUCK_READ, STUCK_WRITE, BUSY_LOOP, FD_PRESSURE, INTEREST_MISMATCH,
-         ACCEPT_QUEUE_FULL, CLOSE_WAIT)
+         ACCEPT_QUEUE_FULL, CLOSE_WAIT, NEVER_READ)
 SHORT = {ACCEPT_QUEUE_FULL: "accept-full", INTEREST_MISMATCH: "mismatch"}  # narrow columns
 
 FD_PRESSURE_SHARE = 0.8  # share of the fd limit (or of FD_SETSIZE on select) that counts
 STUCK_AFTER = 2.0  # default seconds before a queue that does not move counts as stuck
+BUSY_WAITS_PER_S = 1000  # a loop this busy that moves no bytes is spinning
+BUSY_WAITS_LOOKED_AT = 200  # the newest wait records whose ready fds a busy loop names
 
 # A finding before it is stamped: (kind, fd or None, explanation, evidence pairs).
 Found = tuple[str, "int | None", str, tuple[tuple[str, object], ...]]

@@ -3,8 +3,9 @@ None, which JSON, a recording or a test can hold, and which convert back lossles
 
 Version 1 (PLAIN_VERSION). A Snapshot becomes a dict keyed by its field names plus
 ``"v": 1``; every NamedTuple inside it (ConnView, WaitRecord, TcpInfo, Totals, Rates,
-ProcessStats, Notice, Diagnosis, ProcessInfo, EpollSet, Watch, SocketInfo) becomes the list of
-its fields in declaration order (compact: a busy Snapshot holds thousands of ConnViews),
+ProcessStats, Notice, Diagnosis, ProcessInfo, EpollSet, Watch, SocketInfo, WaitCall,
+TraceInfo, FdIo) becomes the list of its fields in declaration order (compact: a busy
+Snapshot holds thousands of ConnViews),
 tuples become lists, `lab` a sorted list, and a Diagnosis's evidence a list of
 ``[key, value]`` pairs. Readers reject a newer version with PlainFormError rather than guess.
 Fields added later get defaults, so an older plain form still reads.
@@ -13,7 +14,7 @@ Fields added later get defaults, so an older plain form still reads.
 from __future__ import annotations
 
 from muxtop import snapshot as snap
-from muxtop.snapshot import ConnView, Diagnosis, Snapshot, WaitRecord
+from muxtop.snapshot import ConnView, Diagnosis, Snapshot, WaitCall, WaitRecord
 
 PLAIN_VERSION = 1
 
@@ -60,7 +61,14 @@ def to_plain(s: Snapshot) -> dict:
         "target": None if s.target is None else list(s.target),
         "epoll": [[e.fd, [list(w) for w in e.watches]] for e in s.epoll],
         "sockets": [list(k) for k in s.sockets],
+        "wait_calls": [wait_call_to_plain(c) for c in s.wait_calls],
+        "trace": None if s.trace is None else list(s.trace),
+        "fd_io": [list(io) for io in s.fd_io],
     }
+
+
+def wait_call_to_plain(c: WaitCall) -> list:
+    return [c.seq, c.tid, c.syscall, c.epfd, list(c.unmapped), c.error]
 
 
 # ---- from plain -------------------------------------------------------------------------
@@ -69,6 +77,11 @@ def wait_from_plain(row: list) -> WaitRecord:
     seq, start, timeout, duration, registered, ready, count, *cpu = row  # cpu: added later
     return snap.wait_record((seq, start, timeout, duration, registered, tuple(ready), count,
                              cpu[0] if cpu else None))
+
+
+def wait_call_from_plain(row: list) -> WaitCall:
+    seq, tid, syscall, epfd, unmapped, error = row
+    return WaitCall(seq, tid, syscall, epfd, tuple(unmapped), error)
 
 
 def view_from_plain(row: list) -> ConnView:
@@ -115,6 +128,9 @@ def from_plain(doc: dict) -> Snapshot:
             target=None if doc.get("target") is None else snap.ProcessInfo(*doc["target"]),
             epoll=tuple(snap.EpollSet(fd, tuple(snap.Watch(*w) for w in watches))
                         for fd, watches in doc.get("epoll", ())),
-            sockets=tuple(snap.SocketInfo(*k) for k in doc.get("sockets", ())))
+            sockets=tuple(snap.SocketInfo(*k) for k in doc.get("sockets", ())),
+            wait_calls=tuple(map(wait_call_from_plain, doc.get("wait_calls", ()))),
+            trace=None if doc.get("trace") is None else snap.TraceInfo(*doc["trace"]),
+            fd_io=tuple(snap.FdIo(*io) for io in doc.get("fd_io", ())))
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
         raise PlainFormError(f"not a muxtop snapshot: {exc!r}") from None

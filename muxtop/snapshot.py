@@ -160,6 +160,12 @@ class ProcessStats(NamedTuple):
     num_fds: int
     fd_limit: int
     threads: int
+    status: str = ""  # attach: psutil's word (sleeping, running, stopped...); "" unknown
+
+
+STATUS_STOPPED = "stopped"  # ProcessStats.status of a process stopped by a signal (state T)
+STOPPED_NOTE = ("stopped by a signal, SIGSTOP or Ctrl-Z: it reads nothing until SIGCONT, so "
+                "read findings wait")
 
 
 class Rates(NamedTuple):
@@ -201,6 +207,7 @@ class ProcessInfo(NamedTuple):
     pid: int
     cmdline: str  # the target's text: show it plain, escaped
     stuck_after: float  # seconds a queue must stay stuck to count
+    netns: str = ""  # "": muxtop's own network namespace; else the target's (net:[...])
 
 
 class Watch(NamedTuple):
@@ -210,6 +217,53 @@ class Watch(NamedTuple):
     mask: int  # the app's mask plus ERR|HUP, which the kernel adds (kernel.epoll decodes it)
     data: int  # epoll_event.data as the app set it
     stale: str  # "": the fd is live; else why the registration outlives it (STALE_*)
+
+
+class WaitCall(NamedTuple):
+    """What a traced wait call was beyond its WaitRecord (attach --trace): Snapshot.wait_calls
+    runs parallel to Snapshot.waits, one per record, same seq."""
+
+    seq: int
+    tid: int  # the thread that waited
+    syscall: str  # epoll_wait, epoll_pwait, epoll_pwait2, poll, ppoll, select, pselect6
+    epfd: int  # the epoll fd waited on; -1 for poll and select
+    # epoll `data` values no registration of epfd had when the trace was read: each is a
+    # ready pair with fd -1 in the WaitRecord, in order (the app closed the fd meanwhile)
+    unmapped: tuple[int, ...] = ()
+    error: str = ""  # EINTR and the like: the call returned no list at all
+
+
+class FdIo(NamedTuple):
+    """One fd's reads and writes as the tracer saw them (attach --trace with reads/writes).
+    Times are monotonic; None: never seen."""
+
+    fd: int
+    reads: int  # read, recvfrom, recvmsg, readv calls
+    read_bytes: int
+    last_read_at: float | None
+    last_read: int  # what the last read returned: bytes, 0 at EOF, -1 an error
+    last_read_asked: int  # bytes it asked for; -1 unknown (recvmsg, readv)
+    eagain_at: float | None  # the last read that found nothing (EAGAIN)
+    writes: int  # write, sendto, sendmsg, writev calls
+    written_bytes: int
+    last_write_at: float | None
+    write_eagain_at: float | None  # the last write the kernel refused (EAGAIN: send queue full)
+
+
+class TraceInfo(NamedTuple):
+    """The tracer of an attached process's wait calls, as it stands (attach --trace)."""
+
+    tracer: str  # "bpftrace" or "strace"
+    state: str  # TRACE_* below
+    note: str  # what a person must know: strace's slowdown, why it stopped
+    since: float  # monotonic: when tracing began
+    waits: int  # wait calls seen so far
+    io_calls: int  # reads and writes seen so far (0 when only waits are traced)
+    io: bool  # reads and writes are traced too
+    lost: int  # events the tracer dropped or lines it printed that could not be read
+
+
+TRACE_STARTING, TRACE_TRACING, TRACE_STOPPED = "starting", "tracing", "stopped"
 
 
 STALE_CLOSED = "fd closed, file still open elsewhere"
@@ -236,12 +290,16 @@ class SocketInfo(NamedTuple):
     unix_state: str = ""  # LISTEN, CONNECTED, ...
 
 
+SOURCE_TRACED = "traced"  # Snapshot.source of an attached process whose wait calls are traced
+
+
 @dataclass(frozen=True, eq=False, slots=True)
 class Snapshot:
     """eq=False: a new Snapshot is always "changed"; compare by identity, not contents."""
 
-    source: str  # the kind of picture: "engine" (a server of muxtop's) or "attach" (another
-    # process); the UI picks its columns and sections by it, once per source
+    source: str  # the kind of picture: "engine" (a server of muxtop's), "attach" (another
+    # process) or "traced" (another process and its wait calls, attach --trace); the UI
+    # picks its columns and sections by it, once per source
     taken_at: float  # monotonic
     wall_time: float  # time.time(), for display
     started_at: float  # monotonic
@@ -265,3 +323,6 @@ class Snapshot:
     target: ProcessInfo | None = None  # attach: the process looked at
     epoll: tuple[EpollSet, ...] = ()  # attach: its epoll instances, by fd
     sockets: tuple[SocketInfo, ...] = ()  # attach: its sockets, by fd
+    wait_calls: tuple[WaitCall, ...] = ()  # attach --trace: parallel to waits
+    trace: TraceInfo | None = None  # attach --trace: the tracer
+    fd_io: tuple[FdIo, ...] = ()  # attach --trace: reads and writes per fd, by fd

@@ -21,7 +21,7 @@ import pytest
 from muxtop.attach.reader import Attacher, AttachError
 from muxtop.cli import attach as cli
 from muxtop.kernel import epoll, procfs
-from muxtop.snapshot import HALF_CLOSED, KIND_CONN, KIND_EPOLL, KIND_LISTENER
+from muxtop.snapshot import HALF_CLOSED, KIND_CONN, KIND_EPOLL, KIND_LISTENER, KIND_OTHER
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -119,9 +119,13 @@ class Server:
             if not line:
                 break
             message = json.loads(line)
+            self.heard(message)
             if key in message:
                 return message
         raise AssertionError(f"server never said {key!r}")
+
+    def heard(self, message: dict) -> None:
+        """Every line the server says, as it is read (a subclass may keep some)."""
 
     def stop(self) -> None:
         self.proc.kill()
@@ -410,8 +414,12 @@ def test_ipv6_and_unix_sockets_show_up(spawn, tmp_path):
     assert unix_listener.kind == KIND_LISTENER and unix_listener.rx_queue is None
     assert sockets[unix_listener.fd].local == path
     assert "X" in unix_listener.flags
+    # Both ends of the socketpair are the process's own: no connection, but its queues show
+    # (sock_diag's unix_diag: "hello" waits in one end, unread by the process).
     pair = view(snapshot, info["pair"])
-    assert pair.kind == KIND_CONN and pair.rx_queue is None and pair.tx_queue is None
+    assert pair.kind == KIND_OTHER and pair.rx_queue == 5 and pair.tx_queue == 0
+    assert f"socketpair with fd {info['unwatched']}" in pair.note
+    assert view(snapshot, info["unwatched"]).tx_queue == 5
     assert sockets[pair.fd].proto == "unix" and pair.watched_by == (info["epoll"],)
     assert view(snapshot, info["unwatched"]).watched_by == ()
     assert "[::1]:" in snapshot.listen and path in snapshot.listen

@@ -184,13 +184,16 @@ async def test_a_reader_that_fails_shows_source_failed_not_a_crash():
     class Broken:
         """An Attacher whose reads raise once told to (Attacher.read itself never should)."""
 
-        pid, exited = 1, False
+        pid, exited, trace = 1, False, None
         fail = threading.Event()
 
         def read(self) -> Snapshot:
             if self.fail.is_set():
                 raise RuntimeError("boom")
             return fixed_attach_snapshot()
+
+        def close(self) -> None:
+            pass
 
     broken = Broken()
     source = AttachSource(broken, interval=0.05).start()

@@ -14,7 +14,7 @@ import pytest
 pytestmark = pytest.mark.timeout(60)
 
 PACKAGE = Path(__file__).resolve().parents[1] / "muxtop"
-HEADLESS = ("muxtop.backends", "muxtop.engine", "muxtop.flood", "muxtop.attach",
+HEADLESS = ("muxtop.backends", "muxtop.engine", "muxtop.flood", "muxtop.attach", "muxtop.trace",
             "muxtop.kernel", "muxtop.snapshot", "muxtop.plain", "muxtop.findings",
             "muxtop.source", "muxtop.events", "muxtop.limits", "muxtop.printable",
             "muxtop.record", "muxtop.replay")

@@ -14,6 +14,7 @@ counters a queue that stays non-empty is the only evidence.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -27,6 +28,7 @@ from muxtop.findings import (
     STUCK_READ,
     STUCK_WRITE,
     FirstSeen,
+    Found,
 )
 from muxtop.kernel import epoll
 from muxtop.snapshot import KIND_CONN, KIND_LISTENER, Diagnosis, ProcessStats
@@ -73,6 +75,7 @@ class SocketTrack:
     tx_last: int = 0
     tx_acked_mark: int | None = None
     _queues: tuple = ()
+    _facts: SocketFacts | None = None  # the last sample's, to tell an unchanged one at once
 
     @property
     def unread_since(self) -> float | None:
@@ -81,6 +84,12 @@ class SocketTrack:
 
     def observe(self, now: float, facts: SocketFacts) -> None:
         self.samples += 1
+        if facts is self._facts:  # nothing moved since the last sample (most sockets)
+            self.state_samples += 1
+            if self.tx_since is not None:
+                self.tx_samples += 1
+            return
+        self._facts = facts
         state = facts.tcp_state or facts.kind
         if state != self.state or not self.history:
             if state != self.state:
@@ -129,8 +138,12 @@ class Diagnoser:
         self.tracks: dict[int, SocketTrack] = {}
         self._first_seen = FirstSeen()
 
-    def observe(self, now: float, sockets: list[SocketFacts],
-                process: ProcessStats | None) -> tuple[Diagnosis, ...]:
+    def observe(self, now: float, sockets: list[SocketFacts], process: ProcessStats | None,
+                *, held: bool = False, extra: Iterable[Found] = (),
+                proven: Collection[int] = ()) -> tuple[Diagnosis, ...]:
+        """One sample's findings. `held`: the process is stopped (SIGSTOP), so an unread
+        queue says nothing about its reading: read findings wait. `extra`: findings of the
+        trace; `proven`: fds whose stuck read the trace proves (its finding replaces ours)."""
         tracks = {}
         for facts in sockets:
             track = self.tracks.get(facts.inode)
@@ -144,12 +157,16 @@ class Diagnoser:
 
         found = []
         for facts in sockets:
+            if not facts.rx_queue and not facts.tx_queue and facts.kind != KIND_LISTENER:
+                continue  # nothing queued either way: nothing to find (most sockets)
             track = tracks[facts.inode]
-            found += self._stuck_read(now, facts, track)
+            if not held and facts.fd not in proven:
+                found += self._stuck_read(now, facts, track)
             found += self._stuck_write(now, facts, track)
             found += self._accept_queue_full(facts)
         found += self._close_wait(now, sockets)
         found += self._fd_pressure(process)
+        found += extra
 
         return self._first_seen.stamp(now, found)
 
@@ -163,9 +180,16 @@ class Diagnoser:
         unread = (f"{facts.rx_queue} bytes wait in its receive queue, the oldest for {age:.1f} s"
                   if facts.app_read is not None else
                   f"its receive queue has held bytes ({facts.rx_queue} now) for {age:.1f} s")
+        blocked = self._write_blocked(now, facts, track)
         for epfd, mask in facts.watches:
             edge = mask & epoll.EPOLLET and mask & epoll.EPOLLIN and not mask & epoll.EPOLLONESHOT
-            if edge:
+            if blocked and (edge or epoll.is_disarmed(mask)):
+                # A server that answers in order stops reading the next request while its
+                # answer cannot go out: not the edge trap, the peer's doing.
+                why = (f"fd {facts.fd}: {unread}, and its answer is stuck too ({track.tx_last} "
+                       "bytes in the send queue, the peer reads none): the app is waiting for "
+                       "the peer to read first before it reads the next (pipelined) request")
+            elif edge:
                 why = (f"fd {facts.fd} is edge-triggered and {unread}: the app stopped reading "
                        "before EAGAIN, and epoll will not report the fd again until more data "
                        "arrives (unless the app paused reading on purpose)")
@@ -177,18 +201,21 @@ class Diagnoser:
             yield STUCK_READ, facts.fd, why, (
                 ("rx_queue", facts.rx_queue), ("seconds", round(age, 1)),
                 ("samples", track.samples), ("app_read_bytes", facts.app_read),
-                ("epoll_fd", epfd), ("mask", mask))
+                ("epoll_fd", epfd), ("mask", mask), ("behind_write", bool(blocked)))
             return
 
-    def _stuck_write(self, now, facts, track):
-        # Without ack counters, ask for three samples: two can rise together by chance in a
-        # healthy bulk transfer.
+    def _write_blocked(self, now, facts, track) -> bool:
+        """The send queue holds bytes the peer has not acknowledged for stuck_after. Without
+        ack counters, ask for three samples: two can rise together by chance in a healthy
+        bulk transfer."""
         needed = 2 if facts.bytes_acked is not None else 3
-        if facts.kind != KIND_CONN or track.tx_since is None or track.tx_samples < needed:
+        return (facts.kind == KIND_CONN and track.tx_since is not None
+                and track.tx_samples >= needed and now - track.tx_since >= self.stuck_after)
+
+    def _stuck_write(self, now, facts, track):
+        if not self._write_blocked(now, facts, track):
             return
         age = now - track.tx_since
-        if age < self.stuck_after:
-            return
         if facts.bytes_acked is not None:
             how = f"the peer has acknowledged nothing for {age:.1f} s"
         else:

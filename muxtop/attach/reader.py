@@ -11,12 +11,14 @@ import dataclasses
 import os
 import shlex
 import time
+from operator import itemgetter
 
 import psutil
 
 from muxtop.attach.diagnose import Diagnoser, SocketFacts
+from muxtop.attach.sockets import Census, SocketCensus
 from muxtop.findings import FD_PRESSURE_SHARE, STUCK_AFTER
-from muxtop.kernel import epoll, procfs, sockdiag
+from muxtop.kernel import epoll, procfs
 from muxtop.snapshot import (
     CLOSED,
     CLOSING,
@@ -32,8 +34,11 @@ from muxtop.snapshot import (
     KIND_OTHER,
     LISTENING,
     OPEN,
+    SOURCE_TRACED,
     STALE_CLOSED,
     STALE_REUSED,
+    STATUS_STOPPED,
+    TRACE_STOPPED,
     ConnView,
     EpollSet,
     Notice,
@@ -46,6 +51,9 @@ from muxtop.snapshot import (
     Totals,
     Watch,
 )
+from muxtop.trace.calls import MULTIPLEXER
+from muxtop.trace.diagnose import TraceDiagnoser
+from muxtop.trace.session import Trace
 
 # TCP state -> the nearest muxtop connection state; the exact one stays in ConnView.tcp.state.
 _CONN_STATE = {
@@ -54,7 +62,11 @@ _CONN_STATE = {
     "FIN_WAIT2": CLOSING, "LAST_ACK": CLOSING, "CLOSING": CLOSING, "TIME_WAIT": CLOSED,
     "CLOSE": CLOSED,
 }
+NETNS_NOTE = ("process {pid} is in another network namespace ({netns}): sock_diag cannot see "
+              "into it, so listen backlogs, byte counters, RTTs and unix-socket queues are "
+              "unknown (shown as ?), and findings rest on /proc's queues alone")
 _NO_TOTALS = Totals(0, 0, 0, 0, 0, 0, 0, 0)
+_FD = itemgetter(1)  # ConnView.fd
 _NO_RATES = Rates(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
@@ -77,19 +89,22 @@ class Attacher:
                  fd_pressure: float = FD_PRESSURE_SHARE, clock=time.monotonic) -> None:
         self.pid = pid
         self._clock = clock
+        self.name = ""
         try:
             self._proc = psutil.Process(pid)
             self.name = self._proc.name()
             status = self._proc.status()
-            self._cmdline = shlex.join(self._proc.cmdline()) or f"[{self.name}]"
+            self._cmdline = command_line(self._proc.cmdline(), self.name)
             create_time = self._proc.create_time()
+        except psutil.ZombieProcess:  # a subclass of NoSuchProcess: it did exist
+            status = psutil.STATUS_ZOMBIE
         except psutil.NoSuchProcess:
             raise AttachError(f"no process with PID {pid}") from None
         except psutil.AccessDenied:
             raise AttachError(self._denied()) from None
         if status == psutil.STATUS_ZOMBIE:
-            raise AttachError(f"process {pid} ({self.name}) has exited "
-                              "(a zombie its parent has not reaped)")
+            raise AttachError(f"process {pid}{f' ({self.name})' if self.name else ''} has "
+                              "exited (a zombie its parent has not reaped)")
         try:
             procfs.list_fds(pid)
         except PermissionError:
@@ -101,8 +116,10 @@ class Attacher:
         self._started_at = clock() - max(0.0, time.time() - create_time)
         # sock_diag answers for our network namespace only: elsewhere backlogs and byte
         # counters are unknown and the diagnoses fall back on /proc's queues alone.
-        own_netns = procfs.net_namespace("self")
-        self._same_netns = own_netns is not None and own_netns == procfs.net_namespace(pid)
+        own_netns, netns = procfs.net_namespace("self"), procfs.net_namespace(pid)
+        self._same_netns = own_netns is not None and own_netns == netns
+        self._netns = "" if self._same_netns else (netns or "unknown")
+        self.census = SocketCensus(pid, self._same_netns)
         self.diagnoser = Diagnoser(stuck_after=stuck_after, fd_pressure=fd_pressure)
         self.exited = False
         self._last: Snapshot | None = None
@@ -111,6 +128,28 @@ class Attacher:
         self._fd_seen: dict[tuple[int, str], float] = {}
         self._counters: dict[int, tuple[int, int]] = {}  # inode -> (bytes in, bytes out)
         self._counters_at: float | None = None
+        self.trace: Trace | None = None
+        self._trace_review: TraceDiagnoser | None = None
+        self._trace_state = ""  # the tracer state last told in a Notice
+        # What the last read built, for what did not change since (by inode, or epoll fd).
+        self._fdinfo: dict[int, tuple[str, list[epoll.Registration]]] = {}
+        self._fdinfo_lines: dict[int, dict[str, epoll.Registration]] = {}
+        self._facts: dict[int, tuple[tuple, SocketFacts]] = {}
+        self._views: dict[int, tuple[SocketFacts, tuple, ConnView, SocketInfo]] = {}
+        self._epoll_sets: dict[int, tuple[list, tuple, EpollSet]] = {}
+        self._trigger_of: tuple[tuple, str] | None = None
+        if not self._same_netns:
+            self._notice(clock(), "warning", NETNS_NOTE.format(pid=pid, netns=self._netns))
+
+    def use_trace(self, trace: Trace) -> Attacher:
+        """Add a started Trace of the process's wait calls (attach --trace): its ready lists,
+        wait figures and findings join every read. The Attacher stops it when the process
+        exits or on `close()`."""
+        self.trace = trace
+        self._trace_review = TraceDiagnoser(self.stuck_after)
+        if trace.tracer.note:
+            self._notice(self._clock(), "warning", f"{trace.name}: {trace.tracer.note}")
+        return self
 
     @property
     def stuck_after(self) -> float:
@@ -131,7 +170,13 @@ class Attacher:
                 self._last = snapshot
                 return snapshot
             self._notice(now, "error", f"process {self.pid} ({self.name}) exited")
+            self.close()
         return self._repeat(now, wall)
+
+    def close(self) -> None:
+        """Stop the tracer, if any (reading /proc needs no cleanup)."""
+        if self.trace is not None:
+            self.trace.stop()
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -140,14 +185,7 @@ class Attacher:
             raise _Gone()
         pid = self.pid
         links = procfs.list_fds(pid)
-
-        epoll_sets: dict[int, list[epoll.Registration]] = {}
-        for fd, link in links.items():
-            if link == procfs.EPOLL_LINK:
-                try:
-                    epoll_sets[fd] = epoll.read_interest_list(fd, pid)
-                except FileNotFoundError:  # closed since the listing
-                    continue
+        epoll_sets = self._interest_lists(links)
         watches: dict[int, list[epoll.Registration]] = {}
         for registrations in epoll_sets.values():
             for reg in registrations:
@@ -158,22 +196,32 @@ class Attacher:
         for fd, ino in inodes.items():  # a registration for a closed fd is not this socket's
             if fd in watches:
                 watches[fd] = [reg for reg in watches[fd] if reg.ino == ino]
-        inet, unix = self._socket_tables(set(inodes.values()))
-        diags: dict[int, sockdiag.TcpDiag] = {}
-        if self._same_netns and any(s.proto.startswith("tcp") for s in inet.values()):
-            diags = sockdiag.tcp_sockets()
+        census = self.census.read(set(inodes.values()))
+        fd_of = {ino: fd for fd, ino in inodes.items()}
 
         process = self._process_stats(len(links))
-        sockets = [_socket_facts(fd, ino, inet.get(ino), unix.get(ino), diags.get(ino),
-                                 watches.get(fd, ()))
+        sockets = [self._socket_facts(fd, ino, census, tuple(watches.get(fd, ())), fd_of)
                    for fd, ino in sorted(inodes.items())]
-        diagnoses = self.diagnoser.observe(now, sockets, process)
+        self._facts = {f.inode: self._facts[f.inode] for f in sockets}
+        rates = self._byte_rates(now, sockets)
+        held = process.status == STATUS_STOPPED  # SIGSTOP: its queues say nothing now
+        trace, trace_found, proven = self.trace, [], set()
+        if trace is not None:
+            trace.observe(now, epoll_sets, links)
+            trace_found, proven = self._trace_review.review(
+                now, trace, sockets, rates.bytes_in + rates.bytes_out, held)
+            self._trace_notice(now)
+        diagnoses = self.diagnoser.observe(now, sockets, process, held=held,
+                                           extra=trace_found, proven=proven)
         flagged = {fd for d in diagnoses for fd in d.named_fds()}  # "!": a finding names it
 
-        views = [self._socket_view(facts, inet.get(facts.inode), unix.get(facts.inode),
-                                   diags.get(facts.inode), watches.get(facts.fd, ()),
-                                   facts.fd in flagged)
-                 for facts in sockets]
+        infos, views = [], []
+        for facts in sockets:
+            view, info = self._socket_view(facts, census, watches.get(facts.fd, ()),
+                                           facts.fd in flagged, fd_of)
+            views.append(view)
+            infos.append(info)
+        self._views = {f.inode: self._views[f.inode] for f in sockets}
         # Non-socket fds have no track; remember when each (fd, file) was first seen instead.
         seen = {}
         for fd in sorted(epoll_sets):
@@ -184,52 +232,101 @@ class Attacher:
                 seen[fd, links[fd]] = first = self._fd_seen.get((fd, links[fd]), now)
                 views.append(_plain_view(fd, KIND_OTHER, links[fd], watches[fd], first))
         self._fd_seen = seen
-        views.sort(key=lambda view: view.fd)
+        if trace is not None:
+            views = _with_last_events(views, trace)
+        views.sort(key=_FD)
 
-        all_masks = [reg.mask for regs in epoll_sets.values() for reg in regs]
-        return Snapshot(
+        registered = sum(map(len, epoll_sets.values()))
+        snapshot = Snapshot(
             source="attach", taken_at=now, wall_time=wall, started_at=self._started_at,
             # Without an epoll fd the process may use select, poll or blocking calls: the
-            # fd table cannot say which.
+            # fd table cannot say which (a trace can).
             backend="epoll" if epoll_sets else "?",
-            trigger=epoll.summarize_triggers(all_masks),
+            trigger=self._triggers(epoll_sets),
             protocol="?",
-            listen=", ".join(_local(inet.get(f.inode), unix.get(f.inode))
+            listen=", ".join(_local(census.inet.get(f.inode), census.unix.get(f.inode))
                              for f in sockets if f.kind == KIND_LISTENER),
-            connections=tuple(views), waits=(), totals=_NO_TOTALS,
-            rates=self._byte_rates(now, sockets),
-            process=process, registered=len(all_masks),
+            connections=tuple(views), waits=(), totals=_NO_TOTALS, rates=rates,
+            process=process, registered=registered,
             open_connections=sum(1 for f in sockets if f.kind == KIND_CONN),
             notices=tuple(self._notices), diagnoses=diagnoses, target=self._target(),
-            epoll=tuple(EpollSet(epfd, tuple(_watch(reg, links, inodes)
-                                             for reg in sorted(regs, key=lambda reg: reg.tfd)))
+            epoll=tuple(self._epoll_set(epfd, regs, links, inodes)
                         for epfd, regs in sorted(epoll_sets.items())),
-            sockets=tuple(_socket_info(f, inet.get(f.inode), unix.get(f.inode))
-                          for f in sockets),
+            sockets=tuple(infos),
         )
+        return snapshot if trace is None else _traced(snapshot, trace, links)
+
+    def _trace_notice(self, now: float) -> None:
+        """A Notice when the tracer stops on its own (killed, the tool failed)."""
+        info = self.trace.info()
+        if info.state != self._trace_state:
+            if info.state == TRACE_STOPPED:
+                self._notice(now, "error", f"tracing stopped: {info.note}")
+            self._trace_state = info.state
 
     def _target(self) -> ProcessInfo:
-        return ProcessInfo(self.pid, self._cmdline, self.stuck_after)
+        return ProcessInfo(self.pid, self._cmdline, self.stuck_after, self._netns)
 
-    def _socket_tables(self, wanted: set[int]):
-        """inode -> InetSocket and inode -> UnixSocket for the target's sockets.
+    def _interest_lists(self, links: dict[int, str]) -> dict[int, list[epoll.Registration]]:
+        """epoll fd -> its interest list; the same list object as last time while the
+        kernel's text of it has not changed (most refreshes, at thousands of fds)."""
+        sets = {}
+        for fd, link in links.items():
+            if link != procfs.EPOLL_LINK:
+                continue
+            try:
+                text = epoll.read_fdinfo(fd, self.pid)
+            except FileNotFoundError:  # closed since the listing
+                continue
+            known = self._fdinfo.get(fd)
+            if known is None or known[0] != text:
+                lines = self._fdinfo_lines.setdefault(fd, {})
+                known = self._fdinfo[fd] = (text, epoll.parse_fdinfo(fd, text, lines))
+            sets[fd] = known[1]
+        for fd in [fd for fd in self._fdinfo if fd not in sets]:
+            del self._fdinfo[fd]
+            self._fdinfo_lines.pop(fd, None)
+            self._epoll_sets.pop(fd, None)
+        return sets
 
-        Each table lists the whole namespace, so stop reading as soon as every inode is found
-        (a plain TCP server never pays for the unix and udp tables)."""
-        inet: dict[int, procfs.InetSocket] = {}
-        unix: dict[int, procfs.UnixSocket] = {}
-        remaining = set(wanted)
-        for table in ("tcp", "tcp6", "unix", "udp", "udp6"):
-            if not remaining:
-                break
-            if table == "unix":
-                found = procfs.read_unix_table(self.pid, remaining)
-                unix.update(found)
-            else:
-                found = procfs.read_inet_table(self.pid, table, remaining)
-                inet.update(found)
-            remaining -= found.keys()
-        return inet, unix
+    def _triggers(self, epoll_sets: dict[int, list[epoll.Registration]]) -> str:
+        """How the process's registrations report, in one word (kept while the lists are the
+        same objects: thousands of masks)."""
+        lists = tuple(epoll_sets.values())
+        if self._trigger_of is None or len(self._trigger_of[0]) != len(lists) or \
+                any(a is not b for a, b in zip(self._trigger_of[0], lists)):
+            masks = [reg.mask for regs in lists for reg in regs]
+            self._trigger_of = (lists, epoll.summarize_triggers(masks))
+        return self._trigger_of[1]
+
+    def _epoll_set(self, epfd: int, regs: list[epoll.Registration], links: dict[int, str],
+                   inodes: dict[int, int]) -> EpollSet:
+        """Snapshot.epoll's entry for one epoll fd: the same object while neither the
+        interest list nor the staleness of any registration changed."""
+        stale = tuple(reg.tfd for reg in regs if reg.tfd not in links
+                      or reg.tfd in inodes and inodes[reg.tfd] != reg.ino)
+        known = self._epoll_sets.get(epfd)
+        if known is not None and known[0] is regs and known[1] == stale:
+            return known[2]
+        entry = EpollSet(epfd, tuple(_watch(reg, links, inodes)
+                                     for reg in sorted(regs, key=lambda reg: reg.tfd)))
+        self._epoll_sets[epfd] = (regs, stale, entry)
+        return entry
+
+    def _socket_facts(self, fd: int, inode: int, census: Census, regs: tuple,
+                      fd_of: dict[int, int]) -> SocketFacts:
+        """The evidence of one socket; the same object as last read while nothing it is made
+        of changed (the checks downstream then skip it by identity)."""
+        unix_diag = census.unix_diag.get(inode)
+        peer = census.unix_diag.get(unix_diag.peer) if unix_diag is not None else None
+        key = (fd, census.inet.get(inode), census.unix.get(inode), census.tcp.get(inode),
+               unix_diag, peer, regs)
+        known = self._facts.get(inode)
+        if known is not None and known[0] == key:
+            return known[1]
+        facts = _socket_facts(fd, inode, *key[1:5], regs, peer, fd_of)
+        self._facts[inode] = (key, facts)
+        return facts
 
     def _byte_rates(self, now: float, sockets: list[SocketFacts]) -> Rates:
         """Bytes per second in and out over the sockets open at both of the last two reads.
@@ -252,18 +349,29 @@ class Attacher:
 
     def _process_stats(self, num_fds: int) -> ProcessStats:
         with self._proc.oneshot():
-            if self._proc.status() == psutil.STATUS_ZOMBIE:
+            status = self._proc.status()
+            if status == psutil.STATUS_ZOMBIE:
                 raise _Gone()
             self.name = self._proc.name()
             stats = ProcessStats(
                 pid=self.pid, name=self.name, cpu_percent=self._proc.cpu_percent(None),
                 rss=self._proc.memory_info().rss, num_fds=num_fds,
-                fd_limit=procfs.read_fd_limit(self.pid), threads=self._proc.num_threads())
+                fd_limit=procfs.read_fd_limit(self.pid), threads=self._proc.num_threads(),
+                status=status)
         return stats
 
-    def _socket_view(self, facts: SocketFacts, inet, unix, diag, regs,
-                     flagged: bool) -> ConnView:
+    def _socket_view(self, facts: SocketFacts, census: Census, regs, flagged: bool,
+                     fd_of: dict[int, int]) -> tuple[ConnView, SocketInfo]:
+        """The row and the SocketInfo of one socket, rebuilt only when what they show
+        changed (at 5,000 idle connections, almost none do between two reads)."""
         track = self.diagnoser.tracks[facts.inode]
+        # facts is a new object whenever anything it is made of changed (rtt included)
+        known = self._views.get(facts.inode)
+        if known is not None and known[0] is facts and known[1] == (
+                flagged, track.last_change, len(track.history)):
+            return known[2], known[3]
+        inet, unix = census.inet.get(facts.inode), census.unix.get(facts.inode)
+        diag = census.tcp.get(facts.inode)
         tcp = None
         if facts.tcp_state and diag is not None:
             tcp = TcpInfo(facts.tcp_state, diag.rtt_us, diag.rttvar_us, diag.rto_us,
@@ -276,18 +384,22 @@ class Attacher:
         elif unix is not None:
             state = LISTENING if unix.listening else (
                 CLOSING if unix.state == "DISCONNECTING" else OPEN)
-            peer = ""  # /proc/net/unix does not name the peer
+            peer = ""  # unix sockets have no address on the other side (often no name)
         else:
             state, peer = OPEN, ""
-        return ConnView(
+        view = ConnView(
             cid=facts.inode, fd=facts.fd, kind=facts.kind, peer=peer, state=state,
             interest=_interest(regs), last_events=0, last_ready=None, out_buffer=0,
             rx_queue=facts.rx_queue, tx_queue=facts.tx_queue,
             bytes_in=facts.bytes_received or 0, bytes_out=facts.bytes_acked or 0,
             msgs_in=0, msgs_out=0, opened_at=track.first_seen, last_io_at=track.last_change,
             closed_at=None, tcp=tcp, flags=_flags(regs, flagged),
-            history=tuple(track.history), note=_describe(inet, unix),
+            history=tuple(track.history), note=_describe(inet, unix, facts, census, fd_of),
             watched_by=tuple(reg.epfd for reg in regs))
+        info = _socket_info(facts, inet, unix)
+        self._views[facts.inode] = (facts, (flagged, track.last_change, len(track.history)),
+                                    view, info)
+        return view, info
 
     # -- a process that is gone -----------------------------------------------------------------
 
@@ -308,6 +420,10 @@ class Attacher:
         # Our own user, or root: the kernel's ptrace access rules refuse (another user
         # namespace, a missing CAP_SYS_PTRACE, yama's ptrace_scope...).
         return f"permission denied: the kernel will not show the open files of {what}"
+
+    def notice(self, level: str, text: str) -> None:
+        """Tell the viewers something (a Notice in the next Snapshots)."""
+        self._notice(self._clock(), level, text)
 
     def _notice(self, now: float, level: str, text: str) -> None:
         self._seq += 1
@@ -330,7 +446,8 @@ class Attacher:
             running=not self.exited)
 
 
-def _socket_facts(fd, inode, inet, unix, diag, regs) -> SocketFacts:
+def _socket_facts(fd, inode, inet, unix, diag, unix_diag, regs, peer,
+                  fd_of: dict[int, int]) -> SocketFacts:
     watches = tuple((reg.epfd, reg.mask) for reg in regs)
     if inet is not None and inet.proto.startswith("tcp"):
         counters = {}
@@ -347,8 +464,17 @@ def _socket_facts(fd, inode, inet, unix, diag, regs) -> SocketFacts:
         return SocketFacts(fd, inode, KIND_OTHER, inet.proto, "", inet.rx_queue,
                            inet.tx_queue, None, None, watches)
     if unix is not None:
-        kind = KIND_LISTENER if unix.listening else KIND_CONN
-        return SocketFacts(fd, inode, kind, "unix", "", None, None, None, None, watches)
+        if unix.listening:
+            return SocketFacts(fd, inode, KIND_LISTENER, "unix", "", None, None,
+                               unix_diag.rqueue if unix_diag else None,
+                               unix_diag.wqueue if unix_diag else None, watches)
+        # Both ends in this process (a socketpair: a wake-up channel, a worker's pipe) is
+        # no connection to anyone.
+        internal = unix_diag is not None and unix_diag.peer in fd_of
+        # What this end sent and the peer has not read waits in the peer's receive queue.
+        sent = peer.rqueue if peer is not None and unix.type != "dgram" else None
+        return SocketFacts(fd, inode, KIND_OTHER if internal else KIND_CONN, "unix", "",
+                           unix_diag.rqueue if unix_diag else None, sent, None, None, watches)
     return SocketFacts(fd, inode, KIND_OTHER, "", "", None, None, None, None, watches)
 
 
@@ -360,11 +486,16 @@ def _local(inet, unix) -> str:
     return ""
 
 
-def _describe(inet, unix) -> str:
-    """What the socket is, for ConnView.note: ``tcp 127.0.0.1:8080``, ``unix stream /run/x``."""
+def _describe(inet, unix, facts: SocketFacts, census: Census, fd_of: dict[int, int]) -> str:
+    """What the socket is, for ConnView.note: ``tcp 127.0.0.1:8080``, ``unix stream /run/x``,
+    ``unix stream socketpair with fd 7 (both ends here)``."""
     if inet is not None:
         return f"{inet.proto} {inet.local}"
     if unix is not None:
+        unix_diag = census.unix_diag.get(facts.inode)
+        if unix_diag is not None and unix_diag.peer in fd_of:
+            return (f"unix {unix.type} socketpair with fd {fd_of[unix_diag.peer]} "
+                    "(both ends here)")
         return f"unix {unix.type} {unix.path or '(unnamed)'}"
     return "socket (netlink, packet, or another network namespace)"
 
@@ -431,3 +562,43 @@ def _plain_view(fd: int, kind: str, note: str, regs, first: float) -> ConnView:
         bytes_in=0, bytes_out=0, msgs_in=0, msgs_out=0, opened_at=first, last_io_at=first,
         closed_at=None, tcp=None, flags=_flags(regs, False), history=(), note=note,
         watched_by=tuple(reg.epfd for reg in regs))
+
+
+def command_line(parts: list[str], name: str) -> str:
+    """The command line as a shell would take it; a title the process wrote over its own
+    arguments (redis, nginx: "redis-server *:6379" then NULs) as it reads."""
+    while parts and parts[-1] == "":
+        parts = parts[:-1]  # the NULs that pad a rewritten title
+    if not parts:
+        return f"[{name}]"  # a kernel thread, or a process that blanked its arguments
+    if len(parts) == 1:
+        return parts[0]  # quoting would wrap a title's spaces in quotes
+    return shlex.join(parts)
+
+
+def _with_last_events(views: list[ConnView], trace: Trace) -> list[ConnView]:
+    """ConnViews with what the last traced wait reported for each fd ("last ev")."""
+    fds = trace.fds
+    shown = []
+    for view in views:
+        state = fds.get(view.fd)
+        if state is not None and state.last_ready_at is not None:
+            view = view._replace(last_events=state.last_events, last_ready=state.last_ready_at)
+        shown.append(view)
+    return shown
+
+
+def _traced(snapshot: Snapshot, trace: Trace, links: dict[int, str]) -> Snapshot:
+    """The attach Snapshot with the trace's ready-list ring, wait figures and reads/writes."""
+    waits_per_s, events_per_s, per_wait, p50, p99, _ = trace.rates()
+    rates = snapshot.rates._replace(waits=waits_per_s, events=events_per_s,
+                                    ready_per_wait=per_wait, wait_p50=p50, wait_p99=p99,
+                                    registered_per_wait=trace.registered_per_wait())
+    waits = tuple(trace.ring)
+    backend = snapshot.backend
+    if waits and backend == "?":  # the trace knows what it waits with
+        backend = MULTIPLEXER[trace.calls[-1].syscall]
+    return dataclasses.replace(
+        snapshot, source=SOURCE_TRACED, backend=backend, waits=waits,
+        wait_calls=tuple(trace.calls), trace=trace.info(), fd_io=trace.fd_io(links),
+        rates=rates, totals=snapshot.totals._replace(waits=trace.seq, events=trace.events))

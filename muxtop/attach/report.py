@@ -7,10 +7,19 @@ Names, argv, paths and notes are the target's text: every text line here goes th
 from __future__ import annotations
 
 from muxtop import events
+from muxtop.attach import traced
 from muxtop.findings import evidence_text
 from muxtop.kernel import epoll
 from muxtop.printable import printable
-from muxtop.snapshot import KIND_EPOLL, KIND_LISTENER, ConnView, Snapshot, SocketInfo
+from muxtop.snapshot import (
+    KIND_EPOLL,
+    KIND_LISTENER,
+    STATUS_STOPPED,
+    STOPPED_NOTE,
+    ConnView,
+    Snapshot,
+    SocketInfo,
+)
 
 
 def to_json(snapshot: Snapshot) -> dict:
@@ -40,6 +49,7 @@ def to_json(snapshot: Snapshot) -> dict:
         "fds": [_fd_json(view, sockets.get(view.fd)) for view in snapshot.connections],
         "diagnoses": [d.as_json() for d in snapshot.diagnoses],
         "notices": [{"level": n.level, "text": n.text} for n in snapshot.notices],
+        **(traced.traced_json(snapshot) if snapshot.trace is not None else {}),
     }
 
 
@@ -66,7 +76,8 @@ def header_lines(snapshot: Snapshot) -> list[str]:
     lines = []
     if p is not None:
         lines.append(f"PID {p.pid} {p.name}  cpu {p.cpu_percent:.1f}%  rss {_size(p.rss)}  "
-                     f"threads {p.threads}  fds {p.num_fds}/{p.fd_limit or '?'}")
+                     f"threads {p.threads}  fds {p.num_fds}/{p.fd_limit or '?'}"
+                     + (f"  STOPPED ({STOPPED_NOTE})" if p.status == STATUS_STOPPED else ""))
     lines.append(f"cmdline: {snapshot.target.cmdline if snapshot.target else ''}")
     lines.append(f"backend {snapshot.backend}  trigger {snapshot.trigger}  "
                  f"registered {snapshot.registered}  connections {snapshot.open_connections}  "
@@ -92,7 +103,11 @@ def fd_table(snapshot: Snapshot) -> list[str]:
                      ",".join(map(str, view.watched_by)) or "none", view.flags or "-"))
     rows = [tuple(map(printable, row)) for row in rows]  # escaped first: widths as printed
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    if snapshot.target is not None and snapshot.target.netns:
+        lines.append(f"(backlogs ? and no byte counters: the process is in another network "
+                     f"namespace, {snapshot.target.netns}, which sock_diag cannot see into)")
+    return lines
 
 
 def epoll_lines(snapshot: Snapshot) -> list[str]:
@@ -116,6 +131,7 @@ def diagnosis_lines(snapshot: Snapshot) -> list[str]:
 def to_text(snapshot: Snapshot) -> str:
     """The readable report of `muxtop attach PID --once`."""
     parts = [header_lines(snapshot), epoll_lines(snapshot), fd_table(snapshot),
+             [printable(line) for line in traced.wait_lines(snapshot)],
              diagnosis_lines(snapshot),
              [printable(f"{n.level}: {n.text}") for n in snapshot.notices]]
     return "\n\n".join("\n".join(part) for part in parts if part) + "\n"

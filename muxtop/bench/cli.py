@@ -32,7 +32,7 @@ def name_list(text: str) -> list[str]:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="muxtop bench", description="Measurements that print figures.")
-    sub = p.add_subparsers(dest="mode", metavar="{wait,echo,diagnose,ui,flood,replay}")
+    sub = p.add_subparsers(dest="mode", metavar="{wait,echo,diagnose,ui,flood,replay,attach}")
 
     w = sub.add_parser("wait", help="cost of one wait call against the number of idle fds",
                        description="Time wait(0) on select, poll and epoll with N idle fds and one "
@@ -85,6 +85,8 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="print one JSON document instead")
 
     sub.add_parser("ui", help="the dashboard's frame cost (its own --help)", add_help=False)
+    sub.add_parser("attach", help="what attaching costs: one refresh at thousands of sockets, "
+                   "the target's throughput under each tracer (its own --help)", add_help=False)
     sub.add_parser("flood", help="open vs closed loop latency through a server stall (its own "
                    "--help)", add_help=False)
     sub.add_parser("replay", help="opening a long recording, jumping and stepping in it (its "
@@ -96,6 +98,8 @@ def main(argv: list[str]) -> int:
     if argv and argv[0] == "ui":
         # Lazy: only this mode may pull in textual.
         return importlib.import_module("muxtop.bench.ui").main(argv[1:])
+    if argv and argv[0] == "attach":
+        return importlib.import_module("muxtop.bench.attach").main(argv[1:])
     if argv and argv[0] == "flood":
         return importlib.import_module("muxtop.bench.flood").main(argv[1:])
     if argv and argv[0] == "replay":

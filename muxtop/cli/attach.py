@@ -22,9 +22,12 @@ from muxtop.cli.types import non_negative_float, positive_float, positive_int
 from muxtop.printable import printable
 from muxtop.record.control import Box, Recordable, RecorderControl
 from muxtop.record.writer import RecordWriteError
+from muxtop.trace.choose import CHOICES as TRACERS
+from muxtop.trace.tracer import TraceUnavailable
 
 # While sampling over --window, look this often: a stuck queue must stay stuck in every look.
 SAMPLE_EVERY = 0.5
+TRACE_WINDOW = 1.0  # seconds of wait calls --once --trace gathers when --window is not given
 
 EPILOG = """\
 --once --json prints one document: {pid, name, cmdline, exited, wall_time, uptime_seconds,
@@ -33,12 +36,22 @@ registered, open_connections, stuck_after, epoll: [{fd, watches: [{fd, mask, dec
 disarmed, data, stale}]}], fds: [{fd, kind, state, interest, flags, watched_by, rx_queue,
 tx_queue, note, and for a socket: inode, proto, local, peer, tcp_state, accept_queue, backlog,
 unix_type, unix_state}], diagnoses: [{kind, fd, explanation, evidence}],
-notices: [{level, text}]}. flags: one letter each (T edge-triggered, O oneshot, D disarmed
+notices: [{level, text}]}; with --trace also trace: {tracer, state, note, waits, io_calls,
+lost}, waits: [{seq, at, tid, syscall, epfd, timeout, blocked, registered, count, ready:
+[{fd, events}], error}] (oldest first; at is seconds since the first) and io: [{fd, reads,
+read_bytes, last_read, last_read_asked, eagain_seconds_ago, writes, written_bytes,
+write_eagain_seconds_ago}]. flags: one letter each (T edge-triggered, O oneshot, D disarmed
 oneshot, X exclusive, ! a finding names it).
 Without --once: on a terminal, the dashboard (read-only; ? explains the columns, q quits);
 otherwise, or with --text, a plain-text table every --interval seconds until Ctrl-C.
 Findings that need time (stuck-read, stuck-write, close-wait) need --window >= --stuck-after.
-Exit status: 0 ok, 1 the process cannot be read or exited, 2 usage error."""
+--trace follows the process's wait calls (epoll_wait, epoll_pwait, epoll_pwait2, poll, ppoll,
+select, pselect6), and its reads and writes unless --no-io: the ready-list log, the wait
+figures and the "last ev" column then show them, and findings can be proven. bpftrace needs
+root and tracefs and costs the target little; strace needs the target's user (or root) and
+slows a busy target several-fold; auto takes bpftrace when it can run, else strace.
+Exit status: 0 ok, 1 the process cannot be read or exited (or no tracer can run), 2 usage
+error."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true",
                         help="JSON: one document with --once, else one line per refresh")
     parser.add_argument("--window", type=non_negative_float, default=0.0, metavar="S",
-                        help="with --once: sample over S seconds before reporting (default 0)")
+                        help="with --once: sample over S seconds before reporting (default 0; "
+                             "with --trace 1)")
     parser.add_argument("--stuck-after", type=non_negative_float, default=2.0, metavar="T",
                         help="seconds a queue must stay stuck to count (default 2)")
     parser.add_argument("--interval", type=positive_float, default=0.5, metavar="S",
@@ -62,12 +76,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--record", metavar="FILE", default=None,
                         help="record every look to FILE (a new file; muxtop replay FILE plays "
                              "it back)")
+    parser.add_argument("--trace", nargs="?", const="auto", choices=TRACERS, metavar="TRACER",
+                        help="also trace the process's wait calls: auto (the default), "
+                             "bpftrace or strace")
+    parser.add_argument("--no-io", dest="io", action="store_false",
+                        help="with --trace: trace only the wait calls, not reads and writes "
+                             "(cheaper; findings can then no longer be proven)")
     return parser
 
 
 def open_attacher(args: argparse.Namespace) -> Attacher:
-    """The Attacher for parsed arguments; raises AttachError with a one-line reason."""
-    return Attacher(args.pid, stuck_after=args.stuck_after)
+    """The Attacher for parsed arguments, tracing when --trace asks; raises AttachError with
+    a one-line reason (no such process, no tracer can run)."""
+    attacher = Attacher(args.pid, stuck_after=args.stuck_after)
+    if args.trace:
+        from muxtop.trace.choose import open_tracer
+        from muxtop.trace.session import Trace
+
+        try:
+            tracer = open_tracer(args.pid, args.trace, io=args.io, warn=_warn)
+        except TraceUnavailable as exc:
+            raise AttachError(f"cannot trace process {args.pid}: {exc}") from None
+        attacher.use_trace(Trace(tracer))
+    return attacher
+
+
+def _warn(text: str) -> None:
+    print(f"muxtop attach: warning: {printable(text)}", file=sys.stderr, flush=True)
 
 
 LiveView = Callable[[Attacher, argparse.Namespace], int]
@@ -77,6 +112,7 @@ def main(argv: list[str], live: LiveView | None = None) -> int:
     args = build_parser().parse_args(argv)  # a usage error exits 2
     args.command_line = ["muxtop", "attach", *argv]
     recorder = None
+    attacher = None
     try:
         attacher = open_attacher(args)
         if live is None:
@@ -97,6 +133,8 @@ def main(argv: list[str], live: LiveView | None = None) -> int:
     finally:
         if recorder is not None:
             recorder.stop()
+        if attacher is not None:
+            attacher.close()  # a tracer must not outlive the command
 
 
 class RecordedReads:
@@ -126,8 +164,9 @@ def recorded_reads(attacher: Attacher, args: argparse.Namespace):
 
 def once(attacher: Attacher, args: argparse.Namespace) -> int:
     """Sample over --window (every SAMPLE_EVERY s), then print the last snapshot."""
-    deadline = time.monotonic() + args.window
-    if args.window == 0:
+    window = args.window or (TRACE_WINDOW if attacher.trace is not None else 0)
+    deadline = time.monotonic() + window
+    if window == 0:
         time.sleep(0.1)  # CPU% over a few microseconds would mean nothing
     snapshot = attacher.read()
     while not attacher.exited and (remaining := deadline - time.monotonic()) > 0:

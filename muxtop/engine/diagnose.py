@@ -18,6 +18,8 @@ from muxtop.engine.state import EngineState
 from muxtop.events import READ, WRITE, long
 from muxtop.findings import (
     BUSY_LOOP,
+    BUSY_WAITS_LOOKED_AT,
+    BUSY_WAITS_PER_S,
     FD_PRESSURE,
     FD_PRESSURE_SHARE,
     FDS,
@@ -34,8 +36,6 @@ if TYPE_CHECKING:
 
 EVERY = 0.5  # seconds between runs
 MISMATCH_EVERY = 2.0  # the kernel's interest list is read less often: it costs O(registered)
-BUSY_WAITS_PER_S = 1000  # a loop this busy that moves no bytes is spinning
-BUSY_WAITS_LOOKED_AT = 200  # the newest wait records whose ready fds a busy loop names
 
 
 class Detector:

@@ -123,13 +123,43 @@ _TFD_LINE = re.compile(
     r".*?\bino:([0-9a-fA-F]+)", re.MULTILINE)
 
 
-def parse_fdinfo(epfd: int, text: str) -> list[Registration]:
-    """The ``tfd: N events: HEX data: HEX pos: ino: HEX sdev:`` lines of an epoll fd's fdinfo."""
-    return [Registration(epfd, int(tfd), int(mask, 16), int(data, 16), int(ino, 16))
-            for tfd, mask, data, ino in _TFD_LINE.findall(text)]
+_TFD_ONE = re.compile(_TFD_LINE.pattern[1:])  # one line, from its start
+
+
+def parse_fdinfo(epfd: int, text: str,
+                 known: dict[str, Registration] | None = None) -> list[Registration]:
+    """The ``tfd: N events: HEX data: HEX pos: ino: HEX sdev:`` lines of an epoll fd's fdinfo.
+
+    `known`, the caller's: line -> Registration from an earlier parse of the same epoll fd;
+    lines seen before are not parsed again (a list of thousands changes a few lines at a
+    time), and `known` is left holding this text's lines only."""
+    if known is None:
+        return [Registration(epfd, int(tfd), int(mask, 16), int(data, 16), int(ino, 16))
+                for tfd, mask, data, ino in _TFD_LINE.findall(text)]
+    found, seen = [], {}
+    for line in text.splitlines():
+        if not line.startswith("tfd:"):
+            continue
+        reg = known.get(line)
+        if reg is None:
+            m = _TFD_ONE.match(line)
+            if m is None:
+                continue
+            tfd, mask, data, ino = m.groups()
+            reg = Registration(epfd, int(tfd), int(mask, 16), int(data, 16), int(ino, 16))
+        seen[line] = reg
+        found.append(reg)
+    known.clear()
+    known.update(seen)
+    return found
+
+
+def read_fdinfo(epfd: int, pid: int | str = "self") -> str:
+    """The text of /proc/PID/fdinfo/<epfd>; OSError if it cannot be read."""
+    with open(f"/proc/{pid}/fdinfo/{epfd}") as f:
+        return f.read()
 
 
 def read_interest_list(epfd: int, pid: int | str = "self") -> list[Registration]:
     """The interest list of epoll fd `epfd` of process `pid`; OSError if it cannot be read."""
-    with open(f"/proc/{pid}/fdinfo/{epfd}") as f:
-        return parse_fdinfo(epfd, f.read())
+    return parse_fdinfo(epfd, read_fdinfo(epfd, pid))

@@ -1,4 +1,7 @@
-"""TCP details /proc/net/tcp does not show, through NETLINK_SOCK_DIAG (the interface of `ss`).
+"""TCP and unix-socket details /proc/net does not show, through NETLINK_SOCK_DIAG (the interface
+of `ss`). For unix sockets: their queues and the inode at the other end (/proc/net/unix has
+neither).
+
 
 /proc/net/tcp has no listen backlog (its tx_queue column is 0 for listeners, checked on
 Linux 6.x) and no byte counters. inet_diag gives, per socket, the queues (for a listener: the
@@ -15,24 +18,39 @@ import socket
 import struct
 from typing import NamedTuple
 
-from muxtop.kernel.probes import TCP_INFO_HEAD
-
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
 NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 INET_DIAG_INFO = 2  # the rtattr that carries struct tcp_info
+INET_DIAG_REQ_BYTECODE = 1  # the request's rtattr that carries a filter
+INET_DIAG_BC_S_EQ, INET_DIAG_BC_D_EQ = 11, 12  # local / remote port == (Linux >= 4.16)
 ALL_STATES = 0xFFFFFFFF
+# Sockets in SYN_RECV, TIME_WAIT and NEW_SYN_RECV are kernel-only (inode 0): no process has
+# them as an fd, and a busy machine has tens of thousands of TIME_WAIT ones.
+WITH_FDS = ALL_STATES & ~(1 << 3 | 1 << 6 | 1 << 12)
+FILTER_PORTS = 31  # a filter op's "yes" jump is one byte: 31 tests of 8 bytes at most
 
 _NLMSG = struct.Struct("=IHHII")  # len, type, flags, seq, pid
 # inet_diag_req_v2: family, protocol, ext (a bitmask of 1 << (attr - 1)), pad, states; then a
 # 48-byte inet_diag_sockid of zeros (no filter).
 _REQUEST = struct.Struct("=BBBBI48x")
-# inet_diag_msg: family, state, timer, retrans, the 48-byte sockid, then these:
-_MSG = struct.Struct("=BBBB48xIIIII")  # ... expires, rqueue, wqueue, uid, inode
+# inet_diag_msg: family, state, timer, retrans, the sockid (ports, source and destination
+# addresses, interface, cookie), expires, rqueue, wqueue, uid, inode. What is read of it:
+_HEAD = struct.Struct("=xB2x4s16s16s12x4xII4xI")  # state, ports, src, dst, rqueue, wqueue, ino
+_INODE_AT = 68
+_MSG_SIZE = 72
+_U32 = struct.Struct("=I")
+_PORTS = struct.Struct("!HH")
 _RTATTR = struct.Struct("=HH")  # len, type
-_TCPI_BYTES = struct.Struct("=QQ")  # bytes_acked, bytes_received (Linux >= 4.1)
-_TCPI_BYTES_OFFSET = 120
+_BC_OP = struct.Struct("=BBH")  # code, yes, no
+# struct tcp_info: retransmits (byte 2), rto (8), unacked and sacked (24), rtt and rttvar
+# (68, µs), bytes_acked and bytes_received (120; Linux >= 4.1)
+_INFO = struct.Struct("=2xB5xI12xII36xII44xQQ")
+_INFO_OLD = struct.Struct("=2xB5xI12xII36xII")
+_STATES = {0x01: "ESTABLISHED", 0x02: "SYN_SENT", 0x03: "SYN_RECV", 0x04: "FIN_WAIT1",
+           0x05: "FIN_WAIT2", 0x06: "TIME_WAIT", 0x07: "CLOSE", 0x08: "CLOSE_WAIT",
+           0x09: "LAST_ACK", 0x0A: "LISTEN", 0x0B: "CLOSING", 0x0C: "NEW_SYN_RECV"}
 
 
 class TcpDiag(NamedTuple):
@@ -48,55 +66,259 @@ class TcpDiag(NamedTuple):
     sacked: int  # listener: the backlog again
     bytes_acked: int | None  # None on kernels too old to count
     bytes_received: int | None
+    state: str = ""  # LISTEN, ESTABLISHED, ...
+    local: str = ""  # 127.0.0.1:8080, [::1]:8080
+    peer: str = ""  # "" for a listener
+    family: int = 0  # AF_INET or AF_INET6
+    sport: int = 0  # the local port
+    dport: int = 0
 
 
-def _parse(buf: bytes, offset: int, length: int) -> tuple[int, TcpDiag]:
-    body = offset + _NLMSG.size
-    _f, _state, _timer, _retrans, _exp, rqueue, wqueue, _uid, inode = _MSG.unpack_from(buf, body)
-    rtt = rttvar = rto = retransmits = unacked = sacked = 0
-    acked = received = None
-    attr = body + _MSG.size
+def _address(family: int, raw: bytes, port: int) -> str:
+    if family == socket.AF_INET:
+        host = socket.inet_ntop(socket.AF_INET, raw[:4])
+        return f"{host}:{port}" if port or host != "0.0.0.0" else ""
+    host = socket.inet_ntop(socket.AF_INET6, raw)
+    return f"[{host}]:{port}" if port or host != "::" else ""
+
+
+def _info(buf: bytes, offset: int, length: int) -> tuple | None:
+    """The tcp_info fields muxtop reads, from the INET_DIAG_INFO attribute."""
+    attr = offset + _NLMSG.size + _MSG_SIZE
     while attr + _RTATTR.size <= offset + length:
         attr_len, attr_type = _RTATTR.unpack_from(buf, attr)
         if attr_len < _RTATTR.size:
             break
-        payload, size = attr + _RTATTR.size, attr_len - _RTATTR.size
-        if attr_type == INET_DIAG_INFO and size >= TCP_INFO_HEAD.size:
-            info = TCP_INFO_HEAD.unpack_from(buf, payload)
-            retransmits, rto, unacked, sacked = info[2], info[8], info[12], info[13]
-            rtt, rttvar = info[8 + 15], info[8 + 16]  # byte offsets 68 and 72
-            if size >= _TCPI_BYTES_OFFSET + _TCPI_BYTES.size:
-                acked, received = _TCPI_BYTES.unpack_from(buf, payload + _TCPI_BYTES_OFFSET)
+        size = attr_len - _RTATTR.size
+        if attr_type == INET_DIAG_INFO:
+            if size >= _INFO.size:
+                return _INFO.unpack_from(buf, attr + _RTATTR.size)
+            if size >= _INFO_OLD.size:
+                return _INFO_OLD.unpack_from(buf, attr + _RTATTR.size) + (None, None)
+            return None
         attr += (attr_len + 3) & ~3
-    return inode, TcpDiag(rqueue, wqueue, rtt, rttvar, rto, retransmits, unacked, sacked,
-                          acked, received)
+    return None
 
 
-def _dump(family: int) -> dict[int, TcpDiag]:
+def _port_filter(sports, dports) -> bytes:
+    """inet_diag bytecode: local port in `sports` or remote port in `dports`. Each test jumps
+    to the end (accept) when it holds, else to the next; the last one past the end (reject)."""
+    tests = [(INET_DIAG_BC_S_EQ, p) for p in sorted(sports)] + \
+            [(INET_DIAG_BC_D_EQ, p) for p in sorted(dports)]
+    code = b""
+    total = 8 * len(tests)
+    for i, (op, port) in enumerate(tests):
+        left = total - 8 * i
+        code += _BC_OP.pack(op, left, 8 if i < len(tests) - 1 else left + 4)
+        code += _BC_OP.pack(0, 0, port)
+    return code
+
+
+def tcp_dump(family: int, wanted: set[int] | None = None,
+             cache: dict[int, tuple[tuple, TcpDiag]] | None = None,
+             sports=(), dports=()) -> dict[int, TcpDiag]:
+    """inode -> TcpDiag for the TCP sockets of one family in this network namespace.
+
+    `wanted`: only these inodes (the rest are skipped before any decoding). `cache`, owned by
+    the caller: a socket whose figures have not changed since it was last seen comes back as
+    the same TcpDiag object, not decoded again. `sports`/`dports`: ask the kernel only for
+    sockets with one of these local or remote ports (at most FILTER_PORTS in all). Raises
+    OSError when sock_diag cannot answer."""
     request = _REQUEST.pack(family, socket.IPPROTO_TCP, 1 << (INET_DIAG_INFO - 1), 0,
-                            ALL_STATES)
-    header = _NLMSG.pack(_NLMSG.size + len(request), SOCK_DIAG_BY_FAMILY,
-                         NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
-    found = {}
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as nl:
-        nl.settimeout(2.0)  # the kernel answers at once; never hang a refresh on it
-        nl.sendall(header + request)
-        while buf := nl.recv(1 << 16):
-            offset = 0
-            while offset + _NLMSG.size <= len(buf):
-                length, kind, _flags, _seq, _pid = _NLMSG.unpack_from(buf, offset)
-                if kind == NLMSG_DONE:
-                    return found
-                if kind == NLMSG_ERROR:
-                    errno = -struct.unpack_from("=i", buf, offset + _NLMSG.size)[0]
-                    raise OSError(errno, "sock_diag request failed")
-                inode, diag = _parse(buf, offset, length)
-                found[inode] = diag
-                offset += (length + 3) & ~3
+                            WITH_FDS)
+    if sports or dports:
+        code = _port_filter(sports, dports)
+        request += _RTATTR.pack(_RTATTR.size + len(code), INET_DIAG_REQ_BYTECODE) + code
+    found: dict[int, TcpDiag] = {}
+    unpack_inode, unpack_head = _U32.unpack_from, _HEAD.unpack_from
+    body_at = _NLMSG.size
+
+    def keep(inode: int, key: tuple, head: tuple, info: tuple | None) -> None:
+        if cache is not None:
+            known = cache.get(inode)
+            if known is not None and known[0] == key:
+                found[inode] = known[1]
+                return
+        found[inode] = diag = _decode(family, head, info)
+        if cache is not None:
+            cache[inode] = (key, diag)
+
+    def handle(buf: bytes, offset: int, length: int) -> None:
+        body = offset + body_at
+        inode = unpack_inode(buf, body + _INODE_AT)[0]
+        if wanted is not None and inode not in wanted:
+            return
+        head, info = unpack_head(buf, body), _info(buf, offset, length)
+        keep(inode, (head, info), head, info)
+
+    def run(buf: bytes, offset: int) -> int:
+        """The messages of a dump are mostly of one layout (the same attributes, in the
+        same order, on each): unpack a run of them from `offset` at C speed; return where
+        the run ended."""
+        length = _NLMSG.unpack_from(buf, offset)[0]
+        info_at = _info_at(buf, offset, length)
+        if info_at is None or length & 3 or offset + length > len(buf):
+            return offset
+        fixed = _fixed(info_at, length)
+        count = (len(buf) - offset) // length
+        for row in fixed.iter_unpack(memoryview(buf)[offset:offset + count * length]):
+            if row[0] != length or row[1] != SOCK_DIAG_BY_FAMILY or row[10] != INET_DIAG_INFO \
+                    or row[9] < _RTATTR.size + _INFO.size:
+                break
+            offset += length
+            inode = row[8]
+            if wanted is not None and inode not in wanted:
+                continue
+            keep(inode, row[2:], row[2:9], row[11:])
+        return offset
+
+    _messages(request, handle, run)
     return found
 
 
-def tcp_sockets() -> dict[int, TcpDiag]:
+_FIXED_BY_LAYOUT: dict[tuple[int, int], struct.Struct] = {}
+
+
+def _fixed(info_at: int, length: int) -> struct.Struct:
+    """One whole message whose INET_DIAG_INFO attribute starts `info_at` bytes in: the
+    netlink header's length and type, the inet_diag_msg fields read, the attribute's
+    header, the tcp_info fields read."""
+    found = _FIXED_BY_LAYOUT.get((info_at, length))
+    if found is None:
+        head = _NLMSG.size + _MSG_SIZE
+        after = length - info_at - _RTATTR.size - _INFO.size
+        found = _FIXED_BY_LAYOUT[info_at, length] = struct.Struct(
+            "=IH10x" + _HEAD.format[1:] + f"{info_at - head}xHH" + _INFO.format[1:]
+            + f"{after}x")
+    return found
+
+
+def _info_at(buf: bytes, offset: int, length: int) -> int | None:
+    """Where the INET_DIAG_INFO attribute of a message starts, from the message's start;
+    None if it has none (or too short a one)."""
+    attr = offset + _NLMSG.size + _MSG_SIZE
+    while attr + _RTATTR.size <= offset + length:
+        attr_len, attr_type = _RTATTR.unpack_from(buf, attr)
+        if attr_len < _RTATTR.size:
+            return None
+        if attr_type == INET_DIAG_INFO:
+            return attr - offset if attr_len >= _RTATTR.size + _INFO.size else None
+        attr += (attr_len + 3) & ~3
+    return None
+
+
+def _decode(family: int, head: tuple, info: tuple | None) -> TcpDiag:
+    state, ports, src, dst, rqueue, wqueue, _inode = head
+    sport, dport = _PORTS.unpack(ports)
+    retransmits = rto = unacked = sacked = rtt = rttvar = 0
+    acked = received = None
+    if info is not None:
+        retransmits, rto, unacked, sacked, rtt, rttvar, acked, received = info
+    return TcpDiag(rqueue, wqueue, rtt, rttvar, rto, retransmits, unacked, sacked, acked,
+                   received, _STATES.get(state, f"0x{state:02X}"),
+                   _address(family, src, sport), _address(family, dst, dport) if dport else "",
+                   int(family), sport, dport)
+
+
+class UnixDiag(NamedTuple):
+    """One unix socket as unix_diag reports it."""
+
+    rqueue: int  # listener: connections waiting for accept(); else bytes not yet read
+    wqueue: int  # listener: the backlog; else the memory its unread sends hold (not bytes)
+    peer: int  # the inode of the other end; 0 when unconnected
+    type: str = ""  # stream, dgram, seqpacket
+    state: str = ""  # LISTEN, CONNECTED, UNCONNECTED (the names /proc/net/unix would give)
+    path: str = ""  # "" unnamed, "@name" abstract
+
+
+UNIX_DIAG_NAME, UNIX_DIAG_PEER, UNIX_DIAG_RQLEN = 0, 2, 4
+UDIAG_SHOW_NAME, UDIAG_SHOW_PEER, UDIAG_SHOW_RQLEN = 0x01, 0x04, 0x10
+_UNIX_TYPES = {1: "stream", 2: "dgram", 5: "seqpacket"}
+# unix_diag gives the sock's state (TCP_* numbers), /proc/net/unix the socket's (SS_*)
+_UNIX_STATES = {1: "CONNECTED", 2: "CONNECTING", 7: "UNCONNECTED", 10: "LISTEN"}
+# unix_diag_req: family, protocol, pad, states, ino (0: all), show, cookie[2]
+_UNIX_REQUEST = struct.Struct("=BBHIII8x")
+_UNIX_MSG = struct.Struct("=BBBBI8x")  # family, type, state, pad, inode, cookie
+_RQLEN = struct.Struct("=II")
+
+
+def _unix_parse(buf: bytes, offset: int, length: int) -> tuple[int, UnixDiag]:
+    body = offset + _NLMSG.size
+    _family, kind, state, _pad, inode = _UNIX_MSG.unpack_from(buf, body)
+    rqueue = wqueue = peer = 0
+    path = ""
+    attr = body + _UNIX_MSG.size
+    while attr + _RTATTR.size <= offset + length:
+        attr_len, attr_type = _RTATTR.unpack_from(buf, attr)
+        if attr_len < _RTATTR.size:
+            break
+        payload = attr + _RTATTR.size
+        if attr_type == UNIX_DIAG_RQLEN and attr_len >= _RTATTR.size + _RQLEN.size:
+            rqueue, wqueue = _RQLEN.unpack_from(buf, payload)
+        elif attr_type == UNIX_DIAG_PEER and attr_len >= _RTATTR.size + _U32.size:
+            peer = _U32.unpack_from(buf, payload)[0]
+        elif attr_type == UNIX_DIAG_NAME and attr_len > _RTATTR.size:
+            raw = buf[payload:attr + attr_len]
+            path = ("@" + raw[1:].decode(errors="replace") if raw[:1] == b"\0"
+                    else raw.rstrip(b"\0").decode(errors="replace"))
+        attr += (attr_len + 3) & ~3
+    return inode, UnixDiag(rqueue, wqueue, peer, _UNIX_TYPES.get(kind, str(kind)),
+                           _UNIX_STATES.get(state, str(state)), path)
+
+
+def _messages(request: bytes, handle, run=None) -> None:
+    """Send one dump request; hand every answer to `handle(buf, offset, length)` until
+    NLMSG_DONE. `run(buf, offset)`, if given, may take a run of messages from `offset` at
+    once and return the offset it reached. Raises OSError if the kernel refuses."""
+    header = _NLMSG.pack(_NLMSG.size + len(request), SOCK_DIAG_BY_FAMILY,
+                         NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as nl:
+        nl.settimeout(2.0)  # the kernel answers at once; never hang a refresh on it
+        nl.sendall(header + request)
+        while buf := nl.recv(1 << 17):
+            offset = 0
+            while offset + _NLMSG.size <= len(buf):
+                if run is not None:
+                    offset = run(buf, offset)
+                    if offset + _NLMSG.size > len(buf):
+                        break
+                length, kind, _flags, _seq, _pid = _NLMSG.unpack_from(buf, offset)
+                if kind == NLMSG_DONE:
+                    return
+                if kind == NLMSG_ERROR:
+                    errno = -struct.unpack_from("=i", buf, offset + _NLMSG.size)[0]
+                    if errno:
+                        raise OSError(errno, "sock_diag request failed")
+                else:
+                    handle(buf, offset, length)
+                offset += (length + 3) & ~3
+
+
+def unix_sockets(wanted: set[int] | None = None) -> dict[int, UnixDiag]:
+    """inode -> UnixDiag for the unix sockets of this network namespace (`wanted`: only
+    these, plus the peers they are connected to, whose queues say what the peer has not read).
+    Empty when unix_diag is unavailable (no module, a seccomp filter). /proc/net/unix shows
+    no queues."""
+    found: dict[int, UnixDiag] = {}
+
+    def handle(buf: bytes, offset: int, length: int) -> None:
+        inode, record = _unix_parse(buf, offset, length)
+        found[inode] = record
+
+    try:
+        _messages(_UNIX_REQUEST.pack(socket.AF_UNIX, 0, 0, ALL_STATES, 0,
+                                     UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN | UDIAG_SHOW_NAME),
+                  handle)
+    except OSError:
+        return {}
+    if wanted is None:
+        return found
+    keep = set(wanted)
+    keep.update(found[inode].peer for inode in wanted if inode in found)
+    return {inode: record for inode, record in found.items() if inode in keep}
+
+
+def tcp_sockets(wanted: set[int] | None = None) -> dict[int, TcpDiag]:
     """inode -> TcpDiag for every TCP socket (IPv4 and IPv6) of this network namespace.
 
     Empty when sock_diag is unavailable (no netlink, a seccomp filter...): the figures it adds
@@ -104,7 +326,7 @@ def tcp_sockets() -> dict[int, TcpDiag]:
     found: dict[int, TcpDiag] = {}
     for family in (socket.AF_INET, socket.AF_INET6):
         try:
-            found.update(_dump(family))
+            found.update(tcp_dump(family, wanted))
         except OSError:
             continue
     return found

@@ -1,8 +1,8 @@
 """The main screen: header, connection table, the lower panels, filter box, footer.
 
 What the lower half holds follows the view: where the source sees wait calls, the ready-list
-log and a side column (floods, diagnoses, trends); for another process, its epoll interest
-lists with the findings. Its keys act on what it shows (sort, filter, freeze, the selected
+log; then a side column (floods, diagnoses, trends), or, for another process, its epoll
+interest lists with the findings. Its keys act on what it shows (sort, filter, freeze, the selected
 connection); the keys that steer the engine (b, t) and the display (space, q, ?) are the
 app's, so they work everywhere.
 """
@@ -67,10 +67,13 @@ class DashboardScreen(Screen[None]):
         yield StatusHeader(self.view, id="header")
         yield ConnTable(id="conns")
         with Horizontal(id="lower"):
-            if not self.view.has_waits:
-                yield InterestLists(id="interest-lists")
+            if self.view.has_waits:
+                yield ReadyLog(id="ready-log", label=self.view.wait_label)
+            if self.view.interest_lists:
+                # Beside the ready-list log (a traced process) it takes the narrower part.
+                yield InterestLists(id="interest-lists",
+                                    classes="-beside-log" if self.view.has_waits else None)
             else:
-                yield ReadyLog(id="ready-log")
                 with Vertical(id="side"):
                     yield DiagnosesPanel(id="diagnoses")  # the most urgent on top
                     yield FloodPanel(id="flood-panel")

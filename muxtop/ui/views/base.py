@@ -216,6 +216,11 @@ class SourceView:
     help_title: str = ""  # what the help says first, before the keys (empty: nothing)
     help_intro: str = ""
     columns_help: tuple[tuple[str, str], ...] = ()  # (column, meaning)
+    interest_lists: bool = False  # the lower half lists the epoll interest lists (attach)
+    header_lines: int = 3
+    # The ready-list log's thread/call column, from a Snapshot and a wait's index in its
+    # waits (None: no such column; muxtop's own engine has one thread and one backend)
+    wait_label: Callable[[Snapshot, int], str] | None = None
 
     def column(self, column_id: str) -> Column:
         return next(c for c in self.columns if c.id == column_id)

@@ -269,19 +269,9 @@ def header(h: Header, s: Snapshot) -> None:
     if limited:
         h.add(f"  closed by limits: {', '.join(limited)}", "label", drop=1)
     h.newline()
-    r = s.rates
-    registered = r.registered_per_wait or s.registered
-    h.pair("waits/s", fmt.count(r.waits))
-    h.pair("ready/wait", f"{r.ready_per_wait:.1f}", sep=" ")
-    share = f" ({100 * r.ready_per_wait / registered:.0f}%)" if registered else ""
-    h.add(f"of {registered:,.0f}{share}  ", "label", drop=2)
-    h.pair("cpu/call", fmt.duration(r.wait_cpu) if r.wait_cpu else fmt.DASH)
-    h.pair("scans", f"{fmt.count(r.scanned_per_wait)} fds", drop=1)
-    h.pair("wait p50", fmt.duration(r.wait_p50), drop=4)
-    h.pair("p99", fmt.duration(r.wait_p99), drop=3)
-    h.pair("events/s", fmt.count(r.events), drop=5)
-    h.pair("waits", f"{s.totals.waits:,}", "", drop=6)
+    wait_figures(h, s)
     h.newline()
+    r = s.rates
     h.pair("in", fmt.rate(r.bytes_in))
     h.pair("out", fmt.rate(r.bytes_out))
     h.pair("accepts/s", fmt.count(r.accepts), "   ", drop=3)
@@ -292,6 +282,24 @@ def header(h: Header, s: Snapshot) -> None:
         h.pair("fds", f"{p.num_fds:,}/{p.fd_limit:,}", drop=1)
         h.pair("threads", str(p.threads), drop=4)
         h.pair("pid", str(p.pid), "", drop=5)
+
+
+def wait_figures(h: Header, s: Snapshot, sampled: bool = True) -> None:
+    """How the loop is doing, from its wait calls: the rate, how many fds each returns, what
+    a call costs (`sampled`: the engine measures it; a trace cannot), how long each blocks."""
+    r = s.rates
+    registered = r.registered_per_wait or s.registered
+    h.pair("waits/s", fmt.count(r.waits))
+    h.pair("ready/wait", f"{r.ready_per_wait:.1f}", sep=" ")
+    share = f" ({100 * r.ready_per_wait / registered:.0f}%)" if registered else ""
+    h.add(f"of {registered:,.0f}{share}  ", "label", drop=2)
+    if sampled:
+        h.pair("cpu/call", fmt.duration(r.wait_cpu) if r.wait_cpu else fmt.DASH)
+        h.pair("scans", f"{fmt.count(r.scanned_per_wait)} fds", drop=1)
+    h.pair("wait p50", fmt.duration(r.wait_p50), drop=4)
+    h.pair("p99", fmt.duration(r.wait_p99), drop=3)
+    h.pair("events/s", fmt.count(r.events), drop=5)
+    h.pair("waits", f"{s.totals.waits:,}", "", drop=6)
 
 
 ENGINE = SourceView(

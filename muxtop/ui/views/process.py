@@ -11,6 +11,7 @@ from muxtop.snapshot import (
     FLAG_MEANINGS,
     KIND_EPOLL,
     KIND_LISTENER,
+    STATUS_STOPPED,
     ConnView,
     Snapshot,
 )
@@ -19,18 +20,43 @@ from muxtop.ui.views import engine
 from muxtop.ui.views.base import ALERT, WARN, Column, Detail, Facts, Header, SourceView
 
 
+class _ByIdentity:
+    """The last value made from a sequence of parts, kept while the parts are the same
+    objects: the attach reader hands over the same EpollSet while an interest list does not
+    change, so thousands of watches are not walked again every Snapshot."""
+
+    def __init__(self, make) -> None:
+        self.make = make
+        self.parts: tuple = ()
+        self.value = None
+
+    def __call__(self, parts: tuple):
+        if len(parts) != len(self.parts) or any(a is not b for a, b in zip(parts, self.parts)):
+            self.parts, self.value = parts, self.make(parts)
+        return self.value
+
+
+def _watches_by_fd(epoll_sets: tuple) -> dict[int, list[tuple[int, int]]]:
+    watches: dict[int, list[tuple[int, int]]] = {}  # fd -> [(epoll fd, mask)]
+    for e in epoll_sets:
+        for w in e.watches:
+            watches.setdefault(w.fd, []).append((e.fd, w.mask))
+    return watches
+
+
+_WATCHES = _ByIdentity(_watches_by_fd)
+_SOCKETS = _ByIdentity(lambda sockets: {k.fd: k for k in sockets})
+
+
 class ProcessFacts(Facts):
     """The attach parts of a Snapshot by fd: sockets, the registrations watching each fd,
     the epoll sets, and the kinds of finding that name each fd."""
 
     def __init__(self, snapshot: Snapshot) -> None:
         super().__init__(snapshot)
-        self.sockets = {k.fd: k for k in snapshot.sockets}
+        self.sockets = _SOCKETS(snapshot.sockets)
         self.epoll = {e.fd: e for e in snapshot.epoll}
-        self.watches: dict[int, list[tuple[int, int]]] = {}  # fd -> [(epoll fd, mask)]
-        for e in snapshot.epoll:
-            for w in e.watches:
-                self.watches.setdefault(w.fd, []).append((e.fd, w.mask))
+        self.watches = _WATCHES(snapshot.epoll)
         self.findings: dict[int, list[str]] = {}
         for d in snapshot.diagnoses:
             for fd in d.named_fds():
@@ -160,19 +186,37 @@ def multiplexer(d: Detail, v: ConnView, s: Snapshot, facts: Facts) -> None:
     d.end()
 
 
+def queues_source(socket, s: Snapshot) -> tuple[str, str]:
+    """Where an attached socket's (rx, tx) queue figures came from, for the detail view."""
+    elsewhere = s.target is not None and s.target.netns
+    if socket is None:
+        return "", ""
+    if socket.proto.startswith("tcp"):
+        table = f"/proc/net/{socket.proto}" if elsewhere else "sock_diag"
+        return table, table
+    if socket.proto == "unix":
+        return "unix_diag", "unix_diag: what the peer has not read yet"
+    return f"/proc/net/{socket.proto}", f"/proc/net/{socket.proto}"
+
+
 def queues(d: Detail, v: ConnView, s: Snapshot, facts: ProcessFacts) -> None:
     d.heading("Queues and counters")
     socket = facts.sockets.get(v.fd)
+    elsewhere = s.target.netns if s.target is not None else ""
     if v.kind == KIND_LISTENER:
         backlog = "?" if socket is None or socket.backlog is None else socket.backlog
+        why = (f" (unknown: the process is in another network namespace, {elsewhere}, which "
+               "sock_diag cannot see into)" if elsewhere and backlog == "?" else "")
         d.row("accept queue",
               fmt.amount(socket.accept_queue if socket else None, "connections"),
-              f"handshakes done, waiting for accept(); backlog {backlog}")
+              f"handshakes done, waiting for accept(); backlog {backlog}{why}")
     elif v.rx_queue is not None or v.tx_queue is not None:  # else not a socket: no queues
-        d.row("kernel rx queue", fmt.amount(v.rx_queue), "arrived, not yet read (FIONREAD)")
+        rx_from, tx_from = queues_source(socket, s)
+        d.row("kernel rx queue", fmt.amount(v.rx_queue), f"arrived, not yet read ({rx_from})")
         d.row("kernel tx queue", fmt.amount(v.tx_queue),
-              "sent but unacknowledged, or unsent (SIOCOUTQ)")
-    if engine.is_conn(v):
+              f"sent but unacknowledged, or unsent ({tx_from})" if socket is None
+              or socket.proto != "unix" else f"sent, not yet read ({tx_from})")
+    if engine.is_conn(v) and not elsewhere:
         d.row("bytes in / out", f"{v.bytes_in:,} / {v.bytes_out:,}",
               "received / acknowledged by the peer (sock_diag)")
     now = s.taken_at
@@ -221,20 +265,37 @@ def _mask(w) -> str:
 
 def header(h: Header, s: Snapshot) -> None:
     """Line 1: which process; 2: its command line; 3: what it costs, and its epoll sets."""
+    process_line(h, s)
+    h.newline()
+    command_line(h, s)
+    h.newline()
+    resources_line(h, s)
+
+
+def process_line(h: Header, s: Snapshot) -> None:
     p, target = s.process, s.target
     h.add("muxtop attach ", "title")
     h.add(fmt.plain(p.name) if p is not None else "?", "mode")
     h.add(f" pid {target.pid if target else '?'}  ", "label")
+    if p is not None and p.status == STATUS_STOPPED:
+        h.add(" STOPPED ", "alert")  # SIGSTOP: nothing it does moves; read findings wait
+        h.add("  ")
     h.pair("mux", f"{s.backend}/{s.trigger}")
     h.pair("up", fmt.uptime(s.taken_at - s.started_at))
     h.pair("listen", fmt.plain(s.listen) or "-")
     h.pair("conns", f"{s.open_connections:,}", "")
-    h.newline()
+
+
+def command_line(h: Header, s: Snapshot) -> None:
+    target = s.target
     h.add("cmd ", "label")
-    # Cut here: a long command line must not wrap onto the third line.
+    # Cut here: a long command line must not wrap onto the next line.
     room = max(10, h.width - 2 - len("cmd "))
     h.add(fmt.fit(fmt.plain(target.cmdline if target else ""), room).rstrip())
-    h.newline()
+
+
+def resources_line(h: Header, s: Snapshot) -> None:
+    p = s.process
     if p is not None:
         h.pair("cpu", f"{p.cpu_percent:.0f}%")
         h.pair("rss", fmt.size(p.rss))
@@ -242,11 +303,11 @@ def header(h: Header, s: Snapshot) -> None:
         limit = f"{p.fd_limit:,}" if p.fd_limit > 0 else "?"
         share = f" ({100 * p.num_fds / p.fd_limit:.0f}%)" if p.fd_limit > 0 else ""
         h.pair("fds", f"{p.num_fds:,}/{limit}{share}", "   ")
-    all_masks = [w.mask for e in s.epoll for w in e.watches]
+    watching = sum(len(e.watches) for e in s.epoll)
     h.pair("epoll", f"{len(s.epoll)} instance{'s' * (len(s.epoll) != 1)}")
-    h.pair("watching", f"{len(all_masks):,} fds", "")
-    if all_masks:
-        h.add(f" ({trigger_summary(all_masks)})", "label")
+    h.pair("watching", f"{watching:,} fds", "")
+    if watching:
+        h.add(f" ({_TRIGGERS(s.epoll)})", "label")
     h.add("   ")
     h.pair("in", fmt.rate(s.rates.bytes_in))
     h.pair("out", fmt.rate(s.rates.bytes_out))
@@ -269,8 +330,12 @@ def trigger_summary(all_masks: list[int]) -> str:
     return ", ".join(parts)
 
 
+_TRIGGERS = _ByIdentity(lambda epoll_sets: trigger_summary(
+    [w.mask for e in epoll_sets for w in e.watches]))
+
+
 PROCESS = SourceView(
     title="muxtop attach", columns=COLUMNS, sort_cycle=SORT_CYCLE, facts=ProcessFacts,
     sections=(multiplexer, queues, tcp_info, engine.history, engine.findings, registrations),
-    header=header, has_waits=False, pinned_first=False, stopped="EXITED",
+    header=header, has_waits=False, pinned_first=False, stopped="EXITED", interest_lists=True,
     help_title="Attached to another process", help_intro=INTRO, columns_help=COLUMNS_HELP)

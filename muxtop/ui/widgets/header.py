@@ -43,6 +43,7 @@ class StatusHeader(PaletteMixin, Widget):
     def __init__(self, view: SourceView = ENGINE, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.view = view
+        self.styles.height = view.header_lines
         self.snapshot: Snapshot | None = None
         self.paused = False
         self.frozen = False

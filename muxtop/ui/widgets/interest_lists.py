@@ -1,5 +1,5 @@
-"""In place of the ready-list log, for a process whose wait calls cannot be seen: its epoll
-interest lists with their decoded masks, and the findings in plain words."""
+"""For another process: its epoll interest lists with their decoded masks, and the findings
+in plain words; in place of the ready-list log, or beside it when its wait calls are traced."""
 
 from __future__ import annotations
 
@@ -24,8 +24,15 @@ class InterestLists(Static):
     }
     """
 
+    _shown: Text | None = None
+
     def show(self, snapshot: Snapshot) -> None:
-        self.update(describe_process(snapshot))
+        text = describe_process(snapshot)
+        # update() lays the whole screen out again: only when the text did change.
+        if self._shown is None or text.plain != self._shown.plain or \
+                text.spans != self._shown.spans:
+            self._shown = text
+            self.update(text)
         count = len(snapshot.diagnoses)
         self.border_title = f"epoll interest lists · {count} finding{'s' * (count != 1)}"
 
@@ -44,7 +51,9 @@ def describe_process(s: Snapshot) -> Text:
         stuck_after = s.target.stuck_after if s.target else "?"
         text.append(f"no findings (a queue must stay stuck {stuck_after} s to count)\n", "dim")
     if not s.epoll:
-        text.append("no epoll instances: select, poll or blocking calls (cannot tell which)\n",
+        known = s.backend not in ("?", "epoll")  # a trace has seen its wait calls
+        text.append(f"no epoll instances: it waits with {s.backend}\n" if known else
+                    "no epoll instances: select, poll or blocking calls (cannot tell which)\n",
                     "dim")
     for e in s.epoll:
         text.append(f"epoll fd {e.fd}", "bold")

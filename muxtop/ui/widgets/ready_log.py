@@ -6,6 +6,7 @@ screen are drawn, so the ring's length and the connection count never touch the 
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Callable
 from operator import itemgetter
 from typing import ClassVar
 
@@ -25,14 +26,17 @@ from muxtop.ui.widgets.line_api import PaletteMixin, move_bindings, set_virtual_
 # cpu is the thread's CPU time in the call, on the sampled calls (WaitRecord.cpu).
 FIELDS = (("seq", 8, 0), ("at", 10, 3), ("timeout", 7, 2), ("blocked", 7, 1),
           ("cpu", 7, 1), ("ready/reg", 9, 0))
+CALL = "thread call(epfd)"  # a view's own column (a traced process: thread and syscall)
+# With that column: a traced wait has no CPU figure of its own.
+LABELLED = tuple(f for f in FIELDS if f[0] != "cpu") + ((CALL, 20, 2),)
 READY_FDS = "ready fds (events)"
 MIN_FDS = 14  # cells the ready fds keep, whatever gives way for them
 _SEQ = itemgetter(0)
 
 
-def fields_for(width: int) -> tuple[tuple[str, int, int], ...]:
+def fields_for(width: int, labelled: bool = False) -> tuple[tuple[str, int, int], ...]:
     """The FIELDS that leave MIN_FDS cells for the ready fds in a log `width` wide."""
-    shown = list(FIELDS)
+    shown = list(LABELLED if labelled else FIELDS)
     while sum(w + 1 for _, w, _ in shown) + MIN_FDS > width and any(d for *_, d in shown):
         shown.remove(max(shown, key=lambda f: f[2]))
     return tuple(shown)
@@ -60,8 +64,12 @@ class ReadyLog(PaletteMixin, ScrollView, can_focus=True):
     """
 
     def __init__(self, *, name: str | None = None, id: str | None = None,
-                 classes: str | None = None) -> None:
+                 classes: str | None = None,
+                 label: Callable[[Snapshot, int], str] | None = None) -> None:
+        """`label(snapshot, index)`: the text of the CALL column for the wait at that index
+        of snapshot.waits (a traced process: its thread and syscall); None: no such column."""
         super().__init__(name=name, id=id, classes=classes)
+        self.label = label
         self.hide_empty = False
         self._waits: tuple[WaitRecord, ...] = ()
         self._busy: list[int] | None = None  # indices of waits that returned something
@@ -91,15 +99,17 @@ class ReadyLog(PaletteMixin, ScrollView, can_focus=True):
     def _count(self) -> int:
         return len(self._busy) if self._busy is not None else len(self._waits)
 
-    def _record(self, line: int) -> WaitRecord | None:
-        """The record drawn on a content line (0 = newest)."""
+    def _index(self, line: int) -> int | None:
+        """The index in the waits of the record drawn on a content line (0 = newest)."""
         n = self._count()
         if not 0 <= line < n:
             return None
         index = n - 1 - line
-        if self._busy is not None:
-            index = self._busy[index]
-        return self._waits[index]
+        return self._busy[index] if self._busy is not None else index
+
+    def _record(self, line: int) -> WaitRecord | None:
+        index = self._index(line)
+        return None if index is None else self._waits[index]
 
     def _top_seq(self) -> int | None:
         record = self._record(round(self.scroll_y))
@@ -152,22 +162,27 @@ class ReadyLog(PaletteMixin, ScrollView, can_focus=True):
     def render_lines(self, crop: Region) -> list[Strip]:
         # Looked up once per frame, not once per line.
         width = self.scrollable_content_region.width
-        self._frame = (width, round(self.scroll_y), self.palette(), fields_for(width))
+        self._frame = (width, round(self.scroll_y), self.palette(),
+                       fields_for(width, self.label is not None))
         return super().render_lines(crop)
 
     def render_line(self, y: int) -> Strip:
         width, scroll_y, palette, fields = self._frame
         base = palette[""]
         if y == 0:
-            header = " ".join(fmt.fit(label, w, right=True) for label, w, _ in fields)
+            header = " ".join(fmt.fit(label, w, right=label != CALL) for label, w, _ in fields)
             return Strip([Segment(fmt.fit(f"{header} {READY_FDS}", width),
                                   base + palette["header"])], width)
-        record = self._record(scroll_y + y - 1)
-        if record is None:
+        index = self._index(scroll_y + y - 1)
+        if index is None:
             return Strip.blank(width, base)
-        return self._line(record, width, palette, fields).crop_extend(0, width, base)
+        return self._line(self._waits[index], width, palette, fields,
+                          index).crop_extend(0, width, base)
 
-    def _cell(self, label: str, w: WaitRecord) -> str:
+    def _cell(self, label: str, w: WaitRecord, index: int) -> str:
+        if label == CALL:
+            snapshot = self._snapshot
+            return self.label(snapshot, index) if self.label and snapshot else ""
         if label == "seq":
             return f"{w.seq:,}"
         if label == "at":
@@ -180,9 +195,9 @@ class ReadyLog(PaletteMixin, ScrollView, can_focus=True):
             return "" if w.cpu is None else fmt.duration(w.cpu)
         return f"{w.count}/{w.registered}"
 
-    def _line(self, w: WaitRecord, width: int, palette, fields) -> Strip:
+    def _line(self, w: WaitRecord, width: int, palette, fields, index: int) -> Strip:
         base = palette[""]
-        head = " ".join(fmt.fit(self._cell(label, w), size, True)
+        head = " ".join(fmt.fit(self._cell(label, w, index), size, label != CALL)
                         for label, size, _ in fields) + " "
         if not w.ready:
             return Strip([Segment(head + ("timed out" if w.timeout else "nothing ready"),
