@@ -88,14 +88,19 @@ async def test_f_launches_a_flood_that_stays_on_screen_and_x_stops_it(engine):
         app.floods.close()
 
 
+async def open_form(app, pilot) -> FloodForm:
+    """Press F and return the flood form it opened."""
+    await pilot.press("F")
+    await pilot.pause()
+    assert isinstance(app.screen, FloodForm)
+    return app.screen
+
+
 async def test_the_seed_flood_is_a_preset_of_the_form_and_it_verifies(engine):
     app = MuxtopApp(EngineSource(engine), interval=0.05)
     try:
         async with app.run_test(size=SIZE) as pilot:
-            await pilot.press("F")
-            await pilot.pause()
-            form = app.screen
-            assert isinstance(form, FloodForm)
+            form = await open_form(app, pilot)
             form.query_one("#preset").value = "seed"
             await pilot.pause()
             assert form.query_one("#messages").value == "3"
@@ -119,10 +124,7 @@ async def test_flood_form_rejects_bad_values_then_launches_the_chosen_pattern(en
     app = MuxtopApp(EngineSource(engine), interval=0.05)
     try:
         async with app.run_test(size=SIZE) as pilot:
-            await pilot.press("F")
-            await pilot.pause()
-            form = app.screen
-            assert isinstance(form, FloodForm)
+            form = await open_form(app, pilot)
             for field, bad, said in (("clients", "lots", "not a whole number"),
                                      ("clients", "0", "outside"),
                                      ("size", "99999999999", "outside"),
@@ -201,10 +203,7 @@ async def test_flood_form_offers_the_fault_patterns_and_open_loop(engine):
     app = MuxtopApp(EngineSource(engine), interval=0.05)
     try:
         async with app.run_test(size=SIZE) as pilot:
-            await pilot.press("F")
-            await pilot.pause()
-            form = app.screen
-            assert isinstance(form, FloodForm)
+            form = await open_form(app, pilot)
             for pattern in ("slicer", "stall", "slow-close", "latency", "limit"):
                 form.query_one("#pattern").value = pattern   # refused were it not offered
                 await pilot.pause()

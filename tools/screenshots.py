@@ -80,6 +80,21 @@ class Traffic:
             sock.close()
 
 
+async def load(app: MuxtopApp, engine: Engine, traffic: Traffic, pilot) -> int:
+    """Busy and idle connections, and one whose reading is paused while 100 kB wait in its
+    kernel receive queue (rx-q), sorted first; its fd."""
+    traffic.connect(IDLE)
+    traffic.start()
+    stuck = traffic.connect(1)[0]
+    await pilot.pause(0.6)
+    stuck_fd = max(v.fd for v in engine.snapshot().connections if v.kind == "conn")
+    engine.submit(PauseReading(stuck_fd, True)).result(5)
+    stuck.sendall(b"s" * 100_000)
+    sort_by(app, "rx_queue", descending=True)
+    await pilot.pause(2.5)
+    return stuck_fd
+
+
 async def take(out: Path) -> list[Path]:
     engine = Engine(EngineConfig(port=0)).start()
     traffic = Traffic(engine.address)
@@ -98,15 +113,7 @@ async def take(out: Path) -> list[Path]:
             await pilot.pause(1.2)
             await shot("idle")
 
-            traffic.connect(IDLE)
-            traffic.start()
-            stuck = traffic.connect(1)[0]
-            await pilot.pause(0.6)
-            stuck_fd = max(v.fd for v in engine.snapshot().connections if v.kind == "conn")
-            engine.submit(PauseReading(stuck_fd, True)).result(5)
-            stuck.sendall(b"s" * 100_000)  # sits in the kernel receive queue: rx-q
-            sort_by(app, "rx_queue", descending=True)  # the stuck connection comes first
-            await pilot.pause(2.5)
+            stuck_fd = await load(app, engine, traffic, pilot)
             await shot("epoll-under-load")
 
             await pilot.press("b")  # epoll -> select, live
@@ -199,15 +206,7 @@ async def take_small(out: Path) -> list[Path]:
     path = out / "small-80x24.svg"
     try:
         async with app.run_test(size=(80, 24)) as pilot:
-            traffic.connect(IDLE)
-            traffic.start()
-            stuck = traffic.connect(1)[0]
-            await pilot.pause(0.6)
-            stuck_fd = max(v.fd for v in engine.snapshot().connections if v.kind == "conn")
-            engine.submit(PauseReading(stuck_fd, True)).result(5)
-            stuck.sendall(b"s" * 100_000)
-            sort_by(app, "rx_queue", descending=True)
-            await pilot.pause(2.5)
+            await load(app, engine, traffic, pilot)
             path.write_text(app.export_screenshot(title="muxtop — 80×24"), encoding="utf-8")
             await pilot.press("q")
     finally:

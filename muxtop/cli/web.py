@@ -68,11 +68,8 @@ def main(argv: list[str]) -> int:
     if not args.allow_remote and not is_loopback(args.host):
         parser.error(f"{args.host} can be reached from other machines: add --allow-remote "
                      "if that is what you want")
-    try:
-        from textual_serve.server import Server
-    except ImportError:
-        print("muxtop web: needs textual-serve: pip install 'muxtop[web]'", file=sys.stderr)
-        return 1
+    from muxtop.ui.web import WebUnavailable, serve
+
     try:
         probe = socket.create_server((args.host, args.port))
         probe.close()
@@ -83,5 +80,9 @@ def main(argv: list[str]) -> int:
     if args.allow_remote and not is_loopback(args.host):
         print(f"muxtop web: serving on {args.host}, reachable from other machines",
               file=sys.stderr)
-    Server(command, host=args.host, port=args.port, title="muxtop").serve()
+    try:
+        serve(command, args.host, args.port)
+    except WebUnavailable as exc:
+        print(f"muxtop web: {exc}", file=sys.stderr)
+        return 1
     return 0
