@@ -19,7 +19,7 @@ class Connection:
         "msgs_in", "msgs_out", "backpressured", "body_left", "cid", "closed_at", "closing", "fd",
         "history", "inbuf", "last_write_at", "note", "opened_at", "out",
         "peer", "peer_closed", "probed_at", "rx_queue", "rx_since", "state", "tcp", "tx_queue",
-        "user_paused", "view", "view_key",
+        "user_paused", "view", "view_at",
     )
 
     def __init__(self, cid: int, sock: socket.socket, peer: str, now: float) -> None:
@@ -50,7 +50,7 @@ class Connection:
         self.tcp = None
         self.probed_at = 0.0
         self.view = None  # the last ConnView built; frozen at close, shown while recently closed
-        self.view_key: tuple | None = None  # what that view was built from
+        self.view_at = 0.0  # when that view was built
 
     def set_state(self, state: str, now: float) -> None:
         if state != self.state:

@@ -104,7 +104,7 @@ class Telemetry:
         self.closed_count += 1
         self.closed_bytes_in += conn.bytes_in
         self.closed_bytes_out += conn.bytes_out
-        conn.view_key = None
+        conn.view = None  # built anew: closed now
         conn.view = self._conn_view(conn, now)
         self.recently_closed.append(conn)
 
@@ -225,11 +225,15 @@ class Telemetry:
         if c.fd in self.state.pending:
             flags += FLAG_PENDING
         # Rebuild only what changed: at 10,000 idle connections most views are as they were.
-        key = (c.last_ready, c.last_read_at, c.last_write_at, c.probed_at, c.interest, c.state,
-               flags)
-        if key == c.view_key:
-            return c.view
-        c.view_key = key
+        # Compared with the view's own fields (ConnView's order), not a key tuple of its
+        # own: one tuple less per connection, and none made per publish.
+        v = c.view
+        if v is not None and v[7] == c.last_ready and v[5] == c.interest and \
+                v[4] is c.state and v[19] == flags and c.probed_at <= c.view_at and \
+                v[16] == (c.last_read_at if c.last_read_at > c.last_write_at
+                          else c.last_write_at):
+            return v
+        c.view_at = now
         # tuple.__new__: ConnView(...) runs a Python-level __new__ with 23 arguments. It
         # fills no defaults, so every field is here (watched_by is attach's: empty).
         c.view = view = _new_tuple(ConnView, (
