@@ -9,7 +9,10 @@ def end(proc: subprocess.Popen, grace: float = 3.0) -> None:
     """SIGTERM, then SIGKILL if it is still there after `grace` seconds; reaped either way."""
     if proc.poll() is not None:
         return
-    proc.terminate()
+    try:
+        proc.terminate()
+    except ProcessLookupError:
+        pass  # it ended between the poll and the signal: the wait reaps it
     try:
         proc.wait(grace)
     except subprocess.TimeoutExpired:

@@ -199,6 +199,7 @@ class Totals(NamedTuple):
     closed_idle: int = 0
     closed_header: int = 0
     closed_out_buffer: int = 0
+    probes: int = 0  # of `waits`, the calls made only to time a scan (WaitRecord.cpu)
 
 
 class ProcessInfo(NamedTuple):

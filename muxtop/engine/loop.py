@@ -81,7 +81,8 @@ class Engine:
         # until a connection closes and frees an fd it can move to (see _hold).
         self._held: tuple[socket.socket, tuple] | None = None
         self._next_cid = 1
-        self.waits_total = self.events_total = 0  # brought up to date at each publish
+        # Brought up to date at each publish; probes: wait calls made to time a scan.
+        self.waits_total = self.events_total = self.probes_total = 0
         self._nreg = 0
         self._running = False
         self._thread: threading.Thread | None = None
@@ -184,7 +185,7 @@ class Engine:
         flatten = chain.from_iterable
         publish_interval = self.config.publish_interval
         next_publish = monotonic() + publish_interval
-        seq = events_total = 0
+        seq = events_total = probes = 0
         service = self._service
         by_fd = self._by_fd
         # The echo fast path reads into one buffer and sends from it: no 64 KiB bytes
@@ -220,6 +221,7 @@ class Engine:
                 ready = backend.wait(0.0)
                 cpu = thread_time() - started
                 after = monotonic()
+                probes += 1
                 next_sample = after + max(CPU_SAMPLE_EVERY, 100 * cpu)
             seq += 1
             events_total += len(ready)
@@ -273,6 +275,7 @@ class Engine:
                 self._after_wait(backend, ready, after)
             if after >= next_publish:
                 self.waits_total, self.events_total = seq, events_total
+                self.probes_total = probes
                 self._publish(after)
                 next_publish = after + publish_interval
 
@@ -801,6 +804,7 @@ class LoopState:
     _READS = {"config": "config", "backend": "_backend", "edge": "_edge",
               "running": "_running", "error": "error", "address": "address",
               "registered": "_nreg", "waits": "waits_total", "events": "events_total",
+              "probes": "probes_total",
               "listener": "_listener", "listen_fd": "_listen_fd",
               "listen_interest": "_listen_interest", "control_fd": "_control_fd"}
 

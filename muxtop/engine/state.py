@@ -52,6 +52,10 @@ class EngineState(Protocol):
         """Wait calls so far, as of the last publish."""
 
     @property
+    def probes(self) -> int:
+        """Of the wait calls, those made only to time a scan, as of the last publish."""
+
+    @property
     def events(self) -> int:
         """Ready fds the wait calls returned so far, as of the last publish."""
 

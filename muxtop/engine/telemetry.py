@@ -47,10 +47,10 @@ CPU_SPAN_MIN = 0.5
 NOTICE_REPEAT = 2.0  # seconds a keyed notice stays quiet after it was last shown
 _new_tuple = tuple.__new__
 _START = itemgetter(WaitRecord._fields.index("start"))  # by index: cheaper than the property
-_DURATION = itemgetter(WaitRecord._fields.index("duration"))
 _REGISTERED = itemgetter(WaitRecord._fields.index("registered"))
 _COUNT = itemgetter(WaitRecord._fields.index("count"))
 _CPU = itemgetter(WaitRecord._fields.index("cpu"))
+_DURATION_AT, _CPU_AT = WaitRecord._fields.index("duration"), WaitRecord._fields.index("cpu")
 
 
 class Telemetry:
@@ -132,7 +132,7 @@ class Telemetry:
             accepted=self.accepted, closed=self.closed_count,
             accept_errors=self.accept_errors, rejected=self.rejected,
             closed_idle=self.guard_closes[IDLE], closed_header=self.guard_closes[HEADER],
-            closed_out_buffer=self.guard_closes[OUT_BUFFER])
+            closed_out_buffer=self.guard_closes[OUT_BUFFER], probes=state.probes)
         waits = tuple(self.ring)
         rates = self._rates(now, totals, waits,
                             state.backend is not None and state.backend.name != "epoll")
@@ -178,13 +178,14 @@ class Telemetry:
         # Records are in start order: the last second is a bisection away.
         first = bisect_left(waits, now - RATE_WINDOW, key=_START)
         recent = waits[first:]
-        durations = sorted(map(_DURATION, recent))
+        # The probes (the calls with a CPU time) time a scan; they are not the loop's waits.
+        durations = sorted(w[_DURATION_AT] for w in recent if w[_CPU_AT] is None)
         # The median: a sampled call that blocked may be charged the scheduler's work too.
         cpu = sorted(c for c in map(_CPU, recent) if c is not None)
         registered = sum(map(_REGISTERED, recent)) / len(recent) if recent else 0.0
         scanned = registered if scans_all else (
             sum(map(_COUNT, recent)) / len(recent) if recent else 0.0)
-        dwaits = totals.waits - old.waits
+        dwaits = totals.waits - old.waits - (totals.probes - old.probes)
         devents = totals.events - old.events
         return Rates(
             waits=dwaits / span, events=devents / span,

@@ -21,6 +21,8 @@ from typing import Self
 
 import psutil
 
+from muxtop import children
+
 
 @dataclass(frozen=True)
 class FloodSettings:
@@ -177,16 +179,7 @@ class FloodProcess:
     def stop(self, timeout: float = 5.0) -> dict | None:
         """SIGTERM, then wait for the summary and the exit (SIGKILL after ``timeout`` s).
         Returns the summary (None if the child died without one)."""
-        if self._popen.poll() is None:
-            try:
-                self._popen.send_signal(signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self._popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._popen.kill()
-                self._popen.wait()
+        children.end(self._popen, grace=timeout)
         self._stdout_reader.join(timeout)
         self._stderr_reader.join(timeout)
         return self.summary

@@ -338,7 +338,7 @@ class BpftraceParser:
         except ValueError:
             self.unread += 1
             return None
-        if line.startswith("Lost ") and fields[1].isdigit():
+        if line.startswith("Lost ") and len(fields) > 1 and fields[1].isdigit():
             self.lost += int(fields[1])
         else:
             self.messages = (self.messages + [line.rstrip()])[-5:]

@@ -96,7 +96,9 @@ class Tracer:
         while not self._ready(self):
             if self._proc.poll() is not None:
                 self._thread.join(1.0)
-                raise TraceUnavailable(self._failure())
+                failure = self._failure()
+                self._proc.stdout.close()  # the tool is gone: nothing more to read
+                raise TraceUnavailable(failure)
             if time.monotonic() > deadline:
                 self.stop()
                 raise TraceUnavailable(f"{self.name} did not start tracing within "
@@ -161,7 +163,9 @@ class Tracer:
                     pending = self._pending
                     pending.append(call)
                     if len(pending) > PENDING_MAX:
-                        drop = len(pending) - PENDING_MAX
+                        # A tenth at once: dropping one per line would shift the whole list
+                        # for every line, just when the tracer is busiest.
+                        drop = len(pending) - PENDING_MAX * 9 // 10
                         del pending[:drop]
                         self.dropped += drop
         except (OSError, ValueError):

@@ -156,14 +156,15 @@ class MuxtopApp(App[int]):
         return self.source.read_only is None
 
     def notify(self, message: str, *, title: str = "", severity: str = "information",
-               timeout: float | None = None, markup: bool = False) -> None:
+               timeout: float | None = None, markup: bool = True) -> None:
         """Every notification of the app and its screens comes here: Notices carry a
         target's or the network's text (a process named `[/]` would be a MarkupError, one
-        named `[b red]X[/]` bold red), so none is read as markup and control characters
-        show as '?', line by line."""
+        named `[b red]X[/]` bold red), so none is read as markup, whatever the caller asks
+        (screens and widgets ask for markup by default), and control characters show as '?',
+        line by line."""
         message = "\n".join(map(fmt.plain, message.split("\n")))
         super().notify(message, title=fmt.plain(title), severity=severity, timeout=timeout,
-                       markup=markup)
+                       markup=False)
 
     # ---- life cycle --------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ and `plain`, which makes text from the network safe to draw in a fixed-width cel
 from __future__ import annotations
 
 from rich.cells import cell_len, set_cell_size
+from rich.markup import escape
 
 DASH = "-"
 _BYTE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
@@ -90,6 +91,11 @@ def timeout(seconds: float | None) -> str:
 def amount(n: int | None, unit: str = "B") -> str:
     """``1,234 B``; a dash where nothing was measured."""
     return DASH if n is None else f"{n:,} {unit}"
+
+
+def title(text: str) -> str:
+    """Text for a border title, which Textual reads as markup: plain, and escaped."""
+    return escape(plain(text))
 
 
 def plain(text: str) -> str:

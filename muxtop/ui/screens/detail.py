@@ -61,7 +61,7 @@ class DetailScreen(ModalScreen[None]):
                     self.refresh_bindings()
                 break
         panel = self.query_one("#detail-panel")
-        panel.border_title = f"fd {self.view.fd} · {fmt.plain(self.view.peer)}"
+        panel.border_title = f"fd {self.view.fd} · {fmt.title(self.view.peer)}"
         body = self.query_one("#detail-body", Static)
         body.update(describe(self.app.view, self.view, snapshot,  # type: ignore[attr-defined]
                              body.content_region.width or None))

@@ -16,6 +16,7 @@ from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 from muxtop.flood import client
 from muxtop.flood.client import OPEN_LOOP_PATTERNS, PATTERNS
 from muxtop.flood.process import DEFAULT_FLOOD, IDLE_HERD, SEED_FLOOD, FloodSettings
+from muxtop.ui import format as fmt
 
 MAX_CLIENTS = 100_000  # past this a typo, not a test: each client is an fd on both ends
 MAX_SIZE = 16 * 1024 * 1024  # what `muxtop flood --size` accepts
@@ -152,7 +153,7 @@ class FloodForm(ModalScreen[FloodSettings | None]):
     def on_mount(self) -> None:
         form = self.query_one("#flood-form")
         host = f"[{self.base.host}]" if ":" in self.base.host else self.base.host
-        form.border_title = f"flood {host}:{self.base.port}"
+        form.border_title = fmt.title(f"flood {host}:{self.base.port}")
         form.border_subtitle = "enter launches · esc cancels"
         self.query_one("#clients", Input).focus()
 

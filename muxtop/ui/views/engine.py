@@ -254,9 +254,9 @@ def header(h: Header, s: Snapshot) -> None:
     """Line 1: what runs where; 2: the multiplexer and what each wait call costs; 3: traffic
     and the process. On a narrow screen the pieces with the highest `drop` give way first."""
     h.add("muxtop ", "title")
-    h.add(f"{s.backend}/{s.trigger}", "mode")
+    h.add(fmt.plain(f"{s.backend}/{s.trigger}"), "mode")  # plain: a recording may say anything
     h.add("  ")
-    h.pair(s.protocol, fmt.plain(s.listen), drop=2)
+    h.pair(fmt.plain(s.protocol), fmt.plain(s.listen), drop=2)
     h.pair("up", fmt.uptime(s.taken_at - s.started_at), drop=3)
     h.pair("conns", f"{s.open_connections:,} open", drop=0, sep=" ")
     h.add(f"/ {s.totals.accepted:,} accepted", "label", drop=1)

@@ -280,7 +280,7 @@ def process_line(h: Header, s: Snapshot) -> None:
     if p is not None and p.status == STATUS_STOPPED:
         h.add(" STOPPED ", "alert")  # SIGSTOP: nothing it does moves; read findings wait
         h.add("  ")
-    h.pair("mux", f"{s.backend}/{s.trigger}")
+    h.pair("mux", fmt.plain(f"{s.backend}/{s.trigger}"))
     h.pair("up", fmt.uptime(s.taken_at - s.started_at))
     h.pair("listen", fmt.plain(s.listen) or "-")
     h.pair("conns", f"{s.open_connections:,}", "")

@@ -246,7 +246,7 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
         column = self.view.column(m.sort)
         title = f"connections {len(m.rows):,}"
         if m.query:
-            title += f" of {m.total:,} matching “{m.query}”"
+            title += f" of {m.total:,} matching “{fmt.title(m.query)}”"
         title += f" · sort {column.label} {'▼' if m.descending else '▲'}"
         if m.frozen:
             title += " · order frozen (z)"

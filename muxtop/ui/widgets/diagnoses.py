@@ -128,15 +128,16 @@ class DiagnosesPanel(PaletteMixin, Widget, can_focus=True):
             lines.append((f"{count} finding{'s' if count != 1 else ''} now, newest first",
                           "title", -1))
         for i, d in enumerate(self.diagnoses[:SHOWN]):
-            lines.append((f"{d.kind} {_where(d.fd)}", "kind", i))
+            lines.append((fmt.plain(f"{d.kind} {_where(d.fd)}"), "kind", i))
             wrapped = textwrap.wrap(fmt.plain(d.explanation), max(8, width - 2)) or [""]
             lines.extend((f"  {line}", "text", i) for line in wrapped)
         if count > SHOWN:
             lines.append((f"… and {count - SHOWN} more (the table flags them !)", "label", -1))
         if self.cleared:
             lines.append(("cleared lately", "title", -1))
-            lines.extend((f"{c.kind} {_where(c.fd)}: lasted {fmt.age(c.until - c.since)}",
-                          "label", -1) for c in self.cleared)
+            lines.extend((fmt.plain(f"{c.kind} {_where(c.fd)}: lasted "
+                                    f"{fmt.age(c.until - c.since)}"), "label", -1)
+                         for c in self.cleared)
         self._lines, self._width = lines, width
         return lines
 

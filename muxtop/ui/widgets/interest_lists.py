@@ -42,7 +42,7 @@ def describe_process(s: Snapshot) -> Text:
     text = Text(end="", no_wrap=True, overflow="ellipsis")
     for d in s.diagnoses:
         where = "process" if d.fd is None else f"fd {d.fd}"
-        text.append(f"! {d.kind}", "bold red")
+        text.append(f"! {fmt.plain(d.kind)}", "bold red")
         text.append(f" ({where}, for {fmt.age(s.taken_at - d.since)})  ", "dim")
         text.append(fmt.plain(d.explanation) + "\n")
     if not s.running:
