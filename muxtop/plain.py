@@ -4,8 +4,8 @@ None, which JSON, a recording or a test can hold, and which convert back lossles
 Version 1 (PLAIN_VERSION). A Snapshot becomes a dict keyed by its field names plus
 ``"v": 1``; every NamedTuple inside it (ConnView, WaitRecord, TcpInfo, Totals, Rates,
 ProcessStats, Notice, Diagnosis, ProcessInfo, EpollSet, Watch, SocketInfo, WaitCall,
-TraceInfo, FdIo) becomes the list of its fields in declaration order (compact: a busy
-Snapshot holds thousands of ConnViews),
+TraceInfo, FdIo, StepInfo, FdStep) becomes the list of its fields in declaration order
+(compact: a busy Snapshot holds thousands of ConnViews),
 tuples become lists, `lab` a sorted list, and a Diagnosis's evidence a list of
 ``[key, value]`` pairs. Readers reject a newer version with PlainFormError rather than guess.
 Fields added later get defaults, so an older plain form still reads.
@@ -14,7 +14,7 @@ Fields added later get defaults, so an older plain form still reads.
 from __future__ import annotations
 
 from muxtop import snapshot as snap
-from muxtop.snapshot import ConnView, Diagnosis, Snapshot, WaitCall, WaitRecord
+from muxtop.snapshot import ConnView, Diagnosis, Snapshot, StepInfo, WaitCall, WaitRecord
 
 PLAIN_VERSION = 1
 
@@ -64,7 +64,13 @@ def to_plain(s: Snapshot) -> dict:
         "wait_calls": [wait_call_to_plain(c) for c in s.wait_calls],
         "trace": None if s.trace is None else list(s.trace),
         "fd_io": [list(io) for io in s.fd_io],
+        "step": None if s.step is None else step_to_plain(s.step),
     }
+
+
+def step_to_plain(step: StepInfo) -> list:
+    return [step.steps, step.seq, step.count,
+            [[*f[:11], list(f.accepted), *f[12:]] for f in step.fds]]
 
 
 def wait_call_to_plain(c: WaitCall) -> list:
@@ -99,6 +105,12 @@ def diagnosis_from_plain(row: list) -> Diagnosis:
                      since)
 
 
+def step_from_plain(row: list) -> StepInfo:
+    steps, seq, count, fds = row
+    return StepInfo(steps, seq, count,
+                    tuple(snap.FdStep(*f[:11], tuple(f[11]), *f[12:]) for f in fds))
+
+
 def check_version(doc: dict) -> None:
     version = doc.get("v") if isinstance(doc, dict) else None
     if not isinstance(version, int):
@@ -131,6 +143,7 @@ def from_plain(doc: dict) -> Snapshot:
             sockets=tuple(snap.SocketInfo(*k) for k in doc.get("sockets", ())),
             wait_calls=tuple(map(wait_call_from_plain, doc.get("wait_calls", ()))),
             trace=None if doc.get("trace") is None else snap.TraceInfo(*doc["trace"]),
-            fd_io=tuple(snap.FdIo(*io) for io in doc.get("fd_io", ())))
+            fd_io=tuple(snap.FdIo(*io) for io in doc.get("fd_io", ())),
+            step=None if doc.get("step") is None else step_from_plain(doc["step"]))
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
         raise PlainFormError(f"not a muxtop snapshot: {exc!r}") from None

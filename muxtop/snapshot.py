@@ -267,6 +267,43 @@ class TraceInfo(NamedTuple):
 TRACE_STARTING, TRACE_TRACING, TRACE_STOPPED = "starting", "tracing", "stopped"
 
 
+# How a stepped wait's reading of one fd ended (FdStep.read_end).
+READ_ONE = "one"  # level and oneshot: one recv per readiness; the next wait says if more is left
+READ_SHORT = "short"  # edge: a read returned less than asked, so the queue was empty then
+READ_EAGAIN = "eagain"  # edge: read until recv failed with EAGAIN
+READ_FULL = "full"  # edge: the reads filled the budget; the fd is read again without waiting
+READ_NAIVE = "naive"  # edge with the naive-edge lab: one read per edge, the rest left behind
+READ_EOF = "eof"  # the peer's FIN: recv returned nothing
+
+
+class FdStep(NamedTuple):
+    """What the engine did with one fd in a stepped wait call (step mode)."""
+
+    fd: int
+    events: int  # what the wait reported; 0: not reported, serviced from the pending list
+    role: str  # "connection", "listener", "control" (a command arrived), "gone" (closed)
+    read: int  # bytes received
+    read_end: str  # READ_* above; "" when it did not read
+    sent: int  # bytes sent
+    queued: int  # bytes the kernel still holds for us to read, after; -1 unknown or closed
+    out: int  # bytes in muxtop's out-buffer, after (what the kernel did not take yet)
+    interest_before: int
+    interest_after: int
+    rearmed: bool  # oneshot: the kernel disarmed it and the engine armed it again
+    accepted: tuple[int, ...]  # the listener: fds of the connections it accepted
+    closed: str  # why the connection ended in this step; "" while it is open
+    pending: bool  # edge: left on the pending list, to read again without waiting
+
+
+class StepInfo(NamedTuple):
+    """Step mode: the engine stops before each wait call and makes one per step (`.`)."""
+
+    steps: int  # wait calls stepped since step mode began
+    seq: int  # the last stepped wait call; 0 before the first
+    count: int  # ready fds it returned (fds holds the first READY_KEPT, plus pending ones)
+    fds: tuple[FdStep, ...] = ()
+
+
 STALE_CLOSED = "fd closed, file still open elsewhere"
 STALE_REUSED = "fd number now names another file"
 
@@ -327,3 +364,4 @@ class Snapshot:
     wait_calls: tuple[WaitCall, ...] = ()  # attach --trace: parallel to waits
     trace: TraceInfo | None = None  # attach --trace: the tracer
     fd_io: tuple[FdIo, ...] = ()  # attach --trace: reads and writes per fd, by fd
+    step: StepInfo | None = None  # the engine in step mode; None while it runs free

@@ -16,6 +16,7 @@ from test_attach_ui import fixed_attach_snapshot
 from muxtop.attach.reader import Attacher
 from muxtop.bench import synthetic
 from muxtop.engine import Engine, EngineConfig, Switch
+from muxtop.engine.commands import Step
 from muxtop.plain import (
     PLAIN_VERSION,
     PlainFormError,
@@ -70,6 +71,23 @@ def test_engine_snapshot_round_trips():
     finally:
         for client in clients:
             client.close()
+        engine.stop()
+    same(snapshot, round_trip(snapshot))
+
+
+def test_a_stepping_engine_snapshot_round_trips():
+    engine = Engine(EngineConfig(port=0, publish_interval=0.05)).start()
+    try:
+        with socket.create_connection(engine.address, timeout=5) as client:
+            assert engine.submit(Step()).result(5).ok
+            engine.submit(Step()).result(5)  # accepts the client
+            client.sendall(b"ping")
+            deadline = time.monotonic() + 5
+            while not any(f.role == "connection" for f in engine.snapshot().step.fds):
+                assert time.monotonic() < deadline, "no step served the connection"
+                engine.submit(Step()).result(5)
+            snapshot = engine.snapshot()
+    finally:
         engine.stop()
     same(snapshot, round_trip(snapshot))
 

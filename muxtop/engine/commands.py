@@ -49,5 +49,16 @@ class Watch:
 
 
 @dataclass(frozen=True)
+class Step:
+    """Step mode. Running free: stop before the next wait call (answered at once). Stopped
+    there: make exactly one wait call and serve what it reports (answered when done)."""
+
+
+@dataclass(frozen=True)
+class Continue:
+    """Leave step mode: run at full speed again."""
+
+
+@dataclass(frozen=True)
 class Stop:
     pass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import socket
 import sys
 import threading
@@ -28,6 +29,7 @@ from muxtop.engine.connection import Connection
 from muxtop.engine.guards import OUT_BUFFER, Timeouts, out_buffer_note
 from muxtop.engine.protocols import PROTOCOLS
 from muxtop.engine.state import EngineState
+from muxtop.engine.stepper import Stepper
 from muxtop.engine.telemetry import Telemetry
 from muxtop.events import ERROR, HANGUP, RDHUP, READ, WRITE
 from muxtop.snapshot import (
@@ -93,6 +95,10 @@ class Engine:
         self._backend: Backend | None = None
         self._timeouts = Timeouts.of(config)  # None: no timeout set, nothing to check
         self._max_out = config.max_out_buffer
+        self._stepper: Stepper | None = None  # step mode: the loop stops between wait calls
+        # Something to do after every wait: re-arm (oneshot), resume accept, stop (stepping).
+        # One flag, so the loop tests one thing; kept by _chores_changed.
+        self._chores = False
         self.state: EngineState = LoopState(self)
         self.telemetry = Telemetry(self.state)
 
@@ -111,6 +117,7 @@ class Engine:
             self._by_fd[:] = [None] * (max(self._listen_fd, self._control_fd) + 1)
             self._set_listener(READ)
             self._register(self._control_fd, READ)
+            self._chores_changed()
         except (BackendError, OSError) as exc:  # select past FD_SETSIZE, out of fds
             self._close_all()
             if isinstance(exc, OSError):
@@ -171,13 +178,15 @@ class Engine:
             traceback.print_exc(file=sys.stderr)
         finally:
             self._running = False
+            if self._stepper is not None:
+                self._stepper.end("the engine has stopped")
             self._close_all()
             self._snapshot = self.telemetry.publish(time.monotonic())
             while self._commands:
                 _, future = self._commands.popleft()
                 future.set_result(cmd.Outcome(False, "the engine has stopped"))
 
-    def _loop(self) -> None:
+    def _loop(self) -> None:  # noqa: C901 - the hot loop is one function: a call costs
         """Wait, dispatch each ready fd, do the after-wait chores; nothing else."""
         monotonic, thread_time = time.monotonic, time.thread_time
         next_sample = 0.0
@@ -271,8 +280,14 @@ class Engine:
                         self._failed(conn, exc, after)
                 else:
                     self._not_a_connection(fd, after)
-            if pending or backend.trigger == ONESHOT or self._accept_resume_at is not None:
+            if pending or self._chores:
                 self._after_wait(backend, ready, after)
+                if self._stepper is not None:
+                    self.waits_total, self.events_total = seq, events_total
+                    self.probes_total = probes
+                    self._step_pause()  # publishes while it holds
+                    next_publish = monotonic() + publish_interval
+                    continue
             if after >= next_publish:
                 self.waits_total, self.events_total = seq, events_total
                 self.probes_total = probes
@@ -291,9 +306,16 @@ class Engine:
         """How long the next wait may block: until the next publish, or the end of an accept
         back-off, whichever comes first."""
         timeout = next_publish - now
-        if self._accept_resume_at is not None:
-            timeout = min(timeout, self._accept_resume_at - now)
+        if self._chores:
+            if self._stepper is not None:
+                return 0.0  # a step reports what is ready now; it never sleeps
+            if self._accept_resume_at is not None:
+                timeout = min(timeout, self._accept_resume_at - now)
         return max(timeout, 0.0)
+
+    def _chores_changed(self) -> None:
+        self._chores = (self._backend.trigger == ONESHOT or self._accept_resume_at is not None
+                        or self._stepper is not None)
 
     def _after_wait(self, backend: Backend, ready: list[tuple[int, int]], now: float) -> None:
         """The chores of one wait (like ae.c's beforesleep): re-arm what oneshot disarmed,
@@ -304,11 +326,36 @@ class Engine:
             self._service_pending(now)
         if self._accept_resume_at is not None and now >= self._accept_resume_at:
             self._accept_resume_at = None
+            self._chores_changed()
             if self._held is None:
                 self._set_listener(READ)
                 # Try at once, not on the listener's next event: with the backlog empty by
                 # now there would be none, and the out-of-fds finding would outlive its cause.
                 self._accept(now)
+
+    def _step_pause(self) -> None:
+        """Step mode, between two wait calls: publish what the last one did, then hold the
+        loop (no wait call, no client served) until a step is asked for, or continue or
+        stop. Commands still run, and Snapshots go on at the usual rate."""
+        stepper = self._stepper
+        stepper.finish()
+        now = time.monotonic()
+        self._publish(now)
+        stepper.answer()
+        control = select.poll()
+        control.register(self._control_fd, select.POLLIN)
+        interval = self.config.publish_interval
+        next_publish = now + interval
+        while self._running and self._stepper is stepper and not stepper.granted:
+            control.poll(max(next_publish - now, 0.0) * 1000)
+            now = time.monotonic()
+            commands = bool(self._commands)
+            self._run_commands(now)
+            if commands or now >= next_publish:  # a command's effect shows at once
+                self._publish(now)
+                next_publish = now + interval
+        if self._running and self._stepper is stepper:
+            stepper.begin()
 
     def _publish(self, now: float) -> None:
         if self._held is not None:
@@ -525,6 +572,7 @@ class Engine:
                     if "emfile-spin" in self.lab:
                         return  # the lab's bug: leave the listener armed and spin
                     self._accept_resume_at = now + self._accept_backoff
+                    self._chores_changed()
                     telemetry.notice(
                         "warning", f"accept: {os.strerror(exc.errno)}; pausing accept for "
                         f"{self._accept_backoff * 1000:.0f} ms", key="accept-backoff")
@@ -537,6 +585,7 @@ class Engine:
                 telemetry.accept_errors += 1
                 telemetry.notice("error", f"accept: {exc.strerror or exc!r}", key="accept-error")
                 self._accept_resume_at = now + self._accept_backoff
+                self._chores_changed()
                 self._set_listener(0)
                 return
             self._accept_backoff = ACCEPT_BACKOFF[0]
@@ -650,6 +699,9 @@ class Engine:
             pass
         while self._commands:
             command, future = self._commands.popleft()
+            if isinstance(command, cmd.Step) and self._stepper is not None:
+                self._stepper.grant(future)  # answered once that wait call is made
+                continue
             try:
                 outcome = self._execute(command, now)
             except Exception as exc:  # noqa: BLE001 - a command must not kill the loop
@@ -691,10 +743,26 @@ class Engine:
             case cmd.Watch(fds=fds):
                 self.telemetry.watched = fds
                 return cmd.Outcome(True, "watching")
+            case cmd.Step() | cmd.Continue():
+                return self._step_mode(isinstance(command, cmd.Step))
             case cmd.Stop():
                 self._running = False
                 return cmd.Outcome(True, "stopping")
         return cmd.Outcome(False, f"unknown command {command!r}")
+
+    def _step_mode(self, on: bool) -> cmd.Outcome:
+        """Enter step mode (a Step while running free) or leave it (Continue)."""
+        if on:
+            self._stepper = Stepper(self.state, self.telemetry)
+            message = "step mode: the engine stops before each wait call; clients wait"
+        elif self._stepper is None:
+            return cmd.Outcome(True, "not stepping")
+        else:
+            self._stepper.end("continued")
+            self._stepper = None
+            message = "continued: the engine runs at full speed"
+        self._chores_changed()
+        return cmd.Outcome(True, message)
 
     def _switch(self, name: str, trigger: str) -> cmd.Outcome:
         """Build a fresh backend from the engine's table and swap it in, or change nothing."""
@@ -723,6 +791,7 @@ class Engine:
         self._backend = new
         self._edge = trigger == EDGE
         self._nreg = count
+        self._chores_changed()
         old.close()
         if trigger == EDGE:
             # Bytes (or a backlog) from before the switch raise no edge: look at every fd once.
@@ -838,6 +907,11 @@ class LoopState:
     @property
     def queued_commands(self) -> int:
         return len(self._engine._commands)
+
+    @property
+    def step(self):
+        stepper = self._engine._stepper
+        return None if stepper is None else stepper.info
 
     def registrations(self) -> Iterator[tuple[int, int]]:
         return self._engine._registrations()

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from muxtop.backends import Backend
     from muxtop.engine.config import EngineConfig
     from muxtop.engine.connection import Connection
+    from muxtop.snapshot import StepInfo
 
 
 class EngineState(Protocol):
@@ -86,6 +87,10 @@ class EngineState(Protocol):
 
     @property
     def queued_commands(self) -> int: ...
+
+    @property
+    def step(self) -> StepInfo | None:
+        """Step mode: what the last stepped wait call did; None while running free."""
 
     def registrations(self) -> Iterator[tuple[int, int]]:
         """(fd, interest) of every fd the engine has registered in its backend."""

@@ -160,7 +160,8 @@ class Telemetry:
             connections=tuple(views), waits=waits, totals=totals, rates=rates,
             process=process, registered=state.registered,
             open_connections=len(conns), notices=tuple(self.notices), diagnoses=diagnoses,
-            lab=state.lab, refused=refused, running=running, error=state.error)
+            lab=state.lab, refused=refused, running=running, error=state.error,
+            step=state.step)
 
     def _rates(self, now: float, totals: Totals, waits: tuple[WaitRecord, ...],
                scans_all: bool) -> Rates:

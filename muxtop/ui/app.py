@@ -32,7 +32,15 @@ from textual.screen import Screen
 from textual.theme import BUILTIN_THEMES
 
 from muxtop.backends import BACKENDS, NAMES, TRIGGERS
-from muxtop.engine.commands import CloseConnection, PauseReading, SetLab, Switch, Watch
+from muxtop.engine.commands import (
+    CloseConnection,
+    Continue,
+    PauseReading,
+    SetLab,
+    Step,
+    Switch,
+    Watch,
+)
 from muxtop.engine.source import EngineSource
 from muxtop.flood.process import DEFAULT_FLOOD, IDLE_HERD, FloodProcess, FloodSettings
 from muxtop.record.control import Recordable, RecorderControl
@@ -57,7 +65,7 @@ GIL_SWITCH_INTERVAL = 0.0005  # seconds; Python's default is 0.005 (see run_dash
 NOTICES_AT_START = 5  # older notices than these are not replayed when the dashboard opens
 BUSY_CPU_PERCENT = 75.0  # process CPU from which the panels redraw at half the rate
 _SEVERITY = {"info": "information", "warning": "warning", "error": "error"}
-_QUIET_COMMANDS = (Switch, Watch)  # their outcome comes back as an engine Notice, or not at all
+_QUIET_COMMANDS = (Switch, Watch, Step)  # their outcome comes back as an engine Notice, or not at all
 # Keys of a source that can be played (it has a `player`): hidden everywhere else.
 _PLAYER_ACTIONS = ("play", "step", "speed", "to_start", "to_end")
 
@@ -86,6 +94,11 @@ class MuxtopApp(App[int]):
         Binding("full_stop", "step(1)", "step", key_display=".", tooltip="One wait call "
                 "forward: the ready list, table, findings and header right after it"),
         Binding("comma", "step(-1)", "back", key_display=",", tooltip="One wait call back"),
+        Binding("full_stop", "step_engine", "step", key_display=".", tooltip="Stop the engine "
+                "before its next wait call; then each press makes exactly one, and the step "
+                "panel says what it returned and what the engine did with each fd"),
+        Binding("c", "continue_engine", "continue", tooltip="Leave step mode: the engine runs "
+                "at full speed again"),
         Binding("right_square_bracket", "speed(1)", "faster", key_display="]",
                 tooltip="Play faster (up to ×64)"),
         Binding("left_square_bracket", "speed(-1)", "slower", key_display="[",
@@ -143,7 +156,8 @@ class MuxtopApp(App[int]):
         self._engine_error_told = False
         self._pending: list[tuple[object, Future]] = []
         self._watched: tuple[int, ...] = ()
-        self._mode: tuple[str, str, bool] | None = None  # backend, trigger, can_command
+        # backend, trigger, can_command, running free: the keys that apply follow them
+        self._mode: tuple[str, str, bool, bool] | None = None
         # The backend/trigger a Switch asked for, until a Snapshot shows it (or it is
         # refused): a second b or t before the next Snapshot goes on from there.
         self._intended: tuple[str, str] | None = None
@@ -235,7 +249,7 @@ class MuxtopApp(App[int]):
             self.dashboard.timeline.show()
         if self._intended == (snapshot.backend, snapshot.trigger):
             self._intended = None
-        mode = (snapshot.backend, snapshot.trigger, self.can_command)
+        mode = (snapshot.backend, snapshot.trigger, self.can_command, snapshot.step is None)
         if mode != self._mode:
             self._mode = mode
             self.refresh_bindings()
@@ -434,6 +448,8 @@ class MuxtopApp(App[int]):
             return "no server of our own to flood here"
         if action == "stop_floods" and not self.floods.running:
             return "no flood is running"
+        if action == "continue_engine" and (self.latest is None or self.latest.step is None):
+            return "the engine is not stepping: . stops it before its next wait call"
         mode = self.current_mode()
         if action in ("cycle_backend", "cycle_trigger") and mode is None:
             return "no picture of the server yet"
@@ -462,6 +478,8 @@ class MuxtopApp(App[int]):
         action = action.split("(")[0]  # "step(1)": the action, not its arguments
         if action in _PLAYER_ACTIONS:
             return self.player is not None
+        if action in ("step_engine", "continue_engine"):
+            return None if self.player is None and self.source.kind == "engine" else False
         if action == "toggle_pause":
             return self.player is None
         if action == "record":
@@ -539,6 +557,14 @@ class MuxtopApp(App[int]):
         if not self.player.step(n):
             self.notify(f"at the {'end' if n > 0 else 'start'} of the recording", timeout=2)
         self._player_moved()
+
+    def action_step_engine(self) -> None:
+        self.send(Step())
+        self.set_timer(0.05, self.tick)  # the step's picture without waiting a whole tick
+
+    def action_continue_engine(self) -> None:
+        self.send(Continue())
+        self.set_timer(0.05, self.tick)
 
     def action_speed(self, steps: int) -> None:
         self.player.change_speed(steps)
@@ -697,7 +723,7 @@ def run_source(source: Source, duration: float | None = None,
 
 
 _ENGINE_ACTIONS = frozenset({"cycle_backend", "cycle_trigger", "lab", "close_connection",
-                             "toggle_reading"})
+                             "toggle_reading", "step_engine", "continue_engine"})
 _FLOOD_ACTIONS = frozenset({"flood", "flood_form", "idle_herd"})
 _KEY_NAMES = {"question_mark": "?", "f1": "F1", "enter": "enter", "slash": "/",
               "space": "space", "full_stop": ".", "comma": ",", "right_square_bracket": "]",

@@ -30,6 +30,7 @@ from muxtop.ui.widgets.header import StatusHeader
 from muxtop.ui.widgets.interest_lists import InterestLists
 from muxtop.ui.widgets.ready_log import ReadyLog
 from muxtop.ui.widgets.sparklines import Trends
+from muxtop.ui.widgets.step_panel import StepPanel
 from muxtop.ui.widgets.timeline import TimelineBar
 
 
@@ -69,6 +70,8 @@ class DashboardScreen(Screen[None]):
         with Horizontal(id="lower"):
             if self.view.has_waits:
                 yield ReadyLog(id="ready-log", label=self.view.wait_label)
+            if self.view.has_waits and not self.view.interest_lists:
+                yield StepPanel(id="step")  # shown while the engine is stepping
             if self.view.interest_lists:
                 # Beside the ready-list log (a traced process) it takes the narrower part.
                 yield InterestLists(id="interest-lists",
@@ -96,6 +99,7 @@ class DashboardScreen(Screen[None]):
         self.floods = self._one(FloodPanel)
         self.diagnoses = self._one(DiagnosesPanel)
         self.interest_lists = self._one(InterestLists)
+        self.step = self._one(StepPanel)
         self.side = self._one("#side")
         self.timeline = self._one(TimelineBar)
         self._side_state: tuple[bool, bool] | None = None
@@ -136,7 +140,7 @@ class DashboardScreen(Screen[None]):
         """Draw a new Snapshot in the table and the lower panels (not the header: the
         app keeps that moving even while the display is paused)."""
         self.table.show(snapshot)
-        for panel in (self.ready_log, self.diagnoses, self.interest_lists):
+        for panel in (self.ready_log, self.step, self.diagnoses, self.interest_lists):
             if panel is not None:
                 panel.show(snapshot)
         self.side_changed()

@@ -99,6 +99,8 @@ class StatusHeader(PaletteMixin, Widget):
             badges.append((" READ-ONLY ", style("info")))
         if self.frozen:
             badges.append((" ORDER FROZEN ", style("info")))
+        if s.step is not None:
+            badges.append((" STEPPING: clients wait ", style("paused")))
         if self.paused:
             badges.append((" PAUSED ", style("paused")))
         if self.recording:

@@ -1,0 +1,54 @@
+"""Step mode from the dashboard: `.` stops the engine and then makes one wait call per press,
+the step panel says what each did, `c` runs free again."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from test_ui_engine import app_for, until
+
+from muxtop.engine import Engine, EngineConfig
+from muxtop.ui.widgets.header import StatusHeader
+from muxtop.ui.widgets.step_panel import StepPanel
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def engine():
+    engine = Engine(EngineConfig(port=0, publish_interval=0.05)).start()
+    yield engine
+    engine.stop()
+
+
+def panel_text(app) -> str:
+    return app.dashboard.query_one(StepPanel).render().plain
+
+
+async def test_dot_steps_one_wait_call_per_press_and_c_continues(engine):
+    app = app_for(engine)
+    with socket.create_connection(engine.address, timeout=5) as client:
+        async with app.run_test(size=(160, 48)) as pilot:
+            assert app.check_action("continue_engine", ()) is None  # not stepping: greyed
+            await pilot.press("full_stop")
+            await until(lambda: app.latest.step is not None, pilot)
+            panel = app.dashboard.query_one(StepPanel)
+            assert panel.has_class("-shown") and "Stopped before the next" in panel_text(app)
+            header = app.dashboard.query_one(StatusHeader)
+            assert "STEPPING" in str(header.render())
+            client.sendall(b"ping")
+            seqs, texts = [], []
+            for _ in range(5):
+                steps = app.latest.step.steps
+                await pilot.press("full_stop")
+                await until(lambda s=steps: app.latest.step.steps == s + 1, pilot)
+                await pilot.pause()
+                seqs.append(app.latest.step.seq)
+                texts.append(panel_text(app))
+            assert [b - a for a, b in zip(seqs, seqs[1:])] == [1, 1, 1, 1]
+            assert any("read 4B, one read" in t and "sent 4B" in t for t in texts), "\n---\n".join(texts)
+            assert client.recv(10) == b"ping"
+            await pilot.press("c")
+            await until(lambda: app.latest.step is None, pilot)
+            assert not panel.has_class("-shown")
