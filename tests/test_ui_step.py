@@ -47,7 +47,8 @@ async def test_dot_steps_one_wait_call_per_press_and_c_continues(engine):
                 seqs.append(app.latest.step.seq)
                 texts.append(panel_text(app))
             assert [b - a for a, b in zip(seqs, seqs[1:])] == [1, 1, 1, 1]
-            assert any("read 4B, one read" in t and "sent 4B" in t for t in texts), "\n---\n".join(texts)
+            assert any("read 4B, one read" in t and "sent 4B" in t for t in texts), \
+                "\n---\n".join(texts)
             assert client.recv(10) == b"ping"
             await pilot.press("c")
             await until(lambda: app.latest.step is None, pilot)

@@ -65,7 +65,8 @@ GIL_SWITCH_INTERVAL = 0.0005  # seconds; Python's default is 0.005 (see run_dash
 NOTICES_AT_START = 5  # older notices than these are not replayed when the dashboard opens
 BUSY_CPU_PERCENT = 75.0  # process CPU from which the panels redraw at half the rate
 _SEVERITY = {"info": "information", "warning": "warning", "error": "error"}
-_QUIET_COMMANDS = (Switch, Watch, Step)  # their outcome comes back as an engine Notice, or not at all
+# Their outcome comes back as an engine Notice, or in a panel (a step), or not at all.
+_QUIET_COMMANDS = (Switch, Watch, Step)
 # Keys of a source that can be played (it has a `player`): hidden everywhere else.
 _PLAYER_ACTIONS = ("play", "step", "speed", "to_start", "to_end")
 
