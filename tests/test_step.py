@@ -91,16 +91,15 @@ def test_a_big_message_read_step_by_step(make_engine, trigger):
     """Level reads one buffer per wait and the fd is reported again while bytes remain; edge
     reads until a short read in one step, leaving nothing queued."""
     engine = make_engine(backend="epoll", trigger=trigger, read_size=65536)
-    message = os.urandom(200_000)
+    message = os.urandom(100_000)  # fits the receive queue of a server that reads nothing
     with socket.create_connection(engine.address, timeout=5) as client:
-        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         wait_for(lambda: engine.snapshot().open_connections == 1)
         start_stepping(engine)
         client.sendall(message)
         wait_for(lambda: tx_queue(client.fileno()) == 0)
         steps = read_steps(engine, None, len(message))
         if trigger == "level":
-            assert len(steps) >= 4  # 200,000 bytes at 65,536 a read
+            assert len(steps) >= 2  # 100,000 bytes at 65,536 a read
             assert all(s.read <= 65536 and s.read_end == READ_ONE for s in steps)
             assert steps[0].queued > 0  # left for the next wait, which reports it again
         else:

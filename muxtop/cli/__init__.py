@@ -12,6 +12,7 @@ SUBCOMMANDS = {
     "attach": "muxtop.cli.attach",
     "web": "muxtop.cli.web",
     "replay": "muxtop.cli.replay",
+    "lesson": "muxtop.cli.lesson",
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-LABS = ("naive-edge", "busy-writable", "no-backpressure", "emfile-spin")
+LABS = ("naive-edge", "busy-writable", "no-backpressure", "emfile-spin", "no-rearm")
 
 
 @dataclass(frozen=True)

@@ -533,11 +533,16 @@ class Engine:
                 self._accept(now)
 
     def _rearm(self, ready: list[tuple[int, int]]) -> None:
-        """Oneshot: the kernel disarmed every fd it reported; arm them again."""
+        """Oneshot: the kernel disarmed every fd it reported; arm them again (with the
+        no-rearm lab, the connections stay disarmed; the listener and control fd never do,
+        or the switch could not be turned off again)."""
         backend = self._backend
+        forget = "no-rearm" in self.lab
         for fd, _ in ready:
             conn = self._conns.get(fd)
             if conn is not None:
+                if forget:
+                    continue
                 interest = conn.interest
             elif fd == self._listen_fd:
                 interest = self._listen_interest
@@ -730,16 +735,7 @@ class Engine:
                     self._pending[fd] = None
                 return cmd.Outcome(True, f"{'paused' if paused else 'resumed'} reading fd {fd}")
             case cmd.SetLab(name=name, on=on):
-                if name not in LABS:
-                    return cmd.Outcome(False, f"no bug-lab switch {name!r}")
-                (self.lab.add if on else self.lab.discard)(name)
-                for conn in list(self._conns.values()):
-                    self._update(conn, now)  # busy-writable and backpressure change interest
-                    if not on and self._edge:
-                        self._pending[conn.fd] = None  # recover what a naive edge left behind
-                if not on and name == "emfile-spin" and self._listen_interest:
-                    pass  # the listener is armed already; the next EMFILE backs off again
-                return cmd.Outcome(True, f"bug lab {name} {'on' if on else 'off'}")
+                return self._set_lab(name, on, now)
             case cmd.Watch(fds=fds):
                 self.telemetry.watched = fds
                 return cmd.Outcome(True, "watching")
@@ -749,6 +745,20 @@ class Engine:
                 self._running = False
                 return cmd.Outcome(True, "stopping")
         return cmd.Outcome(False, f"unknown command {command!r}")
+
+    def _set_lab(self, name: str, on: bool, now: float) -> cmd.Outcome:
+        if name not in LABS:
+            return cmd.Outcome(False, f"no bug-lab switch {name!r}")
+        (self.lab.add if on else self.lab.discard)(name)
+        for conn in list(self._conns.values()):
+            self._update(conn, now)  # busy-writable and backpressure change interest
+            if not on and self._edge:
+                self._pending[conn.fd] = None  # recover what a naive edge left behind
+        if not on and name == "no-rearm" and self._backend.trigger == ONESHOT:
+            for fd, conn in self._conns.items():
+                if conn.interest:
+                    self._backend.modify(fd, conn.interest)  # armed again
+        return cmd.Outcome(True, f"bug lab {name} {'on' if on else 'off'}")
 
     def _step_mode(self, on: bool) -> cmd.Outcome:
         """Enter step mode (a Step while running free) or leave it (Continue)."""

@@ -191,13 +191,13 @@ class FloodProcess:
         try:
             parent = psutil.Process(self.pid)
             procs = [parent, *parent.children(recursive=True)]
-        except psutil.Error:
+        except (psutil.Error, OSError):  # OSError: out of fds (EMFILE) reading /proc
             return ports
         for proc in procs:
             try:
                 for conn in proc.net_connections(kind="tcp"):
                     if conn.laddr:
                         ports.add(conn.laddr.port)
-            except psutil.Error:
+            except (psutil.Error, OSError):
                 continue
         return ports

@@ -43,6 +43,8 @@ from muxtop.engine.commands import (
 )
 from muxtop.engine.source import EngineSource
 from muxtop.flood.process import DEFAULT_FLOOD, IDLE_HERD, FloodProcess, FloodSettings
+from muxtop.lessons.format import Lesson, LessonError
+from muxtop.lessons.format import builtin as builtin_lessons
 from muxtop.record.control import Recordable, RecorderControl
 from muxtop.record.recorder import file_size
 from muxtop.record.writer import RecordWriteError
@@ -51,12 +53,14 @@ from muxtop.source import Source
 from muxtop.ui import format as fmt
 from muxtop.ui import layout
 from muxtop.ui.floods import Floods
+from muxtop.ui.lesson import LessonRun
 from muxtop.ui.rows import can_act_on
 from muxtop.ui.screens.dashboard import DashboardScreen
 from muxtop.ui.screens.detail import DetailScreen
 from muxtop.ui.screens.flood_form import FloodForm
 from muxtop.ui.screens.help import HelpScreen
 from muxtop.ui.screens.lab_menu import LabMenu
+from muxtop.ui.screens.lesson_picker import LessonPicker
 from muxtop.ui.views import view_for
 from muxtop.ui.widgets.timeline import TimelineBar
 
@@ -117,6 +121,13 @@ class MuxtopApp(App[int]):
                 "let them go): select and poll pay for every one on every call, epoll does "
                 "not; watch cpu/call and scans"),
         Binding("x", "stop_floods", "stop floods", tooltip="Stop every running flood"),
+        Binding("L", "lessons", "lessons", tooltip="Guided lessons: muxtop sets up an "
+                "experiment, asks what you expect, runs it and explains it with the numbers"),
+        Binding("n", "lesson_next", "next", tooltip="The lesson's next step"),
+        Binding("escape", "leave_lesson", "leave lesson", key_display="esc",
+                tooltip="Leave the lesson; muxtop puts the server back as it was"),
+        *[Binding(str(n), f"answer({n})", f"answer {n}", show=False,
+                  tooltip="Answer the lesson's question") for n in range(1, 7)],
         Binding("l", "lab", "lab", tooltip="Turn bug-lab switches on and off: break the "
                 "engine on purpose and watch the diagnoses"),
         Binding("question_mark,f1", "help", "help", key_display="?",
@@ -127,7 +138,8 @@ class MuxtopApp(App[int]):
 
     def __init__(self, source: Source, *, duration: float | None = None,
                  interval: float | None = POLL_INTERVAL, handle_signals: bool = False,
-                 flood: FloodSettings = DEFAULT_FLOOD, theme: str | None = None) -> None:
+                 flood: FloodSettings = DEFAULT_FLOOD, theme: str | None = None,
+                 lesson: Lesson | None = None) -> None:
         """`duration`: quit after that many seconds. `interval`: seconds between polls of
         the source (None: only when `tick()` is called, for tests and benchmarks). `flood`:
         what `f` launches and what the `F` form starts from (aimed at the source's server)."""
@@ -165,6 +177,9 @@ class MuxtopApp(App[int]):
         self._skipped = False  # the last Snapshot's panels were not redrawn (busy server)
         self._floods_running = False
         self.dashboard = DashboardScreen(self.view, self.player, source.read_only)
+        self.lesson: LessonRun | None = None
+        self._lesson_timer = None
+        self._first_lesson = lesson  # started once the first Snapshot is in
 
     @property
     def can_command(self) -> bool:
@@ -203,6 +218,8 @@ class MuxtopApp(App[int]):
                     pass  # not the main thread: the default handler stays
 
     def on_unmount(self) -> None:
+        if self.lesson is not None:
+            self.lesson.finish()  # the server as it was, and the lesson's fds let go
         self.floods.close()  # no flood outlives the dashboard that launched it
         if self.handle_signals:
             loop = asyncio.get_running_loop()
@@ -257,6 +274,9 @@ class MuxtopApp(App[int]):
         if isinstance(self.screen, LabMenu):
             self._show_on(self.screen, snapshot)
         self._watch_visible()
+        if self._first_lesson is not None:
+            lesson, self._first_lesson = self._first_lesson, None
+            self.start_lesson(lesson)
 
     def _show_floods(self) -> None:
         floods = self.floods
@@ -485,6 +505,10 @@ class MuxtopApp(App[int]):
             return self.player is None
         if action == "record":
             return self.recorder is not None
+        if action in _LESSON_ACTIONS:
+            return self.lesson is not None and self.lesson.phase != "done"
+        if action == "lessons":
+            return None if self.player is None and self.source.kind == "engine" else False
         return None
 
     def on_key(self, event: events.Key) -> None:
@@ -626,6 +650,68 @@ class MuxtopApp(App[int]):
         if stopped:
             self.notify(f"stopping {stopped} flood{'s' if stopped > 1 else ''}", timeout=3)
 
+    # ---- lessons -----------------------------------------------------------------------
+
+    def action_lessons(self) -> None:
+        try:
+            lessons = builtin_lessons()
+        except LessonError as exc:
+            self.notify(str(exc), title="lessons", severity="error")
+            return
+        self.push_screen(LessonPicker(lessons), self._picked)
+
+    def _picked(self, lesson: Lesson | None) -> None:
+        if lesson is not None:
+            self.start_lesson(lesson)
+
+    def start_lesson(self, lesson: Lesson) -> None:
+        """Run a lesson over this server (one at a time: a new one ends the last)."""
+        why = self.why_not("lessons")
+        if why is not None:
+            self.notify(f"no lesson here: {why}", severity="warning")
+            return
+        if self.lesson is not None:
+            self.lesson.finish()
+        self.lesson = LessonRun(self, lesson)
+        self.lesson.start()
+        if self._lesson_timer is None:
+            self._lesson_timer = self.set_interval(0.1, self._lesson_tick)
+        self._lesson_tick()
+        self.refresh_bindings()
+
+    def _lesson_tick(self) -> None:
+        run = self.lesson
+        if run is None or not self.dashboard.ready:
+            return
+        run.tick()
+        self.dashboard.show_lesson(run, self.source.latest())
+        if run.phase == "done":
+            self.lesson = None
+            self.dashboard.show_lesson(None, None)
+            if self._lesson_timer is not None:
+                self._lesson_timer.stop()
+                self._lesson_timer = None
+            self.refresh_bindings()
+
+    def action_answer(self, choice: int) -> None:
+        if self.lesson is not None and self.lesson.answer(choice):
+            self._lesson_tick()
+            self.refresh_bindings()
+
+    def action_lesson_next(self) -> None:
+        if self.lesson is not None and self.lesson.next():
+            if self.lesson.phase == "done":
+                self.notify(f"lesson over: {self.lesson.lesson.title}. The server is as it "
+                            "was.", timeout=5)
+            self._lesson_tick()
+            self.refresh_bindings()
+
+    def action_leave_lesson(self) -> None:
+        if self.lesson is not None:
+            self.lesson.finish()
+            self.notify("left the lesson; the server is as it was", timeout=3)
+            self._lesson_tick()
+
     def action_lab(self) -> None:
         if not isinstance(self.screen, LabMenu):
             lab = self.latest.lab if self.latest is not None else frozenset()
@@ -692,13 +778,15 @@ THEMES = tuple(BUILTIN_THEMES)  # what --theme takes; textual-light reads best o
 
 
 def run_dashboard(engine, duration: float | None = None, *, refresh: float = POLL_INTERVAL,
-                  theme: str | None = None, recorder: RecorderControl | None = None) -> int:
+                  theme: str | None = None, recorder: RecorderControl | None = None,
+                  lesson: Lesson | None = None) -> int:
     """Run the dashboard over a started engine until q (or `duration` seconds); R records
     through `recorder`. Textual restores the terminal however the app ends; the caller
     stops the engine (and the recorder)."""
     source = EngineSource(engine)
     app = MuxtopApp(source if recorder is None else Recordable(source, recorder),
-                    duration=duration, handle_signals=True, interval=refresh, theme=theme)
+                    duration=duration, handle_signals=True, interval=refresh, theme=theme,
+                    lesson=lesson)
     # The engine thread waits for the GIL whenever it returns from a wait call while the UI
     # draws a frame; by default it would wait up to 5 ms each time. A shorter switch interval
     # hands the GIL back to the engine sooner while a frame is being drawn.
@@ -725,7 +813,8 @@ def run_source(source: Source, duration: float | None = None,
 
 _ENGINE_ACTIONS = frozenset({"cycle_backend", "cycle_trigger", "lab", "close_connection",
                              "toggle_reading", "step_engine", "continue_engine"})
-_FLOOD_ACTIONS = frozenset({"flood", "flood_form", "idle_herd"})
+_FLOOD_ACTIONS = frozenset({"flood", "flood_form", "idle_herd", "lessons"})
+_LESSON_ACTIONS = frozenset({"lesson_next", "leave_lesson", "answer"})
 _KEY_NAMES = {"question_mark": "?", "f1": "F1", "enter": "enter", "slash": "/",
               "space": "space", "full_stop": ".", "comma": ",", "right_square_bracket": "]",
               "left_square_bracket": "["}

@@ -28,6 +28,7 @@ from muxtop.ui.widgets.diagnoses import DiagnosesPanel
 from muxtop.ui.widgets.flood_panel import FloodPanel
 from muxtop.ui.widgets.header import StatusHeader
 from muxtop.ui.widgets.interest_lists import InterestLists
+from muxtop.ui.widgets.lesson_panel import WATCHED, LessonPanel
 from muxtop.ui.widgets.ready_log import ReadyLog
 from muxtop.ui.widgets.sparklines import Trends
 from muxtop.ui.widgets.step_panel import StepPanel
@@ -85,6 +86,7 @@ class DashboardScreen(Screen[None]):
                     "enter keeps it · esc clears")
         if self.player is not None:
             yield TimelineBar(self.player, read_only=self.read_only, id="timeline")
+        yield LessonPanel(id="lesson")
         yield Footer()
         yield Static(id="too-small")
 
@@ -102,6 +104,8 @@ class DashboardScreen(Screen[None]):
         self.step = self._one(StepPanel)
         self.side = self._one("#side")
         self.timeline = self._one(TimelineBar)
+        self.lesson = self.query_one(LessonPanel)
+        self._watched_panel: str | None = None
         self._side_state: tuple[bool, bool] | None = None
         self.side_changed()
         self.table.focus()
@@ -146,6 +150,20 @@ class DashboardScreen(Screen[None]):
         self.side_changed()
         if self.trends is not None:
             self.trends.redraw()
+
+    def show_lesson(self, run, snapshot: Snapshot | None) -> None:
+        """The lesson panel, and the panel the lesson says to watch, highlighted."""
+        self.lesson.show(run, snapshot)
+        watch = None
+        if run is not None and run.phase != "done" and run.step.watch:
+            watch = WATCHED.get(run.step.watch)
+        if watch == self._watched_panel:
+            return
+        for selector in (self._watched_panel, watch):
+            if selector is not None:
+                for widget in self.query(selector):
+                    widget.set_class(selector == watch, "-lesson-watch")
+        self._watched_panel = watch
 
     def show_floods(self, floods: list) -> None:
         if self.floods is not None:

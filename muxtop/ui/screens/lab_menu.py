@@ -27,6 +27,8 @@ LAB_HELP = {
                         "grows without bound (stuck-write)"),
     "emfile-spin": ("out of fds, keep the listener armed without backing off: accept() "
                     "fails in a tight loop (fd-pressure, busy-loop)"),
+    "no-rearm": ("oneshot: forget to re-arm a connection after its event: the kernel "
+                 "reports it once, then never again (interest-mismatch; needs t → oneshot)"),
 }
 
 

@@ -1,0 +1,336 @@
+"""A lesson running over the dashboard (the file format: muxtop/lessons/format.py).
+
+Each step: muxtop sets it up (`do`), asks (the learner predicts before seeing), does what
+the answer waits for (`then`), lets it run `after` seconds, then explains with the numbers
+just measured. muxtop does the setting up, never the learner. Whatever the lesson changed
+(backend, trigger, bug lab, step mode, floods, held fds, the fd limit) is put back when it
+ends or is left with esc.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import replace
+
+from muxtop.engine.commands import Continue, SetLab, Step, Switch
+from muxtop.flood.process import IDLE_HERD, FloodProcess, FloodSettings
+from muxtop.lessons.format import Lesson
+from muxtop.lessons.measures import Tally, measure
+from muxtop.snapshot import Snapshot
+
+STEP_EVERY = 0.5  # seconds between the wait calls a lesson makes itself: slow enough to watch
+SETTLE = 15.0  # seconds an action may take to show in a Snapshot before the lesson goes on
+SETUP, ASK, THEN, RUN, EXPLAIN, DONE = "setup", "ask", "then", "run", "explain", "done"
+
+
+class LessonClient:
+    """One client of the lesson's own (`send`): sends its bytes and reads the echo back, on a
+    thread, so a stopped (stepping) engine never blocks the dashboard."""
+
+    def __init__(self, address: tuple[str, int], size: int) -> None:
+        self.size = size
+        self.echoed = 0
+        self.error = ""
+        self._sock = socket.create_connection(address, timeout=5)
+        self._sock.settimeout(None)
+        self._sender = threading.Thread(target=self._send, daemon=True, name="lesson-send")
+        self._reader = threading.Thread(target=self._read, daemon=True, name="lesson-read")
+        self._sender.start()
+        self._reader.start()
+
+    def _send(self) -> None:
+        try:
+            self._sock.sendall(os.urandom(self.size))
+        except OSError as exc:
+            self.error = exc.strerror or repr(exc)
+
+    def _read(self) -> None:
+        try:
+            while self.echoed < self.size:
+                data = self._sock.recv(1 << 20)
+                if not data:
+                    return
+                self.echoed += len(data)
+        except OSError:
+            pass  # closed by close(), or the server went away
+
+    def close(self) -> None:
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._sock.close()
+
+
+class Held:
+    """What a lesson holds in muxtop's own process, and lets go of at the end."""
+
+    def __init__(self) -> None:
+        self.fds: list[int] = []
+        self.limit: tuple[int, int] | None = None  # the fd limit before fd_headroom
+
+    def reserve(self, count: int) -> None:
+        """Hold `count` fds (the lowest free ones); 0 lets them go."""
+        self.release_fds()
+        try:
+            for _ in range(count):
+                self.fds.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+        except OSError:
+            pass  # out of fds already: hold what we got
+
+    def release_fds(self) -> None:
+        for fd in self.fds:
+            os.close(fd)
+        self.fds.clear()
+
+    def headroom(self, extra: int) -> None:
+        if self.limit is None:
+            self.limit = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if not extra:
+            self.restore_limit()
+            return
+        soft = min(len(os.listdir("/proc/self/fd")) + extra, self.limit[0])
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, self.limit[1]))
+
+    def restore_limit(self) -> None:
+        if self.limit is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, self.limit)
+            self.limit = None
+
+
+class LessonRun:
+    def __init__(self, app, lesson: Lesson) -> None:
+        self.app = app
+        self.lesson = lesson
+        self.index = -1
+        self.phase = SETUP
+        self.chosen = 0
+        self.tally = Tally()
+        self.kept: dict[str, str] = {}
+        self.explained = ""  # the explanation, measured once when it is shown
+        self.trouble = ""  # an action that did not take effect, in words
+        self.held = Held()
+        self.clients: list[LessonClient] = []
+        self.floods: list[FloodProcess] = []
+        self.herd: FloodProcess | None = None
+        self._actions: deque[tuple[str, object]] = deque()
+        self._waiting: tuple[Callable[[Snapshot], bool], float, str] | None = None
+        self._steps_left = 0
+        self._step_asked: Future | None = None
+        self._next_step_at = 0.0
+        self._run_until = 0.0
+        s = app.latest
+        self.initial = (s.backend, s.trigger, s.lab) if s is not None else None
+        self.was_stepping = s is not None and s.step is not None
+
+    @property
+    def step(self):
+        return self.lesson.steps[self.index]
+
+    # ---- the learner -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._enter(0)
+
+    def answer(self, choice: int) -> bool:
+        """The learner's prediction; False when there is no question to answer now."""
+        step = self.step
+        if self.phase not in (SETUP, ASK) or not 1 <= choice <= len(step.choices):
+            return False
+        self.chosen = choice
+        self.tally.answer = step.choices[choice - 1]
+        self.tally.right = step.choices[step.answer - 1]
+        self._queue(step.then)
+        self.phase = THEN
+        return True
+
+    def next(self) -> bool:
+        """On to the next step (or the end); False while this one is not explained yet."""
+        if self.phase != EXPLAIN:
+            return False
+        if self.index + 1 < len(self.lesson.steps):
+            self._enter(self.index + 1)
+        else:
+            self.finish()
+        return True
+
+    def finish(self) -> None:
+        """End (or leave) the lesson and put the server back as it was."""
+        if self.phase == DONE:
+            return
+        self.phase = DONE
+        self._actions.clear()
+        self._steps_left = 0
+        send = self.app.source.submit
+        latest = self.app.source.latest()
+        if not self.was_stepping:
+            send(Continue())
+        if self.initial is not None:
+            backend, trigger, lab = self.initial
+            now = latest.lab if latest is not None else frozenset()
+            for name in sorted(now ^ lab):
+                send(SetLab(name, name in lab))
+            send(Switch(backend, trigger))
+        for flood in [*self.floods, *([self.herd] if self.herd else [])]:
+            self.app.floods.stop(flood)
+        for client in self.clients:
+            client.close()
+        self.held.release_fds()
+        self.held.restore_limit()
+
+    # ---- the steps ---------------------------------------------------------------------
+
+    def _enter(self, index: int) -> None:
+        self.index = index
+        self.phase = SETUP
+        self.chosen = 0
+        self.tally = Tally()
+        self.explained = self.trouble = ""
+        self._queue(self.step.do)
+
+    def _queue(self, actions: dict) -> None:
+        self._actions.extend(actions.items())
+
+    def tick(self) -> None:
+        """Move the lesson on: the next action once the last one shows, the next step of
+        the engine, the explanation when the run is over."""
+        if self.phase == DONE:
+            return
+        snapshot = self.app.source.latest()
+        if snapshot is None:
+            return
+        now = time.monotonic()
+        if not self._settled(snapshot, now) or not self._stepped(snapshot, now):
+            return
+        while self._actions and self._waiting is None:
+            self._do(*self._actions.popleft(), snapshot, now)
+        if self._waiting is not None or self._steps_left:
+            return
+        step = self.step
+        if self.phase == SETUP:
+            self.phase = ASK if step.ask else RUN
+            self._run_until = now + step.after
+        elif self.phase == THEN:
+            self.phase = RUN
+            self._run_until = now + step.after
+        elif self.phase == RUN and now >= self._run_until:
+            self.explained = measure(step.explain or "", snapshot, self.tally, self.kept)
+            for name, what in step.keep.items():
+                self.kept[name] = measure("{" + what + "}", snapshot, self.tally, {})
+            self.phase = EXPLAIN
+
+    def text(self, snapshot: Snapshot | None, template: str) -> str:
+        """`say` and `ask` with their measures as they stand now."""
+        if snapshot is None:
+            return template
+        return measure(template, snapshot, self.tally, self.kept)
+
+    def _settled(self, snapshot: Snapshot, now: float) -> bool:
+        if self._waiting is None:
+            return True
+        seen, deadline, what = self._waiting
+        if seen(snapshot):
+            self._waiting = None
+            return True
+        if now >= deadline:
+            self.trouble = f"{what} did not show in {SETTLE:.0f} s; the lesson goes on"
+            self._waiting = None
+            return True
+        return False
+
+    def _stepped(self, snapshot: Snapshot, now: float) -> bool:
+        """The wait calls the lesson makes itself, one each STEP_EVERY, each counted once
+        its Snapshot is out (the engine answers a Step after publishing it)."""
+        asked = self._step_asked
+        if asked is not None:
+            if not asked.done():
+                return False
+            self._step_asked = None
+            self._steps_left -= 1
+            if snapshot.step is not None and snapshot.step.seq:
+                self._count(snapshot)
+        if self._steps_left and now >= self._next_step_at and snapshot.step is not None:
+            self._step_asked = self.app.source.submit(Step())
+            self._next_step_at = now + STEP_EVERY
+        return not self._steps_left
+
+    def _count(self, snapshot: Snapshot) -> None:
+        tally = self.tally
+        tally.stepped += 1
+        reads = [f.read for f in snapshot.step.fds if f.role == "connection" and f.read]
+        if reads:
+            tally.stepped_reads += 1
+            tally.stepped_read += sum(reads)
+
+    def _wait(self, seen: Callable[[Snapshot], bool], what: str, now: float) -> None:
+        self._waiting = (seen, now + SETTLE, what)
+
+    def _do(self, name: str, value: object, snapshot: Snapshot, now: float) -> None:  # noqa: C901
+        submit = self.app.source.submit
+        if name in ("backend", "trigger"):
+            future = submit(Switch(**{name: value}))
+            # Done once answered: a refusal is what some lessons are about.
+            self._wait(lambda s: future.done() and (not future.result().ok or
+                                                    getattr(s, name) == value),
+                       f"the switch to {value}", now)
+        elif name == "lab":
+            futures = [submit(SetLab(lab, lab in value)) for lab in sorted(
+                snapshot.lab ^ frozenset(value))]
+            self._wait(lambda s: all(f.done() for f in futures) and s.lab == frozenset(value),
+                       "the bug-lab switches", now)
+        elif name == "herd":
+            self._herd(int(value), snapshot, now)
+        elif name == "send":
+            self.clients.append(LessonClient(self._address(), int(value)))
+        elif name == "flood":
+            host, port = self._address()
+            flood = self.app.launch_flood(FloodSettings(host=host, port=port, **value))
+            if flood is not None:
+                self.floods.append(flood)
+        elif name == "stop_floods":
+            for flood in self.floods:
+                self.app.floods.stop(flood)
+            self.floods.clear()
+        elif name == "reserve_fds":
+            self.held.reserve(int(value))
+        elif name == "fd_headroom":
+            self.held.headroom(int(value))
+        elif name == "step":
+            if snapshot.step is None:
+                submit(Step())
+                self._wait(lambda s: s.step is not None, "step mode", now)
+            self._steps_left += int(value)
+            self._next_step_at = now
+        elif name == "continue":
+            submit(Continue())
+            self._wait(lambda s: s.step is None, "leaving step mode", now)
+
+    def _herd(self, count: int, snapshot: Snapshot, now: float) -> None:
+        """Hold `count` idle clients (one flood process), letting the last herd go first:
+        gone from the server before the new one comes (fds are handed out lowest first)."""
+        if self.herd is not None:
+            self.app.floods.stop(self.herd)
+            left = max(snapshot.open_connections - self.herd.args.clients, 0)
+            self.herd = None
+            self._actions.appendleft(("herd", count))
+            self._wait(lambda s: s.open_connections <= left, "the idle clients leaving", now)
+            return
+        if not count:
+            return
+        herd = self.app.launch_flood(replace(IDLE_HERD, clients=count))
+        if herd is not None:
+            self.herd = herd
+            self._wait(lambda s: s.open_connections >= count, f"{count:,} idle clients", now)
+
+    def _address(self) -> tuple[str, int]:
+        target = self.app.source.flood_target
+        if target is None:
+            raise RuntimeError("this lesson needs muxtop's own server")
+        return target

@@ -1,0 +1,96 @@
+"""The lesson under way, below the panels: what to read, the question and its choices, then
+the explanation with the numbers just measured. Keys: 1-6 answer, n next, esc leaves (the
+app's bindings, so they work wherever the focus is)."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from muxtop.snapshot import Snapshot
+from muxtop.ui import format as fmt
+from muxtop.ui.lesson import ASK, DONE, EXPLAIN, RUN, SETUP, THEN, LessonRun
+
+# The dashboard's widget for each panel name a lesson may `watch`.
+WATCHED = {"header": "#header", "table": "#conns", "ready-log": "#ready-log", "step": "#step",
+           "diagnoses": "#diagnoses", "floods": "#flood-panel", "trends": "#trends"}
+
+
+class LessonPanel(Static):
+    DEFAULT_CSS = """
+    LessonPanel {
+        display: none;
+        height: auto;
+        max-height: 16;
+        border: round $accent;
+        border-title-color: $text-accent;
+        border-subtitle-color: $text-muted;
+        padding: 0 1;
+        overflow-y: auto;
+    }
+    LessonPanel.-shown { display: block; }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("", **kwargs)
+        self._shown: Text | None = None
+
+    def show(self, run: LessonRun | None, snapshot: Snapshot | None) -> None:
+        self.set_class(run is not None and run.phase != DONE, "-shown")
+        if run is None or run.phase == DONE:
+            self._shown = None
+            return
+        lesson = run.lesson
+        self.border_title = (f"lesson: {fmt.plain(lesson.title)} · step {run.index + 1} of "
+                             f"{len(lesson.steps)}")
+        self.border_subtitle = _keys(run)
+        text = lesson_text(run, snapshot)
+        if text != self._shown:
+            self._shown = text
+            self.update(text)
+
+
+def _keys(run: LessonRun) -> str:
+    if run.phase == ASK:
+        return f"1-{len(run.step.choices)} answer · esc leaves"
+    if run.phase == EXPLAIN:
+        last = run.index + 1 == len(run.lesson.steps)
+        return f"n {'ends the lesson' if last else 'next step'} · esc leaves"
+    return "esc leaves"
+
+
+def lesson_text(run: LessonRun, snapshot: Snapshot | None) -> Text:
+    step = run.step
+    text = Text()
+    text.append(fmt.plain(run.text(snapshot, step.say)))
+    if step.ask:
+        text.append("\n\n")
+        text.append(fmt.plain(run.text(snapshot, step.ask)), "bold")
+        for number, choice in enumerate(step.choices, 1):
+            mark = "  "
+            style = ""
+            if run.chosen:
+                if number == step.answer:
+                    mark, style = "✓ ", "bold green"
+                elif number == run.chosen:
+                    mark, style = "✗ ", "red"
+            text.append(f"\n{mark}{number}  {fmt.plain(choice)}", style)
+    if run.phase in (SETUP, THEN, RUN):
+        waiting = {SETUP: "muxtop is setting this up…", THEN: "muxtop is doing it…",
+                   RUN: "watch the dashboard…"}[run.phase]
+        if run.phase == SETUP and step.ask:
+            waiting = "muxtop is setting this up; answer when you are ready"
+        if step.watch:
+            waiting += f" (look at the {step.watch})"
+        text.append(f"\n\n{waiting}", "italic")
+    if run.trouble:
+        text.append(f"\n{fmt.plain(run.trouble)}", "yellow")
+    if run.phase == EXPLAIN:
+        if step.ask:
+            verdict = "Right." if run.chosen == step.answer else \
+                f"Not quite: it is {step.answer}."
+            text.append(f"\n\n{verdict} ", "bold")
+        else:
+            text.append("\n\n")
+        text.append(fmt.plain(run.explained))
+    return text

@@ -1,0 +1,151 @@
+"""Lessons: every built-in lesson runs end to end over a real engine with scripted answers and
+puts the server back as it was; a broken lesson file is refused with its line and problem."""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+
+import pytest
+from ui_helpers import until
+
+from muxtop.cli import lesson as lesson_cli
+from muxtop.engine import Engine, EngineConfig
+from muxtop.engine.source import EngineSource
+from muxtop.lessons.format import LessonError, builtin, parse
+from muxtop.ui.app import MuxtopApp
+from muxtop.ui.lesson import ASK, DONE, EXPLAIN, SETUP
+from muxtop.ui.widgets.lesson_panel import LessonPanel
+
+LESSONS = builtin()
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("lesson", LESSONS, ids=[lesson.name for lesson in LESSONS])
+async def test_a_lesson_runs_end_to_end_and_restores_the_server(lesson):
+    engine = Engine(EngineConfig(port=0, publish_interval=0.1, backend="epoll",
+                                 trigger="level")).start()
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)
+    fds = open_fds()
+    try:
+        app = MuxtopApp(EngineSource(engine), interval=0.1)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await until(lambda: app.latest is not None, pilot)
+            app.start_lesson(lesson)
+            run = app.lesson
+            panel = app.dashboard.query_one(LessonPanel)
+            for number, step in enumerate(lesson.steps):
+                await until(lambda n=number: run.index == n and run.phase in (SETUP, ASK,
+                                                                             EXPLAIN), pilot)
+                assert panel.has_class("-shown")
+                if step.ask:
+                    # A wrong answer on odd steps: the explanation says which is right.
+                    wrong = step.answer % len(step.choices) + 1
+                    choice = wrong if number % 2 else step.answer
+                    await pilot.press(str(choice))
+                    assert run.chosen == choice
+                await until(lambda: run.phase == EXPLAIN, pilot, timeout=60,
+                            what=lambda: f"step {run.index + 1} in {run.phase}: {run.trouble}")
+                shown = panel.render().plain
+                assert run.explained and run.explained[:40] in " ".join(shown.split())[:2000] \
+                    or run.explained.split()[0] in shown
+                assert "{" not in run.explained, run.explained
+                assert not run.trouble, run.trouble
+                if step.ask:
+                    assert ("Right." in shown) == (choice == step.answer)
+                await pilot.press("n")
+            await until(lambda: run.phase == DONE and app.lesson is None, pilot)
+            await until(lambda: (engine.snapshot().backend, engine.snapshot().trigger,
+                                 engine.snapshot().lab, engine.snapshot().step) ==
+                        ("epoll", "level", frozenset(), None), pilot, timeout=15,
+                        what=lambda: repr((engine.snapshot().backend, engine.snapshot().lab)))
+            assert not app.floods.running
+            assert not panel.has_class("-shown")
+            await until(lambda: engine.snapshot().open_connections == 0, pilot, timeout=15)
+    finally:
+        engine.stop()
+    assert resource.getrlimit(resource.RLIMIT_NOFILE) == limit
+    deadline = time.monotonic() + 5
+    while open_fds() > fds + 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert open_fds() <= fds + 2  # the held fds and the lesson's clients are let go
+
+
+@pytest.mark.timeout(60)
+async def test_esc_leaves_a_lesson_midway_and_the_server_is_as_it_was():
+    engine = Engine(EngineConfig(port=0, publish_interval=0.1, backend="poll")).start()
+    try:
+        app = MuxtopApp(EngineSource(engine), interval=0.1)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await until(lambda: app.latest is not None, pilot)
+            await pilot.press("L")
+            await pilot.press("down", "down", "enter")  # the third: level vs edge
+            await until(lambda: app.lesson is not None and engine.snapshot().step is not None
+                        and engine.snapshot().trigger == "level"
+                        and engine.snapshot().backend == "epoll", pilot, timeout=20)
+            await pilot.press("escape")
+            await until(lambda: app.lesson is None and engine.snapshot().step is None
+                        and engine.snapshot().backend == "poll", pilot, timeout=15)
+    finally:
+        engine.stop()
+
+
+GOOD = '''title = "t"
+summary = "s"
+
+[[step]]
+say = "a"
+ask = "q?"
+choices = ["x", "y"]
+answer = 1
+explain = "e {cpu_per_call}"
+'''
+
+
+@pytest.mark.parametrize(("change", "line", "problem"), [
+    (("answer = 1", "answer = 1\nwhy = 2"), 9, "unknown key 'why'"),
+    (("answer = 1", "answer = 3"), 8, "answer must be the number of the right choice"),
+    (('explain = "e {cpu_per_call}"', ""), 6, "a question needs an explain"),
+    (('say = "a"', 'say = "a"\ndo = { backend = "kqueue" }'), 6, "do.backend: one of"),
+    (('say = "a"', 'say = "a"\ndo = { warp = 9 }'), 6, "do.warp: no such action"),
+    (("{cpu_per_call}", "{speed}"), 9, "{speed} is no measure"),
+    (('title = "t"', 'titel = "t"'), 1, "unknown key 'titel'"),
+    (('summary = "s"', ""), 1, "summary must be a non-empty text"),
+    (('choices = ["x", "y"]', 'choices = ["x"]'), 7, "a list of 2 to 6 texts"),
+    (('answer = 1', 'answer = 1\nwatch = "sky"'), 9, "no panel 'sky'"),
+])
+def test_check_names_the_line_and_the_problem(tmp_path, capsys, change, line, problem):
+    parse(GOOD, "good")
+    path = tmp_path / "bad.toml"
+    path.write_text(GOOD.replace(*change))
+    assert lesson_cli.main(["--check", str(path)]) == 1
+    message = capsys.readouterr().err
+    assert f"bad.toml:{line}:" in message and problem in message, message
+    # Running it is refused with the same message.
+    assert lesson_cli.main([str(path)]) == 1
+    assert capsys.readouterr().err == message
+
+
+def test_check_says_ok_and_refuses_what_is_not_a_lesson(tmp_path, capsys):
+    for lesson in LESSONS:
+        assert lesson.steps and 1 <= lesson.minutes <= 5
+    path = tmp_path / "cut.toml"
+    path.write_text(GOOD[:30])  # a truncated file
+    assert lesson_cli.main(["--check", str(path)]) == 1
+    assert "not TOML" in capsys.readouterr().err
+    path.write_bytes(b"\xff\xfe title")
+    assert lesson_cli.main(["--check", str(path)]) == 1
+    assert "cannot read" in capsys.readouterr().err
+    assert lesson_cli.main(["--check", str(tmp_path / "missing.toml")]) == 1
+    assert "cannot read" in capsys.readouterr().err
+    good = tmp_path / "good.toml"
+    good.write_text(GOOD)
+    assert lesson_cli.main(["--check", str(good)]) == 0
+    assert "OK" in capsys.readouterr().out
+    with pytest.raises(LessonError, match="no lesson"):
+        lesson_cli.find("no-such-lesson")
