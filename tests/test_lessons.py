@@ -57,7 +57,7 @@ async def test_a_lesson_runs_end_to_end_and_restores_the_server(lesson):
                 assert "{" not in run.explained, run.explained
                 assert not run.trouble, run.trouble
                 if step.ask:
-                    assert ("Right." in shown) == (choice == step.answer)
+                    assert ("Right:" in shown) == (choice == step.answer)
                 await pilot.press("n")
             await until(lambda: run.phase == DONE and app.lesson is None, pilot)
             await until(lambda: (engine.snapshot().backend, engine.snapshot().trigger,

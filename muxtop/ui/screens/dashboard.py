@@ -28,7 +28,7 @@ from muxtop.ui.widgets.diagnoses import DiagnosesPanel
 from muxtop.ui.widgets.flood_panel import FloodPanel
 from muxtop.ui.widgets.header import StatusHeader
 from muxtop.ui.widgets.interest_lists import InterestLists
-from muxtop.ui.widgets.lesson_panel import WATCHED, LessonPanel
+from muxtop.ui.widgets.lesson_panel import LOWER, WATCHED, LessonPanel
 from muxtop.ui.widgets.ready_log import ReadyLog
 from muxtop.ui.widgets.sparklines import Trends
 from muxtop.ui.widgets.step_panel import StepPanel
@@ -155,8 +155,12 @@ class DashboardScreen(Screen[None]):
         """The lesson panel, and the panel the lesson says to watch, highlighted."""
         self.lesson.show(run, snapshot)
         watch = None
-        if run is not None and run.phase != "done" and run.step.watch:
+        running = run is not None and run.phase != "done"
+        if running and run.step.watch:
             watch = WATCHED.get(run.step.watch)
+        # A short screen keeps, beside the lesson, the half it says to watch.
+        self.set_class(running and watch not in LOWER, "-lesson-upper")
+        self.set_class(running and watch in LOWER, "-lesson-lower")
         if watch == self._watched_panel:
             return
         for selector in (self._watched_panel, watch):

@@ -14,6 +14,8 @@ from muxtop.ui.lesson import ASK, DONE, EXPLAIN, RUN, SETUP, THEN, LessonRun
 # The dashboard's widget for each panel name a lesson may `watch`.
 WATCHED = {"header": "#header", "table": "#conns", "ready-log": "#ready-log", "step": "#step",
            "diagnoses": "#diagnoses", "floods": "#flood-panel", "trends": "#trends"}
+LOWER = frozenset(WATCHED[name] for name in ("ready-log", "step", "diagnoses", "floods",
+                                             "trends"))  # the panels below the table
 
 
 class LessonPanel(Static):
@@ -60,37 +62,36 @@ def _keys(run: LessonRun) -> str:
 
 
 def lesson_text(run: LessonRun, snapshot: Snapshot | None) -> Text:
+    """Before the answer: what to read, the question and its choices. After: the question,
+    the verdict and the explanation first (on a short screen that is what must show)."""
     step = run.step
     text = Text()
+    if run.phase == EXPLAIN:
+        if step.ask:
+            text.append(fmt.plain(run.text(snapshot, step.ask)) + " ", "bold")
+            right = fmt.plain(step.choices[step.answer - 1])
+            if run.chosen == step.answer:
+                text.append(f"Right: {right}.", "bold green")
+            else:
+                text.append(f"Not quite: it is {step.answer}, {right}.", "bold yellow")
+            text.append("\n")
+        text.append(fmt.plain(run.explained))
+        return text
     text.append(fmt.plain(run.text(snapshot, step.say)))
     if step.ask:
         text.append("\n\n")
         text.append(fmt.plain(run.text(snapshot, step.ask)), "bold")
         for number, choice in enumerate(step.choices, 1):
-            mark = "  "
-            style = ""
-            if run.chosen:
-                if number == step.answer:
-                    mark, style = "✓ ", "bold green"
-                elif number == run.chosen:
-                    mark, style = "✗ ", "red"
-            text.append(f"\n{mark}{number}  {fmt.plain(choice)}", style)
-    if run.phase in (SETUP, THEN, RUN):
-        waiting = {SETUP: "muxtop is setting this up…", THEN: "muxtop is doing it…",
-                   RUN: "watch the dashboard…"}[run.phase]
-        if run.phase == SETUP and step.ask:
-            waiting = "muxtop is setting this up; answer when you are ready"
-        if step.watch:
-            waiting += f" (look at the {step.watch})"
-        text.append(f"\n\n{waiting}", "italic")
+            mark = "▸ " if number == run.chosen else "  "
+            text.append(f"\n{mark}{number}  {fmt.plain(choice)}")
+    waiting = {SETUP: "muxtop is setting this up…", THEN: "muxtop is doing it…",
+               RUN: "watch the dashboard…", ASK: ""}[run.phase]
+    if run.phase == SETUP and step.ask:
+        waiting = "muxtop is setting this up; answer when you are ready"
+    if step.watch and waiting:
+        waiting += f" (look at the {step.watch})"
+    if waiting:
+        text.append(f"\n{waiting}", "italic")
     if run.trouble:
         text.append(f"\n{fmt.plain(run.trouble)}", "yellow")
-    if run.phase == EXPLAIN:
-        if step.ask:
-            verdict = "Right." if run.chosen == step.answer else \
-                f"Not quite: it is {step.answer}."
-            text.append(f"\n\n{verdict} ", "bold")
-        else:
-            text.append("\n\n")
-        text.append(fmt.plain(run.explained))
     return text
