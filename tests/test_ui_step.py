@@ -30,7 +30,7 @@ async def test_dot_steps_one_wait_call_per_press_and_c_continues(engine):
     app = app_for(engine)
     with socket.create_connection(engine.address, timeout=5) as client:
         async with app.run_test(size=(160, 48)) as pilot:
-            assert app.check_action("continue_engine", ()) is None  # not stepping: greyed
+            assert app.check_action("continue_engine", ()) is False  # not stepping: hidden
             await pilot.press("full_stop")
             await until(lambda: app.latest.step is not None, pilot)
             panel = app.dashboard.query_one(StepPanel)

@@ -99,11 +99,6 @@ class MuxtopApp(App[int]):
         Binding("full_stop", "step(1)", "step", key_display=".", tooltip="One wait call "
                 "forward: the ready list, table, findings and header right after it"),
         Binding("comma", "step(-1)", "back", key_display=",", tooltip="One wait call back"),
-        Binding("full_stop", "step_engine", "step", key_display=".", tooltip="Stop the engine "
-                "before its next wait call; then each press makes exactly one, and the step "
-                "panel says what it returned and what the engine did with each fd"),
-        Binding("c", "continue_engine", "continue", tooltip="Leave step mode: the engine runs "
-                "at full speed again"),
         Binding("right_square_bracket", "speed(1)", "faster", key_display="]",
                 tooltip="Play faster (up to ×64)"),
         Binding("left_square_bracket", "speed(-1)", "slower", key_display="[",
@@ -130,6 +125,11 @@ class MuxtopApp(App[int]):
                   tooltip="Answer the lesson's question") for n in range(1, 7)],
         Binding("l", "lab", "lab", tooltip="Turn bug-lab switches on and off: break the "
                 "engine on purpose and watch the diagnoses"),
+        Binding("full_stop", "step_engine", "step", key_display=".", tooltip="Stop the engine "
+                "before its next wait call; then each press makes exactly one, and the step "
+                "panel says what it returned and what the engine did with each fd"),
+        Binding("c", "continue_engine", "continue", tooltip="Leave step mode: the engine runs "
+                "at full speed again"),
         Binding("question_mark,f1", "help", "help", key_display="?",
                 tooltip="Keys, columns, and how select, poll and epoll work"),
         Binding("q", "quit", "quit", tooltip="Quit"),
@@ -486,6 +486,8 @@ class MuxtopApp(App[int]):
         applies = self._applies(action)
         if applies is not None:
             return applies
+        if action == "continue_engine" and self.why_not(action) is not None:
+            return False  # in the footer only while stepping (the help lists it always)
         if self.why_not(action) is None:
             return True
         # Greyed out where there is room to show what exists; gone where there is not, so
