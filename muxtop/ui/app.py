@@ -605,8 +605,15 @@ class MuxtopApp(App[int]):
             self.push_screen(LabMenu(lab))
 
     def action_help(self) -> None:
-        if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen(self.key_help(), self.view))
+        if isinstance(self.screen, HelpScreen):
+            return
+        # One help screen for the app's life, installed so that closing it keeps it: the
+        # next ? resumes it instead of composing and measuring its long text again (that
+        # took most of a press's 40-60 ms, `muxtop bench ui --keys`). What it says depends
+        # only on the source's kind and capabilities, which do not change.
+        if not self.is_screen_installed("help"):
+            self.install_screen(HelpScreen(self.key_help(), self.view), "help")
+        self.push_screen("help")
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """The palette (ctrl+p): Textual's own (theme, quit, keys), then every key's action,
