@@ -230,11 +230,10 @@ class Telemetry:
         # own: one tuple less per connection, and none made per publish.
         v = c.view
         if v is not None and v[7] == c.last_ready and v[5] == c.interest and \
-                v[4] is c.state and v[19] == flags and c.probed_at <= c.view_at and \
+                v[4] is c.state and v[19] == flags and \
                 v[16] == (c.last_read_at if c.last_read_at > c.last_write_at
                           else c.last_write_at):
             return v
-        c.view_at = now
         # tuple.__new__: ConnView(...) runs a Python-level __new__ with 23 arguments. It
         # fills no defaults, so every field is here (watched_by is attach's: empty).
         c.view = view = _new_tuple(ConnView, (
@@ -303,7 +302,7 @@ def _probe_conn(conn: Connection, now: float) -> None:
         conn.rx_since = now
     conn.tx_queue = probes.tx_queue(fd)
     conn.tcp = probes.tcp_info(conn.sock)
-    conn.probed_at = now
+    conn.view = None  # the queues it shows may have changed: built anew at the next publish
 
 
 def _percentile(ordered: list[float], q: float) -> float:
