@@ -297,7 +297,7 @@ def test_ui_keys_idle_and_loaded_print_positive_figures():
 
 
 def test_memory_per_idle_connection_of_muxtop_and_a_baseline():
-    proc = bench("memory", "--conns", "1000", "--rounds", "1",
+    proc = bench("memory", "--conns", "1000", "--rounds", "1", "--settle", "1",
                  "--servers", "muxtop-epoll-level,asyncio", "--json", timeout=90)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
@@ -310,8 +310,8 @@ def test_memory_text_says_when_uvloop_is_missing(monkeypatch, capsys):
     from muxtop.bench import memory
 
     monkeypatch.setattr(memory, "uvloop_available", lambda: False)
-    monkeypatch.setattr(memory, "measure", lambda specs, conns, rounds: {
-        "conns": conns, "rounds": rounds,
+    monkeypatch.setattr(memory, "measure", lambda specs, conns, rounds, settle: {
+        "conns": conns, "rounds": rounds, "settle_s": settle,
         "servers": {s.name: {"bytes_per_conn": 1.0, "runs": [1.0]} for s in specs}})
     assert memory.main(["--conns", "10", "--rounds", "1"]) == 0
     out = capsys.readouterr().out
