@@ -247,8 +247,8 @@ def test_diagnose_json_compares_detectors_off_and_on():
 
 def test_ui_frames_and_echo_in_a_tiny_configuration():
     proc = bench("ui", "--conns", "10,50", "--ticks", "4", "--frame-rounds", "2",
-                 "--echo-seconds", "1", "--echo-conns", "5", "--rounds", "1", "--json",
-                 timeout=90)
+                 "--echo-seconds", "1", "--echo-conns", "5", "--rounds", "1", "--keys", "0",
+                 "--json", timeout=90)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert set(doc["frames"]) == {"10", "50"}
@@ -263,6 +263,57 @@ def test_ui_frames_and_echo_in_a_tiny_configuration():
     assert positive(echo["headless_median"]) and positive(echo["dashboard_median"])
     assert positive(echo["ratio"])
     text = bench("ui", "--conns", "10,50", "--ticks", "2", "--frame-rounds", "2",
-                 "--echo-seconds", "0", timeout=60)
+                 "--echo-seconds", "0", "--keys", "0", timeout=60)
     assert text.returncode == 0, text.stderr
     assert "frame mean ratio round by round: median" in text.stdout and "target:" in text.stdout
+
+
+def test_ui_keys_idle_and_loaded_print_positive_figures():
+    # Few presses, few connections: that the figures are there and make sense, not how fast.
+    proc = bench("ui", "--conns", "10,20", "--ticks", "2", "--frame-rounds", "1",
+                 "--echo-seconds", "0", "--keys", "3", "--keys-conns", "5", "--json",
+                 timeout=90)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert positive(doc["switch_interval"])
+    keys = doc["keys"]
+    assert keys["presses"] == 3 and keys["conns"] == 5
+    for case in ("idle", "loaded"):
+        for name in ("open", "close"):
+            figures = keys[case][name]
+            assert figures["presses"] == 3
+            assert all(positive(figures[k]) for k in ("p50_ms", "p99_ms", "max_ms", "mean_ms"))
+            assert figures["p50_ms"] <= figures["p99_ms"] <= figures["max_ms"]
+        assert positive(keys[case]["first_open_ms"])
+    text = bench("ui", "--conns", "10,20", "--ticks", "2", "--frame-rounds", "1",
+                 "--echo-seconds", "0", "--keys", "2", "--keys-conns", "0", "--switch", "0.005",
+                 timeout=60)
+    assert text.returncode == 0, text.stderr
+    assert "key to screen at 160x48" in text.stdout and "idle, ? (help opens)" in text.stdout
+    assert "echo connections" not in text.stdout  # --keys-conns 0: idle only
+
+
+# ----------------------------------------------------------------------------------- memory
+
+
+def test_memory_per_idle_connection_of_muxtop_and_a_baseline():
+    proc = bench("memory", "--conns", "1000", "--rounds", "1", "--settle", "1",
+                 "--servers", "muxtop-epoll-level,asyncio", "--json", timeout=90)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["conns"] == 1000 and set(doc["servers"]) == {"muxtop-epoll-level", "asyncio"}
+    for figures in doc["servers"].values():
+        assert positive(figures["bytes_per_conn"]) and len(figures["runs"]) == 1
+
+
+def test_memory_text_says_when_uvloop_is_missing(monkeypatch, capsys):
+    from muxtop.bench import memory
+
+    monkeypatch.setattr(memory, "uvloop_available", lambda: False)
+    monkeypatch.setattr(memory, "measure", lambda specs, conns, rounds, settle: {
+        "conns": conns, "rounds": rounds, "settle_s": settle,
+        "servers": {s.name: {"bytes_per_conn": 1.0, "runs": [1.0]} for s in specs}})
+    assert memory.main(["--conns", "10", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "uvloop is not installed" in out and "\n  uvloop" not in out  # said, not measured
+    assert "\n  muxtop-epoll-level" in out and "\n  selectors" in out

@@ -1,4 +1,4 @@
-"""`muxtop bench wait|echo|ui`: argument parsing, and the tables and charts each mode prints."""
+"""`muxtop bench MODE`: argument parsing, and the tables and charts each mode prints."""
 
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ def name_list(text: str) -> list[str]:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="muxtop bench", description="Measurements that print figures.")
-    sub = p.add_subparsers(dest="mode", metavar="{wait,echo,diagnose,ui,flood,replay,attach}")
+    sub = p.add_subparsers(dest="mode",
+                           metavar="{wait,echo,diagnose,ui,memory,flood,replay,attach}")
 
     w = sub.add_parser("wait", help="cost of one wait call against the number of idle fds",
                        description="Time wait(0) on select, poll and epoll with N idle fds and one "
@@ -84,7 +85,10 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--rounds", type=positive_int, default=2, help="rounds (default 2)")
     d.add_argument("--json", action="store_true", help="print one JSON document instead")
 
-    sub.add_parser("ui", help="the dashboard's frame cost (its own --help)", add_help=False)
+    sub.add_parser("ui", help="the dashboard's frame cost, its cost to the server, key to "
+                   "screen (its own --help)", add_help=False)
+    sub.add_parser("memory", help="RSS per idle connection: muxtop vs selectors, asyncio, "
+                   "uvloop (its own --help)", add_help=False)
     sub.add_parser("attach", help="what attaching costs: one refresh at thousands of sockets, "
                    "the target's throughput under each tracer (its own --help)", add_help=False)
     sub.add_parser("flood", help="open vs closed loop latency through a server stall (its own "
@@ -98,6 +102,8 @@ def main(argv: list[str]) -> int:
     if argv and argv[0] == "ui":
         # Lazy: only this mode may pull in textual.
         return importlib.import_module("muxtop.bench.ui").main(argv[1:])
+    if argv and argv[0] == "memory":
+        return importlib.import_module("muxtop.bench.memory").main(argv[1:])
     if argv and argv[0] == "attach":
         return importlib.import_module("muxtop.bench.attach").main(argv[1:])
     if argv and argv[0] == "flood":
@@ -206,6 +212,8 @@ def echo_main(args: argparse.Namespace) -> int:
         f"machine: {machine.header(info)}; load average before {load_before}",
         f"client: {client.note}",
     ]
+    if not args.servers and not echo.uvloop_available():
+        header.append("uvloop is not installed, so not measured: pip install 'muxtop[bench]'")
     if not args.json:
         print("\n".join(header), flush=True)
 
@@ -242,6 +250,7 @@ def echo_main(args: argparse.Namespace) -> int:
             "client_note": client.note, "size": args.size, "runs": args.runs,
             "duration": args.duration, "warmup": warmup, "conns": args.conns,
             "servers": [s.name for s in servers], "baseline": echo.BASELINE,
+            "not_installed": [] if echo.uvloop_available() else ["uvloop"],
             "busy_retries": args.busy_retries, "busy_pct": args.busy_pct, "results": rows,
             "raw": [{"server": c.server, "conns": c.conns, "runs": c.runs} for c in cells]},
            indent=1))

@@ -93,7 +93,7 @@ def choose_servers(names: list[str] | None) -> list[ServerSpec]:
     if unknown:
         raise BenchError(f"no server {', '.join(unknown)} (choose from {', '.join(specs)})")
     if "uvloop" in names and not uvloop_available():
-        raise BenchError("uvloop is not installed: pip install 'muxtop[uvloop]'")
+        raise BenchError("uvloop is not installed: pip install 'muxtop[bench]'")
     chosen = dict.fromkeys(names)
     for name in list(chosen):  # a variant is measured against its server: run that too
         pair = specs[name].pair

@@ -13,6 +13,11 @@
 2. Echo round trips/s of `muxtop --headless` and of `muxtop` with the dashboard open (under a
    pseudo-terminal of the same size), same client, interleaved runs. The dashboard shares the
    engine's GIL; the ratio says what it takes from the server.
+3. Key to screen (`--keys N`, muxtop.bench.keys): a press of ? and of esc until the screen
+   shows the help opened or closed, p50/p99, idle and under the echo client's load.
+
+`--switch S` runs the dashboards of parts 2 and 3 with that GIL switch interval instead of
+muxtop's (muxtop.ui.pacing), to measure what it does. `--json` prints every figure.
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ import time
 from time import perf_counter
 
 from muxtop.bench import synthetic
-from muxtop.cli.types import non_negative_float, positive_int
+from muxtop.cli.types import non_negative_float, non_negative_int, positive_float, positive_int
+from muxtop.ui.pacing import GIL_SWITCH_INTERVAL, SWITCH_ENV
 
 WARMUP = 10  # frames not timed: caches fill, the first layout happens
 
@@ -59,6 +65,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--client", choices=("auto", "loadgen", "python"), default="auto",
                    help="echo client: loadgen (muxtop's C client, built on "
                         "first use), python, or auto")
+    p.add_argument("--keys", type=non_negative_int, default=40, metavar="N",
+                   help="presses of ? and of esc timed, idle and under load (default 40; "
+                        "0 skips the keys part)")
+    p.add_argument("--keys-conns", type=non_negative_int, default=100, metavar="N",
+                   help="echo connections loading the engine while keys are timed "
+                        "(default 100; 0: idle only)")
+    p.add_argument("--switch", type=positive_float, default=None, metavar="S",
+                   help="GIL switch interval for the dashboards of the echo and keys parts "
+                        "(default muxtop's own, muxtop.ui.pacing)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead")
     return p
 
@@ -72,7 +87,8 @@ def main(argv: list[str]) -> int:
         parser().error("--conns takes N,M and --size WxH")
     if len(sizes) != 2 or min(sizes) < 1:
         parser().error("--conns takes two counts, e.g. 100,10000")
-    report: dict = {"size": f"{width}x{height}", "ticks": args.ticks}
+    report: dict = {"size": f"{width}x{height}", "ticks": args.ticks,
+                    "switch_interval": args.switch or GIL_SWITCH_INTERVAL}
     frames, ratios = measure_rounds(sizes, args.ticks, args.frame_rounds, (width, height))
     report["frames"] = {str(n): summary for n, summary in frames.items()}
     report["frame_ratio"] = {"median": statistics.median(ratios), "low": min(ratios),
@@ -87,6 +103,14 @@ def main(argv: list[str]) -> int:
         report["echo"] = echo
         if not args.json:
             print_echo(echo, args)
+    if args.keys:
+        from muxtop.bench import keys
+
+        report["keys"] = keys.measure(args.keys, (width, height), args.keys_conns, args.client,
+                                      args.switch)
+        if not args.json:
+            print()
+            keys.print_keys(report["keys"], width, height)
     if args.json:
         print(json.dumps(report, indent=2))
     return 0
@@ -225,7 +249,8 @@ def measure_echo(args, width: int, height: int) -> dict:
         for mode in ("headless", "dashboard"):
             port = _free_port()
             run_for = 1.0 + args.echo_seconds
-            server = _Server(port, mode == "dashboard", run_for + 6, width, height)
+            server = _Server(port, mode == "dashboard", run_for + 6, width, height,
+                             args.switch)
             try:
                 server.wait_listening()
                 command = client.command(port, args.echo_conns, args.echo_seconds, 1.0,
@@ -274,7 +299,7 @@ class _Server:
     pseudo-terminal of the given size whose output is read and dropped."""
 
     def __init__(self, port: int, dashboard: bool, duration: float, width: int,
-                 height: int) -> None:
+                 height: int, switch: float | None = None) -> None:
         self.port = port
         argv = [sys.executable, "-m", "muxtop", "--port", str(port), "--duration", f"{duration:g}"]
         self._main = -1
@@ -282,6 +307,8 @@ class _Server:
             self._main, child = pty.openpty()
             fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
             env = dict(os.environ, TERM="xterm-256color")
+            if switch is not None:
+                env[SWITCH_ENV] = repr(switch)
             self.proc = subprocess.Popen(argv, stdin=child, stdout=child, stderr=child,
                                          env=env, start_new_session=True, close_fds=True)
             os.close(child)

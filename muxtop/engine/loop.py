@@ -25,7 +25,7 @@ from muxtop.backends import EDGE, ONESHOT, Backend, BackendError, make_backend
 from muxtop.engine import commands as cmd
 from muxtop.engine.address import AddressError, resolve
 from muxtop.engine.config import LABS, EngineConfig
-from muxtop.engine.connection import Connection
+from muxtop.engine.connection import NO_OUT, Connection
 from muxtop.engine.guards import OUT_BUFFER, Timeouts, out_buffer_note
 from muxtop.engine.protocols import PROTOCOLS
 from muxtop.engine.state import EngineState
@@ -461,7 +461,11 @@ class Engine:
             conn.bytes_out += sent
             conn.msgs_out += 1
         if sent < len(reply):
-            conn.out += memoryview(reply)[sent:]
+            rest = memoryview(reply)[sent:]
+            if conn.out:
+                conn.out += rest
+            else:  # the first bytes to wait: the buffer is made now (Connection.out)
+                conn.out = bytearray(rest)
             if self._max_out is not None and len(conn.out) > self._max_out:
                 self._close_guarded(conn, OUT_BUFFER, out_buffer_note(self._max_out), now)
                 return
@@ -839,7 +843,7 @@ class Engine:
         conn.note = reason
         conn.set_state(CLOSED, now)
         self.telemetry.closed(conn, now)
-        conn.out = bytearray()
+        conn.out = NO_OUT
         conn.sock.close()
         if self._held is not None:
             self._release(now)

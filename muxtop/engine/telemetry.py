@@ -35,6 +35,7 @@ from muxtop.snapshot import (
     ProcessStats,
     Rates,
     Snapshot,
+    TcpInfo,
     Totals,
     WaitRecord,
 )
@@ -45,6 +46,8 @@ PROCESS_EVERY = 1.0  # seconds between psutil samples (each costs ~100 µs)
 # A CPU figure needs at least this span; before the first one, it shows 0.
 CPU_SPAN_MIN = 0.5
 NOTICE_REPEAT = 2.0  # seconds a keyed notice stays quiet after it was last shown
+# Distinct TCP_INFO readings kept to share (see _shared_tcp); past this the table starts over.
+TCP_SHARED_MAX = 4096
 _new_tuple = tuple.__new__
 _START = itemgetter(WaitRecord._fields.index("start"))  # by index: cheaper than the property
 _REGISTERED = itemgetter(WaitRecord._fields.index("registered"))
@@ -71,6 +74,7 @@ class Telemetry:
         self.refused: tuple[float, str] | None = None
         self.watched: tuple[int, ...] = ()  # fds a viewer shows: probed first
         self._probe_cursor = 0
+        self._tcp_shared: dict[TcpInfo, TcpInfo] = {}
         self._history: deque[tuple[float, Totals]] = deque()
         self._process = psutil.Process(os.getpid())
         self._process.cpu_percent(None)  # first call only starts the measurement
@@ -205,7 +209,7 @@ class Telemetry:
         for fd in self.watched[:budget]:
             conn = conns.get(fd)
             if conn is not None:
-                _probe_conn(conn, now)
+                _probe_conn(conn, now, self._tcp_shared)
         budget -= min(len(self.watched), budget)
         if not conns or budget <= 0:
             return
@@ -216,7 +220,7 @@ class Telemetry:
             chosen += fds[:min(start, budget - len(chosen))]
         self._probe_cursor = start + budget
         for fd in chosen:
-            _probe_conn(conns[fd], now)
+            _probe_conn(conns[fd], now, self._tcp_shared)
 
     def _conn_view(self, c: Connection, now: float, flagged: bool = False) -> ConnView:
         flags = FLAG_FINDING if flagged else ""
@@ -231,11 +235,10 @@ class Telemetry:
         # own: one tuple less per connection, and none made per publish.
         v = c.view
         if v is not None and v[7] == c.last_ready and v[5] == c.interest and \
-                v[4] is c.state and v[19] == flags and c.probed_at <= c.view_at and \
+                v[4] is c.state and v[19] == flags and \
                 v[16] == (c.last_read_at if c.last_read_at > c.last_write_at
                           else c.last_write_at):
             return v
-        c.view_at = now
         # tuple.__new__: ConnView(...) runs a Python-level __new__ with 23 arguments. It
         # fills no defaults, so every field is here (watched_by is attach's: empty).
         c.view = view = _new_tuple(ConnView, (
@@ -295,7 +298,7 @@ class Telemetry:
         return self._process_stats
 
 
-def _probe_conn(conn: Connection, now: float) -> None:
+def _probe_conn(conn: Connection, now: float, shared: dict[TcpInfo, TcpInfo]) -> None:
     fd = conn.fd
     conn.rx_queue = rx = probes.rx_queue(fd)
     if not rx:
@@ -303,8 +306,20 @@ def _probe_conn(conn: Connection, now: float) -> None:
     elif conn.rx_since is None or conn.last_read_at > conn.rx_since:
         conn.rx_since = now
     conn.tx_queue = probes.tx_queue(fd)
-    conn.tcp = probes.tcp_info(conn.sock)
-    conn.probed_at = now
+    conn.tcp = _shared_tcp(probes.tcp_info(conn.sock), shared)
+    conn.view = None  # the queues it shows may have changed: built anew at the next publish
+
+
+def _shared_tcp(tcp: TcpInfo | None, shared: dict[TcpInfo, TcpInfo]) -> TcpInfo | None:
+    """An equal TcpInfo seen before, if any: every probed connection keeps one, and a reading
+    with its ints is ~260 bytes (tracemalloc), more than the Connection itself. Idle
+    connections read alike (ESTABLISHED, nothing unacked, an RTT among a few values), so at
+    10,000 of them a few hundred objects stand for all. Immutable: sharing changes nothing."""
+    if tcp is None:
+        return None
+    if len(shared) >= TCP_SHARED_MAX:
+        shared.clear()  # a busy server's readings all differ: bounded, not an LRU
+    return shared.setdefault(tcp, tcp)
 
 
 def _percentile(ordered: list[float], q: float) -> float:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 from collections.abc import Iterable
 from concurrent.futures import Future
 from functools import partial
@@ -51,7 +50,7 @@ from muxtop.record.writer import RecordWriteError
 from muxtop.snapshot import ConnView, Snapshot
 from muxtop.source import Source
 from muxtop.ui import format as fmt
-from muxtop.ui import layout
+from muxtop.ui import layout, pacing
 from muxtop.ui.floods import Floods
 from muxtop.ui.lesson import LessonRun
 from muxtop.ui.rows import can_act_on
@@ -65,7 +64,6 @@ from muxtop.ui.views import view_for
 from muxtop.ui.widgets.timeline import TimelineBar
 
 POLL_INTERVAL = 0.25  # the engine publishes every 0.25 s: polling faster only costs the GIL
-GIL_SWITCH_INTERVAL = 0.0005  # seconds; Python's default is 0.005 (see run_dashboard)
 NOTICES_AT_START = 5  # older notices than these are not replayed when the dashboard opens
 BUSY_CPU_PERCENT = 75.0  # process CPU from which the panels redraw at half the rate
 _SEVERITY = {"info": "information", "warning": "warning", "error": "error"}
@@ -139,11 +137,14 @@ class MuxtopApp(App[int]):
     def __init__(self, source: Source, *, duration: float | None = None,
                  interval: float | None = POLL_INTERVAL, handle_signals: bool = False,
                  flood: FloodSettings = DEFAULT_FLOOD, theme: str | None = None,
-                 lesson: Lesson | None = None) -> None:
+                 freeze_at_start: bool = False, lesson: Lesson | None = None) -> None:
         """`duration`: quit after that many seconds. `interval`: seconds between polls of
         the source (None: only when `tick()` is called, for tests and benchmarks). `flood`:
-        what `f` launches and what the `F` form starts from (aimed at the source's server)."""
+        what `f` launches and what the `F` form starts from (aimed at the source's server).
+        `freeze_at_start`: once the first frame is up, take what exists out of the garbage
+        collector's sight (muxtop.ui.pacing; for a process that runs one dashboard)."""
         super().__init__()
+        self.freeze_at_start = freeze_at_start
         if theme is not None:
             self.theme = theme  # checked by the command line (THEMES)
         self.source = source
@@ -216,6 +217,10 @@ class MuxtopApp(App[int]):
                     loop.add_signal_handler(sig, self.exit)
                 except (NotImplementedError, RuntimeError, ValueError):
                     pass  # not the main thread: the default handler stays
+
+    def on_ready(self) -> None:
+        if self.freeze_at_start:
+            pacing.freeze()
 
     def on_unmount(self) -> None:
         if self.lesson is not None:
@@ -720,8 +725,15 @@ class MuxtopApp(App[int]):
             self.push_screen(LabMenu(lab))
 
     def action_help(self) -> None:
-        if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen(self.key_help(), self.view))
+        if isinstance(self.screen, HelpScreen):
+            return
+        # One help screen for the app's life, installed so that closing it keeps it: the
+        # next ? resumes it instead of composing and measuring its long text again (that
+        # took most of a press's 40-60 ms, `muxtop bench ui --keys`). What it says depends
+        # only on the source's kind and capabilities, which do not change.
+        if not self.is_screen_installed("help"):
+            self.install_screen(HelpScreen(self.key_help(), self.view), "help")
+        self.push_screen("help")
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """The palette (ctrl+p): Textual's own (theme, quit, keys), then every key's action,
@@ -788,16 +800,13 @@ def run_dashboard(engine, duration: float | None = None, *, refresh: float = POL
     source = EngineSource(engine)
     app = MuxtopApp(source if recorder is None else Recordable(source, recorder),
                     duration=duration, handle_signals=True, interval=refresh, theme=theme,
-                    lesson=lesson)
-    # The engine thread waits for the GIL whenever it returns from a wait call while the UI
-    # draws a frame; by default it would wait up to 5 ms each time. A shorter switch interval
-    # hands the GIL back to the engine sooner while a frame is being drawn.
-    switch_interval = sys.getswitchinterval()
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
+                    freeze_at_start=True, lesson=lesson)
+    # The engine thread shares the GIL and the garbage collector with the UI: pacing says
+    # how both are set while the dashboard runs, and why.
     try:
-        app.run()
+        with pacing.dashboard_pacing():
+            app.run()
     finally:
-        sys.setswitchinterval(switch_interval)
         app.floods.close()  # also when the app failed before unmounting
     if getattr(engine, "error", None):
         return 1
@@ -808,8 +817,10 @@ def run_source(source: Source, duration: float | None = None,
                interval: float | None = POLL_INTERVAL, theme: str | None = None) -> int:
     """Run the dashboard over any Source (e.g. another process, read-only) until q."""
     app = MuxtopApp(source, duration=duration, interval=interval, handle_signals=True,
-                    theme=theme)
-    app.run()
+                    theme=theme, freeze_at_start=True)
+    # No engine in this process to hand the GIL to; the collector's pauses are the same.
+    with pacing.dashboard_pacing(switch_interval=None):
+        app.run()
     return app.return_code or 0
 
 

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             import uvloop
         except ImportError:
-            print("uvloop is not installed: pip install 'muxtop[uvloop]'", file=sys.stderr)
+            print("uvloop is not installed: pip install 'muxtop[bench]'", file=sys.stderr)
             return 2
         loop_factory = uvloop.new_event_loop
     try:
