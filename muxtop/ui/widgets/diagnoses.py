@@ -142,7 +142,7 @@ class DiagnosesPanel(TextLines, Widget, can_focus=True):
         self._lines, self._width = lines, width
         return lines
 
-    def picture(self) -> Text:
+    def render(self) -> Text:
         palette = self.palette()
         width = max(10, self.size.width)
         text = Text(no_wrap=True, overflow="ellipsis", end="")

@@ -59,7 +59,7 @@ class StatusHeader(TextLines, Widget):
         self.recording = recording
         self.redraw()
 
-    def picture(self) -> Text:
+    def render(self) -> Text:
         s = self.snapshot
         palette = self.palette()
 

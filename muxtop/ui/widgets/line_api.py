@@ -42,23 +42,21 @@ class PaletteMixin:
 
 
 class TextLines(PaletteMixin):
-    """A widget whose picture is a rich Text (`picture()`, built by `redraw()`), drawn with
-    the Line API one Strip per line. A new picture repaints only the lines that differ, and
-    a line is turned into a Strip once: Textual's `render()` path turns every line of the
-    widget into Content and then Strips whenever anything in it changes (~0.3 ms a line)."""
+    """A widget whose picture is the rich Text its `render()` returns, drawn with the Line
+    API one Strip per line: `redraw()` takes a new picture and repaints only the lines that
+    differ, and a line becomes a Strip once. (Textual's own `render()` path turns every line
+    of the widget into Content and then Strips whenever anything in it changes, ~0.3 ms a
+    line; here Textual never calls `render()`, `redraw()` does.)"""
 
     _text_lines: list[Text] | None = None
     _line_keys: list[tuple] = []  # each line's (plain, spans) as drawn
     _line_strips: list[Strip | None] = []
     _drawn_width = -1
 
-    def picture(self) -> Text:
-        raise NotImplementedError
-
     def redraw(self) -> None:
         """Build the picture now; refresh the lines that changed (all of them after a change
         of width, or of colours)."""
-        lines = self.picture().split("\n", allow_blank=True)
+        lines = self.render().split("\n", allow_blank=True)
         keys = [(line.plain, line.spans) for line in lines]
         width = self.scrollable_content_region.width  # type: ignore[attr-defined]
         if width != self._drawn_width or len(keys) != len(self._line_keys):
@@ -81,8 +79,8 @@ class TextLines(PaletteMixin):
             return Strip.blank(self._drawn_width, base)
         strip = self._line_strips[y]
         if strip is None:
-            strip = self._line_strips[y] = text_strip(lines[y], self._drawn_width, base,  # type: ignore[index]
-                                                 self.app.console)  # type: ignore[attr-defined]
+            strip = self._line_strips[y] = text_strip(
+                lines[y], y, self._drawn_width, base, self.app.console)  # type: ignore
         return strip
 
     def on_resize(self, event: events.Resize) -> None:
@@ -95,14 +93,28 @@ class TextLines(PaletteMixin):
             self.redraw()
 
 
-def text_strip(line: Text, width: int, base: Style, console) -> Strip:
-    """One line of a Text as Textual draws it on a widget whose own style is `base`: cut to
-    `width` as the Text says (crop or ellipsis), each span's style over `base`."""
+def text_strip(line: Text, y: int, width: int, base: Style, console) -> Strip:
+    """Line `y` of a Text as Textual draws it on a widget whose own style is `base`: cut to
+    `width` as the Text says (crop or ellipsis), each span's style over `base`, and each
+    Segment's offset in its meta, which Textual's text selection reads."""
     if line.cell_len > width:
         line = line.copy()
         line.truncate(width, overflow=line.overflow or "crop")
-    return Strip([Segment(text, base + style if style else base)
-                  for text, style, _ in line.render(console, end="")])
+    segments = []
+    x = 0
+    for text, style, _ in line.render(console, end=""):
+        where = Style.from_meta({"offset": (x, y)})
+        segments.append(Segment(text, (base + style if style else base) + where))
+        x += len(text)
+    return Strip(segments)
+
+
+def set_border_title(widget: Widget, title: str) -> None:
+    """Set a border title that is often the same as before: Textual parses the markup and
+    repaints the whole widget on every assignment, changed or not."""
+    if getattr(widget, "_title_set", None) != title:
+        widget._title_set = title  # type: ignore[attr-defined]
+        widget.border_title = title
 
 
 def set_virtual_size(widget: Widget, size: Size) -> None:

@@ -54,7 +54,7 @@ class Trend(TextLines, Widget):
     def replace(self, history) -> None:
         self.samples = deque((float(self.read(s)) for s in history), maxlen=HISTORY)
 
-    def picture(self) -> Text:
+    def render(self) -> Text:
         width = self.size.width
         samples = list(self.samples)[-width:] if width else []
         latest = samples[-1] if samples else 0.0
