@@ -25,7 +25,12 @@ from muxtop.ui import format as fmt
 from muxtop.ui.rows import ConnRows
 from muxtop.ui.views import ENGINE, SourceView
 from muxtop.ui.views.base import Column, Facts, fit_columns
-from muxtop.ui.widgets.line_api import PaletteMixin, move_bindings, set_virtual_size
+from muxtop.ui.widgets.line_api import (
+    PaletteMixin,
+    move_bindings,
+    set_border_title,
+    set_virtual_size,
+)
 
 GAP = 1  # cells between columns
 _CID = itemgetter(0)  # ConnView.cid
@@ -222,7 +227,7 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
 
     def on_resize(self, event: events.Resize) -> None:
         self._fit_columns()
-        self.virtual_size = Size(self._total_width(), len(self.model.rows) + 1)
+        set_virtual_size(self, Size(self._total_width(), len(self.model.rows) + 1))
         self.refresh()
 
     def _fit_columns(self) -> None:
@@ -250,7 +255,7 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
         title += f" · sort {column.label} {'▼' if m.descending else '▲'}"
         if m.frozen:
             title += " · order frozen (z)"
-        self.border_title = title
+        set_border_title(self, title)
 
     # ---- drawing -----------------------------------------------------------------------
 

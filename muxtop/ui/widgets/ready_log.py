@@ -20,7 +20,12 @@ from textual.strip import Strip
 from muxtop.events import ERROR, HANGUP, WRITE, short
 from muxtop.snapshot import Snapshot, WaitRecord
 from muxtop.ui import format as fmt
-from muxtop.ui.widgets.line_api import PaletteMixin, move_bindings, set_virtual_size
+from muxtop.ui.widgets.line_api import (
+    PaletteMixin,
+    move_bindings,
+    set_border_title,
+    set_virtual_size,
+)
 
 # The figures before the ready fds: (label, width, how soon it gives way on a narrow log).
 # cpu is the thread's CPU time in the call, on the sampled calls (WaitRecord.cpu).
@@ -139,7 +144,7 @@ class ReadyLog(PaletteMixin, ScrollView, can_focus=True):
             title += f" · {shown:,} returned fds (e shows empty waits)"
         else:
             title += " · e hides empty waits"
-        self.border_title = title
+        set_border_title(self, title)
 
     def watch_scroll_y(self, old: float, new: float) -> None:
         super().watch_scroll_y(old, new)
@@ -155,7 +160,7 @@ class ReadyLog(PaletteMixin, ScrollView, can_focus=True):
         self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
 
     def on_resize(self, event: events.Resize) -> None:
-        self.virtual_size = Size(0, self._count() + 1)  # no sideways scrolling
+        set_virtual_size(self, Size(0, self._count() + 1))  # no sideways scrolling
 
     # ---- drawing -----------------------------------------------------------------------
 
