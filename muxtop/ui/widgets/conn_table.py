@@ -284,9 +284,10 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
         else:
             width = self.scrollable_content_region.width
             drawn = self._drawn
-            for i in looks.keys() | drawn.keys():
-                if looks.get(i) != drawn.get(i):
-                    self.refresh(Region(0, i - top + 1, width, 1))  # line 0 is the header
+            changed = [Region(0, i - top + 1, width, 1)  # line 0 is the header
+                       for i in looks.keys() | drawn.keys() if looks.get(i) != drawn.get(i)]
+            if changed:
+                self.refresh(*changed)  # one call: each call works out the gutter again
         lines = self._lines
         self._lines = {look: lines[look] for look in looks.values() if look in lines}
         self._drawn, self._drawn_frame = looks, frame

@@ -64,10 +64,13 @@ class TextLines(PaletteMixin):
             self.refresh()  # type: ignore[attr-defined]
         else:
             strips = self._line_strips
+            changed = []
             for y, (old, new) in enumerate(zip(self._line_keys, keys)):
                 if old != new:
                     strips[y] = None
-                    self.refresh(Region(0, y, width, 1))  # type: ignore[attr-defined]
+                    changed.append(Region(0, y, width, 1))
+            if changed:  # one call: each call works out the gutter again
+                self.refresh(*changed)  # type: ignore[attr-defined]
         self._text_lines, self._line_keys, self._drawn_width = lines, keys, width
 
     def render_line(self, y: int) -> Strip:
@@ -102,11 +105,31 @@ def text_strip(line: Text, y: int, width: int, base: Style, console) -> Strip:
         line.truncate(width, overflow=line.overflow or "crop")
     segments = []
     x = 0
-    for text, style, _ in line.render(console, end=""):
+    for text, style in _runs(line, console):
         where = Style.from_meta({"offset": (x, y)})
         segments.append(Segment(text, (base + style if style else base) + where))
         x += len(text)
     return Strip(segments)
+
+
+def _runs(line: Text, console) -> list[tuple[str, Style | None]]:
+    """The (text, style) runs of a line, as `Text.render` gives them. Spans one after
+    another, each a Style (how the widgets write), are cut straight from the text: render()
+    works out a stack of styles at every boundary, several times the cost."""
+    plain = line.plain
+    runs: list[tuple[str, Style | None]] = []
+    at = 0
+    for start, end, style in line.spans:
+        if start < at or isinstance(style, str) or line.style:
+            return [(text, style) for text, style, _ in line.render(console, end="")]
+        if start > at:
+            runs.append((plain[at:start], None))
+        if end > start:
+            runs.append((plain[start:end], style))
+        at = max(at, end)
+    if at < len(plain):
+        runs.append((plain[at:], None))
+    return runs
 
 
 def set_border_title(widget: Widget, title: str) -> None:

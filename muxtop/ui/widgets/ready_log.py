@@ -192,9 +192,11 @@ class ReadyLog(PaletteMixin, ScrollView, can_focus=True):
             self.refresh()
         else:
             drawn = self._drawn
-            for line in looks.keys() | drawn.keys():
-                if looks.get(line) != drawn.get(line):
-                    self.refresh(Region(0, line - top + 1, region.width, 1))
+            changed = [Region(0, line - top + 1, region.width, 1)
+                       for line in looks.keys() | drawn.keys()
+                       if looks.get(line) != drawn.get(line)]
+            if changed:
+                self.refresh(*changed)  # one call: each call works out the gutter again
         lines = self._lines
         self._lines = {look: lines[look] for look in looks.values() if look in lines}
         self._drawn, self._drawn_frame = looks, frame
