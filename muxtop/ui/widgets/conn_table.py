@@ -25,7 +25,12 @@ from muxtop.ui import format as fmt
 from muxtop.ui.rows import ConnRows
 from muxtop.ui.views import ENGINE, SourceView
 from muxtop.ui.views.base import Column, Facts, fit_columns
-from muxtop.ui.widgets.line_api import PaletteMixin, move_bindings, set_virtual_size
+from muxtop.ui.widgets.line_api import (
+    PaletteMixin,
+    move_bindings,
+    set_border_title,
+    set_virtual_size,
+)
 
 GAP = 1  # cells between columns
 _CID = itemgetter(0)  # ConnView.cid
@@ -83,7 +88,12 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
         self._columns: tuple[Column, ...] = ENGINE.columns
         self._widths: list[int] = [c.width for c in ENGINE.columns]
         self._facts: Facts | None = None
-        self._lines: dict[tuple[int, bool], Strip] = {}  # rendered rows until the next show
+        # What each row on screen shows (its "look": the cursor, its tone, each cell's text
+        # and tone), by row index; and the Strip drawn for each look. A row whose look did
+        # not change keeps its Strip and is not repainted.
+        self._drawn: dict[int, tuple] = {}
+        self._drawn_frame: tuple | None = None  # (top row, columns, widths, sort) drawn
+        self._lines: dict[tuple, Strip] = {}
 
     # ---- data --------------------------------------------------------------------------
 
@@ -133,13 +143,12 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
             except ValueError:
                 pass  # gone or filtered out: stay at the same position
         self.cursor = max(0, min(self.cursor, len(rows) - 1))
-        self._lines.clear()
         set_virtual_size(self, Size(self._total_width(), len(rows) + 1))
         if was_visible:
             self._scroll_to_cursor()
         self._set_title()
         self._cursor_moved()
-        self.refresh()
+        self._repaint()
 
     def visible_fds(self) -> tuple[int, ...]:
         """The fds of the rows on screen now (for the engine's Watch)."""
@@ -162,10 +171,9 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
         if not rows:
             return
         self.cursor = max(0, min(index, len(rows) - 1))
-        self._lines.clear()
         self._scroll_to_cursor()
         self._cursor_moved()
-        self.refresh()
+        self._repaint()
 
     def _cursor_moved(self) -> None:
         view = self.selected
@@ -222,7 +230,7 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
 
     def on_resize(self, event: events.Resize) -> None:
         self._fit_columns()
-        self.virtual_size = Size(self._total_width(), len(self.model.rows) + 1)
+        set_virtual_size(self, Size(self._total_width(), len(self.model.rows) + 1))
         self.refresh()
 
     def _fit_columns(self) -> None:
@@ -232,7 +240,7 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
         fitted = fit_columns(self.view.columns, room, GAP)
         self._columns = tuple(c for c, _ in fitted)
         self._widths = [w for _, w in fitted]
-        self._lines.clear()
+        self._drawn, self._drawn_frame = {}, None  # the looks had the old columns
 
     def _total_width(self) -> int:
         return sum(self._widths) + GAP * (len(self._widths) - 1)
@@ -240,6 +248,7 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._lines.clear()  # colours changed (theme, or focus: the cursor's colour)
+        self._drawn_frame = None
 
     def _set_title(self) -> None:
         m = self.model
@@ -250,7 +259,7 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
         title += f" · sort {column.label} {'▼' if m.descending else '▲'}"
         if m.frozen:
             title += " · order frozen (z)"
-        self.border_title = title
+        set_border_title(self, title)
 
     # ---- drawing -----------------------------------------------------------------------
 
@@ -259,6 +268,29 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
         self._frame = (self.scrollable_content_region.width, round(self.scroll_x),
                        round(self.scroll_y), self.palette())
         return super().render_lines(crop)
+
+    def _repaint(self) -> None:
+        """Refresh the lines whose look changed since they were drawn: on a busy server most
+        rows change a cell or two each tick, but not the header, the borders, the listener
+        or the idle rows. Every line after a scroll or a change of columns or sort."""
+        top = round(self.scroll_y)
+        rows = self.model.rows
+        looks = {i: self._look(rows[i], i == self.cursor)
+                 for i in range(top, min(len(rows), top + self._page_rows()))}
+        m = self.model
+        frame = (top, self._columns, tuple(self._widths), m.sort, m.descending)
+        if frame != self._drawn_frame:
+            self.refresh()
+        else:
+            width = self.scrollable_content_region.width
+            drawn = self._drawn
+            changed = [Region(0, i - top + 1, width, 1)  # line 0 is the header
+                       for i in looks.keys() | drawn.keys() if looks.get(i) != drawn.get(i)]
+            if changed:
+                self.refresh(*changed)  # one call: each call works out the gutter again
+        lines = self._lines
+        self._lines = {look: lines[look] for look in looks.values() if look in lines}
+        self._drawn, self._drawn_frame = looks, frame
 
     def render_line(self, y: int) -> Strip:
         width, scroll_x, scroll_y, palette = self._frame
@@ -270,12 +302,12 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
             rows = self.model.rows
             if index >= len(rows):
                 return Strip.blank(width, base)
-            view = rows[index]
-            cursor = index == self.cursor
-            key = (view.cid, cursor)
-            strip = self._lines.get(key)
+            look = self._drawn.get(index)
+            if look is None:  # scrolled since the last Snapshot
+                look = self._look(rows[index], index == self.cursor)
+            strip = self._lines.get(look)
             if strip is None:
-                strip = self._lines[key] = self._row(view, cursor, palette)
+                strip = self._lines[look] = self._row(look, palette)
         return strip.crop_extend(scroll_x, scroll_x + width, base)
 
     def _header(self, palette: dict[str, Style]) -> Strip:
@@ -295,15 +327,25 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
             segments.append(gap)
         return Strip(segments[:-1])
 
-    def _row(self, view: ConnView, cursor: bool, palette: dict[str, Style]) -> Strip:
+    def _look(self, view: ConnView, cursor: bool) -> tuple:
+        """What a row shows: (cursor, the row's tone, each cell's text and tone)."""
         closed = view.state == CLOSED
-        base = palette[""]
-        if closed:
-            base = base + palette["closed"]
-        elif view.kind != KIND_CONN:
-            base = base + palette["special"]
-        muted = palette["muted"]
         facts = self._facts
+        cells = []
+        for column, width in zip(self._columns, self._widths):
+            text = column.cell(view, facts)
+            tone = None if closed else column.tone(view, facts) or None
+            if text == fmt.DASH and tone is None and not closed:
+                tone = "muted"
+            cells.append((fmt.fit(text, width, right=column.right), tone))
+        kind = "closed" if closed else "special" if view.kind != KIND_CONN else ""
+        return cursor, kind, tuple(cells)
+
+    def _row(self, look: tuple, palette: dict[str, Style]) -> Strip:
+        cursor, kind, cells = look
+        base = palette[""]
+        if kind:
+            base = base + palette[kind]
         cursor_style = palette["cursor"] if cursor else None
         # One Segment per run of equal style, not per cell: Textual's compositor, its colour
         # filter and the terminal encoder all work per Segment.
@@ -311,18 +353,14 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
         run: list[str] = []
         run_style = None
         gap = " " * GAP
-        for column, width in zip(self._columns, self._widths):
-            text = column.cell(view, facts)
-            tone = None if closed else column.tone(view, facts)
+        for text, tone in cells:
             extra = palette[tone] if tone else None
-            if text == fmt.DASH and extra is None and not closed:
-                extra = muted
             if extra is not run_style:
                 if run:
                     segments.append(Segment(gap.join(run) + gap, _style(base, run_style,
                                                                         cursor_style)))
                 run, run_style = [], extra
-            run.append(fmt.fit(text, width, right=column.right))
+            run.append(text)
         segments.append(Segment(gap.join(run), _style(base, run_style, cursor_style)))
         return Strip(segments, self._total_width())
 

@@ -17,7 +17,7 @@ from textual.widget import Widget
 
 from muxtop.snapshot import Diagnosis, Snapshot
 from muxtop.ui import format as fmt
-from muxtop.ui.widgets.line_api import PaletteMixin
+from muxtop.ui.widgets.line_api import TextLines
 
 SHOWN = 6  # current findings listed; the title counts them all
 CLEARED_KEPT = 5  # cleared findings remembered
@@ -30,7 +30,7 @@ class Cleared(NamedTuple):
     until: float  # the first Snapshot that no longer had it
 
 
-class DiagnosesPanel(PaletteMixin, Widget, can_focus=True):
+class DiagnosesPanel(TextLines, Widget, can_focus=True):
     """Hidden while there is nothing to say, now or lately."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -90,14 +90,15 @@ class DiagnosesPanel(PaletteMixin, Widget, can_focus=True):
         self.set_class(bool(diagnoses or self.cleared), "-shown")
         if changed:
             self._lines = []
-        self.refresh(layout=changed)
+            self.refresh(layout=True)  # its height follows its lines
+        self.redraw()
 
     # ---- keys and the mouse ------------------------------------------------------------
 
     def action_move(self, delta: int) -> None:
         if self.diagnoses:
             self.cursor = (self.cursor + delta) % min(len(self.diagnoses), SHOWN)
-            self.refresh()
+            self.redraw()
 
     def action_choose(self) -> None:
         if self.diagnoses:
@@ -162,10 +163,10 @@ class DiagnosesPanel(PaletteMixin, Widget, can_focus=True):
         return text
 
     def on_focus(self) -> None:
-        self.refresh()
+        self.redraw()  # the cursor shows while focused
 
     def on_blur(self) -> None:
-        self.refresh()
+        self.redraw()
 
     def get_content_height(self, container, viewport, width: int) -> int:
         return len(self._build(max(10, width)))

@@ -16,10 +16,10 @@ from muxtop.snapshot import Snapshot
 from muxtop.ui import format as fmt
 from muxtop.ui.views import ENGINE, SourceView
 from muxtop.ui.views.base import Header
-from muxtop.ui.widgets.line_api import PaletteMixin
+from muxtop.ui.widgets.line_api import TextLines
 
 
-class StatusHeader(PaletteMixin, Widget):
+class StatusHeader(TextLines, Widget):
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "status-header--title", "status-header--mode", "status-header--label",
         "status-header--value", "status-header--paused", "status-header--alert",
@@ -57,7 +57,7 @@ class StatusHeader(PaletteMixin, Widget):
         self.paused, self.frozen, self.read_only = paused, frozen, read_only
         self.problem = problem
         self.recording = recording
-        self.refresh()
+        self.redraw()
 
     def render(self) -> Text:
         s = self.snapshot

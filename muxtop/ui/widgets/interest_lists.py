@@ -9,6 +9,7 @@ from textual.widgets import Static
 from muxtop.kernel import epoll
 from muxtop.snapshot import Snapshot
 from muxtop.ui import format as fmt
+from muxtop.ui.widgets.line_api import set_border_title
 
 WATCHES_LISTED = 64  # registrations listed per epoll set; the table has them all
 
@@ -28,13 +29,15 @@ class InterestLists(Static):
 
     def show(self, snapshot: Snapshot) -> None:
         text = describe_process(snapshot)
-        # update() lays the whole screen out again: only when the text did change.
-        if self._shown is None or text.plain != self._shown.plain or \
-                text.spans != self._shown.spans:
+        shown = self._shown
+        if shown is None or text.plain != shown.plain or text.spans != shown.spans:
+            # A layout only when the height may change: the findings' ages change every
+            # second, and a layout of the whole screen each time is most of a frame.
+            lines = text.plain.count("\n")
+            self.update(text, layout=shown is None or lines != shown.plain.count("\n"))
             self._shown = text
-            self.update(text)
         count = len(snapshot.diagnoses)
-        self.border_title = f"epoll interest lists · {count} finding{'s' * (count != 1)}"
+        set_border_title(self, f"epoll interest lists · {count} finding{'s' * (count != 1)}")
 
 
 def describe_process(s: Snapshot) -> Text:

@@ -10,9 +10,13 @@ pseudo-classes (focus) change, which is when the palette is dropped.
 
 from __future__ import annotations
 
+from rich.segment import Segment
 from rich.style import Style
+from rich.text import Text
+from textual import events
 from textual.binding import Binding
-from textual.geometry import Size
+from textual.geometry import Region, Size
+from textual.strip import Strip
 from textual.widget import Widget
 
 
@@ -35,6 +39,105 @@ class PaletteMixin:
     def notify_style_update(self) -> None:
         self._palette = None
         super().notify_style_update()  # type: ignore[misc]
+
+
+class TextLines(PaletteMixin):
+    """A widget whose picture is the rich Text its `render()` returns, drawn with the Line
+    API one Strip per line: `redraw()` takes a new picture and repaints only the lines that
+    differ, and a line becomes a Strip once. (Textual's own `render()` path turns every line
+    of the widget into Content and then Strips whenever anything in it changes, ~0.3 ms a
+    line; here Textual never calls `render()`, `redraw()` does.)"""
+
+    _text_lines: list[Text] | None = None
+    _line_keys: list[tuple] = []  # each line's (plain, spans) as drawn
+    _line_strips: list[Strip | None] = []
+    _drawn_width = -1
+
+    def redraw(self) -> None:
+        """Build the picture now; refresh the lines that changed (all of them after a change
+        of width, or of colours)."""
+        lines = self.render().split("\n", allow_blank=True)
+        keys = [(line.plain, line.spans) for line in lines]
+        width = self.scrollable_content_region.width  # type: ignore[attr-defined]
+        if width != self._drawn_width or len(keys) != len(self._line_keys):
+            self._line_strips = [None] * len(lines)
+            self.refresh()  # type: ignore[attr-defined]
+        else:
+            strips = self._line_strips
+            changed = []
+            for y, (old, new) in enumerate(zip(self._line_keys, keys)):
+                if old != new:
+                    strips[y] = None
+                    changed.append(Region(0, y, width, 1))
+            if changed:  # one call: each call works out the gutter again
+                self.refresh(*changed)  # type: ignore[attr-defined]
+        self._text_lines, self._line_keys, self._drawn_width = lines, keys, width
+
+    def render_line(self, y: int) -> Strip:
+        if self._text_lines is None:
+            self.redraw()
+        lines = self._text_lines
+        base = self.palette()[""]
+        if y >= len(lines):  # type: ignore[arg-type]
+            return Strip.blank(self._drawn_width, base)
+        strip = self._line_strips[y]
+        if strip is None:
+            strip = self._line_strips[y] = text_strip(
+                lines[y], y, self._drawn_width, base, self.app.console)  # type: ignore
+        return strip
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.redraw()
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._drawn_width = -1  # the picture is drawn in the palette's colours
+        if self._text_lines is not None:
+            self.redraw()
+
+
+def text_strip(line: Text, y: int, width: int, base: Style, console) -> Strip:
+    """Line `y` of a Text as Textual draws it on a widget whose own style is `base`: cut to
+    `width` as the Text says (crop or ellipsis), each span's style over `base`, and each
+    Segment's offset in its meta, which Textual's text selection reads."""
+    if line.cell_len > width:
+        line = line.copy()
+        line.truncate(width, overflow=line.overflow or "crop")
+    segments = []
+    x = 0
+    for text, style in _runs(line, console):
+        where = Style.from_meta({"offset": (x, y)})
+        segments.append(Segment(text, (base + style if style else base) + where))
+        x += len(text)
+    return Strip(segments)
+
+
+def _runs(line: Text, console) -> list[tuple[str, Style | None]]:
+    """The (text, style) runs of a line, as `Text.render` gives them. Spans one after
+    another, each a Style (how the widgets write), are cut straight from the text: render()
+    works out a stack of styles at every boundary, several times the cost."""
+    plain = line.plain
+    runs: list[tuple[str, Style | None]] = []
+    at = 0
+    for start, end, style in line.spans:
+        if start < at or isinstance(style, str) or line.style:
+            return [(text, style) for text, style, _ in line.render(console, end="")]
+        if start > at:
+            runs.append((plain[at:start], None))
+        if end > start:
+            runs.append((plain[start:end], style))
+        at = max(at, end)
+    if at < len(plain):
+        runs.append((plain[at:], None))
+    return runs
+
+
+def set_border_title(widget: Widget, title: str) -> None:
+    """Set a border title that is often the same as before: Textual parses the markup and
+    repaints the whole widget on every assignment, changed or not."""
+    if getattr(widget, "_title_set", None) != title:
+        widget._title_set = title  # type: ignore[attr-defined]
+        widget.border_title = title
 
 
 def set_virtual_size(widget: Widget, size: Size) -> None:

@@ -20,7 +20,12 @@ from textual.strip import Strip
 from muxtop.events import ERROR, HANGUP, WRITE, short
 from muxtop.snapshot import Snapshot, WaitRecord
 from muxtop.ui import format as fmt
-from muxtop.ui.widgets.line_api import PaletteMixin, move_bindings, set_virtual_size
+from muxtop.ui.widgets.line_api import (
+    PaletteMixin,
+    move_bindings,
+    set_border_title,
+    set_virtual_size,
+)
 
 # The figures before the ready fds: (label, width, how soon it gives way on a narrow log).
 # cpu is the thread's CPU time in the call, on the sampled calls (WaitRecord.cpu).
@@ -75,6 +80,11 @@ class ReadyLog(PaletteMixin, ScrollView, can_focus=True):
         self._busy: list[int] | None = None  # indices of waits that returned something
         self._started_at = 0.0
         self._snapshot: Snapshot | None = None
+        # What each line on screen shows (its record and CALL label), by line of the log;
+        # and the Strip drawn for each. A line that shows the same as before is not repainted.
+        self._drawn: dict[int, tuple] = {}
+        self._drawn_frame: tuple | None = None  # (top line, width, hide_empty, started_at)
+        self._lines: dict[tuple, Strip] = {}
 
     # ---- data --------------------------------------------------------------------------
 
@@ -89,7 +99,7 @@ class ReadyLog(PaletteMixin, ScrollView, can_focus=True):
         if anchor is not None:
             self.scroll_to(y=self._line_of(anchor), animate=False, immediate=True)
         self._set_title()
-        self.refresh()
+        self._repaint()
 
     def toggle_empty(self) -> None:
         self.hide_empty = not self.hide_empty
@@ -139,7 +149,7 @@ class ReadyLog(PaletteMixin, ScrollView, can_focus=True):
             title += f" · {shown:,} returned fds (e shows empty waits)"
         else:
             title += " · e hides empty waits"
-        self.border_title = title
+        set_border_title(self, title)
 
     def watch_scroll_y(self, old: float, new: float) -> None:
         super().watch_scroll_y(old, new)
@@ -155,13 +165,53 @@ class ReadyLog(PaletteMixin, ScrollView, can_focus=True):
         self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
 
     def on_resize(self, event: events.Resize) -> None:
-        self.virtual_size = Size(0, self._count() + 1)  # no sideways scrolling
+        set_virtual_size(self, Size(0, self._count() + 1))  # no sideways scrolling
 
     # ---- drawing -----------------------------------------------------------------------
+
+    def _look(self, index: int) -> tuple:
+        """What the line of the wait at this index of the waits shows."""
+        snapshot = self._snapshot
+        label = self.label(snapshot, index) if self.label and snapshot else None
+        return self._waits[index], label
+
+    def _repaint(self) -> None:
+        """Refresh the lines whose record changed since they were drawn (not the header or
+        the borders; none at all in a log scrolled back); every line after a scroll or a
+        change of width."""
+        top = round(self.scroll_y)
+        region = self.scrollable_content_region
+        looks = {}
+        for line in range(top, top + max(0, region.height - 1)):  # less the header line
+            index = self._index(line)
+            if index is None:
+                break
+            looks[line] = self._look(index)
+        frame = (top, region.width, self.hide_empty, self._started_at)
+        if frame != self._drawn_frame:
+            self.refresh()
+        else:
+            drawn = self._drawn
+            changed = [Region(0, line - top + 1, region.width, 1)
+                       for line in looks.keys() | drawn.keys()
+                       if looks.get(line) != drawn.get(line)]
+            if changed:
+                self.refresh(*changed)  # one call: each call works out the gutter again
+        lines = self._lines
+        self._lines = {look: lines[look] for look in looks.values() if look in lines}
+        self._drawn, self._drawn_frame = looks, frame
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._lines.clear()  # drawn in the old colours
+        self._drawn_frame = None
 
     def render_lines(self, crop: Region) -> list[Strip]:
         # Looked up once per frame, not once per line.
         width = self.scrollable_content_region.width
+        if self._drawn_frame is None or self._drawn_frame[1] != width:
+            self._drawn, self._drawn_frame = {}, None  # resized: lines drawn at another width
+            self._lines.clear()
         self._frame = (width, round(self.scroll_y), self.palette(),
                        fields_for(width, self.label is not None))
         return super().render_lines(crop)
@@ -173,11 +223,18 @@ class ReadyLog(PaletteMixin, ScrollView, can_focus=True):
             header = " ".join(fmt.fit(label, w, right=label != CALL) for label, w, _ in fields)
             return Strip([Segment(fmt.fit(f"{header} {READY_FDS}", width),
                                   base + palette["header"])], width)
-        index = self._index(scroll_y + y - 1)
+        line = scroll_y + y - 1
+        index = self._index(line)
         if index is None:
             return Strip.blank(width, base)
-        return self._line(self._waits[index], width, palette, fields,
-                          index).crop_extend(0, width, base)
+        look = self._drawn.get(line)
+        if look is None:  # scrolled since the last Snapshot
+            look = self._look(index)
+        strip = self._lines.get(look)
+        if strip is None:
+            strip = self._lines[look] = self._line(self._waits[index], width, palette, fields,
+                                                   index).crop_extend(0, width, base)
+        return strip
 
     def _cell(self, label: str, w: WaitRecord, index: int) -> str:
         if label == CALL:

@@ -18,13 +18,13 @@ from textual.widget import Widget
 
 from muxtop.snapshot import Snapshot
 from muxtop.ui import format as fmt
-from muxtop.ui.widgets.line_api import PaletteMixin
+from muxtop.ui.widgets.line_api import TextLines
 
 HISTORY = 240  # samples: a minute at 4 Snapshots a second
 _BLOCKS = " ▁▂▃▄▅▆▇█"
 
 
-class Trend(PaletteMixin, Widget):
+class Trend(TextLines, Widget):
     """One metric: its name and latest value on top, a two-line sparkline below."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {"trend--label", "trend--value", "trend--bars"}
@@ -126,4 +126,4 @@ class Trends(Vertical):
 
     def redraw(self) -> None:
         for trend in self.trends:
-            trend.refresh()
+            trend.redraw()

@@ -51,6 +51,7 @@ class TimelineBar(PaletteMixin, Widget):
         super().__init__(id=id)
         self.player = player
         self.read_only = read_only
+        self._marked: tuple | None = None  # ((cells, duration), the events, their marks)
 
     def show(self) -> None:
         self.refresh()
@@ -88,14 +89,7 @@ class TimelineBar(PaletteMixin, Widget):
         duration = player.duration or 1.0
         cells = max(width, 1)
         cursor = min(cells - 1, int(player.position.t / duration * (cells - 1) + 0.5))
-        marks: dict[int, str] = {}
-        for event in player.events:
-            if event.kind not in MARKS:
-                continue
-            x = min(cells - 1, int(event.t / duration * (cells - 1) + 0.5))
-            held = marks.get(x)
-            if held is None or _PRIORITY.index(event.kind) > _PRIORITY.index(held):
-                marks[x] = event.kind
+        marks = self._marks(cells, duration)
         bar = Text(no_wrap=True, overflow="crop", end="")
         for x in range(cells):
             if x == cursor:
@@ -108,6 +102,25 @@ class TimelineBar(PaletteMixin, Widget):
             else:
                 bar.append("─", palette["label"])
         return bar
+
+    def _marks(self, cells: int, duration: float) -> dict[int, str]:
+        """The event kind each cell of the bar marks (the most urgent, where several share
+        a cell). The recording's events never change: worked out again only for a new
+        width, not on every redraw (4 a second while it plays)."""
+        events = self.player.events
+        key = (cells, duration)
+        if self._marked is not None and self._marked[0] == key and self._marked[1] is events:
+            return self._marked[2]
+        marks: dict[int, str] = {}
+        for event in events:
+            if event.kind not in MARKS:
+                continue
+            x = min(cells - 1, int(event.t / duration * (cells - 1) + 0.5))
+            held = marks.get(x)
+            if held is None or _PRIORITY.index(event.kind) > _PRIORITY.index(held):
+                marks[x] = event.kind
+        self._marked = (key, events, marks)
+        return marks
 
     def on_click(self, event: events.Click) -> None:
         offset = event.get_content_offset(self)
