@@ -43,9 +43,14 @@ class LessonPanel(Static):
             self._shown = None
             return
         lesson = run.lesson
-        self.border_title = (f"lesson: {fmt.plain(lesson.title)} · step {run.index + 1} of "
-                             f"{len(lesson.steps)}")
-        self.border_subtitle = _keys(run)
+        title = f"lesson: {fmt.plain(lesson.title)} · step {run.index + 1} of " \
+            f"{len(lesson.steps)}"
+        keys = _keys(run)
+        # Set only when they change: each assignment repaints the whole widget.
+        if title != self.border_title:
+            self.border_title = title
+        if keys != self.border_subtitle:
+            self.border_subtitle = keys
         text = lesson_text(run, snapshot)
         if text != self._shown:
             self._shown = text
