@@ -124,6 +124,7 @@ class LessonRun:
         self._waiting: tuple[Callable[[Snapshot], bool], float, str] | None = None
         self._steps_left = 0
         self._step_asked: Future | None = None
+        self._counted = 0  # StepInfo.steps already in the tally
         self._next_step_at = 0.0
         self._run_until = 0.0
         s = app.latest
@@ -193,6 +194,8 @@ class LessonRun:
         self.chosen = 0
         self.tally = Tally()
         self.explained = self.trouble = ""
+        latest = self.app.source.latest()
+        self._counted = latest.step.steps if latest is not None and latest.step else 0
         self._queue(self.step.do)
 
     def _queue(self, actions: dict) -> None:
@@ -207,6 +210,7 @@ class LessonRun:
         if snapshot is None:
             return
         now = time.monotonic()
+        self._count(snapshot)
         if not self._settled(snapshot, now) or not self._stepped(snapshot, now):
             return
         while self._actions and self._waiting is None:
@@ -254,17 +258,23 @@ class LessonRun:
                 return False
             self._step_asked = None
             self._steps_left -= 1
-            if snapshot.step is not None and snapshot.step.seq:
-                self._count(snapshot)
         if self._steps_left and now >= self._next_step_at and snapshot.step is not None:
             self._step_asked = self.app.source.submit(Step())
             self._next_step_at = now + STEP_EVERY
         return not self._steps_left
 
     def _count(self, snapshot: Snapshot) -> None:
+        """Each stepped wait call once, the lesson's own and the learner's (`.`): a step the
+        learner makes faster than the dashboard polls is seen only by its last picture."""
+        step = snapshot.step
+        if step is None or step.steps == self._counted:
+            return
+        self._counted = step.steps  # changed: a new step (or a new step mode's first)
+        if not step.seq:
+            return
         tally = self.tally
         tally.stepped += 1
-        reads = [f.read for f in snapshot.step.fds if f.role == "connection" and f.read]
+        reads = [f.read for f in step.fds if f.role == "connection" and f.read]
         if reads:
             tally.stepped_reads += 1
             tally.stepped_read += sum(reads)
