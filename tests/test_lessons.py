@@ -4,6 +4,7 @@ puts the server back as it was; a broken lesson file is refused with its line an
 from __future__ import annotations
 
 import os
+import re
 import resource
 import time
 
@@ -19,6 +20,21 @@ from muxtop.ui.lesson import ASK, DONE, EXPLAIN, SETUP
 from muxtop.ui.widgets.lesson_panel import LessonPanel
 
 LESSONS = builtin()
+
+
+# What each built-in lesson must have shown, in its own measured words: (step, pattern).
+SHOWN = {
+    "01-select-wall": [(0, r"refused \(select cannot watch fd 1[01]\d\d"), (2, r"is on select")],
+    "02-scan": [(0, r"looking at 1,00\d fds"), (1, r"against poll's")],
+    "03-level-edge": [(0, r"[2-9] of them read from the connection"),
+                      (1, r"Wait calls that read: 1,")],
+    "04-edge-trap": [(0, r"Findings: .*stuck-read"), (1, r"Findings now: none")],
+    "05-oneshot": [(1, r"Findings: .*interest-mismatch")],
+    "06-busy-loop": [(1, r"Findings: busy-loop")],
+    "07-backpressure": [(0, r"^[1-5] connections are paused"), (1, r"stuck-write")],
+    "08-out-of-fds": [(0, r"accept\(\) failed [1-9][\d,]* times"),
+                      (1, r"[\d.,]+k? failed accepts")],
+}
 
 
 def open_fds() -> int:
@@ -39,9 +55,10 @@ async def test_a_lesson_runs_end_to_end_and_restores_the_server(lesson):
             app.start_lesson(lesson)
             run = app.lesson
             panel = app.dashboard.query_one(LessonPanel)
+            explained: list[str] = []
             for number, step in enumerate(lesson.steps):
-                await until(lambda n=number: run.index == n and run.phase in (SETUP, ASK,
-                                                                             EXPLAIN), pilot)
+                await until(lambda n=number, s=step: run.index == n and run.phase in (
+                    (ASK,) if s.ask else (SETUP, EXPLAIN)), pilot, timeout=30)
                 assert panel.has_class("-shown")
                 if step.ask:
                     # A wrong answer on odd steps: the explanation says which is right.
@@ -58,7 +75,10 @@ async def test_a_lesson_runs_end_to_end_and_restores_the_server(lesson):
                 assert not run.trouble, run.trouble
                 if step.ask:
                     assert ("Right:" in shown) == (choice == step.answer)
+                explained.append(run.explained)
                 await pilot.press("n")
+            for number, pattern in SHOWN[lesson.name]:
+                assert re.search(pattern, explained[number]), explained[number]
             await until(lambda: run.phase == DONE and app.lesson is None, pilot)
             await until(lambda: (engine.snapshot().backend, engine.snapshot().trigger,
                                  engine.snapshot().lab, engine.snapshot().step) ==

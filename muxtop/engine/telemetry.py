@@ -77,7 +77,9 @@ class Telemetry:
         self._tcp_shared: dict[TcpInfo, TcpInfo] = {}
         self._history: deque[tuple[float, Totals]] = deque()
         self._process = psutil.Process(os.getpid())
-        self._process.cpu_percent(None)  # first call only starts the measurement
+        # This process's CPU from os.times(), which needs no fd: psutil reads /proc, and out
+        # of fds (EMFILE, when CPU matters most) it cannot.
+        self._cpu_used = _cpu_seconds()
         self._cpu_since = time.monotonic()  # ...at this time
         self._cpu_percent = 0.0
         self._process_stats: ProcessStats | None = None
@@ -283,11 +285,15 @@ class Telemetry:
         if now - self._process_at >= PROCESS_EVERY or self._process_stats is None:
             self._process_at = now
             proc = self._process
+            if now - self._cpu_since >= CPU_SPAN_MIN:
+                used = _cpu_seconds()
+                self._cpu_percent = 100 * (used - self._cpu_used) / (now - self._cpu_since)
+                self._cpu_used, self._cpu_since = used, now
+                if self._process_stats is not None:
+                    self._process_stats = self._process_stats._replace(
+                        cpu_percent=self._cpu_percent)
             try:
                 with proc.oneshot():
-                    if now - self._cpu_since >= CPU_SPAN_MIN:
-                        self._cpu_percent = proc.cpu_percent(None)  # since the last call
-                        self._cpu_since = now
                     self._process_stats = ProcessStats(
                         pid=proc.pid, name=proc.name(), cpu_percent=self._cpu_percent,
                         rss=proc.memory_info().rss, num_fds=proc.num_fds(),
@@ -296,6 +302,11 @@ class Telemetry:
             except (psutil.Error, OSError):
                 pass  # out of fds to read /proc with: keep the last figures
         return self._process_stats
+
+
+def _cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
 
 
 def _probe_conn(conn: Connection, now: float, shared: dict[TcpInfo, TcpInfo]) -> None:

@@ -143,7 +143,7 @@ class LessonRun:
     def answer(self, choice: int) -> bool:
         """The learner's prediction; False when there is no question to answer now."""
         step = self.step
-        if self.phase not in (SETUP, ASK) or not 1 <= choice <= len(step.choices):
+        if self.phase != ASK or not 1 <= choice <= len(step.choices):
             return False
         self.chosen = choice
         self.tally.answer = step.choices[choice - 1]

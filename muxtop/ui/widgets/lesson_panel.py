@@ -92,7 +92,7 @@ def lesson_text(run: LessonRun, snapshot: Snapshot | None) -> Text:
     waiting = {SETUP: "muxtop is setting this up…", THEN: "muxtop is doing it…",
                RUN: "watch the dashboard…", ASK: ""}[run.phase]
     if run.phase == SETUP and step.ask:
-        waiting = "muxtop is setting this up; answer when you are ready"
+        waiting = "muxtop is setting this up; then answer"
     if step.watch and waiting:
         waiting += f" (look at the {step.watch})"
     if waiting:
