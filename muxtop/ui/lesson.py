@@ -214,7 +214,11 @@ class LessonRun:
         if not self._settled(snapshot, now) or not self._stepped(snapshot, now):
             return
         while self._actions and self._waiting is None:
-            self._do(*self._actions.popleft(), snapshot, now)
+            name, value = self._actions.popleft()
+            try:
+                self._do(name, value, snapshot, now)
+            except (OSError, ValueError, RuntimeError) as exc:  # out of fds, a refused connect
+                self.trouble = f"{name} failed: {exc}; the lesson goes on"
         if self._waiting is not None or self._steps_left:
             return
         step = self.step
