@@ -222,6 +222,21 @@ def test_epoll_fdinfo_and_addresses_parse():
     assert procfs.socket_inode("anon_inode:[eventpoll]") is None
 
 
+def test_interest_masks_read_what_the_full_parse_reads():
+    ep = select.epoll()
+    a, b = socket.socketpair()
+    try:
+        ep.register(a.fileno(), select.EPOLLIN | select.EPOLLET)
+        ep.register(b.fileno(), select.EPOLLOUT)
+        full = {r.tfd: r.mask for r in epoll.read_interest_list(ep.fileno())}
+        assert epoll.read_interest_masks(ep.fileno()) == full
+        assert set(full) == {a.fileno(), b.fileno()}
+    finally:
+        ep.close()
+        a.close()
+        b.close()
+
+
 # -- diagnoses on live processes --------------------------------------------------------------
 
 def test_stuck_read_on_edge_triggered_fd_is_found(spawn, connect):

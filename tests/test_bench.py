@@ -289,7 +289,7 @@ def test_ui_keys_idle_and_loaded_print_positive_figures():
                  "--echo-seconds", "0", "--keys", "2", "--keys-conns", "0", "--switch", "0.005",
                  timeout=60)
     assert text.returncode == 0, text.stderr
-    assert "key to screen at 160x48" in text.stdout and "idle, ? (help opens)" in text.stdout
+    assert "key to screen at 160x48" in text.stdout and "? (help opens)" in text.stdout
     assert "echo connections" not in text.stdout  # --keys-conns 0: idle only
 
 

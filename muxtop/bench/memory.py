@@ -6,7 +6,9 @@ settle; its resident set (RSS, psutil) is read, the bench opens N connections to
 nothing, waits until the server holds all N (its open fds), then long enough for muxtop's kernel
 probes to have reached every connection (128 sockets a Snapshot, 4 Snapshots a second: each
 probed connection keeps what TCP_INFO said), and reads the RSS again: the difference over N is
-the figure, in the steady state. Every server waits as long. Kernel socket buffers are not in
+the figure, in the steady state. Every server waits as long. Each RSS figure is the median of
+SAMPLES readings a quarter of a second apart: a server's periodic work (muxtop's Snapshots and
+detectors) makes its RSS move by a page or so. Kernel socket buffers are not in
 any process's RSS, so what is left is each server's own: its objects per connection, and the
 allocator's pages they take. Runs are interleaved (each round measures every server once, in a
 rotated order) and the figure per server is the median over rounds.
@@ -34,6 +36,7 @@ SERVERS = ("muxtop-epoll-level", "selectors", "asyncio", "uvloop")
 SETTLE = 1.0  # seconds after start before the first RSS reading
 PROBED_PER_S = 4 * 128  # connections muxtop probes a second (EngineConfig's defaults)
 HOLD_TIMEOUT = 60.0  # seconds for a server to accept every connection
+SAMPLES = 9  # RSS readings per figure, 0.25 s apart
 
 
 def parser() -> argparse.ArgumentParser:
@@ -101,7 +104,7 @@ def rss_per_conn(spec, conns: int, settle: float = SETTLE) -> float:
         process = psutil.Process(server.pid)
         time.sleep(SETTLE)
         fds_before = process.num_fds()
-        before = process.memory_info().rss
+        before = _rss(process)
         held: list[socket.socket] = []
         try:
             for _ in range(conns):
@@ -113,11 +116,20 @@ def rss_per_conn(spec, conns: int, settle: float = SETTLE) -> float:
                                      f"of {conns:,} connections in {HOLD_TIMEOUT:.0f} s")
                 time.sleep(0.05)
             time.sleep(settle)  # muxtop: every connection probed once, its view rebuilt
-            after = process.memory_info().rss
+            after = _rss(process)
         finally:
             for sock in held:
                 sock.close()
     return (after - before) / conns
+
+
+def _rss(process: psutil.Process) -> float:
+    readings = []
+    for i in range(SAMPLES):
+        if i:
+            time.sleep(0.25)
+        readings.append(process.memory_info().rss)
+    return statistics.median(readings)
 
 
 def print_report(report: dict) -> None:

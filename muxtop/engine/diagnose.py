@@ -190,12 +190,11 @@ class Detector:
         if epfd is None:
             return
         try:
-            kernel = {reg.tfd: reg.mask for reg in epoll.read_interest_list(epfd)}
+            kernel = epoll.read_interest_masks(epfd)
         except OSError:
             return
         edge = epoll.MODE_BITS[backend.trigger] & epoll.EPOLLET
-        table = dict(state.registrations())
-        for fd, interest in table.items():
+        for fd, interest in state.registrations():  # the engine's table, not copied
             mask = kernel.pop(fd, None)
             if mask is None:
                 found.append((INTEREST_MISMATCH, fd,

@@ -160,6 +160,22 @@ def read_fdinfo(epfd: int, pid: int | str = "self") -> str:
         return f.read()
 
 
+_TFD_MASK = re.compile(r"tfd:\s*(\d+)\s+events:\s*([0-9a-fA-F]+)")
+
+
+def read_interest_masks(epfd: int, pid: int | str = "self") -> dict[int, int]:
+    """tfd -> events mask of every line of epoll fd `epfd`'s fdinfo; OSError if it cannot be
+    read. Line by line, keeping two ints a line: at 10,000 fds the whole text, a tuple of
+    strings and a Registration per line took ~5 MB at once, which a server's RSS kept."""
+    masks = {}
+    with open(f"/proc/{pid}/fdinfo/{epfd}") as f:
+        for line in f:
+            m = _TFD_MASK.match(line)
+            if m is not None:
+                masks[int(m[1])] = int(m[2], 16)
+    return masks
+
+
 def read_interest_list(epfd: int, pid: int | str = "self") -> list[Registration]:
     """The interest list of epoll fd `epfd` of process `pid`; OSError if it cannot be read."""
     return parse_fdinfo(epfd, read_fdinfo(epfd, pid))
