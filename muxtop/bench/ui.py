@@ -12,8 +12,9 @@
    the same at any connection count and is left out. The app runs under the dashboard's own
    garbage-collector settings (muxtop.ui.pacing: thresholds, start-up frozen once the first
    frame is up) and no collection is forced between frames, so a frame pays the collections
-   it causes as it would in `muxtop`; `--default-gc` measures under CPython's defaults instead,
-   with a full collection between frames (what this bench did before).
+   it causes as it would in `muxtop` (the collector's count is shifted at random before each
+   frame: see _frames); `--default-gc` measures under CPython's defaults instead, with a full
+   collection between frames (what this bench did before).
 2. Echo round trips/s of `muxtop --headless` and of `muxtop` with the dashboard open (under a
    pseudo-terminal of the same size), same client, interleaved runs. The dashboard shares the
    engine's GIL; the ratio says what it takes from the server.
@@ -33,6 +34,7 @@ import gc
 import json
 import os
 import pty
+import random
 import signal
 import socket
 import statistics
@@ -175,6 +177,7 @@ async def _frames(n: int, ticks: int, size: tuple[int, int], paced: bool):
 
     source = FixedSource(synthetic.snapshot(n, 0, wait_count=4096))
     app = MuxtopApp(source, interval=None, freeze_at_start=paced)
+    rng = random.Random(n)  # the same shifts on every run
     spent = {"render": 0.0}
     ingests: list[float] = []
     renders: list[float] = []
@@ -188,12 +191,20 @@ async def _frames(n: int, ticks: int, size: tuple[int, int], paced: bool):
             # allocations, not the dashboard's work.
             previous = source.snapshots[0]
             source.snapshots[0] = synthetic.snapshot(n, tick, wait_count=4096)
+            # In muxtop the engine thread allocates between the UI's allocations at random;
+            # here the snapshot is built at one fixed point of each tick, so the young
+            # collections would fall at the same point of every frame (all inside or all
+            # outside it). A random number of live empty lists, dropped after the frame,
+            # moves the collector's count so a frame pays the collections it causes in
+            # proportion to what it allocates (each collection in a frame then also walks
+            # them: ~25 µs).
+            shift = [[] for _ in range(rng.randrange(gc.get_threshold()[0]))] if paced else []
             spent["render"] = 0.0
             started = perf_counter()
             app.tick()
             ingested = perf_counter()
             await pilot.pause()  # messages flow, then the screen refreshes
-            del previous
+            del previous, shift
             if not paced:
                 gc.collect()
             if tick > WARMUP:  # caches, first layout
