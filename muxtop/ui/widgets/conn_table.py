@@ -26,6 +26,7 @@ from muxtop.ui.rows import ConnRows
 from muxtop.ui.views import ENGINE, SourceView
 from muxtop.ui.views.base import Column, Facts, fit_columns
 from muxtop.ui.widgets.line_api import (
+    FramedLines,
     PaletteMixin,
     move_bindings,
     set_border_title,
@@ -36,7 +37,7 @@ GAP = 1  # cells between columns
 _CID = itemgetter(0)  # ConnView.cid
 
 
-class ConnTable(PaletteMixin, ScrollView, can_focus=True):
+class ConnTable(FramedLines, PaletteMixin, ScrollView, can_focus=True):
     """Every fd the multiplexer knows, with a cursor that follows one connection (by cid)
     while rows re-sort underneath it, so `k` closes the connection you are looking at."""
 

@@ -21,6 +21,7 @@ from muxtop.events import ERROR, HANGUP, WRITE, short
 from muxtop.snapshot import Snapshot, WaitRecord
 from muxtop.ui import format as fmt
 from muxtop.ui.widgets.line_api import (
+    FramedLines,
     PaletteMixin,
     move_bindings,
     set_border_title,
@@ -47,7 +48,7 @@ def fields_for(width: int, labelled: bool = False) -> tuple[tuple[str, int, int]
     return tuple(shown)
 
 
-class ReadyLog(PaletteMixin, ScrollView, can_focus=True):
+class ReadyLog(FramedLines, PaletteMixin, ScrollView, can_focus=True):
     """What each wait call returned. Scrolled away from the top, the view stays on the same
     records while new ones arrive, so the history can be read back."""
 
