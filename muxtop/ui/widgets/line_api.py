@@ -10,6 +10,7 @@ pseudo-classes (focus) change, which is when the palette is dropped.
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -92,7 +93,11 @@ class FramedLines:
             content = render_line(y - first)
             entry = framed.get(id(content))
             if entry is None or entry[0] is not content:
-                line = list(content.adjust_cell_length(content_width, inner))
+                length = content.cell_length
+                if length < content_width:  # padded as Strip.adjust_cell_length pads
+                    line = [*content, Segment(" " * (content_width - length), inner)]
+                else:
+                    line = list(content.adjust_cell_length(content_width, inner))
                 for line_filter in filters:  # Textual's filters map Segment by Segment
                     line = line_filter.apply(line, background)
                 entry = (content, Strip([*left, *line, *right], width))
@@ -163,6 +168,19 @@ class TextLines(FramedLines, PaletteMixin):
         self._drawn_width = -1  # the picture is drawn in the palette's colours
         if self._text_lines is not None:
             self.redraw()
+
+
+def exact_strip(segments: list[Segment], width: int, style: Style,
+                length: int | None = None) -> Strip:
+    """The Strip `Strip(segments).crop_extend(0, width, style)` gives, made once instead of
+    two or three times: padded with `style` or cut to exactly `width` cells. `length`: the
+    segments' cell length, if known."""
+    if length is None:
+        length = sum(map(cell_len, (segment.text for segment in segments)))
+    if length < width:
+        return Strip([*segments, Segment(" " * (width - length), style)], width)
+    strip = Strip(segments, length)
+    return strip if length == width else strip.crop(0, width)
 
 
 def text_strip(line: Text, y: int, width: int, base: Style, console) -> Strip:
