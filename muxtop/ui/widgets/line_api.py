@@ -10,6 +10,8 @@ pseudo-classes (focus) change, which is when the palette is dropped.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
@@ -193,10 +195,17 @@ def text_strip(line: Text, y: int, width: int, base: Style, console) -> Strip:
     segments = []
     x = 0
     for text, style in _runs(line, console):
-        where = Style.from_meta({"offset": (x, y)})
-        segments.append(Segment(text, (base + style if style else base) + where))
+        segments.append(Segment(text, (base + style if style else base) + _offset(x, y)))
         x += len(text)
     return Strip(segments)
+
+
+@lru_cache(maxsize=4096)
+def _offset(x: int, y: int) -> Style:
+    """The offset meta of a Segment, one Style per place: the same Style objects from frame
+    to frame let Rich's cache of Style sums and Textual's colour filter cache find them
+    (a new meta Style is hashed, and misses both, every time)."""
+    return Style.from_meta({"offset": (x, y)})
 
 
 def _runs(line: Text, console) -> list[tuple[str, Style | None]]:
