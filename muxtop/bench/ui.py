@@ -9,7 +9,12 @@
    terminal would get: the headless driver skips that last step, so the bench does it). Each
    part is timed with perf_counter around the real Textual methods (`Screen._refresh_layout`,
    `Screen._compositor_refresh`, `App._display`); Textual's message passing between them is
-   the same at any connection count and is left out.
+   the same at any connection count and is left out. The app runs under the dashboard's own
+   garbage-collector settings (muxtop.ui.pacing: thresholds, start-up frozen once the first
+   frame is up) and no collection is forced between frames, so a frame pays the collections
+   it causes as it would in `muxtop` (the collector's count is shifted at random before each
+   frame: see _frames); `--default-gc` measures under CPython's defaults instead, with a full
+   collection between frames (what this bench did before).
 2. Echo round trips/s of `muxtop --headless` and of `muxtop` with the dashboard open (under a
    pseudo-terminal of the same size), same client, interleaved runs. The dashboard shares the
    engine's GIL; the ratio says what it takes from the server.
@@ -29,6 +34,7 @@ import gc
 import json
 import os
 import pty
+import random
 import signal
 import socket
 import statistics
@@ -74,6 +80,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--switch", type=positive_float, default=None, metavar="S",
                    help="GIL switch interval for the dashboards of the echo and keys parts "
                         "(default muxtop's own, muxtop.ui.pacing)")
+    p.add_argument("--default-gc", action="store_true",
+                   help="time frames under CPython's collector defaults, collecting between "
+                        "frames, instead of the dashboard's pacing")
     p.add_argument("--json", action="store_true", help="print one JSON document instead")
     return p
 
@@ -88,8 +97,10 @@ def main(argv: list[str]) -> int:
     if len(sizes) != 2 or min(sizes) < 1:
         parser().error("--conns takes two counts, e.g. 100,10000")
     report: dict = {"size": f"{width}x{height}", "ticks": args.ticks,
-                    "switch_interval": args.switch or GIL_SWITCH_INTERVAL}
-    frames, ratios = measure_rounds(sizes, args.ticks, args.frame_rounds, (width, height))
+                    "switch_interval": args.switch or GIL_SWITCH_INTERVAL,
+                    "frame_gc": "default" if args.default_gc else "paced"}
+    frames, ratios = measure_rounds(sizes, args.ticks, args.frame_rounds, (width, height),
+                                    paced=not args.default_gc)
     report["frames"] = {str(n): summary for n, summary in frames.items()}
     report["frame_ratio"] = {"median": statistics.median(ratios), "low": min(ratios),
                              "high": max(ratios), "rounds": len(ratios)}
@@ -118,8 +129,8 @@ def main(argv: list[str]) -> int:
 
 # ---- frames ---------------------------------------------------------------------------------
 
-def measure_rounds(sizes: list[int], ticks: int, rounds: int,
-                   size: tuple[int, int]) -> tuple[dict[int, dict], list[float]]:
+def measure_rounds(sizes: list[int], ticks: int, rounds: int, size: tuple[int, int],
+                   paced: bool = True) -> tuple[dict[int, dict], list[float]]:
     """Frames of both sizes in `rounds` turns (order alternating), `ticks` in all per size:
     a summary per size, and each round's ratio of the second size's mean frame to the
     first's."""
@@ -130,7 +141,7 @@ def measure_rounds(sizes: list[int], ticks: int, rounds: int,
     for turn in range(rounds):
         means = {}
         for n in sizes if turn % 2 == 0 else sizes[::-1]:
-            ingests, renders, rows = asyncio.run(measure_frames(n, per_round, size))
+            ingests, renders, rows = asyncio.run(measure_frames(n, per_round, size, paced))
             timed[n]["ingest"] += ingests
             timed[n]["render"] += renders
             timed[n]["rows"].append(rows)
@@ -148,14 +159,25 @@ def _summary(n: int, ingests: list[float], renders: list[float], rows: int) -> d
             "render_mean_ms": statistics.fmean(renders)}
 
 
-async def measure_frames(n: int, ticks: int, size: tuple[int, int]):
+async def measure_frames(n: int, ticks: int, size: tuple[int, int], paced: bool = True):
     """Ingest and render times (ms) of `ticks` frames of the dashboard over `n` connections
-    that all change every tick, and the rows it shows."""
+    that all change every tick, and the rows it shows. `paced`: under the dashboard's
+    collector settings (muxtop.ui.pacing), else CPython's with a collection between frames."""
+    from muxtop.ui import pacing
+
+    if not paced:
+        return await _frames(n, ticks, size, False)
+    with pacing.dashboard_pacing(switch_interval=None):  # no other thread here
+        return await _frames(n, ticks, size, True)
+
+
+async def _frames(n: int, ticks: int, size: tuple[int, int], paced: bool):
     from muxtop.source import FixedSource
     from muxtop.ui.app import MuxtopApp
 
     source = FixedSource(synthetic.snapshot(n, 0, wait_count=4096))
-    app = MuxtopApp(source, interval=None)
+    app = MuxtopApp(source, interval=None, freeze_at_start=paced)
+    rng = random.Random(n)  # the same shifts on every run
     spent = {"render": 0.0}
     ingests: list[float] = []
     renders: list[float] = []
@@ -163,19 +185,28 @@ async def measure_frames(n: int, ticks: int, size: tuple[int, int]):
         screen = app.dashboard
         _time_render(app, screen, spent)
         for tick in range(1, ticks + WARMUP + 1):
-            # A fresh Snapshot each tick, as the engine publishes. Building it, collecting
-            # garbage and freeing the previous one (10,000 ConnViews take ~5 ms to free,
-            # wherever the last reference drops) happen outside the timing: they are the
-            # engine's allocations, not the dashboard's work.
+            # A fresh Snapshot each tick, as the engine publishes. Building it and freeing
+            # the previous one (10,000 ConnViews take ~5 ms to free, wherever the last
+            # reference drops) happen outside the timing: they are the engine's
+            # allocations, not the dashboard's work.
             previous = source.snapshots[0]
             source.snapshots[0] = synthetic.snapshot(n, tick, wait_count=4096)
+            # In muxtop the engine thread allocates between the UI's allocations at random;
+            # here the snapshot is built at one fixed point of each tick, so the young
+            # collections would fall at the same point of every frame (all inside or all
+            # outside it). A random number of live empty lists, dropped after the frame,
+            # moves the collector's count so a frame pays the collections it causes in
+            # proportion to what it allocates (each collection in a frame then also walks
+            # them: ~25 µs).
+            shift = [[] for _ in range(rng.randrange(gc.get_threshold()[0]))] if paced else []
             spent["render"] = 0.0
             started = perf_counter()
             app.tick()
             ingested = perf_counter()
             await pilot.pause()  # messages flow, then the screen refreshes
-            del previous
-            gc.collect()
+            del previous, shift
+            if not paced:
+                gc.collect()
             if tick > WARMUP:  # caches, first layout
                 ingests.append((ingested - started) * 1e3)
                 renders.append(spent["render"] * 1e3)
@@ -219,10 +250,12 @@ def _p99(values: list[float]) -> float:
 
 
 def print_frames(sizes, frames, by_round: dict, args, width, height) -> None:
+    gc_note = ("CPython's defaults, collected between frames" if args.default_gc
+               else "the dashboard's pacing")
     a, b = (frames[n] for n in sizes)
     print(f"muxtop bench ui: dashboard frame cost at {width}x{height}, {a['frames']} frames "
           f"each in {by_round['rounds']} interleaved rounds,\nevery connection changing every tick "
-          "(synthetic snapshots, headless app)\n")
+          f"(synthetic snapshots, headless app, collector: {gc_note})\n")
     print(f"{'':24}{sizes[0]:>12,} conns{sizes[1]:>12,} conns{'ratio':>10}")
     for key, label in (("frame_mean_ms", "frame mean"), ("frame_p99_ms", "frame p99"),
                        ("ingest_mean_ms", "  ingest (per Snapshot)"),

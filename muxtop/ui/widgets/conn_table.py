@@ -26,7 +26,9 @@ from muxtop.ui.rows import ConnRows
 from muxtop.ui.views import ENGINE, SourceView
 from muxtop.ui.views.base import Column, Facts, fit_columns
 from muxtop.ui.widgets.line_api import (
+    FramedLines,
     PaletteMixin,
+    exact_strip,
     move_bindings,
     set_border_title,
     set_virtual_size,
@@ -36,7 +38,7 @@ GAP = 1  # cells between columns
 _CID = itemgetter(0)  # ConnView.cid
 
 
-class ConnTable(PaletteMixin, ScrollView, can_focus=True):
+class ConnTable(FramedLines, PaletteMixin, ScrollView, can_focus=True):
     """Every fd the multiplexer knows, with a cursor that follows one connection (by cid)
     while rows re-sort underneath it, so `k` closes the connection you are looking at."""
 
@@ -94,6 +96,8 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
         self._drawn: dict[int, tuple] = {}
         self._drawn_frame: tuple | None = None  # (top row, columns, widths, sort) drawn
         self._lines: dict[tuple, Strip] = {}
+        self._lines_cut: tuple | None = None  # (width, scroll_x) the kept Strips are cut to
+        self._header_strip: tuple | None = None  # (what it shows, palette, Strip)
 
     # ---- data --------------------------------------------------------------------------
 
@@ -267,6 +271,10 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
         # Looked up once per frame, not once per line.
         self._frame = (self.scrollable_content_region.width, round(self.scroll_x),
                        round(self.scroll_y), self.palette())
+        if self._frame[:2] != self._lines_cut:  # the kept Strips are cut to width, scroll_x
+            self._lines_cut = self._frame[:2]
+            self._lines.clear()
+            self._header_strip = None
         return super().render_lines(crop)
 
     def _repaint(self) -> None:
@@ -296,7 +304,12 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
         width, scroll_x, scroll_y, palette = self._frame
         base = palette[""]
         if y == 0:
-            strip = self._header(palette)
+            drawn = self._header_strip
+            key = (self._columns, tuple(self._widths), self.model.sort, self.model.descending)
+            if drawn is None or drawn[0] != key or drawn[1] is not palette:
+                drawn = self._header_strip = (key, palette, self._header(palette).crop_extend(
+                    scroll_x, scroll_x + width, base))
+            return drawn[2]  # the same Strip while it shows the same: no new line
         else:
             index = scroll_y + y - 1
             rows = self.model.rows
@@ -307,8 +320,8 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
                 look = self._look(rows[index], index == self.cursor)
             strip = self._lines.get(look)
             if strip is None:
-                strip = self._lines[look] = self._row(look, palette)
-        return strip.crop_extend(scroll_x, scroll_x + width, base)
+                strip = self._lines[look] = self._row(look, palette, width, scroll_x)
+        return strip
 
     def _header(self, palette: dict[str, Style]) -> Strip:
         base = palette[""]
@@ -341,7 +354,8 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
         kind = "closed" if closed else "special" if view.kind != KIND_CONN else ""
         return cursor, kind, tuple(cells)
 
-    def _row(self, look: tuple, palette: dict[str, Style]) -> Strip:
+    def _row(self, look: tuple, palette: dict[str, Style], width: int, scroll_x: int) -> Strip:
+        """The row's Strip, cut (or padded) to the `width` cells from `scroll_x` on."""
         cursor, kind, cells = look
         base = palette[""]
         if kind:
@@ -362,7 +376,10 @@ class ConnTable(PaletteMixin, ScrollView, can_focus=True):
                 run, run_style = [], extra
             run.append(text)
         segments.append(Segment(gap.join(run), _style(base, run_style, cursor_style)))
-        return Strip(segments, self._total_width())
+        if scroll_x == 0:  # one Strip, not one and then its cut
+            return exact_strip(segments, width, palette[""], self._total_width())
+        return Strip(segments, self._total_width()).crop_extend(scroll_x, scroll_x + width,
+                                                                palette[""])
 
 
 def _style(base: Style, extra: Style | None, cursor: Style | None) -> Style:

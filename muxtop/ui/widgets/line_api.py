@@ -10,6 +10,9 @@ pseudo-classes (focus) change, which is when the palette is dropped.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
+from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -17,6 +20,7 @@ from textual import events
 from textual.binding import Binding
 from textual.geometry import Region, Size
 from textual.strip import Strip
+from textual.style import Style as VisualStyle
 from textual.widget import Widget
 
 
@@ -41,7 +45,79 @@ class PaletteMixin:
         super().notify_style_update()  # type: ignore[misc]
 
 
-class TextLines(PaletteMixin):
+class FramedLines:
+    """`render_lines` for a Line-API widget that draws its content rows itself instead of
+    through Textual's StylesCache, which works out the border, padding, tint and opacity
+    again for every changed line (~20 µs a line; ~50 lines change a frame) and makes two
+    Strips of each. The gutter (border and padding) of a content row is the same on every
+    row: it is cut once from a row Textual drew, and each content Strip the widget's
+    `render_line` returns is framed by it once and kept, so a line that shows the same as
+    before (or moved: a log scrolling) costs no new Strip, and the compositor's own caches
+    on it still hold. Border and padding rows, and any style this does not draw (outline,
+    tint, hatch, opacity, links), go through Textual as before."""
+
+    _framed: dict[int, tuple[Strip, Strip]] = {}  # id(content Strip): (it, the row drawn)
+    _edges: tuple | None = None  # (what the gutter depends on, left part, right part)
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        styles = self.styles  # type: ignore[attr-defined]
+        if (self.opacity != 1.0 or styles.tint.a or styles.text_opacity != 1.0  # type: ignore
+                or any(edge for edge, _ in styles.outline)
+                or (styles.has_rule("hatch") and styles.hatch != "none")
+                or (self.auto_links and self.hover_style.link_id)):  # type: ignore
+            return super().render_lines(crop)  # type: ignore[misc]
+        width, height = self.region.size  # type: ignore[attr-defined]
+        content_width = self.content_region.width  # type: ignore[attr-defined]
+        gutter = styles.gutter
+        base_background, background = self.background_colors  # type: ignore[attr-defined]
+        filters = self.get_line_filters()  # type: ignore[attr-defined]
+        key = (width, content_width, gutter, styles.border, base_background, background,
+               tuple(map(id, filters)))
+        first, last = gutter.top, height - gutter.bottom  # the content rows
+        edges = self._edges
+        if edges is None or edges[0] != key:
+            if first >= last:
+                return super().render_lines(crop)  # type: ignore[misc]
+            # A content row as Textual draws it: its gutter is every content row's.
+            row = super().render_lines(Region(0, first, width, 1))[0]  # type: ignore[misc]
+            edges = self._edges = (key, row.crop(0, gutter.left),
+                                   row.crop(width - gutter.right, width))
+            self._framed = {}
+        _, left, right = edges
+        inner = VisualStyle(background=base_background + background).rich_style
+        framed, kept = self._framed, {}
+        strips = []
+        render_line = self.render_line  # type: ignore[attr-defined]
+        for y in crop.line_range:
+            if not first <= y < last:
+                strips.append(super().render_lines(Region(0, y, width, 1))[0])  # type: ignore
+                continue
+            content = render_line(y - first)
+            entry = framed.get(id(content))
+            if entry is None or entry[0] is not content:
+                length = content.cell_length
+                if length < content_width:  # padded as Strip.adjust_cell_length pads
+                    line = [*content, Segment(" " * (content_width - length), inner)]
+                else:
+                    line = list(content.adjust_cell_length(content_width, inner))
+                for line_filter in filters:  # Textual's filters map Segment by Segment
+                    line = line_filter.apply(line, background)
+                entry = (content, Strip([*left, *line, *right], width))
+            kept[id(content)] = entry
+            strips.append(entry[1])
+        # Rows drawn this time stay; a full render forgets lines scrolled or changed away.
+        self._framed = kept if crop.height == height else {**framed, **kept}
+        if crop.column_span != (0, width):
+            x1, x2 = crop.column_span
+            strips = [strip.crop(x1, x2) for strip in strips]
+        return strips
+
+    def notify_style_update(self) -> None:
+        self._edges = None
+        super().notify_style_update()  # type: ignore[misc]
+
+
+class TextLines(FramedLines, PaletteMixin):
     """A widget whose picture is the rich Text its `render()` returns, drawn with the Line
     API one Strip per line: `redraw()` takes a new picture and repaints only the lines that
     differ, and a line becomes a Strip once. (Textual's own `render()` path turns every line
@@ -96,6 +172,19 @@ class TextLines(PaletteMixin):
             self.redraw()
 
 
+def exact_strip(segments: list[Segment], width: int, style: Style,
+                length: int | None = None) -> Strip:
+    """The Strip `Strip(segments).crop_extend(0, width, style)` gives, made once instead of
+    two or three times: padded with `style` or cut to exactly `width` cells. `length`: the
+    segments' cell length, if known."""
+    if length is None:
+        length = sum(map(cell_len, (segment.text for segment in segments)))
+    if length < width:
+        return Strip([*segments, Segment(" " * (width - length), style)], width)
+    strip = Strip(segments, length)
+    return strip if length == width else strip.crop(0, width)
+
+
 def text_strip(line: Text, y: int, width: int, base: Style, console) -> Strip:
     """Line `y` of a Text as Textual draws it on a widget whose own style is `base`: cut to
     `width` as the Text says (crop or ellipsis), each span's style over `base`, and each
@@ -106,10 +195,17 @@ def text_strip(line: Text, y: int, width: int, base: Style, console) -> Strip:
     segments = []
     x = 0
     for text, style in _runs(line, console):
-        where = Style.from_meta({"offset": (x, y)})
-        segments.append(Segment(text, (base + style if style else base) + where))
+        segments.append(Segment(text, (base + style if style else base) + _offset(x, y)))
         x += len(text)
     return Strip(segments)
+
+
+@lru_cache(maxsize=4096)
+def _offset(x: int, y: int) -> Style:
+    """The offset meta of a Segment, one Style per place: the same Style objects from frame
+    to frame let Rich's cache of Style sums and Textual's colour filter cache find them
+    (a new meta Style is hashed, and misses both, every time)."""
+    return Style.from_meta({"offset": (x, y)})
 
 
 def _runs(line: Text, console) -> list[tuple[str, Style | None]]:

@@ -21,7 +21,9 @@ from muxtop.events import ERROR, HANGUP, WRITE, short
 from muxtop.snapshot import Snapshot, WaitRecord
 from muxtop.ui import format as fmt
 from muxtop.ui.widgets.line_api import (
+    FramedLines,
     PaletteMixin,
+    exact_strip,
     move_bindings,
     set_border_title,
     set_virtual_size,
@@ -47,7 +49,7 @@ def fields_for(width: int, labelled: bool = False) -> tuple[tuple[str, int, int]
     return tuple(shown)
 
 
-class ReadyLog(PaletteMixin, ScrollView, can_focus=True):
+class ReadyLog(FramedLines, PaletteMixin, ScrollView, can_focus=True):
     """What each wait call returned. Scrolled away from the top, the view stays on the same
     records while new ones arrive, so the history can be read back."""
 
@@ -85,6 +87,7 @@ class ReadyLog(PaletteMixin, ScrollView, can_focus=True):
         self._drawn: dict[int, tuple] = {}
         self._drawn_frame: tuple | None = None  # (top line, width, hide_empty, started_at)
         self._lines: dict[tuple, Strip] = {}
+        self._header_strip: tuple | None = None  # (width and fields, palette, Strip)
 
     # ---- data --------------------------------------------------------------------------
 
@@ -220,9 +223,15 @@ class ReadyLog(PaletteMixin, ScrollView, can_focus=True):
         width, scroll_y, palette, fields = self._frame
         base = palette[""]
         if y == 0:
-            header = " ".join(fmt.fit(label, w, right=label != CALL) for label, w, _ in fields)
-            return Strip([Segment(fmt.fit(f"{header} {READY_FDS}", width),
-                                  base + palette["header"])], width)
+            # The same Strip while nothing it shows changes: no new line for Textual.
+            drawn = self._header_strip
+            if drawn is None or drawn[0] != (width, fields) or drawn[1] is not palette:
+                header = " ".join(fmt.fit(label, w, right=label != CALL)
+                                  for label, w, _ in fields)
+                strip = Strip([Segment(fmt.fit(f"{header} {READY_FDS}", width),
+                                       base + palette["header"])], width)
+                drawn = self._header_strip = ((width, fields), palette, strip)
+            return drawn[2]
         line = scroll_y + y - 1
         index = self._index(line)
         if index is None:
@@ -232,8 +241,8 @@ class ReadyLog(PaletteMixin, ScrollView, can_focus=True):
             look = self._look(index)
         strip = self._lines.get(look)
         if strip is None:
-            strip = self._lines[look] = self._line(self._waits[index], width, palette, fields,
-                                                   index).crop_extend(0, width, base)
+            strip = self._lines[look] = exact_strip(
+                self._line(self._waits[index], width, palette, fields, index), width, base)
         return strip
 
     def _cell(self, label: str, w: WaitRecord, index: int) -> str:
@@ -252,13 +261,14 @@ class ReadyLog(PaletteMixin, ScrollView, can_focus=True):
             return "" if w.cpu is None else fmt.duration(w.cpu)
         return f"{w.count}/{w.registered}"
 
-    def _line(self, w: WaitRecord, width: int, palette, fields, index: int) -> Strip:
+    def _line(self, w: WaitRecord, width: int, palette, fields,
+              index: int) -> list[Segment]:
         base = palette[""]
         head = " ".join(fmt.fit(self._cell(label, w, index), size, label != CALL)
                         for label, size, _ in fields) + " "
         if not w.ready:
-            return Strip([Segment(head + ("timed out" if w.timeout else "nothing ready"),
-                                  base + palette["empty"])])
+            return [Segment(head + ("timed out" if w.timeout else "nothing ready"),
+                            base + palette["empty"])]
         segments = [Segment(head, base)]
         used = len(head)
         read, write, alert = base + palette["read"], base + palette["write"], \
@@ -289,4 +299,4 @@ class ReadyLog(PaletteMixin, ScrollView, can_focus=True):
             segments.append(Segment("".join(run), run_style))
         if run_style_end is not None:
             segments.append(run_style_end)
-        return Strip(segments)
+        return segments
