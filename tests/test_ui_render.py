@@ -307,3 +307,28 @@ async def test_refused_outcome_without_engine_notice_is_told():
         await pilot.pause(0.1)
         app.tick()
         assert any(n.message == "no such fd" for n in app._notifications)
+
+
+@pytest.mark.parametrize("theme", ["textual-dark", "textual-light"])
+async def test_framed_lines_draw_what_textual_draws(theme):
+    """FramedLines (ui/widgets/line_api.py) draws content rows around Textual's StylesCache:
+    every widget using it must give, line by line, the segments Textual's own path gives (a
+    Textual upgrade that changes how rows are framed fails here, not on screen)."""
+    from textual.geometry import Region
+    from textual.widget import Widget
+
+    from muxtop.ui.widgets.line_api import FramedLines
+
+    app = MuxtopApp(fixed(), interval=None, theme=theme)
+    async with app.run_test(size=SIZE) as pilot:
+        await play(app, pilot, 4)
+        widgets = [w for w in app.screen.walk_children() if isinstance(w, FramedLines)
+                   and w.display and w.region.height]
+        assert len(widgets) >= 4  # the table, the log, the header, the trends
+        for widget in widgets:
+            width, height = widget.region.size
+            crop = Region(0, 0, width, height)
+            ours = widget.render_lines(crop)
+            widget._styles_cache.clear()
+            theirs = Widget.render_lines(widget, crop)
+            assert [list(s) for s in ours] == [list(s) for s in theirs], type(widget).__name__
