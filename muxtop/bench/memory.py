@@ -135,7 +135,7 @@ def _rss(process: psutil.Process) -> float:
 def print_report(report: dict) -> None:
     conns = report["conns"]
     print(f"muxtop bench memory: RSS per idle connection, {conns:,} connections held "
-          f"{report['settle_s']:g} s, {report['rounds']} interleaved rounds (median)\n")
+          f"{report['settle_s']:.1f} s, {report['rounds']} interleaved rounds (median)\n")
     for name, figures in report["servers"].items():
         each = "  ".join(f"{v:,.0f}" for v in figures["runs"])
         print(f"  {name:<22}{figures['bytes_per_conn']:>9,.0f} B   (rounds: {each})")
