@@ -33,7 +33,7 @@ SHOWN = {
     "06-busy-loop": [(1, r"Findings: busy-loop")],
     "07-backpressure": [(0, r"^[1-5] connections are paused"), (1, r"stuck-write")],
     "08-out-of-fds": [(0, r"accept\(\) failed [1-9][\d,]* times"),
-                      (1, r"[\d.,]+k? failed accepts")],
+                      (1, r"[\d.,]+[kM]? failed accepts")],
 }
 
 

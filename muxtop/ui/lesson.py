@@ -38,6 +38,7 @@ class LessonClient:
         self.size = size
         self.echoed = 0
         self.error = ""
+        self.sent = threading.Event()  # every byte handed to the kernel (or the send failed)
         self._sock = socket.create_connection(address, timeout=5)
         self._sock.settimeout(None)
         self._sender = threading.Thread(target=self._send, daemon=True, name="lesson-send")
@@ -50,6 +51,7 @@ class LessonClient:
             self._sock.sendall(os.urandom(self.size))
         except OSError as exc:
             self.error = exc.strerror or repr(exc)
+        self.sent.set()
 
     def _read(self) -> None:
         try:
@@ -302,7 +304,10 @@ class LessonRun:
         elif name == "herd":
             self._herd(int(value), snapshot, now)
         elif name == "send":
-            self.clients.append(LessonClient(self._address(), int(value)))
+            client = LessonClient(self._address(), int(value))
+            self.clients.append(client)
+            # On: once the bytes are in the kernel (a stopped engine finds them all queued).
+            self._wait(lambda s: client.sent.is_set(), f"sending {int(value):,} bytes", now)
         elif name == "flood":
             host, port = self._address()
             flood = self.app.launch_flood(FloodSettings(host=host, port=port, **value))
