@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from muxtop.cli.types import port_number
 from muxtop.engine import Engine, EngineConfig, EngineStartError
@@ -33,7 +34,7 @@ def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     if args.check is not None:
         try:
-            lesson = load_path(args.check)
+            lesson = load(Path(args.check))
         except LessonError as exc:
             print(f"muxtop lesson: {printable(str(exc))}", file=sys.stderr)
             return 1
@@ -59,12 +60,6 @@ def main(argv: list[str]) -> int:
         return run_dashboard(engine, theme=args.theme, lesson=lesson)
     finally:
         engine.stop()
-
-
-def load_path(path: str):
-    from pathlib import Path
-
-    return load(Path(path))
 
 
 def _by_number(name: str) -> str:
