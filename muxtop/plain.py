@@ -65,6 +65,7 @@ def to_plain(s: Snapshot) -> dict:
         "trace": None if s.trace is None else list(s.trace),
         "fd_io": [list(io) for io in s.fd_io],
         "step": None if s.step is None else step_to_plain(s.step),
+        "fd_order": s.fd_order,
     }
 
 
@@ -144,6 +145,7 @@ def from_plain(doc: dict) -> Snapshot:
             wait_calls=tuple(map(wait_call_from_plain, doc.get("wait_calls", ()))),
             trace=None if doc.get("trace") is None else snap.TraceInfo(*doc["trace"]),
             fd_io=tuple(snap.FdIo(*io) for io in doc.get("fd_io", ())),
-            step=None if doc.get("step") is None else step_from_plain(doc["step"]))
+            step=None if doc.get("step") is None else step_from_plain(doc["step"]),
+            fd_order=doc.get("fd_order") is True)
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
         raise PlainFormError(f"not a muxtop snapshot: {exc!r}") from None

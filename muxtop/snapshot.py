@@ -365,3 +365,7 @@ class Snapshot:
     trace: TraceInfo | None = None  # attach --trace: the tracer
     fd_io: tuple[FdIo, ...] = ()  # attach --trace: reads and writes per fd, by fd
     step: StepInfo | None = None  # the engine in step mode; None while it runs free
+    # The connections are listed pinned rows first (listener, control, epoll), then the rest,
+    # each part by fd (a closed row after the open one that reuses its fd): the table's
+    # default order, which the UI then takes as it is. The engine's promise; others' not.
+    fd_order: bool = False

@@ -232,6 +232,42 @@ def test_recently_closed_stay_visible_then_go(make_engine):
     wait_for(lambda: not conn_views(engine), timeout=3)
 
 
+def test_connections_are_published_in_fd_order(make_engine):
+    """The Snapshot lists the pinned rows, then every connection by fd (the UI sorts nothing
+    for its default order): after accepts reuse freed lower fds too, and with recently
+    closed rows merged in, each after the open one that took its fd."""
+    engine = make_engine(closed_linger=0.3, publish_interval=0.05)
+    clients = [socket.create_connection(engine.address, timeout=5) for _ in range(8)]
+
+    def check(snapshot):
+        assert snapshot.fd_order
+        views = snapshot.connections
+        pinned = [v for v in views if v.kind != KIND_CONN]
+        assert views[:len(pinned)] == tuple(sorted(pinned, key=lambda v: v.fd))
+        body = views[len(pinned):]
+        assert [v.fd for v in body] == sorted(v.fd for v in body)
+        for fd in {v.fd for v in body if v.state == CLOSED}:  # open first, then closed
+            states = [v.state for v in body if v.fd == fd]
+            assert states == sorted(states, key=lambda state: state == CLOSED)
+        return [v for v in body if v.state != CLOSED]
+
+    try:
+        wait_for(lambda: len(conn_views(engine)) == 8)
+        for k in (1, 4, 6):  # free three fds in the middle, then reuse them
+            clients[k].close()
+        wait_for(lambda: len(conn_views(engine, CLOSED)) == 3)
+        clients += [socket.create_connection(engine.address, timeout=5) for _ in range(3)]
+        wait_for(lambda: len([c for c in conn_views(engine) if c.state != CLOSED]) == 8)
+        check(engine.snapshot())  # closed rows merged in
+        wait_for(lambda: not conn_views(engine, CLOSED))  # gone: only the reorder orders
+        live = check(engine.snapshot())
+        # A later accept got a lower fd: accept order is not fd order.
+        assert any(a.cid > b.cid and a.fd < b.fd for a in live for b in live)
+    finally:
+        for client in clients:
+            client.close()
+
+
 @pytest.mark.parametrize("protocol", ["discard", "http"])
 def test_other_protocols(make_engine, protocol):
     engine = make_engine(protocol=protocol)

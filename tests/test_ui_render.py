@@ -3,7 +3,9 @@ screens, network text shown literally, sort/filter/freeze, notices, a failing so
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -131,6 +133,26 @@ def test_rows_sort_pins_the_listener_and_control_on_top():
     shown = rows.update(synthetic.snapshot(30, 1))
     assert [v.kind for v in shown[:2]] == ["listener", "control"]
     body = [v.bytes_in for v in shown[2:]]
+    assert body == sorted(body, reverse=True)
+
+
+def test_rows_take_the_engines_fd_order_as_it_is_and_sort_anything_else():
+    snapshot = synthetic.snapshot(30, 1)  # made as the engine makes it: pinned, then by fd
+    rows = ConnRows()
+    assert rows.update(snapshot) is snapshot.connections  # the default order: no copy
+    # Without the promise, the same rows shuffled come out in the same order.
+    views = list(snapshot.connections[2:])  # the engine lists the pinned rows first anyway
+    random.Random(7).shuffle(views)
+    shuffled = dataclasses.replace(snapshot, connections=(*snapshot.connections[:2], *views),
+                                   fd_order=False)
+    assert list(rows.update(shuffled)) == list(snapshot.connections)
+    # Frozen from the fd order, then a Snapshot in another order: the order on screen stays.
+    rows.frozen = True
+    rows.update(snapshot)
+    assert list(rows.update(shuffled)) == list(snapshot.connections)
+    rows.frozen = False
+    rows.descending = True  # reversed: sorted after all
+    body = [v.fd for v in rows.update(snapshot)[2:]]
     assert body == sorted(body, reverse=True)
 
 

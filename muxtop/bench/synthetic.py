@@ -135,4 +135,4 @@ def snapshot(n: int = 40, tick: int = 0, *, backend: str = "epoll", trigger: str
         connections=tuple(views), waits=waits(tick, n, wait_count), totals=totals, rates=rates,
         process=ProcessStats(4242, "muxtop", 37.5, 48 * 1024 * 1024, n + 12, 1024, 4),
         registered=n + 2, open_connections=n, notices=notices, diagnoses=diagnoses, lab=lab,
-        refused=refused, running=running, error=error)
+        refused=refused, running=running, error=error, fd_order=True)

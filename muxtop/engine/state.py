@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 class EngineState(Protocol):
-    conns: Mapping[int, Connection]  # open connections by fd, live
+    conns: Mapping[int, Connection]  # open connections by fd, live; in fd order at publish
     pending: Mapping[int, None]  # fds with a pending edge: read on without waiting
 
     @property

@@ -53,6 +53,7 @@ _START = itemgetter(WaitRecord._fields.index("start"))  # by index: cheaper than
 _REGISTERED = itemgetter(WaitRecord._fields.index("registered"))
 _COUNT = itemgetter(WaitRecord._fields.index("count"))
 _CPU = itemgetter(WaitRecord._fields.index("cpu"))
+_FD = itemgetter(ConnView._fields.index("fd"))
 _DURATION_AT, _CPU_AT = WaitRecord._fields.index("duration"), WaitRecord._fields.index("cpu")
 
 
@@ -155,9 +156,13 @@ class Telemetry:
         views = [self._listener_view(now), self._control_view(now)]
         if running and backend is not None and backend.fileno() is not None:
             views.append(self._backend_view(backend, now))
+        views.sort(key=_FD)
         view = self._conn_view
-        views.extend(view(conn, now, conn.fd in flagged) for conn in conns.values())
-        views.extend(conn.view for conn in closed)
+        body = [view(conn, now, conn.fd in flagged) for conn in conns.values()]  # by fd
+        if closed:  # merged in by fd, each after the open one that reuses its fd (stable)
+            body.extend(conn.view for conn in closed)
+            body.sort(key=_FD)
+        views.extend(body)
         return Snapshot(
             source="engine", taken_at=now, wall_time=time.time(), started_at=self.started_at,
             backend=backend.name if backend else config.backend,
@@ -167,7 +172,7 @@ class Telemetry:
             process=process, registered=state.registered,
             open_connections=len(conns), notices=tuple(self.notices), diagnoses=diagnoses,
             lab=state.lab, refused=refused, running=running, error=state.error,
-            step=state.step)
+            step=state.step, fd_order=True)
 
     def _rates(self, now: float, totals: Totals, waits: tuple[WaitRecord, ...],
                scans_all: bool) -> Rates:

@@ -28,9 +28,9 @@ class ConnRows:
         self.descending = False
         self.query = ""  # lower-case filter text; "" shows everything
         self.frozen = False  # keep the row order, let the values change
-        self.rows: list[ConnView] = []  # what the table draws, top to bottom
+        self.rows: Sequence[ConnView] = ()  # what the table draws, top to bottom
         self.total = 0  # rows before filtering
-        self._ordered: list[ConnView] = []  # the last unfiltered order below the pinned rows
+        self._ordered: Sequence[ConnView] = ()  # the last unfiltered order (pinned rows too)
         self._order: list[int] | None = None  # its cids, taken when the order is frozen
         self._haystacks: dict[int, str] = {}  # cid -> lower-case text the filter searches
 
@@ -67,12 +67,21 @@ class ConnRows:
 
     # ---- the rebuild -------------------------------------------------------------------
 
-    def update(self, snapshot: Snapshot) -> list[ConnView]:
+    def update(self, snapshot: Snapshot) -> Sequence[ConnView]:
         views = snapshot.connections
         self.total = len(views)
+        if (snapshot.fd_order and self.sort == "fd" and not self.descending
+                and not self.frozen and not self.query):
+            # Already in this order (the engine's): no pass over the rows at all. Each pass
+            # touches every ConnView, new since the last Snapshot and out of the CPU's
+            # caches: ~1 ms at 10,000 rows, most of what sorting them cost.
+            self._ordered, self._order = views, None
+            self.rows = views
+            return views
         pinned, body = _split_pinned(views, self.view.pinned_first)
         if self.frozen and self._order is None:
-            self._order = [v.cid for v in self._ordered]  # the order on screen now
+            self._order = [v.cid for v in self._ordered
+                           if v[2] not in _PINNED_KINDS]  # the order on screen now
         if self.frozen and self._order:
             by_cid = {v.cid: v for v in body}
             ordered = [by_cid.pop(cid) for cid in self._order if cid in by_cid]
@@ -82,14 +91,14 @@ class ConnRows:
             ordered = sorted(body, key=key, reverse=self.descending)
         if not self.frozen:
             self._order = None
-        self._ordered = ordered
         rows = pinned + ordered
+        self._ordered = rows
         if self.query:
             rows = self._filter(rows)
         self.rows = rows
         return rows
 
-    def _filter(self, rows: list[ConnView]) -> list[ConnView]:
+    def _filter(self, rows: Sequence[ConnView]) -> list[ConnView]:
         query = self.query
         haystacks = self._haystacks
         if len(haystacks) > 2 * len(rows) + 64:
