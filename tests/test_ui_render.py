@@ -331,7 +331,37 @@ async def test_refused_outcome_without_engine_notice_is_told():
         assert any(n.message == "no such fd" for n in app._notifications)
 
 
-@pytest.mark.parametrize("theme", ["textual-dark", "textual-light"])
+def test_the_colour_filter_memo_gives_what_textual_filter_gives():
+    """FramedLines maps Styles through Textual's ANSI-to-truecolour filter with a memo of its
+    own: the same Segments as the filter's `apply`, for truecolour, ANSI, dim and no style,
+    on first sight and from the memo."""
+    from rich.segment import Segment
+    from rich.style import Style
+    from rich.terminal_theme import MONOKAI
+    from textual.color import Color
+    from textual.filter import ANSIToTruecolor
+
+    from muxtop.ui.widgets.line_api import _filtered
+
+    line_filter, background = ANSIToTruecolor(MONOKAI), Color(10, 20, 30)
+    lines = [
+        [Segment("plain ", Style(color="#336699")), Segment("none", None)],
+        [Segment("truecolour ", Style(color="#112233", bgcolor="#445566", bold=True)),
+         Segment("ansi ", Style(color="red")), Segment("dim", Style(color="#808080", dim=True)),
+         Segment("meta", Style(color="green") + Style.from_meta({"offset": (1, 2)}))],
+        [Segment("bg ", Style(bgcolor="blue")), Segment("x", Style())],
+    ]
+    memo: dict = {}
+    for _ in range(2):  # first sight, then from the memo
+        for line in lines:
+            ours = [(text, style) for text, style, _ in _filtered(line_filter, line,
+                                                                background, memo)]
+            theirs = [(text, style) for text, style, _ in line_filter.apply(line, background)]
+            assert ours == theirs
+    assert _filtered(line_filter, lines[0], background, memo) is lines[0]  # nothing to do
+
+
+@pytest.mark.parametrize("theme", ["textual-dark", "textual-light", "ansi-dark"])
 async def test_framed_lines_draw_what_textual_draws(theme):
     """FramedLines (ui/widgets/line_api.py) draws content rows around Textual's StylesCache:
     every widget using it must give, line by line, the segments Textual's own path gives (a

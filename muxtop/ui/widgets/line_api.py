@@ -18,6 +18,7 @@ from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.binding import Binding
+from textual.filter import ANSIToTruecolor
 from textual.geometry import Region, Size
 from textual.strip import Strip
 from textual.style import Style as VisualStyle
@@ -81,9 +82,11 @@ class FramedLines:
             # A content row as Textual draws it: its gutter is every content row's.
             row = super().render_lines(Region(0, first, width, 1))[0]  # type: ignore[misc]
             edges = self._edges = (key, row.crop(0, gutter.left),
-                                   row.crop(width - gutter.right, width))
+                                   row.crop(width - gutter.right, width), {})
             self._framed = {}
-        _, left, right = edges
+        _, left, right, memo = edges
+        if len(memo) > 4096:
+            memo.clear()  # styles of lines long gone (each offset meta is a style of its own)
         inner = VisualStyle(background=base_background + background).rich_style
         framed, kept = self._framed, {}
         strips = []
@@ -101,7 +104,7 @@ class FramedLines:
                 else:
                     line = list(content.adjust_cell_length(content_width, inner))
                 for line_filter in filters:  # Textual's filters map Segment by Segment
-                    line = line_filter.apply(line, background)
+                    line = _filtered(line_filter, line, background, memo)
                 entry = (content, Strip([*left, *line, *right], width))
             kept[id(content)] = entry
             strips.append(entry[1])
@@ -170,6 +173,34 @@ class TextLines(FramedLines, PaletteMixin):
         self._drawn_width = -1  # the picture is drawn in the palette's colours
         if self._text_lines is not None:
             self.redraw()
+
+
+def _filtered(line_filter, line: list[Segment], background, memo: dict) -> list[Segment]:
+    """`line_filter.apply(line, background)`, for the filter every Textual app has on
+    (ANSIToTruecolor: a theme's ANSI colours made truecolour) without a new Segment per
+    Segment: its answer for each Style is kept in `memo` (the widget's, per background), and
+    a line whose every Style it keeps as it is (any truecolour theme) comes back as it was.
+    (Its own cache holds 1,024 Styles; a frame's lines have more.) Other filters: as is."""
+    if type(line_filter) is not ANSIToTruecolor:
+        return line_filter.apply(line, background)
+    for index, (_, style, control) in enumerate(line):
+        if style is not None and memo.get(style, _ANY) is not style or control:
+            break
+    else:
+        return line  # every Style is truecolour already
+    truecolor, rich_background = line_filter.truecolor_style, background.rich_color
+    out = line[:index]
+    for text, style, _ in line[index:]:
+        if style is not None:
+            filtered = memo.get(style)
+            if filtered is None:
+                filtered = memo[style] = truecolor(style, rich_background)
+            style = filtered
+        out.append(Segment(text, style))
+    return out
+
+
+_ANY = object()  # not a Style: what a Style not yet in the memo is taken for
 
 
 def exact_strip(segments: list[Segment], width: int, style: Style,
