@@ -27,11 +27,13 @@ class _ByIdentity:
 
     def __init__(self, make) -> None:
         self.make = make
-        self.parts: tuple = ()
+        self.parts: tuple | None = None  # none yet: even () must be made once
         self.value = None
 
     def __call__(self, parts: tuple):
-        if len(parts) != len(self.parts) or any(a is not b for a, b in zip(parts, self.parts)):
+        kept = self.parts
+        if kept is None or len(parts) != len(kept) or any(
+                a is not b for a, b in zip(parts, kept)):
             self.parts, self.value = parts, self.make(parts)
         return self.value
 
