@@ -183,9 +183,11 @@ def _filtered(line_filter, line: list[Segment], background, memo: dict) -> list[
     (Its own cache holds 1,024 Styles; a frame's lines have more.) Other filters: as is."""
     if type(line_filter) is not ANSIToTruecolor:
         return line_filter.apply(line, background)
-    for index, (_, style, control) in enumerate(line):
+    index = 0
+    for _, style, control in line:
         if style is not None and memo.get(style, _ANY) is not style or control:
             break
+        index += 1
     else:
         return line  # every Style is truecolour already
     truecolor, rich_background = line_filter.truecolor_style, background.rich_color
@@ -226,13 +228,13 @@ def text_strip(line: Text, y: int, width: int, base: Style, console) -> Strip:
     segments = []
     x = 0
     for text, style in _runs(line, console):
-        segments.append(Segment(text, (base + style if style else base) + _offset(x, y)))
+        segments.append(Segment(text, (base + style if style else base) + offset_meta(x, y)))
         x += len(text)
     return Strip(segments)
 
 
 @lru_cache(maxsize=4096)
-def _offset(x: int, y: int) -> Style:
+def offset_meta(x: int, y: int) -> Style:
     """The offset meta of a Segment, one Style per place: the same Style objects from frame
     to frame let Rich's cache of Style sums and Textual's colour filter cache find them
     (a new meta Style is hashed, and misses both, every time)."""

@@ -11,37 +11,27 @@ from collections import deque
 from collections.abc import Callable
 from typing import ClassVar
 
-from rich.text import Text
-from textual.app import ComposeResult
-from textual.containers import Vertical
+from rich.segment import Segment
+from textual import events
+from textual.geometry import Region
+from textual.strip import Strip
 from textual.widget import Widget
 
 from muxtop.snapshot import Snapshot
 from muxtop.ui import format as fmt
-from muxtop.ui.widgets.line_api import TextLines
+from muxtop.ui.widgets.line_api import FramedLines, PaletteMixin, exact_strip, offset_meta
 
 HISTORY = 240  # samples: a minute at 4 Snapshots a second
 _BLOCKS = " ▁▂▃▄▅▆▇█"
 
 
-class Trend(TextLines, Widget):
-    """One metric: its name and latest value on top, a two-line sparkline below."""
-
-    COMPONENT_CLASSES: ClassVar[set[str]] = {"trend--label", "trend--value", "trend--bars"}
-
-    DEFAULT_CSS = """
-    Trend { height: 3; }
-    Trend > .trend--label { color: $text-muted; }
-    Trend > .trend--value { text-style: bold; }
-    Trend > .trend--bars { color: $text-primary; }
-    """
+class Trend:
+    """One metric's samples: its name and latest value on top, a two-line sparkline below."""
 
     def __init__(self, label: str, read: Callable[[Snapshot], float],
-                 show: Callable[[float], str], *, log_floor: float | None = None,
-                 id: str | None = None) -> None:
+                 show: Callable[[float], str], *, log_floor: float | None = None) -> None:
         """`log_floor`: draw on a log scale from this value up (durations span µs to
         seconds: a linear scale would flatten every busy wait to nothing)."""
-        super().__init__(id=id)
         self.label = label
         self.log_floor = log_floor
         self.read = read
@@ -54,26 +44,18 @@ class Trend(TextLines, Widget):
     def replace(self, history) -> None:
         self.samples = deque((float(self.read(s)) for s in history), maxlen=HISTORY)
 
-    def render(self) -> Text:
-        width = self.size.width
-        samples = list(self.samples)[-width:] if width else []
+    def lines(self, width: int) -> tuple[tuple[str, str, str, str], str, str]:
+        """(label, padding, value, "  max …"), then the sparkline's top and bottom rows."""
+        samples = list(self.samples)[-width:] if width > 0 else []
         latest = samples[-1] if samples else 0.0
         peak = max(samples, default=0.0)
-        text = Text(no_wrap=True, overflow="crop")
-        palette = self.palette()
-        label_style, value_style = palette["label"], palette["value"]
-        text.append(self.label, label_style)
         value = self.show(latest)
         peak_text = f"  max {self.show(peak)}"
         pad = width - len(self.label) - len(value) - len(peak_text)
         if pad < 1:
             peak_text, pad = "", width - len(self.label) - len(value)
-        text.append(" " * max(pad, 1))
-        text.append(value, value_style)
-        text.append(peak_text, label_style)
         top, bottom = bars(samples, width, peak, self.log_floor)
-        text.append("\n" + top + "\n" + bottom, palette["bars"])
-        return text
+        return (self.label, " " * max(pad, 1), value, peak_text), top, bottom
 
 
 def bars(samples: list[float], width: int, peak: float,
@@ -96,24 +78,34 @@ def bars(samples: list[float], width: int, peak: float,
     return pad + "".join(top), pad + "".join(bottom)
 
 
-class Trends(Vertical):
-    """The trends, side by side with what the header says now."""
+class Trends(FramedLines, PaletteMixin, Widget):
+    """The trends, three lines each, one above the other: side by side with what the header
+    says now. One Line-API widget: every line is a Strip made straight from its text and
+    kept while the text is the same (the sparklines move every Snapshot, the labels
+    rarely)."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"trends--label", "trends--value", "trends--bars"}
 
     DEFAULT_CSS = """
-    Trends { height: auto; }
+    Trends { height: 12; }
+    Trends > .trends--label { color: $text-muted; }
+    Trends > .trends--value { text-style: bold; }
+    Trends > .trends--bars { color: $text-primary; }
     """
 
-    def compose(self) -> ComposeResult:
-        yield Trend("waits/s", lambda s: s.rates.waits, fmt.count, id="trend-waits")
-        yield Trend("events per wait", lambda s: s.rates.ready_per_wait,
-                    lambda v: f"{v:.2f}", id="trend-ready")
-        yield Trend("wait p99 (log scale)", lambda s: s.rates.wait_p99, fmt.duration,
-                    log_floor=1e-6, id="trend-duration")
-        yield Trend("cpu per wait call (log scale)", lambda s: s.rates.wait_cpu, fmt.duration,
-                    log_floor=1e-7, id="trend-cpu")
-
-    def on_mount(self) -> None:
-        self.trends = list(self.query(Trend))
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.trends = [
+            Trend("waits/s", lambda s: s.rates.waits, fmt.count),
+            Trend("events per wait", lambda s: s.rates.ready_per_wait, lambda v: f"{v:.2f}"),
+            Trend("wait p99 (log scale)", lambda s: s.rates.wait_p99, fmt.duration,
+                  log_floor=1e-6),
+            Trend("cpu per wait call (log scale)", lambda s: s.rates.wait_cpu, fmt.duration,
+                  log_floor=1e-7),
+        ]
+        self._texts: list = []  # each line's text as drawn: a label line's parts, or bars
+        self._strips: list[Strip | None] = []
+        self._drawn_width = -1
 
     def record(self, snapshot: Snapshot) -> None:
         for trend in self.trends:
@@ -125,5 +117,56 @@ class Trends(Vertical):
             trend.replace(history)
 
     def redraw(self) -> None:
-        for trend in self.trends:
-            trend.redraw()
+        """Work out every line's text; refresh the lines that changed (all of them after a
+        change of width or colours)."""
+        width = self.size.width
+        texts = [line for trend in self.trends for line in trend.lines(width)]
+        if width != self._drawn_width or len(texts) != len(self._texts):
+            self._strips = [None] * len(texts)
+            self.refresh()
+        else:
+            strips = self._strips
+            changed = []
+            for y, (old, new) in enumerate(zip(self._texts, texts)):
+                if old != new:
+                    strips[y] = None
+                    changed.append(Region(0, y, width, 1))
+            if changed:  # one call: each call works out the gutter again
+                self.refresh(*changed)
+        self._texts, self._drawn_width = texts, width
+
+    def render_line(self, y: int) -> Strip:
+        if self._drawn_width != self.size.width:
+            self.redraw()
+        palette = self.palette()
+        base = palette[""]
+        if y >= len(self._texts):
+            return Strip.blank(self._drawn_width, base)
+        strip = self._strips[y]
+        if strip is None:
+            strip = self._strips[y] = self._strip(self._texts[y], y, palette)
+        return strip
+
+    def _strip(self, text, y: int, palette) -> Strip:
+        base = palette[""]
+        if isinstance(text, str):  # a sparkline row
+            parts = ((text, palette["bars"]),)
+        else:
+            label, pad, value, peak = text
+            label_style = palette["label"]
+            parts = ((label, label_style), (pad, None), (value, palette["value"]),
+                     (peak, label_style))
+        segments, x = [], 0
+        for part, style in parts:
+            if part:  # each with its place, as Textual's text selection reads it
+                segments.append(Segment(part, (base + style if style else base)
+                                        + offset_meta(x, y)))
+                x += len(part)
+        return exact_strip(segments, self._drawn_width, base, x)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.redraw()
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._drawn_width = -1  # drawn in the palette's colours
