@@ -322,3 +322,14 @@ def test_cli_opens_the_dashboard_on_a_terminal_and_fails_before_it(monkeypatch, 
     assert not opened
     assert capsys.readouterr().err == f"muxtop attach: no process with PID {proc.pid}\n"
 
+
+
+def test_facts_of_a_first_picture_with_no_sockets_or_epoll_sets():
+    """The by-fd tables are made even for an empty first picture: a process attached with
+    no sockets open once drew its table from None."""
+    from muxtop.ui.views.process import _ByIdentity
+
+    made = []
+    by_identity = _ByIdentity(lambda parts: made.append(parts) or {len(parts): parts})
+    assert by_identity(()) == {0: ()}
+    assert by_identity(()) == {0: ()} and made == [()]  # kept: the same parts
