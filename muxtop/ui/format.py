@@ -119,7 +119,7 @@ def fit(text: str, width: int, right: bool = False) -> str:
     ends with '…' so a truncated address never looks like a whole one."""
     if width <= 0:
         return ""
-    length = cell_len(text)
+    length = len(text) if text.isascii() else cell_len(text)  # isascii: O(1), a flag
     if length > width:
         return set_cell_size(text, width - 1) + "…"
     if length == width:
