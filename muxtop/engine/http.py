@@ -76,7 +76,7 @@ def http(conn: Connection, data: bytes) -> bytes | None:
                 _ANSWERS.clear()
             _ANSWERS[head] = answer
         reply, conn.body_left = answer
-        conn.msgs_in += 1
+        conn.read_msgs += 1
         if reply in _ENDS:
             return _finish(conn, replies, reply)
         replies.append(reply)

@@ -265,16 +265,16 @@ class Engine:
                         if got == full:
                             pending[fd] = None
                         conn.last_read_at = after
-                        conn.bytes_in += size
-                        conn.msgs_in += 1
                         try:
                             sent = write(fd, reply)
                         except BlockingIOError:
                             sent = 0
-                        if sent == size:
-                            conn.bytes_out += size
-                            conn.msgs_out += 1
+                        if sent == size:  # one message in and out (Connection's counters)
+                            conn.echoed_bytes += size
+                            conn.echoed_msgs += 1
                         else:
+                            conn.read_bytes += size
+                            conn.read_msgs += 1
                             self._sent(conn, reply, sent, after)  # copies the rest out
                     except BlockingIOError:
                         pass  # readiness gone by the time we read: nothing lost
@@ -446,10 +446,10 @@ class Engine:
             conn.peer_closed = True
             self._update(conn, now)
             return
-        conn.bytes_in += len(data)
+        conn.read_bytes += len(data)
         conn.last_read_at = now
         if self._echo:  # the common case, without a call: echo is the identity
-            conn.msgs_in += 1
+            conn.read_msgs += 1
             reply = data
         else:
             reply = self._protocol(conn, data)
@@ -474,8 +474,8 @@ class Engine:
     def _sent(self, conn: Connection, reply: bytes | memoryview, sent: int, now: float) -> None:
         """After a write-through send: count it, and queue what the kernel did not take."""
         if sent:
-            conn.bytes_out += sent
-            conn.msgs_out += 1
+            conn.sent_bytes += sent
+            conn.sent_msgs += 1
         if sent < len(reply):
             rest = memoryview(reply)[sent:]
             if conn.out:
@@ -500,8 +500,8 @@ class Engine:
             except OSError as exc:
                 self._close(conn, _reason(exc), now)
                 return
-            conn.bytes_out += sent
-            conn.msgs_out += 1
+            conn.sent_bytes += sent
+            conn.sent_msgs += 1
             conn.last_write_at = now
             del out[:sent]
             if not edge:

@@ -13,13 +13,13 @@ Protocol = Callable[[Connection, bytes], "bytes | None"]
 
 def echo(conn: Connection, data: bytes) -> bytes:
     """Every byte back, as it came (one message = one read)."""
-    conn.msgs_in += 1
+    conn.read_msgs += 1
     return data
 
 
 def discard(conn: Connection, data: bytes) -> None:
     """Read and drop (RFC 863)."""
-    conn.msgs_in += 1
+    conn.read_msgs += 1
 
 
 PROTOCOLS: dict[str, Protocol] = {"echo": echo, "discard": discard, "http": http}
