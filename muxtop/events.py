@@ -30,9 +30,20 @@ class Ready(NamedTuple):
     events: int
 
 
-def short(mask: int) -> str:
-    """``READ|WRITE`` as ``RW``; ``-`` for nothing."""
+def _short(mask: int) -> str:
     return "".join(ch for bit, ch in _NAMES if mask & bit) or "-"
+
+
+_KNOWN = sum(bit for bit, _ in _NAMES)
+_SHORT = {mask: _short(mask) for mask in (
+    sum(bit for i, (bit, _) in enumerate(_NAMES) if subset >> i & 1)
+    for subset in range(1 << len(_NAMES)))}
+
+
+def short(mask: int) -> str:
+    """``READ|WRITE`` as ``RW``; ``-`` for nothing. (A table of the 64 answers: the
+    ready-list log asks for one per fd on every line it draws.)"""
+    return _SHORT[mask & _KNOWN]
 
 
 def long(mask: int) -> str:

@@ -113,6 +113,21 @@ def test_plain_and_fit_keep_cells_exact():
     assert fmt.fit("12", 5, right=True) == "   12"
 
 
+def test_short_event_names_for_every_mask():
+    """The table behind events.short gives what naming the bits one by one gives, for
+    every mask of the known bits and for masks with unknown bits too (an attached
+    process's epoll events can be any 32 bits)."""
+    from muxtop.events import _NAMES, short
+
+    def named(mask: int) -> str:
+        return "".join(ch for bit, ch in _NAMES if mask & bit) or "-"
+
+    rng = random.Random(3)
+    for mask in [*range(1 << 14), *(rng.getrandbits(32) for _ in range(2000))]:
+        assert short(mask) == named(mask)
+    assert short(0) == "-" and short(1 | 4) == "RW"
+
+
 def test_formats():
     # Bytes in B, KiB, MiB; counts in k and M; each at most 7 cells.
     assert fmt.size(None) == "-" and fmt.size(512) == "512B" and fmt.size(300 * 1024) == "300KiB"
