@@ -149,7 +149,8 @@ SPIN_SERVER = textwrap.dedent("""
     from muxtop.engine import Engine, EngineConfig, SetLab
     engine = Engine(EngineConfig(port=0, publish_interval=0.1,
                                  lab=frozenset({"emfile-spin"}))).start()
-    print(engine.address[1], engine.snapshot().connections[0].fd, flush=True)
+    listener = next(c for c in engine.snapshot().connections if c.kind == "listener")
+    print(engine.address[1], listener.fd, flush=True)
     for line in sys.stdin:
         if line.strip() == "off":
             engine.submit(SetLab("emfile-spin", False)).result(5)
