@@ -41,7 +41,7 @@ SAMPLES = 9  # RSS readings per figure, 0.25 s apart
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="muxtop bench memory",
-                                description=__doc__.split("\n")[0].strip("`"))
+                                description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--conns", type=positive_int, default=10000, metavar="N",
                    help="idle connections held against each server (default 10000)")
     p.add_argument("--rounds", type=positive_int, default=3,
