@@ -91,8 +91,7 @@ async def test_f_launches_a_flood_that_stays_on_screen_and_x_stops_it(engine):
 async def open_form(app, pilot) -> FloodForm:
     """Press F and return the flood form it opened."""
     await pilot.press("F")
-    await pilot.pause()
-    assert isinstance(app.screen, FloodForm)
+    await until(lambda: isinstance(app.screen, FloodForm), pilot, what="the flood form")
     return app.screen
 
 
@@ -131,9 +130,12 @@ async def test_flood_form_rejects_bad_values_then_launches_the_chosen_pattern(en
                                      ("rate", "-1", "0 or more"),
                                      ("duration", "0", "more than 0")):
                 form.query_one(f"#{field}").value = bad
+                await pilot.pause()  # the last rejection focused a field: let it scroll there
                 await pilot.click("#launch")
-                await pilot.pause()
-                assert app.screen is form and said in form.error and field in form.error
+                # On a loaded machine one pause may end before the click is handled.
+                await until(lambda: said in form.error and field in form.error, pilot,
+                            what=lambda: f"{field}={bad!r}: the form says {form.error!r}")
+                assert app.screen is form
                 form.query_one(f"#{field}").value = {"clients": "5", "size": "64", "rate": "0",
                                                      "duration": ""}[field]
             assert not app.floods.floods  # nothing launched by a bad form
@@ -141,8 +143,8 @@ async def test_flood_form_rejects_bad_values_then_launches_the_chosen_pattern(en
             form.query_one("#clients").value = "7"
             form.query_one("#clients").focus()
             await pilot.press("enter")
-            await pilot.pause()
-            assert app.screen is app.dashboard
+            await until(lambda: app.screen is app.dashboard and app.floods.floods, pilot,
+                        what="the form closes and the flood starts")
             (flood,) = app.floods.floods
             assert (flood.args.pattern, flood.args.clients) == ("idle", 7)
             await until(lambda: len(open_conns(engine)) == 7, pilot, what="7 idle connections")
@@ -151,10 +153,10 @@ async def test_flood_form_rejects_bad_values_then_launches_the_chosen_pattern(en
             await until(lambda: not flood.running, pilot, what="idle flood stopped")
             # esc leaves the form without launching anything.
             await pilot.press("F")
-            await pilot.pause()
+            await until(lambda: isinstance(app.screen, FloodForm), pilot, what="the form")
             await pilot.press("escape")
-            await pilot.pause()
-            assert app.screen is app.dashboard and len(app.floods.floods) == 1
+            await until(lambda: app.screen is app.dashboard, pilot, what="the form closes")
+            assert len(app.floods.floods) == 1
     finally:
         app.floods.close()
 
