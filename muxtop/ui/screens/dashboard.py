@@ -43,6 +43,10 @@ class DashboardScreen(Screen[None]):
         Binding("question_mark,f1", "app.help", "help", key_display="?",
                 tooltip="Keys, columns, and how select, poll and epoll work"),
         Binding("q", "app.quit", "quit", tooltip="Quit"),
+        # The two keys muxtop is about: at 80 columns the footer cut them off after the table's.
+        Binding("b", "app.cycle_backend", "backend", tooltip="Switch to the next backend live"),
+        Binding("t", "app.cycle_trigger", "trigger",
+                tooltip="Switch to the next trigger mode the backend supports"),
         Binding("enter", "details", "details", tooltip="Everything about the selected fd"),
         Binding("k", "close_connection", "close", tooltip="Close the selected connection"),
         Binding("p", "toggle_reading", "pause rd",
