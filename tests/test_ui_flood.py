@@ -133,8 +133,10 @@ async def test_flood_form_rejects_bad_values_then_launches_the_chosen_pattern(en
                 await pilot.pause()  # the last rejection focused a field: let it scroll there
                 await pilot.click("#launch")
                 # On a loaded machine one pause may end before the click is handled.
-                await until(lambda: said in form.error and field in form.error, pilot,
-                            what=lambda: f"{field}={bad!r}: the form says {form.error!r}")
+                shown = f"{field}={bad!r}"
+                await until(lambda said=said, field=field: said in form.error
+                            and field in form.error, pilot,
+                            what=lambda shown=shown: f"{shown}: the form says {form.error!r}")
                 assert app.screen is form
                 form.query_one(f"#{field}").value = {"clients": "5", "size": "64", "rate": "0",
                                                      "duration": ""}[field]
