@@ -376,6 +376,26 @@ def test_the_colour_filter_memo_gives_what_textual_filter_gives():
     assert _filtered(line_filter, lines[0], background, memo) is lines[0]  # nothing to do
 
 
+async def test_the_trends_keep_all_four_under_a_lessons_border_and_can_be_selected():
+    """Trends is one Line-API widget: its height is its twelve lines whatever border a lesson
+    puts round it, and a mouse selection copies its text, not its CSS name."""
+    from textual.selection import Selection
+
+    app = MuxtopApp(fixed(), interval=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await play(app, pilot, 2)
+        trends = app.dashboard.trends
+        assert trends.content_region.height == 12
+        trends.add_class("-lesson-watch")  # a heavy border, as a lesson watching it gives
+        await pilot.pause()
+        assert trends.content_region.height == 12
+        lines = [trends.render_line(y).text for y in range(12)]
+        assert lines[9].startswith("cpu per wait call")
+        text, end = trends.get_selection(Selection(None, None))
+        assert text.splitlines()[0].startswith("waits/s") and "max" in text.splitlines()[0]
+        assert len(text.splitlines()) == 12 and end == "\n"
+
+
 @pytest.mark.parametrize("theme", ["textual-dark", "textual-light", "ansi-dark"])
 async def test_framed_lines_draw_what_textual_draws(theme):
     """FramedLines (ui/widgets/line_api.py) draws content rows around Textual's StylesCache:

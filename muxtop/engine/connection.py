@@ -18,8 +18,8 @@ class Connection:
     # time the views show is measured from the later of last_read_at and last_write_at.
     # The fields the hot loop touches on every event come first: they share two cache lines,
     # which matters when thousands of connections take turns.
-    # Counted twice over: a read the echo fast path sent back whole at once is one message in
-    # and one out (echoed_*), everything else is counted by its side (read_*, sent_*). The
+    # Counted one of two ways: a read the echo fast path sent back whole at once is one message
+    # in and one out (echoed_*); everything else is counted by its side (read_*, sent_*). The
     # fast path then adds to two counters a round trip, not four: each is a new int object
     # past 256, ~330 instructions a round trip between them (callgrind). bytes_in and the
     # others are the sums.

@@ -116,7 +116,8 @@ def cut_words(text: str, width: int) -> str:
 
 def fit(text: str, width: int, right: bool = False) -> str:
     """Pad or cut text to exactly `width` cells (wide characters counted as two); a cut
-    ends with '…' so a truncated address never looks like a whole one."""
+    ends with '…' so a truncated address never looks like a whole one. The text has no
+    control characters (`plain` made it safe): an ASCII one is counted a cell by length."""
     if width <= 0:
         return ""
     length = len(text) if text.isascii() else cell_len(text)  # isascii: O(1), a flag

@@ -8,6 +8,7 @@ columns, and what each cell shows, are the SourceView's (muxtop.ui.views).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from operator import itemgetter
 from typing import ClassVar
 
@@ -102,7 +103,7 @@ class ConnTable(FramedLines, PaletteMixin, ScrollView, can_focus=True):
     # ---- data --------------------------------------------------------------------------
 
     @property
-    def rows(self) -> list[ConnView]:
+    def rows(self) -> Sequence[ConnView]:
         return self.model.rows
 
     def use(self, view: SourceView) -> None:

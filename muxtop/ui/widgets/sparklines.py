@@ -13,7 +13,8 @@ from typing import ClassVar
 
 from rich.segment import Segment
 from textual import events
-from textual.geometry import Region
+from textual.geometry import Region, Size
+from textual.selection import Selection
 from textual.strip import Strip
 from textual.widget import Widget
 
@@ -87,7 +88,7 @@ class Trends(FramedLines, PaletteMixin, Widget):
     COMPONENT_CLASSES: ClassVar[set[str]] = {"trends--label", "trends--value", "trends--bars"}
 
     DEFAULT_CSS = """
-    Trends { height: 12; }
+    Trends { height: auto; }
     Trends > .trends--label { color: $text-muted; }
     Trends > .trends--value { text-style: bold; }
     Trends > .trends--bars { color: $text-primary; }
@@ -164,9 +165,19 @@ class Trends(FramedLines, PaletteMixin, Widget):
                 x += len(part)
         return exact_strip(segments, self._drawn_width, base, x)
 
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        return 3 * len(self.trends)  # whatever border a lesson gives it
+
+    def get_selection(self, selection: Selection) -> tuple[str, str] | None:
+        """The text under a mouse selection (Textual asks `render()`, which this has not)."""
+        lines = ["".join(text) if isinstance(text, tuple) else text for text in self._texts]
+        return selection.extract("\n".join(lines)), "\n"
+
     def on_resize(self, event: events.Resize) -> None:
         self.redraw()
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._drawn_width = -1  # drawn in the palette's colours
+        if self._texts:
+            self.redraw()
