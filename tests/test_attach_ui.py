@@ -325,7 +325,6 @@ def test_cli_opens_the_dashboard_on_a_terminal_and_fails_before_it(monkeypatch, 
     assert capsys.readouterr().err == f"muxtop attach: no process with PID {proc.pid}\n"
 
 
-
 def test_facts_of_a_first_picture_with_no_sockets_or_epoll_sets():
     """The by-fd tables are made even for an empty first picture: a process attached with
     no sockets open once drew its table from None."""
