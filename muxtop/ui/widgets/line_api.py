@@ -138,18 +138,8 @@ class TextLines(FramedLines, PaletteMixin):
         lines = self.render().split("\n", allow_blank=True)
         keys = [(line.plain, line.spans) for line in lines]
         width = self.scrollable_content_region.width  # type: ignore[attr-defined]
-        if width != self._drawn_width or len(keys) != len(self._line_keys):
-            self._line_strips = [None] * len(lines)
-            self.refresh()  # type: ignore[attr-defined]
-        else:
-            strips = self._line_strips
-            changed = []
-            for y, (old, new) in enumerate(zip(self._line_keys, keys)):
-                if old != new:
-                    strips[y] = None
-                    changed.append(Region(0, y, width, 1))
-            if changed:  # one call: each call works out the gutter again
-                self.refresh(*changed)  # type: ignore[attr-defined]
+        self._line_strips = repaint_lines(self, self._line_keys, keys, self._line_strips,
+                                          width, width != self._drawn_width)
         self._text_lines, self._line_keys, self._drawn_width = lines, keys, width
 
     def render_line(self, y: int) -> Strip:
@@ -173,6 +163,24 @@ class TextLines(FramedLines, PaletteMixin):
         self._drawn_width = -1  # the picture is drawn in the palette's colours
         if self._text_lines is not None:
             self.redraw()
+
+
+def repaint_lines(widget: Widget, drawn: list, keys: list, strips: list, width: int,
+                  redo: bool) -> list:
+    """Refresh the lines of `widget` whose key differs from the one drawn, and forget their
+    Strips; every line if `redo` (a new width, new colours) or the count changed. The
+    Strips to keep, one per key (None: make it again)."""
+    if redo or len(keys) != len(drawn):
+        widget.refresh()
+        return [None] * len(keys)
+    changed = []
+    for y, (old, new) in enumerate(zip(drawn, keys)):
+        if old != new:
+            strips[y] = None
+            changed.append(Region(0, y, width, 1))
+    if changed:  # one call: each call works out the gutter again
+        widget.refresh(*changed)
+    return strips
 
 
 def _filtered(line_filter, line: list[Segment], background, memo: dict) -> list[Segment]:

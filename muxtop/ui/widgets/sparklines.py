@@ -13,14 +13,20 @@ from typing import ClassVar
 
 from rich.segment import Segment
 from textual import events
-from textual.geometry import Region, Size
+from textual.geometry import Size
 from textual.selection import Selection
 from textual.strip import Strip
 from textual.widget import Widget
 
 from muxtop.snapshot import Snapshot
 from muxtop.ui import format as fmt
-from muxtop.ui.widgets.line_api import FramedLines, PaletteMixin, exact_strip, offset_meta
+from muxtop.ui.widgets.line_api import (
+    FramedLines,
+    PaletteMixin,
+    exact_strip,
+    offset_meta,
+    repaint_lines,
+)
 
 HISTORY = 240  # samples: a minute at 4 Snapshots a second
 _BLOCKS = " ▁▂▃▄▅▆▇█"
@@ -122,18 +128,8 @@ class Trends(FramedLines, PaletteMixin, Widget):
         change of width or colours)."""
         width = self.size.width
         texts = [line for trend in self.trends for line in trend.lines(width)]
-        if width != self._drawn_width or len(texts) != len(self._texts):
-            self._strips = [None] * len(texts)
-            self.refresh()
-        else:
-            strips = self._strips
-            changed = []
-            for y, (old, new) in enumerate(zip(self._texts, texts)):
-                if old != new:
-                    strips[y] = None
-                    changed.append(Region(0, y, width, 1))
-            if changed:  # one call: each call works out the gutter again
-                self.refresh(*changed)
+        self._strips = repaint_lines(self, self._texts, texts, self._strips, width,
+                                     width != self._drawn_width)
         self._texts, self._drawn_width = texts, width
 
     def render_line(self, y: int) -> Strip:
