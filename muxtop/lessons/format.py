@@ -36,6 +36,8 @@ import string
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from muxtop.backends import NAMES, TRIGGERS
@@ -259,13 +261,32 @@ class _Lines:
         return LessonError(f"{place}: {problem}")
 
 
-def builtin_dir() -> Path:
-    return Path(__file__).with_name("builtin")
+def _builtin_files() -> list[Traversable]:
+    """The built-in lesson files, in order (their names are numbered). Read through
+    importlib.resources: they are package data, wherever pip put the package."""
+    folder = resources.files(__package__) / "builtin"
+    files = sorted((f for f in folder.iterdir() if f.name.endswith(".toml")),
+                   key=lambda f: f.name) if folder.is_dir() else []
+    if not files:
+        raise LessonError(f"no built-in lessons in {folder}: this muxtop was installed "
+                          "without its package data; reinstall it with pip install .")
+    return files
+
+
+def _stem(file: Traversable) -> str:
+    return file.name.removesuffix(".toml")
 
 
 def builtin() -> list[Lesson]:
-    """The lessons that come with muxtop, in order (their files are numbered)."""
-    return [load(p) for p in sorted(builtin_dir().glob("*.toml"))]
+    """The lessons that come with muxtop, in order; LessonError if there are none."""
+    return [parse(_read(f), _stem(f), where=f"lesson {_stem(f)}") for f in _builtin_files()]
+
+
+def _read(file: Traversable) -> str:
+    try:
+        return file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LessonError(f"lesson {_stem(file)}: cannot read: {exc}") from None
 
 
 def find(name: str) -> Lesson:
@@ -273,8 +294,9 @@ def find(name: str) -> Lesson:
     path = Path(name)
     if path.suffix == ".toml" or path.exists():
         return load(path)
-    for p in sorted(builtin_dir().glob("*.toml")):
-        if name in (p.stem, p.stem.split("-", 1)[-1]):
-            return load(p)
-    names = ", ".join(p.stem.split("-", 1)[-1] for p in sorted(builtin_dir().glob("*.toml")))
+    files = _builtin_files()
+    for f in files:
+        if name in (_stem(f), _stem(f).split("-", 1)[-1]):
+            return parse(_read(f), _stem(f), where=f"lesson {_stem(f)}")
+    names = ", ".join(_stem(f).split("-", 1)[-1] for f in files)
     raise LessonError(f"no lesson {name!r}; the lessons are: {names}")
