@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+from muxtop.cli import SUBCOMMANDS
+
 pytestmark = pytest.mark.timeout(60)
 
 
@@ -87,7 +89,16 @@ def test_max_conns_0_holds_every_client_in_the_backlog():
     assert (result.returncode, result.stderr) == (0, "")
 
 
-def test_headless_text_and_sigterm_stop_cleanly():
+def test_help_names_every_subcommand():
+    result = muxtop("--help")
+    assert result.returncode == 0
+    said = " ".join(result.stdout.split())
+    for name in SUBCOMMANDS:
+        assert f"muxtop {name}" in said, name
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["sigterm", "sighup"])
+def test_headless_text_and_sigterm_or_sighup_stop_cleanly(sig):
     proc = subprocess.Popen([sys.executable, "-m", "muxtop", "--headless", "--port", "0",
                              "--backend", "poll"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -95,7 +106,7 @@ def test_headless_text_and_sigterm_stop_cleanly():
         first = proc.stdout.readline()
         assert "echo server on 127.0.0.1:" in first and "poll/level" in first
         assert "poll/level" in proc.stdout.readline()
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         assert proc.wait(10) == 0
         assert proc.stderr.read() == ""
     finally:

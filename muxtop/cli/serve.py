@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import signal
 import sys
@@ -35,7 +36,8 @@ def parser() -> argparse.ArgumentParser:
         prog="muxtop",
         description="A TCP server over select, poll or epoll, and a live dashboard of how the "
         "multiplexer sees it. Subcommands: muxtop flood HOST:PORT, muxtop bench, "
-        "muxtop attach PID, muxtop replay FILE (each has --help).")
+        "muxtop attach PID, muxtop replay FILE, muxtop lesson [NAME], muxtop web "
+        "(each has --help).")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=port_number, default=8080,
                    help="TCP port (default 8080; 0 picks one)")
@@ -160,11 +162,15 @@ def guard_remote(args: argparse.Namespace) -> tuple[bool, str | None]:
 
 def run_headless(engine: Engine, duration: float | None, as_json: bool,
                  out=None) -> int:
-    """Print one status line a second until SIGINT/SIGTERM or `duration` runs out. A reader
-    that leaves (`| head -c1`) ends it quietly, exit 0."""
+    """Print one status line a second until SIGINT/SIGTERM/SIGHUP or `duration` runs out. A
+    reader that leaves (`| head -c1`, a terminal hung up: EIO) ends it quietly, exit 0."""
     try:
         return _status_lines(engine, duration, as_json, out or sys.stdout)
     except BrokenPipeError:
+        return reader_left()
+    except OSError as exc:
+        if exc.errno != errno.EIO:
+            raise
         return reader_left()
 
 
@@ -174,7 +180,11 @@ def _status_lines(engine: Engine, duration: float | None, as_json: bool, out) ->
     def stop(signum, frame):
         done.set()
 
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # SIGHUP too (the terminal went away), unless it is ignored: `nohup muxtop --headless`.
+    signals = [signal.SIGINT, signal.SIGTERM]
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        signals.append(signal.SIGHUP)
+    previous = {sig: signal.signal(sig, stop) for sig in signals}
     deadline = None if duration is None else time.monotonic() + duration
     try:
         if not as_json:

@@ -52,6 +52,7 @@ from muxtop.source import Source
 from muxtop.ui import format as fmt
 from muxtop.ui import layout, pacing
 from muxtop.ui.floods import Floods
+from muxtop.ui.hangup import HANGUP_EVERY, TerminalWatch, driver_for
 from muxtop.ui.lesson import LessonRun
 from muxtop.ui.rows import can_act_on
 from muxtop.ui.screens.dashboard import DashboardScreen
@@ -212,11 +213,23 @@ class MuxtopApp(App[int]):
             self.set_timer(self.duration, self.exit)
         if self.handle_signals:
             loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGHUP):
+            for sig, handler in ((signal.SIGTERM, self.exit), (signal.SIGHUP, self.hang_up)):
                 try:
-                    loop.add_signal_handler(sig, self.exit)
+                    loop.add_signal_handler(sig, handler)
                 except (NotImplementedError, RuntimeError, ValueError):
                     pass  # not the main thread: the default handler stays
+            if self.terminal.fds:  # a terminal that hangs up without a SIGHUP to us
+                self.set_interval(HANGUP_EVERY,
+                                  lambda: self.terminal.hung_up() and self.hang_up())
+
+    def get_driver_class(self):
+        self.terminal = TerminalWatch()
+        return driver_for(super().get_driver_class(), self.terminal)
+
+    def hang_up(self) -> None:
+        """The terminal went away: end as on SIGTERM, writing nothing more to it."""
+        self.terminal.detach()
+        self.exit()
 
     def on_ready(self) -> None:
         if self.freeze_at_start:
