@@ -27,7 +27,20 @@ SHORT = {ACCEPT_QUEUE_FULL: "accept-full", INTEREST_MISMATCH: "mismatch"}  # nar
 
 FD_PRESSURE_SHARE = 0.8  # share of the fd limit (or of FD_SETSIZE on select) that counts
 STUCK_AFTER = 2.0  # default seconds before a queue that does not move counts as stuck
-BUSY_WAITS_PER_S = 1000  # a loop this busy that moves no bytes is spinning
+# A loop spins when its wait calls return at once, with fds ready, and no bytes move. A rate
+# alone says it only on an idle machine: a spinning loop sharing its core makes a few hundred
+# calls a second, so it is the calls' not blocking (the median under a millisecond) that
+# tells, over a rate well above an idle loop's few calls a second.
+BUSY_WAITS_PER_S = 200
+BUSY_WAIT_P50 = 0.001  # seconds
+
+
+def spinning(waits_per_s: float, events_per_s: float, bytes_per_s: float,
+             wait_p50: float) -> bool:
+    """Many wait calls a second that return at once with ready fds while under a byte per
+    ready fd moves: a busy loop."""
+    return (waits_per_s >= BUSY_WAITS_PER_S and wait_p50 < BUSY_WAIT_P50
+            and events_per_s >= waits_per_s * 0.5 and bytes_per_s <= events_per_s)
 BUSY_WAITS_LOOKED_AT = 200  # the newest wait records whose ready fds a busy loop names
 
 # A finding before it is stamped: (kind, fd or None, explanation, evidence pairs).

@@ -19,7 +19,6 @@ from muxtop.events import READ, WRITE, long
 from muxtop.findings import (
     BUSY_LOOP,
     BUSY_WAITS_LOOKED_AT,
-    BUSY_WAITS_PER_S,
     FD_PRESSURE,
     FD_PRESSURE_SHARE,
     FDS,
@@ -27,6 +26,7 @@ from muxtop.findings import (
     STUCK_READ,
     STUCK_WRITE,
     FirstSeen,
+    spinning,
 )
 from muxtop.kernel import epoll
 from muxtop.snapshot import CLOSED, Diagnosis, ProcessStats, Rates, Totals, WaitRecord
@@ -123,10 +123,8 @@ class Detector:
     def _busy_loop(self, state: EngineState, rates: Rates, totals: Totals,
                    waits: tuple[WaitRecord, ...], found: list) -> None:
         """Many wait calls a second that report ready fds while no bytes move."""
-        if rates.waits < BUSY_WAITS_PER_S or rates.events < rates.waits * 0.5:
-            return
         moved = rates.bytes_in + rates.bytes_out
-        if moved > rates.events:  # at least a byte per event: real work
+        if not spinning(rates.waits, rates.events, moved, rates.wait_p50):
             return
         counts: Counter = Counter()
         for record in waits[-BUSY_WAITS_LOOKED_AT:]:

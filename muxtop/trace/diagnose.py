@@ -20,11 +20,11 @@ from muxtop.events import READ, WRITE, long
 from muxtop.findings import (
     BUSY_LOOP,
     BUSY_WAITS_LOOKED_AT,
-    BUSY_WAITS_PER_S,
     FDS,
     NEVER_READ,
     STUCK_READ,
     Found,
+    spinning,
 )
 from muxtop.kernel import epoll
 from muxtop.snapshot import KIND_CONN
@@ -136,11 +136,9 @@ class TraceDiagnoser:
             ("rx_queue", facts.rx_queue), ("last_events", long(state.last_events)))
 
     def _busy_loop(self, trace: Trace, socket_bytes_per_s: float):
-        waits_per_s, events_per_s, per_wait, _, _, traced_bytes = trace.rates()
-        if waits_per_s < BUSY_WAITS_PER_S or events_per_s < waits_per_s * 0.5:
-            return
+        waits_per_s, events_per_s, per_wait, p50, _, traced_bytes = trace.rates()
         moved = traced_bytes if trace.tracer.io else socket_bytes_per_s
-        if moved > events_per_s:  # at least a byte per ready fd: real work
+        if not spinning(waits_per_s, events_per_s, moved, p50):
             return
         counts: Counter = Counter()
         start = max(0, len(trace.ring) - BUSY_WAITS_LOOKED_AT)
