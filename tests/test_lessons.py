@@ -15,6 +15,7 @@ from muxtop.cli import lesson as lesson_cli
 from muxtop.engine import Engine, EngineConfig
 from muxtop.engine.source import EngineSource
 from muxtop.lessons.format import LessonError, builtin, parse
+from muxtop.ui import lesson as lesson_module
 from muxtop.ui.app import MuxtopApp
 from muxtop.ui.lesson import ASK, DONE, EXPLAIN, SETUP
 from muxtop.ui.widgets.lesson_panel import LessonPanel
@@ -41,11 +42,21 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+# The lessons' clock in these tests: each step runs for this share of its `after`, and a queue
+# counts as stuck after this share of the default 2 s. What each lesson shows is checked
+# against SHOWN all the same. Backpressure keeps its own time: a slow reader's kernel buffers
+# take seconds to fill before muxtop's out-buffer passes its high-water mark.
+PACE = {"07-backpressure": 1.0}
+FAST = 0.5
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("lesson", LESSONS, ids=[lesson.name for lesson in LESSONS])
-async def test_a_lesson_runs_end_to_end_and_restores_the_server(lesson):
+async def test_a_lesson_runs_end_to_end_and_restores_the_server(lesson, monkeypatch):
+    pace = PACE.get(lesson.name, FAST)
+    monkeypatch.setattr(lesson_module, "PACE", pace)
     engine = Engine(EngineConfig(port=0, publish_interval=0.1, backend="epoll",
-                                 trigger="level")).start()
+                                 trigger="level", stuck_after=2.0 * pace)).start()
     limit = resource.getrlimit(resource.RLIMIT_NOFILE)
     fds = open_fds()
     try:

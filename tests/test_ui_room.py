@@ -51,10 +51,14 @@ async def test_every_size_keeps_what_matters_on_screen(size):
             assert all(word in text for word in needed), (needed, text)
         # `? help` is the first key of the footer, whatever the width, and the two keys
         # muxtop is about (backend, trigger) are never cut off.
-        footer_keys = [key for key in app.dashboard.query("FooterKey")]
-        assert footer_keys and footer_keys[0].key == "question_mark"
-        on_screen = {key.key for key in footer_keys if 0 < key.region.right <= width}
-        assert {"question_mark", "b", "t"} <= on_screen, on_screen
+        # The footer is laid out after the first frame: wait for its keys to have a place.
+        def on_screen() -> set[str]:
+            return {key.key for key in app.dashboard.query("FooterKey")
+                    if key.region.width and key.region.right <= width}
+
+        await until(lambda: {"question_mark", "b", "t"} <= on_screen(), pilot,
+                    what=lambda: f"footer keys on screen: {sorted(on_screen())}")
+        assert next(iter(app.dashboard.query("FooterKey"))).key == "question_mark"
         # A wide screen uses its width: the note column comes in.
         assert ("note" in shown) == (width >= 200)
 

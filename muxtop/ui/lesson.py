@@ -26,6 +26,9 @@ from muxtop.lessons.measures import Tally, measure
 from muxtop.snapshot import Snapshot
 
 STEP_EVERY = 0.5  # seconds between the wait calls a lesson makes itself: slow enough to watch
+# The lesson's clock: `after` and STEP_EVERY are multiplied by it. 1 for people; the tests
+# run every lesson at a faster pace, with the engine's stuck-after shortened to match.
+PACE = 1.0
 SETTLE = 15.0  # seconds an action may take to show in a Snapshot before the lesson goes on
 SETUP, ASK, THEN, RUN, EXPLAIN, DONE = "setup", "ask", "then", "run", "explain", "done"
 
@@ -226,10 +229,10 @@ class LessonRun:
         step = self.step
         if self.phase == SETUP:
             self.phase = ASK if step.ask else RUN
-            self._run_until = now + step.after
+            self._run_until = now + step.after * PACE
         elif self.phase == THEN:
             self.phase = RUN
-            self._run_until = now + step.after
+            self._run_until = now + step.after * PACE
         elif self.phase == RUN and now >= self._run_until:
             self.explained = measure(step.explain or "", snapshot, self.tally, self.kept)
             for name, what in step.keep.items():
@@ -266,7 +269,7 @@ class LessonRun:
             self._steps_left -= 1
         if self._steps_left and now >= self._next_step_at and snapshot.step is not None:
             self._step_asked = self.app.source.submit(Step())
-            self._next_step_at = now + STEP_EVERY
+            self._next_step_at = now + STEP_EVERY * PACE
         return not self._steps_left
 
     def _count(self, snapshot: Snapshot) -> None:
