@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from recordings import write
 
 from muxtop.engine import Engine, EngineConfig
 from muxtop.record.reader import Recording
+
+# Every `python -m muxtop` a test starts imports the installed copy, as the tests do: not the
+# work tree that Python would put first on sys.path from the current directory.
+os.environ["PYTHONSAFEPATH"] = "1"
 
 MODES = [("select", "level"), ("poll", "level"), ("epoll", "level"), ("epoll", "edge"),
          ("epoll", "oneshot")]

@@ -167,13 +167,18 @@ def connect():
         client.close()
 
 
-def read_until(attacher: Attacher, found, timeout: float = 5.0, every: float = 0.15):
-    """Read every `every` s until `found(snapshot)` holds; the last snapshot either way."""
+def read_until(attacher: Attacher, found, timeout: float = 15.0, every: float = 0.15):
+    """Read every `every` s until `found(snapshot)` holds, and return that snapshot; fail
+    saying what the last one held if it does not within `timeout` s (a bound for a loaded
+    machine, not a measure)."""
     deadline = time.monotonic() + timeout
     while True:
         snapshot = attacher.read()
-        if found(snapshot) or time.monotonic() > deadline:
+        if found(snapshot):
             return snapshot
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not in {timeout:g} s; the last look found "
+                                 f"{[(d.kind, d.fd) for d in snapshot.diagnoses]}")
         time.sleep(every)
 
 
@@ -538,7 +543,7 @@ def test_permission_denied_is_one_line():
         result = subprocess.run(
             [str(system_python), "-m", "muxtop", "attach", str(proc.pid), "--once"],
             user=65534, group=65534, extra_groups=[], cwd="/", timeout=20,
-            env={"PYTHONPATH": f"{REPO}:{site}", "PATH": "/usr/bin:/bin"},
+            env={"PYTHONPATH": site, "PATH": "/usr/bin:/bin"},  # the installed muxtop
             capture_output=True, text=True, check=False)
     finally:
         proc.kill()

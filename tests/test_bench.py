@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -137,7 +138,8 @@ def test_echo_interrupt_stops_the_server():
     proc = subprocess.Popen(
         [sys.executable, "-m", "muxtop", "bench", "echo", "--conns", "5", "--duration", "20",
          "--runs", "1", "--servers", "selectors"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"})
     try:
         bench_proc = psutil.Process(proc.pid)
         deadline = time.monotonic() + 20
@@ -149,7 +151,11 @@ def test_echo_interrupt_stops_the_server():
         assert servers, "the bench never started its server"
         time.sleep(0.3)
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends to the bench
-        _, err = proc.communicate(timeout=20)
+        try:
+            _, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)  # faulthandler: where every thread is
+            raise AssertionError(f"the bench went on: {proc.communicate(timeout=10)}") from None
         assert proc.returncode == 130, err
         assert "interrupted" in err
         _, alive = psutil.wait_procs(servers, timeout=5)

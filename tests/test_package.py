@@ -4,6 +4,8 @@ that copy has every file of the source tree's package: modules, lessons, styles,
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from importlib import resources
 from pathlib import Path
 
@@ -28,6 +30,12 @@ def test_the_tests_import_the_installed_package_not_the_work_tree():
     assert INSTALLED != TREE, (
         f"muxtop is imported from the work tree ({TREE}): install it with `pip install .` "
         "(not -e) and run pytest, as the README says, so the tests see what users get")
+
+
+def test_a_muxtop_a_test_starts_from_the_work_tree_is_the_installed_one_too():
+    said = subprocess.run([sys.executable, "-c", "import muxtop; print(muxtop.__file__)"],
+                          cwd=TREE.parent, capture_output=True, text=True, timeout=30)
+    assert Path(said.stdout.strip()).resolve().parent == INSTALLED, said.stderr
 
 
 def test_the_installed_package_has_every_file_of_the_source_tree():

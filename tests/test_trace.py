@@ -96,7 +96,7 @@ def traced(server: Server, tool: str, io: bool = True, stuck_after: float = 0.5)
 
 
 def read_until(attacher: Attacher, found):
-    return test_attach.read_until(attacher, found, timeout=6.0)  # bpftrace tells IO at 5 Hz
+    return test_attach.read_until(attacher, found, timeout=20.0)
 
 
 def traced_ready(snapshot) -> list:
