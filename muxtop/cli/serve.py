@@ -89,17 +89,8 @@ def refresh_interval(text: str) -> float:
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    if args.json and not args.headless:
-        parser().error("--json needs --headless")
-    if args.header_timeout is not None and args.protocol != "http":
-        parser().error("--header-timeout needs --protocol http (only HTTP has a request head)")
-    if args.theme is not None:
-        if args.headless:
-            parser().error("--theme needs the dashboard (not --headless)")
-        from muxtop.ui.app import THEMES
-
-        if args.theme not in THEMES:
-            parser().error(f"no theme {args.theme!r} (choose from {', '.join(THEMES)})")
+    if (problem := usage_problem(args)) is not None:
+        parser().error(problem)
     allowed, warning = guard_remote(args)
     if not allowed:
         return 1
@@ -134,6 +125,22 @@ def main(argv: list[str]) -> int:
         engine.stop()
         recorder.on_notice = _tell  # the dashboard has gone: say where the recording is
         recorder.stop()  # after the engine: its last Snapshot is recorded too
+
+
+def usage_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with options argparse took one by one, or None (`muxtop web` asks too)."""
+    if args.json and not args.headless:
+        return "--json needs --headless"
+    if args.header_timeout is not None and args.protocol != "http":
+        return "--header-timeout needs --protocol http (only HTTP has a request head)"
+    if args.theme is not None:
+        if args.headless:
+            return "--theme needs the dashboard (not --headless)"
+        from muxtop.ui.app import THEMES
+
+        if args.theme not in THEMES:
+            return f"no theme {args.theme!r} (choose from {', '.join(THEMES)})"
+    return None
 
 
 def _tell(level: str, text: str) -> None:
