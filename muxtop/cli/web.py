@@ -3,7 +3,8 @@
 textual-serve (the Textual project's own server for this) serves a page with a terminal in it
 and runs `muxtop <options>` for each browser tab that opens it, streaming the dashboard over
 a websocket. Each tab is a muxtop of its own, so unless the options name a --port, each tab's
-server listens on a port of its own (--port 0).
+server listens on a port of its own (--port 0). Only the URL printed at start (it carries a
+token) opens the page, and only --max-sessions tabs run at once (muxtop/cli/web_guard.py).
 """
 
 from __future__ import annotations
@@ -13,14 +14,22 @@ import ipaddress
 import shlex
 import socket
 import sys
+from contextlib import redirect_stderr, redirect_stdout
+from io import StringIO
 
-from muxtop.cli.types import port_number
+from muxtop.cli import serve as muxtop_cli
+from muxtop.cli.types import port_number, positive_int
+from muxtop.engine.address import AddressError, is_loopback, resolve
+from muxtop.printable import printable
 
 EPILOG = """\
 Everything after -- goes to each muxtop the page starts, as on the command line:
   muxtop web -- --backend poll --trigger level --theme textual-light
 Without --port there, each browser tab runs its own server on a port of its own.
+Open the URL it prints: its token lets the browser in (nothing else does).
 Exit status: 0 after Ctrl-C, 1 when it cannot serve, 2 usage error."""
+
+MAX_SESSIONS = 4  # a tab is a muxtop of its own (~40 MB): a few, not one per click
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,28 +39,53 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1",
                         help="address the page is served on (default 127.0.0.1)")
     parser.add_argument("--port", type=port_number, default=8000,
-                        help="port the page is served on (default 8000)")
+                        help="port the page is served on (default 8000; 0 picks one)")
     parser.add_argument("--allow-remote", action="store_true",
-                        help="serve on an address other machines can reach (anyone who opens "
-                             "the page gets a muxtop of their own on this machine)")
+                        help="serve on an address other machines can reach (anyone with the "
+                             "URL gets a muxtop of their own on this machine)")
+    parser.add_argument("--max-sessions", type=positive_int, default=MAX_SESSIONS, metavar="N",
+                        help=f"browser tabs served at once; more get a page that says so "
+                             f"(default {MAX_SESSIONS})")
     return parser
 
 
 def muxtop_command(options: list[str]) -> str:
-    """The shell command the page runs for each tab."""
-    if not any(o == "--port" or o.startswith("--port=") for o in options):
-        options = [*options, "--port", "0"]
-    if "--headless" in options:
+    """The shell command the page runs for each tab. The options are parsed by muxtop's own
+    parser, so what would fail in every tab (a typo, --headless however abbreviated) fails
+    here instead, with a ValueError that says why."""
+    check = muxtop_cli.parser()
+    check.set_defaults(port=None)  # tells "no --port" (in any spelling) from --port 8080
+    said = StringIO()
+    try:
+        with redirect_stdout(StringIO()), redirect_stderr(said):
+            args = check.parse_args(options)
+    except SystemExit as exc:
+        if exc.code == 0:
+            raise ValueError("after --: --help and --version show no dashboard") from None
+        error = said.getvalue().strip().splitlines()[-1].partition("error: ")[2]
+        raise ValueError(f"after --: {printable(error)}") from None
+    if args.headless:
         raise ValueError("--headless has no dashboard to serve")
+    if (problem := muxtop_cli.usage_problem(args)) is not None:
+        raise ValueError(f"after --: {problem}")
+    try:
+        tab_address = resolve(args.host, 0)[3]
+    except AddressError as exc:
+        raise ValueError(f"after --: {printable(str(exc))}") from None
+    if not args.allow_remote and not is_loopback(tab_address):
+        raise ValueError(f"after --: --host {printable(args.host)} can be reached from other "
+                         "machines: add --allow-remote there too if that is what you want")
+    if args.port is None:
+        options = [*options, "--port", "0"]
     return shlex.join([sys.executable, "-m", "muxtop", *options])
 
 
-def is_loopback(host: str) -> bool:
+def url_host(host: str) -> str:
+    """`host` as a URL and a `Host` header write it: an IPv6 address in brackets."""
     try:
-        return all(ipaddress.ip_address(info[4][0]).is_loopback
-                   for info in socket.getaddrinfo(host, None))
-    except (OSError, ValueError):
-        return False
+        return f"[{host}]" if ipaddress.ip_address(host).version == 6 else host
+    except ValueError:
+        return host.lower()  # a name
 
 
 def main(argv: list[str]) -> int:
@@ -65,24 +99,41 @@ def main(argv: list[str]) -> int:
         command = muxtop_command(options)
     except ValueError as exc:
         parser.error(str(exc))
-    if not args.allow_remote and not is_loopback(args.host):
-        parser.error(f"{args.host} can be reached from other machines: add --allow-remote "
-                     "if that is what you want")
-    from muxtop.ui.web import WebUnavailable, serve
-
     try:
-        probe = socket.create_server((args.host, args.port))
-        probe.close()
+        family, _, _, sockaddr = resolve(args.host, args.port)
+    except AddressError as exc:
+        print(f"muxtop web: {printable(str(exc))}", file=sys.stderr)
+        return 1
+    remote = not is_loopback(sockaddr)
+    if remote and not args.allow_remote:
+        parser.error(f"{printable(args.host)} can be reached from other machines: add "
+                     "--allow-remote if that is what you want")
+    if ipaddress.ip_address(sockaddr[0].split("%")[0]).is_unspecified:
+        # The page must name the one address its browser uses (in its WebSocket's URL, and
+        # the Host every request is checked against); "every address" is not one.
+        parser.error(f"--host {printable(args.host)} is every address: name the one browsers "
+                     "will use (e.g. --host 192.168.1.5 --allow-remote)")
+    try:
+        from muxtop.cli.web_guard import WebGuard
+        from muxtop.ui.web import WebUnavailable, serve
+    except ImportError:  # aiohttp, which comes with textual-serve
+        print("muxtop web: needs textual-serve: pip install 'muxtop[web]'", file=sys.stderr)
+        return 1
+    try:
+        listener = socket.create_server(sockaddr, family=family)
     except OSError as exc:
-        print(f"muxtop web: cannot serve on {args.host}:{args.port}: {exc.strerror}",
-              file=sys.stderr)
+        print(f"muxtop web: cannot serve on {printable(args.host)}:{args.port}: "
+              f"{exc.strerror}", file=sys.stderr)
         return 1
-    if args.allow_remote and not is_loopback(args.host):
-        print(f"muxtop web: serving on {args.host}, reachable from other machines",
-              file=sys.stderr)
-    try:
-        serve(command, args.host, args.port)
-    except WebUnavailable as exc:
-        print(f"muxtop web: {exc}", file=sys.stderr)
-        return 1
+    with listener:
+        port = listener.getsockname()[1]  # the real one, with --port 0
+        guard = WebGuard(f"{url_host(args.host)}:{port}", args.max_sessions)
+        banner = f"muxtop web: open {guard.url}"
+        if remote:
+            banner += " (reachable from other machines: anyone with this URL gets a muxtop)"
+        try:
+            serve(command, listener, guard.origin, guard.middleware, banner)
+        except WebUnavailable as exc:
+            print(f"muxtop web: {exc}", file=sys.stderr)
+            return 1
     return 0
