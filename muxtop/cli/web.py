@@ -62,7 +62,7 @@ def muxtop_command(options: list[str]) -> str:
     except SystemExit as exc:
         if exc.code == 0:
             raise ValueError("after --: --help and --version show no dashboard") from None
-        error = said.getvalue().strip().splitlines()[-1].partition("error: ")[2]
+        error = said.getvalue().rpartition("error: ")[2].strip()  # argparse's last line
         raise ValueError(f"after --: {printable(error)}") from None
     if args.headless:
         raise ValueError("--headless has no dashboard to serve")
