@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from muxtop.engine.connection import Connection
-from muxtop.engine.http import MAX_HTTP_HEADER, http
+from muxtop.engine.http import MAX_HTTP_HEADER, TOO_LARGE, awaiting_head, http
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -96,6 +96,32 @@ def test_oversized_head_gets_431(pair):
     assert whole[0].startswith(b"HTTP/1.1 431 ")  # complete but too long: the same answer
 
 
+def test_a_content_length_of_thousands_of_digits_gets_400(pair):
+    # Was: ValueError from int() (over 4,300 digits), a traceback per request.
+    for digits in (b"9" * 5000, b"0" * 19 + b"5", b"1" * 19):
+        reply, closing, _ = feed(pair, [b"POST / HTTP/1.1\r\nContent-Length: " + digits
+                                        + b"\r\n\r\n"])
+        assert reply.startswith(b"HTTP/1.1 400 ") and closing, digits[:20]
+    reply, closing, _ = feed(pair, [b"POST / HTTP/1.1\r\nContent-Length: 000000000000000003"
+                                    b"\r\n\r\nabc" + GET])
+    assert reply.count(b"200 OK") == 2 and not closing  # 18 digits still read as a length
+
+
+def test_blank_lines_before_a_head_count_as_the_head(pair):
+    # Was: skipped a byte at a time and forgotten, however many: a stream of CRLF was never
+    # answered nor bounded, and a client sending one each second was never "in a head".
+    blanks = b"\r\n" * (MAX_HTTP_HEADER // 2 + 1)
+    reply, closing, _ = feed(pair, [GET + blanks[:1000], blanks[1000:]])
+    assert reply.count(b"HTTP/1.1 ") == 2 and reply.endswith(TOO_LARGE) and closing
+    reply, closing, count = feed(pair, [GET, b"\r\n" * 100, GET])  # a few are allowed
+    assert reply.count(b"200 OK") == 2 and count == 2 and not closing
+    conn = Connection(1, pair, "test", 0.0)
+    http(conn, GET)
+    assert not awaiting_head(conn)  # between keep-alive requests: idle, not a head
+    http(conn, b"\r\n")
+    assert awaiting_head(conn)  # a blank line begins the next head: --header-timeout runs
+
+
 # ---- any stream, any split ----------------------------------------------------------------
 
 _header = st.sampled_from([
@@ -160,3 +186,24 @@ def test_engine_closes_when_http_says_so(make_engine, backend, trigger):
     reply, closed = exchange(engine.address, b"POST / HTTP/1.1\r\nContent-Length: 7\r\n\r\n"
                              + body + b"HEAD / HTTP/1.1\r\n\r\n")
     assert reply.count(b"HTTP/1.1 200 OK") == 2 and reply.count(b"ok\n") == 1 and not closed
+
+
+def test_header_timeout_closes_a_client_that_sends_only_blank_lines(make_engine):
+    engine = make_engine(protocol="http", header_timeout=0.3, publish_interval=0.05)
+    with socket.create_connection(engine.address, timeout=5) as client:
+        client.sendall(GET)
+        assert client.recv(1000).startswith(b"HTTP/1.1 200 OK")
+        client.settimeout(0.1)
+        closed = False
+        for _ in range(30):  # a CRLF every 0.1 s, for 3 s at most: never idle, never a head
+            try:
+                client.sendall(b"\r\n")
+                closed = client.recv(1) == b""
+            except TimeoutError:
+                continue
+            except OSError:
+                closed = True  # reset: the server closed it while we were sending
+            if closed:
+                break
+        assert closed
+    assert engine.snapshot().totals.closed_header == 1

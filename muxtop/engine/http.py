@@ -4,9 +4,10 @@ What it honours, so that real load tools neither hang nor miscount: keep-alive a
 `Connection: close` (HTTP/1.1 keeps the connection unless told to close, HTTP/1.0 closes it
 unless told `keep-alive`: `ab` without `-k`), HEAD (the head alone), a request body skipped
 by its `Content-Length`, pipelined requests. A malformed head gets `400`, a body in chunked
-encoding `501`, a head over MAX_HTTP_HEADER bytes `431`; each of those closes the
-connection. The answer to a byte stream does not depend on how it was split into reads:
-every decision is taken on a whole head (tests/test_http.py checks it).
+encoding `501`, a head over MAX_HTTP_HEADER bytes `431` (the blank lines before it count:
+a stream of CRLF is a head that never ends); each of those closes the connection. The
+answer to a byte stream does not depend on how it was split into reads: every decision is
+taken on a whole head (tests/test_http.py checks it).
 
 State between reads lives on the connection: `inbuf`, the start of a head not yet complete,
 and `body_left`, bytes of a request body still to skip.
@@ -20,6 +21,10 @@ from muxtop.engine.connection import Connection
 
 MAX_HTTP_HEADER = 16384
 _HEAD_END = re.compile(rb"\n\r?\n")  # a blank line ends the head (bare LF tolerated, as nginx)
+_BLANKS = re.compile(rb"[\r\n]*")  # blank lines before a head (one class: no backtracking)
+# 18 digits hold any body up to an exabyte; more is an attack on int() (over 4,300 digits
+# it raises), not a body.
+MAX_LENGTH_DIGITS = 18
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VERSIONS = {b"HTTP/1.1": True, b"HTTP/1.0": False}  # version: keep-alive unless told
 _BODY = b"ok\n"
@@ -58,16 +63,20 @@ def http(conn: Connection, data: bytes) -> bytes | None:
             conn.body_left -= skipped
             pos += skipped
             continue
-        while pos < end and buf[pos] in b"\r\n":
-            pos += 1  # blank lines between requests are ignored (RFC 9112 §2.2)
+        # Blank lines between requests are ignored (RFC 9112 §2.2), but they are kept with
+        # the head that follows: bounded by its size, and (left in inbuf) a head begun for
+        # --header-timeout, as nginx reads them.
+        start = pos
+        pos = _BLANKS.match(buf, pos).end()
         found = _HEAD_END.search(buf, pos)
         if found is None:
-            if end - pos > MAX_HTTP_HEADER:
+            if end - start > MAX_HTTP_HEADER:
                 return _finish(conn, replies, TOO_LARGE)
+            pos = start
             break
         head = buf[pos:found.end()]
         pos = found.end()
-        if len(head) > MAX_HTTP_HEADER:
+        if pos - start > MAX_HTTP_HEADER:
             return _finish(conn, replies, TOO_LARGE)
         answer = _ANSWERS.get(head)
         if answer is None:
@@ -112,7 +121,8 @@ def _answer(head: bytes) -> tuple[bytes, int]:
             return BAD_REQUEST, 0  # also obsolete line folding (a line starting with space)
         name, value = name.lower(), value.strip(b" \t")
         if name == b"content-length":
-            if not value.isdigit() or (length is not None and int(value) != length):
+            if not value.isdigit() or len(value) > MAX_LENGTH_DIGITS \
+                    or (length is not None and int(value) != length):
                 return BAD_REQUEST, 0
             length = int(value)
         elif name == b"transfer-encoding":
