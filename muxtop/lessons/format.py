@@ -44,8 +44,10 @@ from muxtop.backends import NAMES, TRIGGERS
 from muxtop.engine.config import LABS
 from muxtop.flood.client import PATTERNS
 from muxtop.lessons.measures import MEASURES
+from muxtop.userfiles import UserFileError, read_text
 
 PANELS = ("header", "table", "ready-log", "step", "diagnoses", "floods", "trends")
+MAX_LESSON_BYTES = 256 * 1024  # the built-in ones are a few KiB
 MAX_SEND = 16 * 1024 * 1024
 MAX_CLIENTS = 5000
 _FLOOD_KEYS = {"clients": (int, 1, MAX_CLIENTS), "messages": (int, 0, 100_000),
@@ -82,9 +84,9 @@ class Lesson:
 def load(path: Path) -> Lesson:
     """Read and check a lesson file; LessonError (with the line) if it cannot run."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LessonError(f"{path}: cannot read: {exc}") from None
+        text = read_text(path, MAX_LESSON_BYTES)
+    except UserFileError as exc:
+        raise LessonError(str(exc)) from None
     return parse(text, path.stem, where=str(path))
 
 
@@ -93,6 +95,9 @@ def parse(text: str, name: str, where: str = "lesson") -> Lesson:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise LessonError(f"{where}: not TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise LessonError(f"{where}: not TOML muxtop reads: arrays or tables nested "
+                          "too deep") from None
     lines = _Lines(text, where)
     _known(doc, {"title", "summary", "minutes", "step"}, lines.top)
     title = _text(doc, "title", lines.top, required=True)
@@ -207,10 +212,17 @@ def _flood_problem(value: object) -> str | None:
 
 def _placeholders(text: str, key: str, at, known: set[str]) -> None:
     try:
-        names = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
+        fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(text)
+                  if f is not None]
     except ValueError as exc:
         raise at(key, f"a stray brace: {exc} (write {{{{ for a brace)") from None
-    for name in names:
+    for name, spec, conversion in fields:
+        # A name only: a format spec can pad to a gigabyte ({x:>100000000}) or raise on text
+        # ({x:d}), and measure() fills names, nothing more.
+        if spec or conversion is not None:
+            shown = name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+            raise at(key, f"{{{shown}}}: a placeholder is a name alone, like {{{name}}} "
+                     "(no :format or !conversion)")
         if name not in known:
             raise at(key, f"{{{name}}} is no measure and was not kept by an earlier step; "
                      f"measures: {', '.join(MEASURES)}")

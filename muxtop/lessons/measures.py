@@ -5,6 +5,7 @@ and the answer given; the result is text, formatted as the dashboard formats it.
 
 from __future__ import annotations
 
+import string
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -62,9 +63,22 @@ MEASURES: dict[str, tuple[str, Callable[[Snapshot, Tally], str]]] = {
 
 
 def measure(text: str, snapshot: Snapshot, tally: Tally, kept: dict[str, str]) -> str:
-    """`text` with each {name} replaced by a measure, or by a value kept earlier."""
-    values = dict(kept)
-    for name, (_, read) in MEASURES.items():
-        if name not in values:
-            values[name] = read(snapshot, tally)
-    return text.format_map(values)
+    """`text` with each {name} replaced by a value kept earlier, or by a measure ('?' for a
+    name that is neither). Names only: a format spec or a !conversion is not applied (the
+    lesson check refuses them; str.format would pad to any width it is told)."""
+    try:
+        parts = list(string.Formatter().parse(text))
+    except ValueError:  # a stray brace (refused by the check too): the text as it is
+        return text
+    out = []
+    for literal, name, _, _ in parts:
+        out.append(literal)
+        if name is None:
+            continue
+        if name in kept:
+            out.append(kept[name])
+        elif name in MEASURES:
+            out.append(MEASURES[name][1](snapshot, tally))
+        else:
+            out.append("?")
+    return "".join(out)
