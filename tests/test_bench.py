@@ -59,6 +59,28 @@ def test_wait_text_table_chart_and_svg(tmp_path):
     assert len(root.findall("{http://www.w3.org/2000/svg}polyline")) == 2
 
 
+def test_wait_svg_never_replaces_a_file_and_refuses_special_ones(tmp_path, capsys):
+    kept = tmp_path / "recording.muxrec"
+    kept.write_text("precious")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    # Was: replaced silently, a hang (the FIFO), or a traceback (the others).
+    for target in (kept, fifo, tmp_path, "/dev/full", "", tmp_path / ("n" * 300)):
+        assert cli.main(["wait", "--fds", "10", "--svg", str(target)]) == 1, target
+        err = capsys.readouterr().err
+        assert err.startswith("muxtop bench: --svg: cannot write") and err.count("\n") == 1, err
+    assert kept.read_text() == "precious"
+    assert cli.main(["wait", "--fds", "10", "--backends", "epoll", "--svg", str(kept),
+                     "--force"]) == 0
+    assert ET.parse(kept).getroot().tag.endswith("svg")
+
+
+def test_wait_escapes_an_unknown_backends_name(capsys):
+    assert cli.main(["wait", "--backends", "\x1b]0;pwned\x07"]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\\x1b]0;pwned\\x07" in err, err
+
+
 def test_wait_select_reports_its_fd_limit_instead_of_failing():
     proc = bench("wait", "--fds", "1100", "--backends", "select,epoll", "--json")
     assert proc.returncode == 0, proc.stderr

@@ -44,7 +44,21 @@ def test_an_hdr_log_that_cannot_be_written_is_one_line(capsys, tmp_path):
     path = tmp_path / "no-such-dir" / "x.hlog"
     assert cli.main(["127.0.0.1:80", "--hdr-log", str(path)]) == 2
     out, err = capsys.readouterr()
-    assert out == "" and err.count("\n") == 1 and "cannot write the HDR log" in err
+    assert out == "" and err.count("\n") == 1 and "--hdr-log: cannot write" in err
+
+
+def test_an_hdr_log_is_never_replaced_unless_forced_nor_a_fifo_waited_on(capsys, tmp_path):
+    kept = tmp_path / "kept.hlog"
+    kept.write_text("precious")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path in (kept, fifo, "/dev/full"):  # was: replaced silently; the FIFO hung
+        assert cli.main(["127.0.0.1:80", "--hdr-log", str(path)]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1 and "--hdr-log: cannot write" in err, err
+    assert cli.main(["127.0.0.1:80", "--hdr-log", str(fifo), "--force"]) == 2  # not blocked
+    assert "a FIFO" in capsys.readouterr().err
+    assert kept.read_text() == "precious"
 
 
 def test_workers_are_bounded_by_the_cpus_before_anything_forks(capsys):
@@ -72,3 +86,14 @@ def test_bench_flood_refuses_bad_plans(argv, said):
     assert proc.returncode == 2 and proc.stdout == ""
     assert "Traceback" not in proc.stderr and said in proc.stderr
     assert proc.stderr.startswith("usage: muxtop bench flood")
+
+
+def test_bench_flood_refuses_an_existing_hdr_log_before_it_starts_a_server(tmp_path, capsys):
+    from muxtop.bench import flood as bench_flood
+
+    kept = tmp_path / "kept.hlog"
+    kept.write_text("precious")
+    assert bench_flood.main(["--hdr-log", str(kept)]) == 1  # was: replaced by the child
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "exists" in err and "--force" in err, err
+    assert kept.read_text() == "precious"

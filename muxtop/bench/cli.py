@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import signal
 import sys
 from pathlib import Path
+from typing import TextIO
 
 from muxtop.backends import NAMES
 from muxtop.bench import machine
 from muxtop.cli.types import non_negative_int, positive_float, positive_int
+from muxtop.printable import printable
+from muxtop.userfiles import UserFileError, create
 
 
 def int_list(text: str) -> list[int]:
@@ -43,7 +47,9 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--backends", type=name_list, default=list(NAMES), metavar="B,B,...",
                    help=f"backends to measure (default {','.join(NAMES)})")
     w.add_argument("--json", action="store_true", help="print one JSON document instead")
-    w.add_argument("--svg", type=Path, metavar="FILE", help="also save the chart as SVG")
+    w.add_argument("--svg", metavar="FILE",
+                   help="also save the chart as SVG (a new file unless --force)")
+    w.add_argument("--force", action="store_true", help="let --svg replace an existing file")
 
     e = sub.add_parser("echo", help="echo round trips/s: muxtop vs selectors, asyncio, uvloop",
                        description="Drive muxtop --headless on every backend and trigger mode, and "
@@ -128,13 +134,26 @@ def main(argv: list[str]) -> int:
 
 
 def wait_main(args: argparse.Namespace) -> int:
-    from muxtop.bench import chart, wait
-
     unknown = [b for b in args.backends if b not in NAMES]
     if unknown:
-        print(f"muxtop bench: no backend {', '.join(unknown)} (choose from {', '.join(NAMES)})",
-              file=sys.stderr)
+        print(f"muxtop bench: no backend {printable(', '.join(unknown))} (choose from "
+              f"{', '.join(NAMES)})", file=sys.stderr)
         return 2
+    svg_file = None
+    if args.svg is not None:
+        try:  # made before measuring: a name that cannot be used is said at once
+            Path(args.svg).parent.mkdir(parents=True, exist_ok=True)
+            svg_file = create(args.svg, force=args.force)
+        except (UserFileError, OSError) as exc:
+            print(f"muxtop bench: --svg: {printable(str(exc))}", file=sys.stderr)
+            return 1
+    with svg_file or contextlib.nullcontext():
+        return _wait(args, svg_file)
+
+
+def _wait(args: argparse.Namespace, svg_file: TextIO | None) -> int:
+    from muxtop.bench import chart, wait
+
     info = machine.describe()
 
     def progress(count: int) -> None:
@@ -144,23 +163,28 @@ def wait_main(args: argparse.Namespace) -> int:
     points, notes = wait.run(args.fds, tuple(args.backends), progress=progress)
     series = {b: [(p.fds, p.median_us) for p in points if p.backend == b and not p.skipped]
               for b in args.backends}
-    if args.svg:
+    if svg_file is not None:
         svg = chart.svg_chart(series, title="Cost of one wait(0) call vs registered idle fds",
                               x_label="idle fds registered (+1 ready)",
                               y_label="µs per call (median)",
                               notes=[f"{machine.header(info)}; level trigger"] + notes)
-        args.svg.parent.mkdir(parents=True, exist_ok=True)
-        args.svg.write_text(svg, encoding="utf-8")
+        try:
+            svg_file.write(svg)
+            svg_file.flush()
+        except OSError as exc:  # a full disk
+            print(f"muxtop bench: --svg: cannot write {args.svg!r}: {exc.strerror or exc}",
+                  file=sys.stderr)
+            return 1
     if args.json:
         print(json.dumps({"bench": "wait", "machine": info, "unit": "µs per wait(0) call",
                           "points": wait.as_json(points), "notes": notes,
-                          "svg": str(args.svg) if args.svg else None}, indent=1))
+                          "svg": args.svg}, indent=1))
         return 0
     print(wait_table(points, args.fds, args.backends, info, notes))
     print()
     print(chart.terminal_chart(series, x_label="idle fds", y_label="µs per wait(0) call"))
-    if args.svg:
-        print(f"\nchart saved to {args.svg}")
+    if svg_file is not None:
+        print(f"\nchart saved to {printable(args.svg)}")
     return 0
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from muxtop import children
 from muxtop.flood.latency import PERCENTILES
 from muxtop.flood.process import FloodProcess, FloodSettings
+from muxtop.userfiles import UserFileError, create
 
 START_TIMEOUT = 15.0   # seconds for the server to say where it listens
 _LISTEN = re.compile(r"server on (\S+):(\d+),")
@@ -103,7 +104,9 @@ def run_stall(plan: StallPlan, progress=lambda text: None) -> StallResult:
             settings = FloodSettings(server.host, server.port, clients=plan.clients,
                                      messages=0, size=plan.size, rate=plan.rate,
                                      duration=plan.duration, open_loop=mode == "open-loop")
-            extra = ("--hdr-log", plan.hdr_log) if plan.hdr_log and mode == "open-loop" else ()
+            # main() made the file (new, or --force): the flood may replace it.
+            extra = ("--hdr-log", plan.hdr_log, "--force") \
+                if plan.hdr_log and mode == "open-loop" else ()
             floods[mode] = FloodProcess(settings, extra_args=extra)
         deadline = time.monotonic() + START_TIMEOUT
         while any(f.start_info is None and f.running for f in floods.values()):
@@ -207,7 +210,9 @@ def parser():
                    help=f"seconds the server stays stopped (default {StallPlan.stall:g})")
     p.add_argument("--backend", choices=NAMES, default=StallPlan.backend,
                    help=f"the server's backend (default {StallPlan.backend})")
-    p.add_argument("--hdr-log", metavar="FILE", help="the open-loop flood's interval log")
+    p.add_argument("--hdr-log", metavar="FILE",
+                   help="the open-loop flood's interval log (a new file unless --force)")
+    p.add_argument("--force", action="store_true", help="let --hdr-log replace a file")
     p.add_argument("--json", action="store_true", help="print one JSON document instead")
     return p
 
@@ -220,6 +225,12 @@ def main(argv: list[str]) -> int:
     if args.stall_at + args.stall >= args.duration:
         p.error(f"--stall-at {args.stall_at:g} + --stall {args.stall:g} must end before "
                 f"--duration {args.duration:g}: the floods must see the server come back")
+    if args.hdr_log is not None:
+        try:  # refused here, before a server starts, rather than by the flood child
+            create(args.hdr_log, force=args.force).close()
+        except UserFileError as exc:
+            print(f"muxtop bench: --hdr-log: {exc}", file=sys.stderr)
+            return 1
     plan = StallPlan(clients=args.clients, rate=args.rate, size=args.size,
                      duration=args.duration, stall_at=args.stall_at, stall=args.stall,
                      backend=args.backend, hdr_log=args.hdr_log)

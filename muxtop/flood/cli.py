@@ -27,6 +27,7 @@ from muxtop.flood.hdrlog import IntervalLog
 from muxtop.flood.report import Reporter
 from muxtop.flood.workers import InlineRun, SplitRun
 from muxtop.limits import raise_fd_limit
+from muxtop.userfiles import UserFileError
 
 MAX_SIZE = 16 * 1024 * 1024
 FD_RESERVE = 32   # fds a flood process needs besides its connections (epoll, pipes, stdio...)
@@ -161,7 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "waits for its echo and latency counts from the send")
     parser.add_argument("--hdr-log", metavar="FILE", default=None,
                         help="write each second's latency histogram to FILE, as a standard "
-                             "HdrHistogram interval log (values in ns)")
+                             "HdrHistogram interval log (values in ns); a new file unless "
+                             "--force")
+    parser.add_argument("--force", action="store_true",
+                        help="let --hdr-log replace an existing file")
     parser.add_argument("--connect-rate", type=non_negative_float, default=0.0, metavar="C",
                         help="new connections per second; 0 = unlimited (default 0)")
     parser.add_argument("--duration", "-d", type=positive_float, default=None, metavar="S",
@@ -297,10 +301,10 @@ def _main(argv: list[str], switch: _StopSwitch) -> int:
     hdr_log = None
     if args.hdr_log is not None:
         try:
-            hdr_log = IntervalLog(args.hdr_log, comment=f"Logged with muxtop flood "
-                                  f"{args.pattern} {target}, {header['mode']}")
-        except OSError as exc:
-            return _error(f"cannot write the HDR log {args.hdr_log!r}: {exc.strerror or exc}")
+            hdr_log = IntervalLog(args.hdr_log, force=args.force, comment=f"Logged with "
+                                  f"muxtop flood {args.pattern} {target}, {header['mode']}")
+        except (UserFileError, OSError) as exc:  # OSError: the first lines could not be written
+            return _error(f"--hdr-log: {exc}")
     reporter = Reporter(header, as_json=args.json, hdr_log=hdr_log)
     reporter.start({"fd_limit": {"soft": fd_limit[0], "hard": fd_limit[1]}})
     if fd_limit[0] != resource.RLIM_INFINITY and fd_limit[0] < per_process + FD_RESERVE:

@@ -12,16 +12,21 @@ from datetime import datetime
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogWriter
 
+from muxtop.userfiles import create
+
 
 class IntervalLog:
     """An open interval log; timestamps in it are seconds since ``start`` (epoch seconds)."""
 
-    def __init__(self, path: str, *, start: float | None = None, comment: str = "") -> None:
+    def __init__(self, path: str, *, start: float | None = None, comment: str = "",
+                 force: bool = False) -> None:
+        """UserFileError if `path` cannot be a new log (it exists and not `force`, it is a
+        FIFO, a device, a directory...)."""
         # A whole millisecond: StartTime is written to 3 decimals, BaseTime to 6, and a reader
         # skips any interval that starts before StartTime — a StartTime rounded up past
         # BaseTime would lose the first one.
         self.start = math.floor((time.time() if start is None else start) * 1000) / 1000
-        self._file = open(path, "w", encoding="utf-8")  # noqa: SIM115  (closed in close())
+        self._file = create(path, force=force)  # closed in close()
         self._writer = HistogramLogWriter(self._file)
         self._writer.base_time = self.start * 1000.0
         if comment:
