@@ -562,3 +562,14 @@ def test_attach_never_imports_textual():
             "sys.exit(any(m.split('.')[0] == 'textual' for m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, timeout=20, check=False)
     assert result.returncode == 0
+
+
+@pytest.mark.parametrize("mode", ["--text", "--json"])
+@pytest.mark.parametrize("value", ["1e300", "1e10", "0.001"])
+def test_the_refresh_interval_is_bounded(capsys, mode, value):
+    # Was: time.sleep(1e300) raised OverflowError after the first look: a traceback.
+    with pytest.raises(SystemExit) as stop:
+        cli.main([str(os.getpid()), mode, "--interval", value])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "argument --interval" in err and "0.01 to 3600" in err

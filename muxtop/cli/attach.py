@@ -18,7 +18,7 @@ from collections.abc import Callable
 from muxtop.attach import report
 from muxtop.attach.reader import Attacher, AttachError
 from muxtop.cli.pipe import reader_left
-from muxtop.cli.types import non_negative_float, positive_float, positive_int
+from muxtop.cli.types import interval, non_negative_float, positive_int
 from muxtop.printable import printable
 from muxtop.record.control import Box, Recordable, RecorderControl
 from muxtop.record.writer import RecordWriteError
@@ -68,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "with --trace 1)")
     parser.add_argument("--stuck-after", type=non_negative_float, default=2.0, metavar="T",
                         help="seconds a queue must stay stuck to count (default 2)")
-    parser.add_argument("--interval", type=positive_float, default=0.5, metavar="S",
-                        help="seconds between refreshes without --once (default 0.5)")
+    parser.add_argument("--interval", type=interval, default=0.5, metavar="S",
+                        help="seconds between refreshes without --once, 0.01 to 3600 "
+                             "(default 0.5)")
     parser.add_argument("--text", action="store_true",
                         help="a plain-text table instead of the dashboard (the default when "
                              "stdout is not a terminal)")

@@ -47,6 +47,19 @@ def positive_float(text: str) -> float:
     return value
 
 
+# A refresh more often than 100 times a second only burns CPU; time.sleep() overflows past
+# ~9e9 s, and an hour between looks is no longer watching.
+MIN_INTERVAL, MAX_INTERVAL = 0.01, 3600.0
+
+
+def interval(text: str) -> float:
+    """argparse type: seconds between refreshes, MIN_INTERVAL to MAX_INTERVAL."""
+    value = _parsed(text, float, "a number")
+    _check(MIN_INTERVAL <= value <= MAX_INTERVAL,
+           f"{text!r} must be seconds from {MIN_INTERVAL:g} to {MAX_INTERVAL:g}")
+    return value
+
+
 def port_number(text: str) -> int:
     value = _parsed(text, int, "a port number")
     _check(0 <= value <= 65535, f"port {value} is out of range 0-65535")
