@@ -201,8 +201,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def fd_ceiling() -> int:
+    """The most fds one process can ever have: RLIMIT_NOFILE cannot be raised past
+    fs.nr_open (1,048,576 unless the administrator changed it)."""
+    try:
+        with open("/proc/sys/fs/nr_open", encoding="ascii") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 1 << 20
+
+
 def check_combinations(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Flags that parse alone but not together: argparse's usage error (exit 2)."""
+    # Clients past the fd limit fail with EMFILE and are counted (a lesson in itself); past
+    # what any fd limit could allow the workers, they are a typo.
+    most = args.workers * (fd_ceiling() - FD_RESERVE)
+    if args.clients > most:
+        parser.error(f"--clients {args.clients:,} is over the {most:,} connections "
+                     f"{args.workers} worker process{'es' if args.workers > 1 else ''} can "
+                     f"ever hold (fs.nr_open {fd_ceiling():,} fds each, less {FD_RESERVE}): "
+                     "ask for fewer, or add --workers")
     pattern = args.pattern
     for name, (flag, patterns, _) in FAULT_FLAGS.items():
         if getattr(args, name) is not None and pattern not in patterns:

@@ -15,6 +15,8 @@ from muxtop.flood.latency import Latency
 from muxtop.flood.report import Reporter
 from muxtop.flood.stats import FloodStats
 
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
 
 class Outcome:
     """How a flood ended: merged stats, why it stopped, how many connections it cut short."""
@@ -66,6 +68,8 @@ def _worker_main(plan: FloodPlan, conn: Connection, parent_pid: int) -> None:
     # SIGINT from the terminal reaches the whole process group; SIGTERM comes from the parent.
     signal.signal(signal.SIGINT, lambda *_: flood.stop())
     signal.signal(signal.SIGTERM, lambda *_: flood.stop())
+    # Forked with them blocked (SplitRun.run): one that came meanwhile is delivered now.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
     def tick(stats: FloodStats) -> None:
         if os.getppid() != parent_pid:
@@ -85,8 +89,10 @@ class SplitRun:
         self.shares = split(plan, workers)
         self._procs: list[multiprocessing.process.BaseProcess] = []
         self._conns: list[Connection] = []
+        self._stopping = False
 
     def stop(self) -> None:
+        self._stopping = True  # a stop before or while the workers start: start no more
         for proc in self._procs:
             if proc.pid is not None and proc.exitcode is None:
                 try:
@@ -97,13 +103,23 @@ class SplitRun:
     def run(self) -> Outcome:
         ctx = multiprocessing.get_context("fork")  # no re-import, and start-up in milliseconds
         for share in self.shares:
+            if self._stopping:
+                break
             parent_end, child_end = ctx.Pipe(duplex=False)
             proc = ctx.Process(target=_worker_main, args=(share, child_end, os.getpid()),
                                daemon=True)
-            proc.start()
+            # Blocked across the fork: the child would otherwise run this process's handler
+            # (not its own) for a SIGTERM that comes before it sets its own.
+            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+            try:
+                proc.start()
+                self._procs.append(proc)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             child_end.close()
-            self._procs.append(proc)
             self._conns.append(parent_end)
+        if self._stopping:
+            self.stop()  # the ones started before the stop came
         latest = [FloodStats() for _ in self.shares]
         latency = Latency()   # every worker's intervals, added up as they come
         finals: dict[int, tuple[str, int]] = {}
@@ -137,7 +153,8 @@ class SplitRun:
         for proc in self._procs:
             proc.join(5)
         reasons = {reason for reason, _ in finals.values()}
-        stopped_by = next((r for r in ("signal", "duration") if r in reasons), "complete")
+        stopped_by = "signal" if self._stopping else \
+            next((r for r in ("signal", "duration") if r in reasons), "complete")
         unfinished = sum(count for _, count in finals.values())
         stats = FloodStats.merged(latest, latency)
         stats.active = 0
