@@ -169,3 +169,15 @@ def test_argv_that_is_not_utf8(args):
     result = child(*args)
     err = result.stderr.decode("utf-8", "replace")
     check_refusal(result.returncode, err)
+
+
+@pytest.mark.parametrize("prefix", list(PARSERS), ids=[" ".join(p) or "serve" for p in PARSERS])
+def test_the_users_control_characters_are_escaped_in_usage_errors(prefix):
+    # Was: "unrecognized arguments: ESC ] 0 ; pwned BEL" as it was: a new terminal title,
+    # a cleared screen, and a forged line after the newline.
+    hostile = "\x1b]0;pwned\x07\n\x1b[2J"
+    for argv in ([hostile], [f"--{hostile}"], ["--no-such", hostile]):
+        code, _, err = run([*prefix, *NEEDS.get(prefix, []), *argv])
+        line = check_refusal(code, err)
+        assert code == 2 and not any(c in err for c in "\x1b\x07\r"), err
+        assert "\\x1b]0;pwned\\x07\\n\\x1b[2J" in line, line

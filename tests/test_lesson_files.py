@@ -77,3 +77,15 @@ def test_check_refuses_special_files_without_reading_or_blocking(tmp_path, capsy
     big.write_text(GOOD + "#" * MAX_LESSON_BYTES)
     code, err = check(capsys, big)
     assert code == 1 and "over" in err
+
+
+def test_the_users_control_characters_are_escaped(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        lesson_cli.main(["--no-such\x1b]0;pwned\x07"])  # was: echoed as it was
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "\x1b" not in err and "\\x1b]0;pwned\\x07" in err, err
+    path = tmp_path / "t\x1b[2J.toml"
+    path.write_text(GOOD)
+    assert lesson_cli.main(["--check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "t\\x1b[2J.toml: OK" in out, out

@@ -33,7 +33,7 @@ from muxtop.attach.source import READ_SHARE
 from muxtop.bench import machine
 from muxtop.bench.echo import ServerProcess, rotated, server_specs
 from muxtop.bench.loadgen import ClientError, find_client, run_client
-from muxtop.cli.types import positive_float, positive_int
+from muxtop.cli.types import Parser, positive_float, positive_int
 from muxtop.limits import raise_fd_limit
 from muxtop.trace import bpftrace, strace
 from muxtop.trace.choose import open_tracer
@@ -76,7 +76,7 @@ OPTIONS: tuple[tuple[str, dict], ...] = (
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="muxtop bench attach", description=__doc__.split("\n")[0])
+    p = Parser(prog="muxtop bench attach", description=__doc__.split("\n")[0])
     for flag, settings in OPTIONS:
         p.add_argument(flag, **settings)
     return p

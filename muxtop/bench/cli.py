@@ -13,7 +13,7 @@ from typing import TextIO
 
 from muxtop.backends import NAMES
 from muxtop.bench import machine
-from muxtop.cli.types import non_negative_int, positive_float, positive_int
+from muxtop.cli.types import Parser, non_negative_int, positive_float, positive_int
 from muxtop.printable import printable
 from muxtop.userfiles import UserFileError, create
 
@@ -35,7 +35,7 @@ def name_list(text: str) -> list[str]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="muxtop bench", description="Measurements that print figures.")
+    p = Parser(prog="muxtop bench", description="Measurements that print figures.")
     sub = p.add_subparsers(dest="mode",
                            metavar="{wait,echo,diagnose,ui,memory,flood,replay,attach}")
 

@@ -184,12 +184,10 @@ def table(result: StallResult) -> str:
 
 
 def parser():
-    import argparse
-
     from muxtop.backends import NAMES
-    from muxtop.cli.types import positive_float, positive_int
+    from muxtop.cli.types import Parser, positive_float, positive_int
 
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="muxtop bench flood",
         usage="muxtop bench flood [options] (--help lists them)",
         description="Coordinated omission, shown: an open-loop and a closed-loop flood at the "

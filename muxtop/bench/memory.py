@@ -29,7 +29,7 @@ import time
 import psutil
 
 from muxtop.bench.echo import BenchError, ServerProcess, rotated, server_specs, uvloop_available
-from muxtop.cli.types import non_negative_float, positive_int
+from muxtop.cli.types import Parser, non_negative_float, positive_int
 from muxtop.limits import raise_fd_limit
 
 SERVERS = ("muxtop-epoll-level", "selectors", "asyncio", "uvloop")
@@ -40,7 +40,7 @@ SAMPLES = 9  # RSS readings per figure, 0.25 s apart
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="muxtop bench memory",
+    p = Parser(prog="muxtop bench memory",
                                 description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--conns", type=positive_int, default=10000, metavar="N",
                    help="idle connections held against each server (default 10000)")

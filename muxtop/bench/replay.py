@@ -27,7 +27,7 @@ from itertools import chain
 from time import perf_counter
 
 from muxtop.bench import machine, synthetic
-from muxtop.cli.types import positive_float, positive_int
+from muxtop.cli.types import Parser, positive_float, positive_int
 from muxtop.record.encoder import RecordingEncoder
 from muxtop.record.reader import FrameError, Recording
 from muxtop.replay.source import ReplaySource
@@ -172,7 +172,7 @@ def _read_all(path: str) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="muxtop bench replay", description=__doc__.split("\n")[0])
+    p = Parser(prog="muxtop bench replay", description=__doc__.split("\n")[0])
     p.add_argument("--file", default=None, help="a recording to measure (default: write one)")
     p.add_argument("--minutes", type=positive_float, default=10.0,
                    help="length of the recording written (default 10)")

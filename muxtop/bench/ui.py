@@ -47,14 +47,20 @@ import time
 from time import perf_counter
 
 from muxtop.bench import synthetic
-from muxtop.cli.types import non_negative_float, non_negative_int, positive_float, positive_int
+from muxtop.cli.types import (
+    Parser,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from muxtop.ui.pacing import GIL_SWITCH_INTERVAL, SWITCH_ENV
 
 WARMUP = 10  # frames not timed: caches fill, the first layout happens
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="muxtop bench ui", description=__doc__.split("\n")[0])
+    p = Parser(prog="muxtop bench ui", description=__doc__.split("\n")[0])
     p.add_argument("--conns", default="100,10000", metavar="N,M",
                    help="the two connection counts to compare (default 100,10000)")
     p.add_argument("--ticks", type=positive_int, default=100,

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from muxtop.attach import report
 from muxtop.attach.reader import Attacher, AttachError
 from muxtop.cli.pipe import reader_left
-from muxtop.cli.types import interval, non_negative_float, positive_int
+from muxtop.cli.types import Parser, interval, non_negative_float, positive_int
 from muxtop.printable import printable
 from muxtop.record.control import Box, Recordable, RecorderControl
 from muxtop.record.writer import RecordWriteError
@@ -55,7 +55,7 @@ error."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="muxtop attach", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Show another process's epoll interest lists, sockets and kernel queues,\n"
                     "and diagnose stuck connections. Read-only.")

@@ -7,14 +7,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from muxtop.cli.types import port_number
+from muxtop.cli.types import Parser, port_number
 from muxtop.engine import Engine, EngineConfig, EngineStartError
 from muxtop.lessons.format import LessonError, builtin, find, load
 from muxtop.printable import printable
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="muxtop lesson",
         description="Guided lessons over muxtop's own server: muxtop sets each experiment up, "
         "asks what you expect, runs it and explains it with the numbers it just measured. "
@@ -38,7 +38,7 @@ def main(argv: list[str]) -> int:
         except LessonError as exc:
             print(f"muxtop lesson: {printable(str(exc))}", file=sys.stderr)
             return 1
-        print(f"{args.check}: OK, {lesson.title!r}, {len(lesson.steps)} steps")
+        print(f"{printable(args.check)}: OK, {lesson.title!r}, {len(lesson.steps)} steps")
         return 0
     try:
         if args.name is None:

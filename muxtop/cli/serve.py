@@ -14,6 +14,7 @@ from muxtop import __version__
 from muxtop.backends import NAMES, TRIGGERS
 from muxtop.cli.pipe import reader_left
 from muxtop.cli.types import (
+    Parser,
     non_negative_float,
     non_negative_int,
     port_number,
@@ -32,7 +33,7 @@ from muxtop.snapshot import Snapshot
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="muxtop",
         description="A TCP server over select, poll or epoll, and a live dashboard of how the "
         "multiplexer sees it. Subcommands: muxtop flood HOST:PORT, muxtop bench, "

@@ -1,10 +1,23 @@
-"""argparse types shared by every subcommand: each turns bad input into one plain line."""
+"""argparse types shared by every subcommand: each turns bad input into one plain line; and
+the parser they all use, whose errors show the user's own text escaped."""
 
 from __future__ import annotations
 
 import argparse
 import math
 from collections.abc import Callable
+from typing import NoReturn
+
+from muxtop.printable import printable
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, its error line escaped: "unrecognized arguments", "ambiguous
+    option" and the like quote argv as it is, and argv may hold ESC ] 0 ; … BEL (a new
+    terminal title) or a newline (a forged second line). Subparsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(printable(message))
 
 
 def _parsed(text: str, kind: Callable[[str], float], what: str) -> float:

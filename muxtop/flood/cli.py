@@ -14,7 +14,13 @@ import sys
 import threading
 from dataclasses import dataclass
 
-from muxtop.cli.types import non_negative_float, non_negative_int, positive_float, positive_int
+from muxtop.cli.types import (
+    Parser,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from muxtop.flood import client
 from muxtop.flood.client import (
     OPEN_LOOP_PATTERNS,
@@ -119,7 +125,7 @@ def _workers(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="muxtop flood", usage="muxtop flood HOST:PORT [options] (--help lists them)",
         description="Load and fault generator for any TCP (echo) server. Loopback only unless "
                     "--allow-remote. Exit status: 0 clean, 1 mismatches or failed connections, "
