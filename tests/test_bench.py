@@ -65,7 +65,7 @@ def test_wait_svg_never_replaces_a_file_and_refuses_special_ones(tmp_path, capsy
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     # Was: replaced silently, a hang (the FIFO), or a traceback (the others).
-    for target in (kept, fifo, tmp_path, "/dev/full", "", tmp_path / ("n" * 300)):
+    for target in (kept, fifo, tmp_path, "/dev/full", "", tmp_path / ("n" * 300), "a\x00/b"):
         assert cli.main(["wait", "--fds", "10", "--svg", str(target)]) == 1, target
         err = capsys.readouterr().err
         assert err.startswith("muxtop bench: --svg: cannot write") and err.count("\n") == 1, err

@@ -144,8 +144,13 @@ def wait_main(args: argparse.Namespace) -> int:
         try:  # made before measuring: a name that cannot be used is said at once
             Path(args.svg).parent.mkdir(parents=True, exist_ok=True)
             svg_file = create(args.svg, force=args.force)
-        except (UserFileError, OSError) as exc:
-            print(f"muxtop bench: --svg: {printable(str(exc))}", file=sys.stderr)
+        except UserFileError as exc:
+            print(f"muxtop bench: --svg: {exc}", file=sys.stderr)
+            return 1
+        except (OSError, ValueError) as exc:  # its folder cannot be made (ValueError: a NUL)
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            print(f"muxtop bench: --svg: cannot write {args.svg!r}: cannot make its folder: "
+                  f"{reason}", file=sys.stderr)
             return 1
     with svg_file or contextlib.nullcontext():
         return _wait(args, svg_file)
