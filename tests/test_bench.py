@@ -161,7 +161,7 @@ def test_echo_interrupt_stops_the_server():
         [sys.executable, "-m", "muxtop", "bench", "echo", "--conns", "5", "--duration", "20",
          "--runs", "1", "--servers", "selectors"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONFAULTHANDLER": "1"})
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"}, start_new_session=True)
     try:
         bench_proc = psutil.Process(proc.pid)
         deadline = time.monotonic() + 20
@@ -172,12 +172,15 @@ def test_echo_interrupt_stops_the_server():
             time.sleep(0.05)
         assert servers, "the bench never started its server"
         time.sleep(0.3)
-        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends to the bench
+        os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C: to the bench, its server and client
         try:
             _, err = proc.communicate(timeout=20)
         except subprocess.TimeoutExpired:
+            with open(f"/proc/{proc.pid}/status") as status:
+                masks = [line for line in status if line.startswith(("Sig", "ShdPnd"))]
             proc.send_signal(signal.SIGABRT)  # faulthandler: where every thread is
-            raise AssertionError(f"the bench went on: {proc.communicate(timeout=10)}") from None
+            raise AssertionError(f"the bench went on: {masks} "
+                                 f"{proc.communicate(timeout=10)}") from None
         assert proc.returncode == 130, err
         assert "interrupted" in err
         _, alive = psutil.wait_procs(servers, timeout=5)

@@ -132,7 +132,9 @@ def test_traced_ready_lists_match_what_the_server_received(mode, tool, spawn):
                               and s.trace.io_calls >= 6)
         said = server.said(len(traced_ready(snapshot)), timeout=0.5)
         assert traced_ready(snapshot) == said, (mode, tool)
-        assert len(said) >= 8  # 2 accepts, 6 messages, 2 EOFs (some may share a wait)
+        # 2 accepts, 6 messages and 2 EOFs, in 10 ready lists or fewer (a busy machine lets
+        # some share a wait): the listener and both clients, each seen ready.
+        assert len({fd for ready in said for fd, _ in ready}) >= 3, said
         assert snapshot.source == "traced" and snapshot.trace.tracer == tool
         calls = snapshot.wait_calls
         assert len(calls) == len(snapshot.waits)

@@ -125,6 +125,7 @@ class LessonRun:
         self.clients: list[LessonClient] = []
         self.floods: list[FloodProcess] = []
         self.herd: FloodProcess | None = None
+        self._coming: list[tuple[FloodProcess, float]] = []  # floods until their clients connect
         self._actions: deque[tuple[str, object]] = deque()
         self._waiting: tuple[Callable[[Snapshot], bool], float, str] | None = None
         self._steps_left = 0
@@ -173,6 +174,7 @@ class LessonRun:
             return
         self.phase = DONE
         self._actions.clear()
+        self._coming.clear()
         self._steps_left = 0
         send = self.app.source.submit
         latest = self.app.source.latest()
@@ -224,7 +226,7 @@ class LessonRun:
                 self._do(name, value, snapshot, now)
             except (OSError, ValueError, RuntimeError) as exc:  # out of fds, a refused connect
                 self.trouble = f"{name} failed: {exc}; the lesson goes on"
-        if self._waiting is not None or self._steps_left:
+        if self._waiting is not None or self._steps_left or not self._floods_up(now):
             return
         step = self.step
         if self.phase == SETUP:
@@ -257,6 +259,24 @@ class LessonRun:
             self._waiting = None
             return True
         return False
+
+    def _floods_up(self, now: float) -> bool:
+        """Every flood this step launched has all its clients connected (or has ended). The
+        step's clock starts then, not at the launch: on a busy machine a flood takes a while
+        to come up, and what it does is what the step measures. The step's other actions go
+        on meanwhile (the fd limit must fall while the clients still come)."""
+        coming = []
+        for flood, deadline in self._coming:
+            connected = (flood.progress or {}).get("connected", 0)
+            if not flood.running or connected >= flood.args.clients:
+                continue
+            if now >= deadline:
+                self.trouble = (f"the flood's {flood.args.clients:,} clients did not connect in "
+                                f"{SETTLE:.0f} s; the lesson goes on")
+                continue
+            coming.append((flood, deadline))
+        self._coming = coming
+        return not coming
 
     def _stepped(self, snapshot: Snapshot, now: float) -> bool:
         """The wait calls the lesson makes itself, one each STEP_EVERY, each counted once
@@ -316,6 +336,7 @@ class LessonRun:
             flood = self.app.launch_flood(FloodSettings(host=host, port=port, **value))
             if flood is not None:
                 self.floods.append(flood)
+                self._coming.append((flood, now + SETTLE))
         elif name == "stop_floods":
             for flood in self.floods:
                 self.app.floods.stop(flood)
