@@ -19,6 +19,7 @@ from muxtop.attach import report
 from muxtop.attach.reader import Attacher, AttachError
 from muxtop.cli.pipe import reader_left
 from muxtop.cli.types import Parser, interval, non_negative_float, positive_int
+from muxtop.metrics.server import MetricsError, MetricsServer, check_reach, metrics_address
 from muxtop.printable import printable
 from muxtop.record.control import Box, Recordable, RecorderControl
 from muxtop.record.writer import RecordWriteError
@@ -83,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-io", dest="io", action="store_false",
                         help="with --trace: trace only the wait calls, not reads and writes "
                              "(cheaper; findings can then no longer be proven)")
+    parser.add_argument("--metrics", type=metrics_address, default=None, metavar="HOST:PORT",
+                        help="serve /metrics for Prometheus on HOST:PORT, each series labelled "
+                             "with the pid and process name (port 0 picks one; not with "
+                             "--once; loopback unless --allow-remote)")
+    parser.add_argument("--allow-remote", action="store_true",
+                        help="allow a --metrics address other machines can reach")
     return parser
 
 
@@ -112,10 +119,16 @@ LiveView = Callable[[Attacher, argparse.Namespace], int]
 def main(argv: list[str], live: LiveView | None = None) -> int:
     args = build_parser().parse_args(argv)  # a usage error exits 2
     args.command_line = ["muxtop", "attach", *argv]
+    if args.metrics is not None and args.once:
+        build_parser().error("--metrics needs a live view, not --once")
     recorder = None
     attacher = None
+    metrics = None
     try:
+        metrics_warning = check_reach(args.metrics, args.allow_remote) if args.metrics else None
         attacher = open_attacher(args)
+        if args.metrics is not None:
+            attacher, metrics = served_reads(attacher, args.metrics, metrics_warning)
         if live is None:
             live = text_loop if args.text or not sys.stdout.isatty() else dashboard
         if args.record is not None and (args.once or args.json or live is not dashboard):
@@ -125,13 +138,15 @@ def main(argv: list[str], live: LiveView | None = None) -> int:
         if args.json:
             return json_lines(attacher, args)
         return live(attacher, args)
-    except (AttachError, RecordWriteError) as exc:
+    except (AttachError, RecordWriteError, MetricsError) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return reader_left()
     finally:
+        if metrics is not None:
+            metrics.stop()
         if recorder is not None:
             recorder.stop()
         if attacher is not None:
@@ -161,6 +176,17 @@ def recorded_reads(attacher: Attacher, args: argparse.Namespace):
     recorder = RecorderControl(box, args.command_line, on_notice=_tell)
     recorder.start(args.record)
     return RecordedReads(attacher, box), recorder
+
+
+def served_reads(attacher: Attacher, address: tuple[str, int], warning: str | None):
+    """(the Attacher with its reads also served, the MetricsServer serving them): whichever
+    view reads (dashboard, --text, --json), /metrics shows its last look."""
+    box = Box("attach")
+    metrics = MetricsServer(address, box.latest).start()
+    if warning:
+        _warn(warning.removeprefix("warning: "))
+    print(f"muxtop attach: metrics on {metrics.url}", file=sys.stderr, flush=True)
+    return RecordedReads(attacher, box), metrics
 
 
 def once(attacher: Attacher, args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ from muxtop.engine.address import AddressError, is_loopback, resolve
 from muxtop.engine.guards import HEADER, IDLE, OUT_BUFFER, settings
 from muxtop.engine.protocols import PROTOCOLS
 from muxtop.engine.source import EngineSource
+from muxtop.metrics.server import MetricsError, MetricsServer, check_reach, metrics_address
 from muxtop.printable import printable
 from muxtop.record.control import RecorderControl
 from muxtop.record.writer import RecordWriteError
@@ -48,7 +49,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", choices=tuple(PROTOCOLS), default="echo",
                    help="what the server answers (default echo)")
     p.add_argument("--allow-remote", action="store_true",
-                   help="allow a --host other machines can reach (0.0.0.0, ::, a LAN address); "
+                   help="allow a --host (or --metrics address) other machines can reach (0.0.0.0, "
+                        "::, a LAN address); "
                         "muxtop has no authentication")
     p.add_argument("--max-conns", type=non_negative_int, default=None, metavar="N",
                    help="stop accepting at N open connections (0: accept none; clients wait "
@@ -77,6 +79,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--record", metavar="FILE", default=None,
                    help="record every wait call, Snapshot, notice and finding to FILE (a new "
                    "file; muxtop replay FILE plays it back)")
+    p.add_argument("--metrics", type=metrics_address, default=None, metavar="HOST:PORT",
+                   help="serve /metrics for Prometheus on HOST:PORT (port 0 picks one; "
+                        "needs the metrics extra; loopback unless --allow-remote)")
     p.add_argument("--version", action="version", version=f"muxtop {__version__}")
     return p
 
@@ -95,6 +100,11 @@ def main(argv: list[str]) -> int:
     allowed, warning = guard_remote(args)
     if not allowed:
         return 1
+    try:
+        metrics_warning = check_reach(args.metrics, args.allow_remote) if args.metrics else None
+    except MetricsError as exc:
+        print(f"muxtop: {exc}", file=sys.stderr)
+        return 1
     config = EngineConfig(
         host=args.host, port=args.port, backend=args.backend, trigger=args.trigger,
         protocol=args.protocol, max_conns=args.max_conns, lab=frozenset(args.lab),
@@ -110,7 +120,10 @@ def main(argv: list[str]) -> int:
     # Headless, what the recorder has to say goes to stderr; the dashboard shows it.
     recorder = RecorderControl(EngineSource(engine), ["muxtop", *argv],
                                on_notice=_tell if args.headless else None)
+    metrics = None
     try:
+        if args.metrics is not None:
+            metrics = start_metrics(args.metrics, engine, recorder, metrics_warning)
         if args.record is not None:
             recorder.start(args.record)
         if args.headless:
@@ -118,14 +131,31 @@ def main(argv: list[str]) -> int:
         from muxtop.ui.app import run_dashboard
 
         return run_dashboard(engine, duration=args.duration, refresh=args.refresh,
-                             theme=args.theme, recorder=recorder)
-    except RecordWriteError as exc:
+                             theme=args.theme, recorder=recorder, metrics=metrics)
+    except (RecordWriteError, MetricsError) as exc:
         print(f"muxtop: {printable(str(exc))}", file=sys.stderr)
         return 1
     finally:
+        if metrics is not None:
+            metrics.stop()
         engine.stop()
         recorder.on_notice = _tell  # the dashboard has gone: say where the recording is
         recorder.stop()  # after the engine: its last Snapshot is recorded too
+
+
+def start_metrics(address: tuple[str, int], engine: Engine, recorder: RecorderControl,
+                  warning: str | None) -> MetricsServer:
+    """/metrics over the engine's published Snapshots; says where on stderr (port 0: the port
+    it got). MetricsError when it cannot bind."""
+    def recording() -> int | None:
+        status = recorder.status()
+        return None if status is None else status.bytes
+
+    metrics = MetricsServer(address, engine.snapshot, recording=recording).start()
+    if warning:
+        print(f"muxtop: {warning}", file=sys.stderr)
+    print(f"muxtop: metrics on {metrics.url}", file=sys.stderr, flush=True)
+    return metrics
 
 
 def usage_problem(args: argparse.Namespace) -> str | None:

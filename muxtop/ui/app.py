@@ -806,14 +806,17 @@ THEMES = tuple(BUILTIN_THEMES)  # what --theme takes; textual-light reads best o
 
 def run_dashboard(engine, duration: float | None = None, *, refresh: float = POLL_INTERVAL,
                   theme: str | None = None, recorder: RecorderControl | None = None,
-                  lesson: Lesson | None = None) -> int:
+                  lesson: Lesson | None = None, metrics=None) -> int:
     """Run the dashboard over a started engine until q (or `duration` seconds); R records
-    through `recorder`. Textual restores the terminal however the app ends; the caller
-    stops the engine (and the recorder)."""
+    through `recorder`; `metrics` (a MetricsServer) also counts the floods launched here.
+    Textual restores the terminal however the app ends; the caller stops the engine (and the
+    recorder, and the metrics)."""
     source = EngineSource(engine)
     app = MuxtopApp(source if recorder is None else Recordable(source, recorder),
                     duration=duration, handle_signals=True, interval=refresh, theme=theme,
                     freeze_at_start=True, lesson=lesson)
+    if metrics is not None:
+        metrics.floods = lambda: app.floods.floods
     # The engine thread shares the GIL and the garbage collector with the UI: pacing says
     # how both are set while the dashboard runs, and why.
     try:
