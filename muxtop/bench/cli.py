@@ -298,8 +298,8 @@ def recorded_table(rows: list[dict]) -> list[str]:
     paired = [r for r in rows if r.get("vs_pair")]
     if not paired:
         return []
-    out = ["", "recording: each variant ÷ its server without --record, run by run (the median "
-           "of the runs' ratios, lowest–highest)",
+    out = ["", "recording and scraping: each variant (--record; --metrics, scraped every second) "
+           "÷ its server without it, run by run (the median of the runs' ratios, lowest–highest)",
            f"{'server':<28}{'conns':>7}{'rt/s ×':>8}{'runs':>12}{'CPU/rt ×':>10}"
            f"{'B/wait':>8}{'B/conn·s':>10}{'MB/min':>8}{'gaps':>6}"]
     for r in paired:

@@ -20,7 +20,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from typing import Self
 
@@ -34,7 +36,9 @@ BASELINE = "selectors"
 MUXTOP_MODES = (("select", "level"), ("poll", "level"), ("epoll", "level"), ("epoll", "edge"),
                 ("epoll", "oneshot"))
 START_TIMEOUT = 15.0  # seconds for a server to accept its first connection
-RECORDED_MODE = ("epoll", "level")  # the mode also measured while it records
+RECORDED_MODE = ("epoll", "level")  # the mode also measured while it records, and scraped
+SCRAPE_EVERY = 1.0  # seconds between the bench's scrapes of a --metrics variant's /metrics
+OPENMETRICS = "application/openmetrics-text; version=1.0.0"  # what Prometheus asks for
 
 
 class BenchError(Exception):
@@ -52,13 +56,22 @@ class ServerSpec:
     def records(self) -> bool:
         return "{record}" in self.module_args
 
-    def command(self, port: int, record: str = "") -> list[str]:
+    @property
+    def scraped(self) -> bool:
+        return "{metrics}" in self.module_args
+
+    def command(self, port: int, record: str = "", metrics: int = 0) -> list[str]:
         return [sys.executable, "-m", *(a.replace("{port}", str(port)).replace("{record}", record)
+                                        .replace("{metrics}", str(metrics))
                                         for a in self.module_args)]
 
 
 def uvloop_available() -> bool:
     return importlib.util.find_spec("uvloop") is not None
+
+
+def metrics_available() -> bool:
+    return importlib.util.find_spec("prometheus_client") is not None
 
 
 def server_specs() -> dict[str, ServerSpec]:
@@ -81,6 +94,11 @@ def server_specs() -> dict[str, ServerSpec]:
                 f"muxtop-{backend}-{trigger}-recorded", (*args, "--record", "{record}"),
                 "the same, recording every wait call and Snapshot (--record)",
                 pair=f"muxtop-{backend}-{trigger}"))
+            specs.append(ServerSpec(
+                f"muxtop-{backend}-{trigger}-scraped",
+                (*args, "--metrics", "127.0.0.1:{metrics}"),
+                f"the same, its /metrics scraped every {SCRAPE_EVERY:g} s (--metrics)",
+                pair=f"muxtop-{backend}-{trigger}"))
     return {s.name: s for s in specs}
 
 
@@ -88,12 +106,15 @@ def choose_servers(names: list[str] | None) -> list[ServerSpec]:
     """The servers to run: ``names`` (checked) or every one available (uvloop if installed)."""
     specs = server_specs()
     if not names:
-        return [s for n, s in specs.items() if n != "uvloop" or uvloop_available()]
+        return [s for n, s in specs.items() if (n != "uvloop" or uvloop_available())
+                and (not s.scraped or metrics_available())]
     unknown = [n for n in names if n not in specs]
     if unknown:
         raise BenchError(f"no server {', '.join(unknown)} (choose from {', '.join(specs)})")
     if "uvloop" in names and not uvloop_available():
         raise BenchError("uvloop is not installed: pip install 'muxtop[bench]'")
+    if any(specs[n].scraped for n in names) and not metrics_available():
+        raise BenchError("prometheus_client is not installed: pip install 'muxtop[metrics]'")
     chosen = dict.fromkeys(names)
     for name in list(chosen):  # a variant is measured against its server: run that too
         pair = specs[name].pair
@@ -133,13 +154,17 @@ class ServerProcess:
         self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
         self._folder = tempfile.mkdtemp(prefix="muxtop-bench-") if spec.records else None
         self.record_path = os.path.join(self._folder, "run.muxrec") if self._folder else ""
+        self.metrics_port = free_port() if spec.scraped else 0
+        self.scrapes = 0  # of /metrics, while the client ran
+        self._scraping = threading.Event()
+        self._scraper: threading.Thread | None = None
         # stdout to /dev/null: muxtop --headless prints a status line a second, and an unread
         # pipe would fill and block the server mid-run.
         self.proc = subprocess.Popen(
-            spec.command(self.port, self.record_path), stdin=subprocess.DEVNULL,
+            spec.command(self.port, self.record_path, self.metrics_port), stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=self._stderr,
-            # The bench starts no threads, so preexec_fn is safe here.
+            # No other thread runs here (a scraper is joined in stop()), so preexec_fn is safe.
             preexec_fn=_die_with_parent if sys.platform == "linux" else None)  # noqa: PLW1509
         self.pid = self.proc.pid
 
@@ -161,7 +186,26 @@ class ServerProcess:
                 time.sleep(0.02)
         raise BenchError(f"{self.spec.name} did not accept on port {self.port} in {timeout:.0f} s")
 
+    def start_scraping(self) -> None:
+        """Scrape /metrics every SCRAPE_EVERY s on a thread, as Prometheus would, until stop."""
+        if self.metrics_port:
+            self._scraper = threading.Thread(target=self._scrape, daemon=True,
+                                             name="bench-scrape")
+            self._scraper.start()
+
+    def _scrape(self) -> None:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.metrics_port}/metrics",
+                                         headers={"Accept": OPENMETRICS})
+        while not self._scraping.wait(SCRAPE_EVERY):
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(request, timeout=5) as answer:
+                    answer.read()
+                self.scrapes += 1
+
     def stop(self) -> None:
+        self._scraping.set()
+        if self._scraper is not None:  # gone before the next server forks (preexec_fn)
+            self._scraper.join(10)
         children.end(self.proc)
         self._stderr.close()
 
@@ -287,7 +331,10 @@ def measure(spec: ServerSpec, client: Client, conns: int, duration: float,
         started_s = server.wait_accepting()
         command = client.command(server.port, conns, duration, warmup, size, server.pid)
         before = CpuSample.take(server.pid)
+        server.start_scraping()
         result = run_client(command, timeout=warmup + duration + 60)
+        if server.metrics_port:
+            result["scrapes"] = server.scrapes
         result.update(CpuSample.take(server.pid).others_since(before))
         if server.proc.poll() is not None:
             result["failed"] = (f"server exited with status {server.proc.returncode}: "
