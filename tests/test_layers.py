@@ -17,11 +17,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "muxtop"
 HEADLESS = ("muxtop.backends", "muxtop.engine", "muxtop.flood", "muxtop.attach", "muxtop.trace",
             "muxtop.kernel", "muxtop.snapshot", "muxtop.plain", "muxtop.findings",
             "muxtop.source", "muxtop.events", "muxtop.limits", "muxtop.printable",
-            "muxtop.record", "muxtop.replay")
+            "muxtop.record", "muxtop.replay", "muxtop.metrics")
 HEADLESS_MODULES = [
     "muxtop.backends", "muxtop.engine", "muxtop.engine.protocols", "muxtop.kernel.probes",
     "muxtop.cli.serve", "muxtop.flood.cli", "muxtop.cli.attach", "muxtop.plain",
     "muxtop.cli.replay", "muxtop.replay.source", "muxtop.bench.replay",
+    "muxtop.metrics.collector", "muxtop.metrics.server",
 ]
 
 

@@ -18,7 +18,7 @@ TREE = Path(__file__).resolve().parent.parent / "muxtop"
 INSTALLED = Path(muxtop.__file__).resolve().parent
 # What the package reads at run time besides its modules, by folder: a new kind of file is a
 # new line here, and the files test below then also checks the source tree has it.
-DATA = {"lessons/builtin": ".toml", "ui": ".tcss", "bench": ".c"}
+DATA = {"lessons/builtin": ".toml", "ui": ".tcss", "bench": ".c", "contrib": ".yml"}
 
 
 def package_files(root: Path) -> set[str]:
