@@ -156,6 +156,33 @@ def test_labels_are_of_low_cardinality_only(served):
                  kind="stuck-read") == 3
 
 
+class FakeFlood:
+    """What the collector reads of a FloodProcess: pid, running, progress, summary."""
+
+    def __init__(self, pid: int, **progress) -> None:
+        self.pid, self.running, self.summary = pid, True, None
+        self.progress = {"type": "progress", **progress}
+
+
+def test_the_dashboards_floods_are_counted_across_floods(served):
+    engine, metrics = served()
+    first = FakeFlood(101, connected=10, active=10, messages_echoed=500, failed={"EOF": 2})
+    floods = [first]
+    metrics.floods = lambda: floods
+    found = samples(scrape(metrics.url)[1])
+    assert value(found, "muxtop_flood_running") == 1
+    assert value(found, "muxtop_flood_connections") == 10
+    assert value(found, "muxtop_flood_round_trips_total") == 500
+    assert value(found, "muxtop_flood_failures_total") == 2
+    first.running, first.summary = False, {**first.progress, "messages_echoed": 600}
+    floods.append(FakeFlood(102, connected=5, active=5, messages_echoed=50))
+    found = samples(scrape(metrics.url)[1])
+    assert value(found, "muxtop_flood_running") == 1
+    assert value(found, "muxtop_flood_round_trips_total") == 650
+    floods.remove(first)  # the panel forgets a finished flood: the counter does not
+    assert value(samples(scrape(metrics.url)[1]), "muxtop_flood_round_trips_total") == 650
+
+
 def test_a_port_in_use_is_one_error(served):
     _, metrics = served()
     with pytest.raises(MetricsError, match="Address already in use"):
