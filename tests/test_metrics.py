@@ -465,3 +465,16 @@ def _ready(api: str, prometheus: subprocess.Popen) -> bool:
 
 def _sample(result: list[dict]) -> float | None:
     return float(result[0]["value"][1]) if result else None
+
+
+def test_the_bench_scrapes_its_scraped_variant():
+    from muxtop.bench.echo import ServerProcess, server_specs
+
+    spec = server_specs()["muxtop-epoll-level-scraped"]
+    assert spec.scraped and spec.pair == "muxtop-epoll-level"
+    with ServerProcess(spec) as server:
+        assert server.metrics_port and f"127.0.0.1:{server.metrics_port}" in spec.command(
+            server.port, "", server.metrics_port)
+        server.wait_accepting()
+        server.start_scraping()
+        wait_for(lambda: server.scrapes >= 2, timeout=20)

@@ -58,7 +58,7 @@ class ServerSpec:
 
     @property
     def scraped(self) -> bool:
-        return "{metrics}" in self.module_args
+        return any("{metrics}" in arg for arg in self.module_args)  # in HOST:{metrics}
 
     def command(self, port: int, record: str = "", metrics: int = 0) -> list[str]:
         return [sys.executable, "-m", *(a.replace("{port}", str(port)).replace("{record}", record)
