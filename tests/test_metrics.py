@@ -478,3 +478,10 @@ def test_the_bench_scrapes_its_scraped_variant():
         server.wait_accepting()
         server.start_scraping()
         wait_for(lambda: server.scrapes >= 2, timeout=20)
+
+
+def test_web_refuses_metrics_that_every_tab_would_bind():
+    from muxtop.cli.web import muxtop_command
+
+    with pytest.raises(ValueError, match="every browser tab"):
+        muxtop_command(["--metrics", "127.0.0.1:9464"])

@@ -66,6 +66,9 @@ def muxtop_command(options: list[str]) -> str:
         raise ValueError(f"after --: {printable(error)}") from None
     if args.headless:
         raise ValueError("--headless has no dashboard to serve")
+    if args.metrics is not None:  # each tab would bind it (textual-serve: a process a tab)
+        raise ValueError("--metrics: every browser tab is a muxtop of its own; scrape a "
+                         "muxtop --headless --metrics instead")
     if (problem := muxtop_cli.usage_problem(args)) is not None:
         raise ValueError(f"after --: {problem}")
     try:
