@@ -94,7 +94,8 @@ class StatusHeader(TextLines, Widget):
         if s.refused:
             badges.append((f" REFUSED: {fmt.plain(s.refused)} ", style("alert")))
         if s.lab:
-            badges.append((f" LAB {' '.join(sorted(s.lab))} ", style("lab")))
+            # plain: a recording may name any lab (an escape sequence would reach the terminal)
+            badges.append((f" LAB {fmt.plain(' '.join(sorted(s.lab)))} ", style("lab")))
         if self.read_only:
             badges.append((" READ-ONLY ", style("info")))
         if self.frozen:
