@@ -19,7 +19,9 @@ import json
 import struct
 import zlib
 
-from muxtop.plain import PlainFormError, from_plain, to_plain
+from muxtop import plain
+from muxtop.plain import to_plain
+from muxtop.record import schema
 from muxtop.snapshot import ConnView, Snapshot
 
 _ENCODE = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
@@ -55,20 +57,14 @@ def _streams(payload: bytes) -> tuple[bytes, bytes]:
     return payload[start:start + size], payload[start + size:]
 
 
-def decode_rest(payload: bytes) -> dict:
-    """The plain form without connections and waits (both empty lists)."""
-    first, _ = _streams(payload)
-    return json.loads(zlib.decompress(first))
-
-
 def decode(payload: bytes, *, connections: bool = True) -> Snapshot:
     """The Snapshot of a SNAPSHOT payload, with no wait ring (the reader adds it); without
-    `connections` only the rest, for what needs no rows. ValueError if it does not decode."""
+    `connections` only the rest, for what needs no rows. ValueError if it does not decode,
+    or is not a Snapshot's plain form (schema.SchemaError: the file may come from anywhere)."""
     first, views = _streams(payload)
-    doc = json.loads(zlib.decompress(first))
-    if connections:
-        doc["connections"] = json.loads(zlib.decompress(views))
-    try:
-        return from_plain(doc)
-    except PlainFormError as exc:
-        raise ValueError(str(exc)) from None
+    doc = schema.load_json(schema.inflate(first))
+    if connections and isinstance(doc, dict):
+        doc["connections"] = schema.load_json(schema.inflate(views))
+    plain.check_version(doc)
+    schema.check_snapshot(doc)
+    return plain.from_plain(doc)

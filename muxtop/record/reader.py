@@ -10,16 +10,17 @@ raises RecordingError with one plain line; everything else reads as far as it ca
 
 from __future__ import annotations
 
-import json
+import math
 import os
 import stat
 import struct
 import zlib
 from bisect import bisect_right
+from collections.abc import Callable
 
 from muxtop.plain import PLAIN_VERSION
 from muxtop.record import format as fmt
-from muxtop.record import pictures, waits
+from muxtop.record import pictures, schema, waits
 from muxtop.record.format import Frame, RecordingError
 from muxtop.snapshot import Snapshot, WaitRecord
 
@@ -39,7 +40,8 @@ class Recording:
         self.path = path
         self.name = os.path.basename(path) or path
         try:
-            self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            # O_NONBLOCK: opening a FIFO waits for a writer, forever; a regular file ignores it.
+            self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         except OSError as exc:
             raise RecordingError(f"cannot read {path}: {exc.strerror or exc}") from None
         try:
@@ -81,11 +83,13 @@ class Recording:
         self.end_frame: Frame | None = None
         self.header: dict | None = None
         self._bad: set[int] = set()
+        self._header_problem = ""
         cut_at = self._scan()
         if self.header is None:
             damage = "truncated" if cut_at is not None and cut_at <= fmt.PREAMBLE.size \
                 else "corrupted"
-            raise RecordingError(f"{self.path} is {damage}: its header frame does not read")
+            why = f" ({self._header_problem})" if self._header_problem else ""
+            raise RecordingError(f"{self.path} is {damage}: its header frame does not read{why}")
         plain = self.header.get("plain", PLAIN_VERSION)
         if not isinstance(plain, int) or plain > PLAIN_VERSION:
             raise RecordingError(f"{self.path} holds Snapshots in plain form {plain}, newer "
@@ -131,7 +135,12 @@ class Recording:
             end = frame.offset + frame.length
             if end > size:
                 return pos
-            self._add(frame)
+            why = _implausible(frame)
+            if why:
+                self.problems.append(f"{self.name}: the {fmt.KIND_NAMES[frame.kind]} frame at "
+                                     f"byte {frame.offset:,} {why}; skipped")
+            else:
+                self._add(frame)
             pos = end
         return None
 
@@ -170,20 +179,17 @@ class Recording:
             self.end_frame = frame
         elif kind == fmt.HEADER_FRAME and self.header is None:
             try:
-                header = json.loads(self.read(frame))
-            except (FrameError, ValueError):
-                return
-            if isinstance(header, dict):
-                self.header = header
+                self.header = self.read_json(frame, schema.check_header)
+            except FrameError as exc:
+                self._header_problem = str(exc)
 
     def _end_record(self) -> dict | None:
         if self.end_frame is None:
             return None
         try:
-            end = json.loads(self.read(self.end_frame))
-        except (FrameError, ValueError):
+            return self.read_json(self.end_frame, schema.check_end)
+        except FrameError:
             return None
-        return end if isinstance(end, dict) else None
 
     # ---- payloads ----------------------------------------------------------------------
 
@@ -196,6 +202,17 @@ class Recording:
             raise FrameError(f"the {fmt.KIND_NAMES[frame.kind]} frame at byte "
                              f"{frame.offset:,} is corrupted")
         return data
+
+    def read_json(self, frame: Frame, check: Callable[[object], None]) -> dict:
+        """The JSON payload of `frame`, checked by `check` (schema); FrameError (and a problem
+        noted once) if it does not check out."""
+        try:
+            doc = schema.load_json(self.read(frame))
+            check(doc)
+        except schema.SchemaError as exc:
+            self._frame_problem(frame, f"does not decode ({exc})")
+            raise FrameError(str(exc)) from None
+        return doc
 
     def _frame_problem(self, frame: Frame, what: str) -> None:
         if frame.offset not in self._bad:
@@ -242,11 +259,10 @@ class Recording:
         frames = [f for f in self.event_frames if f.a not in skip] + self.gaps
         found = []
         for frame in sorted(frames, key=lambda f: f.offset):
+            check = schema.check_gap if frame.kind == fmt.GAP else schema.check_event
             try:
-                event = json.loads(self.read(frame))
-            except (FrameError, ValueError):
-                continue
-            if not isinstance(event, dict):
+                event = self.read_json(frame, check)
+            except FrameError:
                 continue
             if frame.kind == fmt.GAP:
                 event = {"type": "gap", "after": frame.a, "before": frame.b, **event}
@@ -260,3 +276,12 @@ class Recording:
                 self.read(frame)
             except FrameError:
                 continue
+
+
+def _implausible(frame: Frame) -> str:
+    """Why a frame whose header checks out is still none muxtop wrote ("" if it may be)."""
+    if not math.isfinite(frame.t) or abs(frame.t) > schema.MAX_FLOAT:
+        return "has no moment a clock gives"
+    if frame.length > schema.MAX_INFLATED:
+        return f"is larger than any muxtop writes ({frame.length:,} bytes)"
+    return ""

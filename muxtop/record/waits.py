@@ -20,6 +20,7 @@ from array import array
 from itertools import chain
 from operator import itemgetter
 
+from muxtop.record import schema
 from muxtop.snapshot import WaitRecord, wait_record
 
 _LAYOUT = struct.Struct("<IBI")  # records, typecode of the int columns, flat ready length
@@ -101,10 +102,20 @@ class WaitColumns:
         return taken
 
 
+def _check_times(starts: array, durations: array, timeouts: array, cpus: array) -> None:
+    """Every time finite and of a size a clock gives (a NaN timeout or cpu is None, as
+    written); else ValueError. A crafted NaN or inf would reach every figure drawn from it."""
+    most = schema.MAX_FLOAT
+    for name, column, none_ok in (("start", starts, False), ("duration", durations, False),
+                                  ("timeout", timeouts, True), ("cpu", cpus, True)):
+        if not all(-most <= v <= most or none_ok and v != v for v in column):
+            raise ValueError(f"a wait record's {name} is not a time")
+
+
 def decode(payload: bytes, first: int) -> tuple[WaitRecord, ...]:
     """The records of one WAITS payload whose first seq is `first`; ValueError if the
-    payload is not what its header promised."""
-    raw = zlib.decompress(payload)
+    payload is not what its header promised, or holds a time no wait call has."""
+    raw = schema.inflate(payload)
     n, typecode, flat_len = _LAYOUT.unpack_from(raw)
     code = chr(typecode)
     if code not in ("i", "q"):
@@ -123,6 +134,7 @@ def decode(payload: bytes, first: int) -> tuple[WaitRecord, ...]:
         columns.append(column)
         offset += size
     starts, timeouts, durations, cpus, registered, counts, lengths, flat = columns
+    _check_times(starts, durations, timeouts, cpus)
     if sum(lengths) != flat_len:
         raise ValueError("ready lists do not add up")
     flat = flat.tolist()
