@@ -5,14 +5,21 @@ drawn escaped; never a traceback, a hang or a gigabyte."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
+import io
 import json
 import os
+import re
 import struct
+import tempfile
 import tracemalloc
 import zlib
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from recordings import wait
 
 from muxtop.bench import synthetic
@@ -119,6 +126,66 @@ async def test_a_lab_name_in_a_recording_cannot_retitle_the_terminal(tmp_path):
             shown = app.dashboard.header.render().plain
             assert "LAB ?]0;pwned? naive-edge" in shown
             assert "\x1b" not in shown and "\x07" not in shown
+
+
+def titled(value: object) -> object:
+    """`value` with TITLE after every string in it."""
+    if isinstance(value, str):
+        return value + TITLE
+    if isinstance(value, list):
+        return [titled(v) for v in value]
+    if isinstance(value, dict):
+        return {k: titled(v) for k, v in value.items()}
+    return value
+
+
+def raw_escapes(app) -> list[str]:
+    """Where the screen holds an ESC, with the text before it (to say what drew it)."""
+    svg = app.export_screenshot()
+    texts = re.sub(r"<[^>]*>", "", svg)
+    return [texts[max(0, i - 60):i + 10] for i in range(len(texts)) if texts[i] == "\x1b"]
+
+
+# What another process's Snapshot holds besides (attach, attach --trace), in plain form.
+ATTACHED = {
+    "target": [4242, "redis-server *:6379", 2.0, ""],
+    "epoll": [[5, [[7, 0x80000001, 7, ""], [9, 1, 9, "fd closed, file still open elsewhere"]]]],
+    "sockets": [[7, 123, "tcp", "127.0.0.1:6379", "10.0.0.1:4000", "ESTABLISHED", None, None,
+                 "", ""]],
+    "trace": ["strace", "tracing", "strace slows it", 1000.0, 3, 1, True, 0],
+    "fd_io": [[7, 1, 10, 1050.0, 10, 100, None, 1, 10, 1050.0, None]],
+}
+
+
+@pytest.mark.parametrize("source", ["engine", "attach", "traced"])
+async def test_no_text_of_a_recording_reaches_the_terminal_raw(tmp_path, source):
+    """Every string a Snapshot holds, with an escape sequence in it: the dashboard, the
+    detail view of each kind of row, the timeline's events, for each kind of source."""
+    from muxtop.replay.source import ReplaySource
+    from muxtop.ui.app import MuxtopApp
+    from muxtop.ui.screens.detail import DetailScreen, describe
+
+    doc = plain_snapshot(source=source, **(ATTACHED if source != "engine" else {}))
+    kinds = [row[2] for row in doc["connections"]]  # what a row is decides what is drawn
+    doc = {**titled(doc), "v": 1, "source": source, "lab": [TITLE]}
+    for row, kind in zip(doc["connections"], kinds):
+        row[2] = kind
+    events = [(1060.0, {**titled(e), "type": e["type"]}) for e in EVENTS]
+    header = {**recording_header(source, ["test"]), "host": TITLE}
+    path = craft(tmp_path / "titled.muxrec", [plain_snapshot(source=source), doc],
+                 events=events, header=header)
+    with Recording.open(path) as rec:
+        app = MuxtopApp(ReplaySource(rec), interval=None)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("G")
+            await pilot.pause()
+            assert not rec.problems
+            assert not raw_escapes(app)
+            await pilot.press("down", "down", "enter")  # a connection's detail view
+            await pilot.pause()
+            assert isinstance(app.screen, DetailScreen) and not raw_escapes(app)
+            for view in app.latest.connections:  # what it draws for each kind of row
+                assert "\x1b" not in describe(app.view, view, app.latest, 100).plain, view
 
 
 # ---- what a frame may hold ------------------------------------------------------------------
@@ -346,3 +413,123 @@ def test_a_fifo_is_refused_at_once(tmp_path, capsys):
     code, out, err = replay(capsys, str(fifo), "--summary")
     assert code == 1 and out == ""
     assert err == f"muxtop replay: {fifo} is not a file\n"
+
+
+# ---- any JSON value in any field ------------------------------------------------------------
+
+JSON_SCALARS = (st.none() | st.booleans() | st.integers() | st.sampled_from([1 << 64, 10 ** 300])
+                | st.floats() | st.sampled_from([1e300, -1e300, 2.0 ** 60])
+                | st.text(max_size=8) | st.just(TITLE))
+JSON_VALUES = st.recursive(
+    JSON_SCALARS, lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.text(max_size=4), inner, max_size=3), max_leaves=6) | st.just(DEEP)
+EVENTS = [
+    {"type": "notice", "seq": 1, "level": "warning", "text": "hello"},
+    {"type": "finding", "finding": ["busy-loop", None, "spins", [["fds", [7, 8]]], 1050.0]},
+    {"type": "finding-end", "kind": "busy-loop", "fd": None},
+    {"type": "switch", "from": "epoll/level", "to": "poll/level"},
+    {"type": "lab", "on": ["naive-edge"]},
+    {"type": "connections", "new": [[1, 7, "10.0.0.1:4000", 1001.0]]},
+    {"type": "stopped", "error": "boom"},
+    {"type": "command", "command": "Switch", "args": {"backend": "poll"}, "ok": False,
+     "message": "no", "sent": 1050.0},
+]
+
+
+def base_frames() -> dict:
+    """One of each frame's plain form, as muxtop writes them; the property test breaks one."""
+    shot = synthetic.snapshot(3, 1, wait_count=0, lab=frozenset({"naive-edge"}), refused="no",
+                              notices=(Notice(1, 1050.0, "info", "hi"),))
+    return {"header": recording_header("engine", ["test"]), "snapshot": to_plain(shot),
+            "events": [dict(e) for e in EVENTS], "end": {"reason": "stopped", "snapshots": 2,
+                                                         "published": 2}}
+
+
+@st.composite
+def broken(draw) -> dict:
+    """The frames with one value somewhere in them replaced by any JSON value."""
+    frames = base_frames()
+    node: object = frames
+    while True:
+        keys = list(node) if isinstance(node, dict) else list(range(len(node)))
+        key = draw(st.sampled_from(keys))
+        child = node[key]
+        if node is frames or (child and isinstance(child, dict | list) and draw(st.booleans())):
+            node = child
+            continue
+        node[key] = draw(JSON_VALUES)
+        return frames
+
+
+def run_headless(path: str) -> None:
+    """Each headless mode: exit 0, or 1 with one line; never a traceback."""
+    for mode in (["--summary"], ["--json"], ["--summary", "--json"]):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = replay_cli.main([path, *mode])
+        lines = err.getvalue().splitlines()
+        assert code in (0, 1), (mode, code, err.getvalue())
+        assert len(lines) == (code == 1), (mode, code, err.getvalue())
+        assert all(line.startswith("muxtop replay: ") for line in lines)
+        assert "\x1b" not in out.getvalue() + err.getvalue()
+
+
+async def run_dashboard(path: str) -> None:
+    """The replay dashboard over it: each position drawn, the detail view opened; what did not
+    read is told in a notification; nothing drawn holds an escape character."""
+    from muxtop.replay.source import ReplaySource
+    from muxtop.ui.app import MuxtopApp
+
+    try:
+        rec = Recording.open(path)
+    except RecordingError:
+        return  # the CLI says so in one line (run_headless)
+    with rec:
+        app = MuxtopApp(ReplaySource(rec), interval=None)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("G", "comma", "g", "full_stop")
+            await pilot.pause()
+            assert "\x1b" not in app.export_screenshot()
+            await pilot.press("enter")  # the detail view of the first row
+            await pilot.pause()
+            app.tick()  # problems found drawing the last picture are told at the next tick
+            player = app.source.player
+            assert [n.text for n in player.notices] == rec.problems[-len(player.notices):]
+            if player.notices:  # each became a notification (which expire: not looked at)
+                assert app._told[id(player)] == player.notices[-1].seq
+
+
+def read_everything(path: str) -> None:
+    """What a recording can make the reader hold: every frame decoded."""
+    try:
+        rec = Recording.open(path)
+    except RecordingError:
+        return
+    with rec:
+        for read, count in ((rec.snapshot, len(rec.snapshots)), (rec.run, len(rec.runs))):
+            for i in range(count):
+                with contextlib.suppress(FrameError):
+                    read(i)
+        rec.events()
+
+
+@pytest.mark.timeout(120)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frames=broken(), start=st.floats(), took=st.floats())
+def test_any_json_in_any_field_is_read_or_told_never_a_traceback(frames, start, took):
+    with tempfile.TemporaryDirectory() as directory:
+        records = [wait(seq) for seq in range(1, 4)]
+        records[1] = records[1]._replace(start=start, duration=took)
+        path = craft(os.path.join(directory, "any.muxrec"),
+                     [base_frames()["snapshot"], frames["snapshot"]], header=frames["header"],
+                     events=[(1060.0, e) for e in frames["events"]], end=frames["end"],
+                     runs=[records])
+        tracemalloc.start()
+        try:
+            run_headless(path)
+            read_everything(path)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 2 * schema.MAX_INFLATED
+        asyncio.run(run_dashboard(path))  # not traced: tracing makes Textual 10× slower

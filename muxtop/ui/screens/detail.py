@@ -84,9 +84,9 @@ def describe(view: SourceView, v: ConnView, s: Snapshot, width: int | None = Non
     detail = Detail(width)
     text = detail.text
     text.append(f"fd {v.fd}", "bold")
-    text.append(f"  {v.kind}  ", detail.LABEL)
+    text.append(f"  {fmt.plain(v.kind)}  ", detail.LABEL)  # plain: a recording may say anything
     text.append(fmt.plain(v.peer))
-    text.append(f"  {v.state}\n", "bold")
+    text.append(f"  {fmt.plain(v.state)}\n", "bold")
     if v.note:
         text.append(f"  {fmt.plain(v.note)}\n", "italic")
     text.append("\n")

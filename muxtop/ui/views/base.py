@@ -93,6 +93,9 @@ class Detail:
         self.text.append(f"{title}\n", self.HEADING)
 
     def row(self, name: str, value: str, note: str = "") -> None:
+        # plain: values and notes quote the source's text (a TCP state, flags), and a
+        # recording may hold any text
+        value, note = fmt.plain(value), fmt.plain(note)
         text = self.text
         text.append(f"  {name:<18}", self.LABEL)
         text.append(value, "bold")
@@ -127,14 +130,14 @@ class Detail:
         if not found:
             self.note("none for this fd")
         for d in found:
-            text.append(f"  {d.kind}", "bold red")
+            text.append(f"  {fmt.plain(d.kind)}", "bold red")
             whole = "  (the process; names this fd)" if d.fd is None else ""
             text.append(f"{whole}  for {fmt.age(s.taken_at - d.since)}\n", self.LABEL)
             text.append("    ")
             self._hanging(fmt.plain(d.explanation), 4, 4, "")
             text.append("\n")
             for key, value in d.evidence:
-                label = f"    {evidence_label(key)}: "
+                label = f"    {fmt.plain(evidence_label(key))}: "
                 text.append(label, self.LABEL)
                 self._hanging(fmt.plain(evidence_text(key, value)), len(label), len(label), "")
                 text.append("\n")
@@ -146,7 +149,7 @@ class Detail:
             self.note("-")
         for at, state in v.history:
             self.text.append(f"  {f'+{at - s.started_at:.3f}s':>12}  ", self.LABEL)
-            self.text.append(f"{state}\n")
+            self.text.append(f"{fmt.plain(state)}\n")
         self.end()
 
 
@@ -194,8 +197,9 @@ class Header:
             worst = max(range(len(pieces)), key=lambda i: (pieces[i][0], i))
             del pieces[worst]
         for _, parts in pieces:
-            for text, style in parts:
-                self.text.append(text, self.style(style) if style else None)
+            for text, style in parts:  # plain: views quote the source's text, which a
+                # recording may fill with anything
+                self.text.append(fmt.plain(text), self.style(style) if style else None)
         if self._lines == 0 and self._badges is not None:
             self._badges(self.text)
         self._line = []

@@ -86,8 +86,9 @@ COLUMNS: tuple[Column, ...] = (
            lambda v, f: str(v.fd)),
     Column("peer", "peer", 0, False, attrgetter("peer"), False, lambda v, f: fmt.plain(v.peer),
            drop=1, least=12, most=47),
-    Column("state", "state", 11, False, attrgetter("state"), False, lambda v, f: v.state,
-           state_tone),
+    # plain: a recording may hold any state or flags (an escape sequence, a newline)
+    Column("state", "state", 11, False, attrgetter("state"), False,
+           lambda v, f: fmt.plain(v.state), state_tone),
     Column("interest", "interest", 8, False, attrgetter("interest"), True,
            lambda v, f: short(v.interest), drop=2),
     Column("events", "last ev", 7, False, attrgetter("last_events"), True,
@@ -108,8 +109,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("age", "age", 7, True, attrgetter("opened_at"), False, age_cell, drop=7),
     Column("idle", "idle", 7, True, attrgetter("last_io_at"), False, idle_cell, drop=5),
     Column("rtt", "rtt", 7, True, rtt_key, True, rtt_cell, drop=6),
-    Column("flags", "flags", 5, False, attrgetter("flags"), True, lambda v, f: v.flags,
-           flags_tone),
+    Column("flags", "flags", 5, False, attrgetter("flags"), True,
+           lambda v, f: fmt.plain(v.flags), flags_tone),
     Column("note", "note", 0, False, None, False, lambda v, f: fmt.plain(v.note), drop=9,
            least=40),
 )

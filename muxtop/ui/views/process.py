@@ -63,8 +63,9 @@ class ProcessFacts(Facts):
         for d in snapshot.diagnoses:
             for fd in d.named_fds():
                 found = self.findings.setdefault(fd, [])
-                if d.kind not in found:
-                    found.append(d.kind)
+                kind = fmt.plain(d.kind)  # drawn in the row: a recording may say anything
+                if kind not in found:
+                    found.append(kind)
 
     def accept_queue(self, v: ConnView) -> int:
         socket = self.sockets.get(v.fd)
@@ -260,7 +261,7 @@ def registrations(d: Detail, v: ConnView, s: Snapshot, facts: ProcessFacts) -> N
 
 def _mask(w) -> str:
     text = f"0x{w.mask:08x}  {epoll.decode(w.mask)}"
-    return text + f" [stale: {w.stale}]" if w.stale else text
+    return text + f" [stale: {fmt.plain(w.stale)}]" if w.stale else text
 
 
 # ---- the header ---------------------------------------------------------------------------

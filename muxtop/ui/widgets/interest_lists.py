@@ -64,8 +64,8 @@ def describe_process(s: Snapshot) -> Text:
         for w in e.watches[:WATCHES_LISTED]:
             text.append(f"  fd {w.fd:<6}", "bold")
             text.append(f"0x{w.mask:08x}  ", "dim")
-            text.append(epoll.decode(w.mask) + (f" [stale: {w.stale}]" if w.stale else "")
-                        + "\n")
+            stale = f" [stale: {fmt.plain(w.stale)}]" if w.stale else ""
+            text.append(epoll.decode(w.mask) + stale + "\n")
         if len(e.watches) > WATCHES_LISTED:
             text.append(f"  … and {len(e.watches) - WATCHES_LISTED:,} more (the table shows "
                         "each fd's mask)\n", "dim")
