@@ -188,6 +188,27 @@ async def test_no_text_of_a_recording_reaches_the_terminal_raw(tmp_path, source)
                 assert "\x1b" not in describe(app.view, view, app.latest, 100).plain, view
 
 
+@pytest.mark.parametrize("fds", [5, None, "ab", [1.5]])
+async def test_a_finding_naming_fds_that_are_not_fds_is_a_corrupt_frame(tmp_path, capsys, fds):
+    """A process-wide finding's "fds" evidence is iterated for the fds it names (the row
+    flags, the detail view): free-form evidence but for that."""
+    from muxtop.replay.source import ReplaySource
+    from muxtop.ui.app import MuxtopApp
+
+    finding = ["busy-loop", None, "spins", [["fds", fds]], 1050.0]
+    path = craft(tmp_path / "fds.muxrec", [plain_snapshot(), plain_snapshot(1, diagnoses=[
+        finding])], events=[(1060.0, {"type": "finding", "finding": finding})])
+    with Recording.open(path) as rec:
+        app = MuxtopApp(ReplaySource(rec), interval=None)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("G", "down", "down", "enter")
+            await pilot.pause()
+            assert sum("Diagnosis.evidence.fds" in p for p in rec.problems) == 2, rec.problems
+    for mode in (["--summary"], ["--json"]):
+        code, out, err = replay(capsys, path, *mode)
+        one_corrupt_frame_line(code, err)
+
+
 # ---- what a frame may hold ------------------------------------------------------------------
 
 def test_json_nested_100000_deep_in_the_header_is_one_line(tmp_path, capsys):
@@ -514,7 +535,7 @@ def read_everything(path: str) -> None:
 
 
 @pytest.mark.timeout(120)
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=16, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(frames=broken(), start=st.floats(), took=st.floats())
 def test_any_json_in_any_field_is_read_or_told_never_a_traceback(frames, start, took):
     with tempfile.TemporaryDirectory() as directory:

@@ -23,7 +23,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypedDict
 
-from muxtop.snapshot import Diagnosis, Snapshot
+from muxtop.snapshot import EVIDENCE_FDS, Diagnosis, Snapshot
 
 # The most a payload may inflate to (a SNAPSHOT's connections at 100,000 fds are ~30 MB of
 # JSON; a WAITS frame's 4,096 records at most ~5 MB). A zlib bomb stops here, not at 1 GB.
@@ -305,6 +305,23 @@ def check_any(value: object) -> None:
 
 # ---- what the reader calls ------------------------------------------------------------------
 
+_diagnosis_row = _make(Diagnosis)
+_fds = checker(tuple[int, ...])
+
+
+def _check_diagnosis(value: object) -> None:
+    """A Diagnosis, whose evidence is free-form but for the fds a process-wide finding names
+    (Diagnosis.named_fds iterates them): the one value its annotation cannot type."""
+    _diagnosis_row(value)
+    for key, evidence in value[3]:  # type: ignore[index]  # the row check saw the shape
+        if key == EVIDENCE_FDS:
+            try:
+                _fds(evidence)
+            except SchemaError as exc:
+                raise SchemaError(f"Diagnosis.evidence.{EVIDENCE_FDS}: {exc}") from None
+
+
+_checks[Diagnosis] = _check_diagnosis  # before any checker that holds one is made
 _snapshot = checker(Snapshot)
 
 
