@@ -425,6 +425,20 @@ def test_a_zlib_bomb_stops_at_the_inflated_size_cap(tmp_path, gigabyte_bomb, whe
         assert any("inflates past 64 MiB" in p for p in rec.problems), rec.problems
 
 
+@pytest.mark.parametrize("body", [b"[],", b'"ab",', b"0,"])
+def test_json_that_would_parse_into_gigabytes_is_refused_before_parsing(body):
+    """64 MiB of `[],` is 22 million lists, 1.4 GB."""
+    data = b"[" + body * ((schema.MAX_INFLATED - 2) // len(body) - 1) + b"0]"
+    tracemalloc.start()
+    try:
+        with pytest.raises(schema.SchemaError, match="holds over 2,000,000 values"):
+            schema.load_json(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < schema.MAX_INFLATED  # `data` itself is not counted: made before
+
+
 # ---- what is not a file ---------------------------------------------------------------------
 
 @pytest.mark.timeout(10)

@@ -29,6 +29,9 @@ from muxtop.snapshot import EVIDENCE_FDS, Diagnosis, Snapshot
 # JSON; a WAITS frame's 4,096 records at most ~5 MB). A zlib bomb stops here, not at 1 GB.
 MAX_INFLATED = 64 << 20
 INFLATE_STEP = 1 << 20
+# JSON values in one payload: a Snapshot's row has ~35, so this is ~57,000 connections, far
+# past the fd limits muxtop runs at; it bounds what parsing a crafted payload can make.
+MAX_VALUES = 2_000_000
 MAX_DEPTH = 32  # nesting of a free-form value (a finding's evidence, a command's arguments)
 MAX_INT = 1 << 63  # what an i64 holds: fds, seqs, counts, byte totals
 # No time, rate or size muxtop makes comes near 2**53, and sums and products of a few such
@@ -69,6 +72,11 @@ def load_json(data: bytes | bytearray) -> object:
     limit it raises RecursionError, which here is a bad frame like any other."""
     if len(data) > MAX_INFLATED:
         raise SchemaError(f"is larger than {MAX_INFLATED >> 20} MiB")
+    # Parsed, three bytes of JSON (`[],`) are a 64-byte list: count the values (an upper
+    # bound: a comma in a string counts too) before making them. C-level passes, ~20 ms for
+    # 64 MiB, and only for payloads big enough to matter.
+    if len(data) > MAX_VALUES and sum(map(data.count, (b",", b"[", b"{"))) > MAX_VALUES:
+        raise SchemaError(f"holds over {MAX_VALUES:,} values")
     try:
         return json.loads(data)
     except RecursionError:
