@@ -1,7 +1,9 @@
 """Reading a recording: `Recording.open` walks the frame headers (never the payloads, so a long
 recording opens in milliseconds) into an index of Snapshots, runs of wait records and events,
 and notes what it could not read: a file that ends early, a frame cut short, corrupted bytes
-(skipped to the next intact frame). Payloads are checked and decoded when asked for.
+(skipped to the next intact frame). Payloads are checked and decoded when asked for: their
+CRC, then what they hold (schema.py: a file from anywhere may say anything); a payload that
+fails either is a corrupt frame, noted in `problems` and skipped.
 
 What cannot be read at all (no such file, not a recording, a newer format, no Snapshot in it)
 raises RecordingError with one plain line; everything else reads as far as it can, with
