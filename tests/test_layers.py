@@ -1,6 +1,7 @@
-"""Layering: the import graph of muxtop/ has no cycle (lazy and type-only imports included),
-the UI is imported only from the UI and the command line, nothing outside engine/loop.py reads
-the Engine's private attributes, and the headless modules never load textual."""
+"""Layering: the packages of muxtop/ stand in one order, bottom first (LAYERS), and every
+import (lazy and type-only ones included) points down it; no cycle between modules or between
+packages; nothing outside engine/loop.py reads the Engine's private attributes, and the
+headless modules never load textual."""
 
 from __future__ import annotations
 
@@ -18,6 +19,27 @@ HEADLESS = ("muxtop.backends", "muxtop.engine", "muxtop.flood", "muxtop.attach",
             "muxtop.kernel", "muxtop.snapshot", "muxtop.plain", "muxtop.findings",
             "muxtop.source", "muxtop.events", "muxtop.limits", "muxtop.printable",
             "muxtop.record", "muxtop.replay", "muxtop.metrics")
+# The packages (and top-level modules) of muxtop, bottom first. A package imports its own
+# modules and packages of the layers below; only the vocabulary may import within its layer
+# (without a cycle). Trio's `_core` never imports `trio`: here no source imports the UI, and no
+# package imports the command line.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    # The vocabulary: Snapshots and their plain form, the Source protocol and the commands it
+    # takes, units, argument types, event flags, text made printable, user files, limits.
+    ("muxtop", "muxtop.snapshot", "muxtop.plain", "muxtop.source", "muxtop.commands",
+     "muxtop.units", "muxtop.arguments", "muxtop.events", "muxtop.printable", "muxtop.limits",
+     "muxtop.userfiles", "muxtop.children", "muxtop.contrib"),
+    ("muxtop.kernel",),  # epoll bits, probes, procfs, sock_diag
+    ("muxtop.backends", "muxtop.findings"),  # select | poll | epoll; what every detector shares
+    # Sources and tools, each on its own.
+    ("muxtop.engine", "muxtop.attach", "muxtop.trace", "muxtop.record", "muxtop.flood"),
+    # Built on those: replay reads recordings, lessons drive the engine and floods, traced
+    # composes attach with trace (attach --trace).
+    ("muxtop.replay", "muxtop.lessons", "muxtop.traced", "muxtop.metrics"),
+    ("muxtop.ui",),
+    ("muxtop.cli", "muxtop.bench"),
+    ("muxtop.__main__",),
+)
 HEADLESS_MODULES = [
     "muxtop.backends", "muxtop.engine", "muxtop.engine.protocols", "muxtop.kernel.probes",
     "muxtop.cli.serve", "muxtop.flood.cli", "muxtop.cli.attach", "muxtop.plain",
@@ -36,15 +58,17 @@ def modules() -> dict[str, ast.Module]:
             for p in sorted(PACKAGE.rglob("*.py"))}
 
 
-def imports_of(name: str, tree: ast.Module, known: set[str]) -> set[str]:
+def import_lines(name: str, tree: ast.Module, known: set[str]) -> dict[str, int]:
     """Every muxtop module `name` imports anywhere: at the top, inside a function, under
-    TYPE_CHECKING. `from package import module` counts as importing that module."""
+    TYPE_CHECKING; each with the line of its first import. `from package import module` counts
+    as importing that module."""
     package = name if (PACKAGE.parent / name.replace(".", "/") / "__init__.py").exists() \
         else name.rpartition(".")[0]
-    found = set()
+    found: dict[str, int] = {}
     for node in ast.walk(tree):
+        names: set[str] = set()
         if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
+            names = {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
@@ -52,14 +76,20 @@ def imports_of(name: str, tree: ast.Module, known: set[str]) -> set[str]:
                                 + ([base] if base else []))
             # `from package import module` imports the module; any other name is the
             # package's (or module's) own, so it imports `base` itself.
-            submodules = {f"{base}.{alias.name}" for alias in node.names} & known
-            found |= submodules
-            if len(submodules) < len(node.names):
-                found.add(base)
+            names = {f"{base}.{alias.name}" for alias in node.names} & known
+            if len(names) < len(node.names):
+                names.add(base)
         elif isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "import_module":
             if node.args and isinstance(node.args[0], ast.Constant):
-                found.add(node.args[0].value)
-    return {m for m in found if m in known and m != name}
+                names = {node.args[0].value}
+        for target in names:
+            if target in known and target != name:
+                found[target] = min(found.get(target, node.lineno), node.lineno)
+    return found
+
+
+def imports_of(name: str, tree: ast.Module, known: set[str]) -> set[str]:
+    return set(import_lines(name, tree, known))
 
 
 def graph() -> dict[str, set[str]]:
@@ -89,6 +119,112 @@ def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
         if node not in state and (cycle := visit(node)):
             return cycle
     return None
+
+
+def located_graph() -> dict[str, dict[str, int]]:
+    """module -> {module it imports: line of the import}."""
+    trees = modules()
+    known = set(trees)
+    return {name: import_lines(name, tree, known) for name, tree in trees.items()}
+
+
+def package_of(module: str) -> str:
+    """muxtop.X for every module of the package or module X; muxtop for the package's own."""
+    return ".".join(module.split(".")[:2])
+
+
+def where(module: str, line: int) -> str:
+    path = module.replace(".", "/")
+    path += "/__init__.py" if (PACKAGE.parent / path).is_dir() else ".py"
+    return f"{path}:{line} imports"
+
+
+def package_graph(located: dict[str, dict[str, int]]
+                  ) -> dict[str, dict[str, list[str]]]:
+    """package -> {package it imports: the imports that make the edge, "path:line imports
+    module"}."""
+    edges: dict[str, dict[str, list[str]]] = {}
+    for name, targets in sorted(located.items()):
+        edges.setdefault(package_of(name), {})
+        for target, line in sorted(targets.items()):
+            if package_of(target) != package_of(name):
+                edges[package_of(name)].setdefault(package_of(target), []).append(
+                    f"{where(name, line)} {target}")
+    return edges
+
+
+def against_the_order(located: dict[str, dict[str, int]],
+                      layers: tuple[tuple[str, ...], ...] = LAYERS) -> list[str]:
+    """Every import that goes up the order of layers, or across a layer above the first; and
+    every package the order does not place."""
+    rank = {package: i for i, layer in enumerate(layers) for package in layer}
+    bad = [f"{package} has no place in LAYERS" for package in
+           sorted({package_of(name) for name in located} - rank.keys())]
+    for package, targets in package_graph(located).items():
+        for target, evidence in targets.items():
+            if package not in rank or target not in rank:
+                continue
+            if rank[target] > rank[package] or (rank[target] == rank[package] > 0):
+                how = "up to" if rank[target] > rank[package] else "across its layer to"
+                bad += [f"{line} ({package}, layer {rank[package]}, reaches {how} {target}, "
+                        f"layer {rank[target]})" for line in evidence]
+    return bad
+
+
+def package_cycle(located: dict[str, dict[str, int]]) -> str | None:
+    """One cycle between packages, with the imports that close it; None if there is none."""
+    packages = package_graph(located)
+    cycle = find_cycle({package: set(targets) for package, targets in packages.items()})
+    if cycle is None:
+        return None
+    steps = [f"{a} -> {b} ({packages[a][b][0]})" for a, b in zip(cycle, cycle[1:])]
+    return "; ".join(steps)
+
+
+def test_the_layer_checker_finds_an_upward_import_a_sideways_one_and_a_package_cycle():
+    layers = (("muxtop.words",), ("muxtop.low", "muxtop.side"), ("muxtop.high",))
+    fine = {"muxtop.words": {}, "muxtop.low.a": {"muxtop.words": 3},
+            "muxtop.side": {}, "muxtop.high.b": {"muxtop.low.a": 5, "muxtop.side": 6}}
+    assert against_the_order(fine, layers) == []
+    assert package_cycle(fine) is None
+    upward = {**fine, "muxtop.low.c": {"muxtop.high.b": 7}}
+    assert against_the_order(upward, layers) == [
+        "muxtop/low/c.py:7 imports muxtop.high.b (muxtop.low, layer 1, reaches up to "
+        "muxtop.high, layer 2)"]
+    sideways = {**fine, "muxtop.side": {"muxtop.low.a": 9}}
+    assert against_the_order(sideways, layers) == [
+        "muxtop/side.py:9 imports muxtop.low.a (muxtop.side, layer 1, reaches across its "
+        "layer to muxtop.low, layer 1)"]
+    assert against_the_order({**fine, "muxtop.stray": {}}, layers) == [
+        "muxtop.stray has no place in LAYERS"]
+    # A cycle between packages that no module cycle shows: low.a -> side, side -> low.c.
+    cycle = {**fine, "muxtop.low.a": {"muxtop.side": 4}, "muxtop.side": {"muxtop.low.c": 2},
+             "muxtop.low.c": {}}
+    assert find_cycle({m: set(t) for m, t in cycle.items()}) is None
+    assert package_cycle(cycle) == (
+        "muxtop.low -> muxtop.side (muxtop/low/a.py:4 imports muxtop.side); "
+        "muxtop.side -> muxtop.low (muxtop/side.py:2 imports muxtop.low.c)")
+
+
+def test_every_import_follows_the_order_of_layers():
+    bad = against_the_order(located_graph())
+    assert not bad, "\n".join(bad)
+
+
+def test_no_package_cycle():
+    cycle = package_cycle(located_graph())
+    assert cycle is None, cycle
+
+
+def test_the_order_names_the_issues_layers_in_its_order():
+    """snapshot/vocabulary -> kernel, backends -> engine, attach, trace, record, replay,
+    flood, lessons -> ui -> cli, bench."""
+    rank = {package: i for i, layer in enumerate(LAYERS) for package in layer}
+    coarse = [("snapshot", "commands", "units", "arguments", "source"), ("kernel", "backends"),
+              ("engine", "attach", "trace", "record", "replay", "flood", "lessons"), ("ui",),
+              ("cli", "bench")]
+    for low, high in zip(coarse, coarse[1:]):
+        assert max(rank[f"muxtop.{p}"] for p in low) < min(rank[f"muxtop.{p}"] for p in high)
 
 
 def test_the_checker_finds_a_cycle_and_a_lazy_import():
