@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Protocol
 
-from muxtop.engine.commands import Outcome
+from muxtop.commands import Outcome
 from muxtop.snapshot import Snapshot
 
 

@@ -15,8 +15,8 @@ from test_attach_ui import fixed_attach_snapshot
 
 from muxtop.attach.reader import Attacher
 from muxtop.bench import synthetic
+from muxtop.commands import Step
 from muxtop.engine import Engine, EngineConfig, Switch
-from muxtop.engine.commands import Step
 from muxtop.plain import (
     PLAIN_VERSION,
     PlainFormError,

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from muxtop.cli import replay as replay_cli
-from muxtop.engine.commands import Switch
+from muxtop.commands import Switch
 from muxtop.engine.source import EngineSource
 from muxtop.flood.process import FloodProcess, FloodSettings
 from muxtop.plain import to_plain

@@ -10,7 +10,7 @@ import pytest
 from conftest import MODE_IDS, MODES
 from echo_client import stream_echo, wait_for
 
-from muxtop.engine.commands import Continue, Step, Switch
+from muxtop.commands import Continue, Step, Switch
 from muxtop.kernel.probes import tx_queue
 from muxtop.plain import from_plain, to_plain
 from muxtop.snapshot import READ_EAGAIN, READ_NAIVE, READ_ONE, READ_SHORT

@@ -12,7 +12,7 @@ import pytest
 from ui_helpers import FunctionSource
 
 from muxtop.bench import synthetic
-from muxtop.engine.commands import CloseConnection, Outcome, PauseReading, Switch, Watch
+from muxtop.commands import CloseConnection, Outcome, PauseReading, Switch, Watch
 from muxtop.snapshot import Notice
 from muxtop.source import FixedSource
 from muxtop.ui import format as fmt

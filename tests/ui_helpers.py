@@ -32,7 +32,7 @@ class FunctionSource:
         self.latest = latest
 
     def submit(self, command: object):
-        from muxtop.engine.commands import Outcome
+        from muxtop.commands import Outcome
         from muxtop.source import answered
 
         return answered(Outcome(False, self.read_only))

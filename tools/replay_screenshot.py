@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from muxtop.commands import SetLab, Switch
 from muxtop.engine import Engine, EngineConfig
-from muxtop.engine.commands import SetLab, Switch
 from muxtop.engine.source import EngineSource
 from muxtop.record.reader import Recording
 from muxtop.record.recorder import Recorder

@@ -18,8 +18,8 @@ import threading
 import time
 from pathlib import Path
 
+from muxtop.commands import PauseReading, Switch
 from muxtop.engine import Engine, EngineConfig
-from muxtop.engine.commands import PauseReading, Switch
 from muxtop.engine.source import EngineSource
 from muxtop.limits import raise_fd_limit
 from muxtop.ui.app import MuxtopApp

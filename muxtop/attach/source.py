@@ -13,7 +13,7 @@ import time
 from concurrent.futures import Future
 
 from muxtop.attach.reader import Attacher
-from muxtop.engine.commands import Outcome
+from muxtop.commands import Outcome
 from muxtop.snapshot import SOURCE_TRACED, Snapshot
 from muxtop.source import answered
 

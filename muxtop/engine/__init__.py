@@ -1,6 +1,6 @@
 """The multiplexing server engine: one thread, switchable backends, always-on telemetry."""
 
-from muxtop.engine.commands import (
+from muxtop.commands import (
     CloseConnection,
     Outcome,
     PauseReading,

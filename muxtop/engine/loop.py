@@ -21,8 +21,8 @@ from concurrent.futures import Future
 from itertools import chain
 from types import MappingProxyType
 
+from muxtop import commands as cmd
 from muxtop.backends import EDGE, ONESHOT, Backend, BackendError, make_backend
-from muxtop.engine import commands as cmd
 from muxtop.engine.address import AddressError, resolve
 from muxtop.engine.config import LABS, EngineConfig
 from muxtop.engine.connection import NO_OUT, Connection

@@ -14,7 +14,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, NamedTuple
 
 from muxtop.backends import EDGE, ONESHOT
-from muxtop.engine.commands import Outcome
+from muxtop.commands import Outcome
 from muxtop.events import READ
 from muxtop.kernel.probes import rx_queue
 from muxtop.snapshot import (

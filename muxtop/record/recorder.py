@@ -22,7 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import NamedTuple
 
-from muxtop.engine.commands import Watch
+from muxtop.commands import Watch
 from muxtop.record.encoder import RecordingEncoder, command_event
 from muxtop.record.writer import RecordWriteError
 

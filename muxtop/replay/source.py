@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 
-from muxtop.engine.commands import Outcome
+from muxtop.commands import Outcome
 from muxtop.record.reader import Recording
 from muxtop.replay.player import Player
 from muxtop.replay.timeline import Timeline

@@ -31,7 +31,7 @@ from textual.screen import Screen
 from textual.theme import BUILTIN_THEMES
 
 from muxtop.backends import BACKENDS, NAMES, TRIGGERS
-from muxtop.engine.commands import (
+from muxtop.commands import (
     CloseConnection,
     Continue,
     PauseReading,

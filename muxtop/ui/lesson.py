@@ -19,7 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import replace
 
-from muxtop.engine.commands import Continue, SetLab, Step, Switch
+from muxtop.commands import Continue, SetLab, Step, Switch
 from muxtop.flood.process import IDLE_HERD, FloodProcess, FloodSettings
 from muxtop.lessons.format import Lesson
 from muxtop.lessons.measures import Tally, measure

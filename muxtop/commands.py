@@ -1,5 +1,6 @@
-"""Commands another thread sends the engine with `Engine.submit`. Each is answered through the
-Future `submit` returns: Outcome(ok, message). A refused command changes nothing."""
+"""Commands a Source takes: the engine's, sent with `Engine.submit`, and the ones a recorder
+or a viewer sends any source (Watch). Each is answered through the Future `submit` returns:
+Outcome(ok, message). A refused command changes nothing."""
 
 from __future__ import annotations
 
