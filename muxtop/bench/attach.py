@@ -27,13 +27,13 @@ import time
 import psutil
 
 from muxtop import children
+from muxtop.arguments import Parser, positive_float, positive_int
 from muxtop.attach.reader import Attacher, AttachError
 from muxtop.attach.sockets import SocketCensus
 from muxtop.attach.source import READ_SHARE
 from muxtop.bench import machine
 from muxtop.bench.echo import ServerProcess, rotated, server_specs
 from muxtop.bench.loadgen import ClientError, find_client, run_client
-from muxtop.cli.types import Parser, positive_float, positive_int
 from muxtop.limits import raise_fd_limit
 from muxtop.trace import bpftrace, strace
 from muxtop.trace.choose import open_tracer

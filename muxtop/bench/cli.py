@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from muxtop.arguments import Parser, non_negative_int, positive_float, positive_int
 from muxtop.backends import NAMES
 from muxtop.bench import machine
-from muxtop.cli.types import Parser, non_negative_int, positive_float, positive_int
 from muxtop.printable import printable
 from muxtop.userfiles import UserFileError, create
 

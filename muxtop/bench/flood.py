@@ -184,8 +184,8 @@ def table(result: StallResult) -> str:
 
 
 def parser():
+    from muxtop.arguments import Parser, positive_float, positive_int
     from muxtop.backends import NAMES
-    from muxtop.cli.types import Parser, positive_float, positive_int
 
     p = Parser(
         prog="muxtop bench flood",

@@ -28,8 +28,8 @@ import time
 
 import psutil
 
+from muxtop.arguments import Parser, non_negative_float, positive_int
 from muxtop.bench.echo import BenchError, ServerProcess, rotated, server_specs, uvloop_available
-from muxtop.cli.types import Parser, non_negative_float, positive_int
 from muxtop.limits import raise_fd_limit
 
 SERVERS = ("muxtop-epoll-level", "selectors", "asyncio", "uvloop")

@@ -26,8 +26,8 @@ from collections import deque
 from itertools import chain
 from time import perf_counter
 
+from muxtop.arguments import Parser, positive_float, positive_int
 from muxtop.bench import machine, synthetic
-from muxtop.cli.types import Parser, positive_float, positive_int
 from muxtop.record.encoder import RecordingEncoder
 from muxtop.record.reader import FrameError, Recording
 from muxtop.replay.source import ReplaySource

@@ -46,14 +46,14 @@ import threading
 import time
 from time import perf_counter
 
-from muxtop.bench import synthetic
-from muxtop.cli.types import (
+from muxtop.arguments import (
     Parser,
     non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
 )
+from muxtop.bench import synthetic
 from muxtop.ui.pacing import GIL_SWITCH_INTERVAL, SWITCH_ENV
 
 WARMUP = 10  # frames not timed: caches fill, the first layout happens

@@ -15,10 +15,10 @@ import sys
 import time
 from collections.abc import Callable
 
+from muxtop.arguments import Parser, interval, non_negative_float, positive_int
 from muxtop.attach import report
 from muxtop.attach.reader import Attacher, AttachError
 from muxtop.cli.pipe import reader_left
-from muxtop.cli.types import Parser, interval, non_negative_float, positive_int
 from muxtop.metrics.server import MetricsError, MetricsServer, check_reach, metrics_address
 from muxtop.printable import printable
 from muxtop.record.control import Box, Recordable, RecorderControl

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from muxtop.cli.types import Parser, port_number
+from muxtop.arguments import Parser, port_number
 from muxtop.engine import Engine, EngineConfig, EngineStartError
 from muxtop.lessons.format import LessonError, builtin, find, load
 from muxtop.printable import printable

@@ -9,9 +9,9 @@ import json
 import sys
 from bisect import bisect_left
 
+from muxtop.arguments import non_negative_float
 from muxtop.cli.pipe import reader_left
 from muxtop.cli.serve import status_line
-from muxtop.cli.types import non_negative_float
 from muxtop.printable import printable
 from muxtop.record import summary
 from muxtop.record.format import RecordingError

@@ -11,9 +11,7 @@ import threading
 import time
 
 from muxtop import __version__
-from muxtop.backends import NAMES, TRIGGERS
-from muxtop.cli.pipe import reader_left
-from muxtop.cli.types import (
+from muxtop.arguments import (
     Parser,
     non_negative_float,
     non_negative_int,
@@ -21,6 +19,8 @@ from muxtop.cli.types import (
     positive_float,
     positive_int,
 )
+from muxtop.backends import NAMES, TRIGGERS
+from muxtop.cli.pipe import reader_left
 from muxtop.engine import LABS, Engine, EngineConfig, EngineStartError
 from muxtop.engine.address import AddressError, is_loopback, resolve
 from muxtop.engine.guards import HEADER, IDLE, OUT_BUFFER, settings

@@ -17,8 +17,8 @@ import sys
 from contextlib import redirect_stderr, redirect_stdout
 from io import StringIO
 
+from muxtop.arguments import port_number, positive_int
 from muxtop.cli import serve as muxtop_cli
-from muxtop.cli.types import port_number, positive_int
 from muxtop.engine.address import AddressError, is_loopback, resolve
 from muxtop.printable import printable
 

@@ -14,7 +14,7 @@ import sys
 import threading
 from dataclasses import dataclass
 
-from muxtop.cli.types import (
+from muxtop.arguments import (
     Parser,
     non_negative_float,
     non_negative_int,

@@ -9,7 +9,7 @@ import argparse
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from muxtop.cli.types import port_number
+from muxtop.arguments import port_number
 from muxtop.engine.address import AddressError, is_loopback, resolve
 from muxtop.printable import printable
 from muxtop.snapshot import Snapshot
