@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from muxtop.snapshot import FLAG_BACKPRESSURE, KIND_CONN, Snapshot
-from muxtop.ui.format import count, duration, size
+from muxtop.units import count, duration, size
 
 
 @dataclass
