@@ -1,5 +1,6 @@
 """What the detectors of every source share: the kinds of finding, their thresholds, the
-evidence keys, and the first-seen stamp that makes a finding's `since` survive re-detection.
+evidence keys, the facts about another process's sockets that attach and trace read
+(SocketFacts), and the first-seen stamp that makes a finding's `since` survive re-detection.
 
 The engine's detectors (engine/diagnose.py) see inside the loop; attach's (attach/diagnose.py)
 see another process from /proc. Both speak this vocabulary, so the views draw either alike.
@@ -8,6 +9,7 @@ see another process from /proc. Both speak this vocabulary, so the views draw ei
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from muxtop.kernel import epoll
 from muxtop.snapshot import EVIDENCE_FDS as FDS  # noqa: F401 - part of the vocabulary
@@ -45,6 +47,26 @@ BUSY_WAITS_LOOKED_AT = 200  # the newest wait records whose ready fds a busy loo
 
 # A finding before it is stamped: (kind, fd or None, explanation, evidence pairs).
 Found = tuple[str, "int | None", str, tuple[tuple[str, object], ...]]
+
+
+class SocketFacts(NamedTuple):
+    """One socket fd of another process at one sample: the evidence every check of attach
+    (attach/diagnose.py) and of attach --trace (trace/diagnose.py) reads."""
+
+    fd: int
+    inode: int
+    kind: str  # KIND_CONN, KIND_LISTENER or KIND_OTHER
+    proto: str  # tcp, tcp6, udp, udp6, unix, "" when unknown
+    tcp_state: str  # "" when not TCP
+    rx_queue: int | None  # None: not measured (unix sockets, listeners)
+    tx_queue: int | None
+    accept_queue: int | None  # listeners only
+    backlog: int | None  # listeners only; None when sock_diag could not tell
+    watches: tuple[tuple[int, int], ...]  # (epoll fd, mask) of every epoll set watching it
+    # From sock_diag's tcp_info; None when unknown (not TCP, another network namespace).
+    app_read: int | None = None  # bytes the app has read from the socket so far
+    bytes_received: int | None = None  # bytes that have arrived so far
+    bytes_acked: int | None = None  # bytes the peer has acknowledged so far
 
 
 class FirstSeen:

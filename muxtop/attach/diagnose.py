@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 from muxtop.findings import (
     ACCEPT_QUEUE_FULL,
@@ -29,28 +28,10 @@ from muxtop.findings import (
     STUCK_WRITE,
     FirstSeen,
     Found,
+    SocketFacts,
 )
 from muxtop.kernel import epoll
 from muxtop.snapshot import KIND_CONN, KIND_LISTENER, Diagnosis, ProcessStats
-
-
-class SocketFacts(NamedTuple):
-    """One socket fd of the target at one sample: the evidence every check reads."""
-
-    fd: int
-    inode: int
-    kind: str  # KIND_CONN, KIND_LISTENER or KIND_OTHER
-    proto: str  # tcp, tcp6, udp, udp6, unix, "" when unknown
-    tcp_state: str  # "" when not TCP
-    rx_queue: int | None  # None: not measured (unix sockets, listeners)
-    tx_queue: int | None
-    accept_queue: int | None  # listeners only
-    backlog: int | None  # listeners only; None when sock_diag could not tell
-    watches: tuple[tuple[int, int], ...]  # (epoll fd, mask) of every epoll set watching it
-    # From sock_diag's tcp_info; None when unknown (not TCP, another network namespace).
-    app_read: int | None = None  # bytes the app has read from the socket so far
-    bytes_received: int | None = None  # bytes that have arrived so far
-    bytes_acked: int | None = None  # bytes the peer has acknowledged so far
 
 
 @dataclass(slots=True)

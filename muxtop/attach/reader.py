@@ -15,9 +15,9 @@ from operator import itemgetter
 
 import psutil
 
-from muxtop.attach.diagnose import Diagnoser, SocketFacts
+from muxtop.attach.diagnose import Diagnoser
 from muxtop.attach.sockets import Census, SocketCensus
-from muxtop.findings import FD_PRESSURE_SHARE, STUCK_AFTER
+from muxtop.findings import FD_PRESSURE_SHARE, STUCK_AFTER, SocketFacts
 from muxtop.kernel import epoll, procfs
 from muxtop.snapshot import (
     CLOSED,

@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections import Counter
 from itertools import islice
 
-from muxtop.attach.diagnose import SocketFacts
 from muxtop.events import READ, WRITE, long
 from muxtop.findings import (
     BUSY_LOOP,
@@ -24,6 +23,7 @@ from muxtop.findings import (
     NEVER_READ,
     STUCK_READ,
     Found,
+    SocketFacts,
     spinning,
 )
 from muxtop.kernel import epoll
