@@ -27,6 +27,7 @@ from muxtop.trace import bpftrace, strace
 from muxtop.trace.choose import open_tracer
 from muxtop.trace.permissions import tracer_of
 from muxtop.trace.session import Trace
+from muxtop.traced import with_trace
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -85,7 +86,7 @@ def spawn():
 def traced(server: Server, tool: str, io: bool = True, stuck_after: float = 0.5):
     can_trace(tool, server.pid)
     attacher = Attacher(server.pid, stuck_after=stuck_after)
-    attacher.use_trace(Trace(open_tracer(server.pid, tool, io=io)))
+    with_trace(attacher, Trace(open_tracer(server.pid, tool, io=io)))
     try:
         time.sleep(0.15)  # a wait begun before the tracer came times out empty meanwhile
         yield attacher

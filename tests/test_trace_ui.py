@@ -35,6 +35,7 @@ from muxtop.source import FixedSource
 from muxtop.trace import strace
 from muxtop.trace.choose import open_tracer
 from muxtop.trace.session import Trace
+from muxtop.traced import with_trace
 from muxtop.ui.app import MuxtopApp
 from muxtop.ui.screens.detail import describe
 from muxtop.ui.views import PROCESS, TRACED, view_for
@@ -152,7 +153,7 @@ async def test_live_strace_of_a_naive_edge_server_in_the_dashboard():
         if strace.problem(server.pid):
             pytest.skip(f"strace cannot run here: {strace.problem(server.pid)}")
         attacher = Attacher(server.pid, stuck_after=0.4)
-        attacher.use_trace(Trace(open_tracer(server.pid, "strace")))
+        with_trace(attacher, Trace(open_tracer(server.pid, "strace")))
         source = AttachSource(attacher, interval=0.2).start()
         assert source.kind == SOURCE_TRACED
         client = socket.create_connection(("127.0.0.1", info["port"]), timeout=5)

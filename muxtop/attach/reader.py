@@ -12,12 +12,13 @@ import os
 import shlex
 import time
 from operator import itemgetter
+from typing import Protocol
 
 import psutil
 
 from muxtop.attach.diagnose import Diagnoser
 from muxtop.attach.sockets import Census, SocketCensus
-from muxtop.findings import FD_PRESSURE_SHARE, STUCK_AFTER, SocketFacts
+from muxtop.findings import FD_PRESSURE_SHARE, STUCK_AFTER, Found, SocketFacts
 from muxtop.kernel import epoll, procfs
 from muxtop.snapshot import (
     CLOSED,
@@ -34,11 +35,9 @@ from muxtop.snapshot import (
     KIND_OTHER,
     LISTENING,
     OPEN,
-    SOURCE_TRACED,
     STALE_CLOSED,
     STALE_REUSED,
     STATUS_STOPPED,
-    TRACE_STOPPED,
     ConnView,
     EpollSet,
     Notice,
@@ -51,9 +50,6 @@ from muxtop.snapshot import (
     Totals,
     Watch,
 )
-from muxtop.trace.calls import MULTIPLEXER
-from muxtop.trace.diagnose import TraceDiagnoser
-from muxtop.trace.session import Trace
 
 # TCP state -> the nearest muxtop connection state; the exact one stays in ConnView.tcp.state.
 _CONN_STATE = {
@@ -76,6 +72,31 @@ class AttachError(Exception):
 
 class _Gone(Exception):
     """The process exited (or its PID now belongs to another process) during a read."""
+
+
+class Overlay(Protocol):
+    """More than /proc shows, joined to every read: attach --trace's wait calls. The trace
+    package composes with attach one layer above both (muxtop/traced.py); attach knows this
+    much of it and imports nothing of trace."""
+
+    warning: str  # told once, when the Attacher takes it; "" for none
+
+    def review(self, now: float, epoll_sets: dict[int, list[epoll.Registration]],
+               links: dict[int, str], sockets: list[SocketFacts], socket_bytes_per_s: float,
+               held: bool) -> tuple[list[Found], set[int]]:
+        """Take what happened since the last read; its findings, and the fds whose stuck read
+        it proves."""
+
+    def news(self) -> str | None:
+        """Why it stopped on its own, once, at the first read after it did; else None."""
+
+    def views(self, views: list[ConnView]) -> list[ConnView]:
+        """The fd rows with what the overlay knows of each."""
+
+    def snapshot(self, snapshot: Snapshot, links: dict[int, str]) -> Snapshot:
+        """The read's Snapshot with what the overlay adds."""
+
+    def stop(self) -> None: ...
 
 
 class Attacher:
@@ -128,9 +149,7 @@ class Attacher:
         self._fd_seen: dict[tuple[int, str], float] = {}
         self._counters: dict[int, tuple[int, int]] = {}  # inode -> (bytes in, bytes out)
         self._counters_at: float | None = None
-        self.trace: Trace | None = None
-        self._trace_review: TraceDiagnoser | None = None
-        self._trace_state = ""  # the tracer state last told in a Notice
+        self.trace: Overlay | None = None  # attach --trace (muxtop/traced.py)
         # What the last read built, for what did not change since (by inode, or epoll fd).
         self._fdinfo: dict[int, tuple[str, list[epoll.Registration]]] = {}
         self._fdinfo_lines: dict[int, dict[str, epoll.Registration]] = {}
@@ -141,14 +160,12 @@ class Attacher:
         if not self._same_netns:
             self._notice(clock(), "warning", NETNS_NOTE.format(pid=pid, netns=self._netns))
 
-    def use_trace(self, trace: Trace) -> Attacher:
-        """Add a started Trace of the process's wait calls (attach --trace): its ready lists,
-        wait figures and findings join every read. The Attacher stops it when the process
-        exits or on `close()`."""
-        self.trace = trace
-        self._trace_review = TraceDiagnoser(self.stuck_after)
-        if trace.tracer.note:
-            self._notice(self._clock(), "warning", f"{trace.name}: {trace.tracer.note}")
+    def use(self, overlay: Overlay) -> Attacher:
+        """Join `overlay` to every read (attach --trace: muxtop/traced.py `with_trace`). The
+        Attacher stops it when the process exits or on `close()`."""
+        self.trace = overlay
+        if overlay.warning:
+            self._notice(self._clock(), "warning", overlay.warning)
         return self
 
     @property
@@ -207,10 +224,10 @@ class Attacher:
         held = process.status == STATUS_STOPPED  # SIGSTOP: its queues say nothing now
         trace, trace_found, proven = self.trace, [], set()
         if trace is not None:
-            trace.observe(now, epoll_sets, links)
-            trace_found, proven = self._trace_review.review(
-                now, trace, sockets, rates.bytes_in + rates.bytes_out, held)
-            self._trace_notice(now)
+            trace_found, proven = trace.review(now, epoll_sets, links, sockets,
+                                               rates.bytes_in + rates.bytes_out, held)
+            if (news := trace.news()) is not None:
+                self._notice(now, "error", news)
         diagnoses = self.diagnoser.observe(now, sockets, process, held=held,
                                            extra=trace_found, proven=proven)
         flagged = {fd for d in diagnoses for fd in d.named_fds()}  # "!": a finding names it
@@ -233,7 +250,7 @@ class Attacher:
                 views.append(_plain_view(fd, KIND_OTHER, links[fd], watches[fd], first))
         self._fd_seen = seen
         if trace is not None:
-            views = _with_last_events(views, trace)
+            views = trace.views(views)
         views.sort(key=_FD)
 
         registered = sum(map(len, epoll_sets.values()))
@@ -254,15 +271,7 @@ class Attacher:
                         for epfd, regs in sorted(epoll_sets.items())),
             sockets=tuple(infos),
         )
-        return snapshot if trace is None else _traced(snapshot, trace, links)
-
-    def _trace_notice(self, now: float) -> None:
-        """A Notice when the tracer stops on its own (killed, the tool failed)."""
-        info = self.trace.info()
-        if info.state != self._trace_state:
-            if info.state == TRACE_STOPPED:
-                self._notice(now, "error", f"tracing stopped: {info.note}")
-            self._trace_state = info.state
+        return snapshot if trace is None else trace.snapshot(snapshot, links)
 
     def _target(self) -> ProcessInfo:
         return ProcessInfo(self.pid, self._cmdline, self.stuck_after, self._netns)
@@ -574,31 +583,3 @@ def command_line(parts: list[str], name: str) -> str:
     if len(parts) == 1:
         return parts[0]  # quoting would wrap a title's spaces in quotes
     return shlex.join(parts)
-
-
-def _with_last_events(views: list[ConnView], trace: Trace) -> list[ConnView]:
-    """ConnViews with what the last traced wait reported for each fd ("last ev")."""
-    fds = trace.fds
-    shown = []
-    for view in views:
-        state = fds.get(view.fd)
-        if state is not None and state.last_ready_at is not None:
-            view = view._replace(last_events=state.last_events, last_ready=state.last_ready_at)
-        shown.append(view)
-    return shown
-
-
-def _traced(snapshot: Snapshot, trace: Trace, links: dict[int, str]) -> Snapshot:
-    """The attach Snapshot with the trace's ready-list ring, wait figures and reads/writes."""
-    waits_per_s, events_per_s, per_wait, p50, p99, _ = trace.rates()
-    rates = snapshot.rates._replace(waits=waits_per_s, events=events_per_s,
-                                    ready_per_wait=per_wait, wait_p50=p50, wait_p99=p99,
-                                    registered_per_wait=trace.registered_per_wait())
-    waits = tuple(trace.ring)
-    backend = snapshot.backend
-    if waits and backend == "?":  # the trace knows what it waits with
-        backend = MULTIPLEXER[trace.calls[-1].syscall]
-    return dataclasses.replace(
-        snapshot, source=SOURCE_TRACED, backend=backend, waits=waits,
-        wait_calls=tuple(trace.calls), trace=trace.info(), fd_io=trace.fd_io(links),
-        rates=rates, totals=snapshot.totals._replace(waits=trace.seq, events=trace.events))

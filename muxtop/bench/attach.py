@@ -39,6 +39,7 @@ from muxtop.trace import bpftrace, strace
 from muxtop.trace.choose import open_tracer
 from muxtop.trace.session import Trace
 from muxtop.trace.tracer import TraceUnavailable
+from muxtop.traced import with_trace
 
 READS_EVERY = 0.1  # seconds between timed reads (the target stays idle meanwhile)
 UNTRACED = "untraced"
@@ -189,13 +190,13 @@ class Attached:
     dashboard's source does); `stop()` ends both."""
 
     def __init__(self, pid: int, tool: str, io: bool) -> None:
-        self.attacher = Attacher(pid)
-        self.attacher.use_trace(Trace(open_tracer(pid, tool, io=io)))
+        self.trace = Trace(open_tracer(pid, tool, io=io))
+        self.attacher = with_trace(Attacher(pid), self.trace)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         self.cpu_start = time.process_time()
-        self._tool = _cpu_clock(self.attacher.trace.tracer.child_pid)
+        self._tool = _cpu_clock(self.trace.tracer.child_pid)
 
     def _run(self) -> None:
         while not self._stop.wait(0.5):

@@ -100,12 +100,13 @@ def open_attacher(args: argparse.Namespace) -> Attacher:
     if args.trace:
         from muxtop.trace.choose import open_tracer
         from muxtop.trace.session import Trace
+        from muxtop.traced import with_trace
 
         try:
             tracer = open_tracer(args.pid, args.trace, io=args.io, warn=_warn)
         except TraceUnavailable as exc:
             raise AttachError(f"cannot trace process {args.pid}: {exc}") from None
-        attacher.use_trace(Trace(tracer))
+        with_trace(attacher, Trace(tracer))
     return attacher
 
 

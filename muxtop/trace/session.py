@@ -1,13 +1,14 @@
 """A traced process's wait calls mapped onto its fds: the ready-list ring the dashboard shows,
 what each fd was last reported with, and what the app then did with it (its reads and writes).
 
-The Attacher calls `observe()` at every read of /proc with the epoll interest lists it just
-read. epoll returns the app's own `data` for each ready fd (redis stores the fd, nginx a
-pointer, CPython the fd with garbage above it): the traced epoll_ctl calls say which fd each
-value stands for as the app registers it, and the `data:` column of /proc/PID/fdinfo/<epfd>
-says it for what was registered before tracing began. A value removed since (the fd closed)
-is remembered a while, for the waits that returned it before. Calls are applied in the order
-they returned, so "reported, then read, then reported again" reads as it happened.
+attach --trace (muxtop/traced.py) calls `observe()` at every read of /proc with the epoll
+interest lists the Attacher just read. epoll returns the app's own `data` for each ready fd
+(redis stores the fd, nginx a pointer, CPython the fd with garbage above it): the traced
+epoll_ctl calls say which fd each value stands for as the app registers it, and the `data:`
+column of /proc/PID/fdinfo/<epfd> says it for what was registered before tracing began. A
+value removed since (the fd closed) is remembered a while, for the waits that returned it
+before. Calls are applied in the order they returned, so "reported, then read, then reported
+again" reads as it happened.
 """
 
 from __future__ import annotations
