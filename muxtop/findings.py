@@ -8,12 +8,14 @@ see another process from /proc. Both speak this vocabulary, so the views draw ei
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from muxtop.events import READ, WRITE, long
 from muxtop.kernel import epoll
 from muxtop.snapshot import EVIDENCE_FDS as FDS  # noqa: F401 - part of the vocabulary
-from muxtop.snapshot import Diagnosis
+from muxtop.snapshot import Diagnosis, WaitRecord
 
 STUCK_READ = "stuck-read"  # bytes wait in the kernel and nobody will read them
 STUCK_WRITE = "stuck-write"  # output waits and nobody will (or can) send it
@@ -43,10 +45,41 @@ def spinning(waits_per_s: float, events_per_s: float, bytes_per_s: float,
     ready fd moves: a busy loop."""
     return (waits_per_s >= BUSY_WAITS_PER_S and wait_p50 < BUSY_WAIT_P50
             and events_per_s >= waits_per_s * 0.5 and bytes_per_s <= events_per_s)
+
+
 BUSY_WAITS_LOOKED_AT = 200  # the newest wait records whose ready fds a busy loop names
 
 # A finding before it is stamped: (kind, fd or None, explanation, evidence pairs).
 Found = tuple[str, "int | None", str, tuple[tuple[str, object], ...]]
+
+
+def busy_loop(waits_per_s: float, events_per_s: float, ready_per_wait: float,
+              bytes_per_s: float, wait_p50: float, records: Iterable[WaitRecord],
+              failing_listener: int | None = None) -> Found | None:
+    """The busy-loop finding, in the same words whichever source makes it (the engine's
+    telemetry, a trace of another process); None while the loop does not spin. `records`: the
+    newest BUSY_WAITS_LOOKED_AT wait records, whose most often ready fds it names;
+    `failing_listener`: the listening fd while accept() fails, when the source can tell."""
+    if not spinning(waits_per_s, events_per_s, bytes_per_s, wait_p50):
+        return None
+    counts: Counter = Counter()
+    for record in records:
+        counts.update(record.pairs())
+    # sorted, not most_common(n): that imports heapq lazily, which fails once out of fds
+    top = sorted(counts.items(), key=lambda item: item[1], reverse=True)[:5]
+    named = [(fd, events) for (fd, events), _ in top]
+    if failing_listener is not None and failing_listener in {fd for fd, _ in named}:
+        why = "the listener stays readable while accept() fails (out of fds, no back-off)"
+    elif named and all(events & WRITE and not events & READ for _, events in named):
+        why = "fds are reported writable with nothing to write (WRITE interest left on)"
+    else:
+        why = "the same fds are reported ready again and again, and nothing is read"
+    return BUSY_LOOP, None, (
+        f"{waits_per_s:,.0f} wait calls/s return {ready_per_wait:.1f} ready fds each but only "
+        f"{bytes_per_s:,.0f} bytes/s move: {why}"), (
+        ("waits_per_s", round(waits_per_s)), ("events_per_s", round(events_per_s)),
+        ("bytes_per_s", round(bytes_per_s)), (FDS, tuple(fd for fd, _ in named)),
+        ("events", tuple(long(events) for _, events in named)))
 
 
 class SocketFacts(NamedTuple):

@@ -16,7 +16,9 @@ import pytest
 from echo_client import stop_child, stream_echo, wait_for
 
 from muxtop.engine import SetLab, Switch
-from muxtop.snapshot import KIND_CONN
+from muxtop.events import READ, WRITE
+from muxtop.findings import busy_loop
+from muxtop.snapshot import KIND_CONN, WaitRecord
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -189,3 +191,25 @@ def test_emfile_spin_is_a_busy_loop_on_the_listener_until_switched_off():
         for client in clients:
             client.close()
         stop_child(server)
+
+
+def test_the_busy_loop_finding_reads_alike_from_every_source():
+    """One function words it (findings.busy_loop) for the engine and for a traced process:
+    the cause it names comes from the most often ready fds alone."""
+    def waits(*pairs):
+        flat = tuple(x for pair in pairs for x in pair)
+        return [WaitRecord(seq, 0.0, 0.0, 0.0, 3, flat, len(pairs)) for seq in range(50)]
+
+    spin = (1000, 2000, 2.0, 10, 0.0001)  # waits/s, ready fds/s, per wait, bytes/s, p50
+    assert busy_loop(100, 200, 2.0, 10, 0.0001, waits((5, READ))) is None  # not spinning
+    kind, fd, explanation, evidence = busy_loop(*spin, waits((5, WRITE), (6, WRITE)))
+    assert (kind, fd) == ("busy-loop", None)
+    assert explanation == ("1,000 wait calls/s return 2.0 ready fds each but only 10 bytes/s "
+                           "move: fds are reported writable with nothing to write (WRITE "
+                           "interest left on)")
+    assert dict(evidence) == {"waits_per_s": 1000, "events_per_s": 2000, "bytes_per_s": 10,
+                              "fds": (5, 6), "events": ("WRITE", "WRITE")}
+    assert busy_loop(*spin, waits((3, READ)), failing_listener=3)[2].endswith(
+        "the listener stays readable while accept() fails (out of fds, no back-off)")
+    assert busy_loop(*spin, waits((5, READ | WRITE)))[2].endswith(
+        "the same fds are reported ready again and again, and nothing is read")

@@ -10,23 +10,20 @@ from __future__ import annotations
 
 import resource
 import time
-from collections import Counter
 from typing import TYPE_CHECKING
 
 from muxtop.backends import FD_SETSIZE, ONESHOT
 from muxtop.engine.state import EngineState
 from muxtop.events import READ, WRITE, long
 from muxtop.findings import (
-    BUSY_LOOP,
     BUSY_WAITS_LOOKED_AT,
     FD_PRESSURE,
     FD_PRESSURE_SHARE,
-    FDS,
     INTEREST_MISMATCH,
     STUCK_READ,
     STUCK_WRITE,
     FirstSeen,
-    spinning,
+    busy_loop,
 )
 from muxtop.kernel import epoll
 from muxtop.snapshot import CLOSED, Diagnosis, ProcessStats, Rates, Totals, WaitRecord
@@ -123,27 +120,12 @@ class Detector:
     def _busy_loop(self, state: EngineState, rates: Rates, totals: Totals,
                    waits: tuple[WaitRecord, ...], found: list) -> None:
         """Many wait calls a second that report ready fds while no bytes move."""
-        moved = rates.bytes_in + rates.bytes_out
-        if not spinning(rates.waits, rates.events, moved, rates.wait_p50):
-            return
-        counts: Counter = Counter()
-        for record in waits[-BUSY_WAITS_LOOKED_AT:]:
-            counts.update(record.pairs())
-        # sorted, not most_common(n): that imports heapq lazily, which fails once out of fds
-        top = sorted(counts.items(), key=lambda item: item[1], reverse=True)[:5]
-        named = [(fd, long(events)) for (fd, events), _ in top]
-        if state.listen_fd in {fd for fd, _ in named} and totals.accept_errors:
-            why = "the listener stays readable while accept() fails (out of fds, no back-off)"
-        elif any("WRITE" in events for _, events in named):
-            why = "fds are reported writable with nothing to write (WRITE interest left on)"
-        else:
-            why = "the same fds are reported ready again and again"
-        found.append((BUSY_LOOP, None,
-                      f"{rates.waits:,.0f} waits/s return {rates.ready_per_wait:.1f} ready fds "
-                      f"each but only {moved:,.0f} bytes/s move: {why}",
-                      (("waits_per_s", round(rates.waits)), ("events_per_s", round(rates.events)),
-                       ("bytes_per_s", round(moved)), (FDS, tuple(fd for fd, _ in named)),
-                       ("events", tuple(events for _, events in named)))))
+        finding = busy_loop(rates.waits, rates.events, rates.ready_per_wait,
+                            rates.bytes_in + rates.bytes_out, rates.wait_p50,
+                            waits[-BUSY_WAITS_LOOKED_AT:],
+                            state.listen_fd if totals.accept_errors else None)
+        if finding is not None:
+            found.append(finding)
 
     def _fd_pressure(self, state: EngineState, process: ProcessStats | None, totals: Totals,
                      found: list) -> None:

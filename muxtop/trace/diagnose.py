@@ -12,19 +12,16 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from itertools import islice
 
-from muxtop.events import READ, WRITE, long
+from muxtop.events import long
 from muxtop.findings import (
-    BUSY_LOOP,
     BUSY_WAITS_LOOKED_AT,
-    FDS,
     NEVER_READ,
     STUCK_READ,
     Found,
     SocketFacts,
-    spinning,
+    busy_loop,
 )
 from muxtop.kernel import epoll
 from muxtop.snapshot import KIND_CONN
@@ -138,24 +135,11 @@ class TraceDiagnoser:
     def _busy_loop(self, trace: Trace, socket_bytes_per_s: float):
         waits_per_s, events_per_s, per_wait, p50, _, traced_bytes = trace.rates()
         moved = traced_bytes if trace.tracer.io else socket_bytes_per_s
-        if not spinning(waits_per_s, events_per_s, moved, p50):
-            return
-        counts: Counter = Counter()
         start = max(0, len(trace.ring) - BUSY_WAITS_LOOKED_AT)
-        for record in islice(trace.ring, start, None):
-            counts.update(record.pairs())
-        top = sorted(counts.items(), key=lambda item: item[1], reverse=True)[:5]
-        named = [(fd, events) for (fd, events), _ in top]
-        if named and all(events & WRITE and not events & READ for _, events in named):
-            why = "fds are reported writable with nothing to write (WRITE interest left on)"
-        else:
-            why = "the same fds are reported ready again and again, and nothing is read"
-        yield BUSY_LOOP, None, (
-            f"{waits_per_s:,.0f} wait calls/s return {per_wait:.1f} ready fds each but only "
-            f"{moved:,.0f} bytes/s move: {why}"), (
-            ("waits_per_s", round(waits_per_s)), ("events_per_s", round(events_per_s)),
-            ("bytes_per_s", round(moved)), (FDS, tuple(fd for fd, _ in named)),
-            ("events", tuple(long(events) for _, events in named)))
+        finding = busy_loop(waits_per_s, events_per_s, per_wait, moved, p50,
+                            islice(trace.ring, start, None))
+        if finding is not None:
+            yield finding
 
 
 def _waits_since(trace: Trace, epfds: set[int], since: float) -> int:
