@@ -55,14 +55,13 @@ async def press_cycle(presses: int, size: tuple[int, int],
     from muxtop.ui import pacing
     from muxtop.ui.app import MuxtopApp
     from muxtop.ui.screens.help import HelpScreen
+    from muxtop.ui.textual_compat import after_display
 
     engine = _engine()
     app = MuxtopApp(EngineSource(engine), freeze_at_start=True)
     watching: dict = {}  # what the next update must show, and the Event to set
-    display = app._display
 
-    def display_and_time(screen, renderable) -> None:
-        display(screen, renderable)
+    def encode_and_time(screen, renderable) -> None:
         if renderable is not None and hasattr(renderable, "render_segments"):
             renderable.render_segments(app.console)  # what a real terminal driver would write
         shows = watching.get("shows")
@@ -71,7 +70,7 @@ async def press_cycle(presses: int, size: tuple[int, int],
             del watching["shows"]
             watching["done"].set()
 
-    app._display = display_and_time
+    after_display(app, encode_and_time)
     cases = (("question_mark", "?", "open", lambda s: isinstance(s, HelpScreen)),
              ("escape", None, "close", lambda s: s is app.dashboard))
     times: dict = {"open": [], "close": []}

@@ -55,6 +55,7 @@ from muxtop.arguments import (
 )
 from muxtop.bench import synthetic
 from muxtop.ui.pacing import GIL_SWITCH_INTERVAL, SWITCH_ENV
+from muxtop.ui.textual_compat import after_display, wrap_screen_refresh
 
 WARMUP = 10  # frames not timed: caches fill, the first layout happens
 
@@ -237,17 +238,14 @@ def _time_render(app, screen, spent: dict) -> None:
                     spent["render"] += perf_counter() - started
         return wrapper
 
-    screen._refresh_layout = timed(screen._refresh_layout)
-    screen._compositor_refresh = timed(screen._compositor_refresh)
-    display = app._display
+    wrap_screen_refresh(screen, timed)
     console = app.console
 
-    def display_and_encode(target_screen, renderable) -> None:
-        display(target_screen, renderable)
+    def encode(target_screen, renderable) -> None:
         if renderable is not None and hasattr(renderable, "render_segments"):
             renderable.render_segments(console)  # what a real terminal driver would write
 
-    app._display = display_and_encode
+    after_display(app, encode)
 
 
 def _p99(values: list[float]) -> float:

@@ -22,6 +22,8 @@ import sys
 
 from textual.driver import Driver
 
+from muxtop.ui.textual_compat import sigcont_only_when
+
 HANGUP_EVERY = 0.5  # seconds between looks: two syscalls a second, an exit within one
 _GONE = select.POLLHUP | select.POLLERR | select.POLLNVAL
 
@@ -67,10 +69,4 @@ def driver_for(driver: type[Driver], terminal: TerminalWatch) -> type[Driver]:
 
     if not issubclass(driver, LinuxDriver):
         return driver
-
-    class HangupDriver(driver):  # type: ignore[valid-type, misc]
-        def _sigcont_application(self, *args) -> None:
-            if not terminal.hung_up():
-                super()._sigcont_application(*args)
-
-    return HangupDriver
+    return sigcont_only_when(driver, lambda: not terminal.hung_up())

@@ -24,6 +24,8 @@ from textual.strip import Strip
 from textual.style import Style as VisualStyle
 from textual.widget import Widget
 
+from muxtop.ui.textual_compat import scroll_update
+
 
 class PaletteMixin:
     """`self.palette()["warn"]` is the style of the `<widget>--warn` component class;
@@ -286,7 +288,7 @@ def set_virtual_size(widget: Widget, size: Size) -> None:
     as Textual itself does for a scroll-only change."""
     if size != widget.virtual_size:
         widget.set_reactive(Widget.virtual_size, size)
-        widget._scroll_update(size)
+        scroll_update(widget, size)
         widget.refresh()
 
 
