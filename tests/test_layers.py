@@ -18,7 +18,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "muxtop"
 HEADLESS = ("muxtop.backends", "muxtop.engine", "muxtop.flood", "muxtop.attach", "muxtop.trace",
             "muxtop.kernel", "muxtop.snapshot", "muxtop.plain", "muxtop.findings",
             "muxtop.source", "muxtop.events", "muxtop.limits", "muxtop.printable",
-            "muxtop.record", "muxtop.replay", "muxtop.metrics")
+            "muxtop.record", "muxtop.replay", "muxtop.commands", "muxtop.units",
+            "muxtop.arguments", "muxtop.traced", "muxtop.lessons", "muxtop.metrics")
 # The packages (and top-level modules) of muxtop, bottom first. A package imports its own
 # modules and packages of the layers below; only the vocabulary may import within its layer
 # (without a cycle). Trio's `_core` never imports `trio`: here no source imports the UI, and no
@@ -43,7 +44,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 HEADLESS_MODULES = [
     "muxtop.backends", "muxtop.engine", "muxtop.engine.protocols", "muxtop.kernel.probes",
     "muxtop.cli.serve", "muxtop.flood.cli", "muxtop.cli.attach", "muxtop.plain",
-    "muxtop.cli.replay", "muxtop.replay.source", "muxtop.bench.replay",
+    "muxtop.cli.replay", "muxtop.replay.source", "muxtop.bench.replay", "muxtop.source",
+    "muxtop.traced", "muxtop.lessons.format", "muxtop.arguments", "muxtop.units",
     "muxtop.metrics.collector", "muxtop.metrics.server",
 ]
 
