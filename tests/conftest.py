@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 from recordings import write
@@ -13,6 +14,10 @@ from muxtop.record.reader import Recording
 # Every `python -m muxtop` a test starts imports the installed copy, as the tests do: not the
 # work tree that Python would put first on sys.path from the current directory.
 os.environ["PYTHONSAFEPATH"] = "1"
+# A suite started in the background of a script (`cmd &`) inherits SIGINT ignored, and so would
+# every muxtop it starts: the tests of Ctrl-C need it as a terminal delivers it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 MODES = [("select", "level"), ("poll", "level"), ("epoll", "level"), ("epoll", "edge"),
          ("epoll", "oneshot")]
