@@ -282,7 +282,7 @@ def test_every_metric_passes_promtool_check_metrics(processes, tmp_path):
                        "--metrics", "127.0.0.1:0", stdout=subprocess.PIPE)
     url = server.metrics_url()
     port = wait_for(lambda: _listening_port(server.proc.pid))
-    with stopped(server.proc):  # the message arrives whole: one edge, one 64 KiB read
+    with stopped(server.proc, port, 100_000):  # arrives whole: one edge, one 64 KiB read
         client = socket.create_connection(("127.0.0.1", port), timeout=10)
         client.sendall(os.urandom(100_000))
     try:
@@ -309,15 +309,32 @@ def test_every_metric_passes_promtool_check_metrics(processes, tmp_path):
 
 
 @contextlib.contextmanager
-def stopped(proc: subprocess.Popen):
+def stopped(proc: subprocess.Popen, port: int, queued: int):
     """The process stopped (SIGSTOP) inside the block, as the edge-trap lesson stops the
-    engine: bytes sent meanwhile arrive as one edge. Continued however the block ends."""
+    engine: the `queued` bytes sent to its `port` meanwhile arrive as one edge. It goes on
+    only once every one of its threads has stopped (a thread running on the other core goes
+    on until it enters the kernel) and, after the block, once the kernel holds all the bytes
+    in the receive queues; continued however the block ends."""
     proc.send_signal(signal.SIGSTOP)
     try:
+        tasks = f"/proc/{proc.pid}/task"
+        wait_for(lambda: all(Path(tasks, tid, "stat").read_text().rsplit(")", 1)[1].split()[0]
+                             in "tT" for tid in os.listdir(tasks)))
         yield
-        time.sleep(0.3)  # the last segment in the receive queue
+        wait_for(lambda: received(port) >= queued)
     finally:
         proc.send_signal(signal.SIGCONT)
+
+
+def received(port: int) -> int:
+    """Bytes waiting in the receive queues of the established sockets on local `port`."""
+    total = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, state, queues = fields[1], fields[3], fields[4]
+        if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:
+            total += int(queues.split(":")[1], 16)
+    return total
 
 
 def _listening_port(pid: int) -> int | None:
@@ -415,10 +432,11 @@ def test_a_real_prometheus_agrees_with_headless_json(processes):
                  "--json"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL, text=True))
 
-        with stopped(server.proc):
-            flood("--clients", "2", "--messages", "1", "--size", "100000")
+        port = int(listen.rsplit(":", 1)[1])
+        with stopped(server.proc, port, 2 * 100_000):  # the kernel takes both meanwhile
+            # --timeout 0: they wait for their echo as long as the test runs
+            flood("--clients", "2", "--messages", "1", "--size", "100000", "--timeout", "0")
             assert '"type":"start"' in floods[-1].stdout.readline()
-            time.sleep(1.0)  # connected and sent (the kernel takes both while it is stopped)
         flood("--clients", "20", "--messages", "0", "--rate", "50")
         stuck = 'muxtop_findings{kind="stuck-read"}'
         wait_for(lambda: _sample(query(api, stuck, time.time())) == 2, timeout=60, every=0.5)
