@@ -39,7 +39,7 @@ PARSERS = {  # argv prefix -> its parser
 }
 # What each command needs besides the option under test, so that it never runs for long:
 # a positional, or a flag that makes it stop at once.
-NEEDS = {(): [], ("flood",): ["127.0.0.1:0"], ("attach",): ["1"]}
+NEEDS = {(): [], ("flood",): ["127.0.0.1:0"], ("attach",): ["1"], ("replay",): ["x.muxrec"]}
 # Never a valid value for a number, a port, a list of counts or a choice.
 ALWAYS_BAD = ["", "-1", "-0.5", "abc", "nan", "inf", "-inf", "1e400", "9" * 5000,
               "0x10", "1,,-2", "\udcff", "\x00", "½", "1_000_000_000_000_000_000_000_000x"]
@@ -171,7 +171,11 @@ def test_argv_that_is_not_utf8(args):
     check_refusal(result.returncode, err)
 
 
-@pytest.mark.parametrize("prefix", list(PARSERS), ids=[" ".join(p) or "serve" for p in PARSERS])
+# Every parser, with the two whose options are not fuzzed above (a FILE to read; a server).
+ESCAPED = [*PARSERS, ("replay",), ("web",)]
+
+
+@pytest.mark.parametrize("prefix", ESCAPED, ids=[" ".join(p) or "serve" for p in ESCAPED])
 def test_the_users_control_characters_are_escaped_in_usage_errors(prefix):
     # Was: "unrecognized arguments: ESC ] 0 ; pwned BEL" as it was: a new terminal title,
     # a cleared screen, and a forged line after the newline.

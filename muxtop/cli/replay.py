@@ -9,7 +9,7 @@ import json
 import sys
 from bisect import bisect_left
 
-from muxtop.arguments import non_negative_float
+from muxtop.arguments import Parser, non_negative_float
 from muxtop.cli.pipe import reader_left
 from muxtop.cli.serve import status_line
 from muxtop.printable import printable
@@ -32,7 +32,7 @@ record: what reads is printed first); 2 usage error."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="muxtop replay", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Replay a recording made with --record (or the R key): the same dashboard,\n"
                     "read-only, with a timeline; or a summary, or its Snapshots as JSON lines.")

@@ -17,7 +17,7 @@ import sys
 from contextlib import redirect_stderr, redirect_stdout
 from io import StringIO
 
-from muxtop.arguments import port_number, positive_int
+from muxtop.arguments import Parser, port_number, positive_int
 from muxtop.cli import serve as muxtop_cli
 from muxtop.engine.address import AddressError, is_loopback, resolve
 from muxtop.printable import printable
@@ -33,7 +33,7 @@ MAX_SESSIONS = 4  # a tab is a muxtop of its own (~40 MB): a few, not one per cl
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="muxtop web", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Serve the muxtop dashboard to a web browser (with textual-serve).")
     parser.add_argument("--host", default="127.0.0.1",
