@@ -281,7 +281,8 @@ def test_every_metric_passes_promtool_check_metrics(processes, tmp_path):
                        "--stuck-after", "0.2", "--record", str(tmp_path / "run.muxrec"),
                        "--metrics", "127.0.0.1:0", stdout=subprocess.PIPE)
     url = server.metrics_url()
-    port = wait_for(lambda: _listening_port(server.proc.pid))
+    port = wait_for(lambda: _listening_port(server.proc.pid,
+                                            but=urllib.parse.urlsplit(url).port))
     with stopped(server.proc, port, 100_000):  # arrives whole: one edge, one 64 KiB read
         client = socket.create_connection(("127.0.0.1", port), timeout=10)
         client.sendall(os.urandom(100_000))
@@ -337,11 +338,12 @@ def received(port: int) -> int:
     return total
 
 
-def _listening_port(pid: int) -> int | None:
+def _listening_port(pid: int, but: int) -> int | None:
+    """The port `pid` listens on other than `but` (its metrics port listens too)."""
     import psutil
 
     for conn in psutil.Process(pid).net_connections(kind="tcp"):
-        if conn.status == psutil.CONN_LISTEN:
+        if conn.status == psutil.CONN_LISTEN and conn.laddr.port != but:
             return conn.laddr.port
     return None
 
