@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -87,6 +88,20 @@ def test_a_host_other_machines_reach_needs_allow_remote():
 def test_max_conns_0_holds_every_client_in_the_backlog():
     result = muxtop("--headless", "--port", "0", "--duration", "0", "--max-conns", "0")
     assert (result.returncode, result.stderr) == (0, "")
+
+
+@pytest.mark.parametrize("args", [["bench", "wait", "--fds", "10", "--backends", "poll"],
+                                  ["lesson"], ["--help"]], ids=["bench-wait", "lesson", "help"])
+def test_a_reader_that_leaves_ends_any_command_quietly(args):
+    # `| head -c0`: the reader is gone before the first write, so every write fails (EPIPE).
+    gone, stdout = os.pipe()
+    os.close(gone)
+    try:
+        result = subprocess.run([sys.executable, "-m", "muxtop", *args], stdout=stdout,
+                                stderr=subprocess.PIPE, timeout=30)
+    finally:
+        os.close(stdout)
+    assert (result.returncode, result.stderr) == (0, b"")
 
 
 def test_help_names_every_subcommand():

@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from muxtop.cli.pipe import reader_left
+
 SUBCOMMANDS = {
     "flood": "muxtop.flood.cli",
     "bench": "muxtop.bench.cli",
@@ -18,8 +20,11 @@ SUBCOMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in SUBCOMMANDS:
-        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
-    from muxtop.cli.serve import main as serve_main
+    try:
+        if argv and argv[0] in SUBCOMMANDS:
+            return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
+        from muxtop.cli.serve import main as serve_main
 
-    return serve_main(argv)
+        return serve_main(argv)
+    except BrokenPipeError:  # `muxtop bench wait | head`: the reader had all it wanted
+        return reader_left()
