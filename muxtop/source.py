@@ -11,16 +11,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Protocol
+from typing import Any, Protocol
 
 from muxtop.commands import Outcome
 from muxtop.snapshot import Snapshot
+
+# A source declares the optional features it has (player, recorder) by subclassing Source, as
+# a selector subclasses selectors.BaseSelector: what it does not declare stays None.
 
 
 class Source(Protocol):
     kind: str  # "engine" or "attach": which picture its Snapshots draw
     shares_gil: bool  # the producer runs in this process: every frame drawn costs it
     announces_refusals: bool  # a refused command comes back as one of its own Notices
+    # What a source may do besides pictures and commands (None: it does not):
+    player: Any = None  # a recording's muxtop.replay.player.Player: the replay keys, a timeline
+    recorder: Any = None  # a muxtop.record.control.RecorderControl: R records the source
 
     def latest(self) -> Snapshot | None:
         """The newest Snapshot (None before the first). Cheap, never blocks: the UI calls
@@ -45,7 +51,7 @@ def answered(outcome: Outcome) -> Future:
     return future
 
 
-class FixedSource:
+class FixedSource(Source):
     """Snapshots given in advance: `latest` returns the current one until `advance()` moves to
     the next. Commands are recorded and answered by `answer`, or refused (`commands=False`)."""
 

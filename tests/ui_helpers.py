@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from muxtop.source import Source
+
 
 async def until(predicate, pilot, timeout: float = 10.0, what: str | Callable[[], str] = ""):
     """Let the app run until predicate() is truthy (bounded); return its value. `what` says
@@ -19,7 +21,7 @@ async def until(predicate, pilot, timeout: float = 10.0, what: str | Callable[[]
         await pilot.pause(0.05)
 
 
-class FunctionSource:
+class FunctionSource(Source):
     """A read-only Source whose latest Snapshot comes from a function (which may raise)."""
 
     kind = "engine"

@@ -15,7 +15,7 @@ from concurrent.futures import Future
 from muxtop.attach.reader import Attacher
 from muxtop.commands import Outcome
 from muxtop.snapshot import SOURCE_TRACED, Snapshot
-from muxtop.source import answered
+from muxtop.source import Source, answered
 
 DEFAULT_INTERVAL = 0.5
 READ_ONLY = "attached to another process: muxtop only looks"
@@ -25,7 +25,7 @@ READ_ONLY = "attached to another process: muxtop only looks"
 READ_SHARE = 0.04
 
 
-class AttachSource:
+class AttachSource(Source):
     """`start()` takes the first look at once (so the first frame has rows) and starts the
     reader thread; `stop()` ends it."""
 

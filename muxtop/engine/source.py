@@ -6,9 +6,10 @@ from concurrent.futures import Future
 
 from muxtop.engine.loop import Engine
 from muxtop.snapshot import WaitRecord
+from muxtop.source import Source
 
 
-class EngineSource:
+class EngineSource(Source):
     kind = "engine"
     shares_gil = True  # the engine thread and the dashboard take turns at one GIL
     announces_refusals = True

@@ -12,6 +12,7 @@ from concurrent.futures import Future
 from typing import NamedTuple
 
 from muxtop.record.recorder import Recorder, RecorderStatus
+from muxtop.source import Source
 
 SUFFIX = ".muxrec"
 
@@ -100,7 +101,7 @@ class Box:
         return self._snapshot
 
 
-class Recordable:
+class Recordable(Source):
     """`source` with a RecorderControl attached as `recorder`; otherwise the same Source."""
 
     def __init__(self, source, recorder: RecorderControl) -> None:

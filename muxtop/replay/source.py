@@ -13,12 +13,12 @@ from muxtop.record.reader import Recording
 from muxtop.replay.player import Player
 from muxtop.replay.timeline import Timeline
 from muxtop.snapshot import Snapshot
-from muxtop.source import answered
+from muxtop.source import Source, answered
 
 READ_ONLY = "replaying a recording changes nothing"
 
 
-class ReplaySource:
+class ReplaySource(Source):
     shares_gil = False  # nothing else runs in this process
     announces_refusals = False
     read_only = READ_ONLY

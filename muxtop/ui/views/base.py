@@ -221,6 +221,7 @@ class SourceView:
     help_intro: str = ""
     columns_help: tuple[tuple[str, str], ...] = ()  # (column, meaning)
     interest_lists: bool = False  # the lower half lists the epoll interest lists (attach)
+    own_engine: bool = False  # a server of muxtop's own: it can step, and run lessons
     header_lines: int = 3
     # The ready-list log's thread/call column, from a Snapshot and a wait's index in its
     # waits (None: no such column; muxtop's own engine has one thread and one backend)

@@ -307,4 +307,4 @@ ENGINE = SourceView(
     title="muxtop", columns=COLUMNS, sort_cycle=SORT_CYCLE, facts=Facts,
     sections=(multiplexer, queues, tcp_info, history, findings, waits_naming),
     header=header, has_waits=True, pinned_first=True, stopped="ENGINE STOPPED",
-    columns_help=COLUMNS_HELP)
+    columns_help=COLUMNS_HELP, own_engine=True)
