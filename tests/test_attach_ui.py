@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import test_attach
-from textual.widgets import Footer
 
 from muxtop.attach.reader import Attacher
 from muxtop.attach.source import AttachSource
@@ -43,6 +42,7 @@ from muxtop.source import FixedSource
 from muxtop.ui.app import MuxtopApp
 from muxtop.ui.screens.detail import DetailScreen
 from muxtop.ui.screens.help import HelpScreen
+from muxtop.ui.widgets.key_bar import KeyBar
 
 pytestmark = pytest.mark.timeout(30)
 SIZE = (160, 48)
@@ -267,7 +267,7 @@ async def test_attach_view_snapshot(tmp_path):
     app = MuxtopApp(FixedSource(fixed_attach_snapshot(), commands=False), interval=None)
     async with app.run_test(size=SIZE) as pilot:
         # Without the footer: the keys other work adds must not change this picture.
-        app.dashboard.query_one(Footer).display = False
+        app.dashboard.query_one(KeyBar).display = False
         await pilot.pause()
         svg = app.export_screenshot()
         text = screen_text(app)

@@ -19,6 +19,7 @@ from muxtop.limits import raise_fd_limit
 from muxtop.snapshot import Diagnosis
 from muxtop.source import FixedSource
 from muxtop.ui.app import MuxtopApp
+from muxtop.ui.widgets.key_bar import KeyBar
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -52,13 +53,14 @@ async def test_every_size_keeps_what_matters_on_screen(size):
         # `? help` is the first key of the footer, whatever the width, and the two keys
         # muxtop is about (backend, trigger) are never cut off.
         # The footer is laid out after the first frame: wait for its keys to have a place.
-        def on_screen() -> set[str]:
-            return {key.key for key in app.dashboard.query("FooterKey")
-                    if key.region.width and key.region.right <= width}
+        bar = app.dashboard.query_one(KeyBar)
 
-        await until(lambda: {"question_mark", "b", "t"} <= on_screen(), pilot,
+        def on_screen() -> set[str]:
+            return {a.name for line in bar.lines()[:bar.size.height] for a in line}
+
+        await until(lambda: {"help", "cycle_backend", "cycle_trigger"} <= on_screen(), pilot,
                     what=lambda: f"footer keys on screen: {sorted(on_screen())}")
-        assert next(iter(app.dashboard.query("FooterKey"))).key == "question_mark"
+        assert bar.lines()[0][0].name == "help"
         # A wide screen uses its width: the note column comes in.
         assert ("note" in shown) == (width >= 200)
 
@@ -94,8 +96,8 @@ async def test_keys_that_cannot_act_say_why():
         assert said.count("this view is read-only") == 2, said
         assert any("no server of our own to flood" in m for m in said), said
         # Narrow: the keys that cannot act leave the footer to those that can.
-        footer = {key.key for key in app.dashboard.query("FooterKey")}
-        assert "b" not in footer and "question_mark" in footer
+        footer = {a.name for a in app.dashboard.query_one(KeyBar).actions}
+        assert "cycle_backend" not in footer and "help" in footer
 
 
 async def test_home_in_the_ready_log_is_the_newest_wait_and_it_says_live():

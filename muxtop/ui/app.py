@@ -25,12 +25,12 @@ from typing import ClassVar
 
 from textual import events
 from textual.app import App, SystemCommand
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.theme import BUILTIN_THEMES
 
-from muxtop.backends import BACKENDS, NAMES, TRIGGERS
+from muxtop.backends import BACKENDS, FD_SETSIZE, NAMES, TRIGGERS
 from muxtop.commands import (
     CloseConnection,
     Continue,
@@ -49,8 +49,8 @@ from muxtop.record.recorder import file_size
 from muxtop.record.writer import RecordWriteError
 from muxtop.snapshot import ConnView, Snapshot
 from muxtop.source import Source
+from muxtop.ui import actions, layout, pacing
 from muxtop.ui import format as fmt
-from muxtop.ui import layout, pacing
 from muxtop.ui.floods import Floods
 from muxtop.ui.hangup import HANGUP_EVERY, TerminalWatch, driver_for
 from muxtop.ui.lesson import LessonRun
@@ -70,13 +70,6 @@ BUSY_CPU_PERCENT = 75.0  # process CPU from which the panels redraw at half the 
 _SEVERITY = {"info": "information", "warning": "warning", "error": "error"}
 # Their outcome comes back as an engine Notice, or in a panel (a step), or not at all.
 _QUIET_COMMANDS = (Switch, Watch, Step)
-# Keys of a source that can be played (it has a `player`): hidden everywhere else.
-_PLAYER_ACTIONS = ("play", "step", "speed", "to_start", "to_end")
-
-
-def _action_name(binding: Binding) -> str:
-    """A binding's action without its namespace and arguments: "step(1)" -> "step"."""
-    return binding.action.removeprefix("app.").split("(")[0]
 
 
 class MuxtopApp(App[int]):
@@ -87,53 +80,8 @@ class MuxtopApp(App[int]):
     TITLE = "muxtop"
     # ctrl+p: every action by name (get_system_commands), and Textual's theme picker.
     COMMAND_PALETTE_BINDING = "ctrl+p"
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("b", "cycle_backend", "backend", tooltip="Switch to the next backend live"),
-        Binding("t", "cycle_trigger", "trigger",
-                tooltip="Switch to the next trigger mode the backend supports"),
-        Binding("space", "toggle_pause", "pause", tooltip="Freeze the display; the server "
-                "keeps running and the header keeps moving"),
-        Binding("space", "play", "play/pause", tooltip="Play the recording at the chosen "
-                "speed, or pause it"),
-        Binding("full_stop", "step(1)", "step", key_display=".", tooltip="One wait call "
-                "forward: the ready list, table, findings and header right after it"),
-        Binding("comma", "step(-1)", "back", key_display=",", tooltip="One wait call back"),
-        Binding("right_square_bracket", "speed(1)", "faster", key_display="]",
-                tooltip="Play faster (up to ×64)"),
-        Binding("left_square_bracket", "speed(-1)", "slower", key_display="[",
-                tooltip="Play slower (down to ×1/16)"),
-        Binding("g", "to_start", "start", show=False, tooltip="Jump to the start"),
-        Binding("G", "to_end", "end", show=False, tooltip="Jump to the end"),
-        Binding("R", "record", "record", tooltip="Start or stop recording everything to a "
-                "new file (muxtop replay FILE plays it back)"),
-        Binding("f", "flood", "flood", tooltip="Launch the default flood at this server: "
-                "500 clients × 20 echoed messages of 64 B at 2/s each (about 10 s), every "
-                "byte checked"),
-        Binding("F", "flood_form", "flood…", tooltip="Choose a flood: a preset, or the "
-                "pattern, clients, messages, size, rate, duration"),
-        Binding("h", "idle_herd", "idle herd", tooltip="Hold 1,000 idle connections (again: "
-                "let them go): select and poll pay for every one on every call, epoll does "
-                "not; watch cpu/call and scans"),
-        Binding("x", "stop_floods", "stop floods", tooltip="Stop every running flood"),
-        Binding("L", "lessons", "lessons", tooltip="Guided lessons: muxtop sets up an "
-                "experiment, asks what you expect, runs it and explains it with the numbers"),
-        Binding("n", "lesson_next", "next", tooltip="The lesson's next step"),
-        Binding("escape", "leave_lesson", "leave lesson", key_display="esc",
-                tooltip="Leave the lesson; muxtop puts the server back as it was"),
-        *[Binding(str(n), f"answer({n})", f"answer {n}", show=False,
-                  tooltip="Answer the lesson's question") for n in range(1, 7)],
-        Binding("l", "lab", "lab", tooltip="Turn bug-lab switches on and off: break the "
-                "engine on purpose and watch the diagnoses"),
-        Binding("full_stop", "step_engine", "step", key_display=".", tooltip="Stop the engine "
-                "before its next wait call; then each press makes exactly one, and the step "
-                "panel says what it returned and what the engine did with each fd"),
-        Binding("c", "continue_engine", "continue", tooltip="Leave step mode: the engine runs "
-                "at full speed again"),
-        Binding("question_mark,f1", "help", "help", key_display="?",
-                tooltip="Keys, columns, and how select, poll and epoll work"),
-        Binding("q", "quit", "quit", tooltip="Quit"),
-        Binding("ctrl+c", "quit", "quit", show=False),
-    ]
+    # Every key and when it acts: the table of actions (muxtop.ui.actions).
+    BINDINGS: ClassVar[list[BindingType]] = actions.bindings(screen=False)
 
     def __init__(self, source: Source, *, duration: float | None = None,
                  interval: float | None = POLL_INTERVAL, handle_signals: bool = False,
@@ -152,8 +100,8 @@ class MuxtopApp(App[int]):
         self.view = view_for(source.kind)
         # What the source can do besides pictures and commands, as data: be played (a
         # recording), be recorded. Neither: no keys for it.
-        self.player = getattr(source, "player", None)
-        self.recorder: RecorderControl | None = getattr(source, "recorder", None)
+        self.player = source.player
+        self.recorder: RecorderControl | None = source.recorder
         self._told: dict[int, int] = {}  # notices shown, by holder (player, recorder)
         self._jumps = 0
         self.title = self.view.title
@@ -172,13 +120,15 @@ class MuxtopApp(App[int]):
         self._pending: list[tuple[object, Future]] = []
         self._watched: tuple[int, ...] = ()
         # backend, trigger, can_command, running free: the keys that apply follow them
-        self._mode: tuple[str, str, bool, bool] | None = None
+        self._mode: tuple[str, str, bool, bool, bool] | None = None
         # The backend/trigger a Switch asked for, until a Snapshot shows it (or it is
         # refused): a second b or t before the next Snapshot goes on from there.
         self._intended: tuple[str, str] | None = None
         self._skipped = False  # the last Snapshot's panels were not redrawn (busy server)
         self._floods_running = False
-        self.dashboard = DashboardScreen(self.view, self.player, source.read_only)
+        self._highest_fd = -1  # the latest Snapshot's highest open fd (b skips select past 1023)
+        self.dashboard = DashboardScreen(self.view, self.player, source.read_only,
+                                         keys=lambda: actions.footer(self.now()))
         self.lesson: LessonRun | None = None
         self._lesson_timer = None
         self._first_lesson = lesson  # started once the first Snapshot is in
@@ -285,7 +235,10 @@ class MuxtopApp(App[int]):
             self.dashboard.timeline.show()
         if self._intended == (snapshot.backend, snapshot.trigger):
             self._intended = None
-        mode = (snapshot.backend, snapshot.trigger, self.can_command, snapshot.step is None)
+        self._highest_fd = max((c.fd for c in snapshot.connections if c.state != "closed"),
+                               default=-1)
+        mode = (snapshot.backend, snapshot.trigger, self.can_command, snapshot.step is None,
+                self._highest_fd >= FD_SETSIZE)
         if mode != self._mode:
             self._mode = mode
             self.refresh_bindings()
@@ -444,8 +397,25 @@ class MuxtopApp(App[int]):
             self.send(PauseReading(view.fd, "P" not in view.flags))
             self.set_timer(0.05, self.tick)
 
-    def show_details(self, view: ConnView) -> None:
-        self.push_screen(DetailScreen(view))
+    def on_dashboard_screen_details(self, message: DashboardScreen.Details) -> None:
+        self.push_screen(DetailScreen(message.view))
+
+    def on_dashboard_screen_connection_action(
+            self, message: DashboardScreen.ConnectionAction) -> None:
+        if message.action == "close_connection":
+            self.close_connection(message.view)
+        else:
+            self.toggle_reading(message.view)
+
+    def on_dashboard_screen_mounted(self, _message: DashboardScreen.Mounted) -> None:
+        self.tick()
+
+    def on_dashboard_screen_freeze_changed(self, _: DashboardScreen.FreezeChanged) -> None:
+        self.update_header()
+
+    def on_dashboard_screen_resumed(self, _message: DashboardScreen.Resumed) -> None:
+        if self.shown is not None:
+            self.dashboard.show(self.shown)
 
     def set_lab(self, name: str, on: bool) -> None:
         """Turn a bug-lab switch on or off; the Outcome comes back as a notification."""
@@ -479,89 +449,51 @@ class MuxtopApp(App[int]):
             return None
         return self.latest.backend, self.latest.trigger
 
+    def now(self) -> actions.Now:
+        """What the keys depend on now (muxtop.ui.actions reads it)."""
+        latest, dashboard = self.latest, self.dashboard
+        ready = dashboard.ready
+        return actions.Now(
+            read_only=self.source.read_only, player=self.player is not None,
+            recorder=self.recorder is not None, own_engine=self.view.own_engine,
+            flood_target=self.source.flood_target is not None,
+            floods_running=bool(self.floods.running),
+            lesson=self.lesson is not None and self.lesson.phase != "done",
+            stepping=latest is not None and latest.step is not None, mode=self.current_mode(),
+            highest_fd=self._highest_fd, selected=dashboard.table.selected if ready else None,
+            has_waits=self.view.has_waits,
+            filtering=ready and (bool(dashboard.table.model.query)
+                                 or dashboard.filter_box.has_class("-active")))
+
     def why_not(self, action: str) -> str | None:
-        """Why a key cannot act now, in words a person can act on; None when it can."""
-        if action in _ENGINE_ACTIONS and not self.can_command:
-            return self.source.read_only or "this view is read-only"
-        if action in _FLOOD_ACTIONS and self.source.flood_target is None:
-            return "no server of our own to flood here"
-        if action == "stop_floods" and not self.floods.running:
-            return "no flood is running"
-        if action == "continue_engine" and (self.latest is None or self.latest.step is None):
-            return "the engine is not stepping: . stops it before its next wait call"
-        mode = self.current_mode()
-        if action in ("cycle_backend", "cycle_trigger") and mode is None:
-            return "no picture of the server yet"
-        if action == "cycle_trigger" and mode[0] in BACKENDS:
-            backend = BACKENDS[mode[0]]
-            if len(backend.triggers) < 2:
-                able = [n for n in NAMES if len(BACKENDS[n].triggers) > 1]
-                return (f"{mode[0]} reports readiness level-triggered only: edge and oneshot "
-                        f"need {' or '.join(able)} (b switches backend)")
-        return None
+        """Why an action cannot act now, in words a person can act on; None when it can."""
+        return actions.why_not(action, self.now())
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        applies = self._applies(action)
-        if applies is not None:
-            return applies
-        if action == "continue_engine" and self.why_not(action) is not None:
-            return False  # in the footer only while stepping (the help lists it always)
-        if self.why_not(action) is None:
-            return True
-        # Greyed out where there is room to show what exists; gone where there is not, so
-        # the keys that do apply stay in the footer. Pressing one says why (on_key).
-        return None if self.size.width >= layout.NARROW else False
-
-    def _applies(self, action: str) -> bool | None:
-        """Whether a key exists for this source at all (None: it always does). A recording's
-        keys (`player`) and R (`recorder`) exist where the source has them; space pauses
-        the display where it does not play a recording."""
-        action = action.split("(")[0]  # "step(1)": the action, not its arguments
-        if action in _PLAYER_ACTIONS:
-            return self.player is not None
-        if action in ("step_engine", "continue_engine"):
-            return None if self.player is None and self.source.kind == "engine" else False
-        if action == "toggle_pause":
-            return self.player is None
-        if action == "record":
-            return self.recorder is not None
-        if action in _LESSON_ACTIONS:
-            return self.lesson is not None and self.lesson.phase != "done"
-        if action == "lessons":
-            return None if self.player is None and self.source.kind == "engine" else False
-        return None
+        return actions.state(action, self.now())
 
     def on_key(self, event: events.Key) -> None:
-        """A key whose action cannot apply now says why instead of doing nothing."""
-        action = _KEY_ACTIONS.get(event.key)
-        if action is None or self.screen is not self.dashboard:
+        """A key whose actions cannot act now says why instead of doing nothing."""
+        if self.screen is not self.dashboard:
             return
-        reason = self.why_not(action) or self.dashboard.why_not(action)
+        reason = actions.refusal(event.key, self.now())
         if reason:
             event.stop()
             self.notify(reason, title=f"{event.key}: not now", severity="warning", timeout=6)
 
     def action_cycle_backend(self) -> None:
-        """Next backend that can take the current trigger mode; select and poll cannot do
-        edge or oneshot, so from those modes the key explains instead of switching."""
+        """The next backend that can take the trigger mode and the open fds (the table greys
+        b out, and says why, when there is none)."""
+        now = self.now()
+        name = actions.next_backend(now)
+        if name is not None and now.mode is not None:
+            self._switch(name, now.mode[1])  # the engine's Notice says how it went
+
+    def action_backend(self, name: str) -> None:
+        """Switch to the backend `name` (the palette offers each by name)."""
         mode = self.current_mode()
-        if mode is None:
-            return
-        backend, trigger = mode
-        here = NAMES.index(backend) if backend in NAMES else -1
-        for step in range(1, len(NAMES)):
-            name = NAMES[(here + step) % len(NAMES)]
-            if trigger in BACKENDS[name].triggers:
-                self._switch(name, trigger)  # the engine's Notice says how it went
-                return
-        able = [n for n in NAMES if trigger in BACKENDS[n].triggers]
-        others = [n for n in NAMES if n not in able]
-        steps = TRIGGERS[TRIGGERS.index(trigger) + 1:] if trigger in TRIGGERS else ()
-        self.notify(
-            f"{trigger} triggering needs {' or '.join(able)}: {' and '.join(others)} "
-            "report readiness level-triggered only. Press t until the mode is level "
-            f"({' → '.join((trigger, *steps))}), then b.",
-            title="no other backend can do this", severity="warning", timeout=8)
+        if mode is not None and name != mode[0]:
+            self._switch(name, mode[1])
 
     def action_cycle_trigger(self) -> None:
         mode = self.current_mode()
@@ -611,8 +543,15 @@ class MuxtopApp(App[int]):
         self.send(Continue())
         self.set_timer(0.05, self.tick)
 
-    def action_speed(self, steps: int) -> None:
-        self.player.change_speed(steps)
+    def action_step_back(self) -> None:
+        self.action_step(-1)
+
+    def action_faster(self) -> None:
+        self.player.change_speed(1)
+        self._player_moved()
+
+    def action_slower(self) -> None:
+        self.player.change_speed(-1)
         self._player_moved()
 
     def action_to_start(self) -> None:
@@ -749,55 +688,52 @@ class MuxtopApp(App[int]):
         self.push_screen("help")
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        """The palette (ctrl+p): Textual's own (theme, quit, keys), then every key's action,
-        named as the footer names it; one that cannot apply now says why when chosen."""
-        yield from super().get_system_commands(screen)
+        """The palette (ctrl+p): Textual's own (theme, keys; not its quit: ours is in the
+        table), then each of this source's actions once, named as the footer names it, and each
+        backend by name. One that cannot act now says why when chosen."""
+        yield from (c for c in super().get_system_commands(screen) if c.title != "Quit")
         if screen is not self.dashboard:
             return
-        for owner, namespace in ((DashboardScreen, self.dashboard), (MuxtopApp, self)):
-            for binding in owner.BINDINGS:
-                action = binding.action.removeprefix("app.")
-                if action in ("quit", "help", "clear_filter") or not binding.description:
-                    continue
-                if owner is MuxtopApp and self._applies(_action_name(binding)) is False:
-                    continue
-                keys = " ".join(_KEY_NAMES.get(k, k) for k in binding.key.split(","))
-                yield SystemCommand(f"{binding.description} ({keys})", binding.tooltip or "",
-                                    partial(self._palette_run, action, namespace))
+        for action in actions.listed(self.now()):
+            if action.name != "command_palette":
+                yield SystemCommand(f"{action.label} ({action.display})", action.description,
+                                    partial(self._palette_run, action))
+        for name in NAMES:
+            yield SystemCommand(f"backend: {name}", f"Switch live to {name}",
+                                partial(self._palette_backend, name))
 
-    async def _palette_run(self, action: str, namespace) -> None:
-        reason = self.why_not(action) or self.dashboard.why_not(action)
+    async def _palette_run(self, action: actions.Action) -> None:
+        reason = self.why_not(action.name)
+        if reason is None and action.argument == "(key)":
+            reason = f"press {action.display} to {action.label}"
         if reason:
             self.notify(reason, severity="warning", timeout=6)
             return
-        await self.run_action(action, namespace)
+        await self.run_action(action.name + action.argument,
+                              self.dashboard if action.screen else self)
+
+    def _palette_backend(self, name: str) -> None:
+        now = self.now()
+        reason = actions.why_not("cycle_backend", now)
+        if reason is None and now.mode is not None and now.mode[0] == name:
+            reason = f"the server runs on {name} already"
+        elif reason is None and now.mode is not None and \
+                not actions.can_take(name, now.mode[1], now.highest_fd):
+            reason = f"{name} cannot take {now.mode[1]} triggering with fd {now.highest_fd} open"
+        if reason:
+            self.notify(reason, severity="warning", timeout=6)
+            return
+        self.action_backend(name)
 
     def key_help(self) -> list[tuple[str, str, str]]:
-        """(key, what, why) for every binding, from the BINDINGS themselves, each key once."""
-        rows: list[tuple[str, str, str]] = []
-        seen: set[str] = set()
-        for owner in (DashboardScreen, MuxtopApp, DetailScreen):
-            for binding in owner.BINDINGS:
-                if binding.action in ("clear_filter",) or binding.key == "ctrl+c" or \
-                        binding.key in seen:
-                    continue
-                if owner is MuxtopApp and self._applies(_action_name(binding)) is False:
-                    continue  # a key this source does not have
-                seen.add(binding.key)
-                keys = [_KEY_NAMES.get(k, k) for k in binding.key.split(",")]
-                item = (" ".join(keys), binding.description, binding.tooltip)
-                if owner is DetailScreen:
-                    if binding.action != "dismiss" or binding.key != "escape":
-                        continue
-                    item = ("esc", "back", "Leave the detail view or clear the filter")
-                rows.append(item)
+        """(keys, what, why): every action this source has, from the table, then the mouse."""
+        rows = [(a.display, a.label, a.description) for a in actions.listed(self.now())]
         rows.append(("↑ ↓ PgUp PgDn", "move", "Move the cursor; Home and End jump"))
         rows.append(("tab", "focus", "Move between the table, the ready-list log and the "
                      "findings (enter on a finding selects its fd)"))
         rows.append(("click header", "sort", "Sort by that column; click again to reverse"))
         if self.player is not None:
             rows.append(("click timeline", "jump", "Jump to that moment of the recording"))
-        rows.append(("ctrl+p", "commands", "Every action by name, and the themes"))
         return rows
 
 
@@ -838,16 +774,3 @@ def run_source(source: Source, duration: float | None = None,
     with pacing.dashboard_pacing(switch_interval=None):
         app.run()
     return app.return_code or 0
-
-
-_ENGINE_ACTIONS = frozenset({"cycle_backend", "cycle_trigger", "lab", "close_connection",
-                             "toggle_reading", "step_engine", "continue_engine"})
-_FLOOD_ACTIONS = frozenset({"flood", "flood_form", "idle_herd", "lessons"})
-_LESSON_ACTIONS = frozenset({"lesson_next", "leave_lesson", "answer"})
-_KEY_NAMES = {"question_mark": "?", "f1": "F1", "enter": "enter", "slash": "/",
-              "space": "space", "full_stop": ".", "comma": ",", "right_square_bracket": "]",
-              "left_square_bracket": "["}
-# key -> the action it is bound to on the dashboard (for on_key's "why not").
-_KEY_ACTIONS = {key: binding.action.removeprefix("app.")
-                for owner in (MuxtopApp, DashboardScreen) for binding in owner.BINDINGS
-                for key in binding.key.split(",")}

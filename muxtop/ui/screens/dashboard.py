@@ -9,25 +9,27 @@ app's, so they work everywhere.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 from textual import events
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
 from muxtop.replay.player import Player
-from muxtop.snapshot import Snapshot
-from muxtop.ui import layout
-from muxtop.ui.rows import can_act_on
+from muxtop.snapshot import ConnView, Snapshot
+from muxtop.ui import actions, layout
 from muxtop.ui.views import ENGINE, SourceView
 from muxtop.ui.widgets.conn_table import ConnTable
 from muxtop.ui.widgets.diagnoses import DiagnosesPanel
 from muxtop.ui.widgets.flood_panel import FloodPanel
 from muxtop.ui.widgets.header import StatusHeader
 from muxtop.ui.widgets.interest_lists import InterestLists
+from muxtop.ui.widgets.key_bar import KeyBar
 from muxtop.ui.widgets.lesson_panel import LOWER, WATCHED, LessonPanel
 from muxtop.ui.widgets.ready_log import ReadyLog
 from muxtop.ui.widgets.sparklines import Trends
@@ -37,37 +39,43 @@ from muxtop.ui.widgets.timeline import TimelineBar
 
 class DashboardScreen(Screen[None]):
     ready = False  # its widgets are mounted and found
-    BINDINGS: ClassVar[list[BindingType]] = [
-        # First here, so the footer shows them first and a narrow one never cuts them off
-        # (the footer lists the screen's keys before the app's).
-        Binding("question_mark,f1", "app.help", "help", key_display="?",
-                tooltip="Keys, columns, and how select, poll and epoll work"),
-        Binding("q", "app.quit", "quit", tooltip="Quit"),
-        # The two keys muxtop is about: at 80 columns the footer cut them off after the table's.
-        Binding("b", "app.cycle_backend", "backend", tooltip="Switch to the next backend live"),
-        Binding("t", "app.cycle_trigger", "trigger",
-                tooltip="Switch to the next trigger mode the backend supports"),
-        Binding("enter", "details", "details", tooltip="Everything about the selected fd"),
-        Binding("k", "close_connection", "close", tooltip="Close the selected connection"),
-        Binding("p", "toggle_reading", "pause rd",
-                tooltip="Stop or resume reading the selected connection"),
-        Binding("s", "cycle_sort", "sort", tooltip="Sort by the next column"),
-        Binding("r", "reverse_sort", "reverse", show=False, tooltip="Reverse the sort order"),
-        Binding("slash", "filter", "filter", key_display="/",
-                tooltip="Show only rows whose fd, address, state or flags match"),
-        Binding("z", "freeze", "freeze", tooltip="Keep the row order; values still change"),
-        Binding("e", "toggle_empty", "empty waits",
-                tooltip="Hide or show waits that returned nothing"),
-        Binding("escape", "clear_filter", "clear filter", show=False),
-    ]
+    # Its keys, from the table of actions (muxtop.ui.actions): the app decides when each acts.
+    BINDINGS: ClassVar[list[BindingType]] = actions.bindings(screen=True)
+
+    class Mounted(Message):
+        """The screen's widgets are up: time for the first Snapshot."""
+
+    class Resumed(Message):
+        """Back from a detail or help screen: the screen wants the Snapshot on screen."""
+
+    class Details(Message):
+        """Show everything about a row."""
+
+        def __init__(self, view: ConnView) -> None:
+            super().__init__()
+            self.view = view
+
+    class ConnectionAction(Message):
+        """Close the connection (`close_connection`) or pause its reading (`toggle_reading`)."""
+
+        def __init__(self, action: str, view: ConnView | None) -> None:
+            super().__init__()
+            self.action = action
+            self.view = view
+
+    class FreezeChanged(Message):
+        """The table's row order was frozen or let go: the header says so."""
 
     def __init__(self, view: SourceView = ENGINE, player: Player | None = None,
-                 read_only: str | None = None) -> None:
-        """`player`: the source is a recording; a timeline bar shows where it is."""
+                 read_only: str | None = None,
+                 keys: Callable[[], list[actions.Action]] = list) -> None:
+        """`player`: the source is a recording; a timeline bar shows where it is. `keys`: the
+        actions that act now, for the footer."""
         super().__init__()
         self.view = view
         self.player = player
         self.read_only = read_only
+        self.keys = keys
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(self.view, id="header")
@@ -91,7 +99,7 @@ class DashboardScreen(Screen[None]):
         if self.player is not None:
             yield TimelineBar(self.player, read_only=self.read_only, id="timeline")
         yield LessonPanel(id="lesson")
-        yield Footer()
+        yield KeyBar(self.keys, id="keys")
         yield Static(id="too-small")
 
     def on_mount(self) -> None:
@@ -114,7 +122,8 @@ class DashboardScreen(Screen[None]):
         self.side_changed()
         self.table.focus()
         self.ready = True
-        self.app.tick()  # type: ignore[attr-defined]  # the first Snapshot, now
+        self.query_one(KeyBar).update_keys()
+        self.post_message(self.Mounted())  # the first Snapshot, now
 
     def on_resize(self, event: events.Resize) -> None:
         width, height = event.size
@@ -125,7 +134,6 @@ class DashboardScreen(Screen[None]):
             self.query_one("#too-small", Static).update(
                 f"muxtop needs a terminal of at least {least[0]}×{least[1]};"
                 f" this one is {width}×{height}.\nMake it larger, or press q to quit.")
-        self.query_one(Footer).compact = width < layout.COMPACT_FOOTER
         if self.ready:
             self._side_state = None
             self.side_changed()
@@ -194,45 +202,26 @@ class DashboardScreen(Screen[None]):
 
     def on_screen_resume(self) -> None:
         # Back from a detail or help screen: the app skipped this screen meanwhile.
-        shown = getattr(self.app, "shown", None)
-        if shown is not None and self.ready:
-            self.show(shown)
+        if self.ready:
+            self.post_message(self.Resumed())
 
     # ---- keys --------------------------------------------------------------------------
-
-    def why_not(self, action: str) -> str | None:
-        """Why one of this screen's keys cannot act now; None when it can."""
-        if action in ("close_connection", "toggle_reading"):
-            if not self.app.can_command:  # type: ignore[attr-defined]
-                return self.app.source.read_only  # type: ignore[attr-defined]
-            if not can_act_on(self.table.selected):
-                return "select an open connection first (the listener, control and epoll " \
-                    "fds are not connections)"
-        return None
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if not self.ready:
             return None
-        if action in ("close_connection", "toggle_reading"):
-            return self.why_not(action) is None or None
-        if action == "details":
-            return self.table.selected is not None or None
-        if action == "clear_filter":
-            return bool(self.table.model.query) or self.filter_box.has_class("-active")
-        if action == "toggle_empty":
-            return self.ready_log is not None  # False: no ready-list log in this view
-        return True
+        return self.app.check_action(action, parameters)  # the app reads the table of actions
 
     def action_details(self) -> None:
         view = self.table.selected
         if view is not None:
-            self.app.show_details(view)  # type: ignore[attr-defined]
+            self.post_message(self.Details(view))
 
     def action_close_connection(self) -> None:
-        self.app.close_connection(self.table.selected)  # type: ignore[attr-defined]
+        self.post_message(self.ConnectionAction("close_connection", self.table.selected))
 
     def action_toggle_reading(self) -> None:
-        self.app.toggle_reading(self.table.selected)  # type: ignore[attr-defined]
+        self.post_message(self.ConnectionAction("toggle_reading", self.table.selected))
 
     def action_cycle_sort(self) -> None:
         table = self.table
@@ -248,7 +237,7 @@ class DashboardScreen(Screen[None]):
         model = self.table.model
         model.frozen = not model.frozen
         self.table.rebuild()
-        self.app.update_header()  # type: ignore[attr-defined]
+        self.post_message(self.FreezeChanged())
 
     def action_toggle_empty(self) -> None:
         if self.ready_log is not None:
@@ -288,4 +277,4 @@ class DashboardScreen(Screen[None]):
                     severity="warning", timeout=4)
 
     def on_conn_table_chosen(self, event: ConnTable.Chosen) -> None:
-        self.app.show_details(event.view)  # type: ignore[attr-defined]
+        self.post_message(self.Details(event.view))

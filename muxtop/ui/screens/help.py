@@ -15,18 +15,20 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from muxtop.engine.config import LABS
+from muxtop.flood.process import DEFAULT_FLOOD
 from muxtop.ui.screens.flood_form import PATTERN_HELP
 from muxtop.ui.screens.lab_menu import LAB_HELP
 from muxtop.ui.views import ENGINE, SourceView
 
-FLOODS = """\
-f launches the default flood at this server: 500 clients each send 3 messages of 64 bytes \
-and check every echoed byte. F opens a form to choose the pattern, clients, messages, size, \
-rate and duration. Each flood is a `muxtop flood` child process; the floods panel shows its \
-connections (connected, failed, open), messages sent and echoed back, mismatched bytes ("bad"), \
-bytes each way and round-trip times, then done or failed with the exit code and the flood's \
-last error line. Its connections carry the F flag in the table. x stops every flood; \
-quitting stops them too."""
+_F = DEFAULT_FLOOD
+FLOODS = f"""\
+f launches the default flood at this server: {_F.clients} clients each send {_F.messages} \
+messages of {_F.size} bytes at {_F.rate:g}/s and check every echoed byte. F opens a form to \
+choose the pattern, clients, messages, size, rate and duration. Each flood is a `muxtop flood` \
+child process; the floods panel shows its connections (connected, failed, open), messages sent \
+and echoed back, mismatched bytes ("bad"), bytes each way and round-trip times, then done or \
+failed with the exit code and the flood's last error line. Its connections carry the F flag in \
+the table. x stops every flood; quitting stops them too."""
 
 DETECTORS = (
     ("stuck-read", "bytes wait in the kernel receive queue (rx-q), READ is registered, and "

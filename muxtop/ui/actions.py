@@ -1,0 +1,271 @@
+"""Every key of the dashboard, once: one table of actions that the key bindings, check_action,
+the refusal notices, the footer, the command palette and the help all read (as Redis's
+command table feeds its parser, its ACLs and COMMAND INFO).
+
+An Action says what it needs (Needs); what holds now comes as one `Now`, built by the app from
+the source, its features and the screen. A need has a scope: a `source` need missing means the
+key does not exist for this source (no binding, no footer, no help, no palette); a `hidden` one,
+that the key does nothing now and stays out of the footer; a `now` one greys the key out, and
+pressing it says why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from textual.binding import Binding
+
+from muxtop.backends import BACKENDS, NAMES, TRIGGERS
+from muxtop.snapshot import ConnView
+from muxtop.ui.rows import can_act_on
+
+
+@dataclass(frozen=True)
+class Now:
+    """What the keys depend on, at one moment."""
+
+    read_only: str | None  # why the source refuses commands; None: it takes them
+    player: bool  # the source is a recording that plays
+    recorder: bool  # the source can be recorded (R)
+    own_engine: bool  # the picture is of muxtop's own engine: step mode, lessons
+    flood_target: bool  # a server of our own to flood
+    floods_running: bool
+    lesson: bool  # a lesson is running
+    stepping: bool  # the engine is in step mode
+    mode: tuple[str, str] | None  # (backend, trigger), or as a Switch on its way makes it
+    highest_fd: int  # the highest open fd (-1: none)
+    selected: ConnView | None  # the table's selected row
+    has_waits: bool  # the view has a ready-list log
+    filtering: bool  # a filter is set or being typed
+
+
+Scope = Literal["source", "hidden", "now"]
+
+
+@dataclass(frozen=True)
+class Need:
+    holds: Callable[[Now], bool]
+    why: Callable[[Now], str | None]  # None: the key stays silent (esc, n without a lesson)
+    scope: Scope = "now"
+
+
+def next_backend(now: Now) -> str | None:
+    """The next backend after the current one that can take the trigger mode and every open
+    fd (select watches only fds below FD_SETSIZE)."""
+    if now.mode is None:
+        return None
+    backend, trigger = now.mode
+    here = NAMES.index(backend) if backend in NAMES else -1
+    for step in range(1, len(NAMES)):
+        name = NAMES[(here + step) % len(NAMES)]
+        if can_take(name, trigger, now.highest_fd):
+            return name
+    return None
+
+
+def can_take(backend: str, trigger: str, highest_fd: int) -> bool:
+    cls = BACKENDS[backend]
+    return trigger in cls.triggers and (cls.fd_limit is None or highest_fd < cls.fd_limit)
+
+
+def _no_backend(now: Now) -> str:
+    backend, trigger = now.mode or ("", "")
+    able = [n for n in NAMES if trigger in BACKENDS[n].triggers]
+    if [n for n in able if n != backend]:
+        limited = [n for n in able if not can_take(n, trigger, now.highest_fd)]
+        return (f"fd {now.highest_fd} is open: {' and '.join(limited)} watch only fds below "
+                f"{BACKENDS[limited[0]].fd_limit} (FD_SETSIZE)")
+    others = [n for n in NAMES if n not in able]
+    steps = TRIGGERS[TRIGGERS.index(trigger) + 1:] if trigger in TRIGGERS else ()
+    return (f"{trigger} triggering needs {' or '.join(able)}: {' and '.join(others)} "
+            "report readiness level-triggered only. Press t until the mode is level "
+            f"({' → '.join((trigger, *steps))}), then b.")
+
+
+def _one_trigger(now: Now) -> bool:
+    backend = now.mode[0] if now.mode else None
+    return backend not in BACKENDS or len(BACKENDS[backend].triggers) > 1
+
+
+def _level_only(now: Now) -> str:
+    able = [n for n in NAMES if len(BACKENDS[n].triggers) > 1]
+    return (f"{now.mode[0] if now.mode else '?'} reports readiness level-triggered only: "
+            f"edge and oneshot need {' or '.join(able)} (b switches backend)")
+
+
+COMMANDS = Need(lambda n: n.read_only is None, lambda n: n.read_only or "this view is read-only")
+PLAYER = Need(lambda n: n.player, lambda n: "only a recording plays", "source")
+NO_PLAYER = Need(lambda n: not n.player, lambda n: "a recording plays instead", "source")
+RECORDER = Need(lambda n: n.recorder, lambda n: "nothing here to record", "source")
+OWN_ENGINE = Need(lambda n: n.own_engine and not n.player,
+                  lambda n: "only muxtop's own engine does this", "source")
+WAITS = Need(lambda n: n.has_waits, lambda n: "this view has no ready-list log", "source")
+FLOODS = Need(lambda n: n.flood_target, lambda n: "no server of our own to flood here")
+RUNNING_FLOOD = Need(lambda n: n.floods_running, lambda n: "no flood is running")
+STEPPING = Need(lambda n: n.stepping, lambda n: "the engine is not stepping: . stops it "
+                "before its next wait call", "hidden")
+LESSON = Need(lambda n: n.lesson, lambda n: None, "hidden")
+FILTERING = Need(lambda n: n.filtering, lambda n: None, "hidden")
+MODE = Need(lambda n: n.mode is not None, lambda n: "no picture of the server yet")
+BACKEND = Need(lambda n: next_backend(n) is not None, _no_backend)
+TRIGGER = Need(_one_trigger, _level_only)
+ROW = Need(lambda n: n.selected is not None, lambda n: "select a row first")
+CONNECTION = Need(lambda n: can_act_on(n.selected), lambda n: "select an open connection first "
+                  "(the listener, control and epoll fds are not connections)")
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str  # the action method (action_<name>), on the app or (`screen`) the dashboard
+    keys: tuple[str, ...]  # Textual key names; the first is the one the footer shows
+    display: str  # how the footer, the help and the palette write the keys
+    label: str  # a word or two: the footer and the palette
+    description: str  # a sentence: the help and the palette
+    needs: tuple[Need, ...] = ()
+    screen: bool = False
+    argument: str = ""  # "(1)": what the binding passes the action; "(key)": the key itself
+
+    def why_not(self, now: Now, scopes: tuple[Scope, ...] = ("source", "hidden", "now")
+                ) -> Need | None:
+        """The first need that does not hold now (among `scopes`), or None."""
+        return next((need for need in self.needs
+                     if need.scope in scopes and not need.holds(now)), None)
+
+    def exists(self, now: Now) -> bool:
+        """The key exists for this source (its help line, its palette entry)."""
+        return self.why_not(now, ("source",)) is None
+
+
+def _a(name: str, keys: str, display: str, label: str, description: str,
+       *needs: Need, screen: bool = False, argument: str = "") -> Action:
+    return Action(name, tuple(keys.split(",")), display, label, description, needs, screen,
+                  argument)
+
+
+# In footer order: the keys a newcomer needs first, then the table's, then the rest.
+ACTIONS: tuple[Action, ...] = (
+    _a("help", "question_mark,f1", "?", "help",
+       "Keys, columns, and how select, poll and epoll work"),
+    _a("quit", "q,ctrl+c", "q", "quit", "Quit"),
+    _a("cycle_backend", "b", "b", "backend",
+       "Switch live to the next backend that can take the trigger mode and the open fds",
+       COMMANDS, MODE, BACKEND),
+    _a("cycle_trigger", "t", "t", "trigger",
+       "Switch to the next trigger mode the backend supports", COMMANDS, MODE, TRIGGER),
+    _a("details", "enter", "enter", "details", "Everything about the selected fd", ROW,
+       screen=True),
+    _a("close_connection", "k", "k", "close", "Close the selected connection",
+       COMMANDS, CONNECTION, screen=True),
+    _a("toggle_reading", "p", "p", "pause rd", "Stop or resume reading the selected "
+       "connection", COMMANDS, CONNECTION, screen=True),
+    _a("cycle_sort", "s", "s", "sort", "Sort by the next column", screen=True),
+    _a("reverse_sort", "r", "r", "reverse", "Reverse the sort order", screen=True),
+    _a("filter", "slash", "/", "filter",
+       "Show only rows whose fd, address, state or flags match", screen=True),
+    _a("clear_filter", "escape", "esc", "clear filter", "Clear the filter", FILTERING,
+       screen=True),
+    _a("freeze", "z", "z", "freeze", "Keep the row order; values still change", screen=True),
+    _a("toggle_empty", "e", "e", "empty waits", "Hide or show waits that returned nothing",
+       WAITS, screen=True),
+    _a("toggle_pause", "space", "space", "pause",
+       "Freeze the display; the server keeps running and the header keeps moving", NO_PLAYER),
+    _a("play", "space", "space", "play/pause",
+       "Play the recording at the chosen speed, or pause it", PLAYER),
+    _a("step", "full_stop", ".", "step", "One wait call forward: the ready list, table, "
+       "findings and header right after it", PLAYER, argument="(1)"),
+    _a("step_back", "comma", ",", "back", "One wait call back", PLAYER),
+    _a("faster", "right_square_bracket", "]", "faster", "Play faster (up to ×64)", PLAYER),
+    _a("slower", "left_square_bracket", "[", "slower", "Play slower (down to ×1/16)", PLAYER),
+    _a("to_start", "g", "g", "start", "Jump to the start", PLAYER),
+    _a("to_end", "G", "G", "end", "Jump to the end", PLAYER),
+    _a("step_engine", "full_stop", ".", "step", "Stop the engine before its next wait call; "
+       "then each press makes exactly one, and the step panel says what it returned and what "
+       "the engine did with each fd", OWN_ENGINE, COMMANDS),
+    _a("continue_engine", "c", "c", "continue",
+       "Leave step mode: the engine runs at full speed again", OWN_ENGINE, COMMANDS, STEPPING),
+    _a("record", "R", "R", "record", "Start or stop recording everything to a new file "
+       "(muxtop replay FILE plays it back)", RECORDER),
+    _a("flood", "f", "f", "flood", "Launch the default flood at this server: 500 clients × "
+       "20 echoed messages of 64 B at 2/s each (about 10 s), every byte checked", FLOODS),
+    _a("flood_form", "F", "F", "flood…", "Choose a flood: a preset, or the pattern, "
+       "clients, messages, size, rate, duration", FLOODS),
+    _a("idle_herd", "h", "h", "idle herd", "Hold 1,000 idle connections (again: let them "
+       "go): select and poll pay for every one on every call, epoll does not; watch "
+       "cpu/call and scans", FLOODS),
+    _a("stop_floods", "x", "x", "stop floods", "Stop every running flood", RUNNING_FLOOD),
+    _a("lessons", "L", "L", "lessons", "Guided lessons: muxtop sets up an experiment, asks "
+       "what you expect, runs it and explains it with the numbers", OWN_ENGINE, FLOODS),
+    _a("lesson_next", "n", "n", "next", "The lesson's next step", OWN_ENGINE, LESSON),
+    _a("answer", "1,2,3,4,5,6", "1-6", "answer", "Answer the lesson's question",
+       OWN_ENGINE, LESSON, argument="(key)"),
+    _a("leave_lesson", "escape", "esc", "leave lesson",
+       "Leave the lesson; muxtop puts the server back as it was", OWN_ENGINE, LESSON),
+    _a("lab", "l", "l", "lab", "Turn bug-lab switches on and off: break the engine on "
+       "purpose and watch the diagnoses", COMMANDS),
+    _a("command_palette", "ctrl+p", "^p", "palette",
+       "Every action by name, each backend by name, and the themes"),
+)
+BY_NAME = {action.name: action for action in ACTIONS}
+
+
+def action_name(action: str) -> str:
+    """An action string without its namespace and arguments: "app.step(1)" -> "step"."""
+    return action.removeprefix("app.").split("(")[0]
+
+
+def state(name: str, now: Now) -> bool | None:
+    """check_action's answer: True (it acts), None (greyed out: pressing it says why), False
+    (not now and not shown, or no such key for this source)."""
+    action = BY_NAME.get(action_name(name))
+    if action is None:
+        return True  # not ours (Textual's own, or a widget's)
+    need = action.why_not(now)
+    if need is None:
+        return True
+    return None if need.scope == "now" else False
+
+
+def refusal(key: str, now: Now) -> str | None:
+    """Why `key` does nothing now, or None: one of its actions acts, or it stays silent."""
+    actions = [a for a in ACTIONS if key in a.keys and a.exists(now)]
+    if not actions or any(a.why_not(now) is None for a in actions):
+        return None
+    need = actions[0].why_not(now)
+    return need.why(now) if need is not None else None
+
+
+def why_not(name: str, now: Now) -> str | None:
+    """Why the action `name` cannot act now, in words a person can act on; None when it can."""
+    action = BY_NAME.get(action_name(name))
+    need = action.why_not(now) if action is not None else None
+    if need is None:
+        return None
+    return need.why(now) or "not now"
+
+
+def footer(now: Now) -> list[Action]:
+    """The actions that act now, in table order, each once."""
+    return [action for action in ACTIONS if action.why_not(now) is None]
+
+
+def listed(now: Now) -> list[Action]:
+    """The actions this source has (help and palette), in table order."""
+    return [action for action in ACTIONS if action.exists(now)]
+
+
+def bindings(screen: bool) -> list[Binding]:
+    """The key bindings of the app's actions (screen=False) or the dashboard's. The footer is
+    muxtop's own (widgets/key_bar.py): none is shown by Textual's."""
+    made = []
+    for a in ACTIONS:
+        if a.screen != screen or a.name == "command_palette":  # Textual binds ctrl+p itself
+            continue
+        if a.argument == "(key)":
+            made += [Binding(key, f"{a.name}({key})", a.label, show=False, tooltip=a.description)
+                     for key in a.keys]
+        else:
+            made.append(Binding(",".join(a.keys), f"{a.name}{a.argument}", a.label,
+                                key_display=a.display, show=False, tooltip=a.description))
+    return made

@@ -1,0 +1,151 @@
+"""One table of actions (muxtop.ui.actions): the footer, the palette and the help list each
+action exactly once (the footer: while it acts), at three sizes and over each kind of source,
+and the footer's rows hold nothing the table did not write."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from ui_helpers import until
+
+from muxtop.bench import synthetic
+from muxtop.commands import Switch
+from muxtop.engine.source import EngineSource
+from muxtop.record.control import Recordable, RecorderControl
+from muxtop.replay.source import ReplaySource
+from muxtop.source import FixedSource
+from muxtop.ui import actions
+from muxtop.ui.app import MuxtopApp
+from muxtop.ui.rows import can_act_on
+from muxtop.ui.screens.help import HelpScreen
+from muxtop.ui.widgets.key_bar import KeyBar
+
+pytestmark = pytest.mark.timeout(120)
+SIZES = ((80, 24), (160, 48), (250, 70))
+
+
+def screen_row(app: MuxtopApp, y: int) -> tuple[str, set[type]]:
+    """Row y of the screen as drawn: its characters, and the kinds of widget that drew them."""
+    chars, kinds = [], set()
+    for x in range(app.size.width):
+        widget, region = app.screen.get_widget_at(x, y)
+        kinds.add(type(widget))
+        text = widget.render_line(y - region.y).text
+        chars.append(text[x - region.x] if x - region.x < len(text) else " ")
+    return "".join(chars), kinds
+
+
+def assert_footer(app: MuxtopApp) -> None:
+    """The bottom rows: each action that acts now, in table order, once, and nothing else."""
+    bar = app.dashboard.query_one(KeyBar)
+    now = app.now()
+    expected = [f"{a.display} {a.label}" for a in actions.footer(now)]
+    assert all(a.why_not(now) is None for a in actions.footer(now))
+    assert all(a in actions.footer(now) for a in actions.ACTIONS if a.why_not(now) is None)
+    assert bar.region.bottom == app.size.height and bar.region.width == app.size.width
+    items = list(expected)
+    for y in range(bar.region.y, bar.region.bottom):
+        row, kinds = screen_row(app, y)
+        assert kinds == {KeyBar}, (y, kinds)  # nothing drawn over it
+        row = row.rstrip()
+        at = 0
+        while items and at < len(row):
+            while row.startswith(" ", at):
+                at += 1
+            assert row.startswith(items[0], at), (row, at, items[0])
+            at += len(items.pop(0))
+        assert at >= len(row), f"characters the table did not write: {row[at:]!r} in {row!r}"
+    assert not items, f"not on screen: {items}"
+
+
+def assert_palette_and_help(app: MuxtopApp) -> None:
+    now = app.now()
+    titles = [c.title for c in app.get_system_commands(app.dashboard)]
+    for action in actions.listed(now):
+        if action.name != "command_palette":
+            named = [t for t in titles if t.startswith(f"{action.label} (")]
+            assert named == [f"{action.label} ({action.display})"], (action.name, titles)
+    assert titles.count("Quit") + titles.count("quit (q)") == 1
+    assert {"backend: select", "backend: poll", "backend: epoll"} <= set(titles)
+    rows = app.key_help()
+    for action in actions.listed(now):
+        assert rows.count((action.display, action.label, action.description)) == 1, action.name
+    assert len({(keys, what) for keys, what, _ in rows}) == len(rows)
+
+
+async def check_everywhere(make_app, prepare=None) -> None:
+    for size in SIZES:
+        await check_at(make_app(), size, prepare)
+
+
+async def check_at(app: MuxtopApp, size: tuple[int, int], prepare) -> None:
+    async with app.run_test(size=size) as pilot:
+        await until(lambda: app.latest is not None and app.dashboard.ready, pilot)
+        if prepare is not None:
+            await prepare(app, pilot)
+        await pilot.pause()
+        bar = app.dashboard.query_one(KeyBar)
+        await until(lambda: bar.actions == tuple(actions.footer(app.now()))
+                    and bar.region.height == len(bar.lines()), pilot)
+        assert_footer(app)
+        assert_palette_and_help(app)
+        await pilot.press("question_mark")
+        await until(lambda: isinstance(app.screen, HelpScreen), pilot)
+        assert app.screen.keys == app.key_help()
+
+
+async def select_a_connection(app: MuxtopApp, pilot) -> None:
+    table = app.dashboard.table
+    table.move_to(next(i for i, v in enumerate(table.rows) if can_act_on(v)))
+    await until(lambda: app.check_action("close_connection", ()), pilot)
+
+
+@pytest.mark.parametrize("backend", ["epoll", "select"])
+async def test_an_engine_picture_lists_each_action_once(backend):
+    snapshot = synthetic.snapshot(40, 3, backend=backend)
+    await check_everywhere(lambda: MuxtopApp(FixedSource(snapshot), interval=None),
+                           select_a_connection)
+
+
+async def test_a_read_only_source_lists_each_action_once():
+    snapshot = synthetic.snapshot(40, 3)
+    await check_everywhere(
+        lambda: MuxtopApp(FixedSource(snapshot, commands=False), interval=None))
+
+
+async def test_a_recording_lists_each_action_once(recording):
+    await check_everywhere(lambda: MuxtopApp(ReplaySource(recording), interval=None))
+
+
+async def test_a_live_engine_lists_each_action_once(make_engine, tmp_path):
+    engine = make_engine(publish_interval=0.05)
+    inner = EngineSource(engine)
+    control = RecorderControl(inner, ["test"], directory=str(tmp_path))
+    await check_everywhere(lambda: MuxtopApp(Recordable(inner, control), interval=0.05))
+
+
+async def test_b_skips_a_backend_that_cannot_take_the_open_fds():
+    snapshot = synthetic.snapshot(10, 0)
+    live = next(v for v in snapshot.connections if can_act_on(v))
+    snapshot = dataclasses.replace(
+        snapshot, connections=(*snapshot.connections, live._replace(cid=999, fd=1500)))
+    source = FixedSource(snapshot)
+    app = MuxtopApp(source, interval=None)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await until(lambda: app.latest is not None, pilot)
+        await pilot.press("b")
+        await until(lambda: any(isinstance(c, Switch) for c in source.sent), pilot)
+        assert [c for c in source.sent if isinstance(c, Switch)] == [Switch(backend="poll")]
+
+
+async def test_full_stop_in_a_recording_says_nothing(recording):
+    app = MuxtopApp(ReplaySource(recording, at=0.4), interval=None)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await until(lambda: app.latest is not None, pilot)
+        start = app.latest.waits[-1].seq
+        await pilot.press("full_stop")
+        await until(lambda: app.latest.waits[-1].seq == start + 1, pilot)
+        await pilot.pause()
+        assert not [n for n in app._notifications if "not now" in n.title], \
+            [n.title for n in app._notifications]
