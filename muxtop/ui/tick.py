@@ -1,0 +1,159 @@
+"""The app's tick: take the source's latest Snapshot and, when it is new, redraw what depends
+on it; the notices of the engine, the recorder and the player, each shown once."""
+
+from __future__ import annotations
+
+from textual.css.query import NoMatches
+
+from muxtop.backends import FD_SETSIZE
+from muxtop.commands import (
+    Watch,
+)
+from muxtop.record.recorder import file_size
+from muxtop.snapshot import Snapshot
+from muxtop.ui.screens.detail import DetailScreen
+from muxtop.ui.screens.lab_menu import LabMenu
+
+NOTICES_AT_START = 5  # older notices than these are not replayed when the dashboard opens
+BUSY_CPU_PERCENT = 75.0  # process CPU from which the panels redraw at half the rate
+SEVERITY = {"info": "information", "warning": "warning", "error": "error"}
+
+
+class Ticking:
+    """The MuxtopApp's tick (a mixin: it works on the app's state)."""
+
+    def tick(self) -> None:
+        """Take the latest Snapshot; if it is new, redraw what depends on it."""
+        if not self.screen_stack:
+            return  # exiting: the timer can fire once more after the screens are gone
+        self._collect_outcomes()
+        self._show_floods()
+        self._told_by_capabilities()
+        try:
+            snapshot = self.source.latest()
+        except Exception as exc:  # noqa: BLE001 - a failing source must not kill the UI
+            self._source_failed(f"cannot read: {exc!r}")
+            return
+        if snapshot is None or not self.dashboard.ready:
+            return
+        snapshot = self.floods.mark(snapshot)  # the same object while nothing changed
+        if snapshot is self.latest:
+            return
+        self.problem = None
+        self.latest = snapshot
+        player = self.player
+        if player is not None and player.jumps != self._jumps:
+            # Moved back or across the recording: the notices passed are not news.
+            self._jumps = player.jumps
+            self._notice_seq = max((n.seq for n in snapshot.notices), default=0)
+        self._notices(snapshot)
+        if player is None:
+            self.dashboard.record(snapshot)  # history goes on while paused
+        else:
+            self.dashboard.replace_history(player.history())  # as it was at the position
+        if not self.paused and not self._thin_out(snapshot):
+            self.display_snapshot(snapshot)
+        self.update_header()
+        if self.dashboard.timeline is not None:
+            self.dashboard.timeline.show()
+        if self._intended == (snapshot.backend, snapshot.trigger):
+            self._intended = None
+        self._highest_fd = max((c.fd for c in snapshot.connections if c.state != "closed"),
+                               default=-1)
+        mode = (snapshot.backend, snapshot.trigger, self.can_command, snapshot.step is None,
+                self._highest_fd >= FD_SETSIZE)
+        if mode != self._mode:
+            self._mode = mode
+            self.refresh_bindings()
+        if isinstance(self.screen, LabMenu):
+            self._show_on(self.screen, snapshot)
+        self._watch_visible()
+        if self._first_lesson is not None:
+            lesson, self._first_lesson = self._first_lesson, None
+            self.start_lesson(lesson)
+
+    def _thin_out(self, snapshot: Snapshot) -> bool:
+        """True to skip redrawing the panels this time. When the server process is busy,
+        the panels redraw every other Snapshot (2 Hz) and the header every one: a frame
+        holds the GIL the engine needs (see `muxtop bench ui`). A source in another process
+        has a GIL of its own: nothing to thin out for."""
+        process = snapshot.process
+        busy = process is not None and process.cpu_percent >= BUSY_CPU_PERCENT
+        if not (self.source.shares_gil and busy):
+            self._skipped = False
+            return False
+        self._skipped = not self._skipped
+        return self._skipped
+
+    def display_snapshot(self, snapshot: Snapshot) -> None:
+        self.shown = snapshot
+        self.dashboard.show(snapshot)
+        if isinstance(self.screen, DetailScreen):
+            self._show_on(self.screen, snapshot)
+
+    def _show_on(self, screen: DetailScreen | LabMenu, snapshot: Snapshot) -> None:
+        try:
+            screen.show(snapshot)
+        except NoMatches:
+            pass  # the app is exiting: the screen's widgets are already gone
+
+    def update_header(self) -> None:
+        status = self.recorder.status() if self.recorder is not None else None
+        recording = None
+        if status is not None:
+            recording = f"REC {file_size(status.bytes)}" + (
+                f" · {status.lost:,} waits lost" if status.lost else "")
+        self.dashboard.header.show(
+            self.latest, paused=self.paused, frozen=self.dashboard.table.model.frozen,
+            read_only=not self.can_command, problem=self.problem, recording=recording)
+
+    def _told_by_capabilities(self) -> None:
+        """Notices of the recorder and of the player (a recording started or stopped, a
+        file that ends early...), each shown once. Their text holds file names: no markup."""
+        for holder in (self.recorder, self.player):
+            if holder is None:
+                continue
+            seen = self._told.get(id(holder), 0)
+            try:
+                notices = tuple(holder.notices)  # the recorder's thread appends to it
+            except RuntimeError:
+                continue  # changed while copied: next tick
+            for notice in notices:
+                if notice.seq > seen:
+                    seen = notice.seq
+                    severity = SEVERITY.get(notice.level, "information")
+                    self.notify(notice.text, severity=severity, markup=False,
+                                timeout=10 if severity != "information" else 5)
+            self._told[id(holder)] = seen
+
+    def _source_failed(self, message: str) -> None:
+        if self.problem is None:
+            self.notify(message, title="snapshot source", severity="error", timeout=10)
+        self.problem = "SOURCE FAILED"
+        self.update_header()
+
+    def _notices(self, s: Snapshot) -> None:
+        """Each engine Notice becomes one notification, once (by seq)."""
+        notices = s.notices
+        if self._notice_seq is None:  # first Snapshot: only the latest few
+            notices = notices[-NOTICES_AT_START:]
+            self._notice_seq = 0
+        for notice in notices:
+            if notice.seq > self._notice_seq:
+                self._notice_seq = notice.seq
+                severity = SEVERITY.get(notice.level, "information")
+                self.notify(notice.text, severity=severity,
+                            timeout=8 if severity == "error" else 5)
+        if s.error and not self._engine_error_told:
+            self._engine_error_told = True
+            self.notify(f"{s.error}. The dashboard shows the last state; q quits.",
+                        title="engine stopped", severity="error", timeout=30)
+
+    def _watch_visible(self) -> None:
+        """Tell the engine which fds are on screen, so it probes their queues first."""
+        if not self.can_command:
+            return
+        fds = self.dashboard.table.visible_fds()
+        if fds != self._watched:
+            self._watched = fds
+            self.send(Watch(fds))
