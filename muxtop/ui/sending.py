@@ -14,8 +14,8 @@ from muxtop.commands import (
     Watch,
 )
 from muxtop.snapshot import ConnView
+from muxtop.ui.messages import ConnectionAction, FlipLab, ShowDetails
 from muxtop.ui.rows import can_act_on
-from muxtop.ui.screens.dashboard import DashboardScreen
 from muxtop.ui.screens.detail import DetailScreen
 
 # Their outcome comes back as an engine Notice, or in a panel (a step), or not at all.
@@ -74,16 +74,16 @@ class Sending:
             self.send(PauseReading(view.fd, "P" not in view.flags))
             self.set_timer(0.05, self.tick)
 
-    def set_lab(self, name: str, on: bool) -> None:
+    def on_flip_lab(self, message: FlipLab) -> None:
         """Turn a bug-lab switch on or off; the Outcome comes back as a notification."""
-        self.send(SetLab(name, on))
+        self.send(SetLab(message.switch, message.on))
         self.set_timer(0.05, self.tick)
 
-    def on_dashboard_screen_details(self, message: DashboardScreen.Details) -> None:
-        self.push_screen(DetailScreen(message.view))
+    def on_show_details(self, message: ShowDetails) -> None:
+        self.push_screen(DetailScreen(message.view, self.view, self.shown,
+                                      lambda: self.can_command))
 
-    def on_dashboard_screen_connection_action(
-            self, message: DashboardScreen.ConnectionAction) -> None:
+    def on_connection_action(self, message: ConnectionAction) -> None:
         if message.action == "close_connection":
             self.close_connection(message.view)
         else:

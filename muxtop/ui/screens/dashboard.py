@@ -21,8 +21,9 @@ from textual.screen import Screen
 from textual.widgets import Input, Static
 
 from muxtop.replay.player import Player
-from muxtop.snapshot import ConnView, Snapshot
+from muxtop.snapshot import Snapshot
 from muxtop.ui import actions, layout
+from muxtop.ui.messages import ConnectionAction, ShowDetails
 from muxtop.ui.views import ENGINE, SourceView
 from muxtop.ui.widgets.conn_table import ConnTable
 from muxtop.ui.widgets.diagnoses import DiagnosesPanel
@@ -47,21 +48,6 @@ class DashboardScreen(Screen[None]):
 
     class Resumed(Message):
         """Back from a detail or help screen: the screen wants the Snapshot on screen."""
-
-    class Details(Message):
-        """Show everything about a row."""
-
-        def __init__(self, view: ConnView) -> None:
-            super().__init__()
-            self.view = view
-
-    class ConnectionAction(Message):
-        """Close the connection (`close_connection`) or pause its reading (`toggle_reading`)."""
-
-        def __init__(self, action: str, view: ConnView | None) -> None:
-            super().__init__()
-            self.action = action
-            self.view = view
 
     class FreezeChanged(Message):
         """The table's row order was frozen or let go: the header says so."""
@@ -215,13 +201,13 @@ class DashboardScreen(Screen[None]):
     def action_details(self) -> None:
         view = self.table.selected
         if view is not None:
-            self.post_message(self.Details(view))
+            self.post_message(ShowDetails(view))
 
     def action_close_connection(self) -> None:
-        self.post_message(self.ConnectionAction("close_connection", self.table.selected))
+        self.post_message(ConnectionAction("close_connection", self.table.selected))
 
     def action_toggle_reading(self) -> None:
-        self.post_message(self.ConnectionAction("toggle_reading", self.table.selected))
+        self.post_message(ConnectionAction("toggle_reading", self.table.selected))
 
     def action_cycle_sort(self) -> None:
         table = self.table
@@ -277,4 +263,4 @@ class DashboardScreen(Screen[None]):
                     severity="warning", timeout=4)
 
     def on_conn_table_chosen(self, event: ConnTable.Chosen) -> None:
-        self.post_message(self.Details(event.view))
+        self.post_message(ShowDetails(event.view))

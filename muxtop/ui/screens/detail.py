@@ -6,6 +6,7 @@ closed) even when its fd number is reused."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 from rich.text import Text
@@ -17,6 +18,7 @@ from textual.widgets import Footer, Static
 
 from muxtop.snapshot import ConnView, Snapshot
 from muxtop.ui import format as fmt
+from muxtop.ui.messages import ConnectionAction
 from muxtop.ui.rows import can_act_on
 from muxtop.ui.views import SourceView
 from muxtop.ui.views.base import Detail
@@ -31,10 +33,15 @@ class DetailScreen(ModalScreen[None]):
                 tooltip="Stop or resume reading from this connection"),
     ]
 
-    def __init__(self, view: ConnView) -> None:
+    def __init__(self, view: ConnView, source_view: SourceView, shown: Snapshot | None,
+                 can_command: Callable[[], bool]) -> None:
+        """`view`: the row; `source_view`: how the source's pictures are drawn; `shown`: the
+        Snapshot on screen; `can_command`: whether the source takes commands now."""
         super().__init__()
         self.view = view
-        self.snapshot: Snapshot | None = None
+        self.source_view = source_view
+        self.can_command = can_command
+        self.snapshot: Snapshot | None = shown
         self._drawn = False  # the app may call show() before compose has run
 
     def compose(self) -> ComposeResult:
@@ -46,8 +53,8 @@ class DetailScreen(ModalScreen[None]):
         panel = self.query_one("#detail-panel")
         panel.border_subtitle = "esc: back"
         self._drawn = True
-        if self.app.shown is not None:  # type: ignore[attr-defined]
-            self.show(self.app.shown)  # type: ignore[attr-defined]
+        if self.snapshot is not None:
+            self.show(self.snapshot)
 
     def show(self, snapshot: Snapshot) -> None:
         """Redraw from a new Snapshot (the app calls this at each one it displays)."""
@@ -63,19 +70,19 @@ class DetailScreen(ModalScreen[None]):
         panel = self.query_one("#detail-panel")
         panel.border_title = f"fd {self.view.fd} · {fmt.title(self.view.peer)}"
         body = self.query_one("#detail-body", Static)
-        body.update(describe(self.app.view, self.view, snapshot,  # type: ignore[attr-defined]
+        body.update(describe(self.source_view, self.view, snapshot,
                              body.content_region.width or None))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("close_connection", "toggle_reading"):
-            return can_act_on(self.view) and self.app.can_command or None  # type: ignore
+            return can_act_on(self.view) and self.can_command() or None
         return True
 
     def action_close_connection(self) -> None:
-        self.app.close_connection(self.view)  # type: ignore[attr-defined]
+        self.post_message(ConnectionAction("close_connection", self.view))
 
     def action_toggle_reading(self) -> None:
-        self.app.toggle_reading(self.view)  # type: ignore[attr-defined]
+        self.post_message(ConnectionAction("toggle_reading", self.view))
 
 
 def describe(view: SourceView, v: ConnView, s: Snapshot, width: int | None = None) -> Text:

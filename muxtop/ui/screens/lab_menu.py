@@ -17,6 +17,7 @@ from textual.widgets.option_list import Option
 
 from muxtop.engine.config import LABS
 from muxtop.snapshot import Snapshot
+from muxtop.ui.messages import FlipLab
 
 LAB_HELP = {
     "naive-edge": ("edge-triggered reads stop after one recv instead of reading to EAGAIN: "
@@ -94,4 +95,4 @@ class LabMenu(ModalScreen[None]):
             self._flip(LABS[options.highlighted])
 
     def _flip(self, name: str) -> None:
-        self.app.set_lab(name, name not in self.lab)  # type: ignore[attr-defined]
+        self.post_message(FlipLab(name, name not in self.lab))
