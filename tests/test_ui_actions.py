@@ -70,7 +70,8 @@ def assert_palette_and_help(app: MuxtopApp) -> None:
     assert {"backend: select", "backend: poll", "backend: epoll"} <= set(titles)
     rows = app.key_help()
     for action in actions.listed(now):
-        assert rows.count((action.display, action.label, action.description)) == 1, action.name
+        assert rows.count((action.help_keys, action.label, action.description)) == 1, \
+            action.name
     assert len({(keys, what) for keys, what, _ in rows}) == len(rows)
 
 

@@ -126,6 +126,12 @@ class Action:
     needs: tuple[Need, ...] = ()
     screen: bool = False
     argument: str = ""  # "(1)": what the binding passes the action; "(key)": the key itself
+    also: str = ""  # the other keys, as the help writes them ("F1")
+
+    @property
+    def help_keys(self) -> str:
+        """The keys as the help writes them: the footer's, and the others."""
+        return f"{self.display} {self.also}" if self.also else self.display
 
     def why_not(self, now: Now, scopes: tuple[Scope, ...] = ("source", "hidden", "now")
                 ) -> Need | None:
@@ -139,16 +145,16 @@ class Action:
 
 
 def _a(name: str, keys: str, display: str, label: str, description: str,
-       *needs: Need, screen: bool = False, argument: str = "") -> Action:
+       *needs: Need, screen: bool = False, argument: str = "", also: str = "") -> Action:
     return Action(name, tuple(keys.split(",")), display, label, description, needs, screen,
-                  argument)
+                  argument, also)
 
 
 # In footer order: the keys a newcomer needs first, then the table's, then the rest.
 ACTIONS: tuple[Action, ...] = (
     _a("help", "question_mark,f1", "?", "help",
-       "Keys, columns, and how select, poll and epoll work"),
-    _a("quit", "q,ctrl+c", "q", "quit", "Quit"),
+       "Keys, columns, and how select, poll and epoll work", also="F1"),
+    _a("quit", "q,ctrl+c", "q", "quit", "Quit", also="ctrl+c"),
     _a("cycle_backend", "b", "b", "backend",
        "Switch live to the next backend that can take the trigger mode and the open fds",
        COMMANDS, MODE, BACKEND),

@@ -166,7 +166,8 @@ class Keys:
 
     def key_help(self) -> list[tuple[str, str, str]]:
         """(keys, what, why): every action this source has, from the table, then the mouse."""
-        rows = [(a.display, a.label, a.description) for a in actions.listed(self.now())]
+        rows = [(a.help_keys, a.label, a.description) for a in actions.listed(self.now())]
+        rows.append(("esc", "back", "Leave the detail view (k and p act on its fd there too)"))
         rows.append(("↑ ↓ PgUp PgDn", "move", "Move the cursor; Home and End jump"))
         rows.append(("tab", "focus", "Move between the table, the ready-list log and the "
                      "findings (enter on a finding selects its fd)"))

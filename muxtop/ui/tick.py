@@ -56,6 +56,17 @@ class Ticking:
         self.update_header()
         if self.dashboard.timeline is not None:
             self.dashboard.timeline.show()
+        self._keys_follow(snapshot)
+        if isinstance(self.screen, LabMenu):
+            self._show_on(self.screen, snapshot)
+        self._watch_visible()
+        if self._first_lesson is not None:
+            lesson, self._first_lesson = self._first_lesson, None
+            self.start_lesson(lesson)
+
+    def _keys_follow(self, snapshot: Snapshot) -> None:
+        """The keys that act follow the mode, whether the source takes commands, step mode
+        and whether an fd past select's FD_SETSIZE is open: refresh them when one changed."""
         if self._intended == (snapshot.backend, snapshot.trigger):
             self._intended = None
         self._highest_fd = max((c.fd for c in snapshot.connections if c.state != "closed"),
@@ -65,12 +76,6 @@ class Ticking:
         if mode != self._mode:
             self._mode = mode
             self.refresh_bindings()
-        if isinstance(self.screen, LabMenu):
-            self._show_on(self.screen, snapshot)
-        self._watch_visible()
-        if self._first_lesson is not None:
-            lesson, self._first_lesson = self._first_lesson, None
-            self.start_lesson(lesson)
 
     def _thin_out(self, snapshot: Snapshot) -> bool:
         """True to skip redrawing the panels this time. When the server process is busy,

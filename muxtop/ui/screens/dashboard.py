@@ -4,7 +4,8 @@ What the lower half holds follows the view: where the source sees wait calls, th
 log; then a side column (floods, diagnoses, trends), or, for another process, its epoll
 interest lists with the findings. Its keys act on what it shows (sort, filter, freeze, the selected
 connection); the keys that steer the engine (b, t) and the display (space, q, ?) are the
-app's, so they work everywhere.
+app's, so they work everywhere. Both come from the table of actions (muxtop.ui.actions), and the
+footer (widgets/key_bar.py) shows, from it, the keys that act now.
 """
 
 from __future__ import annotations
