@@ -328,7 +328,7 @@ def test_ui_keys_idle_and_loaded_print_positive_figures():
 
 
 def test_memory_per_idle_connection_of_muxtop_and_a_baseline():
-    proc = bench("memory", "--conns", "1000", "--rounds", "1", "--settle", "1",
+    proc = bench("memory", "--conns", "1000", "--rounds", "1", "--settle", "1", "--samples", "2",
                  "--servers", "muxtop-epoll-level,asyncio", "--json", timeout=90)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
@@ -341,7 +341,7 @@ def test_memory_text_says_when_uvloop_is_missing(monkeypatch, capsys):
     from muxtop.bench import memory
 
     monkeypatch.setattr(memory, "uvloop_available", lambda: False)
-    monkeypatch.setattr(memory, "measure", lambda specs, conns, rounds, settle: {
+    monkeypatch.setattr(memory, "measure", lambda specs, conns, rounds, settle, samples: {
         "conns": conns, "rounds": rounds, "settle_s": settle,
         "servers": {s.name: {"bytes_per_conn": 1.0, "runs": [1.0]} for s in specs}})
     assert memory.main(["--conns", "10", "--rounds", "1"]) == 0

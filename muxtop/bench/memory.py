@@ -52,6 +52,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--settle", type=non_negative_float, default=None, metavar="S",
                    help="seconds between the last connection and the RSS reading (default: "
                         "N/512 + 2, until muxtop has probed every connection once)")
+    p.add_argument("--samples", type=positive_int, default=SAMPLES, metavar="N",
+                   help=f"RSS readings per figure, 0.25 s apart, their median taken (default "
+                        f"{SAMPLES})")
     p.add_argument("--json", action="store_true", help="print one JSON document instead")
     return p
 
@@ -74,7 +77,8 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         settle = args.settle if args.settle is not None else args.conns / PROBED_PER_S + 2.0
-        report = measure([specs[n] for n in names], args.conns, args.rounds, settle)
+        report = measure([specs[n] for n in names], args.conns, args.rounds, settle,
+                         samples=args.samples)
     except BenchError as exc:
         print(f"muxtop bench memory: {exc}", file=sys.stderr)
         return 1
@@ -86,25 +90,26 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def measure(specs: list, conns: int, rounds: int, settle: float = SETTLE) -> dict:
+def measure(specs: list, conns: int, rounds: int, settle: float = SETTLE,
+            samples: int = SAMPLES) -> dict:
     """Bytes of RSS per idle connection, per server: every round's and the median."""
     runs: dict[str, list[float]] = {s.name: [] for s in specs}
     for turn in range(rounds):
         for spec in rotated(specs, turn):
-            runs[spec.name].append(rss_per_conn(spec, conns, settle))
+            runs[spec.name].append(rss_per_conn(spec, conns, settle, samples))
     servers = {name: {"bytes_per_conn": statistics.median(values), "runs": values}
                for name, values in runs.items()}
     return {"conns": conns, "rounds": rounds, "settle_s": settle, "servers": servers}
 
 
-def rss_per_conn(spec, conns: int, settle: float = SETTLE) -> float:
+def rss_per_conn(spec, conns: int, settle: float = SETTLE, samples: int = SAMPLES) -> float:
     """One server, fresh: (RSS holding `conns` idle connections - RSS before) / conns."""
     with ServerProcess(spec) as server:
         server.wait_accepting()
         process = psutil.Process(server.pid)
         time.sleep(SETTLE)
         fds_before = process.num_fds()
-        before = _rss(process)
+        before = _rss(process, samples)
         held: list[socket.socket] = []
         try:
             for _ in range(conns):
@@ -116,16 +121,16 @@ def rss_per_conn(spec, conns: int, settle: float = SETTLE) -> float:
                                      f"of {conns:,} connections in {HOLD_TIMEOUT:.0f} s")
                 time.sleep(0.05)
             time.sleep(settle)  # muxtop: every connection probed once, its view rebuilt
-            after = _rss(process)
+            after = _rss(process, samples)
         finally:
             for sock in held:
                 sock.close()
     return (after - before) / conns
 
 
-def _rss(process: psutil.Process) -> float:
+def _rss(process: psutil.Process, samples: int) -> float:
     readings = []
-    for i in range(SAMPLES):
+    for i in range(samples):
         if i:
             time.sleep(0.25)
         readings.append(process.memory_info().rss)
