@@ -88,7 +88,10 @@ def traced(server: Server, tool: str, io: bool = True, stuck_after: float = 0.5)
     attacher = Attacher(server.pid, stuck_after=stuck_after)
     with_trace(attacher, Trace(open_tracer(server.pid, tool, io=io)))
     try:
-        time.sleep(0.15)  # a wait begun before the tracer came times out empty meanwhile
+        # The tracer sees the process once two of its wait calls are traced (each server
+        # waits 0.1 s at most): the second began after the tracer came, so what a test makes
+        # the server do next is traced whole, however long the tracer took to attach.
+        read_until(attacher, lambda s: len(s.waits) >= 2)
         yield attacher
     finally:
         attacher.close()
