@@ -156,13 +156,14 @@ def test_a_full_disk_stops_the_recording_not_the_server(tmp_path):
     def small_files():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    proc, port = _serve(path, preexec=small_files, duration="6")
+    proc, port = _serve(path, preexec=small_files, duration="60")  # a bound: SIGTERM ends it
     try:
         told = proc.stderr.readline()
         assert told.startswith("muxtop: recording to"), told
         told = proc.stderr.readline()  # blocks until the disk "fills"
         assert told.startswith("muxtop: recording stopped: writing") and "too large" in told
         assert _echo(port) == b"still serving"
+        proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
     finally:
         proc.kill()
