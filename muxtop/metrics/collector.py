@@ -203,18 +203,15 @@ class SnapshotCollector(Collector):
             "muxtop_connections_refused", "Connections refused: accept() failed (EMFILE, "
             "ENFILE...) or accepted and closed at once (reset already, or the backend refused "
             "the fd)", labels=["reason"])
-        refused.add_metric(["accept-error"], t.accept_errors)
-        refused.add_metric(["rejected"], t.rejected)
-        yield refused
+        yield _by_label(refused, {"accept-error": t.accept_errors, "rejected": t.rejected})
         closed = CounterMetricFamily("muxtop_connections_closed", "Connections closed, and by "
                                      "which protection (none: any other reason)",
                                      labels=["limit"])
         by_limit = t.closed_idle + t.closed_header + t.closed_out_buffer
-        closed.add_metric(["none"], max(0, t.closed - by_limit))
-        closed.add_metric(["idle-timeout"], t.closed_idle)
-        closed.add_metric(["header-timeout"], t.closed_header)
-        closed.add_metric(["max-out-buffer"], t.closed_out_buffer)
-        yield closed
+        yield _by_label(closed, {"none": max(0, t.closed - by_limit),
+                                 "idle-timeout": t.closed_idle,
+                                 "header-timeout": t.closed_header,
+                                 "max-out-buffer": t.closed_out_buffer})
 
     def _connections(self, s: Snapshot) -> Iterator:
         states = dict.fromkeys(CONN_STATES, 0)
@@ -231,21 +228,15 @@ class SnapshotCollector(Collector):
             out += view.out_buffer
         conns = GaugeMetricFamily("muxtop_connections", "Open connections by muxtop's state",
                                   labels=["state"])
-        for state, n in states.items():
-            conns.add_metric([state], n)
-        yield conns
+        yield _by_label(conns, states)
         tcp = GaugeMetricFamily("muxtop_tcp_connections", "Connections by TCP state, as last "
                                 "probed (CLOSE_WAIT: the peer closed, the app has not)",
                                 labels=["state"])
-        for state, n in sorted(tcp_states.items()):
-            tcp.add_metric([state], n)
-        yield tcp
+        yield _by_label(tcp, dict(sorted(tcp_states.items())))
         queue = GaugeMetricFamily("muxtop_kernel_queue_bytes", "Bytes in the kernel's socket "
                                   "queues, summed over connections as last probed: rx waits to "
                                   "be read, tx to be sent or acknowledged", labels=["direction"])
-        queue.add_metric(["rx"], rx)
-        queue.add_metric(["tx"], tx)
-        yield queue
+        yield _by_label(queue, {"rx": rx, "tx": tx})
         yield GaugeMetricFamily("muxtop_out_buffer_bytes", "Bytes waiting in the application's "
                                 "out-buffers", value=out)
 
@@ -255,14 +246,10 @@ class SnapshotCollector(Collector):
             current[d.kind] = current.get(d.kind, 0) + 1
         now = GaugeMetricFamily("muxtop_findings", "Findings standing now, by kind",
                                 labels=["kind"])
-        for kind, n in current.items():
-            now.add_metric([kind], n)
-        yield now
+        yield _by_label(now, current)
         raised = CounterMetricFamily("muxtop_findings_raised", "Findings raised, by kind (one "
                                      "that lapses and comes back counts again)", labels=["kind"])
-        for kind, n in self._raised.items():
-            raised.add_metric([kind], n)
-        yield raised
+        yield _by_label(raised, self._raised)
 
     def _process(self, s: Snapshot) -> Iterator:
         p = s.process
@@ -318,6 +305,13 @@ FLOOD_HELP = {
     "sent_bytes": "Bytes the floods sent", "received_bytes": "Bytes the floods received",
     "mismatches": "Echoes with a wrong byte", "failures": "Flood connections that failed",
 }
+
+
+def _by_label(family, counts: dict[str, float]):
+    """`family` (of one label) with a sample for each label value in `counts`, in order."""
+    for value, n in counts.items():
+        family.add_metric([value], n)
+    return family
 
 
 def _flood_count(progress: dict, key: str) -> int:
