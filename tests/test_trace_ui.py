@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from test_attach_ui import fixed_attach_snapshot, screen_text
+from ui_helpers import until
 
 from muxtop.attach.reader import Attacher
 from muxtop.attach.source import AttachSource
@@ -145,6 +146,7 @@ def test_queue_figures_say_where_they_came_from():
     assert "backlog ? (unknown: the process is in another network namespace" in listener
 
 
+@pytest.mark.timeout(60)
 async def test_live_strace_of_a_naive_edge_server_in_the_dashboard():
     server = subprocess.Popen([sys.executable, "-u", str(SERVERS), "epoll-edge"],
                               stdout=subprocess.PIPE, text=True)
@@ -160,8 +162,12 @@ async def test_live_strace_of_a_naive_edge_server_in_the_dashboard():
         app = MuxtopApp(source, interval=0.1)
         try:
             async with app.run_test(size=SIZE) as pilot:
+                # strace sees the server once two of its waits (0.1 s each) are traced: what
+                # the server reads next is traced whole, however long strace took to attach.
+                await until(lambda: app.latest is not None and len(app.latest.waits) >= 2,
+                            pilot, timeout=20, what="strace attached")
                 client.sendall(b"e" * 500)
-                deadline = time.monotonic() + 8
+                deadline = time.monotonic() + 20  # a bound for a busy machine
                 while not (app.latest and any(dict(d.evidence).get("proven")
                                               for d in app.latest.diagnoses)):
                     assert time.monotonic() < deadline, "no proven stuck read on screen"
