@@ -265,7 +265,9 @@ def test_once_json_gathers_a_window_of_wait_calls(spawn):
             [sys.executable, "-m", "muxtop", "attach", str(server.pid), "--once", "--json",
              "--trace", "strace", "--window", "1.5", "--stuck-after", "0.5"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
-        time.sleep(0.6)
+        deadline = time.monotonic() + 20  # strace attached: its TracerPid is in /proc
+        while tracer_of(server.pid) in (0, -1) and time.monotonic() < deadline:
+            time.sleep(0.02)
         client.sendall(b"z" * 100)
         out, err = command.communicate(timeout=30)
     finally:
