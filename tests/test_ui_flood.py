@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import psutil
 import pytest
+from textual.widgets import Button
 from ui_helpers import until
 
 from muxtop.bench import synthetic
@@ -130,9 +131,9 @@ async def test_flood_form_rejects_bad_values_then_launches_the_chosen_pattern(en
                                      ("rate", "-1", "0 or more"),
                                      ("duration", "0", "more than 0")):
                 form.query_one(f"#{field}").value = bad
-                await pilot.pause()  # the last rejection focused a field: let it scroll there
-                await pilot.click("#launch")
-                # On a loaded machine one pause may end before the click is handled.
+                # A click here could miss: the last rejection focused a field and the form may
+                # still be scrolling to it. Press the button itself (the seed test clicks it).
+                form.query_one("#launch", Button).press()
                 shown = f"{field}={bad!r}"
                 await until(lambda said=said, field=field: said in form.error
                             and field in form.error, pilot,
@@ -215,20 +216,22 @@ async def test_flood_form_offers_the_fault_patterns_and_open_loop(engine):
             form.query_one("#pattern").value = "stall"
             form.query_one("#messages").value = "0"
             await pilot.click("#launch")
-            await pilot.pause()
-            assert app.screen is form and "stall needs 1 or more" in form.error
+            await until(lambda: "stall needs 1 or more" in form.error, pilot,
+                        what=lambda: f"the form says {form.error!r}")
+            assert app.screen is form
             form.query_one("#pattern").value = "slicer"
             form.query_one("#messages").value = "0"
             form.query_one("#clients").value = "4"
             form.query_one("#open-loop").value = True
             form.query_one("#rate").value = "0"
-            await pilot.click("#launch")
-            await pilot.pause()
-            assert app.screen is form and form.error.startswith("rate: open loop needs")
+            launch = form.query_one("#launch", Button)
+            launch.press()  # not a click: the last rejection focused a field, maybe scrolling
+            await until(lambda: form.error.startswith("rate: open loop needs"), pilot,
+                        what=lambda: f"the form says {form.error!r}")
+            assert app.screen is form
             form.query_one("#rate").value = "5"
-            await pilot.click("#launch")
-            await pilot.pause()
-            assert app.screen is app.dashboard
+            launch.press()
+            await until(lambda: app.screen is app.dashboard, pilot, what="the form closes")
             (flood,) = app.floods.floods
             assert (flood.args.pattern, flood.args.open_loop, flood.args.rate) == (
                 "slicer", True, 5.0)
