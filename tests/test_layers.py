@@ -45,7 +45,8 @@ HEADLESS_MODULES = [
     "muxtop.backends", "muxtop.engine", "muxtop.engine.protocols", "muxtop.kernel.probes",
     "muxtop.cli.serve", "muxtop.flood.cli", "muxtop.cli.attach", "muxtop.plain",
     "muxtop.cli.replay", "muxtop.replay.source", "muxtop.bench.replay", "muxtop.source",
-    "muxtop.traced", "muxtop.lessons.format", "muxtop.arguments", "muxtop.units",
+    "muxtop.traced", "muxtop.lessons.format", "muxtop.lessons.runner", "muxtop.arguments",
+    "muxtop.units",
     "muxtop.metrics.collector", "muxtop.metrics.server",
 ]
 

@@ -14,10 +14,11 @@ from ui_helpers import until
 from muxtop.cli import lesson as lesson_cli
 from muxtop.engine import Engine, EngineConfig
 from muxtop.engine.source import EngineSource
-from muxtop.lessons.format import LessonError, builtin, parse
-from muxtop.ui import lesson as lesson_module
+from muxtop.flood.process import FloodProcess
+from muxtop.lessons import runner as lesson_module
+from muxtop.lessons.format import ACTIONS, LessonError, builtin, parse
+from muxtop.lessons.runner import ASK, DOING, DONE, EXPLAIN, SETUP, FloodLauncher, LessonRun
 from muxtop.ui.app import MuxtopApp
-from muxtop.ui.lesson import ASK, DONE, EXPLAIN, SETUP
 from muxtop.ui.widgets.lesson_panel import LessonPanel
 
 LESSONS = builtin()
@@ -124,6 +125,59 @@ async def test_esc_leaves_a_lesson_midway_and_the_server_is_as_it_was():
                         and engine.snapshot().backend == "poll", pilot, timeout=15)
     finally:
         engine.stop()
+
+
+HEADLESS = '''title = "headless"
+summary = "a lesson with no dashboard"
+
+[[step]]
+say = "poll, three idle clients, two wait calls"
+do = { backend = "poll", herd = 3, step = 2 }
+explain = "{stepped} wait calls over {connections} connections"
+'''
+
+
+@pytest.mark.timeout(60)
+def test_a_lesson_runs_on_a_source_and_a_flood_launcher_with_no_dashboard():
+    """The runner needs no Textual: a Source, something that launches floods, and ticks."""
+    engine = Engine(EngineConfig(port=0, publish_interval=0.05, backend="epoll")).start()
+    launched: list[FloodProcess] = []
+
+    def launch(settings):
+        launched.append(FloodProcess(settings))
+        return launched[-1]
+
+    def ticked_until(predicate, what: str) -> None:
+        deadline = time.monotonic() + 20
+        while not predicate():
+            assert time.monotonic() < deadline, f"not in time: {what} ({run.trouble})"
+            run.tick()
+            time.sleep(0.02)
+
+    try:
+        source = EngineSource(engine)
+        first = time.monotonic() + 10
+        while source.latest() is None:
+            assert time.monotonic() < first, "no Snapshot"
+            time.sleep(0.02)
+        run = LessonRun(source, FloodLauncher(launch, FloodProcess.stop),
+                        parse(HEADLESS, "headless"))
+        run.start()
+        ticked_until(lambda: run.phase == EXPLAIN, "the explanation")
+        assert run.explained == "2 wait calls over 3 connections", run.explained
+        assert engine.snapshot().backend == "poll" and len(launched) == 1
+        assert run.next() and run.phase == DONE
+        ticked_until(lambda: engine.snapshot().backend == "epoll" and
+                     engine.snapshot().step is None and not launched[0].running,
+                     "the server as it was")
+    finally:
+        for flood in launched:
+            flood.stop()
+        engine.stop()
+
+
+def test_every_action_a_lesson_file_may_name_is_one_the_runner_does():
+    assert DOING.keys() == ACTIONS.keys()
 
 
 GOOD = '''title = "t"

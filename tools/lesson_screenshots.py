@@ -15,8 +15,8 @@ from pathlib import Path
 from muxtop.engine import Engine, EngineConfig
 from muxtop.engine.source import EngineSource
 from muxtop.lessons.format import find
+from muxtop.lessons.runner import ASK, EXPLAIN
 from muxtop.ui.app import MuxtopApp
-from muxtop.ui.lesson import ASK, EXPLAIN
 
 SIZE = (160, 48)
 

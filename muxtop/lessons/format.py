@@ -164,34 +164,33 @@ def _actions(raw: dict, key: str, at) -> dict:
     return actions
 
 
-def _action_problem(name: str, value: object) -> str | None:  # noqa: C901 - one per action
-    def count(low: int, high: int) -> str | None:
+def _action_problem(name: str, value: object) -> str | None:
+    check = ACTIONS.get(name)
+    if check is None:
+        return f"no such action; one of {', '.join(ACTIONS)}"
+    return check(value)
+
+
+def _one_of(names: tuple[str, ...]) -> Callable[[object], str | None]:
+    return lambda value: None if value in names else f"one of {', '.join(names)}"
+
+
+def _count(low: int, high: int) -> Callable[[object], str | None]:
+    def problem(value: object) -> str | None:
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             return f"a whole number from {low:,} to {high:,}"
         return None
+    return problem
 
-    if name == "backend":
-        return None if value in NAMES else f"one of {', '.join(NAMES)}"
-    if name == "trigger":
-        return None if value in TRIGGERS else f"one of {', '.join(TRIGGERS)}"
-    if name == "lab":
-        if isinstance(value, list) and all(v in LABS for v in value):
-            return None
-        return f"a list of bug-lab switches: {', '.join(LABS)}"
-    if name in ("herd", "reserve_fds"):
-        return count(0, MAX_CLIENTS if name == "herd" else 4096)
-    if name == "fd_headroom":
-        return count(0, 1000)
-    if name == "step":
-        return count(0, 200)
-    if name == "send":
-        return count(1, MAX_SEND)
-    if name in ("stop_floods", "continue"):
-        return None if value is True else "true, or leave it out"
-    if name == "flood":
-        return _flood_problem(value)
-    return "no such action; one of backend, trigger, lab, herd, send, flood, stop_floods, " \
-        "reserve_fds, fd_headroom, step, continue"
+
+def _true(value: object) -> str | None:
+    return None if value is True else "true, or leave it out"
+
+
+def _labs(value: object) -> str | None:
+    if isinstance(value, list) and all(v in LABS for v in value):
+        return None
+    return f"a list of bug-lab switches: {', '.join(LABS)}"
 
 
 def _flood_problem(value: object) -> str | None:
@@ -208,6 +207,16 @@ def _flood_problem(value: object) -> str | None:
         if isinstance(item, bool) or not isinstance(item, kinds) or not low <= item <= high:
             return f"{key}: a number from {low:,} to {high:,}"
     return None
+
+
+# The actions a step may take (`do`, `then`), each with the check of its value (None: fine);
+# lessons/runner.py's DOING does them, under the same names.
+ACTIONS: dict[str, Callable[[object], str | None]] = {
+    "backend": _one_of(NAMES), "trigger": _one_of(TRIGGERS), "lab": _labs,
+    "herd": _count(0, MAX_CLIENTS), "send": _count(1, MAX_SEND), "flood": _flood_problem,
+    "stop_floods": _true, "reserve_fds": _count(0, 4096), "fd_headroom": _count(0, 1000),
+    "step": _count(0, 200), "continue": _true,
+}
 
 
 def _placeholders(text: str, key: str, at, known: set[str]) -> None:

@@ -28,6 +28,7 @@ from textual.theme import BUILTIN_THEMES
 from muxtop.engine.source import EngineSource
 from muxtop.flood.process import DEFAULT_FLOOD, FloodProcess, FloodSettings
 from muxtop.lessons.format import Lesson
+from muxtop.lessons.runner import LessonRun
 from muxtop.record.control import Recordable, RecorderControl
 from muxtop.snapshot import Snapshot
 from muxtop.source import Source
@@ -37,7 +38,6 @@ from muxtop.ui.flood_keys import FloodKeys
 from muxtop.ui.floods import Floods
 from muxtop.ui.hangup import HANGUP_EVERY, TerminalWatch, driver_for
 from muxtop.ui.keys import Keys
-from muxtop.ui.lesson import LessonRun
 from muxtop.ui.lesson_keys import LessonKeys
 from muxtop.ui.recording import Recording
 from muxtop.ui.screens.dashboard import DashboardScreen

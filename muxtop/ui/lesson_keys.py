@@ -1,11 +1,11 @@
-"""Lessons from the dashboard: L picks one, n, 1-6 and esc go through it; a timer drives the
-run (muxtop.ui.lesson) and the lesson panel."""
+"""Lessons from the dashboard: L picks one, n, 1-6 and esc go through it; a timer ticks the
+run (muxtop.lessons.runner) and redraws the lesson panel."""
 
 from __future__ import annotations
 
 from muxtop.lessons.format import Lesson, LessonError
 from muxtop.lessons.format import builtin as builtin_lessons
-from muxtop.ui.lesson import LessonRun
+from muxtop.lessons.runner import DONE, FloodLauncher, LessonRun
 from muxtop.ui.screens.lesson_picker import LessonPicker
 
 
@@ -32,7 +32,9 @@ class LessonKeys:
             return
         if self.lesson is not None:
             self.lesson.finish()
-        self.lesson = LessonRun(self, lesson)
+        # Its floods go through the app's launcher, so the floods panel lists them.
+        self.lesson = LessonRun(self.source, FloodLauncher(self.launch_flood, self.floods.stop),
+                                lesson)
         self.lesson.start()
         if self._lesson_timer is None:
             self._lesson_timer = self.set_interval(0.1, self._lesson_tick)
@@ -45,7 +47,7 @@ class LessonKeys:
             return
         run.tick()
         self.dashboard.show_lesson(run, self.source.latest())
-        if run.phase == "done":
+        if run.phase == DONE:
             self.lesson = None
             self.dashboard.show_lesson(None, None)
             if self._lesson_timer is not None:
@@ -60,7 +62,7 @@ class LessonKeys:
 
     def action_lesson_next(self) -> None:
         if self.lesson is not None and self.lesson.next():
-            if self.lesson.phase == "done":
+            if self.lesson.phase == DONE:
                 self.notify(f"lesson over: {self.lesson.lesson.title}. The server is as it "
                             "was.", timeout=5)
             self._lesson_tick()

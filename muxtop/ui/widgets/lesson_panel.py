@@ -7,9 +7,9 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from muxtop.lessons.runner import ASK, DONE, EXPLAIN, RUN, SETUP, THEN, LessonRun
 from muxtop.snapshot import Snapshot
 from muxtop.ui import format as fmt
-from muxtop.ui.lesson import ASK, DONE, EXPLAIN, RUN, SETUP, THEN, LessonRun
 
 # The dashboard's widget for each panel name a lesson may `watch`.
 WATCHED = {"header": "#header", "table": "#conns", "ready-log": "#ready-log", "step": "#step",

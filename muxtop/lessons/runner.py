@@ -1,10 +1,14 @@
-"""A lesson running over the dashboard (the file format: muxtop/lessons/format.py).
+"""A lesson running over a server of muxtop's own (the file format: lessons/format.py).
 
 Each step: muxtop sets it up (`do`), asks (the learner predicts before seeing), does what
 the answer waits for (`then`), lets it run `after` seconds, then explains with the numbers
 just measured. muxtop does the setting up, never the learner. Whatever the lesson changed
 (backend, trigger, bug lab, step mode, floods, held fds, the fd limit) is put back when it
-ends or is left with esc.
+ends or is left.
+
+The runner works on a Source and a FloodLauncher and draws nothing: the dashboard ticks it and
+shows it (ui/lesson_keys.py, ui/widgets/lesson_panel.py); it holds the sockets, threads and fd
+limits a lesson needs, so none of that lives in the UI.
 """
 
 from __future__ import annotations
@@ -17,13 +21,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from muxtop.commands import Continue, SetLab, Step, Switch
 from muxtop.flood.process import IDLE_HERD, FloodProcess, FloodSettings
 from muxtop.lessons.format import Lesson
 from muxtop.lessons.measures import Tally, measure
 from muxtop.snapshot import Snapshot
+from muxtop.source import Source
 
 STEP_EVERY = 0.5  # seconds between the wait calls a lesson makes itself: slow enough to watch
 # The lesson's clock: `after` and STEP_EVERY are multiplied by it. 1 for people; the tests
@@ -31,6 +36,15 @@ STEP_EVERY = 0.5  # seconds between the wait calls a lesson makes itself: slow e
 PACE = 1.0
 SETTLE = 15.0  # seconds an action may take to show in a Snapshot before the lesson goes on
 SETUP, ASK, THEN, RUN, EXPLAIN, DONE = "setup", "ask", "then", "run", "explain", "done"
+
+
+@dataclass(frozen=True)
+class FloodLauncher:
+    """How a lesson starts and stops floods: the dashboard's own (its panel lists them), or
+    FloodProcess itself when nothing shows them."""
+
+    launch: Callable[[FloodSettings], FloodProcess | None]  # None: not launched (it said why)
+    stop: Callable[[FloodProcess], None]
 
 
 class LessonClient:
@@ -111,8 +125,12 @@ class Held:
 
 
 class LessonRun:
-    def __init__(self, app, lesson: Lesson) -> None:
-        self.app = app
+    """One lesson under way: `start`, then `tick` a few times a second; `answer` and `next`
+    are the learner's; `finish` puts the server back as it was."""
+
+    def __init__(self, source: Source, launcher: FloodLauncher, lesson: Lesson) -> None:
+        self.source = source
+        self.launcher = launcher
         self.lesson = lesson
         self.index = -1
         self.phase = SETUP
@@ -133,7 +151,7 @@ class LessonRun:
         self._counted = 0  # StepInfo.steps already in the tally
         self._next_step_at = 0.0
         self._run_until = 0.0
-        s = app.latest
+        s = source.latest()
         self.initial = (s.backend, s.trigger, s.lab) if s is not None else None
         self.was_stepping = s is not None and s.step is not None
 
@@ -176,8 +194,8 @@ class LessonRun:
         self._actions.clear()
         self._coming.clear()
         self._steps_left = 0
-        send = self.app.source.submit
-        latest = self.app.source.latest()
+        send = self.source.submit
+        latest = self.source.latest()
         if not self.was_stepping:
             send(Continue())
         if self.initial is not None:
@@ -187,7 +205,7 @@ class LessonRun:
                 send(SetLab(name, name in lab))
             send(Switch(backend, trigger))
         for flood in [*self.floods, *([self.herd] if self.herd else [])]:
-            self.app.floods.stop(flood)
+            self.launcher.stop(flood)
         for client in self.clients:
             client.close()
         self.held.release_fds()
@@ -201,7 +219,7 @@ class LessonRun:
         self.chosen = 0
         self.tally = Tally()
         self.explained = self.trouble = ""
-        latest = self.app.source.latest()
+        latest = self.source.latest()
         self._counted = latest.step.steps if latest is not None and latest.step else 0
         self._queue(self.step.do)
 
@@ -213,7 +231,7 @@ class LessonRun:
         the engine, the explanation when the run is over."""
         if self.phase == DONE:
             return
-        snapshot = self.app.source.latest()
+        snapshot = self.source.latest()
         if snapshot is None:
             return
         now = time.monotonic()
@@ -223,7 +241,7 @@ class LessonRun:
         while self._actions and self._waiting is None:
             name, value = self._actions.popleft()
             try:
-                self._do(name, value, snapshot, now)
+                DOING[name](self, value, snapshot, now)
             except (OSError, ValueError, RuntimeError) as exc:  # out of fds, a refused connect
                 self.trouble = f"{name} failed: {exc}; the lesson goes on"
         if self._waiting is not None or self._steps_left or not self._floods_up(now):
@@ -288,7 +306,7 @@ class LessonRun:
             self._step_asked = None
             self._steps_left -= 1
         if self._steps_left and now >= self._next_step_at and snapshot.step is not None:
-            self._step_asked = self.app.source.submit(Step())
+            self._step_asked = self.source.submit(Step())
             self._next_step_at = now + STEP_EVERY * PACE
         return not self._steps_left
 
@@ -311,55 +329,68 @@ class LessonRun:
     def _wait(self, seen: Callable[[Snapshot], bool], what: str, now: float) -> None:
         self._waiting = (seen, now + SETTLE, what)
 
-    def _do(self, name: str, value: object, snapshot: Snapshot, now: float) -> None:  # noqa: C901
-        submit = self.app.source.submit
-        if name in ("backend", "trigger"):
-            future = submit(Switch(**{name: value}))
-            # Done once answered: a refusal is what some lessons are about.
-            self._wait(lambda s: future.done() and (not future.result().ok or
-                                                    getattr(s, name) == value),
-                       f"the switch to {value}", now)
-        elif name == "lab":
-            futures = [submit(SetLab(lab, lab in value)) for lab in sorted(
-                snapshot.lab ^ frozenset(value))]
-            self._wait(lambda s: all(f.done() for f in futures) and s.lab == frozenset(value),
-                       "the bug-lab switches", now)
-        elif name == "herd":
-            self._herd(int(value), snapshot, now)
-        elif name == "send":
-            client = LessonClient(self._address(), int(value))
-            self.clients.append(client)
-            # On: once the bytes are in the kernel (a stopped engine finds them all queued).
-            self._wait(lambda s: client.sent.is_set(), f"sending {int(value):,} bytes", now)
-        elif name == "flood":
-            host, port = self._address()
-            flood = self.app.launch_flood(FloodSettings(host=host, port=port, **value))
-            if flood is not None:
-                self.floods.append(flood)
-                self._coming.append((flood, now + SETTLE))
-        elif name == "stop_floods":
-            for flood in self.floods:
-                self.app.floods.stop(flood)
-            self.floods.clear()
-        elif name == "reserve_fds":
-            self.held.reserve(int(value))
-        elif name == "fd_headroom":
-            self.held.headroom(int(value))
-        elif name == "step":
-            if snapshot.step is None:
-                submit(Step())
-                self._wait(lambda s: s.step is not None, "step mode", now)
-            self._steps_left += int(value)
-            self._next_step_at = now
-        elif name == "continue":
-            submit(Continue())
-            self._wait(lambda s: s.step is None, "leaving step mode", now)
+    # ---- the actions (`do`, `then`), one each; lessons/format.py checks their values -------
 
-    def _herd(self, count: int, snapshot: Snapshot, now: float) -> None:
-        """Hold `count` idle clients (one flood process), letting the last herd go first:
+    def _switch_to(self, name: str, value: object, now: float) -> None:
+        future = self.source.submit(Switch(**{name: value}))
+        # Done once answered: a refusal is what some lessons are about.
+        self._wait(lambda s: future.done() and (not future.result().ok or
+                                                getattr(s, name) == value),
+                   f"the switch to {value}", now)
+
+    def _switch_backend(self, value: object, snapshot: Snapshot, now: float) -> None:
+        self._switch_to("backend", value, now)
+
+    def _switch_trigger(self, value: object, snapshot: Snapshot, now: float) -> None:
+        self._switch_to("trigger", value, now)
+
+    def _lab(self, value: object, snapshot: Snapshot, now: float) -> None:
+        wanted = frozenset(value)
+        futures = [self.source.submit(SetLab(lab, lab in wanted))
+                   for lab in sorted(snapshot.lab ^ wanted)]
+        self._wait(lambda s: all(f.done() for f in futures) and s.lab == wanted,
+                   "the bug-lab switches", now)
+
+    def _send(self, value: object, snapshot: Snapshot, now: float) -> None:
+        client = LessonClient(self._address(), int(value))
+        self.clients.append(client)
+        # On: once the bytes are in the kernel (a stopped engine finds them all queued).
+        self._wait(lambda s: client.sent.is_set(), f"sending {int(value):,} bytes", now)
+
+    def _flood(self, value: object, snapshot: Snapshot, now: float) -> None:
+        flood = self.launcher.launch(FloodSettings(*self._address(), **value))
+        if flood is not None:
+            self.floods.append(flood)
+            self._coming.append((flood, now + SETTLE))
+
+    def _stop_floods(self, value: object, snapshot: Snapshot, now: float) -> None:
+        for flood in self.floods:
+            self.launcher.stop(flood)
+        self.floods.clear()
+
+    def _reserve_fds(self, value: object, snapshot: Snapshot, now: float) -> None:
+        self.held.reserve(int(value))
+
+    def _fd_headroom(self, value: object, snapshot: Snapshot, now: float) -> None:
+        self.held.headroom(int(value))
+
+    def _step(self, value: object, snapshot: Snapshot, now: float) -> None:
+        if snapshot.step is None:
+            self.source.submit(Step())
+            self._wait(lambda s: s.step is not None, "step mode", now)
+        self._steps_left += int(value)
+        self._next_step_at = now
+
+    def _continue(self, value: object, snapshot: Snapshot, now: float) -> None:
+        self.source.submit(Continue())
+        self._wait(lambda s: s.step is None, "leaving step mode", now)
+
+    def _herd(self, value: object, snapshot: Snapshot, now: float) -> None:
+        """Hold `value` idle clients (one flood process), letting the last herd go first:
         gone from the server before the new one comes (fds are handed out lowest first)."""
+        count = int(value)
         if self.herd is not None:
-            self.app.floods.stop(self.herd)
+            self.launcher.stop(self.herd)
             left = max(snapshot.open_connections - self.herd.args.clients, 0)
             self.herd = None
             self._actions.appendleft(("herd", count))
@@ -367,13 +398,23 @@ class LessonRun:
             return
         if not count:
             return
-        herd = self.app.launch_flood(replace(IDLE_HERD, clients=count))
+        herd = self.launcher.launch(replace(IDLE_HERD, clients=count).at(*self._address()))
         if herd is not None:
             self.herd = herd
             self._wait(lambda s: s.open_connections >= count, f"{count:,} idle clients", now)
 
     def _address(self) -> tuple[str, int]:
-        target = self.app.source.flood_target
+        target = self.source.flood_target
         if target is None:
             raise RuntimeError("this lesson needs muxtop's own server")
         return target
+
+
+# What each lesson action does: the same names as lessons/format.py's ACTIONS, which checks them.
+DOING: dict[str, Callable[[LessonRun, object, Snapshot, float], None]] = {
+    "backend": LessonRun._switch_backend, "trigger": LessonRun._switch_trigger,
+    "lab": LessonRun._lab, "herd": LessonRun._herd, "send": LessonRun._send,
+    "flood": LessonRun._flood, "stop_floods": LessonRun._stop_floods,
+    "reserve_fds": LessonRun._reserve_fds, "fd_headroom": LessonRun._fd_headroom,
+    "step": LessonRun._step, "continue": LessonRun._continue,
+}
