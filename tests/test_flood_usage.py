@@ -4,13 +4,18 @@ that says why, exit 2, no traceback; and `muxtop bench flood`'s own refusals."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from muxtop.flood import cli
+from muxtop.flood.patterns import PARAMETERS, PATTERNS
+
+GUIDE = Path(__file__).resolve().parents[1] / "docs" / "flood.md"
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -38,6 +43,22 @@ def test_bad_combinations_are_one_usage_line_and_the_reason(capsys, argv, said):
     assert out == "" and "Traceback" not in err
     assert len(lines) == 2 and lines[0].startswith("usage: muxtop flood HOST:PORT"), err
     assert said in lines[1], err
+
+
+def test_the_help_and_the_guide_say_what_the_table_of_patterns_says():
+    helps = {action.dest: action.help for action in cli.build_parser()._actions}
+    assert helps["pattern"].startswith(
+        "; ".join(f"{p.name}: {p.does}" for p in PATTERNS.values()))
+    guide = GUIDE.read_text(encoding="utf-8")
+    usage = next(block for block in guide.split("```") if "[--pattern" in block)
+    names = re.search(r"\[--pattern ([^\]]+)\]", usage).group(1)
+    assert names.replace("|", " ").split() == list(PATTERNS)
+    for pattern in PATTERNS.values():
+        assert f"| `{pattern.name}` | {pattern.does} |" in guide, pattern.name
+    for knob in PARAMETERS.values():
+        assert f"[{knob.flag} {knob.metavar}]" in usage, knob.flag
+        assert helps[knob.name].startswith(", ".join(
+            name for name, p in PATTERNS.items() if knob.name in p.parameters))
 
 
 def test_an_hdr_log_that_cannot_be_written_is_one_line(capsys, tmp_path):

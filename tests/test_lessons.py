@@ -203,6 +203,8 @@ explain = "e {cpu_per_call}"
     (('summary = "s"', ""), 1, "summary must be a non-empty text"),
     (('choices = ["x", "y"]', 'choices = ["x"]'), 7, "a list of 2 to 6 texts"),
     (('answer = 1', 'answer = 1\nwatch = "sky"'), 9, "no panel 'sky'"),
+    (('say = "a"', 'say = "a"\ndo = { flood = { pattern = "stall", messages = 0 } }'), 6,
+     "do.flood: messages: stall needs messages 1 or more"),
 ])
 def test_check_names_the_line_and_the_problem(tmp_path, capsys, change, line, problem):
     parse(GOOD, "good")

@@ -216,7 +216,7 @@ async def test_flood_form_offers_the_fault_patterns_and_open_loop(engine):
             form.query_one("#pattern").value = "stall"
             form.query_one("#messages").value = "0"
             await pilot.click("#launch")
-            await until(lambda: "stall needs 1 or more" in form.error, pilot,
+            await until(lambda: "stall needs messages 1 or more" in form.error, pilot,
                         what=lambda: f"the form says {form.error!r}")
             assert app.screen is form
             form.query_one("#pattern").value = "slicer"

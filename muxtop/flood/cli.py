@@ -21,15 +21,9 @@ from muxtop.arguments import (
     positive_float,
     positive_int,
 )
-from muxtop.flood import client
-from muxtop.flood.client import (
-    OPEN_LOOP_PATTERNS,
-    PATTERNS,
-    SLOW_READ_BYTES,
-    SLOW_READ_EVERY,
-    FloodPlan,
-)
+from muxtop.flood.client import FloodPlan
 from muxtop.flood.hdrlog import IntervalLog
+from muxtop.flood.patterns import PARAMETERS, PATTERNS, misfit, takers
 from muxtop.flood.report import Reporter
 from muxtop.flood.workers import InlineRun, SplitRun
 from muxtop.limits import raise_fd_limit
@@ -40,15 +34,9 @@ FD_RESERVE = 32   # fds a flood process needs besides its connections (epoll, pi
 # Past a few processes per core, workers only take turns on the same cores (and 60 of them
 # once forked 60 processes): more is a typo, not a faster flood.
 WORKERS_PER_CPU = 4
-# Fault flags, and the patterns that use them: given for another pattern, one is a mistake.
-FAULT_FLAGS = {
-    "slice_bytes": ("--slice-bytes", ("slicer",), client.SLICE_BYTES),
-    "slice_delay": ("--slice-delay", ("slicer",), client.SLICE_DELAY),
-    "hold": ("--hold", ("stall", "slow-close"), client.HOLD),
-    "delay": ("--delay", ("latency",), client.DELAY),
-    "jitter": ("--jitter", ("latency",), client.JITTER),
-    "limit_bytes": ("--limit-bytes", ("limit",), None),
-}
+# How the command line names a flood's settings in patterns.misfit's words.
+FLAG_NAMES = {"messages": "--messages", "size": "--size", "rate": "--rate R or --total-rate R",
+              "open_loop": "--open-loop", "limit_bytes": "--limit-bytes"}
 
 
 class TargetError(ValueError):
@@ -132,27 +120,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "2 bad usage.")
     parser.add_argument("target", metavar="HOST:PORT", help="server to flood, e.g. 127.0.0.1:8080")
     parser.add_argument("--pattern", choices=PATTERNS, default="echo",
-                        help="echo: send M messages, check every echoed byte; idle: open N "
-                             "connections and hold them; slow-reader: send steadily, read "
-                             f"{SLOW_READ_BYTES // 1024} KiB per connection every "
-                             f"{SLOW_READ_EVERY:g} s; "
-                             "half-close: send, SHUT_WR, read the echo, expect EOF; reset: send, "
-                             "close with RST; burst: open and close connections as fast as "
-                             "allowed (repeatedly until --duration, if given); slicer: echo, "
-                             "each message written in random small slices with small pauses; "
-                             "stall: send M×B bytes, then neither read nor write for --hold "
-                             "seconds, then read every echoed byte back; slow-close: echo, then "
-                             "wait --hold seconds before closing; latency: echo, each message "
-                             "held back --delay (± --jitter) seconds before its send; limit: "
-                             "echo, and close the moment --limit-bytes have been written. "
-                             "Default: echo")
+                        help="; ".join(f"{p.name}: {p.does}" for p in PATTERNS.values())
+                        + ". Default: echo")
+    endless = [p.name for p in PATTERNS.values()
+               if p.sends and p.endless and (p.cuts or not p.needs_messages)]
+    ending = [p.name for p in PATTERNS.values() if not p.endless]
     parser.add_argument("--clients", "-c", type=positive_int, default=500, metavar="N",
                         help="concurrent connections (default 500)")
     parser.add_argument("--messages", "-m", type=non_negative_int, default=3, metavar="M",
-                        help="messages per connection (default 3); 0 = no limit for echo, "
-                             "slow-reader, slicer and latency (until --duration or a signal) and "
-                             "for limit (until --limit-bytes), nothing sent before the "
-                             "shutdown/RST for half-close and reset")
+                        help="messages per connection (default 3); 0 = no limit for "
+                             f"{', '.join(endless)} (until --duration, a signal or "
+                             "--limit-bytes), nothing sent before the shutdown/RST for "
+                             f"{' and '.join(ending)}")
     parser.add_argument("--size", "-s", type=_size, default=64, metavar="B",
                         help="bytes per message (default 64)")
     rates = parser.add_mutually_exclusive_group()
@@ -188,22 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--allow-remote", action="store_true",
                         help="allow a target that is not a loopback address")
     faults = parser.add_argument_group("fault patterns")
-    faults.add_argument("--slice-bytes", type=positive_int, metavar="N",
-                        help=f"slicer: each write is 1..N bytes (default {client.SLICE_BYTES})")
-    faults.add_argument("--slice-delay", type=non_negative_float, metavar="S",
-                        help="slicer: 0..S seconds between slices (default "
-                             f"{client.SLICE_DELAY:g})")
-    faults.add_argument("--hold", type=non_negative_float, metavar="S",
-                        help=f"stall, slow-close: seconds to hold (default {client.HOLD:g})")
-    faults.add_argument("--delay", type=non_negative_float, metavar="S",
-                        help="latency: seconds each message is held back (default "
-                             f"{client.DELAY:g})")
-    faults.add_argument("--jitter", type=non_negative_float, metavar="S",
-                        help="latency: give or take up to S seconds, uniformly (default "
-                             f"{client.JITTER:g})")
-    faults.add_argument("--limit-bytes", type=positive_int, metavar="N",
-                        help="limit: close after writing N bytes (default: half-way through "
-                             "the last message, M×B − B/2)")
+    for knob in PARAMETERS.values():
+        default = "" if knob.default is None else f" (default {knob.default:g})"
+        faults.add_argument(knob.flag, type=positive_int if knob.whole else non_negative_float,
+                            metavar=knob.metavar,
+                            help=f"{', '.join(takers(knob.name))}: {knob.means}{default}")
     return parser
 
 
@@ -227,27 +195,16 @@ def check_combinations(parser: argparse.ArgumentParser, args: argparse.Namespace
                      f"{args.workers} worker process{'es' if args.workers > 1 else ''} can "
                      f"ever hold (fs.nr_open {fd_ceiling():,} fds each, less {FD_RESERVE}): "
                      "ask for fewer, or add --workers")
-    pattern = args.pattern
-    for name, (flag, patterns, _) in FAULT_FLAGS.items():
-        if getattr(args, name) is not None and pattern not in patterns:
-            parser.error(f"{flag} applies to --pattern {' or '.join(patterns)}, not {pattern}")
-    if args.open_loop:
-        if not args.rate and args.total_rate is None:
-            parser.error("--open-loop needs --rate R or --total-rate R: the schedule messages "
-                         "are due on")
-        if pattern not in OPEN_LOOP_PATTERNS:
-            parser.error(f"--open-loop applies to patterns that send and read messages "
-                         f"({', '.join(OPEN_LOOP_PATTERNS)}), not {pattern}")
-    if pattern in ("stall", "slow-close") and not args.messages:
-        parser.error(f"{pattern} needs --messages 1 or more (it holds still after them)")
-    if pattern == "limit":
-        whole = args.messages * args.size
-        if args.limit_bytes is None and not args.messages:
-            parser.error("limit with --messages 0 needs --limit-bytes N")
-        if args.limit_bytes is not None and args.messages and args.limit_bytes > whole:
-            parser.error(f"--limit-bytes {args.limit_bytes} is more than the {whole} bytes of "
-                         f"--messages × --size: it would never be reached (--messages 0 sends "
-                         "until it is)")
+    pattern = PATTERNS[args.pattern]
+    for knob in PARAMETERS.values():
+        if getattr(args, knob.name) is not None and knob.name not in pattern.parameters:
+            parser.error(f"{knob.flag} applies to --pattern {' or '.join(takers(knob.name))}, "
+                         f"not {pattern.name}")
+    rate = args.rate if args.total_rate is None else args.total_rate
+    wrong = misfit(pattern.name, messages=args.messages, size=args.size, rate=rate,
+                   open_loop=args.open_loop, limit_bytes=args.limit_bytes, names=FLAG_NAMES)
+    if wrong is not None:
+        parser.error(wrong.problem)
 
 
 def _error(message: str) -> int:
@@ -303,8 +260,9 @@ def _main(argv: list[str], switch: _StopSwitch) -> int:
         return _error(f"refusing to flood {target} ({target.host}): not a loopback address; "
                       "pass --allow-remote if you mean it")
     rate = args.rate if args.total_rate is None else args.total_rate / args.clients
-    faults = {name: default if getattr(args, name) is None else getattr(args, name)
-              for name, (_, _, default) in FAULT_FLAGS.items()}
+    pattern = PATTERNS[args.pattern]
+    faults = {knob: getattr(args, knob) for knob in pattern.parameters
+              if getattr(args, knob) is not None}
     plan = FloodPlan(address=target.sockaddr, family=target.family, pattern=args.pattern,
                      clients=args.clients, messages=args.messages, size=args.size,
                      rate=rate, connect_rate=args.connect_rate, duration=args.duration,
@@ -317,10 +275,9 @@ def _main(argv: list[str], switch: _StopSwitch) -> int:
               "mode": "open-loop" if args.open_loop else "closed-loop",
               "rate": rate, "total_rate": rate * args.clients,
               "connect_rate": args.connect_rate, "duration": args.duration, "workers": workers}
-    if args.pattern in ("slicer", "stall", "slow-close", "latency", "limit"):
-        header["fault"] = {name: value for name, value in faults.items()
-                           if args.pattern in FAULT_FLAGS[name][1]}
-        if args.pattern == "limit":
+    if pattern.faulty:
+        header["fault"] = {knob: getattr(plan, knob) for knob in pattern.parameters}
+        if pattern.cuts:
             header["fault"]["limit_bytes"] = plan.byte_limit()
     hdr_log = None
     if args.hdr_log is not None:

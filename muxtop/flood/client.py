@@ -31,23 +31,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from muxtop.flood.alarm import Alarm
+from muxtop.flood.patterns import (
+    LINGER,
+    PARAMETERS,
+    PATTERNS,
+    RESET,
+    SHUT_WR,
+    SLOW_READ_BYTES,
+    SLOW_READ_EVERY,
+    STALL,
+    misfit,
+)
 from muxtop.flood.payload import Payloads
 from muxtop.flood.stats import FloodStats
-
-PATTERNS = ("echo", "idle", "slow-reader", "half-close", "reset", "burst",
-            "slicer", "stall", "slow-close", "latency", "limit")
-# Echo variants: one message in flight in closed loop, every echo checked.
-ECHOED = ("echo", "slicer", "slow-close", "latency", "limit")
-# Patterns that send messages on a clock and read their echoes: the ones --open-loop fits.
-OPEN_LOOP_PATTERNS = (*ECHOED, "slow-reader", "half-close")
 
 EPOLLIN, EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
 _IN_OR_TROUBLE = select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP
 
 RECV_BYTES = 65536
 OUT_TOP_UP = 65536           # refill our out-buffer from the generator below this many bytes
-SLOW_READ_EVERY = 0.25       # slow-reader: one recv per connection this often...
-SLOW_READ_BYTES = 16384      # ...of at most this many bytes
 CONNECT_BATCH = 256          # connects started per loop turn, so events are served meanwhile
 MAX_EVENTS = 1024            # per epoll wait; a longer ready list just takes another turn
 TICK = 1.0                   # progress callback and timeout scan period, seconds
@@ -55,13 +57,6 @@ TICK = 1.0                   # progress callback and timeout scan period, second
 # whole second of a fast ping-pong (~200k) at once pauses the loop ~20 ms, which the echoes
 # waiting meanwhile would count as latency; this many take ~4 ms.
 FOLD_AT = 32768
-
-# Fault pattern defaults (the flags of the same names).
-SLICE_BYTES = 16             # slicer: each write is 1..this many bytes...
-SLICE_DELAY = 0.002          # ...and the next one waits 0..this many seconds
-HOLD = 1.0                   # stall: hold still this long; slow-close: wait this long to close
-DELAY = 0.05                 # latency: hold each message back this long before its send...
-JITTER = 0.0                 # ...give or take up to this much (uniformly)
 
 # timer kinds
 RATE, SLOW_READ, SLICE, RELEASE, HOLD_END = range(5)
@@ -87,26 +82,23 @@ class FloodPlan:
     timeout: float = 10.0     # a connection waiting this long for its echo/EOF fails; 0 = never
     first_client: int = 0     # id of the first client: workers' ids (so payloads) never meet
     open_loop: bool = False   # messages due on the rate's schedule; latency from when due
-    slice_bytes: int = SLICE_BYTES    # slicer
-    slice_delay: float = SLICE_DELAY  # slicer
-    hold: float = HOLD                # stall, slow-close
-    delay: float = DELAY              # latency
-    jitter: float = JITTER            # latency
-    limit_bytes: int | None = None    # limit: bytes written before the close (None: M×B − B/2)
+    # The fault patterns' parameters (patterns.PARAMETERS: which patterns take each).
+    slice_bytes: int = PARAMETERS["slice_bytes"].default
+    slice_delay: float = PARAMETERS["slice_delay"].default
+    hold: float = PARAMETERS["hold"].default
+    delay: float = PARAMETERS["delay"].default
+    jitter: float = PARAMETERS["jitter"].default
+    limit_bytes: int | None = None    # bytes written before the close (None: M×B − B/2)
 
     def __post_init__(self) -> None:
-        if self.pattern not in PATTERNS:
-            raise ValueError(f"unknown pattern {self.pattern!r}")
-        if self.open_loop and not self.rate:
-            raise ValueError("open loop needs a rate: the schedule messages are due on")
-        if self.open_loop and self.pattern not in OPEN_LOOP_PATTERNS:
-            raise ValueError(f"open loop does not apply to {self.pattern}")
-        if self.pattern == "limit" and self.byte_limit() is None:
-            raise ValueError("limit needs a byte limit, or messages to cut the last of")
+        wrong = misfit(self.pattern, messages=self.messages, size=self.size, rate=self.rate,
+                       open_loop=self.open_loop, limit_bytes=self.limit_bytes)
+        if wrong is not None:
+            raise ValueError(wrong.problem)
 
     def byte_limit(self) -> int | None:
-        """limit: the bytes each connection writes before it closes."""
-        if self.pattern != "limit":
+        """A pattern that cuts: the bytes each connection writes before it closes."""
+        if not PATTERNS[self.pattern].cuts:
             return None
         if self.limit_bytes is not None:
             return self.limit_bytes
@@ -227,20 +219,20 @@ class Flood:
             self._ep.register(self._alarm.fd, EPOLLIN)
         except OSError:
             self._alarm = None
-        p = plan.pattern
-        self._echoed = p in ECHOED
-        self._verifies = self._echoed or p in ("slow-reader", "half-close", "stall")
-        # keep EPOLLIN registered (stall reads only once its hold is over)
-        self._reads = self._echoed or p in ("half-close", "idle")
-        self._sends = self._verifies or p == "reset"
-        self._limit = plan.messages if plan.messages or p in ("half-close", "reset") else math.inf
-        self._repeat = p == "burst" and plan.duration is not None
-        self._ping_pong = p == "echo" and not plan.rate
-        self._paced = bool(plan.rate) and self._sends and p != "stall"
+        # The pattern's traits, read once: the loop asks these, never the pattern's name.
+        p = self._pattern = PATTERNS[plan.pattern]
+        self._echoed = p.echoed
+        self._verifies = p.verifies
+        self._reads = p.reads  # keep EPOLLIN registered (stall reads once its hold is over)
+        self._sends = p.sends
+        self._limit = plan.messages if plan.messages or not p.endless else math.inf
+        self._repeat = p.opens_and_closes and plan.duration is not None
+        self._ping_pong = p.ping_pong and not plan.rate
+        self._paced = bool(plan.rate) and p.sends and p.paced
         self._interval = 1.0 / plan.rate if self._paced else 0.0
-        self._one_in_flight = self._echoed and not plan.open_loop
-        self._slicing = p == "slicer"
-        self._delaying = p == "latency"
+        self._one_in_flight = p.echoed and not plan.open_loop
+        self._slicing = p.slices
+        self._delaying = p.delays
         self._byte_limit = plan.byte_limit()
         # Faults draw from their own generator, seeded by the worker's first client id, so a
         # run's slices and delays are the same every time it is repeated.
@@ -349,11 +341,10 @@ class Flood:
         self.stats.connected += 1
         c.state = OPEN
         c.last_activity = now
-        pattern = self.plan.pattern
-        if pattern == "burst":
+        if self._pattern.opens_and_closes:
             self._finish(c)
             return
-        if pattern == "slow-reader":
+        if self._pattern.reads_slowly:
             self._schedule(now + SLOW_READ_EVERY, SLOW_READ, c)
         if self._paced:
             # Each connection's clock gets its own phase (spread by the golden ratio), so that
@@ -457,9 +448,9 @@ class Flood:
         self._check(c, data, now)
         if c.state in (CLOSED, HOLDING):
             return   # slow-close: a byte now is one never sent, counted by _check
-        if c.rx_seq >= self._limit and (self._echoed or c.state == SHUT and
-                                        self.plan.pattern == "stall"):
-            if self.plan.pattern == "slow-close":
+        ending = self._pattern.ending
+        if c.rx_seq >= self._limit and (self._echoed or c.state == SHUT and ending == STALL):
+            if ending == LINGER:
                 self._hold(c, now)
             else:
                 self._finish(c)
@@ -556,17 +547,17 @@ class Flood:
             return True
         if c.sent < self._limit:
             return False
-        pattern = self.plan.pattern
+        ending = self._pattern.ending
         try:
-            if pattern == "half-close":
+            if ending == SHUT_WR:
                 c.sock.shutdown(socket.SHUT_WR)
                 c.state = SHUT
-            elif pattern == "reset":
+            elif ending == RESET:
                 c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
                 self.stats.resets += 1
                 self._finish(c)
                 return True
-            elif pattern == "stall":
+            elif ending == STALL:
                 self._hold(c, now)
                 return True
         except OSError as exc:   # the peer got there first (e.g. ENOTCONN after its RST)
@@ -619,7 +610,7 @@ class Flood:
         """stall: everything sent, stop reading and writing (off epoll altogether, so not even
         a hang-up wakes us); slow-close: every echo back, keep reading, close later."""
         c.state = HOLDING
-        if self.plan.pattern == "stall":
+        if self._pattern.ending == STALL:
             self._ep.unregister(c.fd)
             c.interest = 0
         else:
@@ -628,7 +619,7 @@ class Flood:
 
     def _end_hold(self, c: Client, now: float) -> None:
         self.stats.held += 1
-        if self.plan.pattern == "slow-close":
+        if self._pattern.ending == LINGER:
             self._finish(c)
             return
         # stall: read back the echo of everything sent; every byte must still be there.
@@ -758,8 +749,9 @@ class Flood:
 
     def _close_all(self) -> None:
         for c in list(self._clients.values()):
-            # Held to the end is the whole job of an idle connection or an endless stream.
-            if c.state == OPEN and (self.plan.pattern == "idle" or self._limit == math.inf):
+            # Held to the end is the whole job of a connection that sends nothing (idle) or
+            # of an endless stream.
+            if c.state == OPEN and (not self._sends or self._limit == math.inf):
                 self.stats.completed += 1
             else:
                 self.unfinished += 1

@@ -42,7 +42,8 @@ from pathlib import Path
 
 from muxtop.backends import NAMES, TRIGGERS
 from muxtop.engine.config import LABS
-from muxtop.flood.client import PATTERNS
+from muxtop.flood.patterns import PATTERNS, misfit
+from muxtop.flood.process import FloodSettings
 from muxtop.lessons.measures import MEASURES
 from muxtop.userfiles import UserFileError, read_text
 
@@ -52,6 +53,8 @@ MAX_SEND = 16 * 1024 * 1024
 MAX_CLIENTS = 5000
 _FLOOD_KEYS = {"clients": (int, 1, MAX_CLIENTS), "messages": (int, 0, 100_000),
                "size": (int, 1, MAX_SEND), "rate": ((int, float), 0, 10_000)}
+# How a lesson's flood table names its settings in flood.patterns.misfit's words.
+_FLOOD_NAMES = {"messages": "messages", "size": "size", "rate": "rate", "open_loop": "open loop"}
 
 
 class LessonError(ValueError):
@@ -206,7 +209,10 @@ def _flood_problem(value: object) -> str | None:
         kinds, low, high = _FLOOD_KEYS[key]
         if isinstance(item, bool) or not isinstance(item, kinds) or not low <= item <= high:
             return f"{key}: a number from {low:,} to {high:,}"
-    return None
+    flood = FloodSettings("", 0, **value)
+    wrong = misfit(flood.pattern, messages=flood.messages, size=flood.size, rate=flood.rate,
+                   open_loop=False, names=_FLOOD_NAMES)
+    return None if wrong is None else f"{wrong.setting}: {wrong.problem}"
 
 
 # The actions a step may take (`do`, `then`), each with the check of its value (None: fine);

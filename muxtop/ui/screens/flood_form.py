@@ -13,36 +13,23 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
-from muxtop.flood import client
-from muxtop.flood.client import OPEN_LOOP_PATTERNS, PATTERNS
+from muxtop.flood.patterns import PATTERNS, misfit
 from muxtop.flood.process import DEFAULT_FLOOD, IDLE_HERD, SEED_FLOOD, FloodSettings
 from muxtop.ui import format as fmt
 
 MAX_CLIENTS = 100_000  # past this a typo, not a test: each client is an fd on both ends
 MAX_SIZE = 16 * 1024 * 1024  # what `muxtop flood --size` accepts
-PATTERN_HELP = {
-    "echo": "send M messages per client and check every echoed byte",
-    "idle": "open N connections and hold them (until x, or the duration)",
-    "slow-reader": "send steadily, read slowly: the server's out-buffers fill",
-    "half-close": "send, SHUT_WR, read the echo, expect EOF",
-    "reset": "send, then close with RST",
-    "burst": "open and close connections as fast as allowed",
-    "slicer": (f"echo, each message written in 1..{client.SLICE_BYTES}-byte slices "
-               f"{client.SLICE_DELAY * 1000:g} ms apart at most: partial reads"),
-    "stall": (f"send M messages, then neither read nor write for {client.HOLD:g} s; then "
-              "read every byte back"),
-    "slow-close": f"echo M messages, then wait {client.HOLD:g} s before closing",
-    "latency": f"echo, each message held back {client.DELAY * 1000:g} ms before its send",
-    "limit": "echo, and close the moment half of the last message is written",
-}
 # Named floods the form starts from (each fills every field; any field can then change).
 PRESETS = {
     "steady": ("500 clients × 20 messages at 2/s: about 10 s on screen (f)", DEFAULT_FLOOD),
     "seed": ("500 clients × 3 messages as fast as echoed: over in a blink", SEED_FLOOD),
     "idle herd": ("1,000 connections that only sit there (h)", IDLE_HERD),
 }
-# Patterns that hold still after their messages, or cut the last one: they need one.
-NEEDS_MESSAGES = ("stall", "slow-close", "limit")
+# How the form names a flood's settings in patterns.misfit's words (it offers no byte limit),
+# and the field each of misfit's settings is.
+FORM_NAMES = {"messages": "messages", "size": "size", "rate": "a rate above 0",
+              "open_loop": "open loop"}
+FIELD_OF = {"open_loop": "open-loop"}
 # (field, label, hint): the Input ids and what they take.
 FIELDS = (
     ("clients", "clients", "connections at once, 1 or more"),
@@ -60,50 +47,50 @@ class BadValue(ValueError):
 def parse(values: dict[str, str], pattern: str, base: FloodSettings, *,
           open_loop: bool = False) -> FloodSettings:
     """FloodSettings from the form's text, or BadValue naming the first wrong field."""
-
-    def whole(name: str, low: int, high: int) -> int:
-        text = values[name].strip().replace(",", "").replace("_", "")
-        try:
-            value = int(text)
-        except ValueError:
-            raise BadValue(f"{name}: {text!r} is not a whole number") from None
-        if not low <= value <= high:
-            raise BadValue(f"{name}: {value:,} is outside {low:,}..{high:,}")
-        return value
-
-    def seconds_or_rate(name: str, *, empty_ok: bool) -> float | None:
-        text = values[name].strip()
-        if not text:
-            if empty_ok:
-                return None
-            raise BadValue(f"{name}: give a number (0 is allowed)")
-        try:
-            value = float(text)
-        except ValueError:
-            raise BadValue(f"{name}: {text!r} is not a number") from None
-        if value != value or value in (float("inf"), float("-inf")):
-            raise BadValue(f"{name}: {text!r} is not a finite number")
-        if value < 0 or (empty_ok and value == 0):
-            raise BadValue(f"{name}: must be more than 0" if empty_ok else
-                           f"{name}: must be 0 or more")
-        return value
-
     if pattern not in PATTERNS:
         raise BadValue(f"pattern: choose one of {', '.join(PATTERNS)}")
     settings = replace(base, pattern=pattern,
-                       clients=whole("clients", 1, MAX_CLIENTS),
-                       messages=whole("messages", 0, 10**9),
-                       size=whole("size", 1, MAX_SIZE),
-                       rate=seconds_or_rate("rate", empty_ok=False) or 0.0,
-                       duration=seconds_or_rate("duration", empty_ok=True),
+                       clients=_whole(values, "clients", 1, MAX_CLIENTS),
+                       messages=_whole(values, "messages", 0, 10**9),
+                       size=_whole(values, "size", 1, MAX_SIZE),
+                       rate=_seconds_or_rate(values, "rate", empty_ok=False) or 0.0,
+                       duration=_seconds_or_rate(values, "duration", empty_ok=True),
                        open_loop=open_loop)
-    if pattern in NEEDS_MESSAGES and not settings.messages:
-        raise BadValue(f"messages: {pattern} needs 1 or more")
-    if open_loop and pattern not in OPEN_LOOP_PATTERNS:
-        raise BadValue(f"open-loop: does not apply to {pattern} (it sends no messages to time)")
-    if open_loop and not settings.rate:
-        raise BadValue("rate: open loop needs one above 0, the schedule messages are due on")
+    wrong = misfit(pattern, messages=settings.messages, size=settings.size, rate=settings.rate,
+                   open_loop=open_loop, names=FORM_NAMES)
+    if wrong is not None:
+        raise BadValue(f"{FIELD_OF.get(wrong.setting, wrong.setting)}: {wrong.problem}")
     return settings
+
+
+def _whole(values: dict[str, str], name: str, low: int, high: int) -> int:
+    text = values[name].strip().replace(",", "").replace("_", "")
+    try:
+        value = int(text)
+    except ValueError:
+        raise BadValue(f"{name}: {text!r} is not a whole number") from None
+    if not low <= value <= high:
+        raise BadValue(f"{name}: {value:,} is outside {low:,}..{high:,}")
+    return value
+
+
+def _seconds_or_rate(values: dict[str, str], name: str, *, empty_ok: bool) -> float | None:
+    """A number 0 or more; with `empty_ok`, more than 0, or empty for None."""
+    text = values[name].strip()
+    if not text:
+        if empty_ok:
+            return None
+        raise BadValue(f"{name}: give a number (0 is allowed)")
+    try:
+        value = float(text)
+    except ValueError:
+        raise BadValue(f"{name}: {text!r} is not a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise BadValue(f"{name}: {text!r} is not a finite number")
+    if value < 0 or (empty_ok and value == 0):
+        raise BadValue(f"{name}: must be more than 0" if empty_ok else
+                       f"{name}: must be 0 or more")
+    return value
 
 
 class FloodForm(ModalScreen[FloodSettings | None]):
@@ -133,7 +120,7 @@ class FloodForm(ModalScreen[FloodSettings | None]):
                 yield Label("pattern", classes="form-label")
                 yield Select([(f"{name}", name) for name in PATTERNS], value=b.pattern,
                              allow_blank=False, id="pattern")
-            yield Static(PATTERN_HELP[b.pattern], id="pattern-help", classes="form-hint",
+            yield Static(PATTERNS[b.pattern].does, id="pattern-help", classes="form-hint",
                          markup=False)
             for name, label, hint in FIELDS:
                 with Horizontal(classes="form-row"):
@@ -163,7 +150,8 @@ class FloodForm(ModalScreen[FloodSettings | None]):
         if event.select.id == "preset":
             self.fill(event.value)
         else:
-            self.query_one("#pattern-help", Static).update(PATTERN_HELP.get(event.value, ""))
+            pattern = PATTERNS.get(event.value)
+            self.query_one("#pattern-help", Static).update(pattern.does if pattern else "")
 
     def fill(self, preset: str) -> None:
         """Put a preset's values in every field."""

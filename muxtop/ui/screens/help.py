@@ -15,8 +15,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from muxtop.engine.config import LABS
+from muxtop.flood.patterns import PATTERNS
 from muxtop.flood.process import DEFAULT_FLOOD
-from muxtop.ui.screens.flood_form import PATTERN_HELP
 from muxtop.ui.screens.lab_menu import LAB_HELP
 from muxtop.ui.views import ENGINE, SourceView
 
@@ -121,7 +121,8 @@ class HelpScreen(ModalScreen[None]):
             Text("Keys", "bold underline"), _grid(self.keys, "bold", None, "dim"), Text(""),
             Text("Columns", "bold underline"), _grid(view.columns_help), Text(""),
             Text("Floods", "bold underline"), Text(FLOODS), Text(""),
-            Text("Flood patterns (F)", "bold underline"), _grid(PATTERN_HELP.items()),
+            Text("Flood patterns (F)", "bold underline"),
+            _grid((p.name, p.does) for p in PATTERNS.values()),
             Text(""),
             Text("Bug lab (l, or muxtop --lab NAME)", "bold underline"),
             _grid((name, LAB_HELP[name]) for name in LABS), Text(""),
