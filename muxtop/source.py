@@ -14,10 +14,11 @@ from concurrent.futures import Future
 from typing import Any, Protocol
 
 from muxtop.commands import Outcome
-from muxtop.snapshot import Snapshot
+from muxtop.snapshot import Snapshot, WaitRecord
 
-# A source declares the optional features it has (player, recorder) by subclassing Source, as
-# a selector subclasses selectors.BaseSelector: what it does not declare stays None.
+# A source declares the optional features it has (player, recorder, recent_waits, published)
+# by subclassing Source, as a selector subclasses selectors.BaseSelector: what it does not
+# declare stays None.
 
 
 class Source(Protocol):
@@ -27,6 +28,11 @@ class Source(Protocol):
     # What a source may do besides pictures and commands (None: it does not):
     player: Any = None  # a recording's muxtop.replay.player.Player: the replay keys, a timeline
     recorder: Any = None  # a muxtop.record.control.RecorderControl: R records the source
+    # The live wait ring, read between two Snapshots: a recorder that reads it often misses no
+    # wait call when more happen between two Snapshots than a Snapshot's ring holds.
+    recent_waits: Callable[[], tuple[WaitRecord, ...]] | None = None
+    # Snapshots published so far: a recording's END frame says how many it missed.
+    published: int | None = None
 
     def latest(self) -> Snapshot | None:
         """The newest Snapshot (None before the first). Cheap, never blocks: the UI calls

@@ -289,3 +289,23 @@ def test_does_not_import_textual(module):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=30)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_optional_source_features_are_declared_not_probed():
+    """What a source may have besides pictures and commands is declared on Source (None: it
+    has not), as selectors.BaseSelector declares its whole interface: nothing asks for one by
+    getattr or hasattr."""
+    from muxtop.source import Source
+
+    optional = {name for name, value in vars(Source).items()
+                if value is None and not name.startswith("_")}
+    assert {"player", "recorder", "recent_waits", "published"} <= optional
+    probed = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") in (
+                    "getattr", "hasattr") and len(node.args) > 1 \
+                    and isinstance(node.args[1], ast.Constant) and node.args[1].value in optional:
+                probed.append(f"{path.relative_to(PACKAGE)}:{node.lineno} "
+                              f"{node.func.id} {node.args[1].value}")
+    assert not probed, probed

@@ -11,8 +11,9 @@ from collections import deque
 from concurrent.futures import Future
 from typing import NamedTuple
 
+from muxtop.commands import Outcome
 from muxtop.record.recorder import Recorder, RecorderStatus
-from muxtop.source import Source
+from muxtop.source import Source, answered
 
 SUFFIX = ".muxrec"
 
@@ -86,9 +87,14 @@ class RecorderControl:
             recorder.sent(command, future)
 
 
-class Box:
+class Box(Source):
     """What a recorder polls for a loop that reads its pictures itself (`muxtop attach
-    --text --record`): the picture last put in it."""
+    --text --record`): the picture last put in it. It takes no commands."""
+
+    shares_gil = False
+    announces_refusals = False
+    read_only = "a recorded picture takes no commands"
+    flood_target = None
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -99,6 +105,9 @@ class Box:
 
     def latest(self):
         return self._snapshot
+
+    def submit(self, command: object) -> Future:
+        return answered(Outcome(False, self.read_only))
 
 
 class Recordable(Source):

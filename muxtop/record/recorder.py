@@ -25,6 +25,7 @@ from typing import NamedTuple
 from muxtop.commands import Watch
 from muxtop.record.encoder import RecordingEncoder, command_event
 from muxtop.record.writer import RecordWriteError
+from muxtop.source import Source
 
 POLL_EVERY = 0.05  # seconds between polls while the ring fills slowly
 FASTEST_POLL = 0.004  # ...and the shortest, while it fills fast
@@ -50,15 +51,15 @@ class Recorder:
     file and writes its header (RecordWriteError says why it cannot); `start()` starts the
     thread, `stop()` takes the last picture, closes the file with an END frame and ends it."""
 
-    def __init__(self, source, path: str, command_line: list[str],
+    def __init__(self, source: Source, path: str, command_line: list[str],
                  on_notice: NoticeSink | None = None) -> None:
         self.source = source
         self.path = path
         self.on_notice = on_notice or (lambda level, text: None)
         self.encoder = RecordingEncoder(path, source.kind, command_line, self._lost)
-        self._recent = getattr(source, "recent_waits", None)
+        self._recent = source.recent_waits  # None: the Snapshots' rings only
         # A source that counts its publishes lets the END frame say how many were missed.
-        self._published = getattr(type(source), "published", None) is not None
+        self._published = source.published is not None
         self._published_before: int | None = None
         self._capacity = 0  # the most wait records the source's ring was seen to hold
         self._sent: deque[tuple[object, Future, float]] = deque()
