@@ -361,13 +361,23 @@ class Flood:
     # ---------------------------------------------------------------- the loop's turn
 
     def _poll(self, timeout: float) -> None:
-        clients = self._clients
         events = self._ep.poll(timeout, MAX_EVENTS)
-        clock = time.perf_counter
-        # Echo ping-pong is the measuring case: its common turn (the whole echo of the one
-        # message in flight arrives at once, the next one fits the socket) is inlined here,
-        # with the counters kept in locals; anything else goes the general way.
-        ping_pong = self._ping_pong
+        if self._ping_pong:
+            self._ping_pong_turn(events)
+            return
+        clients, clock = self._clients, time.perf_counter
+        for fd, ev in events:
+            c = clients.get(fd)
+            if c is None:
+                self._on_own_fd(fd)
+            else:
+                self._on_event(c, ev, clock())
+
+    def _ping_pong_turn(self, events: list[tuple[int, int]]) -> None:
+        """Echo ping-pong is the measuring case: its common turn (the whole echo of the one
+        message in flight arrives at once, the next one fits the socket) is inlined here,
+        with the counters kept in locals; anything else goes the general way."""
+        clients, clock = self._clients, time.perf_counter
         limit = self._limit
         message = self._payloads.message
         stats = self.stats
@@ -379,52 +389,72 @@ class Flood:
                 self._on_own_fd(fd)
                 continue
             now = clock()
-            if c.state == CONNECTING:
-                self._on_connected(c, now)
+            if c.state == CONNECTING or not ev & _IN_OR_TROUBLE:
+                self._on_event(c, ev, now)
                 continue
-            # EPOLLIN only when registered for it; errors and hang-ups always: recv tells which.
-            if ev & _IN_OR_TROUBLE:
-                try:
-                    data = c.sock.recv(RECV_BYTES)
-                except BlockingIOError:
-                    data = None
-                except OSError as exc:
-                    self._fail(c, exc)
-                    continue
-                if ping_pong and data and data == c.rx_msg and c.rx_off == 0 and not c.out:
-                    received += len(data)
-                    echoed += 1
-                    sent_at = c.sent_at
-                    rtt_append(now - sent_at.popleft())
-                    c.last_activity = now
-                    seq = c.rx_seq = c.rx_seq + 1
-                    if seq >= limit:
-                        c.rx_msg = b""
-                        self._finish(c)
-                        continue
-                    msg = c.rx_msg = message(c.id, seq)
-                    sent_at.append(now)
-                    c.sent = c.allowed = seq + 1
-                    stats.messages_sent += 1
-                    try:
-                        n = c.sock.send(msg)
-                    except BlockingIOError:
-                        n = 0
-                    except OSError as exc:
-                        self._fail(c, exc)
-                        continue
-                    sent_bytes += n
-                    if n < len(msg):
-                        c.out += msg[n:]
-                        self._watch(c, EPOLLIN | EPOLLOUT)
-                    continue
-                if data is not None:
-                    self._on_data(c, data, now)
-            if ev & EPOLLOUT and c.state != CLOSED:
-                self._pump(c, now)
+            try:
+                data = c.sock.recv(RECV_BYTES)
+            except BlockingIOError:
+                data = None
+            except OSError as exc:
+                self._fail(c, exc)
+                continue
+            if not data or data != c.rx_msg or c.rx_off or c.out:
+                self._on_read(c, ev, data, now)
+                continue
+            received += len(data)
+            echoed += 1
+            sent_at = c.sent_at
+            rtt_append(now - sent_at.popleft())
+            c.last_activity = now
+            seq = c.rx_seq = c.rx_seq + 1
+            if seq >= limit:
+                c.rx_msg = b""
+                self._finish(c)
+                continue
+            msg = c.rx_msg = message(c.id, seq)
+            sent_at.append(now)
+            c.sent = c.allowed = seq + 1
+            stats.messages_sent += 1
+            try:
+                n = c.sock.send(msg)
+            except BlockingIOError:
+                n = 0
+            except OSError as exc:
+                self._fail(c, exc)
+                continue
+            sent_bytes += n
+            if n < len(msg):
+                c.out += msg[n:]
+                self._watch(c, EPOLLIN | EPOLLOUT)
         stats.messages_echoed += echoed
         stats.bytes_received += received
         stats.bytes_sent += sent_bytes
+
+    def _on_event(self, c: Client, ev: int, now: float) -> None:
+        """One ready connection, the general way."""
+        if c.state == CONNECTING:
+            self._on_connected(c, now)
+            return
+        # EPOLLIN only when registered for it; errors and hang-ups always: recv tells which.
+        self._on_read(c, ev, self._recv(c) if ev & _IN_OR_TROUBLE else None, now)
+
+    def _recv(self, c: Client) -> bytes | None:
+        """What the connection has (b"": EOF); None if nothing, or if it failed (closed)."""
+        try:
+            return c.sock.recv(RECV_BYTES)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            self._fail(c, exc)
+            return None
+
+    def _on_read(self, c: Client, ev: int, data: bytes | None, now: float) -> None:
+        """What was read (if anything), then writing, if the connection is still open."""
+        if data is not None:
+            self._on_data(c, data, now)
+        if ev & EPOLLOUT and c.state != CLOSED:
+            self._pump(c, now)
 
     def _on_own_fd(self, fd: int) -> None:
         """The wakeup socket or the alarm; any other fd was closed earlier in this batch."""

@@ -101,6 +101,22 @@ class SplitRun:
                     pass
 
     def run(self) -> Outcome:
+        self._start_workers()
+        if self._stopping:
+            self.stop()  # the ones started before the stop came
+        latest, latency, finals = self._listen()
+        for proc in self._procs:
+            proc.join(5)
+        reasons = {reason for reason, _ in finals.values()}
+        stopped_by = "signal" if self._stopping else \
+            next((r for r in ("signal", "duration") if r in reasons), "complete")
+        unfinished = sum(count for _, count in finals.values())
+        stats = FloodStats.merged(latest, latency)
+        stats.active = 0
+        return Outcome(stats, stopped_by, unfinished)
+
+    def _start_workers(self) -> None:
+        """Fork a worker per share, each with a pipe to tell us how it goes."""
         ctx = multiprocessing.get_context("fork")  # no re-import, and start-up in milliseconds
         for share in self.shares:
             if self._stopping:
@@ -118,8 +134,11 @@ class SplitRun:
                 signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             child_end.close()
             self._conns.append(parent_end)
-        if self._stopping:
-            self.stop()  # the ones started before the stop came
+
+    def _listen(self) -> tuple[list[FloodStats], Latency, dict[int, tuple[str, int]]]:
+        """What the workers say until the last one is done (or dead), merged into a progress
+        line a second: each one's latest counts, every latency interval, and how each ended
+        (why it stopped, connections left unfinished)."""
         latest = [FloodStats() for _ in self.shares]
         latency = Latency()   # every worker's intervals, added up as they come
         finals: dict[int, tuple[str, int]] = {}
@@ -139,23 +158,20 @@ class SplitRun:
                         latest[index].fail("worker died")
                         finals[index] = ("complete", 0)
                     continue
-                kind = message[0]
-                if kind == "notice":
-                    self.reporter.notice(message[1])
-                elif kind in ("tick", "done"):
-                    latest[index] = message[1]
-                    latency.absorb(message[2], message[3])
-                    if kind == "done":
-                        finals[index] = (message[4], message[5])
+                self._heard(index, message, latest, latency, finals)
             if time.perf_counter() >= next_tick and open_conns:
                 self.reporter.progress(FloodStats.merged(latest, latency))
                 next_tick += TICK
-        for proc in self._procs:
-            proc.join(5)
-        reasons = {reason for reason, _ in finals.values()}
-        stopped_by = "signal" if self._stopping else \
-            next((r for r in ("signal", "duration") if r in reasons), "complete")
-        unfinished = sum(count for _, count in finals.values())
-        stats = FloodStats.merged(latest, latency)
-        stats.active = 0
-        return Outcome(stats, stopped_by, unfinished)
+        return latest, latency, finals
+
+    def _heard(self, index: int, message: tuple, latest: list[FloodStats], latency: Latency,
+               finals: dict[int, tuple[str, int]]) -> None:
+        """One message of worker `index`: a notice, its counts of the second, or its last."""
+        kind = message[0]
+        if kind == "notice":
+            self.reporter.notice(message[1])
+        elif kind in ("tick", "done"):
+            latest[index] = message[1]
+            latency.absorb(message[2], message[3])
+            if kind == "done":
+                finals[index] = (message[4], message[5])
