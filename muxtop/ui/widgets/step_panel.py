@@ -84,6 +84,7 @@ def describe(step: StepInfo, backend: str, trigger: str) -> Text:
 
 
 def fd_line(f: FdStep) -> str:
+    """What the step did with one ready fd, in words."""
     if f.role == "listener":
         if f.accepted:
             return f"listener: accepted {len(f.accepted)} (fd {', '.join(map(str, f.accepted))})"
@@ -92,6 +93,11 @@ def fd_line(f: FdStep) -> str:
         return "control: a command arrived (muxtop's own eventfd)"
     if f.role == "gone":
         return "closed earlier in this batch: skipped"
+    return " · ".join([*_bytes_moved(f), *_changes(f)]) or "nothing to do"
+
+
+def _bytes_moved(f: FdStep) -> list[str]:
+    """A connection's bytes: read, left in the kernel, sent, left in muxtop's out-buffer."""
     parts = []
     if f.read or f.read_end:
         parts.append(f"read {fmt.size(f.read)}" + (f", {READ_ENDS[f.read_end]}"
@@ -102,6 +108,12 @@ def fd_line(f: FdStep) -> str:
         parts.append(f"sent {fmt.size(f.sent)}")
     if f.out:
         parts.append(f"{fmt.size(f.out)} waiting in muxtop's out-buffer")
+    return parts
+
+
+def _changes(f: FdStep) -> list[str]:
+    """What the step changed of a connection: its interest, its arming, its place, its end."""
+    parts = []
     if f.interest_after != f.interest_before:
         parts.append(f"interest {events.long(f.interest_before) or 'none'} → "
                      f"{events.long(f.interest_after) or 'none'}")
@@ -111,4 +123,4 @@ def fd_line(f: FdStep) -> str:
         parts.append("on the pending list")
     if f.closed:
         parts.append(f"closed: {fmt.plain(f.closed)}")
-    return " · ".join(parts) or "nothing to do"
+    return parts
