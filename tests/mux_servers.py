@@ -122,7 +122,9 @@ def pipelined(listener, mux):
                     del pending[fd]
 
 
-def main(mode):
+def listening(mode) -> socket.socket:
+    """The mode's listener, non-blocking: a unix socket at argv[2] (unix-edge), else TCP on a
+    loopback port of the kernel's choosing."""
     if mode == "unix-edge":
         listener = socket.socket(socket.AF_UNIX)
         listener.bind(sys.argv[2])
@@ -131,6 +133,34 @@ def main(mode):
         listener.bind(("127.0.0.1", 0))
     listener.listen(16)
     listener.setblocking(False)
+    return listener
+
+
+def accept(listener, conns, mux, edge) -> None:
+    try:
+        conn, _ = listener.accept()
+    except BlockingIOError:
+        return
+    conn.setblocking(False)
+    conns[conn.fileno()] = conn
+    if mux is not None:
+        mux.register(conn.fileno(), select.EPOLLIN | edge)
+
+
+def read_once(fd, conns, mux, size) -> None:
+    """One recv of at most `size` bytes, as the mode's bug has it; EOF closes."""
+    try:
+        data = conns[fd].recv(size)
+    except BlockingIOError:
+        return
+    if not data:
+        if mux is not None:
+            mux.unregister(fd)
+        conns.pop(fd).close()
+
+
+def main(mode):
+    listener = listening(mode)
     conns = {}
     size = READ_SIZE.get(mode, 4096)
     mux = multiplexer(mode, listener)
@@ -147,25 +177,9 @@ def main(mode):
             say(ready=[[fd, events] for fd, events in ready])
         for fd, _events in ready:
             if fd == listener.fileno():
-                try:
-                    conn, _ = listener.accept()
-                except BlockingIOError:
-                    continue
-                conn.setblocking(False)
-                conns[conn.fileno()] = conn
-                if mux is not None:
-                    mux.register(conn.fileno(), select.EPOLLIN | edge)
-                continue
-            if quiet:
-                continue
-            try:
-                data = conns[fd].recv(size)
-            except BlockingIOError:
-                continue
-            if not data:
-                if mux is not None:
-                    mux.unregister(fd)
-                conns.pop(fd).close()
+                accept(listener, conns, mux, edge)
+            elif not quiet:
+                read_once(fd, conns, mux, size)
 
 
 if __name__ == "__main__":
