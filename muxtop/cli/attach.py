@@ -5,19 +5,27 @@ opens on a terminal over an AttachSource, or a plain-text table refreshes every 
 seconds (`--text`, or stdout not a terminal) until Ctrl-C. A live view plugs in through
 `main(argv, live=...)`: it gets the Attacher this module built and the parsed arguments; the
 dashboard is imported only when it opens, so `--once` never loads Textual.
+
+`--name NAME`, several PIDs or `--headless` watch processes as they come and go (an agent:
+muxtop/attach/targets.py), each said on stderr as it comes and goes; the dashboard then lists
+them and shows one at a time, and `--headless` draws nothing (a service serving --metrics).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 
 from muxtop.arguments import Parser, interval, non_negative_float, positive_int
 from muxtop.attach import report
 from muxtop.attach.reader import Attacher, AttachError
+from muxtop.attach.source import READ_SHARE
+from muxtop.attach.targets import CAME, REFUSED, Targets
 from muxtop.cli.pipe import reader_left
 from muxtop.metrics.server import MetricsError, MetricsServer, check_reach, metrics_address
 from muxtop.printable import printable
@@ -51,8 +59,17 @@ select, pselect6), and its reads and writes unless --no-io: the ready-list log, 
 figures and the "last ev" column then show them, and findings can be proven. bpftrace needs
 root and tracefs and costs the target little; strace needs the target's user (or root) and
 slows a busy target several-fold; auto takes bpftrace when it can run, else strace.
-Exit status: 0 ok, 1 the process cannot be read or exited (or no tracer can run), 2 usage
-error."""
+Several processes: `--name NAME` watches every process of that name (its comm, as
+`ps -o comm=` shows it and `pgrep -x` matches it; muxtop itself aside), those that start later
+too; several PIDs watch those. stderr gets a line as each is watched, exits or cannot be read.
+The dashboard lists them (> and < switch); --text prints a table for each, --json a line for
+each per refresh, --once a report for each (--json: one line each). `--headless` draws nothing:
+it reads every --interval, serves --metrics (each series labelled with pid and process; an
+exited process's series go), with --json prints the lines; it ends on SIGTERM or Ctrl-C, exit
+0 -- the agent to run as a service. Not with --record or --trace (one process each).
+Exit status: 0 ok (and a --headless or several-process run stopped by SIGTERM or Ctrl-C), 1
+the process cannot be read or exited (several PIDs: the last one exited; --once --name: none of
+that name), or no tracer can run, 2 usage error."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,7 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="muxtop attach", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Show another process's epoll interest lists, sockets and kernel queues,\n"
                     "and diagnose stuck connections. Read-only.")
-    parser.add_argument("pid", type=positive_int, metavar="PID", help="the process to look at")
+    parser.add_argument("pid", type=positive_int, nargs="*", metavar="PID",
+                        help="the process to look at (several: each of them)")
+    parser.add_argument("--name", metavar="NAME", default=None,
+                        help="every process of this name, as they come and go (the name "
+                             "ps -o comm= shows)")
+    parser.add_argument("--headless", action="store_true",
+                        help="no dashboard: read every --interval, serve --metrics, say on "
+                             "stderr which processes come and go; until SIGTERM or Ctrl-C")
     parser.add_argument("--once", action="store_true", help="print one report and exit")
     parser.add_argument("--json", action="store_true",
                         help="JSON: one document with --once, else one line per refresh")
@@ -122,6 +146,10 @@ def main(argv: list[str], live: LiveView | None = None) -> int:
     args.command_line = ["muxtop", "attach", *argv]
     if args.metrics is not None and args.once:
         build_parser().error("--metrics needs a live view, not --once")
+    _check_targets(args)
+    if args.name is not None or len(args.pid) > 1 or args.headless:
+        return watch_many(args)
+    args.pid = args.pid[0]
     recorder = None
     attacher = None
     metrics = None
@@ -152,6 +180,147 @@ def main(argv: list[str], live: LiveView | None = None) -> int:
             recorder.stop()
         if attacher is not None:
             attacher.close()  # a tracer must not outlive the command
+
+
+def _check_targets(args: argparse.Namespace) -> None:
+    """Usage errors of the several-process options (exit 2)."""
+    error = build_parser().error
+    if not args.pid and args.name is None:
+        error("give a PID (or several), or --name NAME")
+    if args.name is not None and not args.name:
+        error("--name needs a name")
+    if args.headless and (args.once or args.text):
+        error(f"--headless runs until stopped and draws nothing: not with "
+              f"{'--once' if args.once else '--text'}")
+    if args.name is not None or len(args.pid) > 1 or args.headless:
+        for option, given in (("--record", args.record), ("--trace", args.trace)):
+            if given is not None:
+                error(f"{option} takes one process: give one PID, without --name or "
+                      "--headless")
+
+
+def watch_many(args: argparse.Namespace) -> int:
+    """--name, several PIDs, --headless: the processes as they come and go."""
+    targets = metrics = None
+    try:
+        warning = check_reach(args.metrics, args.allow_remote) if args.metrics else None
+        targets = Targets(tuple(args.pid), args.name,
+                          make=lambda pid: Attacher(pid, stuck_after=args.stuck_after))
+        if args.metrics is not None:
+            metrics = MetricsServer(args.metrics, lambda: None, targets=targets.pairs,
+                                    refused=lambda: targets.refused).start()
+            if warning:
+                _warn(warning.removeprefix("warning: "))
+            print(f"muxtop attach: metrics on {metrics.url}", file=sys.stderr, flush=True)
+        if args.once:
+            return many_once(targets, args)
+        if not (args.headless or args.json or args.text) and sys.stdout.isatty():
+            return many_dashboard(targets, args)
+        return agent_loop(targets, args)
+    except (AttachError, MetricsError) as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:
+        return reader_left()
+    finally:
+        if metrics is not None:
+            metrics.stop()
+        if targets is not None:
+            targets.close()
+
+
+def tell_changes(targets: Targets) -> None:
+    """A line on stderr for each process watched, exited or refused since the last."""
+    for change in targets.take_changes():
+        name = printable(change.name)
+        if change.kind == CAME:
+            _tell("info", f"watching {name} (pid {change.pid})")
+        elif change.kind == REFUSED:
+            _tell("warning", f"cannot watch {name} (pid {change.pid}): {change.reason}")
+        else:
+            _tell("info", f"{name} (pid {change.pid}) exited")
+
+
+def agent_loop(targets: Targets, args: argparse.Namespace) -> int:
+    """Read every process every --interval until SIGTERM or Ctrl-C (exit 0), or until the
+    last of the PIDs given has exited (exit 1): --json prints a line for each process,
+    --text a table for each (without either, and with --headless, nothing on stdout)."""
+    stop = threading.Event()
+    stopped_by: list[str] = []
+
+    def on_signal(signum, _frame) -> None:
+        stopped_by.append(signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    clear = "\x1b[H\x1b[J" if sys.stdout.isatty() else ""
+    waiting_told = False
+    try:
+        while not stop.is_set():
+            read = targets.read()
+            tell_changes(targets)
+            if not len(targets) and not waiting_told and targets.name is not None:
+                waiting_told = True
+                _tell("info", f"no process named {printable(targets.name)} yet: waiting")
+            elif len(targets):
+                waiting_told = False
+            if args.json:
+                for target in read:
+                    print(json.dumps(report.to_json(target.snapshot)), flush=True)
+            elif args.text and read:
+                print(clear + "\n\n".join("\n".join(_text(t.snapshot)) for t in read)
+                      + ("" if clear else "\n"), flush=True)
+            if targets.fixed and not len(targets):
+                return _fail("every process watched has exited")
+            # Reading every process may take at most READ_SHARE of a core, as one does.
+            stop.wait(max(args.interval, targets.read_seconds / READ_SHARE))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    n = len(targets)
+    _tell("info", f"{stopped_by[0] if stopped_by else 'stopped'}: no longer watching {n} "
+          f"process{'' if n == 1 else 'es'}")
+    return 0
+
+
+def _text(snapshot) -> list[str]:
+    return (report.header_lines(snapshot) + [""] + report.fd_table(snapshot) + [""]
+            + report.diagnosis_lines(snapshot))
+
+
+def many_once(targets: Targets, args: argparse.Namespace) -> int:
+    """One report for each process (--json: one line each), after --window's sampling."""
+    deadline = time.monotonic() + args.window
+    time.sleep(0.1 if args.window == 0 else 0)  # CPU% over a few microseconds means nothing
+    read = targets.read()
+    while (remaining := deadline - time.monotonic()) > 0 and len(targets):
+        time.sleep(min(SAMPLE_EVERY, remaining))
+        read = targets.read()
+    tell_changes(targets)
+    read = tuple(t for t in read if t.snapshot.running)
+    if not read:
+        return _fail(f"no process named {targets.name}" if targets.name is not None
+                     else "every process exited")
+    for target in read:
+        if args.json:
+            print(json.dumps(report.to_json(target.snapshot)))
+        else:
+            sys.stdout.write(report.to_text(target.snapshot) + "\n")
+    return 0
+
+
+def many_dashboard(targets: Targets, args: argparse.Namespace) -> int:
+    """The dashboard over every process: it lists them, shows one, > and < switch."""
+    from muxtop.attach.source import TargetsSource
+    from muxtop.ui.app import POLL_INTERVAL, run_source
+
+    source = TargetsSource(targets, interval=args.interval).start()
+    try:
+        return run_source(source, interval=min(POLL_INTERVAL, args.interval))
+    finally:
+        source.stop()
+        tell_changes(targets)
 
 
 class RecordedReads:

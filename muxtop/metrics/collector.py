@@ -99,8 +99,11 @@ class SnapshotCollector(Collector):
 
     def collect(self) -> Iterator:
         snapshot = self.latest()
-        if snapshot is None:
-            return
+        if snapshot is not None:
+            yield from self.families(snapshot)
+
+    def families(self, snapshot: Snapshot) -> Iterator:
+        """The families of `snapshot`, its counts folded into this collector's."""
         labels = _target_labels(snapshot)
         with self._lock:
             self._fold(snapshot)
@@ -305,6 +308,51 @@ FLOOD_HELP = {
     "sent_bytes": "Bytes the floods sent", "received_bytes": "Bytes the floods received",
     "mismatches": "Echoes with a wrong byte", "failures": "Flood connections that failed",
 }
+
+
+class TargetsCollector(Collector):
+    """The families of every process `attach --name` or `attach PID PID ...` watches, each
+    series labelled with its pid and process name; a process that exited has none.
+
+    `latest()` gives the last read: (key, Snapshot) pairs, the key telling apart two processes
+    that had the same pid, or None before the first read. `refused()` counts the processes of
+    the name that cannot be read. Each process's counts run in a SnapshotCollector of its own,
+    made when it first shows and dropped when it is gone."""
+
+    def __init__(self, latest: Callable[[], Iterable[tuple[int, Snapshot]] | None],
+                 refused: Callable[[], int] = lambda: 0) -> None:
+        self.latest = latest
+        self.refused = refused
+        self._lock = threading.Lock()
+        self._collectors: dict[int, SnapshotCollector] = {}
+
+    def describe(self) -> list:
+        return []
+
+    def collect(self) -> Iterator:
+        read = self.latest()
+        if read is None:
+            return
+        live = [(key, s) for key, s in read if s.running]
+        merged: dict[str, Any] = {}  # one family of each name, with every target's samples
+        with self._lock:
+            self._collectors = {key: self._collectors.get(key) or SnapshotCollector(_none)
+                                for key, _ in live}
+            for key, snapshot in live:
+                for family in self._collectors[key].families(snapshot):
+                    kept = merged.setdefault(family.name, family)
+                    if kept is not family:
+                        kept.samples.extend(family.samples)
+        yield GaugeMetricFamily("muxtop_attach_targets", "Processes watched now",
+                                value=len(live))
+        yield GaugeMetricFamily("muxtop_attach_targets_refused", "Processes of the name "
+                                "muxtop cannot read (another user's, without root)",
+                                value=self.refused())
+        yield from merged.values()
+
+
+def _none() -> None:
+    return None
 
 
 def _by_label(family, counts: dict[str, float]):

@@ -54,9 +54,15 @@ class MetricsServer:
 
     def __init__(self, address: tuple[str, int], latest: Callable[[], Snapshot | None], *,
                  recording: Callable[[], int | None] | None = None,
-                 floods: Callable[[], Iterable[Any]] | None = None) -> None:
+                 floods: Callable[[], Iterable[Any]] | None = None,
+                 targets: Callable[[], Iterable[tuple[int, Snapshot]] | None] | None = None,
+                 refused: Callable[[], int] = lambda: 0) -> None:
+        """`targets`: instead of `latest`, the processes `attach` watches, as (key, Snapshot)
+        pairs (muxtop.metrics.collector.TargetsCollector); `refused`: how many it cannot read."""
         self.address = address
         self._latest = latest
+        self._targets = targets
+        self._refused = refused
         self._recording = recording
         self.floods = floods
         self._httpd = None
@@ -67,14 +73,18 @@ class MetricsServer:
         try:
             from prometheus_client import CollectorRegistry, start_http_server
 
-            from muxtop.metrics.collector import SnapshotCollector
+            from muxtop.metrics.collector import SnapshotCollector, TargetsCollector
         except ImportError:
             raise MetricsError(f"--metrics needs prometheus_client: {INSTALL_HINT}") from None
         # Its own registry: only muxtop's figures, not this Python process's (an attached
         # process's figures are the target's, and a muxtop_ name says whose they are).
         registry = CollectorRegistry(auto_describe=False)
-        self.collector = SnapshotCollector(self._latest, recording=self._recording,
-                                           floods=lambda: self.floods() if self.floods else ())
+        if self._targets is not None:
+            self.collector = TargetsCollector(self._targets, self._refused)
+        else:
+            self.collector = SnapshotCollector(
+                self._latest, recording=self._recording,
+                floods=lambda: self.floods() if self.floods else ())
         registry.register(self.collector)
         host, port = self.address
         try:
