@@ -16,9 +16,9 @@ from typing import Any, Protocol
 from muxtop.commands import Outcome
 from muxtop.snapshot import Snapshot, WaitRecord
 
-# A source declares the optional features it has (player, recorder, recent_waits, published)
-# by subclassing Source, as a selector subclasses selectors.BaseSelector: what it does not
-# declare stays None.
+# A source declares the optional features it has (player, recorder, recent_waits, published,
+# targets) by subclassing Source, as a selector subclasses selectors.BaseSelector: what it does
+# not declare stays None.
 
 
 class Source(Protocol):
@@ -33,6 +33,7 @@ class Source(Protocol):
     recent_waits: Callable[[], tuple[WaitRecord, ...]] | None = None
     # Snapshots published so far: a recording's END frame says how many it missed.
     published: int | None = None
+    targets: Any = None  # a muxtop.attach.source.TargetList: several processes, > < switch
 
     def latest(self) -> Snapshot | None:
         """The newest Snapshot (None before the first). Cheap, never blocks: the UI calls

@@ -39,6 +39,7 @@ class Now:
     selected: ConnView | None  # the table's selected row
     has_waits: bool  # the view has a ready-list log
     filtering: bool  # a filter is set or being typed
+    targets: int | None = None  # processes watched (attach --name, several PIDs); None: one
 
 
 Scope = Literal["source", "hidden", "now"]
@@ -111,6 +112,10 @@ FILTERING = Need(lambda n: n.filtering, lambda n: None, "hidden")
 MODE = Need(lambda n: n.mode is not None, lambda n: "no picture of the server yet")
 BACKEND = Need(lambda n: next_backend(n) is not None, _no_backend)
 TRIGGER = Need(_one_trigger, _level_only)
+TARGETS = Need(lambda n: n.targets is not None, lambda n: "one process is watched", "source")
+OTHER_TARGET = Need(lambda n: (n.targets or 0) > 1,
+                    lambda n: "no other process to show: only one is watched now"
+                    if n.targets else "no process is watched yet")
 ROW = Need(lambda n: n.selected is not None, lambda n: "select a row first")
 CONNECTION = Need(lambda n: can_act_on(n.selected), lambda n: "select an open connection first "
                   "(the listener, control and epoll fds are not connections)")
@@ -166,6 +171,11 @@ ACTIONS: tuple[Action, ...] = (
        COMMANDS, CONNECTION, screen=True),
     _a("toggle_reading", "p", "p", "pause rd", "Stop or resume reading the selected "
        "connection", COMMANDS, CONNECTION, screen=True),
+    _a("next_target", "greater_than_sign", ">", "next process", "Show the next process "
+       "watched (attach --name, several PIDs); the line above the table lists them",
+       TARGETS, OTHER_TARGET),
+    _a("previous_target", "less_than_sign", "<", "previous", "Show the previous process "
+       "watched", TARGETS, OTHER_TARGET),
     _a("cycle_sort", "s", "s", "sort", "Sort by the next column", screen=True),
     _a("reverse_sort", "r", "r", "reverse", "Reverse the sort order", screen=True),
     _a("filter", "slash", "/", "filter",

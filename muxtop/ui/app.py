@@ -2,7 +2,8 @@
 or a read-only one such as another process (`muxtop attach`) or a recording (`muxtop
 replay`). What it draws for each kind of picture comes from the source's SourceView
 (muxtop.ui.views), never from asking which source it has; what else a source can do comes
-as data too: a `player` (a recording: the replay keys and a timeline), a `recorder` (R).
+as data too: a `player` (a recording: the replay keys and a timeline), a `recorder` (R),
+`targets` (several processes: a line listing them, > and < switch).
 
 The app polls the source with `set_interval` (4 Hz, the engine's publish rate) and redraws
 only when a new Snapshot arrived; everything on screen is a function of the latest Snapshot
@@ -82,6 +83,9 @@ class MuxtopApp(Keys, Ticking, Sending, Recording, FloodKeys, LessonKeys, App[in
         # recording), be recorded. Neither: no keys for it.
         self.player = source.player
         self.recorder: RecorderControl | None = source.recorder
+        self.targets = source.targets  # several processes: a TargetList, > and < switch
+        self._switches = 0  # the targets' switches seen: a new one is not news of the old
+        self._many_targets: bool | None = None  # another process to show (> <): last seen
         self._told: dict[int, int] = {}  # notices shown, by holder (player, recorder)
         self._jumps = 0
         self.title = self.view.title
@@ -108,7 +112,8 @@ class MuxtopApp(Keys, Ticking, Sending, Recording, FloodKeys, LessonKeys, App[in
         self._floods_running = False
         self._highest_fd = -1  # the latest Snapshot's highest open fd (b skips select past 1023)
         self.dashboard = DashboardScreen(self.view, self.player, source.read_only,
-                                         keys=lambda: actions.footer(self.now()))
+                                         keys=lambda: actions.footer(self.now()),
+                                         targets=self.targets)
         self.lesson: LessonRun | None = None
         self._lesson_timer = None
         self._first_lesson = lesson  # started once the first Snapshot is in

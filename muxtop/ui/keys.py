@@ -46,7 +46,8 @@ class Keys:
             highest_fd=self._highest_fd, selected=dashboard.table.selected if ready else None,
             has_waits=self.view.has_waits,
             filtering=ready and (bool(dashboard.table.model.query)
-                                 or dashboard.filter_box.has_class("-active")))
+                                 or dashboard.filter_box.has_class("-active")),
+            targets=None if self.targets is None else len(self.targets.entries()))
 
     def why_not(self, action: str) -> str | None:
         """Why an action cannot act now, in words a person can act on; None when it can."""
@@ -95,6 +96,19 @@ class Keys:
         self.send(Switch(backend=backend if mode is None or backend != mode[0] else None,
                          trigger=trigger if mode is None or trigger != mode[1] else None))
         self.refresh_bindings()
+
+    def action_next_target(self) -> None:
+        self._show_target(1)
+
+    def action_previous_target(self) -> None:
+        self._show_target(-1)
+
+    def _show_target(self, step: int) -> None:
+        """Show another of the processes watched, at once (not at the next tick)."""
+        self.targets.switch(step)
+        self.tick()
+        if self.paused and self.latest is not None and self.latest is not self.shown:
+            self.display_snapshot(self.latest)  # paused keeps a picture, not the process
 
     def action_toggle_pause(self) -> None:
         self.paused = not self.paused

@@ -1,5 +1,5 @@
 """The app's tick: take the source's latest Snapshot and, when it is new, redraw what depends
-on it; the notices of the engine, the recorder and the player, each shown once."""
+on it; the notices of the engine, the recorder, the player and the targets, each shown once."""
 
 from __future__ import annotations
 
@@ -34,7 +34,12 @@ class Ticking:
         except Exception as exc:  # noqa: BLE001 - a failing source must not kill the UI
             self._source_failed(f"cannot read: {exc!r}")
             return
-        if snapshot is None or not self.dashboard.ready:
+        if not self.dashboard.ready:
+            return
+        if self.targets is not None:
+            self.dashboard.show_targets()
+            self._keys_follow_targets()
+        if snapshot is None:
             return
         snapshot = self.floods.mark(snapshot)  # the same object while nothing changed
         if snapshot is self.latest:
@@ -45,6 +50,10 @@ class Ticking:
         if player is not None and player.jumps != self._jumps:
             # Moved back or across the recording: the notices passed are not news.
             self._jumps = player.jumps
+            self._notice_seq = max((n.seq for n in snapshot.notices), default=0)
+        if self.targets is not None and self.targets.switches != self._switches:
+            # Another process shown: its notices count from its own seq, and are not news.
+            self._switches = self.targets.switches
             self._notice_seq = max((n.seq for n in snapshot.notices), default=0)
         self._notices(snapshot)
         if player is None:
@@ -75,6 +84,14 @@ class Ticking:
                 self._highest_fd >= FD_SETSIZE)
         if mode != self._mode:
             self._mode = mode
+            self.refresh_bindings()
+
+    def _keys_follow_targets(self) -> None:
+        """> and < act while another process is there to show: refresh them when the number
+        watched crosses one."""
+        many = len(self.targets.entries()) > 1
+        if many != self._many_targets:
+            self._many_targets = many
             self.refresh_bindings()
 
     def _thin_out(self, snapshot: Snapshot) -> bool:
@@ -115,7 +132,7 @@ class Ticking:
     def _told_by_capabilities(self) -> None:
         """Notices of the recorder and of the player (a recording started or stopped, a
         file that ends early...), each shown once. Their text holds file names: no markup."""
-        for holder in (self.recorder, self.player):
+        for holder in (self.recorder, self.player, self.targets):
             if holder is None:
                 continue
             seen = self._told.get(id(holder), 0)

@@ -36,6 +36,7 @@ from muxtop.ui.widgets.lesson_panel import LOWER, WATCHED, LessonPanel
 from muxtop.ui.widgets.ready_log import ReadyLog
 from muxtop.ui.widgets.sparklines import Trends
 from muxtop.ui.widgets.step_panel import StepPanel
+from muxtop.ui.widgets.target_bar import TargetBar
 from muxtop.ui.widgets.timeline import TimelineBar
 
 
@@ -55,10 +56,12 @@ class DashboardScreen(Screen[None]):
 
     def __init__(self, view: SourceView = ENGINE, player: Player | None = None,
                  read_only: str | None = None,
-                 keys: Callable[[], list[actions.Action]] = list) -> None:
+                 keys: Callable[[], list[actions.Action]] = list, targets=None) -> None:
         """`player`: the source is a recording; a timeline bar shows where it is. `keys`: the
-        actions that act now, for the footer."""
+        actions that act now, for the footer. `targets`: several processes (a TargetList);
+        a line above the table lists them."""
         super().__init__()
+        self.targets = targets
         self.view = view
         self.player = player
         self.read_only = read_only
@@ -66,6 +69,8 @@ class DashboardScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield StatusHeader(self.view, id="header")
+        if self.targets is not None:
+            yield TargetBar(self.targets, id="targets")
         yield ConnTable(id="conns")
         with Horizontal(id="lower"):
             if self.view.has_waits:
@@ -103,6 +108,7 @@ class DashboardScreen(Screen[None]):
         self.step = self._one(StepPanel)
         self.side = self._one("#side")
         self.timeline = self._one(TimelineBar)
+        self.target_bar = self._one(TargetBar)
         self.lesson = self.query_one(LessonPanel)
         self._watched_panel: str | None = None
         self._side_state: tuple[bool, bool] | None = None
@@ -149,6 +155,10 @@ class DashboardScreen(Screen[None]):
         self.side_changed()
         if self.trends is not None:
             self.trends.redraw()
+
+    def show_targets(self) -> None:
+        if self.target_bar is not None:
+            self.target_bar.show()
 
     def show_lesson(self, run, snapshot: Snapshot | None) -> None:
         """The lesson panel, and the panel the lesson says to watch, highlighted."""
