@@ -150,3 +150,54 @@ async def test_full_stop_in_a_recording_says_nothing(recording):
         await pilot.pause()
         assert not [n for n in app._notifications if "not now" in n.title], \
             [n.title for n in app._notifications]
+
+
+class TwoProcesses:
+    """Targets (muxtop.attach.targets) stand-in: two fixed attach pictures, the second named
+    with markup and a control character (a process names itself as it likes)."""
+
+    name = None
+    read_seconds = 0.0
+
+    def __init__(self) -> None:
+        from test_attach_ui import fixed_attach_snapshot
+
+        from muxtop.attach.targets import Target
+
+        first = fixed_attach_snapshot()
+        hostile = "[b red]X[/]\x1b"
+        second = dataclasses.replace(
+            first, target=first.target._replace(pid=4343),
+            process=first.process._replace(pid=4343, name=hostile), diagnoses=())
+        self.last = (Target(1, 4242, first.process.name, first), Target(2, 4343, hostile, second))
+
+    def read(self):
+        return self.last
+
+    def take_changes(self) -> list:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+async def test_several_processes_list_each_action_once():
+    from muxtop.attach.source import TargetsSource
+    from muxtop.ui.widgets.target_bar import TargetBar
+
+    def make_app() -> MuxtopApp:
+        source = TargetsSource(TwoProcesses())  # type: ignore[arg-type]
+        source.read_now()
+        return MuxtopApp(source, interval=None)
+
+    await check_everywhere(make_app)
+    app = make_app()
+    async with app.run_test(size=SIZES[1]) as pilot:
+        await until(lambda: app.latest is not None and app.dashboard.ready, pilot)
+        assert {"next_target", "previous_target"} <= {a.name for a in actions.footer(app.now())}
+        bar = app.dashboard.query_one(TargetBar)
+        await until(lambda: bar.render().plain.split()[:3] == ["1/2", "ets-server", "4242"],
+                    pilot)
+        # The first one's finding (!1), then the second drawn plain: the markup as its
+        # characters, the control character as '?'.
+        assert bar.render().plain.split()[3:] == ["!1", "[b", "red]X[/]?", "4343"]
