@@ -12,7 +12,15 @@ import subprocess
 import sys
 
 import pytest
-from test_metrics import processes, samples, scrape, wait_for  # noqa: F401 - a fixture
+from test_metrics import (  # noqa: F401 - processes: a fixture
+    NO_PROMETHEUS,
+    OPENMETRICS,
+    PROMTOOL,
+    processes,
+    samples,
+    scrape,
+    wait_for,
+)
 from ui_helpers import until
 
 from muxtop.attach.reader import Attacher
@@ -159,6 +167,31 @@ def test_several_pids_each_with_its_name_until_the_last_exits(processes, named):
     assert agent.proc.wait(30) == 1  # no pid given is left, and none can come back
     assert agent.stderr().splitlines()[-1] == \
         "muxtop attach: every process watched has exited"
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason=NO_PROMETHEUS)
+def test_several_processes_pass_promtool_check_metrics(processes, named):  # noqa: F811
+    # Each family once, with a series per process: the linter refuses a family written twice.
+    alpha, beta = unique("mta"), unique("mtb")
+    a, b = named(alpha), named(beta)
+    agent = processes("attach", str(a.pid), str(b.pid), "--headless", "--interval", "0.1",
+                      "--metrics", "127.0.0.1:0")
+    url = agent.metrics_url()
+    wait_for(lambda: len(targets_in(samples(scrape(url)[1]))) == 2, timeout=30)
+    lint = subprocess.run([PROMTOOL, "check", "metrics"], input=scrape(url)[1],
+                          capture_output=True, text=True, timeout=30)
+    assert lint.returncode == 0 and not lint.stdout.strip() and not lint.stderr.strip(), \
+        (lint.stdout, lint.stderr)
+    # promtool reads only the classic format: OpenMetrics through its strict parser, which
+    # refuses a family that comes twice.
+    from prometheus_client.openmetrics.parser import (
+        text_string_to_metric_families as openmetrics_families,
+    )
+
+    families = list(openmetrics_families(scrape(url, OPENMETRICS)[1]))
+    assert len({f.name for f in families}) == len(families)
+    up = next(f for f in families if f.name == "muxtop_up")
+    assert {s.labels["process"] for s in up.samples} == {alpha, beta}
 
 
 def test_hostile_names_are_escaped_on_stderr_and_kept_in_json(named, tmp_path):
