@@ -194,6 +194,20 @@ def test_several_processes_pass_promtool_check_metrics(processes, named):  # noq
     assert {s.labels["process"] for s in up.samples} == {alpha, beta}
 
 
+def test_a_name_with_no_process_yet_is_waited_for(processes, named):  # noqa: F811
+    alpha = unique("mtw")
+    agent = processes("attach", "--name", alpha, "--headless", "--interval", "0.1")
+    wait_for(lambda: agent.stderr().splitlines() == [
+        f"muxtop attach: no process named {alpha} yet: waiting"], timeout=30)
+    a = named(alpha)
+    wait_for(lambda: f"muxtop attach: watching {alpha} (pid {a.pid})"
+             in agent.stderr().splitlines(), timeout=30)
+    agent.proc.send_signal(signal.SIGINT)  # Ctrl-C ends it as SIGTERM does
+    assert agent.proc.wait(10) == 0
+    assert agent.stderr().splitlines()[-1] == \
+        "muxtop attach: SIGINT: no longer watching 1 process"
+
+
 def test_hostile_names_are_escaped_on_stderr_and_kept_in_json(named, tmp_path):
     hostile = "\x1b]0;pwn\x07\n"  # retitles a terminal, then forges a line
     proc = named(hostile)

@@ -201,7 +201,12 @@ def _check_targets(args: argparse.Namespace) -> None:
 
 def watch_many(args: argparse.Namespace) -> int:
     """--name, several PIDs, --headless: the processes as they come and go."""
+    dashboard = not (args.once or args.headless or args.json or args.text) and \
+        sys.stdout.isatty()
     targets = metrics = None
+    # The loop ends on SIGTERM (a service manager) or Ctrl-C, once its read is done, exit 0:
+    # from the start, so a signal while attaching or binding ends it as cleanly.
+    stop = Stop(args.once or dashboard)
     try:
         warning = check_reach(args.metrics, args.allow_remote) if args.metrics else None
         targets = Targets(tuple(args.pid), args.name,
@@ -214,20 +219,46 @@ def watch_many(args: argparse.Namespace) -> int:
             print(f"muxtop attach: metrics on {metrics.url}", file=sys.stderr, flush=True)
         if args.once:
             return many_once(targets, args)
-        if not (args.headless or args.json or args.text) and sys.stdout.isatty():
+        if dashboard:
             return many_dashboard(targets, args)
-        return agent_loop(targets, args)
+        return agent_loop(targets, args, stop)
     except (AttachError, MetricsError) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
-        return 0
+        return 130
     except BrokenPipeError:
         return reader_left()
     finally:
+        stop.restore()
         if metrics is not None:
             metrics.stop()
         if targets is not None:
             targets.close()
+
+
+class Stop:
+    """SIGTERM and SIGINT set `event` (and `by`, the signal's name) instead of ending the
+    process at once; `restore()` puts the handlers back. `leave`: the handlers stay as they
+    are (the dashboard has its own; --once ends soon)."""
+
+    def __init__(self, leave: bool = False) -> None:
+        self.event = threading.Event()
+        self.by = ""
+        self._previous: dict = {}
+        if leave or threading.current_thread() is not threading.main_thread():
+            return  # only the main thread may set handlers
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            if signal.getsignal(sig) is not signal.SIG_IGN:  # nohup's, a background job's
+                self._previous[sig] = signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame) -> None:
+        self.by = signal.Signals(signum).name
+        self.event.set()
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
 
 
 def tell_changes(targets: Targets) -> None:
@@ -242,44 +273,33 @@ def tell_changes(targets: Targets) -> None:
             _tell("info", f"{name} (pid {change.pid}) exited")
 
 
-def agent_loop(targets: Targets, args: argparse.Namespace) -> int:
+def agent_loop(targets: Targets, args: argparse.Namespace, stop: Stop) -> int:
     """Read every process every --interval until SIGTERM or Ctrl-C (exit 0), or until the
-    last of the PIDs given has exited (exit 1): --json prints a line for each process,
-    --text a table for each (without either, and with --headless, nothing on stdout)."""
-    stop = threading.Event()
-    stopped_by: list[str] = []
-
-    def on_signal(signum, _frame) -> None:
-        stopped_by.append(signal.Signals(signum).name)
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    last of the PIDs given has exited (exit 1): --json prints a line for each process, else a
+    table for each (--text, or stdout not a terminal); --headless alone prints nothing."""
+    tables = not (args.headless or args.json)
     clear = "\x1b[H\x1b[J" if sys.stdout.isatty() else ""
     waiting_told = False
-    try:
-        while not stop.is_set():
-            read = targets.read()
-            tell_changes(targets)
-            if not len(targets) and not waiting_told and targets.name is not None:
-                waiting_told = True
-                _tell("info", f"no process named {printable(targets.name)} yet: waiting")
-            elif len(targets):
-                waiting_told = False
-            if args.json:
-                for target in read:
-                    print(json.dumps(report.to_json(target.snapshot)), flush=True)
-            elif args.text and read:
-                print(clear + "\n\n".join("\n".join(_text(t.snapshot)) for t in read)
-                      + ("" if clear else "\n"), flush=True)
-            if targets.fixed and not len(targets):
-                return _fail("every process watched has exited")
-            # Reading every process may take at most READ_SHARE of a core, as one does.
-            stop.wait(max(args.interval, targets.read_seconds / READ_SHARE))
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    while not stop.event.is_set():
+        read = targets.read()
+        tell_changes(targets)
+        if not len(targets) and not waiting_told and targets.name is not None:
+            waiting_told = True
+            _tell("info", f"no process named {printable(targets.name)} yet: waiting")
+        elif len(targets):
+            waiting_told = False
+        if args.json:
+            for target in read:
+                print(json.dumps(report.to_json(target.snapshot)), flush=True)
+        elif tables and read:
+            print(clear + "\n\n".join("\n".join(_text(t.snapshot)) for t in read)
+                  + ("" if clear else "\n"), flush=True)
+        if targets.fixed and not len(targets):
+            return _fail("every process watched has exited")
+        # Reading every process may take at most READ_SHARE of a core, as one does.
+        stop.event.wait(max(args.interval, targets.read_seconds / READ_SHARE))
     n = len(targets)
-    _tell("info", f"{stopped_by[0] if stopped_by else 'stopped'}: no longer watching {n} "
+    _tell("info", f"{stop.by or 'stopped'}: no longer watching {n} "
           f"process{'' if n == 1 else 'es'}")
     return 0
 
