@@ -113,8 +113,10 @@ class TargetList:
         self.switches = 0  # how many times the target shown changed
         self.notices: deque[Notice] = deque(maxlen=32)  # who came and went, for the app
         self._seq = 0
+        self._updated = False  # the first read came
 
     def update(self, read: tuple[Target, ...], changes: list[Change]) -> None:
+        first, self._updated = not self._updated, True
         live = tuple(t for t in read if t.snapshot.running)
         shown = next((t for t in read if t.key == self.selected), None)
         if shown is not None and not shown.snapshot.running:
@@ -124,7 +126,8 @@ class TargetList:
             self.selected = live[0].key
             self.switches += 1
         for change in changes:
-            self._tell(change)
+            if change.kind != CAME or not first:  # those there from the start are listed
+                self._tell(change)
 
     def entries(self) -> tuple[Target, ...]:
         """The processes to list, in the order they came; the one shown among them even if

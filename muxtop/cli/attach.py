@@ -261,11 +261,14 @@ class Stop:
         self._previous = {}
 
 
-def tell_changes(targets: Targets) -> None:
-    """A line on stderr for each process watched, exited or refused since the last."""
+def tell_changes(targets: Targets, came: bool = True) -> None:
+    """A line on stderr for each process watched (unless not `came`), exited or refused
+    since the last."""
     for change in targets.take_changes():
         name = printable(change.name)
         if change.kind == CAME:
+            if not came:
+                continue
             _tell("info", f"watching {name} (pid {change.pid})")
         elif change.kind == REFUSED:
             _tell("warning", f"cannot watch {name} (pid {change.pid}): {change.reason}")
@@ -311,13 +314,14 @@ def _text(snapshot) -> list[str]:
 
 def many_once(targets: Targets, args: argparse.Namespace) -> int:
     """One report for each process (--json: one line each), after --window's sampling."""
-    deadline = time.monotonic() + args.window
-    time.sleep(0.1 if args.window == 0 else 0)  # CPU% over a few microseconds means nothing
-    read = targets.read()
-    while (remaining := deadline - time.monotonic()) > 0 and len(targets):
-        time.sleep(min(SAMPLE_EVERY, remaining))
+    targets.read()  # attaches to those of the name: the first look starts their CPU clocks
+    deadline = time.monotonic() + max(args.window, 0.1)  # CPU% over microseconds means nothing
+    while True:
+        time.sleep(min(SAMPLE_EVERY, max(0.0, deadline - time.monotonic())))
         read = targets.read()
-    tell_changes(targets)
+        if time.monotonic() >= deadline or not len(targets):
+            break
+    tell_changes(targets, came=False)  # the reports say who they are about
     read = tuple(t for t in read if t.snapshot.running)
     if not read:
         return _fail(f"no process named {targets.name}" if targets.name is not None
