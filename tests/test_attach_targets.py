@@ -10,13 +10,18 @@ import os
 import signal
 import subprocess
 import sys
+import time
+import urllib.parse
 
 import pytest
 from test_metrics import (  # noqa: F401 - processes: a fixture
     NO_PROMETHEUS,
     OPENMETRICS,
+    PROMETHEUS,
     PROMTOOL,
     processes,
+    prometheus_scraping,
+    query,
     samples,
     scrape,
     wait_for,
@@ -192,6 +197,28 @@ def test_several_processes_pass_promtool_check_metrics(processes, named):  # noq
     assert len({f.name for f in families}) == len(families)
     up = next(f for f in families if f.name == "muxtop_up")
     assert {s.labels["process"] for s in up.samples} == {alpha, beta}
+
+
+@pytest.mark.skipif(PROMETHEUS is None, reason=NO_PROMETHEUS)
+def test_a_real_prometheus_sees_processes_come_and_go(processes, named):  # noqa: F811
+    alpha = unique("mtp")
+    a1, a2 = named(alpha), named(alpha)
+    agent = processes("attach", "--name", alpha, "--headless", "--interval", "0.2",
+                      "--metrics", "127.0.0.1:0")
+    with prometheus_scraping(urllib.parse.urlsplit(agent.metrics_url()).netloc) as api:
+        def up() -> set[int]:
+            found = query(api, f'muxtop_up{{process="{alpha}"}} == 1', time.time())
+            return {int(r["metric"]["pid"]) for r in found}
+
+        wait_for(lambda: up() == {a1.pid, a2.pid}, timeout=60, every=0.5)
+        a3 = named(alpha)
+        wait_for(lambda: up() == {a1.pid, a2.pid, a3.pid}, timeout=60, every=0.5)
+        a1.kill()
+        a1.wait(5)
+        # Gone from the scrape: Prometheus marks its series stale, and they leave the query.
+        wait_for(lambda: up() == {a2.pid, a3.pid}, timeout=60, every=0.5)
+        [targets] = query(api, "muxtop_attach_targets", time.time())
+        assert float(targets["value"][1]) == 2
 
 
 def test_a_name_with_no_process_yet_is_waited_for(processes, named):  # noqa: F811

@@ -410,67 +410,81 @@ def test_a_real_prometheus_agrees_with_headless_json(processes):
     metrics = urllib.parse.urlsplit(server.metrics_url())
     lines = JsonLines(server.proc.stdout)
     listen = wait_for(lambda: lines.lines and lines.lines[0]["listen"], timeout=20)
+    floods = []
+    with prometheus_scraping(metrics.netloc) as api:
+        try:
+            # Two clients whose 100 KB messages arrive whole while the server is stopped: the
+            # bug lab reads 64 KiB per edge, and no other edge comes (a stuck read each). Then
+            # a steady echo flood, for the rate.
+            def flood(*args: str) -> None:
+                floods.append(subprocess.Popen(
+                    [sys.executable, "-m", "muxtop", "flood", listen, *args, "--duration", "60",
+                     "--json"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL, text=True))
+
+            port = int(listen.rsplit(":", 1)[1])
+            with stopped(server.proc, port, 2 * 100_000):  # the kernel takes both meanwhile
+                # --timeout 0: they wait for their echo as long as the test runs
+                flood("--clients", "2", "--messages", "1", "--size", "100000", "--timeout", "0")
+                assert '"type":"start"' in floods[-1].stdout.readline()
+            flood("--clients", "20", "--messages", "0", "--rate", "50")
+            stuck = 'muxtop_findings{kind="stuck-read"}'
+            wait_for(lambda: _sample(query(api, stuck, time.time())) == 2, timeout=60, every=0.5)
+            time.sleep(7)  # five seconds of steady flood and more in Prometheus
+            at = time.time() - 1.5  # scraped by now
+            (rate,) = [float(r["value"][1]) for r in
+                       query(api, "rate(muxtop_wait_calls_total[5s])", at)]
+            seen = [line["waits_per_s"] for line in lines.between(at - 5, at)]
+            assert len(seen) >= 4, lines.lines[-8:]
+            mean = sum(seen) / len(seen)
+            print(f"\nrate(muxtop_wait_calls_total[5s]) {rate:,.1f}/s; --json waits_per_s over "
+                  f"those seconds {mean:,.1f}/s ({', '.join(f'{x:,.0f}' for x in seen)})")
+            assert abs(rate - mean) <= 0.25 * mean, (rate, seen)
+            now = lines.lines[-1]
+            findings = sum(d["kind"] == "stuck-read" for d in now["diagnoses"])
+            assert findings == 2 == _sample(query(api, stuck, now["time"]))
+            raised = _sample(query(api, 'muxtop_findings_raised_total{kind="stuck-read"}',
+                                   time.time()))
+            assert raised >= 2
+        finally:
+            for flood in floods:
+                flood.terminate()
+            for flood in floods:
+                try:
+                    flood.wait(15)
+                except subprocess.TimeoutExpired:
+                    flood.kill()
+                    flood.wait(5)
+                flood.stdout.close()
+
+
+@contextlib.contextmanager
+def prometheus_scraping(target: str):
+    """A real Prometheus (Debian's; 1 s scrapes, its own temporary storage, loopback)
+    scraping `target` (HOST:PORT); yields its API's URL once it is ready."""
     folder = tempfile.mkdtemp(prefix="muxtop-prometheus-")
     web = f"127.0.0.1:{free_port()}"
     Path(folder, "prometheus.yml").write_text(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
         "scrape_configs:\n  - job_name: muxtop\n    static_configs:\n"
-        f"      - targets: ['{metrics.netloc}']\n")
+        f"      - targets: ['{target}']\n")
     prometheus = subprocess.Popen(
         [PROMETHEUS, f"--config.file={folder}/prometheus.yml",
          f"--storage.tsdb.path={folder}/data", f"--web.listen-address={web}",
          "--web.enable-lifecycle"],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    floods = []
     try:
         api = f"http://{web}"
         wait_for(lambda: _ready(api, prometheus), timeout=60, every=0.2)
-        # Two clients whose 100 KB messages arrive whole while the server is stopped: the
-        # bug lab reads 64 KiB per edge, and no other edge comes (a stuck read each). Then
-        # a steady echo flood, for the rate.
-        def flood(*args: str) -> None:
-            floods.append(subprocess.Popen(
-                [sys.executable, "-m", "muxtop", "flood", listen, *args, "--duration", "60",
-                 "--json"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL, text=True))
-
-        port = int(listen.rsplit(":", 1)[1])
-        with stopped(server.proc, port, 2 * 100_000):  # the kernel takes both meanwhile
-            # --timeout 0: they wait for their echo as long as the test runs
-            flood("--clients", "2", "--messages", "1", "--size", "100000", "--timeout", "0")
-            assert '"type":"start"' in floods[-1].stdout.readline()
-        flood("--clients", "20", "--messages", "0", "--rate", "50")
-        stuck = 'muxtop_findings{kind="stuck-read"}'
-        wait_for(lambda: _sample(query(api, stuck, time.time())) == 2, timeout=60, every=0.5)
-        time.sleep(7)  # five seconds of steady flood and more in Prometheus
-        at = time.time() - 1.5  # scraped by now
-        (rate,) = [float(r["value"][1]) for r in
-                   query(api, "rate(muxtop_wait_calls_total[5s])", at)]
-        seen = [line["waits_per_s"] for line in lines.between(at - 5, at)]
-        assert len(seen) >= 4, lines.lines[-8:]
-        mean = sum(seen) / len(seen)
-        print(f"\nrate(muxtop_wait_calls_total[5s]) {rate:,.1f}/s; --json waits_per_s over "
-              f"those seconds {mean:,.1f}/s ({', '.join(f'{x:,.0f}' for x in seen)})")
-        assert abs(rate - mean) <= 0.25 * mean, (rate, seen)
-        now = lines.lines[-1]
-        findings = sum(d["kind"] == "stuck-read" for d in now["diagnoses"])
-        assert findings == 2 == _sample(query(api, stuck, now["time"]))
-        raised = _sample(query(api, 'muxtop_findings_raised_total{kind="stuck-read"}',
-                               time.time()))
-        assert raised >= 2
+        yield api
     finally:
-        for flood in floods:
-            flood.terminate()
         prometheus.terminate()
-        for child in (*floods, prometheus):
-            try:
-                child.wait(15)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait(5)
+        try:
+            prometheus.wait(15)
+        except subprocess.TimeoutExpired:
+            prometheus.kill()
+            prometheus.wait(5)
         prometheus.stderr.close()
-        for flood in floods:
-            flood.stdout.close()
         shutil.rmtree(folder, ignore_errors=True)
 
 
