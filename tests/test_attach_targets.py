@@ -345,3 +345,27 @@ def test_a_process_of_the_name_that_cannot_be_read_is_said_once(named, monkeypat
     assert tries == [proc.pid] and targets.refused == 1
     [change] = targets.take_changes()
     assert (change.kind, change.pid, change.name) == ("refused", proc.pid, alpha)
+
+
+def test_the_agent_says_each_warning_of_a_process_once(capsys):
+    # What the dashboard would show as a notification (here: a network namespace sock_diag
+    # cannot see into), a line on stderr, once; the exit's own notice is said by the exit line.
+    import dataclasses
+
+    from test_attach_ui import fixed_attach_snapshot
+
+    from muxtop.attach.targets import Target
+    from muxtop.cli.attach import NoticeLog
+    from muxtop.snapshot import Notice
+
+    warning = Notice(1, 99.0, "warning", "process 4242 is in another network namespace")
+    looked = dataclasses.replace(fixed_attach_snapshot(), notices=(warning,))
+    exited = fixed_attach_snapshot(exited=True)
+    log = NoticeLog()
+    log.tell((Target(1, 4242, "ets\x1b[2J", looked),))
+    log.tell((Target(1, 4242, "ets\x1b[2J", looked),))
+    log.tell((Target(1, 4242, "ets\x1b[2J", dataclasses.replace(
+        exited, notices=(warning, Notice(2, 100.0, "error", "process 4242 (ets) exited")))),))
+    assert capsys.readouterr().err.splitlines() == [
+        "muxtop attach: ets\\x1b[2J (pid 4242): warning: process 4242 is in another network "
+        "namespace"]

@@ -68,10 +68,6 @@ class Targets:
     def __len__(self) -> int:
         return len(self._attachers)
 
-    @property
-    def pids(self) -> list[int]:
-        return list(self._attachers)
-
     def read(self) -> tuple[Target, ...]:
         """Look for new processes of the name, read every target, drop those that exited
         (their last picture is in this read, running False)."""

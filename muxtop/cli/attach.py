@@ -283,9 +283,11 @@ def agent_loop(targets: Targets, args: argparse.Namespace, stop: Stop) -> int:
     tables = not (args.headless or args.json)
     clear = "\x1b[H\x1b[J" if sys.stdout.isatty() else ""
     waiting_told = False
+    notices = NoticeLog()
     while not stop.event.is_set():
         read = targets.read()
         tell_changes(targets)
+        notices.tell(read)
         if not len(targets) and not waiting_told and targets.name is not None:
             waiting_told = True
             _tell("info", f"no process named {printable(targets.name)} yet: waiting")
@@ -305,6 +307,28 @@ def agent_loop(targets: Targets, args: argparse.Namespace, stop: Stop) -> int:
     _tell("info", f"{stop.by or 'stopped'}: no longer watching {n} "
           f"process{'' if n == 1 else 'es'}")
     return 0
+
+
+class NoticeLog:
+    """Each process's warnings and errors (sock_diag cannot see into its network namespace,
+    a read failed), a line each on stderr, once: what the dashboard would have shown. Its
+    exit is said by the line that says it exited."""
+
+    def __init__(self) -> None:
+        self._seen: dict[int, int] = {}  # target key -> the newest notice's seq
+
+    def tell(self, read) -> None:
+        seen = {}
+        for target in read:
+            newest = self._seen.get(target.key, 0)
+            for notice in target.snapshot.notices:
+                if notice.seq > newest:
+                    newest = notice.seq
+                    if notice.level != "info" and target.snapshot.running:
+                        _tell(notice.level, f"{printable(target.name)} (pid {target.pid}): "
+                              f"{notice.level}: {notice.text}")
+            seen[target.key] = newest
+        self._seen = seen  # those gone are forgotten
 
 
 def _text(snapshot) -> list[str]:
