@@ -348,3 +348,23 @@ def test_memory_text_says_when_uvloop_is_missing(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "uvloop is not installed" in out and "\n  uvloop" not in out  # said, not measured
     assert "\n  muxtop-epoll-level" in out and "\n  selectors" in out
+
+
+# ------------------------------------------------------------------------------------ agent
+
+def test_agent_reads_several_processes_beside_one_attach():
+    proc = bench("agent", "--targets", "1,3", "--conns", "2", "--rounds", "2", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["servers"] == 3 and set(doc["ms"]) == {"attach PID", "targets 1", "targets 3",
+                                                      "search"}
+    assert all(positive(ms["median"]) and ms["min"] <= ms["median"] <= ms["max"]
+               for ms in doc["ms"].values())
+    # The table; and its servers end with it: none of its name is left.
+    text = subprocess.Popen([sys.executable, "-m", "muxtop", "bench", "agent", "--targets", "2",
+                             "--conns", "1", "--rounds", "1"], stdout=subprocess.PIPE, text=True)
+    out = text.communicate(timeout=60)[0]
+    assert text.returncode == 0 and "targets 2" in out and "attach PID (baseline)" in out
+    from muxtop.attach.targets import COMM_BYTES, processes_named
+
+    assert processes_named(f"mxbench{text.pid}"[:COMM_BYTES]) == []

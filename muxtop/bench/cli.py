@@ -37,7 +37,7 @@ def name_list(text: str) -> list[str]:
 def parser() -> argparse.ArgumentParser:
     p = Parser(prog="muxtop bench", description="Measurements that print figures.")
     sub = p.add_subparsers(dest="mode",
-                           metavar="{wait,echo,diagnose,ui,memory,flood,replay,attach}")
+                           metavar="{wait,echo,diagnose,ui,memory,flood,replay,attach,agent}")
 
     w = sub.add_parser("wait", help="cost of one wait call against the number of idle fds",
                        description="Time wait(0) on select, poll and epoll with N idle fds and one "
@@ -97,6 +97,8 @@ def parser() -> argparse.ArgumentParser:
                    "uvloop (its own --help)", add_help=False)
     sub.add_parser("attach", help="what attaching costs: one refresh at thousands of sockets, "
                    "the target's throughput under each tracer (its own --help)", add_help=False)
+    sub.add_parser("agent", help="what watching several processes costs (attach --name), "
+                   "beside one attach PID (its own --help)", add_help=False)
     sub.add_parser("flood", help="open vs closed loop latency through a server stall (its own "
                    "--help)", add_help=False)
     sub.add_parser("replay", help="opening a long recording, jumping and stepping in it (its "
@@ -112,6 +114,8 @@ def main(argv: list[str]) -> int:
         return importlib.import_module("muxtop.bench.memory").main(argv[1:])
     if argv and argv[0] == "attach":
         return importlib.import_module("muxtop.bench.attach").main(argv[1:])
+    if argv and argv[0] == "agent":
+        return importlib.import_module("muxtop.bench.agent").main(argv[1:])
     if argv and argv[0] == "flood":
         return importlib.import_module("muxtop.bench.flood").main(argv[1:])
     if argv and argv[0] == "replay":
