@@ -4,8 +4,9 @@ next to one `attach PID` measured in the same run.
 N small epoll echo servers run in child processes, all of one name, each holding `--conns`
 idle connections. Each round reads, in turn: one Attacher (the baseline: what `attach PID`
 does every `--interval`), Targets of 1, 4, ... of the servers (what the agent does), and the
-search for processes of the name through /proc/*/comm. Rounds interleave the kinds, so a
-machine that gets busier slows them all alike. CPU time of this thread is timed, not wall time.
+search for processes of the name through /proc/*/comm. Rounds interleave the kinds, each
+starting with another, so a machine that gets busier slows them all alike. CPU time of this
+thread is timed, not wall time.
 """
 
 from __future__ import annotations
@@ -113,8 +114,12 @@ def measure(pids: list[int], name: str, counts: list[int], rounds: int) -> dict:
     for read in kinds.values():
         read()  # the first read learns what later ones reuse: not their cost
     times: dict[str, list[float]] = {kind: [] for kind in kinds}
-    for _ in range(rounds):
-        for kind, read in kinds.items():
+    order = list(kinds.items())
+    for round_ in range(rounds):
+        # Each round starts with another kind: the first read after the pause meets cold
+        # caches, and no kind should always be the one that pays for it.
+        shift = round_ % len(order)
+        for kind, read in order[shift:] + order[:shift]:
             started = time.thread_time()
             read()
             times[kind].append((time.thread_time() - started) * 1e3)

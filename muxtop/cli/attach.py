@@ -282,7 +282,7 @@ def agent_loop(targets: Targets, args: argparse.Namespace, stop: Stop) -> int:
     table for each (--text, or stdout not a terminal); --headless alone prints nothing."""
     tables = not (args.headless or args.json)
     clear = "\x1b[H\x1b[J" if sys.stdout.isatty() else ""
-    waiting_told = False
+    waiting_told = stretched = False
     notices = NoticeLog()
     while not stop.event.is_set():
         read = targets.read()
@@ -302,7 +302,14 @@ def agent_loop(targets: Targets, args: argparse.Namespace, stop: Stop) -> int:
         if targets.fixed and not len(targets):
             return _fail("every process watched has exited")
         # Reading every process may take at most READ_SHARE of a core, as one does.
-        stop.event.wait(max(args.interval, targets.read_seconds / READ_SHARE))
+        period = max(args.interval, targets.read_seconds / READ_SHARE)
+        if stretched if period <= args.interval else period > args.interval * 1.5:
+            stretched = not stretched
+            _tell("info", f"a read of every process takes {targets.read_seconds * 1e3:.0f} ms "
+                  f"of CPU: refreshing every {period:.1f} s, so that muxtop takes at most "
+                  f"{READ_SHARE:.0%} of a core" if stretched else
+                  f"refreshing every {args.interval:g} s again")
+        stop.event.wait(period)
     n = len(targets)
     _tell("info", f"{stop.by or 'stopped'}: no longer watching {n} "
           f"process{'' if n == 1 else 'es'}")
