@@ -253,6 +253,7 @@ def status_line(s: Snapshot, as_json: bool, config: EngineConfig | None = None) 
             "time": round(s.wall_time, 3), "listen": s.listen, "backend": s.backend,
             "trigger": s.trigger,
             "connections": s.open_connections, "registered": s.registered,
+            "waits": t.waits - t.probes,  # muxtop_wait_calls_total: the CPU probes aside
             "waits_per_s": round(r.waits, 1), "events_per_s": round(r.events, 1),
             "ready_per_wait": round(r.ready_per_wait, 2),
             "wait_p50_us": round(r.wait_p50 * 1e6, 1), "wait_p99_us": round(r.wait_p99 * 1e6, 1),
