@@ -73,6 +73,14 @@ def interval(text: str) -> float:
     return value
 
 
+def refresh_interval(text: str) -> float:
+    """argparse type: seconds between dashboard redraws, at most 20 a second."""
+    value = positive_float(text)
+    if value < 0.05:
+        raise argparse.ArgumentTypeError(f"{text!r} is more often than 20 redraws a second")
+    return value
+
+
 def port_number(text: str) -> int:
     value = _parsed(text, int, "a port number")
     _check(0 <= value <= 65535, f"port {value} is out of range 0-65535")

@@ -279,7 +279,7 @@ def test_diagnose_json_compares_detectors_off_and_on():
 def test_ui_frames_and_echo_in_a_tiny_configuration():
     proc = bench("ui", "--conns", "10,50", "--ticks", "4", "--frame-rounds", "2",
                  "--echo-seconds", "1", "--echo-conns", "5", "--rounds", "1", "--keys", "0",
-                 "--json", timeout=90)
+                 "--driver", "headless", "--json", timeout=90)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert set(doc["frames"]) == {"10", "50"}
@@ -290,6 +290,12 @@ def test_ui_frames_and_echo_in_a_tiny_configuration():
     ratio = doc["frame_ratio"]
     assert ratio["rounds"] == 2 and positive(ratio["low"])
     assert ratio["low"] <= ratio["median"] <= ratio["high"]
+    baseline = doc["baseline"]  # the DataTable yardstick, in the same rounds
+    assert baseline["frames"] == 4 and baseline["rows"] >= 1 and baseline["columns"] >= 1
+    assert positive(baseline["frame_mean_ms"])
+    for size in doc["frames"].values():
+        vs = size["vs_baseline"]
+        assert positive(vs["low"]) and vs["low"] <= vs["median"] <= vs["high"]
     echo = doc["echo"]
     assert positive(echo["headless_median"]) and positive(echo["dashboard_median"])
     assert positive(echo["ratio"])
@@ -297,13 +303,14 @@ def test_ui_frames_and_echo_in_a_tiny_configuration():
                  "--echo-seconds", "0", "--keys", "0", timeout=60)
     assert text.returncode == 0, text.stderr
     assert "frame mean ratio round by round: median" in text.stdout and "target:" in text.stdout
+    assert "frame / baseline frame, round by round" in text.stdout
 
 
 def test_ui_keys_idle_and_loaded_print_positive_figures():
     # Few presses, few connections: that the figures are there and make sense, not how fast.
     proc = bench("ui", "--conns", "10,20", "--ticks", "2", "--frame-rounds", "1",
                  "--echo-seconds", "0", "--keys", "3", "--keys-conns", "5", "--json",
-                 timeout=90)
+                 "--driver", "headless", timeout=90)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert positive(doc["switch_interval"])
@@ -318,10 +325,49 @@ def test_ui_keys_idle_and_loaded_print_positive_figures():
         assert positive(keys[case]["first_open_ms"])
     text = bench("ui", "--conns", "10,20", "--ticks", "2", "--frame-rounds", "1",
                  "--echo-seconds", "0", "--keys", "2", "--keys-conns", "0", "--switch", "0.005",
-                 timeout=60)
+                 "--driver", "headless", timeout=60)
     assert text.returncode == 0, text.stderr
     assert "key to screen at 160x48" in text.stdout and "? (help opens)" in text.stdout
     assert "echo connections" not in text.stdout  # --keys-conns 0: idle only
+
+
+def test_ui_in_a_real_terminal_prints_every_figure():
+    # The default driver: the dashboard and the bare app on a pseudo-terminal, pyte reading
+    # the screen. A pair of short echo runs and two presses: the shape, not the speed.
+    proc = bench("ui", "--conns", "10,20", "--ticks", "2", "--frame-rounds", "1",
+                 "--echo-seconds", "0.5", "--echo-conns", "5", "--rounds", "2", "--keys", "2",
+                 "--key-rounds", "1", "--keys-conns", "5", "--json", timeout=110)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["driver"] == "terminal" and doc["load_average_before"]
+    echo = doc["echo"]
+    assert len(echo["headless_rt_per_s"]) == len(echo["dashboard_rt_per_s"]) == 2
+    assert all(positive(v) for v in echo["headless_rt_per_s"] + echo["dashboard_rt_per_s"])
+    ratio = echo["ratio"]
+    assert ratio["n"] == 2 and ratio["low"] <= ratio["median"] <= ratio["high"]
+    # The dashboard names its threads, so their CPU is told apart.
+    assert "muxtop-engine" in echo["dashboard_thread_cpu_pct"]
+    assert positive(echo["dashboard_out_bytes_per_s"])  # it drew on the terminal
+    keys = doc["keys"]
+    assert keys["presses"] == 2 and keys["conns"] == 5
+    for program in ("dashboard", "bare"):
+        for case in ("idle", "loaded"):
+            for key in ("open", "close"):
+                figures = keys[program][case][key]
+                assert figures["presses"] == 2
+                assert positive(figures["p50_ms"])
+                assert figures["p50_ms"] <= figures["p99_ms"] <= figures["max_ms"]
+
+
+def test_ui_terminal_text_names_the_floor():
+    proc = bench("ui", "--conns", "10,20", "--ticks", "2", "--frame-rounds", "1",
+                 "--echo-seconds", "0", "--keys", "1", "--key-rounds", "1", "--keys-conns", "0",
+                 timeout=90)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "key to screen in a real terminal at 160x48" in out
+    assert "bare Textual app, ? opens help" in out and "dashboard, ? closes it" in out
+    assert "idle: dashboard p99 / bare app p99" in out and "echo connections" not in out
 
 
 # ----------------------------------------------------------------------------------- memory

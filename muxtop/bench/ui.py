@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import fcntl
 import gc
+import importlib.util
 import json
 import os
 import pty
@@ -52,12 +54,17 @@ from muxtop.arguments import (
     non_negative_int,
     positive_float,
     positive_int,
+    refresh_interval,
 )
 from muxtop.bench import synthetic
 from muxtop.ui.pacing import GIL_SWITCH_INTERVAL, SWITCH_ENV
 from muxtop.ui.textual_compat import after_display, wrap_screen_refresh
 
 WARMUP = 10  # frames not timed: caches fill, the first layout happens
+# The yardstick for a frame, measured in the same run: a Textual DataTable of the rows and
+# columns the dashboard's table shows, every cell updated every tick (the 5 ms a frame takes
+# on one machine is 12 ms on another; the ratio travels).
+BASELINE = 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -84,6 +91,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--keys-conns", type=non_negative_int, default=100, metavar="N",
                    help="echo connections loading the engine while keys are timed "
                         "(default 100; 0: idle only)")
+    p.add_argument("--driver", choices=("terminal", "headless"), default="terminal",
+                   help="where the round trips and keys are measured: terminal (default: the "
+                        "dashboard in its own process on a pseudo-terminal, pyte reading the "
+                        "screen, beside a bare Textual app) or headless (Textual's headless "
+                        "driver, in this process)")
+    p.add_argument("--key-rounds", type=positive_int, default=2, metavar="R",
+                   help="terminal: rounds the dashboard and the bare app take turns in, the "
+                        "presses shared out (default 2)")
+    p.add_argument("--refresh", type=refresh_interval, default=None, metavar="S",
+                   help="terminal: the dashboard's --refresh (default its own)")
     p.add_argument("--switch", type=positive_float, default=None, metavar="S",
                    help="GIL switch interval for the dashboards of the echo and keys parts "
                         "(default muxtop's own, muxtop.ui.pacing)")
@@ -103,16 +120,33 @@ def main(argv: list[str]) -> int:
         parser().error("--conns takes N,M and --size WxH")
     if len(sizes) != 2 or min(sizes) < 1:
         parser().error("--conns takes two counts, e.g. 100,10000")
+    if args.driver == "terminal" and args.keys and importlib.util.find_spec("pyte") is None:
+        parser().error("the terminal's keys need pyte, the terminal emulator: pip install "
+                       "'muxtop[bench]' (or --driver headless, or --keys 0)")
     report: dict = {"size": f"{width}x{height}", "ticks": args.ticks,
                     "switch_interval": args.switch or GIL_SWITCH_INTERVAL,
                     "frame_gc": "default" if args.default_gc else "paced"}
     frames, ratios = measure_rounds(sizes, args.ticks, args.frame_rounds, (width, height),
                                     paced=not args.default_gc)
-    report["frames"] = {str(n): summary for n, summary in frames.items()}
+    report["frames"] = {str(n): frames[n] for n in sizes}
+    report["baseline"] = frames[BASELINE]
     report["frame_ratio"] = {"median": statistics.median(ratios), "low": min(ratios),
                              "high": max(ratios), "rounds": len(ratios)}
     if not args.json:
         print_frames(sizes, frames, report["frame_ratio"], args, width, height)
+    report["load_average_before"] = _load_average()
+    if args.driver == "terminal":
+        from muxtop.bench import real_terminal
+
+        report.update(real_terminal.measure(args, (width, height)))
+        report["load_average_after"] = _load_average()
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            real_terminal.print_report(report, width, height)
+            print(f"load average before {report['load_average_before']}, "
+                  f"after {report['load_average_after']}")
+        return 0
     if args.echo_seconds > 0:
         try:
             echo = measure_echo(args, width, height)
@@ -138,24 +172,41 @@ def main(argv: list[str]) -> int:
 
 def measure_rounds(sizes: list[int], ticks: int, rounds: int, size: tuple[int, int],
                    paced: bool = True) -> tuple[dict[int, dict], list[float]]:
-    """Frames of both sizes in `rounds` turns (order alternating), `ticks` in all per size:
-    a summary per size, and each round's ratio of the second size's mean frame to the
-    first's."""
+    """Frames of both sizes, and of the DataTable baseline, in `rounds` turns (order
+    alternating), `ticks` in all per size: a summary per size (and "baseline"), each round's
+    ratio of the second size's mean frame to the first's, and (in the summaries) each
+    size's frame over the baseline's, round by round."""
     per_round = max(1, ticks // rounds)
-    timed: dict[int, dict[str, list]] = {n: {"ingest": [], "render": [], "rows": []}
-                                         for n in sizes}
+    timed: dict = {n: {"ingest": [], "render": [], "rows": []} for n in [*sizes, BASELINE]}
     ratios = []
+    to_baseline: dict[int, list[float]] = {n: [] for n in sizes}
+    shape = None  # (rows, columns) the dashboard's table shows: the baseline draws as many
     for turn in range(rounds):
         means = {}
-        for n in sizes if turn % 2 == 0 else sizes[::-1]:
-            ingests, renders, rows = asyncio.run(measure_frames(n, per_round, size, paced))
+        order = [*sizes, BASELINE] if turn % 2 == 0 else [BASELINE, *sizes[::-1]]
+        if shape is None:  # the baseline needs the dashboard's shape first
+            order = [*sizes, BASELINE]
+        for n in order:
+            if n == BASELINE:
+                ingests, renders = asyncio.run(measure_baseline(*shape, per_round, size, paced))
+                rows = shape[0]
+            else:
+                ingests, renders, rows, shape = asyncio.run(
+                    measure_frames(n, per_round, size, paced))
             timed[n]["ingest"] += ingests
             timed[n]["render"] += renders
             timed[n]["rows"].append(rows)
             means[n] = statistics.fmean(a + b for a, b in zip(ingests, renders))
         ratios.append(means[sizes[1]] / means[sizes[0]])
-    return {n: _summary(n, t["ingest"], t["render"], t["rows"][-1])
-            for n, t in timed.items()}, ratios
+        for n in sizes:
+            to_baseline[n].append(means[n] / means[BASELINE])
+    summaries = {n: _summary(n, t["ingest"], t["render"], t["rows"][-1])
+                 for n, t in timed.items()}
+    for n in sizes:
+        summaries[n]["vs_baseline"] = {"median": statistics.median(to_baseline[n]),
+                                       "low": min(to_baseline[n]), "high": max(to_baseline[n])}
+    summaries[BASELINE]["columns"] = shape[1]
+    return summaries, ratios
 
 
 def _summary(n: int, ingests: list[float], renders: list[float], rows: int) -> dict:
@@ -218,7 +269,58 @@ async def _frames(n: int, ticks: int, size: tuple[int, int], paced: bool):
                 ingests.append((ingested - started) * 1e3)
                 renders.append(spent["render"] * 1e3)
         rows = len(screen.table.rows)
-    return ingests, renders, rows
+        shape = (max(1, screen.table.size.height - 1), len(screen.table.shown_ids()))
+    return ingests, renders, rows, shape
+
+
+async def measure_baseline(rows: int, columns: int, ticks: int, size: tuple[int, int],
+                           paced: bool = True):
+    """Ingest (the cells updated) and render times (ms) of `ticks` frames of a bare app with
+    one DataTable of `rows` x `columns`, every cell a new number each tick, timed as the
+    dashboard's frames are."""
+    from textual.app import App, ComposeResult
+    from textual.widgets import DataTable
+
+    from muxtop.ui import pacing
+
+    class Baseline(App[None]):
+        def compose(self) -> ComposeResult:
+            yield DataTable(id="baseline")
+
+    app = Baseline()
+    spent = {"render": 0.0}
+    ingests: list[float] = []
+    renders: list[float] = []
+    context = pacing.dashboard_pacing(switch_interval=None) if paced else contextlib.nullcontext()
+    with context:
+        async with app.run_test(size=size) as pilot:
+            table = app.query_one(DataTable)
+            keys = [table.add_column(f"col {c}", width=8) for c in range(columns)]
+            row_keys = [table.add_row(*(f"{r * c}" for c in range(columns))) for r in range(rows)]
+            await pilot.pause()
+            if paced:
+                pacing.freeze()  # as the dashboard does once its first frame is up
+            _time_render(app, app.screen, spent)
+            rng = random.Random(rows)
+            for tick in range(1, ticks + WARMUP + 1):
+                # The same shift of the collector's count as the dashboard's frames get.
+                shift = [[] for _ in range(rng.randrange(gc.get_threshold()[0]))] if paced \
+                    else []
+                spent["render"] = 0.0
+                started = perf_counter()
+                with app.batch_update():
+                    for r, row in enumerate(row_keys):
+                        for c, column in enumerate(keys):
+                            table.update_cell(row, column, f"{tick * 7919 + r * c:,}")
+                ingested = perf_counter()
+                await pilot.pause()
+                del shift
+                if not paced:
+                    gc.collect()
+                if tick > WARMUP:
+                    ingests.append((ingested - started) * 1e3)
+                    renders.append(spent["render"] * 1e3)
+    return ingests, renders
 
 
 def _time_render(app, screen, spent: dict) -> None:
@@ -248,6 +350,10 @@ def _time_render(app, screen, spent: dict) -> None:
     after_display(app, encode)
 
 
+def _load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def _p99(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
@@ -266,6 +372,14 @@ def print_frames(sizes, frames, by_round: dict, args, width, height) -> None:
                        ("render_mean_ms", "  render (per frame)")):
         ratio = b[key] / a[key] if a[key] else float("nan")
         print(f"{label:<24}{a[key]:>15.3f} ms{b[key]:>15.3f} ms{ratio:>9.2f}×")
+    base = frames[BASELINE]
+    print(f"{'baseline frame mean':<24}{base['frame_mean_ms']:>15.3f} ms   (a Textual DataTable "
+          f"of the same {base['rows']} rows x {base['columns']} columns on screen,\n"
+          f"{'':24}every cell updated every tick, in the same rounds)")
+    for n, frame in ((n, frames[n]) for n in sizes):
+        vs = frame["vs_baseline"]
+        print(f"  {n:,} conns frame / baseline frame, round by round: median {vs['median']:.2f}× "
+              f"(rounds {vs['low']:.2f}–{vs['high']:.2f}×)")
     verdict = "ok" if by_round["median"] <= 1.2 else "over"
     print(f"\nframe mean ratio round by round: median {by_round['median']:.2f}× "
           f"(rounds {by_round['low']:.2f}–{by_round['high']:.2f}×)")

@@ -18,6 +18,7 @@ from muxtop.arguments import (
     port_number,
     positive_float,
     positive_int,
+    refresh_interval,
 )
 from muxtop.backends import NAMES, TRIGGERS
 from muxtop.cli.pipe import reader_left
@@ -84,13 +85,6 @@ def parser() -> argparse.ArgumentParser:
                         "needs the metrics extra; loopback unless --allow-remote)")
     p.add_argument("--version", action="version", version=f"muxtop {__version__}")
     return p
-
-
-def refresh_interval(text: str) -> float:
-    value = positive_float(text)
-    if value < 0.05:
-        raise argparse.ArgumentTypeError(f"{text!r} is more often than 20 redraws a second")
-    return value
 
 
 def main(argv: list[str]) -> int:

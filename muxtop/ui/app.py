@@ -43,6 +43,7 @@ from muxtop.ui.lesson_keys import LessonKeys
 from muxtop.ui.recording import Recording
 from muxtop.ui.screens.dashboard import DashboardScreen
 from muxtop.ui.sending import Sending
+from muxtop.ui.thread_names import name_threads
 from muxtop.ui.tick import Ticking
 from muxtop.ui.views import view_for
 
@@ -167,8 +168,9 @@ class MuxtopApp(Keys, Ticking, Sending, Recording, FloodKeys, LessonKeys, App[in
         self.exit()
 
     def on_ready(self) -> None:
-        if self.freeze_at_start:
+        if self.freeze_at_start:  # a process that runs one dashboard
             pacing.freeze()
+            name_threads()  # the driver's threads are up by now
 
     def on_unmount(self) -> None:
         if self.lesson is not None:
