@@ -60,9 +60,11 @@ class Ticking:
             self.dashboard.record(snapshot)  # history goes on while paused
         else:
             self.dashboard.replace_history(player.history())  # as it was at the position
-        if not self.paused and not self._thin_out(snapshot):
+        thinned = self._thin_out(snapshot)
+        if not self.paused and not thinned:
             self.display_snapshot(snapshot)
-        self.update_header()
+        if not thinned:
+            self.update_header()
         if self.dashboard.timeline is not None:
             self.dashboard.timeline.show()
         self._keys_follow(snapshot)
@@ -95,10 +97,12 @@ class Ticking:
             self.refresh_bindings()
 
     def _thin_out(self, snapshot: Snapshot) -> bool:
-        """True to skip redrawing the panels this time. When the server process is busy,
-        the panels redraw every other Snapshot (2 Hz) and the header every one: a frame
-        holds the GIL the engine needs (see `muxtop bench ui`). A source in another process
-        has a GIL of its own: nothing to thin out for."""
+        """True to skip redrawing this time. When the server process is busy, the screen
+        (panels and header together) redraws every other Snapshot (2 Hz): a frame holds the
+        GIL the engine needs, and its cost is what the dashboard takes from the server's
+        round trips (`muxtop bench ui`: a header of its own at 4 Hz cost as much again as
+        the panels). A source in another process has a GIL of its own: nothing to thin
+        out for."""
         process = snapshot.process
         busy = process is not None and process.cpu_percent >= BUSY_CPU_PERCENT
         if not (self.source.shares_gil and busy):
