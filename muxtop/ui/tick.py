@@ -15,8 +15,22 @@ from muxtop.ui.screens.detail import DetailScreen
 from muxtop.ui.screens.lab_menu import LabMenu
 
 NOTICES_AT_START = 5  # older notices than these are not replayed when the dashboard opens
-BUSY_CPU_PERCENT = 75.0  # process CPU from which the panels redraw at half the rate
+BUSY_CPU_PERCENT = 75.0  # process CPU from which the screen redraws at half the rate
+BUSY_BLOCKED_SHARE = 0.5  # or an engine blocked in its wait calls less than this share of time
+BUSY_WAITS_LOOKED_AT = 512  # the latest wait calls that share is taken over (~10 ms busy)
 SEVERITY = {"info": "information", "warning": "warning", "error": "error"}
+
+
+def never_waits(snapshot: Snapshot) -> bool:
+    """True when the engine spent less than BUSY_BLOCKED_SHARE of the time its latest wait
+    calls span blocked in them: it always finds work, so it is busy, however little CPU a
+    crowded machine gives the process (which then stays under BUSY_CPU_PERCENT)."""
+    waits = snapshot.waits[-BUSY_WAITS_LOOKED_AT:]
+    if len(waits) < 2:
+        return False
+    first, last = waits[0], waits[-1]
+    span = last.start + last.duration - first.start
+    return span > 0 and sum(w.duration for w in waits) < BUSY_BLOCKED_SHARE * span
 
 
 class Ticking:
@@ -104,7 +118,8 @@ class Ticking:
         the panels). A source in another process has a GIL of its own: nothing to thin
         out for."""
         process = snapshot.process
-        busy = process is not None and process.cpu_percent >= BUSY_CPU_PERCENT
+        busy = (process is not None and process.cpu_percent >= BUSY_CPU_PERCENT) \
+            or never_waits(snapshot)
         if not (self.source.shares_gil and busy):
             self._skipped = False
             return False
