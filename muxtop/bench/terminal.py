@@ -27,6 +27,7 @@ from time import perf_counter
 SGR = re.compile(rb"\x1b\[[0-9;:]*m")
 # An escape sequence cut by the end of a read: kept for the next read, so SGR sees it whole.
 CUT_ESCAPE = re.compile(rb"\x1b(\[[0-9;:?]*)?$")
+SHOWN_LINES = 8  # of the screen, in the error when it never showed what was awaited
 
 
 class TerminalError(Exception):
@@ -128,8 +129,10 @@ class Terminal:
                     self._waiter = None
                     text = self._text()
                 alive = "running" if self.alive() else "exited"
+                shown = [line.rstrip() for line in text.splitlines() if line.strip()]
                 raise TerminalError(f"the screen did not change as expected in {timeout:g} s "
-                                    f"(program {alive}); it shows:\n{text}")
+                                    f"(program {alive}); its first lines:\n"
+                                    + "\n".join(shown[:SHOWN_LINES]))
             return at[0]
         return wait
 

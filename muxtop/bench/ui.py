@@ -137,8 +137,14 @@ def main(argv: list[str]) -> int:
     report["load_average_before"] = _load_average()
     if args.driver == "terminal":
         from muxtop.bench import real_terminal
+        from muxtop.bench.loadgen import ClientError
+        from muxtop.bench.terminal import TerminalError
 
-        report.update(real_terminal.measure(args, (width, height)))
+        try:
+            report.update(real_terminal.measure(args, (width, height)))
+        except (TerminalError, ClientError, OSError) as exc:
+            print(f"muxtop bench ui: {exc}", file=sys.stderr)
+            return 1
         report["load_average_after"] = _load_average()
         if args.json:
             print(json.dumps(report, indent=2))
