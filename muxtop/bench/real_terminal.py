@@ -73,6 +73,14 @@ def wait_listening(port: int, timeout: float = READY_TIMEOUT) -> None:
     raise TerminalError(f"nothing listened on port {port} in {timeout:.0f} s")
 
 
+def wait_named(pid: int, timeout: float = READY_TIMEOUT) -> None:
+    """Wait until the dashboard has named its threads, which it does once its first frame is
+    up (muxtop.ui.thread_names); after `timeout`, go on (the figures then lack the names)."""
+    deadline = time.monotonic() + timeout
+    while "textual-output" not in thread_cpu(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def headless_server(port: int) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "muxtop", "--headless", "--port", str(port)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -122,6 +130,8 @@ def round_trip_pairs(client, pairs: int, conns: int, seconds: float, size: tuple
                                     env=environment(switch))
                     pid = term.pid
                 wait_listening(port)
+                if term is not None:
+                    wait_named(pid)  # the engine listens before the dashboard is up
                 time.sleep(SETTLE)  # the dashboard's first frames
                 command = client.command(port, conns, seconds, 1.0, server_pid=pid)
                 cpu_before, bytes_before = thread_cpu(pid), term.bytes_out if term else 0
