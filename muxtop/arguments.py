@@ -85,3 +85,15 @@ def port_number(text: str) -> int:
     value = _parsed(text, int, "a port number")
     _check(0 <= value <= 65535, f"port {value} is out of range 0-65535")
     return value
+
+
+def host_port(text: str) -> tuple[str, int]:
+    """argparse type: HOST:PORT to connect to ([::1]:PORT for IPv6), port 1-65535."""
+    host, colon, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not colon or not host:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:6379)")
+    number = port_number(port)
+    _check(number > 0, f"port 0 cannot be connected to (in {text!r})")
+    return host, number

@@ -19,6 +19,7 @@ READ_PAUSED = "paused"  # not reading: backpressure, or a user's pause
 HALF_CLOSED = "half-closed"  # the peer sent FIN; the rest of our output still goes out
 CLOSING = "closing"  # we decided to close; flushing what is left
 CLOSED = "closed"
+CONNECTING = "connecting"  # proxy: the connect to the upstream has not completed
 LISTENING = "listen"
 CONTROL = "control"
 

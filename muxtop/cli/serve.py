@@ -13,6 +13,7 @@ import time
 from muxtop import __version__
 from muxtop.arguments import (
     Parser,
+    host_port,
     non_negative_float,
     non_negative_int,
     port_number,
@@ -49,6 +50,12 @@ def parser() -> argparse.ArgumentParser:
                    help="trigger mode; edge and oneshot need epoll (default level)")
     p.add_argument("--protocol", choices=tuple(PROTOCOLS), default="echo",
                    help="what the server answers (default echo)")
+    p.add_argument("--upstream", type=host_port, default=None, metavar="HOST:PORT",
+                   help="be a TCP proxy: each client gets its own connection to HOST:PORT, "
+                        "and both show as a pair of rows (any address: your own server)")
+    p.add_argument("--connect-timeout", type=positive_float, default=5.0, metavar="S",
+                   help="with --upstream: seconds a connect to the upstream may take "
+                        "(default 5)")
     p.add_argument("--allow-remote", action="store_true",
                    help="allow a --host (or --metrics address) other machines can reach (0.0.0.0, "
                         "::, a LAN address); "
@@ -103,7 +110,8 @@ def main(argv: list[str]) -> int:
         host=args.host, port=args.port, backend=args.backend, trigger=args.trigger,
         protocol=args.protocol, max_conns=args.max_conns, lab=frozenset(args.lab),
         stuck_after=args.stuck_after, idle_timeout=args.idle_timeout,
-        header_timeout=args.header_timeout, max_out_buffer=args.max_out_buffer)
+        header_timeout=args.header_timeout, max_out_buffer=args.max_out_buffer,
+        upstream=args.upstream, connect_timeout=args.connect_timeout)
     try:
         engine = Engine(config).start()
     except EngineStartError as exc:
@@ -156,6 +164,10 @@ def usage_problem(args: argparse.Namespace) -> str | None:
     """What is wrong with options argparse took one by one, or None (`muxtop web` asks too)."""
     if args.json and not args.headless:
         return "--json needs --headless"
+    if args.upstream is not None and args.protocol != "echo":
+        return "--protocol does not apply with --upstream (the upstream answers)"
+    if args.upstream is None and args.connect_timeout != 5.0:
+        return "--connect-timeout needs --upstream"
     if args.header_timeout is not None and args.protocol != "http":
         return "--header-timeout needs --protocol http (only HTTP has a request head)"
     if args.theme is not None:

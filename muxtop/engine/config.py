@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 LABS = ("naive-edge", "busy-writable", "no-backpressure", "emfile-spin", "no-rearm")
@@ -32,3 +33,8 @@ class EngineConfig:
     idle_timeout: float | None = None  # close a connection with no bytes either way this long
     header_timeout: float | None = None  # http: close one whose request head takes this long
     max_out_buffer: int | None = None  # close a connection whose out-buffer passes this
+    # Proxy mode (engine/proxying.py): each client gets a connection to this (host, port).
+    upstream: tuple[str, int] | None = None
+    connect_timeout: float = 5.0  # seconds a connect to the upstream may take
+    # (stream, connection id) -> the pipe of one direction of a pair (the toxics), or None
+    pipes: Callable | None = field(default=None, compare=False)

@@ -28,6 +28,7 @@ from muxtop.engine.config import LABS, EngineConfig
 from muxtop.engine.connection import NO_OUT, Connection
 from muxtop.engine.guards import OUT_BUFFER, Timeouts, out_buffer_note
 from muxtop.engine.protocols import PROTOCOLS
+from muxtop.engine.proxying import Proxying
 from muxtop.engine.state import EngineState
 from muxtop.engine.stepper import Stepper
 from muxtop.engine.telemetry import Telemetry
@@ -54,7 +55,7 @@ class EngineStartError(Exception):
     """The server could not start; the message is one plain line for the user."""
 
 
-class Engine:
+class Engine(Proxying):
     def __init__(self, config: EngineConfig | None = None) -> None:
         self.config = config = config or EngineConfig()
         if config.protocol not in PROTOCOLS:
@@ -101,6 +102,12 @@ class Engine:
         # Something to do after every wait: re-arm (oneshot), resume accept, stop (stepping).
         # One flag, so the loop tests one thing; kept by _chores_changed.
         self._chores = False
+        # Proxy mode (--upstream): engine/proxying.py's methods stand in for a few of these.
+        self._proxied = config.upstream is not None
+        self._timers: list = []  # proxy: (due, seq, leg), the earliest first
+        self.proxy = None  # proxy: ProxyFacts, what the detectors read
+        if self._proxied:
+            self._proxy_start(config.upstream, config.pipes)
         self.state: EngineState = LoopState(self)
         self.telemetry = Telemetry(self.state)
 
@@ -112,6 +119,8 @@ class Engine:
         config = self.config
         try:
             self._backend = make_backend(config.backend, config.trigger)
+            if self._proxied:
+                self._resolve_upstream()
             self._listener = _listen(config.host, config.port, config.backlog)
             self.address = self._listener.getsockname()[:2]
             self._listen_fd = self._listener.fileno()
@@ -128,6 +137,9 @@ class Engine:
         except EngineStartError:
             self._close_all()
             raise
+        except AddressError as exc:  # an upstream that does not resolve
+            self._close_all()
+            raise EngineStartError(str(exc)) from None
         self._running = True
         self._snapshot = self.telemetry.publish(time.monotonic())
         self._thread = threading.Thread(target=self._run, name="muxtop-engine", daemon=True)
@@ -313,11 +325,13 @@ class Engine:
                 return 0.0  # a step reports what is ready now; it never sleeps
             if self._accept_resume_at is not None:
                 timeout = min(timeout, self._accept_resume_at - now)
+            if self._timers:
+                timeout = min(timeout, self._timers[0][0] - now)
         return max(timeout, 0.0)
 
     def _chores_changed(self) -> None:
         self._chores = (self._backend.trigger == ONESHOT or self._accept_resume_at is not None
-                        or self._stepper is not None)
+                        or self._stepper is not None or self._proxied)
 
     def _after_wait(self, backend: Backend, ready: list[tuple[int, int]], now: float) -> None:
         """The chores of one wait (like ae.c's beforesleep): re-arm what oneshot disarmed,
@@ -326,6 +340,8 @@ class Engine:
             self._rearm(ready)
         if self._pending:
             self._service_pending(now)
+        if self._timers and self._timers[0][0] <= now:
+            self._run_timers(now)
         if self._accept_resume_at is not None and now >= self._accept_resume_at:
             self._accept_resume_at = None
             self._chores_changed()
@@ -643,6 +659,10 @@ class Engine:
             telemetry.notice("warning", f"refused a connection: {exc}", key="reject")
             sock.close()
             return
+        self._enlist(conn)
+
+    def _enlist(self, conn: Connection) -> None:
+        """A served connection joins the tables (the proxy enlists both legs of a pair)."""
         self._conns[conn.fd] = conn
         if conn.fd < self._conns_top_fd:
             self._conns_disordered = True  # accept gave a freed lower fd: it went in last
@@ -906,7 +926,7 @@ class LoopState:
     _READS = {"config": "config", "backend": "_backend", "edge": "_edge",
               "running": "_running", "error": "error", "address": "address",
               "registered": "_nreg", "waits": "waits_total", "events": "events_total",
-              "probes": "probes_total",
+              "probes": "probes_total", "proxy": "proxy",
               "listener": "_listener", "listen_fd": "_listen_fd",
               "listen_interest": "_listen_interest", "control_fd": "_control_fd"}
 

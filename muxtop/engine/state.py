@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from muxtop.backends import Backend
     from muxtop.engine.config import EngineConfig
     from muxtop.engine.connection import Connection
+    from muxtop.engine.proxying import ProxyFacts
     from muxtop.snapshot import StepInfo
 
 
@@ -43,6 +44,10 @@ class EngineState(Protocol):
 
     @property
     def lab(self) -> frozenset[str]: ...
+
+    @property
+    def proxy(self) -> ProxyFacts | None:
+        """Proxy mode (--upstream): its upstream and failures; None otherwise."""
 
     @property
     def registered(self) -> int:

@@ -1,0 +1,481 @@
+"""The proxy's half of the engine (`muxtop --upstream HOST:PORT`): each accepted client is
+paired with a non-blocking connection to the upstream, and the loop hands one leg's bytes to its
+partner's socket instead of a protocol's reply.
+
+A mixin of Engine (engine/loop.py): in proxy mode its methods stand in for the loop's `_adopt`,
+`_service`, `_update` and `_close` (bound as instance attributes, so the echo path pays nothing
+for them). Between the legs each direction may have a pipe, the toxics' hook (the contract's
+`Pipe`: feed, take, due, verdict, buffered); None is a pass-through with no call at all.
+"""
+
+from __future__ import annotations
+
+import errno
+import heapq
+import os
+import socket
+import struct
+from collections import deque
+from typing import TYPE_CHECKING, Protocol
+
+from muxtop.backends import BackendError
+from muxtop.engine.address import AddressError
+from muxtop.engine.connection import NO_OUT, Connection
+from muxtop.engine.guards import OUT_BUFFER, out_buffer_note
+from muxtop.events import ERROR, HANGUP, RDHUP, READ, WRITE
+from muxtop.snapshot import CLOSED, CLOSING, CONNECTING, HALF_CLOSED, OPEN, READ_PAUSED
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+CLIENT, UPSTREAM = "client", "upstream"  # Leg.role
+STREAMS = {CLIENT: "upstream", UPSTREAM: "downstream"}  # toxiproxy's name of what a leg reads
+READABLE = READ | ERROR | HANGUP
+WRITABLE = WRITE | ERROR | HANGUP
+_LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
+FAILURES_KEPT = 64  # upstream failures remembered for the findings
+# connect(2) errors by what the user should hear
+_CONNECT_WHY = {errno.ECONNREFUSED: "refused", errno.EHOSTUNREACH: "unreachable",
+                errno.ENETUNREACH: "unreachable", errno.ETIMEDOUT: "connect timeout"}
+
+
+class Pipe(Protocol):
+    """One direction of one pair, between the leg that reads and the one that writes: what
+    muxtop/proxy/toxics.py's pipes are (toxiproxy's toxics as state machines)."""
+
+    def feed(self, data: bytes, now: float) -> None: ...
+    def take(self, now: float, limit: int) -> bytes: ...
+    def due(self, now: float) -> float | None: ...
+    def verdict(self, now: float) -> str | None: ...  # None, "close" or "reset"
+
+    @property
+    def buffered(self) -> int: ...
+
+
+class Leg(Connection):
+    """One side of a proxied pair: the accepted client, or the connection to the upstream."""
+
+    __slots__ = ("partner", "role", "pipe", "connecting", "shut", "aborted", "target")
+
+    def __init__(self, cid: int, sock: socket.socket, peer: str, now: float, role: str) -> None:
+        super().__init__(cid, sock, peer, now)
+        self.role = role
+        self.partner: Leg | None = None  # None once the partner has closed
+        self.pipe: Pipe | None = None  # bytes read here on their way to the partner
+        self.connecting = False  # upstream: the non-blocking connect has not completed
+        self.shut = False  # shutdown(SHUT_WR) done: the partner's FIN crossed
+        self.aborted = False  # ended by an error or reset: the partner is reset too
+        self.target = peer  # the address alone (peer also names the partner's fd)
+
+
+class ProxyFacts:
+    """What the detectors and the views read of the proxy (engine/diagnose.py)."""
+
+    __slots__ = ("upstream", "failures", "connects", "failed")
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream  # HOST:PORT as the user named it
+        self.failures: deque[tuple[float, str, int, str]] = deque(maxlen=FAILURES_KEPT)
+        self.connects = 0  # upstream connections completed
+        self.failed = 0  # ...and failed (refused, unreachable, timed out)
+
+
+class Proxying:
+    """Engine methods for proxy mode (see the module docstring). Reads and writes the loop's
+    own tables through `self`: it is part of the Engine."""
+
+    def _proxy_start(self, upstream: tuple[str, int],
+                     pipes: Callable[[str, int], Pipe | None] | None) -> None:
+        """Proxy mode: bind this mixin's methods over the loop's. Called by Engine.__init__."""
+        host, port = upstream
+        self._upstream_name = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self._upstream_addr: tuple[int, tuple] | None = None  # resolved at start
+        self._pipes = pipes
+        self._timers: list[tuple[float, int, Leg]] = []  # (due, seq, leg): connect, pipes
+        self._timer_seq = 0
+        self.proxy = ProxyFacts(self._upstream_name)
+        self._echo = False  # no echo fast path: every read goes to _service_leg
+        self._adopt = self._adopt_pair
+        self._service = self._service_leg
+        self._update = self._update_leg
+        self._close = self._close_leg
+
+    def _resolve_upstream(self) -> None:
+        """getaddrinfo once, at start: a name that does not resolve stops the start."""
+        host, port = self.config.upstream
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError, ValueError) as exc:
+            why = exc.strerror if isinstance(exc, socket.gaierror) else "not a valid host name"
+            raise AddressError(f"cannot resolve upstream {host!r}: {why}") from None
+        family, _, _, _, sockaddr = infos[0]
+        self._upstream_addr = (family, sockaddr)
+
+    # ---- a new pair ----------------------------------------------------------------------
+
+    def _adopt_pair(self, sock: socket.socket, addr: tuple, now: float) -> None:
+        """An accepted client: start the connect to the upstream, and serve both as rows."""
+        telemetry = self.telemetry
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.config.sndbuf:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.sndbuf)
+        except OSError:
+            sock.close()
+            telemetry.rejected += 1
+            return
+        family, sockaddr = self._upstream_addr
+        try:
+            up = socket.socket(family, socket.SOCK_STREAM)
+        except OSError as exc:  # out of fds: the client goes, the listener backs off next
+            sock.close()
+            telemetry.rejected += 1
+            telemetry.notice("warning", f"no socket for the upstream: {exc.strerror}",
+                             key="upstream-socket")
+            return
+        up.setblocking(False)
+        if self.config.sndbuf:
+            up.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.sndbuf)
+        peer = _peer(addr)
+        client = Leg(self._next_cid, sock, peer, now, CLIENT)
+        upstream = Leg(self._next_cid + 1, up, self._upstream_name, now, UPSTREAM)
+        self._next_cid += 2
+        client.partner, upstream.partner = upstream, client
+        client.peer = f"{peer} ⇄ fd {upstream.fd}"
+        upstream.peer = f"upstream {self._upstream_name} ⇄ fd {client.fd}"
+        pipes = self._pipes
+        if pipes is not None:
+            client.pipe = pipes(STREAMS[CLIENT], client.cid)
+            upstream.pipe = pipes(STREAMS[UPSTREAM], client.cid)
+        code = up.connect_ex(sockaddr)
+        upstream.connecting = code in (errno.EINPROGRESS, errno.EAGAIN)
+        try:
+            self._enlist(client)
+            self._enlist(upstream)
+            self._arm(upstream, now)
+            self._arm(client, now)
+        except BackendError as exc:  # select: the upstream's fd is past FD_SETSIZE
+            telemetry.rejected += 1
+            telemetry.notice("warning", f"refused a connection: {exc}", key="reject")
+            client.aborted = True
+            self._close_leg(client, f"refused: {exc}", now)
+            return
+        if upstream.connecting:
+            self._timer(now + self.config.connect_timeout, upstream)
+        elif code:
+            self._upstream_failed(upstream, code, now)
+        else:
+            self._connected(upstream, now)
+
+    def _connected(self, up: Leg, now: float) -> None:
+        up.connecting = False
+        self.proxy.connects += 1
+        try:
+            up.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        client = up.partner
+        self._arm(up, now)
+        if client is not None:
+            self._arm(client, now)
+            if self._edge:
+                self._pending[client.fd] = None  # what it sent while we connected raised no edge
+
+    def _finish_connect(self, up: Leg, now: float) -> None:
+        """The connecting socket turned writable (or failed): SO_ERROR says which."""
+        code = up.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            self._upstream_failed(up, code, now)
+            return
+        try:
+            up.sock.getpeername()
+        except OSError:
+            return  # not connected yet (a pending-list pass, not an event): wait on
+        self._connected(up, now)
+
+    def _upstream_failed(self, up: Leg, code: int | str, now: float) -> None:
+        """The connect failed: the client's row says why, a finding counts it, both close."""
+        if isinstance(code, int):
+            why = _CONNECT_WHY.get(code, "failed")
+            text = f"upstream {self._upstream_name} {why}: {os.strerror(code)}"
+        else:
+            why = code
+            text = f"upstream {self._upstream_name}: {code}"
+        self._upstream_gone(up, why, text, now)
+        self.proxy.failed += 1
+        client = up.partner
+        self._close_leg(up, text, now)
+        if client is not None and client.state is not CLOSED:
+            self._close_leg(client, text, now)
+
+    def _upstream_gone(self, up: Leg, why: str, text: str, now: float) -> None:
+        client = up.partner
+        fd = client.fd if client is not None else -1
+        self.proxy.failures.append((now, why, fd, text))
+
+    # ---- timers ----------------------------------------------------------------------------
+
+    def _timer(self, when: float, leg: Leg) -> None:
+        self._timer_seq += 1
+        heapq.heappush(self._timers, (when, self._timer_seq, leg))
+
+    def _run_timers(self, now: float) -> None:
+        """Connect timeouts and the pipes' due times (latency, bandwidth, slicer, ...)."""
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            when, _, leg = heapq.heappop(timers)
+            if leg.state is CLOSED:
+                continue
+            if leg.connecting:
+                self._upstream_failed(
+                    leg, f"connect timeout ({self.config.connect_timeout:g} s)", now)
+            elif leg.pipe is not None:
+                self._flush_pipe(leg, now)
+
+    # ---- moving bytes ----------------------------------------------------------------------
+
+    def _service_leg(self, leg: Leg, events: int, now: float) -> None:
+        """Handle what a wait reported for one leg (or a pending edge fd)."""
+        try:
+            if leg.connecting:
+                if events & WRITABLE:
+                    self._finish_connect(leg, now)
+                return
+            if events & READABLE and leg.interest & READ:
+                if self._edge:
+                    self._read_leg_edge(leg, events, now)
+                else:  # level and oneshot: one recv per readiness
+                    try:
+                        data = leg.sock.recv(self._read_size)
+                    except BlockingIOError:
+                        data = None
+                    if data is not None:
+                        self._forward(leg, data, now)
+            if leg.out and events & WRITABLE and leg.state is not CLOSED:
+                self._write_leg(leg, now)
+        except Exception as exc:  # noqa: BLE001 - one bad pair must not stop the server
+            self._leg_failed(leg, exc, now)
+
+    def _read_leg_edge(self, leg: Leg, events: int, now: float) -> None:
+        """Edge-triggered: as the loop's _read_edge, forwarding each read."""
+        recv = leg.sock.recv
+        size = self._read_size
+        naive = "naive-edge" in self.lab
+        eof_pending = events & (RDHUP | WRITE | ERROR | HANGUP)
+        for _ in range(self.config.edge_budget):
+            try:
+                data = recv(size)
+            except BlockingIOError:
+                return
+            self._forward(leg, data, now)
+            if not leg.interest & READ or naive:
+                return
+            if 0 < len(data) < size and not eof_pending:
+                return
+        self._pending[leg.fd] = None
+
+    def _forward(self, src: Leg, data: bytes, now: float) -> None:
+        """Bytes read from one leg go to its partner: sent through at once when nothing waits
+        before them, else queued behind what does (the partner's out-buffer)."""
+        if not data:
+            src.peer_closed = True
+            if src.role is UPSTREAM and src.partner is not None \
+                    and not src.partner.peer_closed:
+                self._upstream_gone(src, "closed first", f"upstream {self._upstream_name} "
+                                    "closed first (FIN before the client's)", now)
+                if src.partner.note == "":
+                    src.partner.note = "upstream closed first"
+            self._update_leg(src, now)
+            if src.partner is not None:
+                self._update_leg(src.partner, now)  # the FIN crosses once its bytes are out
+            return
+        src.read_bytes += len(data)
+        src.read_msgs += 1
+        src.last_read_at = now
+        sink = src.partner
+        if sink is None:
+            return  # the partner is gone and this leg closes once its output is out
+        pipe = src.pipe
+        if pipe is not None:
+            pipe.feed(data, now)
+            self._flush_pipe(src, now)
+            return
+        if sink.out:
+            sink.out += data
+            self._update_leg(sink, now)
+            return
+        try:
+            sent = sink.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self._leg_failed(sink, exc, now)
+            return
+        if sent:
+            sink.sent_bytes += sent
+            sink.sent_msgs += 1
+            sink.last_write_at = now
+        if sent < len(data):
+            sink.out = bytearray(memoryview(data)[sent:])
+            self._update_leg(sink, now)
+
+    def _flush_pipe(self, src: Leg, now: float) -> None:
+        """Move what the pipe from `src` lets through now to the partner; wake for the rest."""
+        pipe, sink = src.pipe, src.partner
+        if sink is None or sink.state is CLOSED:
+            return
+        room = self.config.high_water - len(sink.out)
+        if room > 0:
+            data = pipe.take(now, room)
+            if data:
+                if sink.out:
+                    sink.out += data
+                else:
+                    sink.out = bytearray(data)
+                self._write_leg(sink, now)
+                if sink.state is CLOSED:
+                    return
+        verdict = pipe.verdict(now)
+        if verdict is not None:
+            if verdict == "reset":
+                src.aborted = True
+            self._close_leg(src, f"toxic: {verdict}", now)
+            return
+        due = pipe.due(now)
+        if due is not None:
+            self._timer(due, src)
+        self._update_leg(src, now)
+
+    def _write_leg(self, leg: Leg, now: float) -> None:
+        out = leg.out
+        edge = self._edge
+        while out:
+            try:
+                sent = leg.sock.send(out)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                self._leg_failed(leg, exc, now)
+                return
+            leg.sent_bytes += sent
+            leg.sent_msgs += 1
+            leg.last_write_at = now
+            del out[:sent]
+            if not edge:
+                break
+        if not out:
+            leg.out = NO_OUT
+        self._update_leg(leg, now)
+
+    # ---- flags, interest, crossing ---------------------------------------------------------
+
+    def _update_leg(self, leg: Leg, now: float) -> None:
+        """Derive a leg's flags from its buffers and its partner's; cross a FIN once its
+        out-buffer is sent; close the pair when both directions have ended."""
+        if leg.state is CLOSED:
+            return
+        partner = leg.partner
+        out_len = len(leg.out)
+        held = partner.pipe.buffered if partner is not None and partner.pipe is not None else 0
+        if not out_len and not held:
+            if leg.closing:
+                self._close_leg(leg, leg.note or "partner closed", now)
+                return
+            if partner is not None and partner.peer_closed and not leg.shut \
+                    and not leg.connecting:
+                leg.shut = True  # the partner's FIN crosses: ours, now that its bytes are out
+                try:
+                    leg.sock.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+            if leg.shut and leg.peer_closed and partner is not None and partner.shut:
+                # Both directions have ended: close it, and its partner with it.
+                self._close_leg(leg, leg.note or "both sides closed", now)
+                return
+        was = leg.backpressured
+        if "no-backpressure" in self.lab:
+            leg.backpressured = False
+        elif out_len + held > self.config.high_water:
+            leg.backpressured = True
+        elif was and out_len + held < self.config.low_water:
+            leg.backpressured = False
+        if self._max_out is not None and out_len > self._max_out:
+            self._close_guarded(leg, OUT_BUFFER, out_buffer_note(self._max_out), now)
+            return
+        self._arm(leg, now)
+        if partner is not None and leg.backpressured is not was:
+            self._arm(partner, now)  # our high-water mark stops (or resumes) its reading
+            if not leg.backpressured:
+                if self._edge:
+                    self._pending[partner.fd] = None  # bytes queued meanwhile raise no edge
+                if partner.pipe is not None and partner.pipe.buffered:
+                    self._flush_pipe(partner, now)
+
+    def _arm(self, leg: Leg, now: float) -> None:
+        """Interest and state of a leg from its flags and its partner's."""
+        partner = leg.partner
+        if leg.connecting:
+            interest, state = WRITE, CONNECTING
+        else:
+            reading = not (leg.user_paused or leg.peer_closed or leg.closing or partner is None
+                           or partner.connecting or partner.backpressured)
+            interest = READ if reading else 0
+            if leg.out or "busy-writable" in self.lab:
+                interest |= WRITE
+            if leg.closing:
+                state = CLOSING
+            elif leg.peer_closed:
+                state = HALF_CLOSED
+            elif reading or (partner is not None and partner.connecting):
+                state = OPEN
+            else:
+                state = READ_PAUSED
+        if interest != leg.interest:
+            self._set_interest(leg, interest)
+        if state is not leg.state:
+            leg.set_state(state, now)
+
+    def _leg_failed(self, leg: Leg, exc: Exception, now: float) -> None:
+        """An error on a leg (a reset, a broken pipe) ends it, and crosses as a reset."""
+        if leg.state is CLOSED:
+            return
+        leg.aborted = True
+        self._failed(leg, exc, now)  # says a bug of ours out loud; closes through _close_leg
+
+    def _close_leg(self, leg: Leg, reason: str, now: float) -> None:
+        """Close one leg and cross it to the partner: a reset as a reset (SO_LINGER 0), a
+        close as a close once the partner's out-buffer is sent."""
+        if leg.state is CLOSED:
+            return
+        partner = leg.partner
+        leg.partner = None
+        if leg.aborted:
+            _reset(leg.sock)
+        type(self)._close(self, leg, reason, now)
+        if partner is None or partner.state is CLOSED:
+            return
+        partner.partner = None
+        if leg.aborted:
+            partner.aborted = True
+            partner.note = f"reset crossed from fd {leg.fd}"
+            _reset(partner.sock)
+            type(self)._close(self, partner, partner.note, now)
+            return
+        partner.closing = True
+        if not partner.note:
+            partner.note = reason if reason == "both sides closed" else \
+                f"{leg.role} fd {leg.fd} closed"
+        self._update_leg(partner, now)
+
+
+def _reset(sock: socket.socket) -> None:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+    except OSError:
+        pass
+
+
+def _peer(addr: tuple) -> str:
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
