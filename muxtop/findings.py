@@ -25,9 +25,17 @@ INTEREST_MISMATCH = "interest-mismatch"  # the kernel's interest list and the ap
 ACCEPT_QUEUE_FULL = "accept-queue-full"  # more connections wait for accept() than the backlog
 CLOSE_WAIT = "close-wait"  # peers closed, the app never closed its end
 NEVER_READ = "never-read"  # reported readable again and again, and never read (attach --trace)
+# The proxy's (muxtop --upstream): a pair is two connections, the client's and the upstream's.
+UPSTREAM_FAILED = "upstream-failed"  # refused, unreachable, connect timeout, closed first
+UPSTREAM_NOT_READING = "upstream-not-reading"  # bytes for the upstream pile up, unsent
+CLIENT_NOT_READING = "client-not-reading"  # bytes for the client pile up, unsent
+ONE_WAY = "one-way"  # a pair moves bytes one way, and nothing comes back
 KINDS = (STUCK_READ, STUCK_WRITE, BUSY_LOOP, FD_PRESSURE, INTEREST_MISMATCH,
-         ACCEPT_QUEUE_FULL, CLOSE_WAIT, NEVER_READ)
-SHORT = {ACCEPT_QUEUE_FULL: "accept-full", INTEREST_MISMATCH: "mismatch"}  # narrow columns
+         ACCEPT_QUEUE_FULL, CLOSE_WAIT, NEVER_READ, UPSTREAM_FAILED, UPSTREAM_NOT_READING,
+         CLIENT_NOT_READING, ONE_WAY)
+SHORT = {ACCEPT_QUEUE_FULL: "accept-full", INTEREST_MISMATCH: "mismatch",
+         UPSTREAM_FAILED: "upstream", UPSTREAM_NOT_READING: "up-not-read",
+         CLIENT_NOT_READING: "cl-not-read"}  # narrow columns
 
 FD_PRESSURE_SHARE = 0.8  # share of the fd limit (or of FD_SETSIZE on select) that counts
 STUCK_AFTER = 2.0  # default seconds before a queue that does not move counts as stuck

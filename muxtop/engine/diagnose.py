@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING
 
 from muxtop.backends import FD_SETSIZE, ONESHOT
+from muxtop.engine import pair_findings
 from muxtop.engine.state import EngineState
 from muxtop.events import READ, WRITE, long
 from muxtop.findings import (
@@ -61,6 +62,9 @@ class Detector:
                 self._stuck_write(conn, now, found)
         for conn in [c for c in self._out_low if not c.out or c.state is CLOSED]:
             del self._out_low[conn]
+        if state.proxy is not None:
+            pair_findings.upstream_failures(state, now, found)
+            pair_findings.one_way(state, now, self.stuck_after, found)
         self._busy_loop(state, rates, totals, waits, found)
         self._fd_pressure(state, process, totals, found)
         if now - self._mismatch_at >= MISMATCH_EVERY:
@@ -109,7 +113,12 @@ class Detector:
             low, since = out, now
             self._out_low[conn] = (low, since)
         stalled = now - since
-        if stalled >= self.stuck_after:
+        if stalled >= self.stuck_after and getattr(conn, "role", None) is not None:
+            kind, why = pair_findings.not_reading(conn, low, stalled)
+            found.append((kind, conn.fd, why, (
+                ("out_buffer", out), ("tx_queue", conn.tx_queue),
+                ("seconds_without_progress", round(stalled, 1)))))
+        elif stalled >= self.stuck_after:
             found.append((STUCK_WRITE, conn.fd,
                           f"the out-buffer has not shrunk below {low} bytes for {stalled:.1f} s: "
                           "the peer is not reading"

@@ -98,6 +98,7 @@ class Proxying:
         self._adopt = self._adopt_pair
         self._service = self._service_leg
         self._update = self._update_leg
+        self._close_conn = self._close  # the loop's own close, for one leg
         self._close = self._close_leg
 
     def _resolve_upstream(self) -> None:
@@ -205,9 +206,9 @@ class Proxying:
         self._upstream_gone(up, why, text, now)
         self.proxy.failed += 1
         client = up.partner
+        if client is not None:
+            client.note = text  # the client's row says why it was closed
         self._close_leg(up, text, now)
-        if client is not None and client.state is not CLOSED:
-            self._close_leg(client, text, now)
 
     def _upstream_gone(self, up: Leg, why: str, text: str, now: float) -> None:
         client = up.partner
@@ -452,7 +453,7 @@ class Proxying:
         leg.partner = None
         if leg.aborted:
             _reset(leg.sock)
-        type(self)._close(self, leg, reason, now)
+        self._close_conn(leg, reason, now)
         if partner is None or partner.state is CLOSED:
             return
         partner.partner = None
@@ -460,7 +461,7 @@ class Proxying:
             partner.aborted = True
             partner.note = f"reset crossed from fd {leg.fd}"
             _reset(partner.sock)
-            type(self)._close(self, partner, partner.note, now)
+            self._close_conn(partner, partner.note, now)
             return
         partner.closing = True
         if not partner.note:

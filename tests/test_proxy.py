@@ -1,0 +1,339 @@
+"""The proxy (`muxtop --upstream HOST:PORT`): bytes both ways on every backend and trigger,
+half-close and reset crossing the pair, backpressure bounding memory, upstream failures as
+notes and findings, and real traffic: redis behind it, a verifying flood while it switches."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from conftest import MODE_IDS, MODES
+
+from muxtop.engine import Switch
+from muxtop.findings import UPSTREAM_FAILED, UPSTREAM_NOT_READING
+from muxtop.flood.process import FloodProcess, FloodSettings
+from muxtop.snapshot import CLOSED, KIND_CONN, READ_PAUSED
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def until(predicate, timeout: float = 10.0, what: str = ""):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        time.sleep(0.02)
+
+
+def legs(engine):
+    return [v for v in engine.snapshot().connections if v.kind == KIND_CONN]
+
+
+def recv_exactly(sock: socket.socket, n: int) -> bytes:
+    got = bytearray()
+    while len(got) < n:
+        chunk = sock.recv(min(1 << 20, n - len(got)))
+        if not chunk:
+            break
+        got += chunk
+    return bytes(got)
+
+
+class Upstream:
+    """A one-connection upstream the test drives by hand."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(10)
+        self.address = self.listener.getsockname()
+
+    def accept(self) -> socket.socket:
+        conn, _ = self.listener.accept()
+        conn.settimeout(10)
+        return conn
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def upstream():
+    server = Upstream()
+    yield server
+    server.close()
+
+
+@pytest.mark.parametrize(("backend", "trigger"), MODES, ids=MODE_IDS)
+def test_bytes_cross_both_ways_and_the_legs_show_as_a_pair(make_engine, backend, trigger):
+    echo = make_engine()
+    proxy = make_engine(backend=backend, trigger=trigger, upstream=echo.address)
+    with socket.create_connection(proxy.address, timeout=10) as client:
+        for i in range(40):
+            message = os.urandom(1 + i * 7919 % 300_000)  # past the 64 KiB read, some of them
+            client.sendall(message)
+            assert recv_exactly(client, len(message)) == message
+        views = until(lambda: len(legs(proxy)) == 2 and legs(proxy), what="two legs")
+        client_leg, up_leg = sorted(views, key=lambda v: v.cid)
+        assert client_leg.peer.endswith(f"⇄ fd {up_leg.fd}")
+        assert up_leg.peer == f"upstream 127.0.0.1:{echo.address[1]} ⇄ fd {client_leg.fd}"
+        client.shutdown(socket.SHUT_WR)
+        assert client.recv(1) == b""  # the FIN crossed, the echo server closed, that crossed
+    until(lambda: all(v.state == CLOSED for v in legs(proxy)), what="both legs closed")
+    assert proxy.running, proxy.error
+
+
+@pytest.mark.parametrize(("backend", "trigger"), [("epoll", "level"), ("epoll", "edge"),
+                                                  ("poll", "level")])
+def test_half_close_crosses_each_way(make_engine, upstream, backend, trigger):
+    proxy = make_engine(backend=backend, trigger=trigger, upstream=upstream.address)
+    with socket.create_connection(proxy.address, timeout=10) as client:
+        server = upstream.accept()
+        client.sendall(b"request")
+        client.shutdown(socket.SHUT_WR)  # the client is done sending...
+        assert recv_exactly(server, 7) == b"request"
+        assert server.recv(1) == b""  # ...and the upstream sees that FIN
+        server.sendall(b"late answer" * 1000)  # the other direction still flows
+        assert recv_exactly(client, 11000) == b"late answer" * 1000
+        server.shutdown(socket.SHUT_WR)
+        assert client.recv(1) == b""
+        server.close()
+    until(lambda: all(v.state == CLOSED for v in legs(proxy)), what="both legs closed")
+
+
+@pytest.mark.parametrize("side", ["client", "upstream"])
+def test_a_reset_crosses_as_a_reset(make_engine, upstream, side):
+    proxy = make_engine(upstream=upstream.address)
+    client = socket.create_connection(proxy.address, timeout=10)
+    server = upstream.accept()
+    client.sendall(b"x")
+    assert server.recv(1) == b"x"
+    gone, other = (client, server) if side == "client" else (server, client)
+    gone.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    gone.close()
+    with pytest.raises(ConnectionResetError):
+        while other.recv(1024):
+            pass
+    other.close()
+    views = until(lambda: [v for v in legs(proxy) if v.state == CLOSED] if len(
+        [v for v in legs(proxy) if v.state == CLOSED]) == 2 else None, what="both closed")
+    assert any("reset crossed" in v.note for v in views), [v.note for v in views]
+
+
+def test_a_client_that_does_not_read_bounds_memory_and_stops_the_upstream_read(
+        make_engine, upstream):
+    high = 256 * 1024
+    proxy = make_engine(upstream=upstream.address, high_water=high, low_water=64 * 1024,
+                        stuck_after=0.5)
+    client = socket.create_connection(proxy.address, timeout=10)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    server = upstream.accept()
+    server.settimeout(0.2)
+    total = 32 * 1024 * 1024
+    block = os.urandom(1024 * 1024)
+    sent = 0
+    try:  # the upstream sends until its socket stops taking bytes: the proxy stopped reading
+        while sent < total:
+            sent += server.send(block)
+    except TimeoutError:
+        pass
+    assert sent < total, "the proxy read everything the upstream sent"
+    up_fd = until(lambda: next((v.fd for v in legs(proxy) if v.peer.startswith("upstream")),
+                               None), what="the upstream's leg")
+    views = until(lambda: [v for v in legs(proxy) if v.fd == up_fd and v.state == READ_PAUSED],
+                  what="the upstream's leg paused")
+    assert views
+    out = sum(v.out_buffer for v in legs(proxy))
+    assert out <= high + proxy.config.read_size, out
+    finding = until(lambda: [d for d in proxy.snapshot().diagnoses
+                             if d.kind == "client-not-reading"], what="client-not-reading")
+    assert "client is not reading" in finding[0].explanation
+    # The client reads at last: every byte comes through, in order.
+    server.settimeout(30)
+    rest = threading.Thread(target=server.sendall, args=(block * ((total - sent) // len(block)),))
+    rest.start()
+    expected = sent + len(block) * ((total - sent) // len(block))
+    got = 0
+    client.settimeout(30)
+    while got < expected:
+        chunk = client.recv(1 << 20)
+        assert chunk
+        got += len(chunk)
+    rest.join(30)
+    assert got == expected
+    client.close()
+    server.close()
+
+
+def test_an_upstream_that_does_not_read_is_named(make_engine, upstream):
+    proxy = make_engine(upstream=upstream.address, stuck_after=0.5, sndbuf=65536)
+    client = socket.create_connection(proxy.address, timeout=10)
+    server = upstream.accept()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    client.settimeout(0.2)
+    try:
+        while True:
+            client.send(b"q" * 65536)
+    except TimeoutError:
+        pass
+    found = until(lambda: [d for d in proxy.snapshot().diagnoses
+                           if d.kind == UPSTREAM_NOT_READING], what="upstream-not-reading")
+    assert "upstream is not reading" in found[0].explanation
+    client.close()
+    server.close()
+
+
+def test_refused_upstream_is_the_clients_note_and_a_finding(make_engine):
+    spare = socket.create_server(("127.0.0.1", 0))
+    address = spare.getsockname()
+    spare.close()  # nothing listens there now: connect is refused
+    proxy = make_engine(upstream=address)
+    with socket.create_connection(proxy.address, timeout=10) as client:
+        assert client.recv(1) == b""  # the client is closed, not left hanging
+    found = until(lambda: [d for d in proxy.snapshot().diagnoses if d.kind == UPSTREAM_FAILED],
+                  what="an upstream-failed finding")
+    assert "refused" in found[0].explanation
+    closed = until(lambda: [v for v in legs(proxy) if "refused" in v.note], what="a note")
+    assert any(not v.peer.startswith("upstream") for v in closed)
+    assert proxy.running
+
+
+def test_connect_timeout(make_engine):
+    # A listener whose accept queue is full drops new SYNs: a connect to it hangs.
+    full = socket.socket()
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)
+    waiting = []
+    for _ in range(4):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(full.getsockname())
+        waiting.append(s)
+    try:
+        proxy = make_engine(upstream=full.getsockname(), connect_timeout=0.3)
+        started = time.monotonic()
+        with socket.create_connection(proxy.address, timeout=10) as client:
+            views = until(lambda: [v for v in legs(proxy) if v.state == "connecting"] or
+                          [v for v in legs(proxy) if "timeout" in v.note], what="connecting")
+            assert views
+            assert client.recv(1) == b""
+        assert time.monotonic() - started >= 0.3
+        found = until(lambda: [d for d in proxy.snapshot().diagnoses
+                               if d.kind == UPSTREAM_FAILED], what="finding")
+        assert "connect timeout" in found[0].explanation
+    finally:
+        for s in waiting:
+            s.close()
+        full.close()
+
+
+def test_an_upstream_that_does_not_resolve_stops_the_start(make_engine):
+    from muxtop.engine import EngineStartError
+
+    with pytest.raises(EngineStartError, match="cannot resolve upstream"):
+        make_engine(upstream=("no-such-host.invalid", 80))
+
+
+def _headless_echo() -> tuple[subprocess.Popen, tuple[str, int]]:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "muxtop", "--headless", "--json", "--port", "0"],
+        stdout=subprocess.PIPE, text=True)
+    line = server.stdout.readline()
+    host, _, port = json.loads(line)["listen"].rpartition(":")
+    return server, (host, int(port))
+
+
+@pytest.mark.timeout(120)
+def test_a_verifying_flood_through_the_proxy_loses_nothing_while_it_switches(make_engine):
+    server, address = _headless_echo()
+    try:
+        proxy = make_engine(upstream=address)
+        host, port = proxy.address
+        settings = FloodSettings(host, port, pattern="echo", clients=20, messages=400,
+                                 size=3000)
+        modes = [("poll", "level"), ("epoll", "edge"), ("select", "level"),
+                 ("epoll", "oneshot"), ("epoll", "level")]
+        switches = 0
+        with FloodProcess(settings) as flood:
+            while flood.running:
+                backend, trigger = modes[switches % len(modes)]
+                assert proxy.submit(Switch(backend, trigger)).result(5).ok
+                switches += 1
+                time.sleep(0.05)
+            summary = flood.stop()
+        assert summary is not None, list(flood.errors)
+        assert summary["mismatches"] == 0 and summary["failed"] == {}, summary
+        assert summary["messages_echoed"] == 20 * 400, summary
+        assert switches >= 3, switches
+        assert proxy.running, proxy.error
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def redis_server():
+    if shutil.which("redis-server") is None or shutil.which("redis-benchmark") is None:
+        pytest.skip("redis-server and redis-benchmark are not installed "
+                    "(apt-get install redis-server redis-tools)")
+    port = _free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--protected-mode", "yes"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def answers():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16) == b"+PONG\r\n"
+        except OSError:
+            return False
+
+    try:
+        until(answers, what="redis-server answering")
+        yield ("127.0.0.1", port)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _resp(*words: bytes) -> bytes:
+    return b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%s\r\n" % (len(w), w) for w in words)
+
+
+@pytest.mark.parametrize(("backend", "trigger"), MODES, ids=MODE_IDS)
+def test_redis_behind_the_proxy(make_engine, redis_server, backend, trigger):
+    proxy = make_engine(backend=backend, trigger=trigger, upstream=redis_server)
+    host, port = proxy.address
+    result = subprocess.run(
+        ["redis-benchmark", "-h", host, "-p", str(port), "-t", "set,get", "-n", "2000",
+         "-c", "10", "-q"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "SET:" in result.stdout and "GET:" in result.stdout, result.stdout
+    # Every answer right: values of all sizes, pipelined, read back through the proxy.
+    values = {b"k%d" % i: os.urandom(i * 331 % 100_000) for i in range(50)}
+    with socket.create_connection((host, port), timeout=10) as client:
+        client.sendall(b"".join(_resp(b"SET", k, v) for k, v in values.items()))
+        assert recv_exactly(client, 5 * len(values)) == b"+OK\r\n" * len(values)
+        for key, value in values.items():
+            client.sendall(_resp(b"GET", key))
+            head = b"$%d\r\n" % len(value)
+            assert recv_exactly(client, len(head) + len(value) + 2) == head + value + b"\r\n"
+    assert proxy.running, proxy.error
