@@ -37,7 +37,8 @@ def name_list(text: str) -> list[str]:
 def parser() -> argparse.ArgumentParser:
     p = Parser(prog="muxtop bench", description="Measurements that print figures.")
     sub = p.add_subparsers(dest="mode",
-                           metavar="{wait,echo,diagnose,ui,memory,flood,replay,attach,agent}")
+                           metavar="{wait,echo,proxy,diagnose,ui,memory,flood,replay,attach,"
+                                   "agent}")
 
     w = sub.add_parser("wait", help="cost of one wait call against the number of idle fds",
                        description="Time wait(0) on select, poll and epoll with N idle fds and one "
@@ -91,6 +92,8 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--rounds", type=positive_int, default=2, help="rounds (default 2)")
     d.add_argument("--json", action="store_true", help="print one JSON document instead")
 
+    sub.add_parser("proxy", help="round trips through muxtop's proxy vs a selectors proxy "
+                   "vs direct (its own --help)", add_help=False)
     sub.add_parser("ui", help="the dashboard's frame cost, its cost to the server, key to "
                    "screen (its own --help)", add_help=False)
     sub.add_parser("memory", help="RSS per idle connection: muxtop vs selectors, asyncio, "
@@ -110,6 +113,8 @@ def main(argv: list[str]) -> int:
     if argv and argv[0] == "ui":
         # Lazy: only this mode may pull in textual.
         return importlib.import_module("muxtop.bench.ui").main(argv[1:])
+    if argv and argv[0] == "proxy":
+        return importlib.import_module("muxtop.bench.proxy").main(argv[1:])
     if argv and argv[0] == "memory":
         return importlib.import_module("muxtop.bench.memory").main(argv[1:])
     if argv and argv[0] == "attach":

@@ -186,7 +186,10 @@ class Engine(Proxying):
 
     def _run(self) -> None:
         try:
-            self._loop()
+            if self._proxied:
+                self._proxy_loop()  # engine/proxying.py: this loop with the proxy's handler
+            else:
+                self._loop()
         except BaseException as exc:  # noqa: BLE001 - report, then close everything
             self.error = f"engine stopped: {exc!r}"
             traceback.print_exc(file=sys.stderr)
@@ -331,7 +334,7 @@ class Engine(Proxying):
 
     def _chores_changed(self) -> None:
         self._chores = (self._backend.trigger == ONESHOT or self._accept_resume_at is not None
-                        or self._stepper is not None or self._proxied)
+                        or self._stepper is not None or bool(self._timers))
 
     def _after_wait(self, backend: Backend, ready: list[tuple[int, int]], now: float) -> None:
         """The chores of one wait (like ae.c's beforesleep): re-arm what oneshot disarmed,

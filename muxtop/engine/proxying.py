@@ -15,7 +15,9 @@ import heapq
 import os
 import socket
 import struct
+import time
 from collections import deque
+from itertools import chain
 from typing import TYPE_CHECKING, Protocol
 
 from muxtop.backends import BackendError
@@ -23,7 +25,17 @@ from muxtop.engine.address import AddressError
 from muxtop.engine.connection import NO_OUT, Connection
 from muxtop.engine.guards import OUT_BUFFER, out_buffer_note
 from muxtop.events import ERROR, HANGUP, RDHUP, READ, WRITE
-from muxtop.snapshot import CLOSED, CLOSING, CONNECTING, HALF_CLOSED, OPEN, READ_PAUSED
+from muxtop.snapshot import (
+    CLOSED,
+    CLOSING,
+    CONNECTING,
+    CPU_SAMPLE_EVERY,
+    HALF_CLOSED,
+    OPEN,
+    READ_PAUSED,
+    READY_KEPT,
+    wait_record,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -220,6 +232,8 @@ class Proxying:
     def _timer(self, when: float, leg: Leg) -> None:
         self._timer_seq += 1
         heapq.heappush(self._timers, (when, self._timer_seq, leg))
+        if not self._chores:
+            self._chores_changed()  # the loop now looks at the timers after each wait
 
     def _run_timers(self, now: float) -> None:
         """Connect timeouts and the pipes' due times (latency, bandwidth, slicer, ...)."""
@@ -233,6 +247,111 @@ class Proxying:
                     leg, f"connect timeout ({self.config.connect_timeout:g} s)", now)
             elif leg.pipe is not None:
                 self._flush_pipe(leg, now)
+        if not timers:
+            self._chores_changed()
+
+    # ---- the hot loop ----------------------------------------------------------------------
+
+    def _proxy_loop(self) -> None:  # noqa: C901 - as the loop's own: a call costs
+        """The loop of engine/loop.py (`_loop`), its echo handler replaced by the proxy's:
+        a leg's read goes straight out of one buffer to its partner's socket when nothing
+        waits before it there (no pipe, an empty out-buffer); all else goes the general way,
+        `_service_leg`. Its own copy, so the echo loop pays no test for the proxy."""
+        monotonic, thread_time = time.monotonic, time.thread_time
+        next_sample = 0.0
+        record = self.telemetry.ring.append
+        flatten = chain.from_iterable
+        publish_interval = self.config.publish_interval
+        next_publish = monotonic() + publish_interval
+        seq = events_total = probes = 0
+        service = self._service_leg
+        by_fd = self._by_fd
+        rxview = memoryview(bytearray(self._read_size))
+        readv, rxbufs, write = os.readv, (rxview,), os.write
+        size = 0
+        chunk = rxview[:0]
+        while self._running:
+            backend = self._backend
+            pending = self._pending
+            full = self._read_size if self._edge and "naive-edge" not in self.lab else -1
+            now = monotonic()
+            timeout = 0.0 if pending else self._timeout(now, next_publish)
+            if now < next_sample:
+                ready = backend.wait(timeout)
+                after = monotonic()
+                cpu = None
+            else:
+                timeout = 0.0
+                started = thread_time()
+                ready = backend.wait(0.0)
+                cpu = thread_time() - started
+                after = monotonic()
+                probes += 1
+                next_sample = after + max(CPU_SAMPLE_EVERY, 100 * cpu)
+            seq += 1
+            events_total += len(ready)
+            count = len(ready)
+            record(wait_record((
+                seq, now, timeout, after - now, self._nreg,
+                tuple(flatten(ready if count <= READY_KEPT else ready[:READY_KEPT])), count,
+                cpu)))
+            for fd, events in ready:
+                leg = by_fd[fd]
+                if leg is not None:
+                    leg.last_events = events
+                    leg.last_ready = after
+                    sink = leg.partner
+                    if not (events == READ and leg.interest == READ and sink is not None
+                            and not sink.out and leg.pipe is None):
+                        service(leg, events, after)
+                        continue
+                    # The forward, inlined: one read, one write-through send to the partner.
+                    try:
+                        got = readv(fd, rxbufs)
+                        if not got:
+                            service(leg, READ, after)  # FIN: recv says b"" again there
+                            continue
+                        if got != size:
+                            size = got
+                            chunk = rxview[:size]
+                        if got == full:
+                            pending[fd] = None
+                        leg.read_bytes += size
+                        leg.read_msgs += 1
+                        leg.last_read_at = after
+                    except BlockingIOError:
+                        continue
+                    except Exception as exc:  # noqa: BLE001 - as in _service_leg
+                        self._leg_failed(leg, exc, after)
+                        continue
+                    try:
+                        sent = write(sink.fd, chunk)
+                    except BlockingIOError:
+                        sent = 0
+                    except Exception as exc:  # noqa: BLE001 - the partner broke
+                        self._leg_failed(sink, exc, after)
+                        continue
+                    if sent:
+                        sink.sent_bytes += sent
+                        sink.sent_msgs += 1
+                    if sent != size:  # the rest waits in the partner's out-buffer
+                        sink.out = bytearray(chunk[sent:])
+                        self._update_leg(sink, after)
+                else:
+                    self._not_a_connection(fd, after)
+            if pending or self._chores:
+                self._after_wait(backend, ready, after)
+                if self._stepper is not None:
+                    self.waits_total, self.events_total = seq, events_total
+                    self.probes_total = probes
+                    self._step_pause()
+                    next_publish = monotonic() + publish_interval
+                    continue
+            if after >= next_publish:
+                self.waits_total, self.events_total = seq, events_total
+                self.probes_total = probes
+                self._publish(after)
+                next_publish = after + publish_interval
 
     # ---- moving bytes ----------------------------------------------------------------------
 
