@@ -121,6 +121,24 @@ FLAG_MEANINGS = {
     FLAG_EXCLUSIVE: "EPOLLEXCLUSIVE",
 }
 EVIDENCE_FDS = "fds"  # the evidence key of a process-wide finding that names fds
+# A proxied connection's peer names its partner leg: "127.0.0.1:5000 ⇄ fd 12" (the client's),
+# "upstream 127.0.0.1:6379 ⇄ fd 11" (the upstream's). The views find the pair by it.
+PAIR_MARK = " ⇄ fd "
+PROXY = "proxy"  # Snapshot.protocol of a proxy starts with it: "proxy → 127.0.0.1:6379"
+
+
+def partner_of(view: ConnView, views: tuple[ConnView, ...]) -> ConnView | None:
+    """The other leg of a proxied pair, if `view` is one and its partner is among `views`:
+    the row whose peer names `view`'s fd back (an fd number alone may have been reused)."""
+    _, mark, fd = view.peer.rpartition(PAIR_MARK)
+    if not mark or not fd.isdigit():
+        return None
+    back = f"{PAIR_MARK}{view.fd}"
+    for other in views:
+        if other.fd == int(fd) and other.peer.endswith(back) and other.cid != view.cid \
+                and abs(other.cid - view.cid) == 1:
+            return other
+    return None
 
 
 class Diagnosis(NamedTuple):
@@ -282,7 +300,8 @@ class FdStep(NamedTuple):
 
     fd: int
     events: int  # what the wait reported; 0: not reported, serviced from the pending list
-    role: str  # "connection", "listener", "control" (a command arrived), "gone" (closed)
+    role: str  # "connection", "listener", "control" (a command arrived), "gone" (closed);
+    # a proxy's legs: "client leg ⇄ fd N", "upstream leg ⇄ fd N"
     read: int  # bytes received
     read_end: str  # READ_* above; "" when it did not read
     sent: int  # bytes sent

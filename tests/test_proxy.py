@@ -337,3 +337,54 @@ def test_redis_behind_the_proxy(make_engine, redis_server, backend, trigger):
             head = b"$%d\r\n" % len(value)
             assert recv_exactly(client, len(head) + len(value) + 2) == head + value + b"\r\n"
     assert proxy.running, proxy.error
+
+
+def test_a_step_on_either_leg_names_the_pair(make_engine, upstream):
+    from muxtop.commands import Continue, Step
+    from muxtop.ui.widgets.step_panel import fd_line
+
+    proxy = make_engine(upstream=upstream.address)
+    client = socket.create_connection(proxy.address, timeout=10)
+    server = upstream.accept()
+    until(lambda: len([v for v in legs(proxy) if v.state == "open"]) == 2, what="open pair")
+    assert proxy.submit(Step()).result(5).ok
+    until(lambda: proxy.snapshot().step is not None, what="stepping")
+    client.sendall(b"ping")
+    steps = []
+    for _ in range(20):  # step until the client's leg has read it
+        assert proxy.submit(Step()).result(5).ok
+        steps = [f for f in proxy.snapshot().step.fds if f.read]
+        if steps:
+            break
+    (read,) = steps
+    up_fd = next(v.fd for v in legs(proxy) if v.peer.startswith("upstream"))
+    assert read.role == f"client leg ⇄ fd {up_fd}"
+    (sent,) = [f for f in proxy.snapshot().step.fds if f.fd == up_fd]
+    assert sent.sent == 4 and sent.role.startswith("upstream leg")
+    assert fd_line(sent).startswith("upstream leg ⇄ fd") and "sent 4B" in fd_line(sent)
+    assert recv_exactly(server, 4) == b"ping"
+    assert proxy.submit(Continue()).result(5).ok
+    client.close()
+    server.close()
+
+
+def test_the_detail_of_one_leg_shows_both_and_the_ready_list_names_the_partner(
+        make_engine, upstream):
+    from muxtop.snapshot import partner_of
+    from muxtop.ui.screens.detail import describe
+    from muxtop.ui.views import ENGINE
+    from muxtop.ui.widgets.ready_log import partners
+
+    proxy = make_engine(upstream=upstream.address)
+    client = socket.create_connection(proxy.address, timeout=10)
+    server = upstream.accept()
+    snapshot = until(lambda: proxy.snapshot() if len(legs(proxy)) == 2 else None, what="pair")
+    client_leg, up_leg = sorted(legs(proxy), key=lambda v: v.cid)
+    assert partner_of(client_leg, snapshot.connections) == up_leg
+    assert partner_of(up_leg, snapshot.connections) == client_leg
+    text = describe(ENGINE, client_leg, snapshot).plain
+    assert f"its partner leg: fd {up_leg.fd}" in text
+    assert partners(snapshot) == {client_leg.fd: up_leg.fd, up_leg.fd: client_leg.fd}
+    assert snapshot.protocol == f"proxy → 127.0.0.1:{upstream.address[1]}"
+    client.close()
+    server.close()

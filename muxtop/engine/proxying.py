@@ -32,6 +32,7 @@ from muxtop.snapshot import (
     CPU_SAMPLE_EVERY,
     HALF_CLOSED,
     OPEN,
+    PAIR_MARK,
     READ_PAUSED,
     READY_KEPT,
     wait_record,
@@ -155,8 +156,8 @@ class Proxying:
         upstream = Leg(self._next_cid + 1, up, self._upstream_name, now, UPSTREAM)
         self._next_cid += 2
         client.partner, upstream.partner = upstream, client
-        client.peer = f"{peer} ⇄ fd {upstream.fd}"
-        upstream.peer = f"upstream {self._upstream_name} ⇄ fd {client.fd}"
+        client.peer = f"{peer}{PAIR_MARK}{upstream.fd}"
+        upstream.peer = f"upstream {self._upstream_name}{PAIR_MARK}{client.fd}"
         pipes = self._pipes
         if pipes is not None:
             client.pipe = pipes(STREAMS[CLIENT], client.cid)

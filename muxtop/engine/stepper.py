@@ -75,6 +75,11 @@ class Stepper:
         pairs = dict(zip(ready[::2], ready[1::2]))
         for fd in self._pending:
             pairs.setdefault(fd, 0)  # read from the pending list, not reported
+        for fd in list(pairs):  # a proxy: what a leg read went out through its partner
+            was = before.get(fd)
+            partner = getattr(was.conn, "partner", None) if was is not None else None
+            if partner is not None and partner.fd in before:
+                pairs.setdefault(partner.fd, 0)
         fds = tuple(self._fd_step(fd, events, before) for fd, events in pairs.items())
         self.info = StepInfo(self.info.steps + 1, record.seq, record.count, fds)
 
@@ -113,8 +118,12 @@ class Stepper:
         pending = fd in state.pending
         queued = -1 if closed else _queued(fd)
         trigger = state.backend.trigger
+        role = "connection"
+        if getattr(conn, "role", None) is not None:  # a proxy's leg
+            partner = conn.partner
+            role = f"{conn.role} leg" + ("" if partner is None else f" ⇄ fd {partner.fd}")
         return FdStep(
-            fd, events, "connection", read,
+            fd, events, role, read,
             self._read_end(conn, events, read, pending), conn.bytes_out - was.bytes_out,
             queued, len(conn.out), was.interest, conn.interest,
             trigger == ONESHOT and bool(events) and bool(conn.interest), (), closed, pending)

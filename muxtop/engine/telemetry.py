@@ -30,6 +30,7 @@ from muxtop.snapshot import (
     KIND_EPOLL,
     KIND_LISTENER,
     LISTENING,
+    PROXY,
     ConnView,
     Notice,
     ProcessStats,
@@ -89,6 +90,8 @@ class Telemetry:
         self._process_at = 0.0
         self.started_at = time.monotonic()
         self.detector = Detector(config.stuck_after)
+        self.protocol = config.protocol if state.proxy is None else \
+            f"{PROXY} → {state.proxy.upstream}"
         self.publishes, self.publish_seconds = 0, 0.0  # what building Snapshots cost so far
 
     # ---- called by the engine ----------------------------------------------------------
@@ -171,7 +174,7 @@ class Telemetry:
             source="engine", taken_at=now, wall_time=time.time(), started_at=self.started_at,
             backend=backend.name if backend else config.backend,
             trigger=backend.trigger if backend else config.trigger,
-            protocol=config.protocol, listen=_address(state.address),
+            protocol=self.protocol, listen=_address(state.address),
             connections=tuple(views), waits=waits, totals=totals, rates=rates,
             process=process, registered=state.registered,
             open_connections=len(conns), notices=tuple(self.notices), diagnoses=diagnoses,

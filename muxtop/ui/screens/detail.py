@@ -16,7 +16,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
-from muxtop.snapshot import ConnView, Snapshot
+from muxtop.snapshot import ConnView, Snapshot, partner_of
 from muxtop.ui import format as fmt
 from muxtop.ui.messages import ConnectionAction
 from muxtop.ui.rows import can_act_on
@@ -100,4 +100,16 @@ def describe(view: SourceView, v: ConnView, s: Snapshot, width: int | None = Non
     facts = view.facts(s)
     for section in view.sections:
         section(detail, v, s, facts)
+    other = partner_of(v, s.connections)
+    if other is not None:  # a proxied pair: its other leg, in full, below
+        text.append("\n")
+        text.append("its partner leg: ", "bold")
+        text.append(f"fd {other.fd}", "bold")
+        text.append(f"  {fmt.plain(other.peer)}")
+        text.append(f"  {fmt.plain(other.state)}\n", "bold")
+        if other.note:
+            text.append(f"  {fmt.plain(other.note)}\n", "italic")
+        text.append("\n")
+        for section in view.sections:
+            section(detail, other, s, facts)
     return text

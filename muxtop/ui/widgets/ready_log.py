@@ -18,7 +18,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from muxtop.events import ERROR, HANGUP, WRITE, short
-from muxtop.snapshot import Snapshot, WaitRecord
+from muxtop.snapshot import CLOSED, PAIR_MARK, PROXY, Snapshot, WaitRecord
 from muxtop.ui import format as fmt
 from muxtop.ui.widgets.line_api import (
     FramedLines,
@@ -82,6 +82,7 @@ class ReadyLog(FramedLines, PaletteMixin, ScrollView, can_focus=True):
         self._busy: list[int] | None = None  # indices of waits that returned something
         self._started_at = 0.0
         self._snapshot: Snapshot | None = None
+        self._partners: dict[int, int] = {}  # a proxy: each leg's fd -> its partner's
         # What each line on screen shows (its record and CALL label), by line of the log;
         # and the Strip drawn for each. A line that shows the same as before is not repainted.
         self._drawn: dict[int, tuple] = {}
@@ -93,6 +94,7 @@ class ReadyLog(FramedLines, PaletteMixin, ScrollView, can_focus=True):
 
     def show(self, snapshot: Snapshot) -> None:
         self._snapshot = snapshot
+        self._partners = partners(snapshot)
         anchor = self._top_seq() if round(self.scroll_y) > 0 else None
         self._waits = snapshot.waits
         self._started_at = snapshot.started_at
@@ -276,7 +278,9 @@ class ReadyLog(FramedLines, PaletteMixin, ScrollView, can_focus=True):
         run: list[str] = []  # fds of one colour go out as one Segment
         run_style = read
         for shown, (fd, mask) in enumerate(w.pairs()):
-            text = f"{fd}:{short(mask)} "
+            partner = self._partners.get(fd)
+            text = f"{fd}:{short(mask)} " if partner is None else \
+                f"{fd}:{short(mask)}{PAIR_ARROW}{partner} "
             if used + len(text) > width - 13 and shown < w.count - 1:  # room for "… +N more"
                 run_style_end = Segment(f"… +{w.count - shown} more", base)
                 break
@@ -300,3 +304,19 @@ class ReadyLog(FramedLines, PaletteMixin, ScrollView, can_focus=True):
         if run_style_end is not None:
             segments.append(run_style_end)
         return segments
+
+
+PAIR_ARROW = "⇄"  # "11:R⇄12": fd 11 was ready, and its partner leg is fd 12 (a proxy)
+
+
+def partners(snapshot: Snapshot) -> dict[int, int]:
+    """Each proxied leg's fd and its partner's, as the peers name them (engine/proxying.py);
+    empty when the source is no proxy."""
+    if not snapshot.protocol.startswith(PROXY):
+        return {}
+    found = {}
+    for v in snapshot.connections:
+        _, mark, fd = v.peer.rpartition(PAIR_MARK)
+        if mark and fd.isdigit() and v.state != CLOSED:
+            found[v.fd] = int(fd)
+    return found

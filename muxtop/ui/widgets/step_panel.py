@@ -78,9 +78,17 @@ def describe(step: StepInfo, backend: str, trigger: str) -> Text:
     for fd_step in step.fds:
         text.append("\n")
         text.append(f"fd {fd_step.fd:<5}", "bold")
-        text.append(f"{events.short(fd_step.events) if fd_step.events else 'pending':<8}")
+        text.append(f"{_events(fd_step):<8}")
         text.append(fd_line(fd_step))
     return text
+
+
+def _events(f: FdStep) -> str:
+    if f.events:
+        return events.short(f.events)
+    # Not reported: read from the pending list, or a proxy's leg that sent what its
+    # partner read.
+    return "pending" if f.pending or f.role == "connection" or f.read else "via pair"
 
 
 def fd_line(f: FdStep) -> str:
@@ -99,6 +107,8 @@ def fd_line(f: FdStep) -> str:
 def _bytes_moved(f: FdStep) -> list[str]:
     """A connection's bytes: read, left in the kernel, sent, left in muxtop's out-buffer."""
     parts = []
+    if f.role != "connection":  # a proxy's leg: "client leg ⇄ fd 12"
+        parts.append(fmt.plain(f.role))
     if f.read or f.read_end:
         parts.append(f"read {fmt.size(f.read)}" + (f", {READ_ENDS[f.read_end]}"
                                                  if f.read_end in READ_ENDS else ""))
