@@ -97,3 +97,19 @@ def host_port(text: str) -> tuple[str, int]:
     number = port_number(port)
     _check(number > 0, f"port 0 cannot be connected to (in {text!r})")
     return host, number
+
+
+def int_list(text: str) -> list[int]:
+    """argparse type: ``10,100,1000`` → [10, 100, 1000], each ≥ 1, in the given order."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of whole numbers (e.g. 10,100)") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give whole numbers ≥ 1, e.g. 10,100")
+    return list(dict.fromkeys(values))
+
+
+def name_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]

@@ -11,27 +11,18 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from muxtop.arguments import Parser, non_negative_int, positive_float, positive_int
+from muxtop.arguments import (
+    Parser,
+    int_list,
+    name_list,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from muxtop.backends import NAMES
 from muxtop.bench import machine
 from muxtop.printable import printable
 from muxtop.userfiles import UserFileError, create
-
-
-def int_list(text: str) -> list[int]:
-    """argparse type: ``10,100,1000`` → [10, 100, 1000], each ≥ 1, in the given order."""
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a comma-separated list of whole numbers (e.g. 10,100)") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: give whole numbers ≥ 1, e.g. 10,100")
-    return list(dict.fromkeys(values))
-
-
-def name_list(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def parser() -> argparse.ArgumentParser:

@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from importlib import resources
 
 from muxtop import children
-from muxtop.arguments import Parser, positive_float, positive_int
+from muxtop.arguments import Parser, int_list, name_list, positive_float, positive_int
 from muxtop.bench import machine
-from muxtop.bench.cli import int_list, name_list
 from muxtop.bench.compiler import BuildError, build
 from muxtop.bench.echo import (
     START_TIMEOUT,
