@@ -388,3 +388,85 @@ def test_the_detail_of_one_leg_shows_both_and_the_ready_list_names_the_partner(
     assert snapshot.protocol == f"proxy → 127.0.0.1:{upstream.address[1]}"
     client.close()
     server.close()
+
+
+class HoldingPipe:
+    """A pipe as muxtop/proxy/toxics.py's are (the contract's Pipe): holds every byte `delay`
+    seconds, gives at most `slice` bytes a take, lets the FIN through after the bytes, and
+    says "reset" once `reset_after` bytes have been fed."""
+
+    def __init__(self, delay: float, slice: int, reset_after: int | None = None) -> None:
+        self.delay, self.slice, self.reset_after = delay, slice, reset_after
+        self.held: list[tuple[float, bytearray]] = []
+        self.fed = 0
+        self.eof_at: float | None = None
+
+    def feed(self, data: bytes, now: float) -> None:
+        self.fed += len(data)
+        self.held.append((now + self.delay, bytearray(data)))
+
+    def feed_eof(self, now: float) -> None:
+        self.eof_at = now
+
+    def take(self, now: float, limit: int) -> bytes:
+        if not self.held or self.held[0][0] > now:
+            return b""
+        due, data = self.held[0]
+        out = bytes(data[:min(limit, self.slice)])
+        del data[:len(out)]
+        if not data:
+            self.held.pop(0)
+        return out
+
+    def due(self, now: float) -> float | None:
+        return self.held[0][0] if self.held and self.held[0][0] > now else None
+
+    def verdict(self, now: float) -> str | None:
+        if self.reset_after is not None and self.fed >= self.reset_after:
+            return "reset"
+        return "eof" if self.eof_at is not None and not self.held else None
+
+    @property
+    def buffered(self) -> int:
+        return sum(len(d) for _, d in self.held)
+
+
+@pytest.mark.parametrize(("backend", "trigger"), [("epoll", "level"), ("epoll", "edge"),
+                                                  ("poll", "level")])
+def test_pipes_hold_bytes_on_the_loops_timers_and_the_fin_waits_behind_them(
+        make_engine, backend, trigger):
+    echo = make_engine()
+    pipes = []
+
+    def pipe(stream, cid, now):
+        pipes.append((stream, cid))
+        return HoldingPipe(0.1 if stream == "downstream" else 0.0, 7)
+
+    proxy = make_engine(backend=backend, trigger=trigger, upstream=echo.address, pipes=pipe)
+    with socket.create_connection(proxy.address, timeout=10) as client:
+        message = os.urandom(5000)
+        started = time.monotonic()
+        client.sendall(message)
+        assert recv_exactly(client, len(message)) == message  # 7 bytes a take, all of them
+        assert time.monotonic() - started >= 0.1  # held downstream on a timer
+        client.sendall(b"last words")
+        client.shutdown(socket.SHUT_WR)
+        assert recv_exactly(client, 10) == b"last words"  # before the FIN, not lost behind it
+        assert client.recv(1) == b""
+    assert sorted(s for s, _ in pipes) == ["downstream", "upstream"]
+
+
+def test_a_pipes_reset_verdict_resets_both_legs(make_engine, upstream):
+    proxy = make_engine(upstream=upstream.address,
+                        pipes=lambda stream, cid, now: HoldingPipe(0.0, 1 << 20, 3))
+    client = socket.create_connection(proxy.address, timeout=10)
+    server = upstream.accept()
+    client.sendall(b"abc")
+    with pytest.raises(ConnectionResetError):
+        while client.recv(1024):
+            pass
+    with pytest.raises(ConnectionResetError):
+        while server.recv(1024):
+            pass
+    client.close()
+    server.close()

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 CLIENT, UPSTREAM = "client", "upstream"  # Leg.role
 STREAMS = {CLIENT: "upstream", UPSTREAM: "downstream"}  # toxiproxy's name of what a leg reads
 READABLE = READ | ERROR | HANGUP
+CONNECT, PIPE = 0, 1  # what a timer is for
 WRITABLE = WRITE | ERROR | HANGUP
 _LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 FAILURES_KEPT = 64  # upstream failures remembered for the findings
@@ -57,9 +58,12 @@ class Pipe(Protocol):
     muxtop/proxy/toxics.py's pipes are (toxiproxy's toxics as state machines)."""
 
     def feed(self, data: bytes, now: float) -> None: ...
+    def feed_eof(self, now: float) -> None: ...  # the source leg sent its FIN
     def take(self, now: float, limit: int) -> bytes: ...
     def due(self, now: float) -> float | None: ...
-    def verdict(self, now: float) -> str | None: ...  # None, "close" or "reset"
+    # None; "eof": the FIN fed has come through, cross it; "close": end the pair once what
+    # was taken is sent; "reset": reset both legs now.
+    def verdict(self, now: float) -> str | None: ...
 
     @property
     def buffered(self) -> int: ...
@@ -68,7 +72,8 @@ class Pipe(Protocol):
 class Leg(Connection):
     """One side of a proxied pair: the accepted client, or the connection to the upstream."""
 
-    __slots__ = ("partner", "role", "pipe", "connecting", "shut", "aborted", "target")
+    __slots__ = ("partner", "role", "pipe", "connecting", "shut", "aborted", "target", "eof",
+                 "wake")
 
     def __init__(self, cid: int, sock: socket.socket, peer: str, now: float, role: str) -> None:
         super().__init__(cid, sock, peer, now)
@@ -79,6 +84,8 @@ class Leg(Connection):
         self.shut = False  # shutdown(SHUT_WR) done: the partner's FIN crossed
         self.aborted = False  # ended by an error or reset: the partner is reset too
         self.target = peer  # the address alone (peer also names the partner's fd)
+        self.eof = False  # the FIN read here has come through its pipe: it may cross
+        self.wake: float | None = None  # when the loop wakes for this leg's pipe
 
 
 class ProxyFacts:
@@ -104,7 +111,7 @@ class Proxying:
         self._upstream_name = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self._upstream_addr: tuple[int, tuple] | None = None  # resolved at start
         self._pipes = pipes
-        self._timers: list[tuple[float, int, Leg]] = []  # (due, seq, leg): connect, pipes
+        self._timers: list[tuple[float, int, Leg, int]] = []  # (due, seq, leg, CONNECT|PIPE)
         self._timer_seq = 0
         self.proxy = ProxyFacts(self._upstream_name)
         self._echo = False  # no echo fast path: every read goes to _service_leg
@@ -160,8 +167,8 @@ class Proxying:
         upstream.peer = f"upstream {self._upstream_name}{PAIR_MARK}{client.fd}"
         pipes = self._pipes
         if pipes is not None:
-            client.pipe = pipes(STREAMS[CLIENT], client.cid)
-            upstream.pipe = pipes(STREAMS[UPSTREAM], client.cid)
+            client.pipe = pipes(STREAMS[CLIENT], client.cid, now)
+            upstream.pipe = pipes(STREAMS[UPSTREAM], client.cid, now)
         code = up.connect_ex(sockaddr)
         upstream.connecting = code in (errno.EINPROGRESS, errno.EAGAIN)
         try:
@@ -175,8 +182,11 @@ class Proxying:
             client.aborted = True
             self._close_leg(client, f"refused: {exc}", now)
             return
+        for leg in (client, upstream):
+            if leg.pipe is not None and (due := leg.pipe.due(now)) is not None:
+                self._timer(due, leg, PIPE)  # a timeout toxic runs from the start
         if upstream.connecting:
-            self._timer(now + self.config.connect_timeout, upstream)
+            self._timer(now + self.config.connect_timeout, upstream, CONNECT)
         elif code:
             self._upstream_failed(upstream, code, now)
         else:
@@ -230,9 +240,13 @@ class Proxying:
 
     # ---- timers ----------------------------------------------------------------------------
 
-    def _timer(self, when: float, leg: Leg) -> None:
+    def _timer(self, when: float, leg: Leg, kind: int) -> None:
+        if kind == PIPE:
+            if leg.wake is not None and leg.wake <= when:
+                return  # an earlier wake is set: the pipe says its next due then
+            leg.wake = when  # an entry for a later wake goes stale (_run_timers)
         self._timer_seq += 1
-        heapq.heappush(self._timers, (when, self._timer_seq, leg))
+        heapq.heappush(self._timers, (when, self._timer_seq, leg, kind))
         if not self._chores:
             self._chores_changed()  # the loop now looks at the timers after each wait
 
@@ -240,13 +254,15 @@ class Proxying:
         """Connect timeouts and the pipes' due times (latency, bandwidth, slicer, ...)."""
         timers = self._timers
         while timers and timers[0][0] <= now:
-            when, _, leg = heapq.heappop(timers)
+            when, _, leg, kind = heapq.heappop(timers)
             if leg.state is CLOSED:
                 continue
-            if leg.connecting:
-                self._upstream_failed(
-                    leg, f"connect timeout ({self.config.connect_timeout:g} s)", now)
-            elif leg.pipe is not None:
+            if kind == CONNECT:
+                if leg.connecting:
+                    self._upstream_failed(
+                        leg, f"connect timeout ({self.config.connect_timeout:g} s)", now)
+            elif when == leg.wake:
+                leg.wake = None
                 self._flush_pipe(leg, now)
         if not timers:
             self._chores_changed()
@@ -401,6 +417,10 @@ class Proxying:
         before them, else queued behind what does (the partner's out-buffer)."""
         if not data:
             src.peer_closed = True
+            if src.pipe is None:
+                src.eof = True
+            else:
+                src.pipe.feed_eof(now)  # it crosses when the pipe says "eof" (_flush_pipe)
             if src.role is UPSTREAM and src.partner is not None \
                     and not src.partner.peer_closed:
                 self._upstream_gone(src, "closed first", f"upstream {self._upstream_name} "
@@ -408,7 +428,9 @@ class Proxying:
                 if src.partner.note == "":
                     src.partner.note = "upstream closed first"
             self._update_leg(src, now)
-            if src.partner is not None:
+            if src.pipe is not None:
+                self._flush_pipe(src, now)
+            elif src.partner is not None:
                 self._update_leg(src.partner, now)  # the FIN crosses once its bytes are out
             return
         src.read_bytes += len(data)
@@ -442,30 +464,41 @@ class Proxying:
             self._update_leg(sink, now)
 
     def _flush_pipe(self, src: Leg, now: float) -> None:
-        """Move what the pipe from `src` lets through now to the partner; wake for the rest."""
+        """Move what the pipe from `src` lets through now to the partner (a slicer gives one
+        slice a take: take until it gives nothing), act on its verdict, wake for the rest."""
         pipe, sink = src.pipe, src.partner
         if sink is None or sink.state is CLOSED:
             return
-        room = self.config.high_water - len(sink.out)
-        if room > 0:
-            data = pipe.take(now, room)
-            if data:
+        if not sink.connecting:
+            room = self.config.high_water - len(sink.out)
+            took = False
+            while room > 0:
+                data = pipe.take(now, room)
+                if not data:
+                    break
                 if sink.out:
                     sink.out += data
                 else:
                     sink.out = bytearray(data)
+                room -= len(data)
+                took = True
+            if took:
                 self._write_leg(sink, now)
-                if sink.state is CLOSED:
+                if sink.state is CLOSED or src.state is CLOSED:
                     return
         verdict = pipe.verdict(now)
-        if verdict is not None:
-            if verdict == "reset":
-                src.aborted = True
-            self._close_leg(src, f"toxic: {verdict}", now)
+        if verdict == "reset" or verdict == "close":
+            src.aborted = verdict == "reset"  # a reset crosses as a reset; a close, sent out
+            self._close_leg(src, f"toxic: {'reset' if src.aborted else 'closed'}", now)
             return
+        if verdict == "eof" and not src.eof:
+            src.eof = True
+            self._update_leg(sink, now)  # the FIN crosses once the sink's bytes are out
+            if src.state is CLOSED:
+                return
         due = pipe.due(now)
         if due is not None:
-            self._timer(due, src)
+            self._timer(due, src, PIPE)
         self._update_leg(src, now)
 
     def _write_leg(self, leg: Leg, now: float) -> None:
@@ -503,7 +536,7 @@ class Proxying:
             if leg.closing:
                 self._close_leg(leg, leg.note or "partner closed", now)
                 return
-            if partner is not None and partner.peer_closed and not leg.shut \
+            if partner is not None and partner.eof and not leg.shut \
                     and not leg.connecting:
                 leg.shut = True  # the partner's FIN crosses: ours, now that its bytes are out
                 try:
