@@ -470,3 +470,64 @@ def test_a_pipes_reset_verdict_resets_both_legs(make_engine, upstream):
             pass
     client.close()
     server.close()
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["--upstream", "nowhere"], "is not HOST:PORT"),
+    (["--upstream", "127.0.0.1:0"], "port 0 cannot be connected to"),
+    (["--upstream", "127.0.0.1:99999"], "out of range"),
+    (["--connect-timeout", "1"], "--connect-timeout needs --upstream"),
+    (["--upstream", "127.0.0.1:6379", "--protocol", "http"], "--protocol does not apply"),
+    (["--upstream", "127.0.0.1:6379", "--connect-timeout", "-1"], "connect-timeout"),
+])
+def test_the_cli_refuses_bad_proxy_options_in_one_line(args, said):
+    result = subprocess.run([sys.executable, "-m", "muxtop", "--headless", "--port", "0",
+                             "--duration", "0", *args], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 2, result
+    assert said in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_an_upstream_that_does_not_resolve_is_one_line_and_status_1():
+    result = subprocess.run([sys.executable, "-m", "muxtop", "--headless", "--port", "0",
+                             "--duration", "0", "--upstream", "no-such-host.invalid:80"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert result.stderr.startswith("muxtop: cannot resolve upstream 'no-such-host.invalid'")
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_headless_proxy_with_metrics(make_engine, tmp_path):
+    pytest.importorskip("prometheus_client")
+    echo = make_engine()
+    err = open(tmp_path / "stderr", "w+")  # noqa: SIM115 - closed below
+    server = subprocess.Popen(
+        [sys.executable, "-m", "muxtop", "--headless", "--json", "--port", "0", "--upstream",
+         f"127.0.0.1:{echo.address[1]}", "--metrics", "127.0.0.1:0"],
+        stdout=subprocess.PIPE, stderr=err, text=True)
+    try:
+        status = json.loads(server.stdout.readline())
+        host, _, port = status["listen"].rpartition(":")
+
+        def metrics_url():
+            err.seek(0)
+            return next((line.split("metrics on ", 1)[1].strip()
+                         for line in err.read().splitlines() if "metrics on " in line), None)
+
+        url = until(metrics_url, what="the metrics line")
+        with socket.create_connection((host, int(port)), timeout=10) as client:
+            client.sendall(b"through")
+            assert recv_exactly(client, 7) == b"through"
+
+            def open_legs():
+                import urllib.request
+                with urllib.request.urlopen(url, timeout=10) as answer:
+                    text = answer.read().decode()
+                return 'muxtop_connections{state="open"} 2.0' in text
+
+            until(open_legs, what="two open legs in /metrics")
+    finally:
+        server.terminate()
+        server.wait(10)
+        server.stdout.close()
+        err.close()
