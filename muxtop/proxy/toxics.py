@@ -13,6 +13,7 @@ import argparse
 import math
 import random
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -186,11 +187,13 @@ class ToxicSet:
         self._toxics = toxics
         self.version += 1  # after the tuple: a reader that sees the new version sees it
 
-    def pipe(self, stream: str, conn_id: object = None) -> Pipe:
-        """The pipe of one direction of one connection (conn_id only labels it)."""
+    def pipe(self, stream: str, conn_id: object = None, now: float | None = None) -> Pipe:
+        """The pipe of one direction of one connection (conn_id only labels it), made at
+        `now` (the engine's clock; time.monotonic() if not given): toxicity is drawn here,
+        and a timeout toxic's timer starts here."""
         if stream not in STREAMS:
             raise ValueError(f"stream {stream!r} is not one of {STREAMS}")
-        return Pipe(self, stream, conn_id)
+        return Pipe(self, stream, conn_id, time.monotonic() if now is None else now)
 
 
 class _End:
@@ -495,7 +498,8 @@ class Pipe:
     due() when to wake for the next timer; verdict() whether the pair must end (see
     proxy-contract: "reset", "close", or "eof", the FIN crossing); buffered, bytes held."""
 
-    def __init__(self, toxic_set: ToxicSet, stream: str, conn_id: object = None) -> None:
+    def __init__(self, toxic_set: ToxicSet, stream: str, conn_id: object = None,
+                 now: float = 0.0) -> None:
         self.toxic_set = toxic_set
         self.stream = stream
         self.conn_id = conn_id
@@ -506,6 +510,8 @@ class Pipe:
         self._out_bytes = 0
         self._fed_end = False
         self._reset = False
+        self._now = now  # the latest time given: for a change seen between calls
+        self._sync(now)
 
     # -- what the engine calls
 
@@ -585,6 +591,7 @@ class Pipe:
     @property
     def applied(self) -> tuple[str, ...]:
         """The toxics applied to this connection (toxicity drawn), in chain order."""
+        self._sync(self._now)
         return tuple(s.toxic.name for s in self._stages)
 
     # -- the chain
@@ -607,6 +614,7 @@ class Pipe:
                 self._enter(index + 1, item, now)
 
     def _sync(self, now: float) -> None:
+        self._now = now
         toxic_set = self.toxic_set
         if toxic_set.version == self._version:
             return
