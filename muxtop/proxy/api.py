@@ -203,10 +203,9 @@ def _allow(method: str, *methods: str) -> None:
 
 def _populate(registry: Registry, body: bytes) -> tuple[int, object]:
     try:
-        plain = parse_body(body)
-    except ApiError as exc:
+        proxies, error = registry.populate(parse_body(body))
+    except ApiError as exc:  # refused before any proxy was made: toxiproxy's null list
         return exc.status, {**exc.plain(), "proxies": None}
-    proxies, error = registry.populate(plain)
     answer = {"proxies": [p.plain() for p in proxies]}
     if error is not None:  # toxiproxy answers the error with the proxies made before it
         return error.status, {**error.plain(), **answer}
@@ -256,8 +255,9 @@ class ApiServer:
     it cannot) and serves on a daemon thread; stop() ends it."""
 
     def __init__(self, registry: Registry, address: tuple[str, int] = DEFAULT_ADDRESS, *,
-                 allow_remote: bool = False) -> None:
+                 allow_remote: bool = False, poll_interval: float = 0.5) -> None:
         self.registry = registry
+        self.poll_interval = poll_interval  # how soon stop() is noticed
         self.requested = address
         self.allow_remote = allow_remote
         self.warning: str | None = None  # one line to show when it serves other machines
@@ -293,7 +293,7 @@ class ApiServer:
             raise ApiStartError(f"cannot serve the API on {join_address(sockaddr[0], port)}: "
                                 f"{exc.strerror or exc}") from None
         self._thread = threading.Thread(target=self._httpd.serve_forever,
-                                        kwargs={"poll_interval": 0.5},
+                                        kwargs={"poll_interval": self.poll_interval},
                                         name="muxtop-api", daemon=True)
         self._thread.start()
         return self
