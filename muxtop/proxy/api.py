@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socketserver
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
@@ -77,6 +78,11 @@ class _Server(ThreadingHTTPServer):
         self.registry = registry
         self.slots = threading.BoundedSemaphore(MAX_CLIENTS)
         super().__init__(address, handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer's own asks getfqdn(host): a reverse DNS lookup that may hang on start.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
 
     def process_request(self, request, client_address) -> None:  # noqa: ANN001
         if not self.slots.acquire(blocking=False):

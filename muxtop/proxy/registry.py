@@ -240,8 +240,8 @@ class Registry:
             proxy = self.find(name)
             if not isinstance(plain, dict):
                 raise bad_body("a proxy is a JSON object")
-            given = {"name": name, "listen": proxy.listen, "upstream": proxy.upstream,
-                     "enabled": proxy.enabled, **plain}
+            given = {"listen": proxy.listen, "upstream": proxy.upstream,
+                     "enabled": proxy.enabled, **plain, "name": name}  # a name stays
             _, listen, upstream, enabled = self._fields(given)
             if self._differs(proxy, listen, upstream):
                 proxy = self._stop(proxy)
