@@ -8,6 +8,8 @@ import argparse
 import random
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from muxtop.proxy.errors import ApiError
 from muxtop.proxy.toxics import Pipe, Toxic, ToxicSet, toxic_argument
@@ -322,3 +324,64 @@ def test_a_bad_toxic_flag_is_one_plain_line(text, words):
         toxic_argument(text)
     message = str(caught.value)
     assert words in message and "\n" not in message and "\x1b" not in message
+
+
+LOSSLESS = st.one_of(
+    st.builds(lambda ms, jitter: ("latency", {"latency": ms, "jitter": jitter}),
+              st.integers(0, 200), st.integers(0, 50)),
+    st.builds(lambda rate: ("bandwidth", {"rate": rate}), st.integers(1, 100)),
+    st.builds(lambda size, var, us: ("slicer", {"average_size": size, "size_variation": var,
+                                                "delay": us}),
+              st.integers(0, 300), st.integers(0, 100), st.integers(0, 5000)),
+    st.builds(lambda ms: ("slow_close", {"delay": ms}), st.integers(0, 100)),
+    st.just(("noop", {})),
+)
+STEPS = st.lists(st.one_of(
+    st.tuples(st.just("feed"), st.integers(1, 5000)),
+    st.tuples(st.just("wait"), st.floats(0, 0.3)),
+    st.tuples(st.just("take"), st.integers(1, 10_000)),
+    st.tuples(st.just("add"), LOSSLESS, st.sampled_from([0.0, 0.5, 1.0])),
+    st.tuples(st.just("remove"), st.integers(0, 5)),
+    st.tuples(st.just("toxicity"), st.integers(0, 5), st.sampled_from([0.0, 1.0])),
+), max_size=40)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=STEPS, seed=st.integers(0, 2**32))
+def test_lossless_toxics_added_and_removed_at_any_time_keep_every_byte_in_order(steps, seed):
+    """Whatever is fed, taken, added, removed or re-drawn, and whenever: what comes out is
+    what went in, in order, and `buffered` is what went in and has not come out."""
+    toxic_set = ToxicSet(random.Random(seed))
+    pipe = toxic_set.pipe("downstream", 1, now=0.0)
+    fed, out, now, made = bytearray(), bytearray(), 0.0, 0
+    source = random.Random(seed)
+    for step in steps:
+        match step:
+            case ("feed", size):
+                data = source.randbytes(size)
+                fed += data
+                pipe.feed(data, now)
+            case ("wait", seconds):
+                now += seconds
+            case ("take", limit):
+                taken = pipe.take(now, limit)
+                assert len(taken) <= limit
+                out += taken
+            case ("add", (kind, attributes), toxicity):
+                made += 1
+                toxic_set.add(toxic(kind, toxicity=toxicity, name=f"t{made}", **attributes))
+            case ("remove", index):
+                names = [t.name for t in toxic_set.all()]
+                if names:
+                    toxic_set.remove(names[index % len(names)])
+            case ("toxicity", index, toxicity):
+                names = [t.name for t in toxic_set.all()]
+                if names:
+                    toxic_set.update(names[index % len(names)], {"toxicity": toxicity})
+        assert pipe.buffered == len(fed) - len(out)
+        assert pipe.verdict(now) is None
+    pipe.feed_eof(now)
+    out += b"".join(data for _, data in drive(pipe, now))
+    assert bytes(out) == bytes(fed) and pipe.buffered == 0
+    due = pipe.due(now)
+    assert pipe.verdict(max(now, due or now) + 1) == "eof"
