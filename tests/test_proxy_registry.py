@@ -4,6 +4,7 @@ threads (writers on the API's, the pipes reading on the engine's) never tearing 
 from __future__ import annotations
 
 import random
+import socket
 import threading
 
 import pytest
@@ -112,3 +113,27 @@ def test_toxics_changed_on_one_thread_while_a_pipe_runs_on_another_lose_no_byte(
     while data := pipe.take(now + 1, len(fed)):  # a slicer's slices come one a take
         out += data
     assert bytes(out) == bytes(fed)
+
+
+def test_the_engines_own_listener_becomes_a_proxys_and_is_retired_like_any_other(registry):
+    own = socket.create_server(("127.0.0.1", 0))
+    released = threading.Event()
+    try:
+        proxy = registry.create({"name": "muxtop", "upstream": "127.0.0.1:1"}, listening=own)
+        assert proxy.listener.socket is own and proxy.enabled
+        assert proxy.listen == f"127.0.0.1:{own.getsockname()[1]}"
+        assert proxy.listener.adopt() is own  # the engine's already
+        old = proxy.listener
+
+        def engine_wakes() -> None:  # as the engine: release its listener once retired
+            if old.retired and not released.is_set():
+                old.release()
+                released.set()
+
+        registry.on_change = engine_wakes
+        registry.update("muxtop", {"enabled": False})
+        assert released.is_set() and own.fileno() == -1  # released before down returned
+        up = registry.update("muxtop", {"enabled": True})
+        assert up.listen == proxy.listen and up.listener.socket is not own
+    finally:
+        own.close()

@@ -180,8 +180,12 @@ class Registry:
 
     # -- proxies
 
-    def create(self, plain: object) -> Proxy:
-        """POST /proxies: 400 missing name or upstream, 409 a name taken, 500 cannot bind."""
+    def create(self, plain: object, listening: socket.socket | None = None) -> Proxy:
+        """POST /proxies: 400 missing name or upstream, 409 a name taken, 500 cannot bind.
+
+        `listening`: a socket the engine already listens on (`muxtop --upstream`'s own
+        --port), made this proxy's listener as if the engine had adopted it: `down` retires
+        it like any other, and `up` binds its address anew."""
         name, listen, upstream, enabled = self._fields(plain)
         with self._write:
             if self.get(name) is not None:
@@ -189,7 +193,12 @@ class Registry:
             if len(self._proxies) >= MAX_PROXIES:
                 raise ApiError(f"too many proxies (at most {MAX_PROXIES})", 400)
             proxy = self._made(name, listen, upstream, ToxicSet(self._rng))
-            if enabled:
+            if listening is not None:
+                listener = Listener(listening)
+                listener.adopt()
+                proxy = replace(proxy, listen=join_address(*listener.address), enabled=True,
+                                listener=listener)
+            elif enabled:
                 proxy = self._started(proxy)
             self._publish(self._proxies + (proxy,))
             return proxy
