@@ -207,6 +207,22 @@ def test_a_body_past_the_bound_is_refused_unread(api):
     assert answer.startswith(b"HTTP/1.1 413")
 
 
+def test_a_chunked_body_is_read_and_bounded(api):
+    body = json.dumps({"name": "a", "upstream": "127.0.0.1:1", "enabled": False}).encode()
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 7]), body[i:i + 7])
+                      for i in range(0, len(body), 7)) + b"0\r\n\r\n"
+    status, made = call(api, "POST", "/proxies", raw=chunks,
+                        headers={"Transfer-Encoding": "chunked"})
+    assert status == 201 and made["name"] == "a"
+    too_big = b"%x\r\n" % (MAX_BODY + 1)
+    for bad in (too_big, b"zz\r\n", b"5\r\nabc"):
+        with socket.create_connection(api.address, timeout=10) as sock:
+            sock.sendall(b"POST /proxies HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
+                         b"\r\n\r\n" + bad)
+            sock.shutdown(socket.SHUT_WR)
+            assert sock.recv(4096).startswith(b"HTTP/1.1 400")
+
+
 def test_too_many_headers_are_refused(api):
     with socket.create_connection(api.address, timeout=10) as sock:
         sock.sendall(b"GET /version HTTP/1.1\r\n" + b"X: y\r\n" * 200 + b"\r\n")

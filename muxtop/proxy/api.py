@@ -5,8 +5,8 @@ Routes, JSON shapes and status codes are toxiproxy's (its api.go and api_test.go
 made, 204 a deletion or a reset, 400 bad JSON or a missing field, 404 a missing name, 409 a
 name taken, 500 a listen that cannot bind, and 403 for a browser's User-Agent (toxiproxy's
 guard against pages on other sites). Everything a client sends is bounded: the head by
-http.server (100 headers, 64 KiB a line), the body by MAX_BODY, the JSON's nesting by
-MAX_DEPTH, the clients served at once by MAX_CLIENTS, and a silent client by TIMEOUT.
+http.server (100 headers, 64 KiB a line), the body by MAX_BODY (sized or chunked), the JSON's
+nesting by MAX_DEPTH, the clients served at once by MAX_CLIENTS, a silent client by TIMEOUT.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ DEFAULT_ADDRESS = ("127.0.0.1", 8474)  # toxiproxy's
 MAX_BODY = 256 * 1024  # a /populate of every proxy muxtop allows fits many times over
 MAX_DEPTH = 8  # toxiproxy's shapes nest 3 deep (populate: list, proxy, attributes)
 MAX_CLIENTS = 32
+MAX_LINE = 1024  # a chunk-size or trailer line
+MAX_TRAILERS = 16
 TIMEOUT = 10.0  # s a client may stay silent mid-request or between requests
 VERSION = f"muxtop {__version__} (toxiproxy 2.12 API)"
 
@@ -149,10 +151,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _body(self) -> bytes | None:
         """The request's body, bounded; None once an error has been answered."""
-        if "Transfer-Encoding" in self.headers:
-            self.close_connection = True
-            self._send(411, b"a body needs Content-Length\n", "text/plain; charset=utf-8")
-            return None
+        coding = self.headers.get("Transfer-Encoding")
+        if coding is not None:
+            body = self._chunked() if coding.strip().lower() == "chunked" else None
+            if body is None:
+                self.close_connection = True
+                self._send(400 if coding.strip().lower() == "chunked" else 501,
+                           b"a body in bad chunks, or too large\n", "text/plain; charset=utf-8")
+            return body
         length = self.headers.get("Content-Length", "0").strip() or "0"
         if not length.isdigit() or len(length) > 12:
             self.close_connection = True
@@ -168,6 +174,29 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return None
         return body
+
+    def _chunked(self) -> bytes | None:
+        """A chunked body (some clients send one), bounded as a sized one; None if bad."""
+        body = bytearray()
+        while True:
+            line = self.rfile.readline(MAX_LINE)
+            size = line.split(b";", 1)[0].strip()
+            if not line.endswith(b"\n") or not size or len(size) > 8 \
+                    or size.strip(b"0123456789abcdefABCDEF"):
+                return None
+            length = int(size, 16)
+            if len(body) + length > MAX_BODY:
+                return None
+            if length == 0:
+                break
+            data = self.rfile.read(length)
+            body += data
+            if len(data) < length or self.rfile.readline(MAX_LINE) not in (b"\r\n", b"\n"):
+                return None
+        for _ in range(MAX_TRAILERS):  # trailers, up to the blank line
+            if self.rfile.readline(MAX_LINE) in (b"\r\n", b"\n", b""):
+                return bytes(body)
+        return None
 
     def _send(self, status: int, body: bytes, kind: str | None) -> None:
         self.send_response(status)
