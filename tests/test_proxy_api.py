@@ -225,7 +225,9 @@ def test_a_chunked_body_is_read_and_bounded(api):
 
 def test_too_many_headers_are_refused(api):
     with socket.create_connection(api.address, timeout=10) as sock:
-        sock.sendall(b"GET /version HTTP/1.1\r\n" + b"X: y\r\n" * 200 + b"\r\n")
+        # 101 headers, no more: the server reads them all before it refuses, so no unread
+        # byte turns its close into a reset that could beat its answer.
+        sock.sendall(b"GET /version HTTP/1.1\r\n" + b"X: y\r\n" * 101)
         assert sock.recv(4096).startswith(b"HTTP/1.1 431")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import socket
 import threading
+import time
 
 import pytest
 
@@ -137,3 +138,13 @@ def test_the_engines_own_listener_becomes_a_proxys_and_is_retired_like_any_other
         assert up.listen == proxy.listen and up.listener.socket is not own
     finally:
         own.close()
+
+
+def test_a_write_on_the_engines_own_thread_does_not_wait_for_itself(registry):
+    proxy = registry.create({"name": "a", "upstream": "127.0.0.1:1"})
+    assert proxy.listener.adopt() is not None  # this thread plays the engine
+    started = time.monotonic()
+    registry.update("a", {"enabled": False})
+    assert time.monotonic() - started < registry_module.RELEASE_WAIT
+    assert proxy.listener.retired
+    proxy.listener.release()  # the engine's next turn

@@ -92,6 +92,7 @@ class Listener:
         self._adopted = False
         self._retired = False
         self._released = threading.Event()
+        self._adopter: int | None = None  # the thread that adopted it (the engine's)
 
     def adopt(self) -> socket.socket | None:
         """The engine takes the socket (and the duty to release it); None if retired."""
@@ -99,6 +100,7 @@ class Listener:
             if self._retired:
                 return None
             self._adopted = True
+            self._adopter = threading.get_ident()
             return self.socket
 
     @property
@@ -121,6 +123,10 @@ class Listener:
         return adopted
 
     def released(self, timeout: float) -> bool:
+        """Wait for the engine's release; at once on the engine's own thread (a registry
+        write made there cannot wait for the loop it holds up: it releases on its next turn)."""
+        if self._adopter == threading.get_ident():
+            return self._released.is_set()
         return self._released.wait(timeout)
 
 
