@@ -19,7 +19,8 @@ HEADLESS = ("muxtop.backends", "muxtop.engine", "muxtop.flood", "muxtop.attach",
             "muxtop.kernel", "muxtop.snapshot", "muxtop.plain", "muxtop.findings",
             "muxtop.source", "muxtop.events", "muxtop.limits", "muxtop.printable",
             "muxtop.record", "muxtop.replay", "muxtop.commands", "muxtop.units",
-            "muxtop.arguments", "muxtop.traced", "muxtop.lessons", "muxtop.metrics")
+            "muxtop.arguments", "muxtop.traced", "muxtop.lessons", "muxtop.metrics",
+            "muxtop.proxy")
 # The packages (and top-level modules) of muxtop, bottom first. A package imports its own
 # modules and packages of the layers below; only the vocabulary may import within its layer
 # (without a cycle). Trio's `_core` never imports `trio`: here no source imports the UI, and no
@@ -31,7 +32,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
      "muxtop.units", "muxtop.arguments", "muxtop.events", "muxtop.printable", "muxtop.limits",
      "muxtop.userfiles", "muxtop.children", "muxtop.contrib"),
     ("muxtop.kernel",),  # epoll bits, probes, procfs, sock_diag
-    ("muxtop.backends", "muxtop.findings"),  # select | poll | epoll; what every detector shares
+    # select | poll | epoll; what every detector shares; the proxy's toxics, proxies and API
+    ("muxtop.backends", "muxtop.findings", "muxtop.proxy"),
     # Sources and tools, each on its own.
     ("muxtop.engine", "muxtop.attach", "muxtop.trace", "muxtop.record", "muxtop.flood"),
     # Built on those: replay reads recordings, lessons drive the engine and floods, traced
@@ -47,7 +49,7 @@ HEADLESS_MODULES = [
     "muxtop.cli.replay", "muxtop.replay.source", "muxtop.bench.replay", "muxtop.source",
     "muxtop.traced", "muxtop.lessons.format", "muxtop.lessons.runner", "muxtop.arguments",
     "muxtop.units",
-    "muxtop.metrics.collector", "muxtop.metrics.server",
+    "muxtop.metrics.collector", "muxtop.metrics.server", "muxtop.proxy.api",
 ]
 
 
