@@ -61,5 +61,11 @@ class Continue:
 
 
 @dataclass(frozen=True)
+class ProxiesChanged:
+    """The proxies' registry changed (toxiproxy's API, muxtop/proxy/registry.py): adopt new
+    listeners, close the retired ones with their connections."""
+
+
+@dataclass(frozen=True)
 class Stop:
     pass

@@ -531,3 +531,122 @@ def test_headless_proxy_with_metrics(make_engine, tmp_path):
         server.wait(10)
         server.stdout.close()
         err.close()
+
+
+def _api(url: str, method: str = "GET", body: object | None = None):
+    import urllib.error
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            text = answer.read().decode()
+            return answer.status, json.loads(text) if text else None
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read().decode() or "null")
+
+
+def _round_trip(address, payload: bytes = b"ping") -> float:
+    with socket.create_connection(address, timeout=10) as client:
+        started = time.monotonic()
+        client.sendall(payload)
+        assert recv_exactly(client, len(payload)) == payload
+        return time.monotonic() - started
+
+
+@pytest.fixture
+def api_engine(make_engine):
+    """An echo upstream, a proxy engine with a registry, toxiproxy's API over it."""
+    from muxtop.proxy.api import ApiServer
+    from muxtop.proxy.registry import Registry
+
+    echo = make_engine()
+    registry = Registry()
+    proxy = make_engine(upstream=echo.address, registry=registry)
+    api = ApiServer(registry, ("127.0.0.1", 0)).start()
+    yield echo, proxy, api
+    api.stop()
+
+
+def test_the_apis_toxics_act_on_the_upstream_proxy_live(api_engine):
+    echo, proxy, api = api_engine
+    status, found = _api(f"{api.url}/proxies/muxtop")
+    assert status == 200 and found["upstream"] == f"127.0.0.1:{echo.address[1]}"
+    assert found["listen"] == f"127.0.0.1:{proxy.address[1]}"
+    assert _round_trip(proxy.address) < 0.1
+    status, _ = _api(f"{api.url}/proxies/muxtop/toxics", "POST",
+                     {"type": "latency", "attributes": {"latency": 150}})
+    assert status == 200
+    assert 0.15 <= _round_trip(proxy.address) < 1.0  # a new connection: the toxic applies
+    assert _api(f"{api.url}/proxies/muxtop/toxics/latency_downstream", "DELETE")[0] == 204
+    assert _round_trip(proxy.address) < 0.1
+
+
+def test_a_proxy_made_over_the_api_serves_and_goes_down_and_up(api_engine):
+    echo, proxy, api = api_engine
+    status, made = _api(f"{api.url}/proxies", "POST", {
+        "name": "second", "listen": "127.0.0.1:0", "upstream": f"127.0.0.1:{echo.address[1]}"})
+    assert status == 201, made
+    host, _, port = made["listen"].rpartition(":")
+    address = (host, int(port))
+    held = socket.create_connection(address, timeout=10)
+    held.sendall(b"hello")
+    assert recv_exactly(held, 5) == b"hello"
+    until(lambda: any("upstream 127.0.0.1" in v.peer for v in legs(proxy)), what="its legs")
+    status, _ = _api(f"{api.url}/proxies/second", "POST", {"enabled": False})  # down
+    assert status == 200
+    assert held.recv(10) == b""  # its open connection closed
+    held.close()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(address, timeout=5)
+    status, back = _api(f"{api.url}/proxies/second", "POST", {"enabled": True})  # up
+    assert status == 200, back
+    host, _, port = back["listen"].rpartition(":")
+    assert _round_trip((host, int(port))) < 1.0
+    assert _round_trip(proxy.address) < 1.0  # the --upstream proxy never stopped
+    assert proxy.running, proxy.error
+
+
+def test_toxic_flag_from_the_command_line(make_engine):
+    echo = make_engine()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "muxtop", "--headless", "--json", "--port", "0", "--upstream",
+         f"127.0.0.1:{echo.address[1]}", "--toxic", "downstream:latency:latency=120"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        status = json.loads(server.stdout.readline())
+        host, _, port = status["listen"].rpartition(":")
+        assert 0.12 <= _round_trip((host, int(port))) < 1.0
+    finally:
+        server.terminate()
+        server.wait(10)
+        server.stdout.close()
+        server.stderr.close()
+
+
+def test_toxic_flag_needs_an_upstream_and_a_valid_toxic():
+    for args, said in ((["--toxic", "downstream:latency:latency=1"], "--toxic needs --upstream"),
+                       (["--upstream", "127.0.0.1:1", "--toxic", "sideways:latency"], "stream")):
+        result = subprocess.run([sys.executable, "-m", "muxtop", "--headless", "--port", "0",
+                                 "--duration", "0", *args], capture_output=True, text=True,
+                                timeout=30)
+        assert result.returncode == 2 and said in result.stderr, result.stderr
+
+
+def test_the_upstream_proxy_itself_goes_down_and_up_over_the_api(api_engine):
+    echo, proxy, api = api_engine
+    held = socket.create_connection(proxy.address, timeout=10)
+    held.sendall(b"x")
+    assert recv_exactly(held, 1) == b"x"
+    assert _api(f"{api.url}/proxies/muxtop", "POST", {"enabled": False})[0] == 200
+    assert held.recv(1) == b""
+    held.close()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(proxy.address, timeout=5)
+    status, back = _api(f"{api.url}/proxies/muxtop", "POST", {"enabled": True})
+    assert status == 200, back
+    host, _, port = back["listen"].rpartition(":")
+    assert int(port) == proxy.address[1]  # the same address, bound anew
+    assert _round_trip((host, int(port))) < 1.0
+    assert proxy.running, proxy.error

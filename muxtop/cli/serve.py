@@ -27,9 +27,14 @@ from muxtop.engine import LABS, Engine, EngineConfig, EngineStartError
 from muxtop.engine.address import AddressError, is_loopback, resolve
 from muxtop.engine.guards import HEADER, IDLE, OUT_BUFFER, settings
 from muxtop.engine.protocols import PROTOCOLS
+from muxtop.engine.proxying import PROXY_NAME
 from muxtop.engine.source import EngineSource
 from muxtop.metrics.server import MetricsError, MetricsServer, check_reach, metrics_address
 from muxtop.printable import printable
+from muxtop.proxy.api import ApiServer, ApiStartError, api_address
+from muxtop.proxy.errors import ApiError
+from muxtop.proxy.registry import Registry
+from muxtop.proxy.toxics import toxic_argument
 from muxtop.record.control import RecorderControl
 from muxtop.record.writer import RecordWriteError
 from muxtop.snapshot import Snapshot
@@ -56,6 +61,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--connect-timeout", type=positive_float, default=5.0, metavar="S",
                    help="with --upstream: seconds a connect to the upstream may take "
                         "(default 5)")
+    p.add_argument("--toxic", type=toxic_argument, action="append", default=[],
+                   metavar="STREAM:TYPE[:K=V,...]",
+                   help="with --upstream: a toxiproxy toxic on it, e.g. "
+                        "downstream:latency:latency=100,jitter=10 (repeatable; docs/proxy.md)")
+    p.add_argument("--api", type=api_address, default=None, metavar="HOST:PORT",
+                   help="serve toxiproxy's HTTP API (its clients drive muxtop; toxiproxy's "
+                        "address is 127.0.0.1:8474); loopback unless --allow-remote")
     p.add_argument("--allow-remote", action="store_true",
                    help="allow a --host (or --metrics address) other machines can reach (0.0.0.0, "
                         "::, a LAN address); "
@@ -111,7 +123,8 @@ def main(argv: list[str]) -> int:
         protocol=args.protocol, max_conns=args.max_conns, lab=frozenset(args.lab),
         stuck_after=args.stuck_after, idle_timeout=args.idle_timeout,
         header_timeout=args.header_timeout, max_out_buffer=args.max_out_buffer,
-        upstream=args.upstream, connect_timeout=args.connect_timeout)
+        upstream=args.upstream, connect_timeout=args.connect_timeout,
+        registry=Registry(allow_remote=args.allow_remote) if args.api or args.toxic else None)
     try:
         engine = Engine(config).start()
     except EngineStartError as exc:
@@ -122,8 +135,9 @@ def main(argv: list[str]) -> int:
     # Headless, what the recorder has to say goes to stderr; the dashboard shows it.
     recorder = RecorderControl(EngineSource(engine), ["muxtop", *argv],
                                on_notice=_tell if args.headless else None)
-    metrics = None
+    metrics = api = None
     try:
+        api = start_faults(args, engine)
         if args.metrics is not None:
             metrics = start_metrics(args.metrics, engine, recorder, metrics_warning)
         if args.record is not None:
@@ -134,15 +148,32 @@ def main(argv: list[str]) -> int:
 
         return run_dashboard(engine, duration=args.duration, refresh=args.refresh,
                              theme=args.theme, recorder=recorder, metrics=metrics)
-    except (RecordWriteError, MetricsError) as exc:
+    except (RecordWriteError, MetricsError, ApiStartError, ApiError) as exc:
         print(f"muxtop: {printable(str(exc))}", file=sys.stderr)
         return 1
     finally:
+        if api is not None:
+            api.stop()
         if metrics is not None:
             metrics.stop()
         engine.stop()
         recorder.on_notice = _tell  # the dashboard has gone: say where the recording is
         recorder.stop()  # after the engine: its last Snapshot is recorded too
+
+
+def start_faults(args: argparse.Namespace, engine: Engine) -> ApiServer | None:
+    """The --toxic values on the --upstream proxy, and toxiproxy's API (--api) over the
+    engine's registry; says where the API listens on stderr."""
+    registry = engine.config.registry
+    for toxic in args.toxic:
+        registry.add_toxic(PROXY_NAME, toxic)
+    if args.api is None:
+        return None
+    api = ApiServer(registry, args.api, allow_remote=args.allow_remote).start()
+    if api.warning:
+        print(f"muxtop: {api.warning}", file=sys.stderr)
+    print(f"muxtop: toxiproxy API on {api.url}", file=sys.stderr, flush=True)
+    return api
 
 
 def start_metrics(address: tuple[str, int], engine: Engine, recorder: RecorderControl,
@@ -166,6 +197,8 @@ def usage_problem(args: argparse.Namespace) -> str | None:
         return "--json needs --headless"
     if args.upstream is not None and args.protocol != "echo":
         return "--protocol does not apply with --upstream (the upstream answers)"
+    if args.toxic and args.upstream is None:
+        return "--toxic needs --upstream (or make proxies and toxics with --api)"
     if args.upstream is None and args.connect_timeout != 5.0:
         return "--connect-timeout needs --upstream"
     if args.header_timeout is not None and args.protocol != "http":

@@ -38,3 +38,6 @@ class EngineConfig:
     connect_timeout: float = 5.0  # seconds a connect to the upstream may take
     # (stream, connection id) -> the pipe of one direction of a pair (the toxics), or None
     pipes: Callable | None = field(default=None, compare=False)
+    # muxtop/proxy/registry.py's Registry: more proxies, each its own listener and upstream,
+    # and the toxics of each (--api, --toxic); the --upstream one is named PROXY_NAME there.
+    registry: object | None = field(default=None, compare=False)

@@ -103,11 +103,13 @@ class Engine(Proxying):
         # One flag, so the loop tests one thing; kept by _chores_changed.
         self._chores = False
         # Proxy mode (--upstream): engine/proxying.py's methods stand in for a few of these.
-        self._proxied = config.upstream is not None
+        self._registry = config.registry  # the proxies the API (or --toxic) made
+        self._routes: dict = {}  # proxy: listener fd -> Route (engine/proxying.py)
+        self._proxied = config.upstream is not None or self._registry is not None
         self._timers: list = []  # proxy: (due, seq, leg), the earliest first
         self.proxy = None  # proxy: ProxyFacts, what the detectors read
         if self._proxied:
-            self._proxy_start(config.upstream, config.pipes)
+            self._proxy_start(config.upstream, config.pipes, self._registry)
         self.state: EngineState = LoopState(self)
         self.telemetry = Telemetry(self.state)
 
@@ -119,7 +121,7 @@ class Engine(Proxying):
         config = self.config
         try:
             self._backend = make_backend(config.backend, config.trigger)
-            if self._proxied:
+            if config.upstream is not None:
                 self._resolve_upstream()
             self._listener = _listen(config.host, config.port, config.backlog)
             self.address = self._listener.getsockname()[:2]
@@ -129,6 +131,8 @@ class Engine(Proxying):
             self._set_listener(READ)
             self._register(self._control_fd, READ)
             self._chores_changed()
+            if self._registry is not None:
+                self._routes_start()  # the --upstream proxy joins the registry; adopt all
         except (BackendError, OSError) as exc:  # select past FD_SETSIZE, out of fds
             self._close_all()
             if isinstance(exc, OSError):
@@ -318,6 +322,8 @@ class Engine(Proxying):
             self._accept(now)
         elif fd == self._control_fd:
             self._run_commands(now)
+        elif fd in self._routes:
+            self._accept_route(fd, now)  # a listener of a proxy the registry made
 
     def _timeout(self, now: float, next_publish: float) -> float:
         """How long the next wait may block: until the next publish, or the end of an accept
@@ -585,7 +591,7 @@ class Engine(Proxying):
                 interest = conn.interest
             elif fd == self._listen_fd:
                 interest = self._listen_interest
-            elif fd == self._control_fd:
+            elif fd == self._control_fd or fd in self._routes:
                 interest = READ
             else:
                 continue
@@ -707,7 +713,7 @@ class Engine(Proxying):
             self._set_listener(READ)
 
     def _set_listener(self, interest: int) -> None:
-        if interest != self._listen_interest:
+        if interest != self._listen_interest and self._listen_fd >= 0:  # -1: released (proxy)
             self._apply(self._listen_fd, self._listen_interest, interest)
             self._listen_interest = interest
 
@@ -737,6 +743,9 @@ class Engine(Proxying):
         if self._listen_interest:
             yield self._listen_fd, self._listen_interest
         yield self._control_fd, READ
+        for fd in self._routes:
+            if fd != self._listen_fd:
+                yield fd, READ
         for fd, conn in self._conns.items():
             if conn.interest:
                 yield fd, conn.interest
@@ -787,6 +796,8 @@ class Engine(Proxying):
                 return cmd.Outcome(True, "watching")
             case cmd.Step() | cmd.Continue():
                 return self._step_mode(isinstance(command, cmd.Step))
+            case cmd.ProxiesChanged():
+                return self._sync_routes(now)
             case cmd.Stop():
                 self._running = False
                 return cmd.Outcome(True, "stopping")
@@ -910,6 +921,7 @@ class Engine(Proxying):
         if self._held is not None:
             self._held[0].close()
             self._held = None
+        self._release_routes()
         backend = getattr(self, "_backend", None)
         if backend is not None:
             backend.close()

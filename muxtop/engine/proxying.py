@@ -20,6 +20,7 @@ from collections import deque
 from itertools import chain
 from typing import TYPE_CHECKING, Protocol
 
+from muxtop import commands as cmd
 from muxtop.backends import BackendError
 from muxtop.engine.address import AddressError
 from muxtop.engine.connection import NO_OUT, Connection
@@ -41,7 +42,10 @@ from muxtop.snapshot import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from muxtop.proxy.registry import Listener, Proxy, Registry
+
 CLIENT, UPSTREAM = "client", "upstream"  # Leg.role
+PROXY_NAME = "muxtop"  # the --upstream proxy's name in the registry (toxiproxy's API)
 STREAMS = {CLIENT: "upstream", UPSTREAM: "downstream"}  # toxiproxy's name of what a leg reads
 READABLE = READ | ERROR | HANGUP
 CONNECT, PIPE = 0, 1  # what a timer is for
@@ -73,7 +77,7 @@ class Leg(Connection):
     """One side of a proxied pair: the accepted client, or the connection to the upstream."""
 
     __slots__ = ("partner", "role", "pipe", "connecting", "shut", "aborted", "target", "eof",
-                 "wake")
+                 "wake", "route")
 
     def __init__(self, cid: int, sock: socket.socket, peer: str, now: float, role: str) -> None:
         super().__init__(cid, sock, peer, now)
@@ -86,6 +90,19 @@ class Leg(Connection):
         self.target = peer  # the address alone (peer also names the partner's fd)
         self.eof = False  # the FIN read here has come through its pipe: it may cross
         self.wake: float | None = None  # when the loop wakes for this leg's pipe
+        self.route: Route | None = None  # the registry's proxy that accepted it, if any
+
+
+class Route:
+    """A proxy of the registry as the engine serves it: its listener, adopted, by fd."""
+
+    __slots__ = ("proxy", "listener", "sock", "fd")
+
+    def __init__(self, proxy: Proxy, listener: Listener, sock: socket.socket) -> None:
+        self.proxy = proxy  # the newest published Proxy of that listener
+        self.listener = listener
+        self.sock = sock
+        self.fd = sock.fileno()
 
 
 class ProxyFacts:
@@ -104,11 +121,18 @@ class Proxying:
     """Engine methods for proxy mode (see the module docstring). Reads and writes the loop's
     own tables through `self`: it is part of the Engine."""
 
-    def _proxy_start(self, upstream: tuple[str, int],
-                     pipes: Callable[[str, int], Pipe | None] | None) -> None:
-        """Proxy mode: bind this mixin's methods over the loop's. Called by Engine.__init__."""
-        host, port = upstream
-        self._upstream_name = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    def _proxy_start(self, upstream: tuple[str, int] | None,
+                     pipes: Callable[[str, int, float], Pipe | None] | None,
+                     registry: Registry | None) -> None:
+        """Proxy mode: bind this mixin's methods over the loop's. Called by Engine.__init__.
+        `upstream`: the --port listener's (None: it serves no proxy, only the registry's
+        listeners do); `pipes`: each direction's pipe; `registry`: more proxies (the API)."""
+        if upstream is not None:
+            host, port = upstream
+            self._upstream_name = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        else:
+            self._upstream_name = "the API's proxies"
+        self._main_route: Route | None = None  # the --port listener's, with a registry
         self._upstream_addr: tuple[int, tuple] | None = None  # resolved at start
         self._pipes = pipes
         self._timers: list[tuple[float, int, Leg, int]] = []  # (due, seq, leg, CONNECT|PIPE)
@@ -132,11 +156,121 @@ class Proxying:
         family, _, _, _, sockaddr = infos[0]
         self._upstream_addr = (family, sockaddr)
 
+    # ---- the registry's proxies (--api, --toxic) -------------------------------------------
+
+    def _routes_start(self) -> None:
+        """At start: the --upstream proxy joins the registry (named PROXY_NAME) with the
+        engine's own listener; then every listener the registry holds is adopted."""
+        registry = self._registry
+        if self.config.upstream is not None:
+            registry.create({"name": PROXY_NAME, "listen": _peer(self.address),
+                             "upstream": self._upstream_name}, listening=self._listener)
+        registry.on_change = self._proxies_changed
+        self._sync_routes(time.monotonic())
+
+    def _proxies_changed(self) -> None:
+        """The registry's writer (the API's thread) wakes the loop to look."""
+        self.submit(cmd.ProxiesChanged())
+
+    def _sync_routes(self, now: float) -> cmd.Outcome:
+        """Serve the registry as it is now: retired listeners go (closing every pair they
+        accepted, then released), new ones are adopted and watched."""
+        current = {p.listener: p for p in self._registry.proxies() if p.listener is not None}
+        for route in list(self._routes.values()):
+            proxy = current.get(route.listener)
+            if proxy is None or route.listener.retired:
+                self._retire_route(route, now)
+            else:
+                route.proxy = proxy  # the same proxy, published anew (its toxics stay)
+        known = {route.listener for route in self._routes.values()}
+        adopted = 0
+        for listener, proxy in current.items():
+            if listener in known or listener.retired:
+                continue
+            sock = listener.adopt()
+            if sock is None:
+                continue
+            route = Route(proxy, listener, sock)
+            if sock is self._listener:
+                self._main_route = route  # watched already, as the engine's own
+            else:
+                by_fd = self._by_fd
+                if route.fd >= len(by_fd):  # in place: the loop holds it; None: not a conn
+                    by_fd.extend([None] * (route.fd + 1 - len(by_fd)))
+                try:
+                    sock.setblocking(False)
+                    self._register(route.fd, READ)
+                except (BackendError, OSError) as exc:
+                    self.telemetry.notice("warning", f"proxy {proxy.name}: cannot watch its "
+                                          f"listener: {exc}", key="route")
+                    listener.release()
+                    continue
+            self._routes[route.fd] = route
+            adopted += 1
+        return cmd.Outcome(True, f"proxies: {len(self._routes)} listening ({adopted} new)")
+
+    def _retire_route(self, route: Route, now: float) -> None:
+        """A proxy down, deleted or changed: stop accepting, close what it accepted, release
+        the listener (the registry waits for that before binding the address again)."""
+        del self._routes[route.fd]
+        if route is self._main_route:
+            self._main_route = None
+            self._set_listener(0)
+            self._listen_fd = -1  # released below: its number may be reused
+        else:
+            self._apply(route.fd, READ, 0)
+        for leg in [c for c in self._conns.values() if getattr(c, "route", None) is route]:
+            if leg.role is CLIENT:
+                self._close_leg(leg, f"proxy {route.proxy.name} down", now)
+        route.listener.release()
+
+    def _release_routes(self) -> None:
+        """The engine stops: every adopted listener is released (the engine's own too)."""
+        for route in self._routes.values():
+            route.listener.release()
+        self._routes.clear()
+
+    def _accept_route(self, fd: int, now: float) -> None:
+        """Accept until EAGAIN on a registry proxy's listener."""
+        route = self._routes[fd]
+        limit = self._backend.fd_limit
+        while True:
+            try:
+                sock, addr = route.sock.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                self.telemetry.accept_errors += 1
+                self.telemetry.notice("warning", f"proxy {route.proxy.name}: accept: "
+                                      f"{exc.strerror or exc!r}", key="route-accept")
+                return
+            self.telemetry.accepted += 1
+            if limit is not None and sock.fileno() >= limit:
+                sock.close()  # select cannot watch it
+                self.telemetry.rejected += 1
+                continue
+            self._adopt_pair(sock, addr, now, route)
+
     # ---- a new pair ----------------------------------------------------------------------
 
-    def _adopt_pair(self, sock: socket.socket, addr: tuple, now: float) -> None:
-        """An accepted client: start the connect to the upstream, and serve both as rows."""
+    def _adopt_pair(self, sock: socket.socket, addr: tuple, now: float,
+                    route: Route | None = None) -> None:
+        """An accepted client: start the connect to the upstream, and serve both as rows.
+        `route`: the registry's proxy whose listener accepted it (None: the --port one)."""
         telemetry = self.telemetry
+        if route is None:
+            route = self._main_route
+        if route is not None:
+            target, name, pipes = route.proxy.upstream_sockaddr, route.proxy.upstream, \
+                route.proxy.toxics.pipe
+        else:
+            target, name, pipes = self._upstream_addr, self._upstream_name, self._pipes
+        if target is None:  # no upstream here (--api alone), or one that did not resolve
+            sock.close()
+            telemetry.rejected += 1
+            telemetry.notice("warning", f"closed a client: no upstream for it ({name})",
+                             key="no-upstream")
+            return
         try:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -146,7 +280,7 @@ class Proxying:
             sock.close()
             telemetry.rejected += 1
             return
-        family, sockaddr = self._upstream_addr
+        family, sockaddr = target
         try:
             up = socket.socket(family, socket.SOCK_STREAM)
         except OSError as exc:  # out of fds: the client goes, the listener backs off next
@@ -160,12 +294,12 @@ class Proxying:
             up.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.sndbuf)
         peer = _peer(addr)
         client = Leg(self._next_cid, sock, peer, now, CLIENT)
-        upstream = Leg(self._next_cid + 1, up, self._upstream_name, now, UPSTREAM)
+        upstream = Leg(self._next_cid + 1, up, name, now, UPSTREAM)
         self._next_cid += 2
         client.partner, upstream.partner = upstream, client
         client.peer = f"{peer}{PAIR_MARK}{upstream.fd}"
-        upstream.peer = f"upstream {self._upstream_name}{PAIR_MARK}{client.fd}"
-        pipes = self._pipes
+        upstream.peer = f"upstream {name}{PAIR_MARK}{client.fd}"
+        client.route = upstream.route = route
         if pipes is not None:
             client.pipe = pipes(STREAMS[CLIENT], client.cid, now)
             upstream.pipe = pipes(STREAMS[UPSTREAM], client.cid, now)
@@ -222,10 +356,10 @@ class Proxying:
         """The connect failed: the client's row says why, a finding counts it, both close."""
         if isinstance(code, int):
             why = _CONNECT_WHY.get(code, "failed")
-            text = f"upstream {self._upstream_name} {why}: {os.strerror(code)}"
+            text = f"upstream {up.target} {why}: {os.strerror(code)}"
         else:
             why = code
-            text = f"upstream {self._upstream_name}: {code}"
+            text = f"upstream {up.target}: {code}"
         self._upstream_gone(up, why, text, now)
         self.proxy.failed += 1
         client = up.partner
@@ -423,7 +557,7 @@ class Proxying:
                 src.pipe.feed_eof(now)  # it crosses when the pipe says "eof" (_flush_pipe)
             if src.role is UPSTREAM and src.partner is not None \
                     and not src.partner.peer_closed:
-                self._upstream_gone(src, "closed first", f"upstream {self._upstream_name} "
+                self._upstream_gone(src, "closed first", f"upstream {src.target} "
                                     "closed first (FIN before the client's)", now)
                 if src.partner.note == "":
                     src.partner.note = "upstream closed first"
