@@ -109,6 +109,7 @@ FLAG_EDGE = "T"  # registered edge-triggered (EPOLLET)
 FLAG_ONESHOT = "O"  # registered oneshot, armed
 FLAG_DISARMED = "D"  # a oneshot that fired and was never re-armed: reports nothing
 FLAG_EXCLUSIVE = "X"  # EPOLLEXCLUSIVE
+FLAG_TOXIC = "~"  # a proxy's leg: a toxic applies to what it reads (muxtop/proxy/toxics.py)
 FLAG_MEANINGS = {
     FLAG_FINDING: "a diagnosis names it",
     FLAG_PAUSED: "reading paused by you",
@@ -119,6 +120,7 @@ FLAG_MEANINGS = {
     FLAG_ONESHOT: "oneshot, armed",
     FLAG_DISARMED: "oneshot, fired and never re-armed",
     FLAG_EXCLUSIVE: "EPOLLEXCLUSIVE",
+    FLAG_TOXIC: "a toxic applies to what this leg reads (proxy)",
 }
 EVIDENCE_FDS = "fds"  # the evidence key of a process-wide finding that names fds
 # A proxied connection's peer names its partner leg: "127.0.0.1:5000 ⇄ fd 12" (the client's),

@@ -578,7 +578,13 @@ def test_the_apis_toxics_act_on_the_upstream_proxy_live(api_engine):
     status, _ = _api(f"{api.url}/proxies/muxtop/toxics", "POST",
                      {"type": "latency", "attributes": {"latency": 150}})
     assert status == 200
-    assert 0.15 <= _round_trip(proxy.address) < 1.0  # a new connection: the toxic applies
+    with socket.create_connection(proxy.address, timeout=10) as client:
+        started = time.monotonic()
+        client.sendall(b"ping")
+        assert recv_exactly(client, 4) == b"ping"
+        assert 0.15 <= time.monotonic() - started < 1.0  # a new connection: the toxic applies
+        flagged = until(lambda: [v for v in legs(proxy) if "~" in v.flags], what="a ~ flag")
+        assert [v.peer.startswith("upstream") for v in flagged] == [True]  # downstream's
     assert _api(f"{api.url}/proxies/muxtop/toxics/latency_downstream", "DELETE")[0] == 204
     assert _round_trip(proxy.address) < 0.1
 

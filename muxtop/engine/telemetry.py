@@ -25,6 +25,7 @@ from muxtop.snapshot import (
     FLAG_FINDING,
     FLAG_PAUSED,
     FLAG_PENDING,
+    FLAG_TOXIC,
     KIND_CONN,
     KIND_CONTROL,
     KIND_EPOLL,
@@ -244,6 +245,8 @@ class Telemetry:
             flags += FLAG_BACKPRESSURE
         if c.fd in self.state.pending:
             flags += FLAG_PENDING
+        if c.__class__ is not Connection and c.pipe is not None and c.pipe.applied:
+            flags += FLAG_TOXIC  # a proxy's leg (engine/proxying.py) with toxics on it
         # Rebuild only what changed: at 10,000 idle connections most views are as they were.
         # Compared with the view's own fields (ConnView's order), not a key tuple of its
         # own: one tuple less per connection, and none made per publish.
