@@ -656,3 +656,42 @@ def test_the_upstream_proxy_itself_goes_down_and_up_over_the_api(api_engine):
     assert int(port) == proxy.address[1]  # the same address, bound anew
     assert _round_trip((host, int(port))) < 1.0
     assert proxy.running, proxy.error
+
+
+def test_an_upstream_that_never_answers_is_a_one_way_finding(make_engine, upstream):
+    from muxtop.findings import ONE_WAY
+
+    proxy = make_engine(upstream=upstream.address, stuck_after=0.3)
+    client = socket.create_connection(proxy.address, timeout=10)
+    server = upstream.accept()
+    client.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    assert recv_exactly(server, 18) == b"GET / HTTP/1.0\r\n\r\n"  # delivered, never answered
+    found = until(lambda: [d for d in proxy.snapshot().diagnoses if d.kind == ONE_WAY],
+                  what="a one-way finding")
+    assert "has answered nothing" in found[0].explanation
+    server.sendall(b"HTTP/1.0 200 OK\r\n\r\n")  # the answer comes: the finding goes
+    assert recv_exactly(client, 19) == b"HTTP/1.0 200 OK\r\n\r\n"
+    until(lambda: not [d for d in proxy.snapshot().diagnoses if d.kind == ONE_WAY],
+          what="the finding gone")
+    client.close()
+    server.close()
+
+
+def test_an_upstream_that_closes_first_is_noted_and_its_fin_crosses(make_engine, upstream):
+    proxy = make_engine(upstream=upstream.address)
+    client = socket.create_connection(proxy.address, timeout=10)
+    server = upstream.accept()
+    server.sendall(b"bye")
+    server.shutdown(socket.SHUT_WR)
+    assert recv_exactly(client, 3) == b"bye"
+    assert client.recv(1) == b""  # the upstream's FIN crossed
+    client.sendall(b"still here")  # the other way still flows, half-closed
+    assert recv_exactly(server, 10) == b"still here"
+    found = until(lambda: [d for d in proxy.snapshot().diagnoses
+                           if d.kind == UPSTREAM_FAILED], what="upstream closed first")
+    assert "closed first" in found[0].explanation
+    client.close()
+    server.close()
+    closed = until(lambda: [v for v in legs(proxy) if v.note == "upstream closed first"],
+                   what="the client's note")
+    assert not closed[0].peer.startswith("upstream")
