@@ -600,6 +600,8 @@ def test_a_proxy_made_over_the_api_serves_and_goes_down_and_up(api_engine):
     held.sendall(b"hello")
     assert recv_exactly(held, 5) == b"hello"
     until(lambda: any("upstream 127.0.0.1" in v.peer for v in legs(proxy)), what="its legs")
+    listeners = [v for v in proxy.snapshot().connections if v.kind == "listener"]
+    assert any(v.peer.startswith(f"second {made['listen']} → ") for v in listeners), listeners
     status, _ = _api(f"{api.url}/proxies/second", "POST", {"enabled": False})  # down
     assert status == 200
     assert held.recv(10) == b""  # its open connection closed

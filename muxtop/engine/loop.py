@@ -973,6 +973,12 @@ class LoopState:
         return self._engine._held is not None
 
     @property
+    def routes(self) -> tuple:
+        engine = self._engine
+        return tuple((fd, route.sock, route.proxy) for fd, route in engine._routes.items()
+                     if fd != engine._listen_fd)
+
+    @property
     def queued_commands(self) -> int:
         return len(self._engine._commands)
 

@@ -91,6 +91,11 @@ class EngineState(Protocol):
     def control_fd(self) -> int: ...
 
     @property
+    def routes(self) -> tuple:
+        """Proxy: the listeners of the registry's proxies other than the engine's own, as
+        (fd, socket, muxtop.proxy.registry.Proxy)."""
+
+    @property
     def queued_commands(self) -> int: ...
 
     @property

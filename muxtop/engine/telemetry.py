@@ -162,6 +162,7 @@ class Telemetry:
             diagnoses = self.detector.review(state, now, rates, process, totals, waits)
         flagged = {fd for d in diagnoses for fd in d.named_fds()}  # "!": a finding names it
         views = [self._listener_view(now), self._control_view(now)]
+        views.extend(self._route_view(*route) for route in state.routes)
         if running and backend is not None and backend.fileno() is not None:
             views.append(self._backend_view(backend, now))
         views.sort(key=_FD)
@@ -287,6 +288,15 @@ class Telemetry:
             0, state.listen_fd, KIND_LISTENER, _address(state.address), LISTENING,
             state.listen_interest, 0, None, 0, tcp.unacked if tcp else None, None,
             0, 0, self.accepted, 0, self.started_at, self.started_at, None, tcp, "", (), note)
+
+    def _route_view(self, fd: int, sock, proxy) -> ConnView:
+        """A listener of a proxy made over the API (muxtop/proxy/registry.py)."""
+        tcp = probes.tcp_info(sock)
+        return ConnView(
+            -1000 - fd, fd, KIND_LISTENER, f"{proxy.name} {proxy.listen} → {proxy.upstream}",
+            LISTENING, READ, 0, None, 0, tcp.unacked if tcp else None, None, 0, 0, 0, 0,
+            self.started_at, self.started_at, None, tcp, "", (),
+            f"proxy {proxy.name}: each client paired with {proxy.upstream}")
 
     def _control_view(self, now: float) -> ConnView:
         state = self.state
