@@ -9,6 +9,7 @@ import json
 import random
 import socket
 import threading
+import time
 
 import pytest
 
@@ -277,6 +278,14 @@ class FakeEngine:
                 listener.release()
                 self.released.append(listener)
 
+    def adopts(self, listener: Listener) -> None:
+        """Wait (bounded) until this engine has adopted `listener` on its thread."""
+        deadline = time.monotonic() + 10
+        while listener not in self.adopted:
+            assert time.monotonic() < deadline, "the engine did not adopt the listener"
+            self.wake.set()
+            time.sleep(0.01)
+
     def stop(self) -> None:
         self.stopping = True
         self.wake.set()
@@ -291,18 +300,14 @@ def test_a_listener_the_engine_adopted_is_closed_by_the_engine_before_down_retur
                                 "listen": "127.0.0.1:0"})
         first = made.listener
         assert first is not None
-        engine.wake.set()
-        for _ in range(500):  # the engine adopts it on its own thread
-            if first in engine.adopted:
-                break
-            threading.Event().wait(0.01)
-        assert first in engine.adopted
+        engine.adopts(first)
         down = registry.update("a", {"enabled": False})
         # Returned only once the engine had released it: nothing listens any more.
         assert first in engine.released and down.listener is None and refused(made.listen)
         up = registry.update("a", {"enabled": True})
         assert up.listen == made.listen and up.listener is not first
         assert not refused(up.listen)
+        engine.adopts(up.listener)
         registry.clear()
         assert up.listener in engine.released
     finally:
