@@ -430,6 +430,10 @@ class HoldingPipe:
     def buffered(self) -> int:
         return sum(len(d) for _, d in self.held)
 
+    @property
+    def applied(self) -> tuple[str, ...]:
+        return ("holding",)
+
 
 @pytest.mark.parametrize(("backend", "trigger"), [("epoll", "level"), ("epoll", "edge"),
                                                   ("poll", "level")])

@@ -70,7 +70,10 @@ class Pipe(Protocol):
     def verdict(self, now: float) -> str | None: ...
 
     @property
-    def buffered(self) -> int: ...
+    def buffered(self) -> int: ...  # bytes held (they count toward backpressure)
+
+    @property
+    def applied(self) -> tuple[str, ...]: ...  # the toxics applied to this connection
 
 
 class Leg(Connection):
