@@ -34,6 +34,8 @@ class Source(Protocol):
     # Snapshots published so far: a recording's END frame says how many it missed.
     published: int | None = None
     targets: Any = None  # a muxtop.attach.source.TargetList: several processes, > < switch
+    # A muxtop.proxy.registry.Registry: the proxies and their toxics (T changes them).
+    proxies: Any = None
 
     def latest(self) -> Snapshot | None:
         """The newest Snapshot (None before the first). Cheap, never blocks: the UI calls

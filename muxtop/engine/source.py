@@ -34,6 +34,11 @@ class EngineSource(Source):
     def submit(self, command: object) -> Future:
         return self.engine.submit(command)
 
+    @property
+    def proxies(self):
+        """The engine's registry of proxies (--toxic, --api), or None."""
+        return self.engine.config.registry
+
     def recent_waits(self) -> tuple[WaitRecord, ...]:
         """The wait ring as it is now, between two Snapshots: a recorder that reads it often
         misses no wait call even when more happen between two Snapshots than the ring holds."""

@@ -40,6 +40,7 @@ class Now:
     has_waits: bool  # the view has a ready-list log
     filtering: bool  # a filter is set or being typed
     targets: int | None = None  # processes watched (attach --name, several PIDs); None: one
+    proxies: bool = False  # the source has proxies whose toxics can change (--toxic, --api)
 
 
 Scope = Literal["source", "hidden", "now"]
@@ -116,6 +117,8 @@ TARGETS = Need(lambda n: n.targets is not None, lambda n: "one process is watche
 OTHER_TARGET = Need(lambda n: (n.targets or 0) > 1,
                     lambda n: "no other process to show: only one is watched now"
                     if n.targets else "no process is watched yet")
+PROXIES = Need(lambda n: n.proxies, lambda n: "no toxics here: muxtop --upstream with "
+               "--toxic or --api has them", "source")
 ROW = Need(lambda n: n.selected is not None, lambda n: "select a row first")
 CONNECTION = Need(lambda n: can_act_on(n.selected), lambda n: "select an open connection first "
                   "(the listener, control and epoll fds are not connections)")
@@ -220,6 +223,9 @@ ACTIONS: tuple[Action, ...] = (
        "Leave the lesson; muxtop puts the server back as it was", OWN_ENGINE, LESSON),
     _a("lab", "l", "l", "lab", "Turn bug-lab switches on and off: break the engine on "
        "purpose and watch the diagnoses", COMMANDS),
+    _a("toxics", "T", "T", "toxics", "Toxiproxy's toxics on the proxies: the ones on now, "
+       "and presets to add (latency, bandwidth, slicer, ...); enter adds or removes one",
+       PROXIES),
     _a("command_palette", "ctrl+p", "^p", "palette",
        "Every action by name, each backend by name, and the themes"),
 )

@@ -19,6 +19,7 @@ from muxtop.commands import (
 from muxtop.ui import actions
 from muxtop.ui.screens.help import HelpScreen
 from muxtop.ui.screens.lab_menu import LabMenu
+from muxtop.ui.screens.toxics_menu import ToxicsMenu
 
 
 class Keys:
@@ -47,7 +48,8 @@ class Keys:
             has_waits=self.view.has_waits,
             filtering=ready and (bool(dashboard.table.model.query)
                                  or dashboard.filter_box.has_class("-active")),
-            targets=None if self.targets is None else len(self.targets.entries()))
+            targets=None if self.targets is None else len(self.targets.entries()),
+            proxies=self.source.proxies is not None)
 
     def why_not(self, action: str) -> str | None:
         """Why an action cannot act now, in words a person can act on; None when it can."""
@@ -123,6 +125,10 @@ class Keys:
     def action_continue_engine(self) -> None:
         self.send(Continue())
         self.set_timer(0.05, self.tick)
+
+    def action_toxics(self) -> None:
+        if not isinstance(self.screen, ToxicsMenu) and self.source.proxies is not None:
+            self.push_screen(ToxicsMenu(self.source.proxies))
 
     def action_lab(self) -> None:
         if not isinstance(self.screen, LabMenu):
