@@ -701,3 +701,24 @@ def test_an_upstream_that_closes_first_is_noted_and_its_fin_crosses(make_engine,
     closed = until(lambda: [v for v in legs(proxy) if v.note == "upstream closed first"],
                    what="the client's note")
     assert not closed[0].peer.startswith("upstream")
+
+
+@pytest.mark.timeout(180)
+def test_bench_proxy_measures_every_route(tmp_path):
+    from muxtop.bench.compiler import BuildError, find_compiler
+
+    try:
+        find_compiler()
+    except BuildError as exc:
+        pytest.skip(f"no C compiler for the bench's client and upstream: {exc}")
+    result = subprocess.run(
+        [sys.executable, "-m", "muxtop", "bench", "proxy", "--conns", "4", "--runs", "1",
+         "--duration", "0.3", "--toxic", "downstream:latency:latency=20", "--json"],
+        capture_output=True, text=True, timeout=170, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = {r["route"]: r for r in json.loads(result.stdout)["results"]}
+    assert set(rows) == {"direct", "selectors-proxy", "muxtop-epoll-level",
+                         "muxtop-epoll-edge", "muxtop-epoll-level-bare"}
+    assert all(r["good_runs"] == 1 and r["rtt_per_s"] for r in rows.values()), rows
+    assert rows["muxtop-epoll-level"]["p50_us"] >= 20_000 > rows["muxtop-epoll-level-bare"][
+        "p50_us"]

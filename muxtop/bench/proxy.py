@@ -38,6 +38,7 @@ from muxtop.bench.echo import (
     rotated,
 )
 from muxtop.bench.loadgen import ClientError, find_client, run_client
+from muxtop.proxy.toxics import toxic_argument
 
 BASELINE = "selectors-proxy"
 DIRECT = "direct"
@@ -52,7 +53,9 @@ class Route:
     about: str
 
 
-def routes() -> dict[str, Route]:
+def routes(toxics: tuple[str, ...] = ()) -> dict[str, Route]:
+    """Every route; `toxics`: --toxic values for muxtop's routes (and a route without them,
+    `muxtop-epoll-level-bare`, to measure what they add)."""
     up = "127.0.0.1:{upstream}"
     found = [
         Route(DIRECT, None, "the client straight to the C echo server: no proxy at all"),
@@ -60,12 +63,18 @@ def routes() -> dict[str, Route]:
                          "--upstream", up),
               "a minimal selectors.DefaultSelector proxy (the baseline)"),
     ]
+    extra = tuple(arg for toxic in toxics for arg in ("--toxic", toxic))
     for backend, trigger in (("epoll", "level"), ("epoll", "edge")):
         found.append(Route(
             f"muxtop-{backend}-{trigger}",
             ("muxtop", "--headless", "--port", "{port}", "--upstream", up,
-             "--backend", backend, "--trigger", trigger),
-            f"muxtop --headless --upstream, {backend}/{trigger}, telemetry on"))
+             "--backend", backend, "--trigger", trigger, *extra),
+            f"muxtop --headless --upstream, {backend}/{trigger}, telemetry on"
+            + (f", toxics {' '.join(toxics)}" if toxics else "")))
+    if toxics:
+        found.append(Route("muxtop-epoll-level-bare",
+                           ("muxtop", "--headless", "--port", "{port}", "--upstream", up),
+                           "muxtop --headless --upstream, no toxic"))
     return {r.name: r for r in found}
 
 
@@ -195,6 +204,12 @@ def table(rows: list[dict], conns_list: list[int], runs: int) -> str:
     return "\n".join(out)
 
 
+def toxic_text(text: str) -> str:
+    """argparse type: a --toxic value muxtop would take, kept as text for its command line."""
+    toxic_argument(text)  # ArgumentTypeError with one plain line if not
+    return text
+
+
 def parser() -> argparse.ArgumentParser:
     p = Parser(prog="muxtop bench proxy",
                description="Echo round trips through muxtop's proxy (--upstream), a minimal "
@@ -212,13 +227,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=positive_int, default=64, help="message bytes (default 64)")
     p.add_argument("--routes", type=name_list, default=None, metavar="NAME,...",
                    help=f"routes to run (default all: {', '.join(routes())})")
+    p.add_argument("--toxic", action="append", default=[], type=toxic_text,
+                   metavar="STREAM:TYPE[:K=V,...]",
+                   help="a toxic on muxtop's routes (repeatable), e.g. "
+                   "downstream:latency:latency=100; adds the route muxtop-epoll-level-bare "
+                   "without it, to compare")
     p.add_argument("--json", action="store_true", help="print one JSON document instead")
     return p
 
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    known = routes()
+    known = routes(tuple(args.toxic))
     names = args.routes or list(known)
     unknown = [n for n in names if n not in known]
     if unknown:
