@@ -9,6 +9,8 @@ import threading
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from muxtop.proxy import registry as registry_module
 from muxtop.proxy.errors import ApiError
@@ -148,3 +150,35 @@ def test_a_write_on_the_engines_own_thread_does_not_wait_for_itself(registry):
     assert time.monotonic() - started < registry_module.RELEASE_WAIT
     assert proxy.listener.retired
     proxy.listener.release()  # the engine's next turn
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8)
+ADDRESS = st.one_of(st.text(max_size=30), st.builds(
+    lambda host, port: f"{host}:{port}",
+    st.sampled_from(["127.0.0.1", "localhost", "[::1]", "0.0.0.0", "", "::1", "a b"]),
+    st.integers(-1, 70000)))
+PROXY_SHAPED = st.fixed_dictionaries({}, optional={
+    "name": JSON | st.text(max_size=250), "listen": JSON | ADDRESS,
+    "upstream": JSON | ADDRESS, "enabled": JSON})
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plain=JSON | PROXY_SHAPED, update=JSON | PROXY_SHAPED)
+def test_any_json_is_a_proxy_or_one_api_error(plain, update):
+    # Binds a port the system picks, whatever the listen: only the checks are under test.
+    registry = Registry(bind=lambda host, port: socket.create_server(("127.0.0.1", 0)))
+    try:
+        for call in (lambda: registry.create(plain), lambda: registry.populate([plain]),
+                     lambda: registry.update(str(plain.get("name")) if isinstance(plain, dict)
+                                             else "x", update)):
+            try:
+                call()
+            except ApiError as exc:
+                assert exc.status in (400, 403, 404, 409, 500) and "\n" not in exc.message
+        for proxy in registry.proxies():
+            assert proxy.plain()["name"] == proxy.name
+    finally:
+        registry.clear()

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from muxtop.proxy.errors import ApiError
-from muxtop.proxy.toxics import Pipe, Toxic, ToxicSet, toxic_argument
+from muxtop.proxy.toxics import ATTRIBUTES, Pipe, Toxic, ToxicSet, toxic_argument
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -385,3 +385,42 @@ def test_lossless_toxics_added_and_removed_at_any_time_keep_every_byte_in_order(
     assert bytes(out) == bytes(fed) and pipe.buffered == 0
     due = pipe.due(now)
     assert pipe.verdict(max(now, due or now) + 1) == "eof"
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12)
+TOXIC_SHAPED = st.fixed_dictionaries({}, optional={
+    "name": JSON | st.text(), "type": JSON | st.sampled_from(sorted(ATTRIBUTES)),
+    "stream": JSON | st.sampled_from(["upstream", "downstream", "UPSTREAM", ""]),
+    "toxicity": JSON, "attributes": JSON | st.dictionaries(
+        st.sampled_from(["latency", "jitter", "rate", "delay", "bytes", "timeout",
+                         "average_size", "size_variation"]), JSON)})
+
+
+@settings(max_examples=400, deadline=None)
+@given(plain=JSON | TOXIC_SHAPED)
+def test_any_json_is_a_toxic_or_one_400(plain):
+    try:
+        made = Toxic.from_plain(plain)
+    except ApiError as exc:
+        assert exc.status == 400 and "\n" not in exc.message
+        return
+    assert made.plain()["type"] in ATTRIBUTES and 0 <= made.toxicity <= 1
+    toxic_set = ToxicSet(random.Random(0))
+    toxic_set.add(made)
+    pipe = toxic_set.pipe(made.stream, 1, now=0.0)  # and a pipe runs it
+    pipe.feed(b"x" * 100, 0.0)
+    pipe.take(1.0, 1000)
+    pipe.due(1.0)
+    pipe.verdict(1.0)
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=st.text())
+def test_any_toxic_flag_is_a_toxic_or_one_printable_line(text):
+    try:
+        toxic_argument(text)
+    except argparse.ArgumentTypeError as exc:
+        assert str(exc).isprintable()
