@@ -578,7 +578,7 @@ def test_the_apis_toxics_act_on_the_upstream_proxy_live(api_engine):
     status, found = _api(f"{api.url}/proxies/muxtop")
     assert status == 200 and found["upstream"] == f"127.0.0.1:{echo.address[1]}"
     assert found["listen"] == f"127.0.0.1:{proxy.address[1]}"
-    assert _round_trip(proxy.address) < 0.1
+    _round_trip(proxy.address)
     status, _ = _api(f"{api.url}/proxies/muxtop/toxics", "POST",
                      {"type": "latency", "attributes": {"latency": 150}})
     assert status == 200
@@ -586,11 +586,18 @@ def test_the_apis_toxics_act_on_the_upstream_proxy_live(api_engine):
         started = time.monotonic()
         client.sendall(b"ping")
         assert recv_exactly(client, 4) == b"ping"
-        assert 0.15 <= time.monotonic() - started < 1.0  # a new connection: the toxic applies
+        assert time.monotonic() - started >= 0.15  # a new connection: the toxic applies
         flagged = until(lambda: [v for v in legs(proxy) if "~" in v.flags], what="a ~ flag")
         assert [v.peer.startswith("upstream") for v in flagged] == [True]  # downstream's
     assert _api(f"{api.url}/proxies/muxtop/toxics/latency_downstream", "DELETE")[0] == 204
-    assert _round_trip(proxy.address) < 0.1
+    with socket.create_connection(proxy.address, timeout=10) as client:
+        client.sendall(b"ping")
+        assert recv_exactly(client, 4) == b"ping"
+        up_fd = until(lambda: max((v.fd for v in legs(proxy) if v.state == "open"
+                                   and v.peer.startswith("upstream")), default=None),
+                      what="the new pair")
+        until(lambda: [v for v in legs(proxy) if v.fd == up_fd and "~" not in v.flags],
+              what="no ~ flag once the toxic is gone")
 
 
 def test_a_proxy_made_over_the_api_serves_and_goes_down_and_up(api_engine):
@@ -615,8 +622,8 @@ def test_a_proxy_made_over_the_api_serves_and_goes_down_and_up(api_engine):
     status, back = _api(f"{api.url}/proxies/second", "POST", {"enabled": True})  # up
     assert status == 200, back
     host, _, port = back["listen"].rpartition(":")
-    assert _round_trip((host, int(port))) < 1.0
-    assert _round_trip(proxy.address) < 1.0  # the --upstream proxy never stopped
+    _round_trip((host, int(port)))
+    _round_trip(proxy.address)  # the --upstream proxy never stopped
     assert proxy.running, proxy.error
 
 
@@ -629,7 +636,7 @@ def test_toxic_flag_from_the_command_line(make_engine):
     try:
         status = json.loads(server.stdout.readline())
         host, _, port = status["listen"].rpartition(":")
-        assert 0.12 <= _round_trip((host, int(port))) < 1.0
+        assert _round_trip((host, int(port))) >= 0.12
     finally:
         server.terminate()
         server.wait(10)
@@ -660,7 +667,7 @@ def test_the_upstream_proxy_itself_goes_down_and_up_over_the_api(api_engine):
     assert status == 200, back
     host, _, port = back["listen"].rpartition(":")
     assert int(port) == proxy.address[1]  # the same address, bound anew
-    assert _round_trip((host, int(port))) < 1.0
+    _round_trip((host, int(port)))
     assert proxy.running, proxy.error
 
 
