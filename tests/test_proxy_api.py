@@ -68,6 +68,14 @@ def test_a_proxy_made_shown_and_deleted(api):
     assert call(api, "GET", "/proxies/redis") == (200, made)
     assert call(api, "DELETE", "/proxies/redis") == (204, b"")
     assert refused(made["listen"])
+    with socket.create_connection(api.address, timeout=10) as sock:  # keep-alive past a 204
+        sock.sendall(b"POST /reset HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n")
+        answers = b""
+        while not answers.endswith(b"}\n") and (chunk := sock.recv(4096)):
+            answers += chunk
+        assert answers.startswith(b"HTTP/1.1 204") and b"Content-Length: 0" not in answers
+        assert b"HTTP/1.1 200" in answers
     assert call(api, "DELETE", "/proxies/redis") == (
         404, {"error": "proxy not found", "status": 404})
 

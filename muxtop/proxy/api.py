@@ -202,7 +202,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         if kind is not None:
             self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
+        if status != 204:  # RFC 9110: a 204 carries no Content-Length
+            self.send_header("Content-Length", str(len(body)))
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
