@@ -729,3 +729,15 @@ def test_bench_proxy_measures_every_route(tmp_path):
     assert all(r["good_runs"] == 1 and r["rtt_per_s"] for r in rows.values()), rows
     assert rows["muxtop-epoll-level"]["p50_us"] >= 20_000 > rows["muxtop-epoll-level-bare"][
         "p50_us"]
+
+
+def test_an_upstream_that_is_muxtops_own_address_is_refused(make_engine):
+    from muxtop.engine import EngineStartError
+
+    port = _free_port()
+    with pytest.raises(EngineStartError, match="muxtop's own address"):
+        make_engine(port=port, upstream=("127.0.0.1", port))
+    with pytest.raises(EngineStartError, match="muxtop's own address"):
+        make_engine(host="0.0.0.0", port=port, upstream=("127.0.0.1", port))
+    other = _free_port()
+    assert make_engine(port=port, upstream=("127.0.0.1", other)).running

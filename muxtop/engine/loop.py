@@ -125,6 +125,8 @@ class Engine(Proxying):
                 self._resolve_upstream()
             self._listener = _listen(config.host, config.port, config.backlog)
             self.address = self._listener.getsockname()[:2]
+            if config.upstream is not None:
+                self._refuse_own_address()  # a proxy to itself would connect without end
             self._listen_fd = self._listener.fileno()
             self._control_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
             self._by_fd[:] = [None] * (max(self._listen_fd, self._control_fd) + 1)

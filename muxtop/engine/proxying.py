@@ -159,6 +159,17 @@ class Proxying:
         family, _, _, _, sockaddr = infos[0]
         self._upstream_addr = (family, sockaddr)
 
+    def _refuse_own_address(self) -> None:
+        """An upstream that is muxtop's own listener: each client's connect would be accepted
+        as a new client, which connects again, until the fds run out."""
+        family, sockaddr = self._upstream_addr
+        host, port = self.address[:2]
+        if sockaddr[1] != port:
+            return
+        if sockaddr[0] == host or (host in ("0.0.0.0", "::") and _is_local(sockaddr[0])):
+            raise AddressError(f"--upstream {self._upstream_name} is muxtop's own address: "
+                               "every client would connect to muxtop again, without end")
+
     # ---- the registry's proxies (--api, --toxic) -------------------------------------------
 
     def _routes_start(self) -> None:
@@ -758,6 +769,16 @@ class Proxying:
             partner.note = reason if reason == "both sides closed" else \
                 f"{leg.role} fd {leg.fd} closed"
         self._update_leg(partner, now)
+
+
+def _is_local(host: str) -> bool:
+    """An address of this machine (a bind to it would work)."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.bind((host, 0))
+    except OSError:
+        return False
+    return True
 
 
 def _reset(sock: socket.socket) -> None:
