@@ -86,6 +86,8 @@ async def latency(out: Path) -> list[Path]:
             await pilot.press("enter")
             await pilot.pause(0.6)
             assert isinstance(app.screen, DetailScreen)
+            app.screen.query_one("#detail-panel").scroll_to(y=18, animate=False)
+            await pilot.pause(0.3)
             await shoot(app, pilot, out, "proxy-pair-detail", saved)
             await pilot.press("escape")
             await pilot.press("T")

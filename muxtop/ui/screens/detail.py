@@ -96,11 +96,14 @@ def describe(view: SourceView, v: ConnView, s: Snapshot, width: int | None = Non
     text.append(f"  {fmt.plain(v.state)}\n", "bold")
     if v.note:
         text.append(f"  {fmt.plain(v.note)}\n", "italic")
+    other = partner_of(v, s.connections)
+    if other is not None:
+        text.append(f"  a proxied pair: its partner is fd {other.fd} "
+                    f"({fmt.plain(other.state)}), in full below\n", "italic")
     text.append("\n")
     facts = view.facts(s)
     for section in view.sections:
         section(detail, v, s, facts)
-    other = partner_of(v, s.connections)
     if other is not None:  # a proxied pair: its other leg, in full, below
         text.append("\n")
         text.append("its partner leg: ", "bold")
