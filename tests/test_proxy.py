@@ -741,3 +741,67 @@ def test_an_upstream_that_is_muxtops_own_address_is_refused(make_engine):
         make_engine(host="0.0.0.0", port=port, upstream=("127.0.0.1", port))
     other = _free_port()
     assert make_engine(port=port, upstream=("127.0.0.1", other)).running
+
+
+OUT_OF_FDS_SERVER = """
+import json, resource, sys
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+from muxtop.engine import Engine, EngineConfig
+from muxtop.proxy.registry import Registry
+host, _, port = sys.argv[1].rpartition(":")
+if sys.argv[2] == "api":  # a proxy made over the API, on a listener of its own
+    registry = Registry()
+    engine = Engine(EngineConfig(port=0, publish_interval=0.05, registry=registry)).start()
+    made = registry.create({"name": "p", "listen": "127.0.0.1:0", "upstream": sys.argv[1]})
+    print(made.listen.rpartition(":")[2], flush=True)
+else:  # --upstream, on the engine's own listener
+    engine = Engine(EngineConfig(port=0, publish_interval=0.05,
+                                 upstream=(host, int(port)))).start()
+    print(engine.address[1], flush=True)
+sys.stdin.readline()
+print(json.dumps(engine.snapshot().totals._asdict()), flush=True)
+engine.stop()
+"""
+
+
+@pytest.mark.parametrize("listener", ["upstream", "api"])
+def test_a_proxy_listener_out_of_fds_pauses_instead_of_spinning(make_engine, listener):
+    import psutil
+
+    echo = make_engine()
+    server = subprocess.Popen(
+        [sys.executable, "-c", OUT_OF_FDS_SERVER, f"127.0.0.1:{echo.address[1]}", listener],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    clients: list[socket.socket] = []
+    try:
+        port = int(server.stdout.readline())
+        for _ in range(80):  # two fds a pair: the server runs out long before
+            clients.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        until(lambda: server.poll() is None and len(psutil.Process(server.pid).net_connections())
+              >= 50, what="the server out of fds")
+        proc = psutil.Process(server.pid)
+        before = proc.cpu_times()
+        time.sleep(2.0)  # what it burns meanwhile: a spinning loop ~2 s, a paused one little
+        after = proc.cpu_times()
+        busy = (after.user - before.user) + (after.system - before.system)
+        assert busy < 0.5, f"server used {busy:.2f} s of CPU in 2 s while out of fds"
+        for client in clients:
+            client.close()
+        clients.clear()
+        # Every pair closes and the backlog (clients gone already) drains: fds come back.
+        until(lambda: proc.num_fds() < 32, timeout=20, what="the server's fds back")
+        fresh = socket.create_connection(("127.0.0.1", port), timeout=10)
+        clients.append(fresh)
+        fresh.sendall(b"again")
+        assert recv_exactly(fresh, 5) == b"again"
+        server.stdin.write("report\n")
+        server.stdin.flush()
+        assert json.loads(server.stdout.readline())["accept_errors"] > 0
+    finally:
+        for client in clients:
+            client.close()
+        server.kill()
+        server.wait(10)
+        server.stdout.close()
+        server.stdin.close()

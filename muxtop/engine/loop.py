@@ -612,6 +612,8 @@ class Engine(Proxying):
             if max_conns is not None and len(self._conns) >= max_conns:
                 self._set_listener(0)  # resumes when a connection closes
                 return
+            if self._accept_resume_at is not None:
+                return  # paused by the last adopt (proxy: no fd left for its upstream)
             try:
                 sock, addr = listener.accept()
             except BlockingIOError:
@@ -745,8 +747,8 @@ class Engine(Proxying):
         if self._listen_interest:
             yield self._listen_fd, self._listen_interest
         yield self._control_fd, READ
-        for fd in self._routes:
-            if fd != self._listen_fd:
+        for fd, route in self._routes.items():
+            if fd != self._listen_fd and route.watched:
                 yield fd, READ
         for fd, conn in self._conns.items():
             if conn.interest:

@@ -48,7 +48,9 @@ CLIENT, UPSTREAM = "client", "upstream"  # Leg.role
 PROXY_NAME = "muxtop"  # the --upstream proxy's name in the registry (toxiproxy's API)
 STREAMS = {CLIENT: "upstream", UPSTREAM: "downstream"}  # toxiproxy's name of what a leg reads
 READABLE = READ | ERROR | HANGUP
-CONNECT, PIPE = 0, 1  # what a timer is for
+CONNECT, PIPE, ACCEPT = 0, 1, 2  # what a timer is for
+ACCEPT_PAUSE = 0.1  # seconds a proxy's listener is not watched after accept() ran out of fds
+_OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 WRITABLE = WRITE | ERROR | HANGUP
 _LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 FAILURES_KEPT = 64  # upstream failures remembered for the findings
@@ -99,13 +101,14 @@ class Leg(Connection):
 class Route:
     """A proxy of the registry as the engine serves it: its listener, adopted, by fd."""
 
-    __slots__ = ("proxy", "listener", "sock", "fd")
+    __slots__ = ("proxy", "listener", "sock", "fd", "watched")
 
     def __init__(self, proxy: Proxy, listener: Listener, sock: socket.socket) -> None:
         self.proxy = proxy  # the newest published Proxy of that listener
         self.listener = listener
         self.sock = sock
         self.fd = sock.fileno()
+        self.watched = True  # registered READ; False while accept is paused (out of fds)
 
 
 class ProxyFacts:
@@ -231,7 +234,7 @@ class Proxying:
             self._main_route = None
             self._set_listener(0)
             self._listen_fd = -1  # released below: its number may be reused
-        else:
+        elif route.watched:
             self._apply(route.fd, READ, 0)
         for leg in [c for c in self._conns.values() if getattr(c, "route", None) is route]:
             if leg.role is CLIENT:
@@ -244,6 +247,21 @@ class Proxying:
             route.listener.release()
         self._routes.clear()
 
+    def _pause_accept(self, route: Route | None, now: float) -> None:
+        """Out of fds: stop accepting on this listener for a moment, as the loop's accept
+        does, instead of taking (and closing) every client of the backlog in turn."""
+        self.telemetry.accept_errors += 1
+        if route is None or route is self._main_route:
+            self._out_of_fds = True
+            self._accept_resume_at = now + self._accept_backoff
+            self._accept_backoff = min(self._accept_backoff * 2, 1.0)
+            self._chores_changed()
+            self._set_listener(0)
+        elif route.watched:
+            self._apply(route.fd, READ, 0)
+            route.watched = False
+            self._timer(now + ACCEPT_PAUSE, route, ACCEPT)
+
     def _accept_route(self, fd: int, now: float) -> None:
         """Accept until EAGAIN on a registry proxy's listener."""
         route = self._routes[fd]
@@ -254,9 +272,14 @@ class Proxying:
             except BlockingIOError:
                 return
             except OSError as exc:
-                self.telemetry.accept_errors += 1
+                if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
+                    continue  # the peer gave up while queued: next one
                 self.telemetry.notice("warning", f"proxy {route.proxy.name}: accept: "
-                                      f"{exc.strerror or exc!r}", key="route-accept")
+                                      f"{exc.strerror or exc!r}; paused for "
+                                      f"{ACCEPT_PAUSE * 1000:.0f} ms", key="route-accept")
+                # Left watched, a level-triggered listener with a backlog would spin: stop
+                # watching it for a moment (the main listener backs off the same way).
+                self._pause_accept(route, now)
                 return
             self.telemetry.accepted += 1
             if limit is not None and sock.fileno() >= limit:
@@ -264,6 +287,8 @@ class Proxying:
                 self.telemetry.rejected += 1
                 continue
             self._adopt_pair(sock, addr, now, route)
+            if not route.watched:
+                return  # paused: no fd for the upstream
 
     # ---- a new pair ----------------------------------------------------------------------
 
@@ -297,11 +322,13 @@ class Proxying:
         family, sockaddr = target
         try:
             up = socket.socket(family, socket.SOCK_STREAM)
-        except OSError as exc:  # out of fds: the client goes, the listener backs off next
+        except OSError as exc:  # out of fds: this client goes, the rest wait in the backlog
             sock.close()
             telemetry.rejected += 1
             telemetry.notice("warning", f"no socket for the upstream: {exc.strerror}",
                              key="upstream-socket")
+            if exc.errno in _OUT_OF_FDS:
+                self._pause_accept(route, now)
             return
         up.setblocking(False)
         if self.config.sndbuf:
@@ -388,7 +415,7 @@ class Proxying:
 
     # ---- timers ----------------------------------------------------------------------------
 
-    def _timer(self, when: float, leg: Leg, kind: int) -> None:
+    def _timer(self, when: float, leg: Leg | Route, kind: int) -> None:
         if kind == PIPE:
             if leg.wake is not None and leg.wake <= when:
                 return  # an earlier wake is set: the pipe says its next due then
@@ -403,6 +430,11 @@ class Proxying:
         timers = self._timers
         while timers and timers[0][0] <= now:
             when, _, leg, kind = heapq.heappop(timers)
+            if kind == ACCEPT:  # `leg` is a Route whose accept paused out of fds
+                if self._routes.get(leg.fd) is leg and not leg.watched:
+                    self._register(leg.fd, READ)
+                    leg.watched = True
+                continue
             if leg.state is CLOSED:
                 continue
             if kind == CONNECT:
