@@ -587,7 +587,8 @@ def test_the_apis_toxics_act_on_the_upstream_proxy_live(api_engine):
         client.sendall(b"ping")
         assert recv_exactly(client, 4) == b"ping"
         assert time.monotonic() - started >= 0.15  # a new connection: the toxic applies
-        flagged = until(lambda: [v for v in legs(proxy) if "~" in v.flags], what="a ~ flag")
+        flagged = until(lambda: [v for v in legs(proxy) if "~" in v.flags
+                                 and v.state != CLOSED], what="a ~ flag")
         assert [v.peer.startswith("upstream") for v in flagged] == [True]  # downstream's
     assert _api(f"{api.url}/proxies/muxtop/toxics/latency_downstream", "DELETE")[0] == 204
     with socket.create_connection(proxy.address, timeout=10) as client:
