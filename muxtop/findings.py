@@ -25,14 +25,16 @@ INTEREST_MISMATCH = "interest-mismatch"  # the kernel's interest list and the ap
 ACCEPT_QUEUE_FULL = "accept-queue-full"  # more connections wait for accept() than the backlog
 CLOSE_WAIT = "close-wait"  # peers closed, the app never closed its end
 NEVER_READ = "never-read"  # reported readable again and again, and never read (attach --trace)
+UNREAD = "unread"  # bytes wait on an fd epoll reports level-triggered, or watches not at all
+NO_REPLY = "no-reply"  # a request went out, was acknowledged, and nothing came back (attach)
 # The proxy's (muxtop --upstream): a pair is two connections, the client's and the upstream's.
 UPSTREAM_FAILED = "upstream-failed"  # refused, unreachable, connect timeout, closed first
 UPSTREAM_NOT_READING = "upstream-not-reading"  # bytes for the upstream pile up, unsent
 CLIENT_NOT_READING = "client-not-reading"  # bytes for the client pile up, unsent
 ONE_WAY = "one-way"  # a pair moves bytes one way, and nothing comes back
 KINDS = (STUCK_READ, STUCK_WRITE, BUSY_LOOP, FD_PRESSURE, INTEREST_MISMATCH,
-         ACCEPT_QUEUE_FULL, CLOSE_WAIT, NEVER_READ, UPSTREAM_FAILED, UPSTREAM_NOT_READING,
-         CLIENT_NOT_READING, ONE_WAY)
+         ACCEPT_QUEUE_FULL, CLOSE_WAIT, NEVER_READ, UNREAD, NO_REPLY, UPSTREAM_FAILED,
+         UPSTREAM_NOT_READING, CLIENT_NOT_READING, ONE_WAY)
 SHORT = {ACCEPT_QUEUE_FULL: "accept-full", INTEREST_MISMATCH: "mismatch",
          UPSTREAM_FAILED: "upstream", UPSTREAM_NOT_READING: "up-not-read",
          CLIENT_NOT_READING: "cl-not-read"}  # narrow columns
@@ -108,6 +110,14 @@ class SocketFacts(NamedTuple):
     app_read: int | None = None  # bytes the app has read from the socket so far
     bytes_received: int | None = None  # bytes that have arrived so far
     bytes_acked: int | None = None  # bytes the peer has acknowledged so far
+    # When data last went out, came in, and an ACK came in (monotonic, from tcp_info's
+    # last_data_sent, last_data_recv, last_ack_recv): true times, not since muxtop attached.
+    # A connection that never moved data has its handshake's time. None when unknown.
+    sent_at: float | None = None
+    received_at: float | None = None
+    ack_at: float | None = None
+    peer: str = ""  # the remote address, "" for none or unknown
+    outgoing: bool = False  # the process connected out (its local port is none it listens on)
 
 
 class FirstSeen:

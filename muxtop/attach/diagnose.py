@@ -23,9 +23,11 @@ from muxtop.findings import (
     FD_PRESSURE,
     FD_PRESSURE_SHARE,
     FDS,
+    NO_REPLY,
     STUCK_AFTER,
     STUCK_READ,
     STUCK_WRITE,
+    UNREAD,
     FirstSeen,
     Found,
     SocketFacts,
@@ -55,6 +57,8 @@ class SocketTrack:
     tx_start: int = 0
     tx_last: int = 0
     tx_acked_mark: int | None = None
+    app_read: int | None = None  # the app's read total at the last sample (tcp_info)
+    read_since: float | None = None  # since when that total has not moved
     _queues: tuple = ()
     _facts: SocketFacts | None = None  # the last sample's, to tell an unchanged one at once
 
@@ -82,6 +86,8 @@ class SocketTrack:
         if queues != self._queues:
             self._queues, self.last_change = queues, now
 
+        if facts.app_read != self.app_read or self.read_since is None:
+            self.app_read, self.read_since = facts.app_read, now
         if facts.app_read is not None and facts.bytes_received is not None:
             marks = [mark for mark in self.rx_marks if mark[1] > facts.app_read]
             if facts.bytes_received > max(facts.app_read, marks[-1][1] if marks else 0):
@@ -121,10 +127,11 @@ class Diagnoser:
 
     def observe(self, now: float, sockets: list[SocketFacts], process: ProcessStats | None,
                 *, held: bool = False, extra: Iterable[Found] = (),
-                proven: Collection[int] = ()) -> tuple[Diagnosis, ...]:
+                proven: Collection[int] = (), uses_epoll: bool = True) -> tuple[Diagnosis, ...]:
         """One sample's findings. `held`: the process is stopped (SIGSTOP), so an unread
         queue says nothing about its reading: read findings wait. `extra`: findings of the
-        trace; `proven`: fds whose stuck read the trace proves (its finding replaces ours)."""
+        trace; `proven`: fds whose stuck read the trace proves (its finding replaces ours).
+        `uses_epoll`: the process has an epoll set (an fd none watches is then one it left)."""
         tracks = {}
         for facts in sockets:
             track = self.tracks.get(facts.inode)
@@ -136,13 +143,15 @@ class Diagnoser:
             tracks[facts.inode] = track
         self.tracks = tracks  # sockets that closed drop out
 
-        found = []
+        found, behind = self._no_reply(now, sockets)
         for facts in sockets:
             if not facts.rx_queue and not facts.tx_queue and facts.kind != KIND_LISTENER:
                 continue  # nothing queued either way: nothing to find (most sockets)
             track = tracks[facts.inode]
-            if not held and facts.fd not in proven:
-                found += self._stuck_read(now, facts, track)
+            # A client whose next request waits behind a silent upstream: the upstream's
+            # finding names it, and the stall is not this fd's.
+            if not held and facts.fd not in proven and facts.fd not in behind:
+                found += self._stuck_read(now, facts, track, uses_epoll)
             found += self._stuck_write(now, facts, track)
             found += self._accept_queue_full(facts)
         found += self._close_wait(now, sockets)
@@ -151,17 +160,21 @@ class Diagnoser:
 
         return self._first_seen.stamp(now, found)
 
-    def _stuck_read(self, now, facts, track):
+    def _stuck_read(self, now, facts, track, uses_epoll: bool = True):
         since = track.unread_since
         if facts.kind != KIND_CONN or not facts.rx_queue or since is None:
             return
-        age = now - since
-        if since >= now or age < self.stuck_after:  # one look cannot tell stuck from busy
+        seen = now - since
+        if since >= now or seen < self.stuck_after:  # one look cannot tell stuck from busy
             return
+        # tcp_info's last arrival: every byte still queued came at or before it, which may be
+        # long before muxtop attached.
+        age = max(seen, now - facts.received_at) if facts.received_at is not None else seen
         unread = (f"{facts.rx_queue} bytes wait in its receive queue, the oldest for {age:.1f} s"
                   if facts.app_read is not None else
                   f"its receive queue has held bytes ({facts.rx_queue} now) for {age:.1f} s")
         blocked = self._write_blocked(now, facts, track)
+        triggered = False
         for epfd, mask in facts.watches:
             edge = mask & epoll.EPOLLET and mask & epoll.EPOLLIN and not mask & epoll.EPOLLONESHOT
             if blocked and (edge or epoll.is_disarmed(mask)):
@@ -178,12 +191,88 @@ class Diagnoser:
                 why = (f"fd {facts.fd} is a oneshot registration that fired and was never "
                        f"re-armed; {unread}")
             else:
+                triggered = triggered or bool(mask & epoll.EPOLLIN)
                 continue
             yield STUCK_READ, facts.fd, why, (
                 ("rx_queue", facts.rx_queue), ("seconds", round(age, 1)),
                 ("samples", track.samples), ("app_read_bytes", facts.app_read),
                 ("epoll_fd", epfd), ("mask", mask), ("behind_write", bool(blocked)))
             return
+        yield from self._unread(now, facts, track, unread, age, triggered, blocked, uses_epoll)
+
+    def _unread(self, now, facts, track, unread, age, level, blocked, uses_epoll):
+        """Bytes that wait on an fd no epoll set will fail to report: watched level-triggered
+        (reported at every wait) or watched by none. Only the read counter tells a paused
+        reader from a busy one, so it takes tcp_info's, unmoved for stuck_after."""
+        if facts.app_read is None or track.read_since is None:
+            return
+        idle = now - track.read_since
+        if idle < self.stuck_after:
+            return
+        if blocked:
+            why = (f"fd {facts.fd}: {unread}, and its answer is stuck too ({track.tx_last} "
+                   "bytes in the send queue, the peer reads none): the app is waiting for the "
+                   "peer to read first before it reads on")
+        elif level:
+            why = (f"fd {facts.fd}: {unread}, and the app has read none of it for at least "
+                   f"{idle:.1f} s, though it is watched level-triggered (epoll reports it at "
+                   "every wait): the loop is not getting back to its wait calls (blocked in a "
+                   "handler: see where its threads wait) or ignores the fd")
+        elif uses_epoll:
+            why = (f"fd {facts.fd}: {unread}, and no epoll set watches it: the app has paused "
+                   f"reading it (nothing read for at least {idle:.1f} s; flow control when "
+                   "what it read is not being consumed, or a forgotten fd)")
+        else:
+            why = (f"fd {facts.fd}: {unread}, and the app has read none of it for at least "
+                   f"{idle:.1f} s (it waits with select, poll or blocking calls: see where its "
+                   "threads wait)")
+        yield UNREAD, facts.fd, why, (
+            ("rx_queue", facts.rx_queue), ("seconds", round(age, 1)),
+            ("seconds_since_read", round(idle, 1)), ("samples", track.samples),
+            ("app_read_bytes", facts.app_read), ("watched", "level" if level else "no"),
+            ("behind_write", bool(blocked)))
+
+    def _no_reply(self, now: float, sockets: list[SocketFacts]) -> tuple[list[Found], set[int]]:
+        """Outgoing connections whose last request was delivered (acknowledged, nothing
+        queued) stuck_after ago or more and got nothing back: the stall that grows no queue
+        (a proxy waiting on a backend that accepted and never answers). Each is paired by
+        timing with the client connection still waiting for an answer whose last bytes came
+        nearest to the request's going out; returns the findings and those clients' fds."""
+        silent = sorted((f for f in sockets if self._silent(now, f)), key=lambda f: f.sent_at)
+        if not silent:
+            return [], set()
+        waiting = [f for f in sockets if f.kind == KIND_CONN and not f.outgoing
+                   and f.received_at is not None and f.sent_at is not None
+                   and (f.received_at > f.sent_at or not f.bytes_acked)]
+        found, behind = [], set()
+        for upstream in silent:
+            client = min(waiting, key=lambda f: abs(f.received_at - upstream.sent_at),
+                         default=None)
+            age = now - upstream.sent_at
+            what = "nothing has come back" if upstream.bytes_received else "nothing ever came back"
+            why = (f"fd {upstream.fd}: a request went out to {upstream.peer} {age:.1f} s ago, "
+                   f"was acknowledged, and {what} since: the server at the other end accepted "
+                   "it and does not answer")
+            if client is not None:
+                waiting.remove(client)
+                behind.add(client.fd)
+                why += (f"; client fd {client.fd} is waiting on it (paired by timing)"
+                        + (f", its next {client.rx_queue} bytes unread behind it"
+                           if client.rx_queue else ""))
+            found.append((NO_REPLY, upstream.fd, why, (
+                ("peer", upstream.peer), ("seconds", round(age, 1)),
+                ("bytes_sent", upstream.bytes_acked), ("bytes_received", upstream.bytes_received),
+                ("client_fd", client.fd if client is not None else None))))
+        return found, behind
+
+    def _silent(self, now: float, facts: SocketFacts) -> bool:
+        if not (facts.outgoing and facts.kind == KIND_CONN and facts.tcp_state == "ESTABLISHED"
+                and facts.sent_at is not None and facts.received_at is not None
+                and facts.bytes_acked and not facts.tx_queue):
+            return False
+        # A reply within the same jiffy reads as the same moment: not a request left waiting.
+        answered = facts.bytes_received and facts.received_at >= facts.sent_at - 0.005
+        return not answered and now - facts.sent_at >= self.stuck_after
 
     def _write_blocked(self, now, facts, track) -> bool:
         """The send queue holds bytes the peer has not acknowledged for stuck_after. Without
@@ -228,7 +317,11 @@ class Diagnoser:
         # app closes within microseconds of reading EOF, so one such socket already counts.
         lingering = [fd for fd, track in waiting
                      if now - track.state_since >= self.stuck_after and track.state_samples >= 2]
-        if not lingering and len(waiting) < self.close_wait_pile:
+        # A pile counts the sockets seen in CLOSE_WAIT at two reads at least: a busy server
+        # that closes each within a moment (redis under redis-benchmark -k 0) has a dozen
+        # at any instant, never the same ones.
+        piled = sum(1 for _, track in waiting if track.state_samples >= 2)
+        if not lingering and piled < self.close_wait_pile:
             return
         oldest = max(now - track.state_since for _, track in waiting)
         why = (f"{len(waiting)} connection(s) in CLOSE_WAIT, the oldest for at least "

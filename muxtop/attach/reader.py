@@ -64,6 +64,8 @@ NETNS_NOTE = ("process {pid} is in another network namespace ({netns}): sock_dia
 _NO_TOTALS = Totals(0, 0, 0, 0, 0, 0, 0, 0)
 _FD = itemgetter(1)  # ConnView.fd
 _NO_RATES = Rates(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+# tcp_info's ages are in jiffies turned into ms (4 ms at HZ=250), read a few ms after our clock
+_MOMENT_GRAIN = 0.05
 
 
 class AttachError(Exception):
@@ -149,6 +151,7 @@ class Attacher:
         self._fd_seen: dict[tuple[int, str], float] = {}
         self._counters: dict[int, tuple[int, int]] = {}  # inode -> (bytes in, bytes out)
         self._counters_at: float | None = None
+        self._moments: dict[int, tuple[float, float, float]] = {}
         self.trace: Overlay | None = None  # attach --trace (muxtop/traced.py)
         # What the last read built, for what did not change since (by inode, or epoll fd).
         self._fdinfo: dict[int, tuple[str, list[epoll.Registration]]] = {}
@@ -214,10 +217,14 @@ class Attacher:
             if fd in watches:
                 watches[fd] = [reg for reg in watches[fd] if reg.ino == ino]
         census = self.census.read(set(inodes.values()))
+        moments = self._moments_of(census)
         fd_of = {ino: fd for fd, ino in inodes.items()}
+        listening = {d.sport for d in census.tcp.values() if d.state == "LISTEN"} | {
+            _port(row.local) for row in census.inet.values() if row.state == "LISTEN"}
 
         process = self._process_stats(len(links))
-        sockets = [self._socket_facts(fd, ino, census, tuple(watches.get(fd, ())), fd_of)
+        sockets = [self._socket_facts(fd, ino, census, tuple(watches.get(fd, ())), fd_of,
+                                      moments.get(ino), listening)
                    for fd, ino in sorted(inodes.items())]
         self._facts = {f.inode: self._facts[f.inode] for f in sockets}
         rates = self._byte_rates(now, sockets)
@@ -229,7 +236,8 @@ class Attacher:
             if (news := trace.news()) is not None:
                 self._notice(now, "error", news)
         diagnoses = self.diagnoser.observe(now, sockets, process, held=held,
-                                           extra=trace_found, proven=proven)
+                                           extra=trace_found, proven=proven,
+                                           uses_epoll=bool(epoll_sets))
         flagged = {fd for d in diagnoses for fd in d.named_fds()}  # "!": a finding names it
 
         infos, views = [], []
@@ -322,18 +330,43 @@ class Attacher:
         self._epoll_sets[epfd] = (regs, stale, entry)
         return entry
 
+    def _moments_of(self, census: Census) -> dict[int, tuple[float, float, float]]:
+        """inode -> (data sent, data received, ACK received) as moments of our clock, from
+        tcp_info's "ms since" ages. A moment that moved by less than the ages' grain (a
+        jiffy, plus the time the read took) is the same moment as last read: the socket's
+        facts then stay the same object."""
+        if not census.ages:
+            self._moments = {}
+            return self._moments
+        at = self._clock()  # just after the dump: the ages were measured a moment ago
+        previous, moments = self._moments, {}
+        for inode, ages in census.ages.items():
+            fresh = (at - ages.data_sent / 1e3, at - ages.data_recv / 1e3,
+                     at - ages.ack_recv / 1e3)
+            known = previous.get(inode)
+            if known is not None and all(abs(a - b) < _MOMENT_GRAIN
+                                         for a, b in zip(known, fresh)):
+                fresh = known
+            moments[inode] = fresh
+        self._moments = moments
+        return moments
+
     def _socket_facts(self, fd: int, inode: int, census: Census, regs: tuple,
-                      fd_of: dict[int, int]) -> SocketFacts:
+                      fd_of: dict[int, int], moments: tuple[float, float, float] | None,
+                      listening: set[int]) -> SocketFacts:
         """The evidence of one socket; the same object as last read while nothing it is made
         of changed (the checks downstream then skip it by identity)."""
         unix_diag = census.unix_diag.get(inode)
         peer = census.unix_diag.get(unix_diag.peer) if unix_diag is not None else None
-        key = (fd, census.inet.get(inode), census.unix.get(inode), census.tcp.get(inode),
-               unix_diag, peer, regs)
+        inet = census.inet.get(inode)
+        outgoing = inet is not None and inet.state != "LISTEN" and bool(inet.peer) and \
+            _port(inet.local) not in listening
+        key = (fd, inet, census.unix.get(inode), census.tcp.get(inode),
+               unix_diag, peer, regs, moments, outgoing)
         known = self._facts.get(inode)
         if known is not None and known[0] == key:
             return known[1]
-        facts = _socket_facts(fd, inode, *key[1:5], regs, peer, fd_of)
+        facts = _socket_facts(fd, inode, *key[1:5], regs, peer, fd_of, moments, outgoing)
         self._facts[inode] = (key, facts)
         return facts
 
@@ -401,7 +434,8 @@ class Attacher:
             interest=_interest(regs), last_events=0, last_ready=None, out_buffer=0,
             rx_queue=facts.rx_queue, tx_queue=facts.tx_queue,
             bytes_in=facts.bytes_received or 0, bytes_out=facts.bytes_acked or 0,
-            msgs_in=0, msgs_out=0, opened_at=track.first_seen, last_io_at=track.last_change,
+            msgs_in=0, msgs_out=0, opened_at=_opened_at(facts, track.first_seen),
+            last_io_at=_last_io_at(facts, track.last_change),
             closed_at=None, tcp=tcp, flags=_flags(regs, flagged),
             history=tuple(track.history), note=_describe(inet, unix, facts, census, fd_of),
             watched_by=tuple(reg.epfd for reg in regs))
@@ -456,19 +490,27 @@ class Attacher:
 
 
 def _socket_facts(fd, inode, inet, unix, diag, unix_diag, regs, peer,
-                  fd_of: dict[int, int]) -> SocketFacts:
+                  fd_of: dict[int, int], moments=None, outgoing: bool = False) -> SocketFacts:
     watches = tuple((reg.epfd, reg.mask) for reg in regs)
     if inet is not None and inet.proto.startswith("tcp"):
         counters = {}
         if diag is not None and diag.bytes_received is not None:
+            received, acked = _data_bytes(diag, outgoing)
             # diag.rqueue and bytes_received come from one message, so they agree.
-            counters = {"app_read": diag.bytes_received - diag.rqueue,
-                        "bytes_received": diag.bytes_received, "bytes_acked": diag.bytes_acked}
+            unread = diag.rqueue - (diag.state in _FIN_RECEIVED and diag.rqueue > 0)
+            counters = {"app_read": max(0, received - unread),
+                        "bytes_received": received, "bytes_acked": acked}
         if inet.state == "LISTEN":  # rx_queue of a listener is its accept queue
             return SocketFacts(fd, inode, KIND_LISTENER, inet.proto, inet.state, None, None,
                                inet.rx_queue, diag.wqueue if diag else None, watches)
-        return SocketFacts(fd, inode, KIND_CONN, inet.proto, inet.state, inet.rx_queue,
-                           inet.tx_queue, None, None, watches, **counters)
+        if moments is not None:
+            counters.update(sent_at=moments[0], received_at=moments[1], ack_at=moments[2])
+        # The queue is rcv_nxt - copied_seq: a FIN the app has not read yet (its EOF) is
+        # one of it, and no byte of data.
+        rx_queue = inet.rx_queue - (inet.state in _FIN_RECEIVED and inet.rx_queue > 0)
+        return SocketFacts(fd, inode, KIND_CONN, inet.proto, inet.state, rx_queue,
+                           inet.tx_queue, None, None, watches, **counters, peer=inet.peer,
+                           outgoing=outgoing)
     if inet is not None:  # udp
         return SocketFacts(fd, inode, KIND_OTHER, inet.proto, "", inet.rx_queue,
                            inet.tx_queue, None, None, watches)
@@ -485,6 +527,44 @@ def _socket_facts(fd, inode, inet, unix, diag, unix_diag, regs, peer,
         return SocketFacts(fd, inode, KIND_OTHER if internal else KIND_CONN, "unix", "",
                            unix_diag.rqueue if unix_diag else None, sent, None, None, watches)
     return SocketFacts(fd, inode, KIND_OTHER, "", "", None, None, None, None, watches)
+
+
+# States in which the peer's FIN has come (it counts one in bytes_received), and in which
+# ours has been acknowledged (one in bytes_acked).
+_FIN_RECEIVED = frozenset({"CLOSE_WAIT", "LAST_ACK", "CLOSING", "TIME_WAIT"})
+_FIN_ACKED = frozenset({"FIN_WAIT2", "TIME_WAIT"})
+
+
+def _data_bytes(diag, outgoing: bool) -> tuple[int, int]:
+    """(bytes received, bytes acknowledged) of data alone: tcp_info counts sequence space, so
+    the peer's FIN is one byte received, and our SYN (on a connection we opened) and our
+    FIN one byte acknowledged each (checked on 6.18: 1,000 bytes then a FIN read 1,001)."""
+    received = diag.bytes_received - (diag.state in _FIN_RECEIVED)
+    acked = diag.bytes_acked - (outgoing and diag.bytes_acked > 0) \
+        - (diag.state in _FIN_ACKED)
+    return max(0, received), max(0, acked)
+
+
+def _port(address: str) -> int:
+    """``127.0.0.1:8080``, ``[::1]:8080`` -> 8080; 0 when there is none."""
+    tail = address.rpartition(":")[2]
+    return int(tail) if tail.isdigit() else 0
+
+
+def _opened_at(facts: SocketFacts, first_seen: float) -> float:
+    """The earliest moment the socket is known to have been open: tcp_info's times go back
+    to the handshake (for a connection that never moved data, one of them is it), where
+    muxtop's own first sight is only when it attached."""
+    known = [at for at in (facts.sent_at, facts.received_at, facts.ack_at) if at is not None]
+    return min(known + [first_seen])
+
+
+def _last_io_at(facts: SocketFacts, last_change: float) -> float:
+    """When data last moved either way (idle = now - this): tcp_info's, else the last read
+    that saw a queue or the state change."""
+    if facts.sent_at is None or facts.received_at is None:
+        return last_change
+    return max(facts.sent_at, facts.received_at)
 
 
 def _local(inet, unix) -> str:

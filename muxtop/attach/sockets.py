@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from muxtop.kernel import procfs, sockdiag
 from muxtop.kernel.procfs import InetSocket, UnixSocket
-from muxtop.kernel.sockdiag import FILTER_PORTS, TcpDiag, UnixDiag
+from muxtop.kernel.sockdiag import FILTER_PORTS, Ages, TcpDiag, UnixDiag
 
 _FAMILIES = {socket.AF_INET: "tcp", socket.AF_INET6: "tcp6"}
 TCP4, TCP6, UNIX, UDP, OTHER = "tcp", "tcp6", "unix", "udp", "other"
@@ -32,6 +32,7 @@ class Census(NamedTuple):
     unix: dict[int, UnixSocket]
     tcp: dict[int, TcpDiag]
     unix_diag: dict[int, UnixDiag]  # the target's unix sockets and their peers
+    ages: dict[int, Ages] | None = None  # TCP sockets: ms since data last moved (sock_diag)
 
 
 class SocketCensus:
@@ -46,6 +47,7 @@ class SocketCensus:
         self._tcp_cache: dict[int, tuple[tuple, TcpDiag]] = {}
         self._rows: dict[int, tuple[object, InetSocket | UnixSocket]] = {}
         self._last_tcp: dict[int, TcpDiag] = {}
+        self._ages: dict[int, Ages] = {}
 
     def read(self, inodes: set[int]) -> Census:
         if not self.same_netns:
@@ -53,6 +55,7 @@ class SocketCensus:
         kinds = {inode: kind for inode, kind in self.kinds.items() if inode in inodes}
         unknown = inodes - kinds.keys()
         ports = self._ports()
+        self._ages = {}
         tcp = self._tcp_dump(inodes, kinds, ports)
         # A TCP socket the filter missed (its listener closed, say) is looked for again.
         for inode in [i for i, kind in kinds.items() if kind in (TCP4, TCP6) and i not in tcp]:
@@ -88,7 +91,7 @@ class SocketCensus:
         cache = self._tcp_cache
         for inode in [inode for inode in cache if inode not in tcp]:
             del cache[inode]
-        return Census(inet, unix, tcp, unix_diag)
+        return Census(inet, unix, tcp, unix_diag, self._ages)
 
     # ---- TCP ------------------------------------------------------------------------------
 
@@ -112,14 +115,16 @@ class SocketCensus:
             families = [family for family, name in _FAMILIES.items() if name in kinds.values()]
             try:
                 for family in families:
-                    found.update(sockdiag.tcp_dump(family, inodes, self._tcp_cache, *ports))
+                    found.update(sockdiag.tcp_dump(family, inodes, self._tcp_cache, *ports,
+                                                   ages=self._ages))
                 self.filtered_dumps += 1
                 return found
             except OSError:
                 pass  # an older kernel without port tests: ask for everything
         for family in _FAMILIES:
             try:
-                found.update(sockdiag.tcp_dump(family, inodes, self._tcp_cache))
+                found.update(sockdiag.tcp_dump(family, inodes, self._tcp_cache,
+                                               ages=self._ages))
             except OSError:
                 continue
         self.full_dumps += 1

@@ -44,13 +44,31 @@ _U32 = struct.Struct("=I")
 _PORTS = struct.Struct("!HH")
 _RTATTR = struct.Struct("=HH")  # len, type
 _BC_OP = struct.Struct("=BBH")  # code, yes, no
-# struct tcp_info: retransmits (byte 2), rto (8), unacked and sacked (24), rtt and rttvar
-# (68, µs), bytes_acked and bytes_received (120; Linux >= 4.1)
-_INFO = struct.Struct("=2xB5xI12xII36xII44xQQ")
-_INFO_OLD = struct.Struct("=2xB5xI12xII36xII")
+# struct tcp_info (include/uapi/linux/tcp.h, checked on 6.18): retransmits (byte 2), rto (8),
+# unacked and sacked (24), last_data_sent (44), last_data_recv (52), last_ack_recv (56; ms
+# since each), rtt and rttvar (68, µs), bytes_acked and bytes_received (120; Linux >= 4.1)
+_INFO = struct.Struct("=2xB5xI12xII12xI4xII8xII44xQQ")
+_INFO_OLD = struct.Struct("=2xB5xI12xII12xI4xII8xII")
+_AGES = slice(4, 7)  # the three "ms since" fields of an unpacked _INFO
+
+
+def _split(info: tuple) -> tuple[tuple, tuple]:
+    """(the fields a TcpDiag keeps, the ages): the ages grow at every read, so a TcpDiag made
+    of them would never be the same twice, and an idle socket would be decoded every time."""
+    return info[:4] + info[7:], info[_AGES]
 _STATES = {0x01: "ESTABLISHED", 0x02: "SYN_SENT", 0x03: "SYN_RECV", 0x04: "FIN_WAIT1",
            0x05: "FIN_WAIT2", 0x06: "TIME_WAIT", 0x07: "CLOSE", 0x08: "CLOSE_WAIT",
            0x09: "LAST_ACK", 0x0A: "LISTEN", 0x0B: "CLOSING", 0x0C: "NEW_SYN_RECV"}
+
+
+class Ages(NamedTuple):
+    """Milliseconds since a TCP socket last sent data, received data and received an ACK
+    (struct tcp_info's last_data_sent, last_data_recv, last_ack_recv). A connection that never
+    moved data counts from its handshake."""
+
+    data_sent: int
+    data_recv: int
+    ack_recv: int
 
 
 class TcpDiag(NamedTuple):
@@ -116,13 +134,14 @@ def _port_filter(sports, dports) -> bytes:
 
 def tcp_dump(family: int, wanted: set[int] | None = None,
              cache: dict[int, tuple[tuple, TcpDiag]] | None = None,
-             sports=(), dports=()) -> dict[int, TcpDiag]:
+             sports=(), dports=(), ages: dict[int, Ages] | None = None) -> dict[int, TcpDiag]:
     """inode -> TcpDiag for the TCP sockets of one family in this network namespace.
 
     `wanted`: only these inodes (the rest are skipped before any decoding). `cache`, owned by
     the caller: a socket whose figures have not changed since it was last seen comes back as
     the same TcpDiag object, not decoded again. `sports`/`dports`: ask the kernel only for
-    sockets with one of these local or remote ports (at most FILTER_PORTS in all). Raises
+    sockets with one of these local or remote ports (at most FILTER_PORTS in all). `ages`:
+    filled with each socket's Ages (kept out of TcpDiag: they change at every read). Raises
     OSError when sock_diag cannot answer."""
     request = _REQUEST.pack(family, socket.IPPROTO_TCP, 1 << (INET_DIAG_INFO - 1), 0,
                             WITH_FDS)
@@ -133,7 +152,12 @@ def tcp_dump(family: int, wanted: set[int] | None = None,
     unpack_inode, unpack_head = _U32.unpack_from, _HEAD.unpack_from
     body_at = _NLMSG.size
 
-    def keep(inode: int, key: tuple, head: tuple, info: tuple | None) -> None:
+    def keep(inode: int, head_key: tuple, head: tuple, info: tuple | None) -> None:
+        if info is not None:
+            info, times = _split(info)
+            if ages is not None:
+                ages[inode] = Ages(*times)
+        key = (head_key, info)  # what the TcpDiag is made of (the ages left out)
         if cache is not None:
             known = cache.get(inode)
             if known is not None and known[0] == key:
@@ -148,8 +172,8 @@ def tcp_dump(family: int, wanted: set[int] | None = None,
         inode = unpack_inode(buf, body + _INODE_AT)[0]
         if wanted is not None and inode not in wanted:
             return
-        head, info = unpack_head(buf, body), _info(buf, offset, length)
-        keep(inode, (head, info), head, info)
+        head = unpack_head(buf, body)
+        keep(inode, head, head, _info(buf, offset, length))
 
     def run(buf: bytes, offset: int) -> int:
         """The messages of a dump are mostly of one layout (the same attributes, in the
@@ -169,7 +193,7 @@ def tcp_dump(family: int, wanted: set[int] | None = None,
             inode = row[8]
             if wanted is not None and inode not in wanted:
                 continue
-            keep(inode, row[2:], row[2:9], row[11:])
+            keep(inode, row[2:11], row[2:9], row[11:])
         return offset
 
     _messages(request, handle, run)

@@ -1,0 +1,359 @@
+"""attach, round two (issue 29): the stalls that grow no queue, the true ages tcp_info gives,
+and no false alarm from sockets that live between two reads. Each against a real program:
+nginx proxying to a backend that never answers, an asyncio server that stops reading, a
+Python epoll server; every finding checked to name the right fd."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from muxtop.attach.reader import Attacher
+
+pytestmark = pytest.mark.timeout(40)
+
+
+class Child:
+    """A child that prints JSON lines (the first when it is ready); killed by stop()."""
+
+    def __init__(self, argv: list[str], **popen) -> None:
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.PIPE,
+                                     bufsize=0, **popen)
+        self.pid = self.proc.pid
+
+    def expect(self, key: str, timeout: float = 10.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            if not select.select([self.proc.stdout], [], [], remaining)[0]:
+                break
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            message = json.loads(line)
+            if key in message:
+                return message
+        raise AssertionError(f"the child never said {key!r}")
+
+    def tell(self, line: str) -> None:
+        self.proc.stdin.write(line.encode() + b"\n")
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait(5)
+        self.proc.stdout.close()
+        self.proc.stdin.close()
+
+
+@pytest.fixture
+def child():
+    children = []
+
+    def start(*argv: str, **popen) -> Child:
+        children.append(Child(list(argv), **popen))
+        return children[-1]
+
+    yield start
+    for c in children:
+        c.stop()
+
+
+@pytest.fixture
+def opened():
+    """Sockets the test opens, closed at its end whatever happens."""
+    sockets: list[socket.socket] = []
+    yield sockets
+    for s in sockets:
+        s.close()
+
+
+def read_until(attacher: Attacher, found, timeout: float = 20.0, every: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        snapshot = attacher.read()
+        if found(snapshot):
+            return snapshot
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not in {timeout:g} s; the last look found "
+                                 f"{[(d.kind, d.fd, d.explanation) for d in snapshot.diagnoses]}")
+        time.sleep(every)
+
+
+def kinds(snapshot, kind: str) -> list:
+    return [d for d in snapshot.diagnoses if d.kind == kind]
+
+
+def fd_of(snapshot, peer: str) -> int:
+    """The target's fd whose remote address is `peer`."""
+    [fd] = [v.fd for v in snapshot.connections if v.peer == peer]
+    return fd
+
+
+def address(pair) -> str:
+    return f"{pair[0]}:{pair[1]}"
+
+
+# A Python epoll server: edge-triggered connections read 16 bytes per event (the seed's bug),
+# or, "hold", accepted and never read; "close" on stdin closes every held connection.
+EPOLL_SERVER = r'''
+import json, select, socket, sys
+mode = sys.argv[1]
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(64)
+ep = select.epoll()
+ep.register(listener.fileno(), select.EPOLLIN)
+ep.register(sys.stdin.fileno(), select.EPOLLIN)
+print(json.dumps({"port": listener.getsockname()[1]}), flush=True)
+conns = {}
+while True:
+    for fd, _ in ep.poll():
+        if fd == listener.fileno():
+            c, _ = listener.accept()
+            conns[c.fileno()] = c
+            if mode == "stuck":
+                ep.register(c.fileno(), select.EPOLLIN | select.EPOLLET)
+            print(json.dumps({"accepted": c.fileno()}), flush=True)
+        elif fd == sys.stdin.fileno():
+            sys.stdin.readline()
+            for c in conns.values():
+                c.close()
+            print(json.dumps({"closed": len(conns)}), flush=True)
+            conns = {}
+        else:
+            print(json.dumps({"read": fd, "n": len(conns[fd].recv(16))}), flush=True)
+'''
+
+
+@pytest.fixture
+def epoll_server(tmp_path, child):
+    script = tmp_path / "epoll_server.py"
+    script.write_text(EPOLL_SERVER)
+
+    def start(mode: str) -> Child:
+        server = child(sys.executable, "-u", str(script), mode)
+        server.info = server.expect("port")
+        return server
+
+    return start
+
+
+# -- true ages from tcp_info -------------------------------------------------------------------
+
+def test_a_stall_older_than_the_attach_reads_its_true_age(epoll_server, opened):
+    """The bytes waited long before muxtop attached: the finding and the row say so."""
+    server = epoll_server("stuck")
+    client = socket.create_connection(("127.0.0.1", server.info["port"]), timeout=5)
+    opened.append(client)
+    fd = server.expect("accepted")["accepted"]
+    client.sendall(b"x" * 1000)
+    sent = time.monotonic()
+    assert server.expect("read")["n"] == 16
+    while time.monotonic() - sent < 1.5:  # the stall's age is what is measured
+        time.sleep(0.1)
+
+    attacher = Attacher(server.pid, stuck_after=0.3)
+    snapshot = read_until(attacher, lambda s: kinds(s, "stuck-read"))
+    [finding] = kinds(snapshot, "stuck-read")
+    assert finding.fd == fd
+    assert dict(finding.evidence)["seconds"] >= 1.5, finding.explanation
+    [row] = [v for v in snapshot.connections if v.fd == fd]
+    assert snapshot.taken_at - row.last_io_at >= 1.5  # idle since the bytes came
+    assert snapshot.taken_at - row.opened_at >= 1.5  # open since the handshake at least
+
+
+def test_bytes_in_count_data_not_the_fin(epoll_server, opened):
+    server = epoll_server("hold")
+    client = socket.create_connection(("127.0.0.1", server.info["port"]), timeout=5)
+    opened.append(client)
+    fd = server.expect("accepted")["accepted"]
+    client.sendall(b"x" * 1000)
+    client.shutdown(socket.SHUT_WR)
+    attacher = Attacher(server.pid)
+    snapshot = read_until(attacher, lambda s: any(
+        v.fd == fd and v.tcp is not None and v.tcp.state == "CLOSE_WAIT"
+        for v in s.connections))
+    [row] = [v for v in snapshot.connections if v.fd == fd]
+    assert (row.bytes_in, row.rx_queue) == (1000, 1000)  # was 1,001 and 1,001: the FIN
+    client_view = Attacher(os.getpid()).read()
+    [mine] = [v for v in client_view.connections if v.fd == client.fileno()]
+    assert mine.bytes_out == 1000  # our SYN and FIN are no bytes sent
+
+
+# -- CLOSE_WAIT: the same socket across reads ------------------------------------------------
+
+def test_close_wait_sockets_that_live_between_two_reads_raise_nothing(epoll_server, opened):
+    """A busy server that closes each connection soon after its peer did (redis under
+    redis-benchmark -k 0) has a dozen in CLOSE_WAIT at any instant, never the same ones."""
+    server = epoll_server("hold")
+    attacher = Attacher(server.pid, stuck_after=60)
+    seen = []
+    for _ in range(3):
+        batch = [socket.create_connection(("127.0.0.1", server.info["port"]), timeout=5)
+                 for _ in range(12)]
+        opened.extend(batch)
+        for _ in batch:
+            server.expect("accepted")
+        for client in batch:
+            client.close()
+        snapshot = read_until(attacher, lambda s: sum(
+            1 for v in s.connections if v.tcp is not None and v.tcp.state == "CLOSE_WAIT") >= 12)
+        seen.append([(d.kind, d.explanation) for d in snapshot.diagnoses])
+        server.tell("close")  # the server closes them: the next batch are new sockets
+        server.expect("closed")
+    assert seen == [[], [], []]
+
+    # The same dozen at two reads is a pile, however young.
+    batch = [socket.create_connection(("127.0.0.1", server.info["port"]), timeout=5)
+             for _ in range(12)]
+    opened.extend(batch)
+    for _ in batch:
+        server.expect("accepted")
+    for client in batch:
+        client.close()
+    read_until(attacher, lambda s: kinds(s, "close-wait"))
+
+
+# -- unread bytes on an fd no epoll set will report --------------------------------------------
+
+ASYNCIO_SERVER = r'''
+import asyncio, json
+
+async def handle(reader, writer):
+    # Never reads: asyncio's StreamReader buffers 128 KiB, then stops reading the socket
+    # (flow control removes it from epoll) and the kernel queue fills.
+    print(json.dumps({"accepted": writer.get_extra_info("socket").fileno()}), flush=True)
+    await asyncio.sleep(3600)
+
+async def main():
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    print(json.dumps({"port": server.sockets[0].getsockname()[1]}), flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+'''
+
+
+def test_an_asyncio_handler_that_never_reads_is_found_on_its_fd(tmp_path, child, opened):
+    script = tmp_path / "asyncio_server.py"
+    script.write_text(ASYNCIO_SERVER)
+    server = child(sys.executable, "-u", str(script))
+    port = server.expect("port")["port"]
+    client = socket.create_connection(("127.0.0.1", port), timeout=5)
+    opened.append(client)
+    fd = server.expect("accepted")["accepted"]
+    client.setblocking(False)
+    sent = 0
+    deadline = time.monotonic() + 10
+    while sent < 400_000 and time.monotonic() < deadline:
+        try:
+            sent += client.send(b"x" * 65536)
+        except BlockingIOError:
+            select.select([], [client], [], 0.2)
+
+    attacher = Attacher(server.pid, stuck_after=0.5)
+    snapshot = read_until(attacher, lambda s: kinds(s, "unread"))
+    [finding] = kinds(snapshot, "unread")
+    assert finding.fd == fd
+    assert "no epoll set watches it" in finding.explanation
+    evidence = dict(finding.evidence)
+    assert evidence["rx_queue"] > 0 and evidence["app_read_bytes"] >= 65536
+    assert [d.kind for d in snapshot.diagnoses] == ["unread"]
+
+
+# -- the proxy whose backend never answers -----------------------------------------------------
+
+NGINX_CONF = """
+daemon off;
+master_process off;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ proxy_pass http://127.0.0.1:{backend}; proxy_read_timeout 120s; }}
+    }}
+}}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"nginx exited ({proc.returncode})")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError("nginx never listened")
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists(),
+                    reason="nginx is not installed (apt-get install nginx-light)")
+def test_nginx_waiting_on_a_silent_backend_is_blamed_on_the_upstream_fd(tmp_path, opened):
+    backend = socket.socket()
+    opened.append(backend)
+    backend.bind(("127.0.0.1", 0))
+    backend.listen(8)
+    port = _free_port()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(tmp=tmp_path, port=port,
+                                      backend=backend.getsockname()[1]))
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    proc = subprocess.Popen([nginx, "-c", str(conf), "-p", str(tmp_path), "-e",
+                             str(tmp_path / "error.log")], stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_port(port, proc)
+        client = socket.create_connection(("127.0.0.1", port), timeout=5)
+        opened.append(client)
+        request = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+        client.sendall(request)
+        backend.settimeout(10)
+        upstream, _ = backend.accept()  # accepts, reads the request, never answers
+        opened.append(upstream)
+        got = b""
+        while b"\r\n\r\n" not in got:
+            got += upstream.recv(4096)
+        client.sendall(b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n")  # pipelined behind the first
+
+        attacher = Attacher(proc.pid, stuck_after=0.5)
+        snapshot = read_until(attacher, lambda s: kinds(s, "no-reply"))
+        [finding] = kinds(snapshot, "no-reply")
+        upstream_fd = fd_of(snapshot, address(upstream.getsockname()))
+        client_fd = fd_of(snapshot, address(client.getsockname()))
+        assert finding.fd == upstream_fd
+        evidence = dict(finding.evidence)
+        assert evidence["client_fd"] == client_fd
+        assert evidence["peer"] == address(backend.getsockname())
+        assert f"to {evidence['peer']}" in finding.explanation
+        # The client's pipelined request waits unread, and that is not the client fd's stall.
+        later = read_until(attacher, lambda s: s.taken_at - finding.since >= 1.0)
+        assert [(d.kind, d.fd) for d in later.diagnoses] == [("no-reply", upstream_fd)]
+        assert [v.rx_queue for v in later.connections if v.fd == client_fd] == [28]
+    finally:
+        proc.kill()
+        proc.wait(5)
