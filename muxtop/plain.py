@@ -121,6 +121,11 @@ def check_version(doc: dict) -> None:
                              f"({PLAIN_VERSION}): upgrade muxtop")
 
 
+def _target(row: list) -> snap.ProcessInfo:
+    target = snap.ProcessInfo(*row)
+    return target._replace(threads=tuple(target.threads))
+
+
 def from_plain(doc: dict) -> Snapshot:
     """The Snapshot of a plain form; PlainFormError if it is not one."""
     check_version(doc)
@@ -138,7 +143,7 @@ def from_plain(doc: dict) -> Snapshot:
             diagnoses=tuple(map(diagnosis_from_plain, doc.get("diagnoses", ()))),
             lab=frozenset(doc.get("lab", ())), refused=doc.get("refused"),
             running=doc.get("running", True), error=doc.get("error"),
-            target=None if doc.get("target") is None else snap.ProcessInfo(*doc["target"]),
+            target=None if doc.get("target") is None else _target(doc["target"]),
             epoll=tuple(snap.EpollSet(fd, tuple(snap.Watch(*w) for w in watches))
                         for fd, watches in doc.get("epoll", ())),
             sockets=tuple(snap.SocketInfo(*k) for k in doc.get("sockets", ())),

@@ -230,6 +230,9 @@ class ProcessInfo(NamedTuple):
     cmdline: str  # the target's text: show it plain, escaped
     stuck_after: float  # seconds a queue must stay stuck to count
     netns: str = ""  # "": muxtop's own network namespace; else the target's (net:[...])
+    # Where its threads are blocked now, a line per place (attach/threads.py): the target's
+    # text (thread names), shown plain
+    threads: tuple[str, ...] = ()
 
 
 class Watch(NamedTuple):

@@ -357,3 +357,21 @@ def test_nginx_waiting_on_a_silent_backend_is_blamed_on_the_upstream_fd(tmp_path
     finally:
         proc.kill()
         proc.wait(5)
+
+
+# -- where each thread waits -------------------------------------------------------------------
+
+def test_each_thread_says_where_it_is_blocked(epoll_server):
+    """/proc/PID/task/*/syscall, no tracer: the server waits in epoll_wait(epfd, …, -1)."""
+    from muxtop.attach import report
+
+    server = epoll_server("hold")
+    attacher = Attacher(server.pid)
+    snapshot = read_until(attacher, lambda s: s.epoll and any(
+        "epoll_wait" in line or "epoll_pwait" in line for line in s.target.threads))
+    epfd = snapshot.epoll[0].fd
+    [line] = snapshot.target.threads
+    assert line.startswith(f"tid {server.pid} (python")
+    assert f"({epfd}, …, " in line and line.rstrip().split(" in ")[0].endswith("-1 (forever))")
+    assert f"thread {line}" in report.header_lines(snapshot)
+    assert report.to_json(snapshot)["threads"] == [line]

@@ -249,10 +249,11 @@ class Diagnoser:
             client = min(waiting, key=lambda f: abs(f.received_at - upstream.sent_at),
                          default=None)
             age = now - upstream.sent_at
-            what = "nothing has come back" if upstream.bytes_received else "nothing ever came back"
+            what = "nothing has come back since" if upstream.bytes_received else \
+                "nothing has ever come back"
             why = (f"fd {upstream.fd}: a request went out to {upstream.peer} {age:.1f} s ago, "
-                   f"was acknowledged, and {what} since: the server at the other end accepted "
-                   "it and does not answer")
+                   f"was acknowledged, and {what}: the server at the other end accepted it "
+                   "and does not answer")
             if client is not None:
                 waiting.remove(client)
                 behind.add(client.fd)

@@ -18,6 +18,7 @@ import psutil
 
 from muxtop.attach.diagnose import Diagnoser
 from muxtop.attach.sockets import Census, SocketCensus
+from muxtop.attach.threads import thread_lines
 from muxtop.findings import FD_PRESSURE_SHARE, STUCK_AFTER, Found, SocketFacts
 from muxtop.kernel import epoll, procfs
 from muxtop.snapshot import (
@@ -274,15 +275,16 @@ class Attacher:
             connections=tuple(views), waits=(), totals=_NO_TOTALS, rates=rates,
             process=process, registered=registered,
             open_connections=sum(1 for f in sockets if f.kind == KIND_CONN),
-            notices=tuple(self._notices), diagnoses=diagnoses, target=self._target(),
+            notices=tuple(self._notices), diagnoses=diagnoses,
+            target=self._target(thread_lines(procfs.thread_calls(pid))),
             epoll=tuple(self._epoll_set(epfd, regs, links, inodes)
                         for epfd, regs in sorted(epoll_sets.items())),
             sockets=tuple(infos),
         )
         return snapshot if trace is None else trace.snapshot(snapshot, links)
 
-    def _target(self) -> ProcessInfo:
-        return ProcessInfo(self.pid, self._cmdline, self.stuck_after, self._netns)
+    def _target(self, threads: tuple[str, ...] = ()) -> ProcessInfo:
+        return ProcessInfo(self.pid, self._cmdline, self.stuck_after, self._netns, threads)
 
     def _interest_lists(self, links: dict[int, str]) -> dict[int, list[epoll.Registration]]:
         """epoll fd -> its interest list; the same list object as last time while the

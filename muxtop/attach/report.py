@@ -40,6 +40,7 @@ def to_json(snapshot: Snapshot) -> dict:
         "registered": snapshot.registered,
         "open_connections": snapshot.open_connections,
         "stuck_after": target.stuck_after if target else None,
+        "threads": list(target.threads) if target else [],
         "epoll": [
             {"fd": e.fd, "watches": [
                 {"fd": w.fd, "mask": f"0x{w.mask:08x}", "decoded": epoll.decode(w.mask),
@@ -82,6 +83,8 @@ def header_lines(snapshot: Snapshot) -> list[str]:
     lines.append(f"backend {snapshot.backend}  trigger {snapshot.trigger}  "
                  f"registered {snapshot.registered}  connections {snapshot.open_connections}  "
                  f"listen {snapshot.listen or '-'}")
+    if snapshot.target is not None and snapshot.running:
+        lines += [f"thread {line}" for line in snapshot.target.threads]
     return [printable(line) for line in lines]
 
 

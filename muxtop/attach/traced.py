@@ -75,5 +75,8 @@ def wait_lines(snapshot: Snapshot) -> list[str]:
                      f"{record.count}/{record.registered} ready  "
                      f"{call.error or ready or '-'}{f' +{more} more' if more > 0 else ''}")
     if not pairs:
-        lines.append("  no wait call returned yet")
+        # /proc still says where each thread waits (an epoll_wait(…, -1) that never returns)
+        blocked = snapshot.target.threads if snapshot.target is not None else ()
+        lines.append("  no wait call returned yet" + (f"; blocked now: {'; '.join(blocked)}"
+                                                       if blocked else ""))
     return lines

@@ -152,3 +152,47 @@ def net_namespace(pid: int | str) -> str | None:
     except OSError:
         return None
 
+
+
+class ThreadCall(NamedTuple):
+    """Where one thread is now, from /proc/PID/task/TID/{syscall,wchan,comm,stat}."""
+
+    tid: int
+    name: str  # the thread's comm: the target's text
+    state: str  # R running, S sleeping, D uninterruptible, T stopped, t traced...
+    syscall: int | None  # the syscall it is blocked in; None when in none (running, -1)
+    args: tuple[int, ...]  # its six arguments, as the kernel shows them (unsigned)
+    wchan: str  # the kernel function it sleeps in ("" when none)
+
+
+MAX_THREADS = 256  # threads read per refresh: a JVM's thousands would cost a refresh each
+
+
+def thread_calls(pid: int) -> list[ThreadCall]:
+    """Each thread's syscall now (owner or root, no tracer needed), tids in order, at most
+    MAX_THREADS. A thread that ends meanwhile, or one we may not read, is left out."""
+    try:
+        tids = sorted(int(name) for name in os.listdir(f"/proc/{pid}/task") if name.isdigit())
+    except OSError:
+        return []
+    calls = []
+    for tid in tids[:MAX_THREADS]:
+        base = f"/proc/{pid}/task/{tid}"
+        try:
+            with open(f"{base}/syscall") as f:
+                fields = f.read().split()
+            with open(f"{base}/stat") as f:
+                stat = f.read()
+            with open(f"{base}/wchan") as f:
+                wchan = f.read().strip()
+        except OSError:  # gone, or not ours to read
+            continue
+        # stat: "tid (comm) S ...": the name may hold spaces and parentheses
+        name, _, rest = stat.partition(" (")[2].rpartition(") ")
+        state = rest[:1]
+        syscall, args = None, ()
+        if fields and fields[0].lstrip("-").isdigit() and int(fields[0]) >= 0:
+            syscall = int(fields[0])
+            args = tuple(int(a, 16) for a in fields[1:7])
+        calls.append(ThreadCall(tid, name, state, syscall, args, "" if wchan == "0" else wchan))
+    return calls
