@@ -286,6 +286,8 @@ class TraceInfo(NamedTuple):
     io_calls: int  # reads and writes seen so far (0 when only waits are traced)
     io: bool  # reads and writes are traced too
     lost: int  # events the tracer dropped or lines it printed that could not be read
+    # the share of its lines lost over the rates' window: the rates are scaled up by it
+    loss_share: float = 0.0
 
 
 TRACE_STARTING, TRACE_TRACING, TRACE_STOPPED = "starting", "tracing", "stopped"

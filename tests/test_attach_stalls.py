@@ -375,3 +375,85 @@ def test_each_thread_says_where_it_is_blocked(epoll_server):
     assert f"({epfd}, …, " in line and line.rstrip().split(" in ")[0].endswith("-1 (forever))")
     assert f"thread {line}" in report.header_lines(snapshot)
     assert report.to_json(snapshot)["threads"] == [line]
+
+
+# -- what is not a connection ------------------------------------------------------------------
+
+CHANNEL = r'''
+import json, os, socket, time
+parent, child = socket.socketpair()
+if os.fork() == 0:  # the child keeps its end, as an nginx worker does its master's channel
+    parent.close()
+    time.sleep(60)
+    os._exit(0)
+child.close()
+print(json.dumps({"channel": parent.fileno()}), flush=True)
+time.sleep(60)
+'''
+
+
+def test_a_socketpair_shared_with_another_process_is_no_connection(tmp_path, child):
+    script = tmp_path / "channel.py"
+    script.write_text(CHANNEL)
+    # its own session, so that the kill reaps the forked child too
+    proc = child(sys.executable, "-u", str(script), start_new_session=True)
+    try:
+        fd = proc.expect("channel")["channel"]
+        snapshot = Attacher(proc.pid).read()
+        [row] = [v for v in snapshot.connections if v.fd == fd]
+        assert row.kind == "other" and "other end in another process" in row.note
+        assert snapshot.open_connections == 0
+    finally:
+        os.killpg(proc.pid, 9)
+
+
+# -- a tracer that loses lines -----------------------------------------------------------------
+
+def test_rates_are_scaled_up_for_the_lines_the_tracer_lost():
+    """bpftrace's "Lost N events": a quarter of the lines gone takes a quarter of the waits
+    with them; the rates are corrected and the trace line says so."""
+    from muxtop.attach.traced import trace_line
+    from muxtop.snapshot import Rates
+    from muxtop.trace.calls import TracedWait
+    from muxtop.trace.session import Trace
+
+    class LossyTracer:
+        name, state, note, io, since, ended = "bpftrace", "tracing", "", False, 0.0, ""
+        waits = io_calls = 0
+
+        def __init__(self) -> None:
+            self.calls: list = []
+            self.lines_seen = self.dropped = 0
+
+        def drain(self) -> list:
+            calls, self.calls = self.calls, []
+            return calls
+
+        def lost(self) -> int:
+            return self.dropped
+
+        def stop(self) -> None:
+            pass
+
+    tracer = LossyTracer()
+    trace = Trace(tracer)  # type: ignore[arg-type]
+    trace.observe(0.5, {}, {})
+    # 300 waits seen in a second (one line each); 100 more lines were lost
+    tracer.calls = [TracedWait(1, "poll", 0.5 + i / 300, 0.0001, 0.1, -1, 3, (), 0)
+                    for i in range(300)]
+    tracer.lines_seen, tracer.dropped = 300, 100
+    trace.observe(1.5, {}, {})
+    waits_per_s, *_ = trace.rates()
+    assert waits_per_s == pytest.approx(400)
+    info = trace.info()
+    assert info.lost == 100 and info.loss_share == pytest.approx(0.25)
+    line = trace_line(_traced_snapshot(info, Rates(400, 0, 0, 0, 0, 0, 0, 0)))
+    assert "100 events lost (25.0% of the latest: the rates are scaled up" in line
+
+
+def _traced_snapshot(info, rates):
+    from muxtop.snapshot import Snapshot, Totals
+    return Snapshot(source="attach", taken_at=2.0, wall_time=0.0, started_at=0.0, backend="?",
+                    trigger="-", protocol="?", listen="", connections=(), waits=(),
+                    totals=Totals(0, 0, 0, 0, 0, 0, 0, 0), rates=rates, process=None,
+                    registered=0, open_connections=0, trace=info)

@@ -522,8 +522,10 @@ def _socket_facts(fd, inode, inet, unix, diag, unix_diag, regs, peer,
                                unix_diag.rqueue if unix_diag else None,
                                unix_diag.wqueue if unix_diag else None, watches)
         # Both ends in this process (a socketpair: a wake-up channel, a worker's pipe) is
-        # no connection to anyone.
-        internal = unix_diag is not None and unix_diag.peer in fd_of
+        # no connection to anyone; nor is a socketpair whose other end another process holds
+        # (nginx's channel to its master): neither end has a name, where a client of a
+        # listening socket reaches an end that has its listener's.
+        internal = unix_diag is not None and (unix_diag.peer in fd_of or _channel(unix, peer))
         # What this end sent and the peer has not read waits in the peer's receive queue.
         sent = peer.rqueue if peer is not None and unix.type != "dgram" else None
         return SocketFacts(fd, inode, KIND_OTHER if internal else KIND_CONN, "unix", "",
@@ -569,6 +571,11 @@ def _last_io_at(facts: SocketFacts, last_change: float) -> float:
     return max(facts.sent_at, facts.received_at)
 
 
+def _channel(unix, peer) -> bool:
+    """A socketpair with its other end in another process: no name at either end."""
+    return peer is not None and not unix.path and not peer.path and not unix.listening
+
+
 def _local(inet, unix) -> str:
     if inet is not None:
         return inet.local
@@ -587,6 +594,8 @@ def _describe(inet, unix, facts: SocketFacts, census: Census, fd_of: dict[int, i
         if unix_diag is not None and unix_diag.peer in fd_of:
             return (f"unix {unix.type} socketpair with fd {fd_of[unix_diag.peer]} "
                     "(both ends here)")
+        if unix_diag is not None and _channel(unix, census.unix_diag.get(unix_diag.peer)):
+            return f"unix {unix.type} socketpair (the other end in another process)"
         return f"unix {unix.type} {unix.path or '(unnamed)'}"
     return "socket (netlink, packet, or another network namespace)"
 

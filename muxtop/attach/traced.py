@@ -30,13 +30,16 @@ def traced_json(snapshot: Snapshot) -> dict:
     first = snapshot.waits[0].start if snapshot.waits else now
 
     def ago(at: float | None) -> float | None:
-        return None if at is None else round(now - at, 3)
+        # The Snapshot's moment is taken before the trace is read in: a call the tracer
+        # saw after it happened "now", not in the future.
+        return None if at is None else round(max(0.0, now - at), 3)
 
     return {
         "trace": None if trace is None else {
             "tracer": trace.tracer, "state": trace.state, "note": trace.note,
             "seconds": round(now - trace.since, 1), "waits": trace.waits,
-            "io_calls": trace.io_calls, "io": trace.io, "lost": trace.lost},
+            "io_calls": trace.io_calls, "io": trace.io, "lost": trace.lost,
+            "loss_share": round(trace.loss_share, 4)},
         "waits": [wait_json(w, c, first) for w, c in zip(snapshot.waits, snapshot.wait_calls)],
         "io": [{"fd": io.fd, "reads": io.reads, "read_bytes": io.read_bytes,
                 "last_read_seconds_ago": ago(io.last_read_at), "last_read": io.last_read,
@@ -57,6 +60,9 @@ def trace_line(snapshot: Snapshot) -> str:
             f"p99 {r.wait_p99 * 1e3:.3f} ms, {trace.waits:,} waits seen")
     if trace.lost:
         line += f", {trace.lost:,} events lost"
+        if trace.loss_share:
+            line += (f" ({trace.loss_share:.1%} of the latest: the rates are scaled up for "
+                     "them, an estimate)")
     return line + (f"; {trace.note}" if trace.note else "")
 
 

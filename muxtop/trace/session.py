@@ -88,8 +88,10 @@ class Trace:
         self._gone: dict[int, dict[int, int]] = {}  # epfd -> {data: fd} no longer registered
         self._lists: dict[int, list[Registration]] = {}  # the interest lists the maps are of
         self._files: dict[int, str] = {}
-        # (when, waits, events, bytes) at each observe, from when tracing began
-        self._history: deque[tuple[float, int, int, int]] = deque([(tracer.since, 0, 0, 0)])
+        # (when, waits, events, bytes, lines the tool printed that were read, lost) at each
+        # observe, from when tracing began
+        self._history: deque[tuple[float, int, int, int, int, int]] = deque(
+            [(tracer.since, 0, 0, 0, 0, 0)])
 
     @property
     def name(self) -> str:
@@ -123,7 +125,8 @@ class Trace:
                 self._io(call)
         self._sync(epoll_sets)  # the kernel's lists are the truth now
         history = self._history
-        history.append((now, self.seq, self.events, self.bytes_moved))
+        history.append((now, self.seq, self.events, self.bytes_moved,
+                        getattr(self.tracer, "lines_seen", 0), self.tracer.lost()))
         while len(history) > 2 and now - history[1][0] >= RATE_WINDOW:
             history.popleft()
 
@@ -258,16 +261,28 @@ class Trace:
         """(waits/s, ready fds/s, ready per wait, wait p50, wait p99, traced bytes/s) over the
         last RATE_WINDOW or more; the percentiles over the newest waits of that span."""
         history = self._history
-        (then, waits0, events0, bytes0), (now, waits1, events1, bytes1) = \
+        (then, waits0, events0, bytes0, _, _), (now, waits1, events1, bytes1, _, _) = \
             history[0], history[-1]
         span = now - then
         if span <= 0:
             return 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
         waits = waits1 - waits0
         recent = sorted(map(_DURATION, list(self.ring)[-waits:] if waits else ()))
-        return (waits / span, (events1 - events0) / span,
+        # Lines the kernel dropped (bpftrace's "Lost N events") took their waits, ready fds
+        # and bytes with them, at random: scale the counts up by the share lost (an estimate,
+        # which the trace line says).
+        scale = 1 / (1 - self.loss_share())
+        return (waits / span * scale, (events1 - events0) / span * scale,
                 (events1 - events0) / waits if waits else 0.0,
-                _percentile(recent, 0.50), _percentile(recent, 0.99), (bytes1 - bytes0) / span)
+                _percentile(recent, 0.50), _percentile(recent, 0.99),
+                (bytes1 - bytes0) / span * scale)
+
+    def loss_share(self) -> float:
+        """The share of the tool's lines lost over the rates' window (0 when none)."""
+        (_, _, _, _, lines0, lost0), (_, _, _, _, lines1, lost1) = \
+            self._history[0], self._history[-1]
+        lost, seen = lost1 - lost0, lines1 - lines0
+        return lost / (lost + seen) if lost > 0 and seen > 0 else 0.0
 
     def registered_per_wait(self) -> float:
         """How many fds the newest waits asked about, on average (poll's nfds, select's set
@@ -279,7 +294,7 @@ class Trace:
         tracer = self.tracer
         note = tracer.note if tracer.state != TRACE_STOPPED else tracer.ended
         return TraceInfo(tracer.name, tracer.state, note, tracer.since, self.seq,
-                         tracer.io_calls, tracer.io, tracer.lost())
+                         tracer.io_calls, tracer.io, tracer.lost(), self.loss_share())
 
     def fd_io(self, open_fds) -> tuple[FdIo, ...]:
         """The reads and writes of the fds open now that the trace saw any of, by fd."""
