@@ -457,3 +457,58 @@ def _traced_snapshot(info, rates):
                     trigger="-", protocol="?", listen="", connections=(), waits=(),
                     totals=Totals(0, 0, 0, 0, 0, 0, 0, 0), rates=rates, process=None,
                     registered=0, open_connections=0, trace=info)
+
+
+# -- attach --trace as a stream ------------------------------------------------------------------
+
+def _stream(pid: int, *flags: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "muxtop", "attach", str(pid), "--trace",
+                             "strace", "--interval", "0.2", *flags],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _traced(pid: int, command: subprocess.Popen) -> None:
+    from muxtop.trace.permissions import tracer_of
+    deadline = time.monotonic() + 20  # strace attached: its TracerPid is in /proc
+    while tracer_of(pid) in (0, -1) and time.monotonic() < deadline:
+        assert command.poll() is None, command.communicate()
+        time.sleep(0.02)
+
+
+def _line(command: subprocess.Popen, timeout: float = 10.0) -> str:
+    assert select.select([command.stdout], [], [], timeout)[0], "attach printed nothing"
+    return command.stdout.readline()
+
+
+@pytest.mark.parametrize("mode", ["--json", "--text"])
+def test_trace_streams_carry_each_wait_once_and_the_text_shows_the_trace(mode, epoll_server,
+                                                                         opened):
+    from muxtop.trace import strace
+    server = epoll_server("stuck")
+    if problem := strace.problem(server.pid):
+        pytest.skip(f"strace cannot run here: {problem}")
+    client = socket.create_connection(("127.0.0.1", server.info["port"]), timeout=5)
+    opened.append(client)
+    server.expect("accepted")
+    command = _stream(server.pid, mode)
+    try:
+        _traced(server.pid, command)
+        if mode == "--text":
+            client.sendall(b"x" * 10)
+            deadline, seen = time.monotonic() + 15, ""
+            while "traced by strace" not in seen or "epoll_wait" not in seen.split(
+                    "traced by strace", 1)[-1]:
+                assert time.monotonic() < deadline, seen[-2000:]
+                seen += _line(command)
+            return
+        seqs: list[int] = []
+        for _ in range(12):  # a poke, then a line: some lines carry waits, none repeats one
+            client.sendall(b"x" * 10)
+            server.expect("read")
+            doc = json.loads(_line(command))
+            assert doc["trace"]["tracer"] == "strace"
+            seqs += [w["seq"] for w in doc["waits"]]
+        assert len(seqs) >= 4 and seqs == sorted(set(seqs)), seqs
+    finally:
+        command.terminate()
+        command.communicate(timeout=10)

@@ -22,8 +22,10 @@ from muxtop.snapshot import (
 )
 
 
-def to_json(snapshot: Snapshot) -> dict:
-    """Everything the snapshot knows, as plain JSON types. See the CLI's help for the shape."""
+def to_json(snapshot: Snapshot, waits_after: int = -1) -> dict:
+    """Everything the snapshot knows, as plain JSON types. See the CLI's help for the shape.
+    `waits_after`: only the traced waits with a later seq (a stream of lines carries each
+    wait once, not the whole ring at every line)."""
     process, target = snapshot.process, snapshot.target
     sockets = {k.fd: k for k in snapshot.sockets}
     return {
@@ -50,7 +52,7 @@ def to_json(snapshot: Snapshot) -> dict:
         "fds": [_fd_json(view, sockets.get(view.fd)) for view in snapshot.connections],
         "diagnoses": [d.as_json() for d in snapshot.diagnoses],
         "notices": [{"level": n.level, "text": n.text} for n in snapshot.notices],
-        **(traced.traced_json(snapshot) if snapshot.trace is not None else {}),
+        **(traced.traced_json(snapshot, waits_after) if snapshot.trace is not None else {}),
     }
 
 
@@ -129,6 +131,15 @@ def diagnosis_lines(snapshot: Snapshot) -> list[str]:
         evidence = ", ".join(f"{k}={evidence_text(k, v)}" for k, v in d.evidence)
         lines += [f"! {d.kind} ({where}): {d.explanation}", f"    {evidence}"]
     return [printable(line) for line in lines] or ["no findings"]
+
+
+def live_lines(snapshot: Snapshot) -> list[str]:
+    """What `attach --text` prints at each refresh: the header, the fds, the trace and its
+    newest waits, the findings and the latest notices (a tracer's warning among them)."""
+    return (header_lines(snapshot) + [""] + fd_table(snapshot) + [""]
+            + [printable(line) for line in traced.wait_lines(snapshot)]
+            + diagnosis_lines(snapshot)
+            + [printable(f"{n.level}: {n.text}") for n in snapshot.notices[-3:]])
 
 
 def to_text(snapshot: Snapshot) -> str:

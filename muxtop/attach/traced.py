@@ -23,8 +23,9 @@ def wait_json(record: WaitRecord, call: WaitCall, first: float) -> dict:
             "unmapped_data": list(call.unmapped), "error": call.error or None}
 
 
-def traced_json(snapshot: Snapshot) -> dict:
-    """The "trace", "waits" and "io" keys of `attach --once --json --trace`."""
+def traced_json(snapshot: Snapshot, waits_after: int = -1) -> dict:
+    """The "trace", "waits" and "io" keys of `attach --once --json --trace`; "waits" only
+    those with a seq over `waits_after`."""
     trace = snapshot.trace
     now = snapshot.taken_at
     first = snapshot.waits[0].start if snapshot.waits else now
@@ -40,7 +41,8 @@ def traced_json(snapshot: Snapshot) -> dict:
             "seconds": round(now - trace.since, 1), "waits": trace.waits,
             "io_calls": trace.io_calls, "io": trace.io, "lost": trace.lost,
             "loss_share": round(trace.loss_share, 4)},
-        "waits": [wait_json(w, c, first) for w, c in zip(snapshot.waits, snapshot.wait_calls)],
+        "waits": [wait_json(w, c, first) for w, c in zip(snapshot.waits, snapshot.wait_calls)
+                  if w.seq > waits_after],
         "io": [{"fd": io.fd, "reads": io.reads, "read_bytes": io.read_bytes,
                 "last_read_seconds_ago": ago(io.last_read_at), "last_read": io.last_read,
                 "last_read_asked": io.last_read_asked, "eagain_seconds_ago": ago(io.eagain_at),

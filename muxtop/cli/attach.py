@@ -436,10 +436,12 @@ def once(attacher: Attacher, args: argparse.Namespace) -> int:
 
 def json_lines(attacher: Attacher, args: argparse.Namespace) -> int:
     """One compact JSON document per refresh, for `| jq` and friends."""
+    seen = -1  # the newest traced wait printed: each line carries the waits since
     try:
         while True:
             snapshot = attacher.read()
-            print(json.dumps(report.to_json(snapshot)), flush=True)
+            print(json.dumps(report.to_json(snapshot, seen)), flush=True)
+            seen = snapshot.waits[-1].seq if snapshot.waits else seen
             if attacher.exited:
                 return _fail(f"process {attacher.pid} ({attacher.name}) exited")
             time.sleep(args.interval)
@@ -475,8 +477,7 @@ def text_loop(attacher: Attacher, args: argparse.Namespace) -> int:
             snapshot = attacher.read()
             if attacher.exited:
                 return _fail(f"process {attacher.pid} ({attacher.name}) exited")
-            lines = (report.header_lines(snapshot) + [""] + report.fd_table(snapshot) + [""]
-                     + report.diagnosis_lines(snapshot))
+            lines = report.live_lines(snapshot)
             print(clear + "\n".join(lines) + ("" if clear else "\n"), flush=True)
             time.sleep(args.interval)
     except KeyboardInterrupt:
