@@ -288,6 +288,7 @@ class TraceInfo(NamedTuple):
     lost: int  # events the tracer dropped or lines it printed that could not be read
     # the share of its lines lost over the rates' window: the rates are scaled up by it
     loss_share: float = 0.0
+    counted: int = 0  # wait calls the kernel counted (bpftrace), itemized or not; 0 unknown
 
 
 TRACE_STARTING, TRACE_TRACING, TRACE_STOPPED = "starting", "tracing", "stopped"

@@ -39,7 +39,8 @@ def traced_json(snapshot: Snapshot, waits_after: int = -1) -> dict:
         "trace": None if trace is None else {
             "tracer": trace.tracer, "state": trace.state, "note": trace.note,
             "seconds": round(now - trace.since, 1), "waits": trace.waits,
-            "io_calls": trace.io_calls, "io": trace.io, "lost": trace.lost,
+            "counted": trace.counted, "io_calls": trace.io_calls, "io": trace.io,
+            "lost": trace.lost,
             "loss_share": round(trace.loss_share, 4)},
         "waits": [wait_json(w, c, first) for w, c in zip(snapshot.waits, snapshot.wait_calls)
                   if w.seq > waits_after],
@@ -60,6 +61,9 @@ def trace_line(snapshot: Snapshot) -> str:
     line = (f"traced by {trace.tracer} ({trace.state}): {r.waits:,.0f} waits/s, "
             f"{r.ready_per_wait:.2f} ready per wait, blocked p50 {r.wait_p50 * 1e3:.3f} ms "
             f"p99 {r.wait_p99 * 1e3:.3f} ms, {trace.waits:,} waits seen")
+    if trace.counted > trace.waits:
+        line += (f" of {trace.counted:,} counted (the rest counted in the kernel, not "
+                 "itemized: their lines are rationed)")
     if trace.lost:
         line += f", {trace.lost:,} events lost"
         if trace.loss_share:

@@ -32,7 +32,7 @@ from muxtop.attach.reader import Attacher, AttachError
 from muxtop.attach.sockets import SocketCensus
 from muxtop.attach.source import READ_SHARE
 from muxtop.bench import machine
-from muxtop.bench.echo import ServerProcess, rotated, server_specs
+from muxtop.bench.echo import ServerProcess, ServerSpec, rotated, server_specs
 from muxtop.bench.loadgen import ClientError, find_client, run_client
 from muxtop.limits import raise_fd_limit
 from muxtop.trace import bpftrace, strace
@@ -42,6 +42,7 @@ from muxtop.trace.tracer import TraceUnavailable
 from muxtop.traced import with_trace
 
 READS_EVERY = 0.1  # seconds between timed reads (the target stays idle meanwhile)
+CATCH_UP = 10.0  # seconds a tracer's reader may take to finish its lines after a run
 UNTRACED = "untraced"
 
 
@@ -64,6 +65,10 @@ OPTIONS: tuple[tuple[str, dict], ...] = (
     ("--io", {"choices": ("both", "on", "off"), "default": "both",
               "help": "trace reads and writes too (on), not (off, as --no-io), or measure "
                       "each way (default both)"}),
+    ("--target", {"choices": ("selectors", "threaded"), "default": "selectors",
+                   "help": "the traced server of part 2: one selectors loop (default), or "
+                           "four threads with a loop each (a multi-threaded target, as "
+                           "memcached -t 4 is)"}),
     ("--load-conns", {"type": positive_int, "default": 100, "metavar": "N",
                       "help": "load client connections (default 100)"}),
     ("--seconds", {"type": positive_float, "default": 3.0, "metavar": "S",
@@ -205,11 +210,22 @@ class Attached:
     def stop(self) -> dict:
         self._stop.set()
         self._thread.join(5)
+        # The tool reports what it lost when it gets to it, and a reader behind is still
+        # reading: wait until its lines stop coming (bounded) before counting.
+        tracer, seen = self.trace.tracer, -1
+        deadline = time.monotonic() + CATCH_UP
+        while tracer.lines_seen != seen and time.monotonic() < deadline:
+            seen = tracer.lines_seen
+            time.sleep(0.3)
         snapshot = self.attacher.read()
         tool_cpu = self._tool()
         self.attacher.close()
         trace = snapshot.trace
-        return {"waits_traced": trace.waits, "io_traced": trace.io_calls, "lost": trace.lost,
+        seen = self.trace.tracer.lines_seen
+        return {"waits_traced": trace.waits, "waits_counted": trace.counted or None,
+                "io_traced": trace.io_calls, "lost": trace.lost,
+                # of the lines the tool printed, the share the kernel dropped
+                "lost_pct": 100 * trace.lost / (trace.lost + seen) if trace.lost + seen else 0.0,
                 "muxtop_cpu_s": time.process_time() - self.cpu_start, "tracer_cpu_s": tool_cpu}
 
 
@@ -237,9 +253,14 @@ def tracer_problem(tool: str, pid: int) -> str | None:
 NO_IO = " --no-io"
 
 
+THREADED = ServerSpec("threaded", ("muxtop.bench.servers.threaded_echo", "--port", "{port}"),
+                      "threaded_echo.c: 4 threads, an epoll set and SO_REUSEPORT listener "
+                      "each")
+
+
 def throughput_part(args, tools: list[str]) -> dict:
     client = find_client(args.client)
-    spec = server_specs()["selectors"]
+    spec = THREADED if args.target == "threaded" else server_specs()["selectors"]
     modes = [UNTRACED]
     for tool in tools:
         modes += ([tool] if args.io != "off" else []) + ([tool + NO_IO] if args.io != "on"
@@ -289,10 +310,13 @@ def throughput_part(args, tools: list[str]) -> dict:
             "range": [min(ratios), max(ratios)] if ratios else None,
             "server_cpu_pct": _median(runs[mode], "server_cpu_pct"),
             "waits_traced": _median(runs[mode], "waits_traced"),
+            "waits_counted": _median(runs[mode], "waits_counted"),
             "lost": _median(runs[mode], "lost"),
+            "lost_pct": _median(runs[mode], "lost_pct"),
             "muxtop_cpu_pct": _share(runs[mode], "muxtop_cpu_s", args.seconds + warmup),
             "tracer_cpu_pct": _share(runs[mode], "tracer_cpu_s", args.seconds + warmup)}
-    return {"client": client.kind, "client_note": client.note, "load_conns": args.load_conns,
+    return {"client": client.kind, "client_note": client.note, "target": spec.name,
+            "load_conns": args.load_conns,
             "seconds": args.seconds, "rounds": args.rounds, "results": summary,
             "skipped": skipped}
 
@@ -331,23 +355,29 @@ def refresh_lines(r: dict) -> list[str]:
 
 
 def throughput_lines(t: dict) -> list[str]:
-    lines = [f"2. the target's throughput with a tracer attached: selectors echo server, "
+    lines = [f"2. the target's throughput with a tracer attached: {t.get('target', 'selectors')} "
+             "echo server, "
              f"{t['load_conns']} connections × 64 B ping-pong, {t['seconds']:g} s runs, "
              f"{t['rounds']} round(s) interleaved", f"   client: {t['client_note']}",
              f"   {'':<18}{'rt/s':>10}{'×untraced':>11}{'range':>13}{'server CPU':>12}"
-             f"{'waits traced':>14}{'lost':>8}{'muxtop CPU':>12}{'tracer CPU':>12}"]
+             f"{'waits traced':>14}{'counted':>10}{'lost':>8}{'lost %':>8}{'muxtop CPU':>12}"
+             f"{'tracer CPU':>12}"]
     for mode, s in t["results"].items():
         ratio = "—" if s["vs_untraced"] is None else f"{s['vs_untraced']:.2f}"
         span = "—" if not s["range"] else f"{s['range'][0]:.2f}–{s['range'][1]:.2f}"
         cpu = "—" if s["server_cpu_pct"] is None else f"{s['server_cpu_pct']:.0f}%"
         waits = "—" if s["waits_traced"] is None else f"{s['waits_traced']:,.0f}"
         lost = "—" if s["lost"] is None else f"{s['lost']:,.0f}"
+        counted = "—" if s.get("waits_counted") is None else f"{s['waits_counted']:,.0f}"
+        share = "—" if s.get("lost_pct") is None else f"{s['lost_pct']:.2f}"
         own = "—" if s["muxtop_cpu_pct"] is None else f"{s['muxtop_cpu_pct']:.0f}%"
         tool = "—" if s["tracer_cpu_pct"] is None else f"{s['tracer_cpu_pct']:.0f}%"
         lines.append(f"   {mode:<18}{s['rtt_per_s']:>10,.0f}{ratio:>11}{span:>13}{cpu:>12}"
-                     f"{waits:>14}{lost:>8}{own:>12}{tool:>12}")
+                     f"{waits:>14}{counted:>10}{lost:>8}{share:>8}{own:>12}{tool:>12}")
     lines += [f"   {mode}: not measured: {why}" for mode, why in t["skipped"].items()]
-    lines += ["   ×untraced: median of the round-by-round ratios; muxtop CPU: this process "
+    lines += ["   waits traced: itemized (bpftrace rations them); counted: every wait, "
+              "counted in the kernel; lost %: of the lines the tracer printed",
+              "   ×untraced: median of the round-by-round ratios; muxtop CPU: this process "
               "(parsing the trace, reading /proc) during a run; tracer CPU: bpftrace's or "
               "strace's own; 100% = one core", "   (on a machine with few cores the client, "
               "the server and the tracer's reader share them: the ratio is partly theirs)"]

@@ -64,6 +64,14 @@ class TracedIo(NamedTuple):
         return self.syscall in READS
 
 
+class TracedTotals(NamedTuple):
+    """Every wait call that returned, and the ready fds they returned, counted in the kernel
+    since tracing began (bpftrace): exact, whatever lines were lost or left out."""
+
+    waits: int
+    ready: int
+
+
 class TracedIoSummary(NamedTuple):
     """One fd's reads and writes over a short span, summed where they happened (bpftrace adds
     them up in the kernel). Times are monotonic; None: none in the span."""

@@ -27,6 +27,7 @@ from muxtop.trace.calls import (
     TracedCtl,
     TracedIo,
     TracedIoSummary,
+    TracedTotals,
     TracedWait,
 )
 from muxtop.trace.tracer import Tracer
@@ -66,11 +67,14 @@ class FdState:
                     self.last_write_at, self.write_eagain_at)
 
 
-Traced = TracedWait | TracedIo | TracedIoSummary | TracedCtl
+Traced = TracedWait | TracedIo | TracedIoSummary | TracedCtl | TracedTotals
 
 
 def _end(call: Traced) -> float:
-    return call.start + call.duration if isinstance(call, TracedWait) else call.at
+    if isinstance(call, TracedWait):
+        return call.start + call.duration
+    # the kernel's counts are running totals: where they sort among the calls is no matter
+    return 0.0 if isinstance(call, TracedTotals) else call.at
 
 
 class Trace:
@@ -88,10 +92,12 @@ class Trace:
         self._gone: dict[int, dict[int, int]] = {}  # epfd -> {data: fd} no longer registered
         self._lists: dict[int, list[Registration]] = {}  # the interest lists the maps are of
         self._files: dict[int, str] = {}
-        # (when, waits, events, bytes, lines the tool printed that were read, lost) at each
-        # observe, from when tracing began
-        self._history: deque[tuple[float, int, int, int, int, int]] = deque(
-            [(tracer.since, 0, 0, 0, 0, 0)])
+        # (when, waits, events, bytes, lines the tool printed that were read, lost, waits and
+        # ready fds the kernel counted) at each observe, from when tracing began
+        self._history: deque[tuple[float, int, int, int, int, int, int, int]] = deque(
+            [(tracer.since, 0, 0, 0, 0, 0, 0, 0)])
+        # What the kernel counted (bpftrace): every wait, the itemized and the rest
+        self.counted = TracedTotals(0, 0)
 
     @property
     def name(self) -> str:
@@ -121,12 +127,15 @@ class Trace:
                 self._ctl(call)
             elif isinstance(call, TracedIoSummary):
                 self._io_summary(call)
+            elif isinstance(call, TracedTotals):
+                self.counted = call
             else:
                 self._io(call)
         self._sync(epoll_sets)  # the kernel's lists are the truth now
         history = self._history
         history.append((now, self.seq, self.events, self.bytes_moved,
-                        getattr(self.tracer, "lines_seen", 0), self.tracer.lost()))
+                        getattr(self.tracer, "lines_seen", 0), self.tracer.lost(),
+                        *self.counted))
         while len(history) > 2 and now - history[1][0] >= RATE_WINDOW:
             history.popleft()
 
@@ -261,8 +270,8 @@ class Trace:
         """(waits/s, ready fds/s, ready per wait, wait p50, wait p99, traced bytes/s) over the
         last RATE_WINDOW or more; the percentiles over the newest waits of that span."""
         history = self._history
-        (then, waits0, events0, bytes0, _, _), (now, waits1, events1, bytes1, _, _) = \
-            history[0], history[-1]
+        (then, waits0, events0, bytes0, _, _, counted0, ready0), \
+            (now, waits1, events1, bytes1, _, _, counted1, ready1) = history[0], history[-1]
         span = now - then
         if span <= 0:
             return 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
@@ -272,14 +281,18 @@ class Trace:
         # and bytes with them, at random: scale the counts up by the share lost (an estimate,
         # which the trace line says).
         scale = 1 / (1 - self.loss_share())
+        bytes_per_s = (bytes1 - bytes0) / span * scale
+        if counted1 > counted0:  # the kernel's counts: exact, itemized or not
+            calls, ready = counted1 - counted0, ready1 - ready0
+            return (calls / span, ready / span, ready / calls, _percentile(recent, 0.50),
+                    _percentile(recent, 0.99), bytes_per_s)
         return (waits / span * scale, (events1 - events0) / span * scale,
                 (events1 - events0) / waits if waits else 0.0,
-                _percentile(recent, 0.50), _percentile(recent, 0.99),
-                (bytes1 - bytes0) / span * scale)
+                _percentile(recent, 0.50), _percentile(recent, 0.99), bytes_per_s)
 
     def loss_share(self) -> float:
         """The share of the tool's lines lost over the rates' window (0 when none)."""
-        (_, _, _, _, lines0, lost0), (_, _, _, _, lines1, lost1) = \
+        (_, _, _, _, lines0, lost0, _, _), (_, _, _, _, lines1, lost1, _, _) = \
             self._history[0], self._history[-1]
         lost, seen = lost1 - lost0, lines1 - lines0
         return lost / (lost + seen) if lost > 0 and seen > 0 else 0.0
@@ -294,7 +307,8 @@ class Trace:
         tracer = self.tracer
         note = tracer.note if tracer.state != TRACE_STOPPED else tracer.ended
         return TraceInfo(tracer.name, tracer.state, note, tracer.since, self.seq,
-                         tracer.io_calls, tracer.io, tracer.lost(), self.loss_share())
+                         tracer.io_calls, tracer.io, tracer.lost(), self.loss_share(),
+                         self.counted.waits)
 
     def fd_io(self, open_fds) -> tuple[FdIo, ...]:
         """The reads and writes of the fds open now that the trace saw any of, by fd."""
