@@ -512,3 +512,20 @@ def test_trace_streams_carry_each_wait_once_and_the_text_shows_the_trace(mode, e
     finally:
         command.terminate()
         command.communicate(timeout=10)
+
+
+# -- byte rates of short connections -----------------------------------------------------------
+
+def test_a_connection_that_lives_less_than_two_reads_counts_in_the_rates(epoll_server, opened):
+    """nginx under ab read "in 0 B/s" at 13k requests/s: only sockets seen at two reads in a
+    row counted. One new since the last read moved all its bytes since then."""
+    server = epoll_server("hold")
+    attacher = Attacher(server.pid)
+    attacher.read()
+    client = socket.create_connection(("127.0.0.1", server.info["port"]), timeout=5)
+    opened.append(client)
+    server.expect("accepted")
+    client.sendall(b"x" * 100_000)
+    snapshot = read_until(attacher, lambda s: any(v.bytes_in == 100_000
+                                                  for v in s.connections))
+    assert snapshot.rates.bytes_in > 0  # was 0: the socket was not there at the read before
