@@ -529,3 +529,42 @@ def test_a_connection_that_lives_less_than_two_reads_counts_in_the_rates(epoll_s
     snapshot = read_until(attacher, lambda s: any(v.bytes_in == 100_000
                                                   for v in s.connections))
     assert snapshot.rates.bytes_in > 0  # was 0: the socket was not there at the read before
+
+
+LEVEL_SERVER = r'''
+import json, selectors, socket, time
+sel = selectors.DefaultSelector()  # epoll, level-triggered
+listener = socket.create_server(("127.0.0.1", 0))
+sel.register(listener, selectors.EVENT_READ)
+print(json.dumps({"port": listener.getsockname()[1]}), flush=True)
+while True:
+    for key, _ in sel.select():
+        if key.fileobj is listener:
+            c, _ = listener.accept()
+            sel.register(c, selectors.EVENT_READ)
+            print(json.dumps({"accepted": c.fileno()}), flush=True)
+        else:
+            key.fileobj.recv(4096)
+            time.sleep(600)  # a handler that blocks: the loop never waits again
+'''
+
+
+def test_bytes_on_a_level_triggered_fd_while_the_loop_is_stuck_elsewhere(tmp_path, child,
+                                                                           opened):
+    script = tmp_path / "level_server.py"
+    script.write_text(LEVEL_SERVER)
+    server = child(sys.executable, "-u", str(script))
+    port = server.expect("port")["port"]
+    first = socket.create_connection(("127.0.0.1", port), timeout=5)
+    second = socket.create_connection(("127.0.0.1", port), timeout=5)
+    opened += [first, second]
+    server.expect("accepted")
+    fd = server.expect("accepted")["accepted"]
+    first.sendall(b"GET")  # its handler blocks
+    attacher = Attacher(server.pid, stuck_after=0.5)
+    read_until(attacher, lambda s: any("nanosleep" in line for line in s.target.threads))
+    second.sendall(b"x" * 500)
+    snapshot = read_until(attacher, lambda s: kinds(s, "unread"))
+    [finding] = kinds(snapshot, "unread")
+    assert finding.fd == fd and "watched level-triggered" in finding.explanation
+    assert dict(finding.evidence)["rx_queue"] == 500
