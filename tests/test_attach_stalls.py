@@ -568,3 +568,49 @@ def test_bytes_on_a_level_triggered_fd_while_the_loop_is_stuck_elsewhere(tmp_pat
     [finding] = kinds(snapshot, "unread")
     assert finding.fd == fd and "watched level-triggered" in finding.explanation
     assert dict(finding.evidence)["rx_queue"] == 500
+
+
+# -- sendfile ----------------------------------------------------------------------------------
+
+SENDFILE_SERVER = r'''
+import json, os, socket, sys, tempfile
+listener = socket.create_server(("127.0.0.1", 0))
+print(json.dumps({"port": listener.getsockname()[1]}), flush=True)
+conn, _ = listener.accept()
+print(json.dumps({"accepted": conn.fileno()}), flush=True)
+with tempfile.TemporaryFile() as f:
+    f.write(b"y" * 5000)
+    f.flush()
+    for _ in sys.stdin:  # nginx's file path: the bytes go from a file to the socket
+        print(json.dumps({"sent": os.sendfile(conn.fileno(), f.fileno(), 0, 5000)}),
+              flush=True)
+'''
+
+
+@pytest.mark.parametrize("tool", ["strace", "bpftrace"])
+def test_sendfile_is_traced_as_a_write(tool, tmp_path, child, opened):
+    from muxtop.trace import bpftrace, strace
+    from muxtop.trace.choose import open_tracer
+    from muxtop.trace.session import Trace
+
+    script = tmp_path / "sendfile_server.py"
+    script.write_text(SENDFILE_SERVER)
+    server = child(sys.executable, "-u", str(script))
+    client = socket.create_connection(("127.0.0.1", server.expect("port")["port"]), timeout=5)
+    opened.append(client)
+    fd = server.expect("accepted")["accepted"]
+    problem = bpftrace.problem() if tool == "bpftrace" else strace.problem(server.pid)
+    if problem:
+        pytest.skip(f"{tool} cannot run here: {problem}")
+    trace = Trace(open_tracer(server.pid, tool, io=True, warn=lambda text: None))
+    try:
+        server.tell("go")
+        assert server.expect("sent")["sent"] == 5000
+        deadline = time.monotonic() + 15
+        while (state := trace.fds.get(fd)) is None or state.written < 5000:
+            assert time.monotonic() < deadline, f"{tool} saw no sendfile on fd {fd}"
+            time.sleep(0.1)
+            trace.observe(time.monotonic(), {}, {fd: "socket:[0]"})
+        assert state.writes == 1
+    finally:
+        trace.stop()

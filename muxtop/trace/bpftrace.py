@@ -179,7 +179,7 @@ tracepoint:syscalls:sys_exit_epoll_ctl /pid == %PID% && @cs[tid]/ {
 # writes, bytes written, when, last EAGAIN), printed and emptied every IO_EVERY_MS.
 _IO = """
 tracepoint:syscalls:sys_enter_%NAME% /pid == %PID%/ {
-  @rf[tid] = (int64)(int32)args->fd; @ra[tid] = %ASKED%;
+  @rf[tid] = (int64)(int32)args->%FD%; @ra[tid] = %ASKED%;
 }
 tracepoint:syscalls:sys_exit_%NAME% /pid == %PID% && @ra[tid]/ {
   $fd = @rf[tid]; $r = (int64)args->ret; $t = @io[$fd]; $now = (int64)nsecs;
@@ -219,7 +219,12 @@ _POLL = (("poll", _MS.replace("%ARG%", "timeout_msecs")),
 _SELECT = (("select", _TS.replace("%ARG%", "tvp").replace("%DIV%", "1")),
            ("pselect6", _TS.replace("%ARG%", "tsp").replace("%DIV%", "1000")))
 # What each read and write asks for; -1 where the sizes sit behind a pointer (iovecs).
-_SIZE_ARG = {"read": "count", "write": "count", "recvfrom": "size", "sendto": "len"}
+_SIZE_ARG = {"read": "count", "write": "count", "recvfrom": "size", "sendto": "len",
+             "sendfile": "count"}
+# sendfile's tracepoint is sendfile64 (the 64-bit-offset call every libc uses), its socket
+# argument out_fd
+_TRACEPOINT = {"sendfile": "sendfile64"}
+_FD_ARG = {"sendfile": "out_fd"}
 
 
 def epoll_event_size() -> int:
@@ -267,11 +272,12 @@ def script(pid: int, io: bool, tracepoints: set[str] | None = None) -> str:
             parts.append(fill(_SELECT_EXIT, name, WORDS=str(SELECT_WORDS)))
     if io:
         for name in READS + WRITES:
-            if available(tracepoints, name):
+            point = _TRACEPOINT.get(name, name)
+            if available(tracepoints, point):
                 asked = f"(int64)args->{_SIZE_ARG[name]}" if name in _SIZE_ARG else "-1"
                 # @ra is the "in a call" mark too: 0 would read as absent, so -1 stands in.
-                parts.append(fill(_IO, name, ASKED=asked if asked == "-1" else
-                                  f"{asked} == 0 ? -1 : {asked}",
+                parts.append(fill(_IO, point, ASKED=asked if asked == "-1" else
+                                  f"{asked} == 0 ? -1 : {asked}", FD=_FD_ARG.get(name, "fd"),
                                   UPDATE=_READ_UPDATE if name in READS else _WRITE_UPDATE))
         parts.append(_IO_DUMP)
     # bpftrace says "Attaching N probes..." before it attaches them, and attaches in order:

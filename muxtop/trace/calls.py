@@ -16,7 +16,7 @@ MULTIPLEXER = {**dict.fromkeys(EPOLL_WAITS, "epoll"), **dict.fromkeys(POLL_WAITS
 CTL = "epoll_ctl"  # traced too: it says which fd each `data` value stands for, as it happens
 EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD = 1, 2, 3
 READS = ("read", "readv", "recvfrom", "recvmsg")
-WRITES = ("write", "writev", "sendto", "sendmsg")
+WRITES = ("write", "writev", "sendto", "sendmsg", "sendfile")  # sendfile: nginx's file path
 
 NO_FD = -1  # WaitRecord pairs: an epoll `data` that maps to no fd (see WaitCall.unmapped)
 

@@ -197,6 +197,8 @@ class StraceParser:
         parts = _args(args)
         if name in ("read", "write", "recvfrom", "sendto"):  # (fd, buffer, size, ...)
             asked = int(parts[2])
+        elif name == "sendfile":  # (out_fd, in_fd, offset, count): the socket is out_fd
+            asked = int(parts[3])
         else:  # readv, writev, recvmsg, sendmsg: the sizes of every buffer
             sizes = _IOV_LEN.findall(args)
             asked = sum(map(int, sizes)) if sizes else -1
