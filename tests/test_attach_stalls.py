@@ -614,3 +614,18 @@ def test_sendfile_is_traced_as_a_write(tool, tmp_path, child, opened):
         assert state.writes == 1
     finally:
         trace.stop()
+
+
+def test_bpftrace_says_it_is_starting_and_how_long_it_took(epoll_server):
+    from muxtop.trace import bpftrace
+    from muxtop.trace.choose import open_tracer
+
+    if problem := bpftrace.problem():
+        pytest.skip(f"bpftrace cannot run here: {problem}")
+    server = epoll_server("hold")
+    said: list[str] = []
+    tracer = open_tracer(server.pid, "bpftrace", io=False, progress=said.append)
+    tracer.stop()
+    assert len(said) == 2
+    assert said[0].startswith(f"starting bpftrace on process {server.pid}: compiling")
+    assert said[1].startswith(f"bpftrace traces process {server.pid} (it took ")

@@ -127,11 +127,17 @@ def open_attacher(args: argparse.Namespace) -> Attacher:
         from muxtop.traced import with_trace
 
         try:
-            tracer = open_tracer(args.pid, args.trace, io=args.io, warn=_warn)
+            tracer = open_tracer(args.pid, args.trace, io=args.io, warn=_warn,
+                                 progress=_progress)
         except TraceUnavailable as exc:
             raise AttachError(f"cannot trace process {args.pid}: {exc}") from None
         with_trace(attacher, Trace(tracer))
     return attacher
+
+
+def _progress(text: str) -> None:
+    if sys.stderr.isatty():  # a person waiting at a terminal; scripts get the result only
+        print(f"muxtop attach: {printable(text)}", file=sys.stderr, flush=True)
 
 
 def _warn(text: str) -> None:
