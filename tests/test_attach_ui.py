@@ -147,7 +147,10 @@ async def test_attached_buggy_server_shows_sockets_stuck_read_and_exit(server, c
             await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen))
             body = str(app.screen.query_one("#detail-body").render())
             for expected in ("epoll fd", "0x80000019", "IN|ERR|HUP|ET", "edge-triggered",
-                             "ESTABLISHED", "inode", "stuck-read", "kernel rx queue (bytes): 984"):
+                             "ESTABLISHED", "inode", "stuck-read", "kernel rx queue (bytes): 984",
+                             # where the server waits, with no tracer; true ages from tcp_info
+                             "Threads, blocked now", f"tid {server.pid} (", "epoll_",
+                             "since its handshake at the latest (tcp_info)"):
                 assert expected in body, expected
             assert "Last wait calls" not in body and "app out-buffer" not in body
             await pilot.press("escape")

@@ -223,9 +223,14 @@ def queues(d: Detail, v: ConnView, s: Snapshot, facts: ProcessFacts) -> None:
         d.row("bytes in / out", f"{v.bytes_in:,} / {v.bytes_out:,}",
               "received / acknowledged by the peer (sock_diag)")
     now = s.taken_at
-    d.row("age", fmt.age(now - v.opened_at), "since first seen")
+    # tcp_info's times (sock_diag) go back before muxtop attached; elsewhere, muxtop's own
+    timed = socket is not None and socket.proto.startswith("tcp") and not elsewhere
+    d.row("age", fmt.age(now - v.opened_at),
+          "since its handshake at the latest (tcp_info)" if timed else "since first seen")
     if engine.is_conn(v):
-        d.row("idle", fmt.age(now - v.last_io_at), "since its queues or state last changed")
+        d.row("idle", fmt.age(now - v.last_io_at),
+              "since data last moved either way (tcp_info)" if timed
+              else "since its queues or state last changed")
     d.end()
 
 
@@ -255,6 +260,12 @@ def registrations(d: Detail, v: ConnView, s: Snapshot, facts: ProcessFacts) -> N
             ends += f" <-> {fmt.plain(socket.peer)}"
         d.row("socket", f"inode {socket.inode}", f"{kind}  {ends}")
     d.end()
+    if s.running and s.target is not None and s.target.threads:
+        # /proc/PID/task/*/syscall: where the process waits, with or without a tracer
+        d.heading("Threads, blocked now")
+        for line in s.target.threads:
+            d.note(fmt.plain(line))
+        d.end()
     if not s.running:
         d.text.append("The process has exited: this is the last picture.\n", "bold red")
 
