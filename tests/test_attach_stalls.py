@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from muxtop.attach.reader import Attacher
@@ -403,6 +404,10 @@ def test_a_socketpair_shared_with_another_process_is_no_connection(tmp_path, chi
         [row] = [v for v in snapshot.connections if v.fd == fd]
         assert row.kind == "other" and "other end in another process" in row.note
         assert snapshot.open_connections == 0
+        # a master's workers serve the connections: the child is offered
+        [kid] = psutil.Process(proc.pid).children()
+        assert any(f"child process(es) ({kid.pid})" in n.text and "attach --name" in n.text
+                   for n in snapshot.notices)
     finally:
         os.killpg(proc.pid, 9)
 

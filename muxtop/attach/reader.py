@@ -163,6 +163,23 @@ class Attacher:
         self._trigger_of: tuple[tuple, str] | None = None
         if not self._same_netns:
             self._notice(clock(), "warning", NETNS_NOTE.format(pid=pid, netns=self._netns))
+        if (children := self._children()):
+            self._notice(clock(), "info", children)
+
+    def _children(self) -> str:
+        """Who else to look at, when the process has children: a master (nginx, apache,
+        gunicorn) accepts nothing itself, its workers serve the connections."""
+        try:
+            kids = [(kid.pid, kid.name()) for kid in self._proc.children()]
+        except psutil.Error:
+            return ""
+        if not kids:
+            return ""
+        names = sorted({name for _, name in kids})
+        listed = ", ".join(str(kid) for kid, _ in kids[:8]) + (", …" if len(kids) > 8 else "")
+        return (f"process {self.pid} has {len(kids)} child process(es) ({listed}): if it is a "
+                "master, its workers serve the connections: attach one of them, or all of "
+                f"them with attach --name {names[0] if len(names) == 1 else 'NAME'}")
 
     def use(self, overlay: Overlay) -> Attacher:
         """Join `overlay` to every read (attach --trace: muxtop/traced.py `with_trace`). The
