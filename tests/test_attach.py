@@ -370,7 +370,9 @@ def test_send_queue_that_only_grows_is_found(spawn, connect):
     assert finding.fd == fd and "peer is not reading" in finding.explanation
     evidence = dict(finding.evidence)
     assert evidence["tx_queue"] >= evidence["tx_queue_at_start"] > 0
-    assert evidence["samples"] >= 3
+    # With the kernel's ack counter two samples spanning stuck_after prove it
+    # (diagnose._write_blocked): on a loaded machine two reads 0.2 s apart can span 0.5 s.
+    assert evidence["bytes_acked"] is not None and evidence["samples"] >= 2
 
 
 def test_fired_oneshot_shows_disarmed(spawn, connect):

@@ -3,6 +3,7 @@ at the limit, accept pauses (clients wait in the backlog, one held) and nothing 
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 
@@ -23,6 +24,7 @@ def fill():
     opened: list[int] = []
 
     def take() -> list[int]:
+        gc.collect()  # an earlier test's socket closed by the collector later leaves a hole
         opened.extend(os.open("/dev/null", os.O_RDONLY) for _ in range(1030))
         return opened
 
@@ -68,7 +70,11 @@ def test_select_at_its_limit_stops_accepting_and_loses_nobody(make_engine, fill)
         wait_for(lambda: any(d.kind == FD_PRESSURE and "accept is paused" in d.explanation
                              for d in engine.snapshot().diagnoses))
         snapshot = engine.snapshot()
-        assert snapshot.totals.accepted == 1 and snapshot.totals.rejected == 0
+        # One held past the limit; any other accepted took a hole below it (an fd an earlier
+        # test's garbage freed after fill()) and is served as usual.
+        served = [v for v in views(engine) if v.fd < 1024]
+        assert snapshot.totals.accepted == 1 + len(served), (snapshot.totals, served)
+        assert snapshot.totals.rejected == 0
         for _ in range(10):  # fds free up below the limit: everyone is served
             os.close(fillers.pop(0))
         for i, client in enumerate(clients):
