@@ -301,7 +301,7 @@ def test_optional_source_features_are_declared_not_probed():
 
     optional = {name for name, value in vars(Source).items()
                 if value is None and not name.startswith("_")}
-    assert {"player", "recorder", "recent_waits", "published", "targets"} <= optional
+    assert {"player", "recorder", "recent_waits", "published", "targets", "proxies"} <= optional
     probed = []
     for path in sorted(PACKAGE.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -311,3 +311,23 @@ def test_optional_source_features_are_declared_not_probed():
                 probed.append(f"{path.relative_to(PACKAGE)}:{node.lineno} "
                               f"{node.func.id} {node.args[1].value}")
     assert not probed, probed
+
+
+def test_a_recordable_source_keeps_every_optional_feature_of_the_source():
+    """The dashboard wraps its source to record it: every feature the source declares must
+    pass through (it dropped `proxies` once, and T never showed)."""
+    from muxtop.record.control import Recordable
+    from muxtop.source import Source
+
+    optional = sorted(name for name, value in vars(Source).items()
+                      if value is None and not name.startswith("_") and name != "recorder")
+
+    class Full(Source):
+        kind, shares_gil, announces_refusals = "engine", True, False
+
+    source = Full()
+    for name in optional:
+        setattr(source, name, object())
+    wrapped = Recordable(source, recorder=object())
+    lost = [name for name in optional if getattr(wrapped, name) is not getattr(source, name)]
+    assert not lost, lost

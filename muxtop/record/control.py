@@ -111,7 +111,9 @@ class Box(Source):
 
 
 class Recordable(Source):
-    """`source` with a RecorderControl attached as `recorder`; otherwise the same Source."""
+    """`source` with a RecorderControl attached as `recorder`; otherwise the same Source, its
+    optional features too (a wrapper that dropped `proxies` hid the toxics menu of every
+    dashboard; tests/test_layers.py checks that each declared feature passes through)."""
 
     def __init__(self, source, recorder: RecorderControl) -> None:
         self.source = source
@@ -135,3 +137,23 @@ class Recordable(Source):
         future = self.source.submit(command)
         self.recorder.sent(command, future)
         return future
+
+    @property
+    def player(self):
+        return self.source.player
+
+    @property
+    def recent_waits(self):
+        return self.source.recent_waits
+
+    @property
+    def published(self):
+        return self.source.published
+
+    @property
+    def targets(self):
+        return self.source.targets
+
+    @property
+    def proxies(self):
+        return self.source.proxies
