@@ -147,7 +147,8 @@ def test_switch_to_edge_services_queued_bytes(make_engine):
         fd = wait_for(lambda: conn_views(engine))[0].fd
         assert engine.submit(PauseReading(fd, True)).result(5).ok
         client.sendall(b"queued while paused")
-        time.sleep(0.05)
+        # In the kernel's queue before the switch: edge mode will get no new edge for them.
+        wait_for(lambda: [v for v in conn_views(engine) if v.fd == fd and v.rx_queue == 19])
         assert engine.submit(Switch(trigger="edge")).result(5).ok
         assert engine.submit(PauseReading(fd, False)).result(5).ok
         got = b""
@@ -293,8 +294,17 @@ def test_snapshot_shows_queues_waits_and_rates(make_engine):
         for _ in range(50):
             client.sendall(b"ping")
             assert client.recv(4) == b"ping"
-        time.sleep(0.2)
-        snapshot = engine.snapshot()
+        echoed = time.monotonic()
+
+        def settled():
+            """A Snapshot taken after the last echo (its figures are all in) and after the
+            client's ACK of it came back (the kernel's own count, TCP_INFO's unacked)."""
+            snapshot = engine.snapshot()
+            conns = [c for c in snapshot.connections if c.kind == KIND_CONN]
+            return snapshot.taken_at > echoed and conns and conns[0].tcp.unacked == 0 \
+                and snapshot
+
+        snapshot = wait_for(settled)
     kinds = {c.kind for c in snapshot.connections}
     assert {"listener", "control", "conn"} <= kinds
     (view,) = [c for c in snapshot.connections if c.kind == KIND_CONN]
