@@ -96,10 +96,9 @@ def test_the_metrics_follow_the_published_snapshot(served):
     engine, metrics = served()
     for _ in range(5):
         echo(engine.address, os.urandom(10_000))
-    wait_for(lambda: engine.snapshot().totals.bytes_out >= 50_000)
-    time.sleep(0.2)  # the closes are in the next Snapshots
-    snapshot = engine.snapshot()
+    wait_for(lambda: engine.snapshot().totals.closed == 5)  # every echo over and counted
     found = samples(scrape(metrics.url)[1])
+    snapshot = engine.snapshot()  # taken after the scrape: as new as the one it read, or newer
     assert value(found, "muxtop_received_bytes_total") == snapshot.totals.bytes_in == 50_000
     assert value(found, "muxtop_sent_bytes_total") == 50_000
     assert value(found, "muxtop_connections_accepted_total") == 5
@@ -260,7 +259,7 @@ def test_the_cli_refuses_a_remote_or_busy_metrics_address(processes):
 
 def test_attach_labels_every_series_with_the_pid_and_name(processes):
     server = processes("--headless", "--port", "0")
-    time.sleep(0.5)
+    wait_for(lambda: _listening_port(server.proc.pid, but=0), timeout=30)  # it serves
     attach = processes("attach", str(server.proc.pid), "--text", "--interval", "0.2",
                        "--metrics", "127.0.0.1:0")
     url = attach.metrics_url()
