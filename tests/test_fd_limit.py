@@ -11,7 +11,7 @@ import time
 
 import psutil
 import pytest
-from echo_client import stop_child
+from echo_client import stop_child, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -23,7 +23,10 @@ SERVER = textwrap.dedent("""
     engine = Engine(EngineConfig(port=0, publish_interval=0.05)).start()
     print(engine.address[1], flush=True)
     sys.stdin.readline()  # the test says when to report
-    import time; time.sleep(0.2)  # one more Snapshot
+    import time
+    asked = time.monotonic()  # a Snapshot taken after the ask holds every accept before it
+    while engine.snapshot().taken_at <= asked and time.monotonic() < asked + 10:
+        time.sleep(0.01)
     totals = engine.snapshot().totals
     print(json.dumps(totals._asdict()), flush=True)
     sys.stdin.readline()
@@ -39,8 +42,8 @@ def test_out_of_fds_backs_off_and_recovers():
         port = int(server.stdout.readline())
         for _ in range(100):  # more than 64 fds: the rest wait in the backlog
             clients.append(socket.create_connection(("127.0.0.1", port), timeout=5))
-        time.sleep(0.5)
         proc = psutil.Process(server.pid)
+        wait_for(lambda: proc.num_fds() >= 64, timeout=20)  # out of fds from here on
         before = proc.cpu_times()
         time.sleep(2.0)
         after = proc.cpu_times()
@@ -79,8 +82,11 @@ HOLDS = textwrap.dedent("""
     from muxtop.engine import Engine, EngineConfig
     engine = Engine(EngineConfig(port=0, publish_interval=0.05)).start()
     print(engine.address[1], flush=True)
-    sys.stdin.readline()  # the clients are in: settle, then look for 2.5 s
-    time.sleep(2.0)
+    sys.stdin.readline()  # the clients are in: the table fills, then look for 2.5 s
+    full = time.monotonic() + 20
+    while not engine.snapshot().totals.accept_errors and time.monotonic() < full:
+        time.sleep(0.01)  # out of fds: the accept back-off starts at its shortest pause
+    time.sleep(2.0)  # and grows to its longest (1 s), which the looks are about
     looks = []
     for _ in range(25):
         looks.append(sorted({d.kind for d in engine.snapshot().diagnoses}))
