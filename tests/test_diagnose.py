@@ -139,8 +139,16 @@ def test_healthy_echo_of_1000_clients_has_no_finding(make_engine):
     payloads = [os.urandom(20_000) for _ in range(1000)]
     assert stream_echo(engine.address, payloads, chunk=2048, between=watch, timeout=50) \
         == payloads
-    time.sleep(1.5)  # detectors run every 0.5 s: give them a few runs after the load
-    watch()
+    # Detectors run every 0.5 s: every Snapshot until one taken 1.5 s after the load (a few
+    # runs of each, whatever the machine's load), none with a finding.
+    after = time.monotonic() + 1.5
+
+    def settled() -> bool:
+        snapshot = engine.snapshot()
+        seen.extend(snapshot.diagnoses)
+        return snapshot.taken_at > after
+
+    wait_for(settled, timeout=30)
     assert seen == []
 
 
