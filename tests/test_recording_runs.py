@@ -13,6 +13,7 @@ import sys
 import time
 
 import pytest
+from echo_client import wait_for
 
 from muxtop.cli import replay as replay_cli
 from muxtop.commands import Switch
@@ -124,8 +125,11 @@ def test_a_recording_killed_with_sigkill_replays_up_to_its_last_second(tmp_path,
     proc, port = _serve(path)
     try:
         with FloodProcess(FloodSettings("127.0.0.1", port, clients=10, messages=100_000,
-                                        size=64, rate=200.0)):
-            time.sleep(2.5)
+                                        size=64, rate=200.0)) as flood:
+            # Killed once a flush after 200 echoes is on disk (well over 100 wait calls).
+            wait_for(lambda: (flood.progress or {}).get("messages_echoed", 0) >= 200, timeout=30)
+            echoed = path.stat().st_size
+            wait_for(lambda: path.stat().st_size > echoed, timeout=10)
             proc.send_signal(signal.SIGKILL)
             killed_at = time.time()
             proc.wait(10)
@@ -184,10 +188,8 @@ def test_commands_and_switches_are_recorded_with_their_outcomes(make_engine, tmp
     control.start(str(tmp_path / "switch.muxrec"))
     assert source.submit(Switch(backend="poll")).result(5).ok
     assert not source.submit(Switch(backend="select", trigger="edge")).result(5).ok
-    deadline = time.monotonic() + 5
-    while engine.snapshot().backend != "poll" and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.2)
+    # The switch's notice is in the published Snapshot: stop() records the last one.
+    wait_for(lambda: engine.snapshot().backend == "poll")
     status = control.stop()
     assert status.error is None
     with Recording.open(status.path) as rec:
