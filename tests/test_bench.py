@@ -16,6 +16,7 @@ import xml.etree.ElementTree as ET
 
 import psutil
 import pytest
+from echo_client import wait_for
 
 from muxtop.bench import chart, cli, echo, wait
 from muxtop.bench.servers import selectors_echo  # noqa: F401  (importable as a module)
@@ -171,7 +172,9 @@ def test_echo_interrupt_stops_the_server():
                        if "muxtop.bench.servers" in " ".join(c.cmdline())]
             time.sleep(0.05)
         assert servers, "the bench never started its server"
-        time.sleep(0.3)
+        # Mid-run, not mid-start: the server listens (the bench then starts its client).
+        wait_for(lambda: any(c.status == psutil.CONN_LISTEN
+                             for c in servers[0].net_connections("tcp")), timeout=20)
         os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C: to the bench, its server and client
         try:
             _, err = proc.communicate(timeout=20)
