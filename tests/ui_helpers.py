@@ -21,6 +21,18 @@ async def until(predicate, pilot, timeout: float = 10.0, what: str | Callable[[]
         await pilot.pause(0.05)
 
 
+def detail_body(app) -> str:
+    """The detail view's text once it is drawn (a key's way there is several messages
+    long: wait for this, not for one pause); "" before."""
+    from muxtop.ui.screens.detail import DetailScreen
+
+    screen = app.screen
+    if not isinstance(screen, DetailScreen):
+        return ""
+    bodies = screen.query("#detail-body")
+    return str(bodies.first().render()) if bodies else ""
+
+
 class FunctionSource(Source):
     """A read-only Source whose latest Snapshot comes from a function (which may raise)."""
 
