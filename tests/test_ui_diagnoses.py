@@ -8,7 +8,7 @@ import os
 import socket
 
 import pytest
-from ui_helpers import until
+from ui_helpers import detail_body, until
 
 from muxtop.bench import synthetic
 from muxtop.engine import Engine, EngineConfig
@@ -16,7 +16,6 @@ from muxtop.engine.source import EngineSource
 from muxtop.snapshot import KIND_CONN, Diagnosis
 from muxtop.source import FixedSource
 from muxtop.ui.app import MuxtopApp
-from muxtop.ui.screens.detail import DetailScreen
 from muxtop.ui.screens.help import HelpScreen
 from muxtop.ui.screens.lab_menu import LabMenu
 
@@ -61,8 +60,7 @@ async def test_a_process_wide_finding_shows_in_the_detail_of_each_fd_it_names():
         table = app.dashboard.table
         table.move_to(next(i for i, v in enumerate(table.rows) if v.cid == conn.cid))
         await pilot.press("enter")
-        await pilot.pause()
-        body = str(app.screen.query_one("#detail-body").render())
+        body = await until(lambda: detail_body(app), pilot, what="the detail view")
         assert "busy-loop  (the process; names this fd)" in body
         assert "none for this fd" not in body
 
@@ -80,25 +78,31 @@ async def test_lab_menu_flips_a_switch_on_and_off():
     engine = Engine(EngineConfig(port=0, publish_interval=0.05)).start()
     try:
         app = MuxtopApp(EngineSource(engine), interval=0.05)
+
+        # What the app notified, kept: a notification leaves app._notifications once it
+        # expires (3 s for an outcome), and a loaded machine can take longer to get here.
+        said: list[str] = []
+        notify = app.notify
+        app.notify = lambda message, **settings: (said.append(message),
+                                                  notify(message, **settings))[1]
+
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("l")
-            await pilot.pause()
+            await until(lambda: isinstance(app.screen, LabMenu), pilot, what="the lab menu")
             menu = app.screen
-            assert isinstance(menu, LabMenu)
             await pilot.press("down", "enter")  # the second switch: busy-writable
             await until(lambda: engine.snapshot().lab == {"busy-writable"}, pilot,
                         what="lab on in the engine")
             await until(lambda: menu.lab == {"busy-writable"}, pilot, what="menu shows it")
             await until(lambda: "LAB busy-writable" in app.dashboard.header.render().plain,
                         pilot, what="header badge")
-            assert any(n.message == "bug lab busy-writable on" for n in app._notifications)
+            assert "bug lab busy-writable on" in said, said  # by the tick that showed it
             await pilot.press("space")  # flips the highlighted one back
             await until(lambda: not engine.snapshot().lab, pilot, what="lab off")
             await until(lambda: not menu.lab, pilot, what="menu shows off")
-            assert any(n.message == "bug lab busy-writable off" for n in app._notifications)
+            assert "bug lab busy-writable off" in said, said
             await pilot.press("escape")
-            await pilot.pause()
-            assert app.screen is app.dashboard
+            await until(lambda: app.screen is app.dashboard, pilot, what="the menu closes")
     finally:
         engine.stop()
 
@@ -121,9 +125,7 @@ async def test_a_real_stuck_read_shows_in_the_panel_the_flags_and_the_detail_vie
             table.move_to(next(i for i, v in enumerate(table.rows)
                                if v.fd == finding.fd and v.kind == KIND_CONN))
             await pilot.press("enter")
-            await pilot.pause()
-            assert isinstance(app.screen, DetailScreen)
-            body = str(app.screen.query_one("#detail-body").render())
+            body = await until(lambda: detail_body(app), pilot, what="the detail view")
             assert "stuck-read" in body and "kernel rx queue" in body and "EAGAIN" in body
     finally:
         client.close()
@@ -134,8 +136,7 @@ async def test_help_tells_the_new_keys_the_lab_switches_and_the_detectors():
     app = MuxtopApp(FixedSource(synthetic.snapshot(10, 0)), interval=None)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("question_mark")
-        await pilot.pause()
-        assert isinstance(app.screen, HelpScreen)
+        await until(lambda: isinstance(app.screen, HelpScreen), pilot, what="the help screen")
         keys = {key for key, _, _ in app.screen.keys}
         assert {"f", "F", "x", "l"} <= keys
         body = app.screen.query_one("#help-body")
