@@ -4,11 +4,12 @@ escaped text, through the process's exit — nothing reaches the terminal raw, n
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
-import time
 
 import pytest
+from ui_helpers import until
 
 from muxtop.attach.reader import Attacher
 from muxtop.attach.source import AttachSource
@@ -20,7 +21,9 @@ pytestmark = pytest.mark.timeout(60)
 NAME = "[b red]X[/]\x1b[2J"  # 15 bytes: all of a comm; `[/]` alone was a MarkupError
 TITLE = "\x1b]0;owned\x07"  # sets the terminal's title when printed raw
 ARGV = ["[b red]argv[/]", TITLE + "\x1b[2J"]
-SOCKET = TITLE + "[/]sock"  # an abstract unix socket's name: nothing left on disk
+# An abstract unix socket's name (nothing left on disk), one per test run: two runs at once
+# on one machine would otherwise share it and the second one's bind fail.
+SOCKET = TITLE + f"[/]sock{os.getpid()}"
 RAW = ("\x1b", "\x07")
 
 HOSTILE = r'''
@@ -97,29 +100,25 @@ async def test_dashboard_shows_the_name_plain_and_survives_the_exit(target):
     source = AttachSource(Attacher(target.pid), interval=0.05).start()
     app = MuxtopApp(source, interval=0.05)
     try:
-        async with app.run_test(size=(160, 48)) as pilot:
-
-            async def until(found) -> None:
-                deadline = time.monotonic() + 10
-                while not found():
-                    assert time.monotonic() < deadline, "timed out"
-                    await pilot.pause(0.05)
-
+        # notifications=True: run_test draws no toast otherwise (and the one below is the point).
+        async with app.run_test(size=(160, 48), notifications=True) as pilot:
             header = app.dashboard.header
-            await until(lambda: "[b red]X[/]" in header.render().plain)
+            await until(lambda: "[b red]X[/]" in header.render().plain, pilot)
             assert not any(c in header.render().plain for c in RAW)
             spans = header.render().spans  # plain text: no style came from the name
             assert not any("red" in str(span.style) for span in spans)
             end(target)  # its exit notice names it: `[/]` used to raise MarkupError here
-            await until(lambda: "EXITED" in header.render().plain)
+            await until(lambda: "EXITED" in header.render().plain, pilot)
 
             def exit_notice() -> list[str]:
                 return [n.message for n in app._notifications if "exited" in n.message]
 
-            await until(exit_notice)
+            await until(exit_notice, pilot)
             assert exit_notice() == [f"process {target.pid} ([b red]X[/]?[2J) exited"]
             assert not any(n.markup for n in app._notifications)  # none read as markup
-            await pilot.pause(0.2)  # the toast is drawn: before, MarkupError ended the app
+            # The toast is laid out and drawn: before, MarkupError ended the app here.
+            await until(lambda: any(t.region.height and "exited" in t.render().plain
+                                    for t in app.screen.query("Toast")), pilot, what="the toast")
             assert app.is_running
     finally:
         source.stop()
