@@ -43,7 +43,8 @@ async def test_dot_steps_one_wait_call_per_press_and_c_continues(engine):
                 steps = app.latest.step.steps
                 await pilot.press("full_stop")
                 await until(lambda s=steps: app.latest.step.steps == s + 1, pilot)
-                await pilot.pause()
+                # The panel shows that wait call (a busy process redraws it every other tick).
+                await until(lambda: f"wait #{app.latest.step.seq:,}:" in panel_text(app), pilot)
                 seqs.append(app.latest.step.seq)
                 texts.append(panel_text(app))
             assert [b - a for a, b in zip(seqs, seqs[1:])] == [1, 1, 1, 1]
