@@ -81,20 +81,23 @@ async def test_keys_that_cannot_act_say_why():
     async with app.run_test(size=(160, 48)) as pilot:
         await pilot.pause()
         await pilot.press("t")
-        await pilot.pause()
+
+        def said() -> list[str]:
+            return [n.message for n in app._notifications]
+
+        # A notification is a message of its own, handled after the key's.
+        await until(lambda: any("level-triggered only" in m and "epoll" in m for m in said()),
+                    pilot, what=lambda: f"said {said()}")
         assert not source.sent or all(type(c).__name__ == "Watch" for c in source.sent)
-        said = [n.message for n in app._notifications]
-        assert any("level-triggered only" in m and "epoll" in m for m in said), said
     # A read-only source: b, k and f say what the source says.
     app = MuxtopApp(FixedSource(synthetic.snapshot(10, 0), commands=False), interval=None)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         app.dashboard.table.move_to(4)
         await pilot.press("b", "k", "f")
-        await pilot.pause()
-        said = [n.message for n in app._notifications]
-        assert said.count("this view is read-only") == 2, said
-        assert any("no server of our own to flood" in m for m in said), said
+        await until(lambda: any("no server of our own to flood" in m for m in said()), pilot,
+                    what=lambda: f"said {said()}")  # f's, after b's and k's
+        assert said().count("this view is read-only") == 2, said()
         # Narrow: the keys that cannot act leave the footer to those that can.
         footer = {a.name for a in app.dashboard.query_one(KeyBar).actions}
         assert "cycle_backend" not in footer and "help" in footer
@@ -140,9 +143,10 @@ async def test_enter_on_a_finding_selects_its_fd_and_cleared_ones_are_kept():
         text = " ".join(str(panel.render()).split())
         assert text.count("nobody reads") == 6  # the whole explanation, wrapped
         panel.focus()
-        await pilot.press("enter")
-        await pilot.pause()
-        assert app.dashboard.table.selected.fd == 30 and app.dashboard.table.has_focus
+        await pilot.press("enter")  # the panel's message, then the dashboard's move
+        table = app.dashboard.table
+        await until(lambda: table.has_focus, pilot, what="the table takes the focus")
+        assert table.selected.fd == 30
         source.advance()
         app.tick()
         await pilot.pause()
@@ -167,14 +171,15 @@ async def test_an_idle_herd_costs_poll_every_call_and_epoll_nothing():
             busy = socket.create_connection(engine.address, timeout=5)
             herd.append(busy)
 
-            def cost(backend: str) -> float:
-                deadline = time.monotonic() + 3
+            def cost(backend: str, after: float = 0.0) -> float:
+                """The median of 8 Snapshots' wait_cpu, from those taken after `after`."""
+                deadline = max(time.monotonic(), after) + 3
                 samples = []
                 while time.monotonic() < deadline and len(samples) < 8:
                     busy.sendall(b"x" * 64)
                     busy.recv(64)
                     s = engine.snapshot()
-                    if s.backend == backend and s.rates.wait_cpu and \
+                    if s.backend == backend and s.rates.wait_cpu and s.taken_at > after and \
                             s.rates.registered_per_wait > herd_size:
                         samples.append(s.rates.wait_cpu)
                 return sorted(samples)[len(samples) // 2] if samples else 0.0
@@ -191,8 +196,9 @@ async def test_an_idle_herd_costs_poll_every_call_and_epoll_nothing():
                         "every registered fd, at a cost it shows")
             await pilot.press("b")  # poll -> epoll
             await until(lambda: engine.snapshot().backend == "epoll", pilot, what="epoll")
-            await pilot.pause(1.1)  # the last second of waits is all epoll's
-            on_epoll = cost("epoll")
+            # Rates are over the last second of waits: from Snapshots a second after the
+            # switch they are all epoll's.
+            on_epoll = cost("epoll", after=time.monotonic() + 1.0)
             assert on_poll and on_epoll and on_poll >= 5 * on_epoll, (on_poll, on_epoll)
     finally:
         for sock in herd:
