@@ -9,7 +9,7 @@ import random
 from pathlib import Path
 
 import pytest
-from ui_helpers import FunctionSource
+from ui_helpers import FunctionSource, detail_body, until
 
 from muxtop.bench import synthetic
 from muxtop.commands import CloseConnection, Outcome, PauseReading, Switch, Watch
@@ -18,7 +18,6 @@ from muxtop.source import FixedSource
 from muxtop.ui import format as fmt
 from muxtop.ui.app import MuxtopApp
 from muxtop.ui.rows import ConnRows
-from muxtop.ui.screens.detail import DetailScreen
 
 pytestmark = pytest.mark.timeout(60)
 SIZE = (160, 48)
@@ -72,8 +71,7 @@ async def test_detail_view_snapshot(tmp_path):
         table = app.dashboard.table
         table.move_to(next(i for i, v in enumerate(table.rows) if v.fd == 12))  # diagnosed
         await pilot.press("enter")
-        await pilot.pause()
-        assert isinstance(app.screen, DetailScreen)
+        await until(lambda: detail_body(app), pilot, what="the detail view")
         assert_snapshot("detail_view", app.export_screenshot(), tmp_path)
 
 
@@ -101,9 +99,8 @@ async def test_network_text_is_never_markup():
         assert "\x1b" not in screen and "evil?[2Jpeer" in screen
         table.move_to(next(i for i, v in enumerate(table.rows) if v.peer == "[red"))
         await pilot.press("enter")
-        await pilot.pause()
-        body = app.screen.query_one("#detail-body").render()
-        assert "[red" in str(body)
+        body = await until(lambda: detail_body(app), pilot, what="the detail view")
+        assert "[red" in body
 
 
 def test_plain_and_fit_keep_cells_exact():
@@ -178,15 +175,15 @@ async def test_filter_narrows_rows_as_you_type():
         table = app.dashboard.table
         assert len(table.rows) == 304
         await pilot.press("slash", "1", "0", ".", "0", ".", "1", ".", "2", "5")
-        await pilot.pause()
+        # The table filters on the input's Changed message, a hop after each key.
+        await until(lambda: len(table.rows) == 1, pilot, what=lambda: f"{len(table.rows)} rows")
         assert [v.peer for v in table.rows] == ["10.0.1.25:40274"]
         assert "matching" in table.border_title
         await pilot.press("enter")  # keep the filter, back to the table
         await play(app, pilot, 1)  # a new Snapshot keeps it
         assert len(table.rows) == 1
         await pilot.press("escape")
-        await pilot.pause()
-        assert len(table.rows) == 304
+        await until(lambda: len(table.rows) == 304, pilot, what=lambda: f"{len(table.rows)} rows")
 
 
 async def test_sort_key_and_header_click():
@@ -340,10 +337,9 @@ async def test_refused_outcome_without_engine_notice_is_told():
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         app.dashboard.table.move_to(4)
-        await pilot.press("k")
-        await pilot.pause(0.1)
-        app.tick()
-        assert any(n.message == "no such fd" for n in app._notifications)
+        await pilot.press("k")  # the tick close_connection asks for tells the outcome
+        await until(lambda: any(n.message == "no such fd" for n in app._notifications), pilot,
+                    what=lambda: f"notifications {[n.message for n in app._notifications]}")
 
 
 def test_the_colour_filter_memo_gives_what_textual_filter_gives():
