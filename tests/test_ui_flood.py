@@ -11,6 +11,7 @@ from ui_helpers import until
 from muxtop.bench import synthetic
 from muxtop.engine import Engine, EngineConfig
 from muxtop.engine.source import EngineSource
+from muxtop.flood.patterns import PATTERNS
 from muxtop.flood.process import DEFAULT_FLOOD, FloodSettings
 from muxtop.snapshot import KIND_CONN
 from muxtop.source import FixedSource
@@ -101,9 +102,9 @@ async def test_the_seed_flood_is_a_preset_of_the_form_and_it_verifies(engine):
     try:
         async with app.run_test(size=SIZE) as pilot:
             form = await open_form(app, pilot)
-            form.query_one("#preset").value = "seed"
-            await pilot.pause()
-            assert form.query_one("#messages").value == "3"
+            form.query_one("#preset").value = "seed"  # the form fills in on Select.Changed
+            await until(lambda: form.query_one("#messages").value == "3", pilot,
+                        what=lambda: f"messages {form.query_one('#messages').value!r}")
             await pilot.click("#launch")
             await until(lambda: app.floods.floods, pilot, what="the flood starts")
             (flood,) = app.floods.floods
@@ -209,10 +210,11 @@ async def test_flood_form_offers_the_fault_patterns_and_open_loop(engine):
     try:
         async with app.run_test(size=SIZE) as pilot:
             form = await open_form(app, pilot)
+            help_of = form.query_one("#pattern-help")
             for pattern in ("slicer", "stall", "slow-close", "latency", "limit"):
                 form.query_one("#pattern").value = pattern   # refused were it not offered
-                await pilot.pause()
-                assert form.query_one("#pattern-help").content   # and it is explained
+                await until(lambda p=pattern: help_of.content == PATTERNS[p].does, pilot,
+                            what=lambda: f"the help says {help_of.content!r}")  # explained
             form.query_one("#pattern").value = "stall"
             form.query_one("#messages").value = "0"
             await pilot.click("#launch")
