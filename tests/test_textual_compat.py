@@ -14,6 +14,7 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.widget import Widget
 from textual.widgets import Static
+from ui_helpers import until
 
 from muxtop.ui.textual_compat import (
     after_display,
@@ -67,8 +68,8 @@ async def test_after_display_sees_each_screen_update_after_it_is_made():
         seen = []
         after_display(app, lambda screen, update: seen.append((screen, update)))
         app.query_one("#text", Static).update("two")
-        await pilot.pause()
-        assert any(screen is app.screen and update is not None for screen, update in seen)
+        await until(lambda: any(screen is app.screen and update is not None
+                                for screen, update in seen), pilot, what=lambda: f"seen {seen}")
 
 
 async def test_wrap_screen_refresh_wraps_a_layout_and_a_compositor_refresh():
@@ -85,11 +86,9 @@ async def test_wrap_screen_refresh_wraps_a_layout_and_a_compositor_refresh():
 
         wrap_screen_refresh(app.screen, wrap)
         app.query_one(Rows).refresh()  # repaint, same layout
-        await pilot.pause()
-        assert "_compositor_refresh" in calls
+        await until(lambda: "_compositor_refresh" in calls, pilot, what=lambda: f"calls {calls}")
         await app.screen.mount(Static("three"))  # a new widget: a layout
-        await pilot.pause()
-        assert "_refresh_layout" in calls
+        await until(lambda: "_refresh_layout" in calls, pilot, what=lambda: f"calls {calls}")
 
 
 async def test_sigcont_only_when_guards_the_handler_the_linux_driver_installs(monkeypatch):
