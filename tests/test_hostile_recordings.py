@@ -21,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from recordings import wait
+from ui_helpers import detail_body, until
 
 from muxtop.bench import synthetic
 from muxtop.cli import replay as replay_cli
@@ -163,7 +164,7 @@ async def test_no_text_of_a_recording_reaches_the_terminal_raw(tmp_path, source)
     detail view of each kind of row, the timeline's events, for each kind of source."""
     from muxtop.replay.source import ReplaySource
     from muxtop.ui.app import MuxtopApp
-    from muxtop.ui.screens.detail import DetailScreen, describe
+    from muxtop.ui.screens.detail import describe
 
     doc = plain_snapshot(source=source, **(ATTACHED if source != "engine" else {}))
     kinds = [row[2] for row in doc["connections"]]  # what a row is decides what is drawn
@@ -178,12 +179,12 @@ async def test_no_text_of_a_recording_reaches_the_terminal_raw(tmp_path, source)
         app = MuxtopApp(ReplaySource(rec), interval=None)
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("G")
-            await pilot.pause()
+            await until(lambda: app.source.player.at_end, pilot, what="the end")
             assert not rec.problems
             assert not raw_escapes(app)
             await pilot.press("down", "down", "enter")  # a connection's detail view
-            await pilot.pause()
-            assert isinstance(app.screen, DetailScreen) and not raw_escapes(app)
+            await until(lambda: detail_body(app), pilot, what="the detail view")
+            assert not raw_escapes(app)
             for view in app.latest.connections:  # what it draws for each kind of row
                 assert "\x1b" not in describe(app.view, view, app.latest, 100).plain, view
 
@@ -201,8 +202,10 @@ async def test_a_finding_naming_fds_that_are_not_fds_is_a_corrupt_frame(tmp_path
     with Recording.open(path) as rec:
         app = MuxtopApp(ReplaySource(rec), interval=None)
         async with app.run_test(size=SIZE) as pilot:
-            await pilot.press("G", "down", "down", "enter")
-            await pilot.pause()
+            await pilot.press("G")  # the frames are read on the way: the problems are found
+            await until(lambda: app.source.player.at_end, pilot, what="the end")
+            await pilot.press("down", "down", "enter")  # drawn: the row flags, the detail view
+            await until(lambda: detail_body(app), pilot, what="the detail view")
             assert sum("Diagnosis.evidence.fds" in p for p in rec.problems) == 2, rec.problems
     for mode in (["--summary"], ["--json"]):
         code, out, err = replay(capsys, path, *mode)

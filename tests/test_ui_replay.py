@@ -35,7 +35,7 @@ def newest(app: MuxtopApp) -> int:
 async def test_full_stop_and_comma_move_exactly_one_wait_call(recording):
     app = MuxtopApp(ReplaySource(recording, at=0.4), interval=None)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await until(lambda: app.latest is not None, pilot, what="the first Snapshot")
         start = newest(app)
         waits = app.latest.totals.waits
         for expected in (start + 1, start + 2, start + 3):
