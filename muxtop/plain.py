@@ -8,7 +8,9 @@ TraceInfo, FdIo, StepInfo, FdStep) becomes the list of its fields in declaration
 (compact: a busy Snapshot holds thousands of ConnViews),
 tuples become lists, `lab` a sorted list, and a Diagnosis's evidence a list of
 ``[key, value]`` pairs. Readers reject a newer version with PlainFormError rather than guess.
-Fields added later get defaults, so an older plain form still reads.
+Fields added later get defaults, so an older plain form still reads. A proxy's
+`proxies` are lists too: ProxyView's fields, its toxics a list of ToxicView rows whose
+attributes are ``[name, value]`` pairs.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ def to_plain(s: Snapshot) -> dict:
         "registered": s.registered, "open_connections": s.open_connections,
         "notices": [list(n) for n in s.notices],
         "diagnoses": [diagnosis_to_plain(d) for d in s.diagnoses],
+        "proxies": [proxy_to_plain(p) for p in s.proxies],
         "lab": sorted(s.lab), "refused": s.refused, "running": s.running, "error": s.error,
         "target": None if s.target is None else list(s.target),
         "epoll": [[e.fd, [list(w) for w in e.watches]] for e in s.epoll],
@@ -67,6 +70,12 @@ def to_plain(s: Snapshot) -> dict:
         "step": None if s.step is None else step_to_plain(s.step),
         "fd_order": s.fd_order,
     }
+
+
+def proxy_to_plain(p: snap.ProxyView) -> list:
+    return [p.name, p.listen, p.upstream, p.enabled,
+            [[t.name, t.type, t.stream, t.toxicity, [list(a) for a in t.attributes],
+              list(t.legs), t.applied] for t in p.toxics]]
 
 
 def step_to_plain(step: StepInfo) -> list:
@@ -106,6 +115,17 @@ def diagnosis_from_plain(row: list) -> Diagnosis:
                      since)
 
 
+def proxy_from_plain(row: list) -> snap.ProxyView:
+    name, listen, upstream, enabled, toxics = row
+    return snap.ProxyView(name, listen, upstream, enabled, tuple(map(toxic_from_plain, toxics)))
+
+
+def toxic_from_plain(row: list) -> snap.ToxicView:
+    name, kind, stream, toxicity, attributes, *rest = row  # legs, applied: defaults
+    toxic = snap.ToxicView(name, kind, stream, toxicity, tuple(map(tuple, attributes)), *rest)
+    return toxic._replace(legs=tuple(toxic.legs))
+
+
 def step_from_plain(row: list) -> StepInfo:
     steps, seq, count, fds = row
     return StepInfo(steps, seq, count,
@@ -141,6 +161,7 @@ def from_plain(doc: dict) -> Snapshot:
             registered=doc["registered"], open_connections=doc["open_connections"],
             notices=tuple(snap.Notice(*n) for n in doc.get("notices", ())),
             diagnoses=tuple(map(diagnosis_from_plain, doc.get("diagnoses", ()))),
+            proxies=tuple(map(proxy_from_plain, doc.get("proxies", ()))),
             lab=frozenset(doc.get("lab", ())), refused=doc.get("refused"),
             running=doc.get("running", True), error=doc.get("error"),
             target=None if doc.get("target") is None else _target(doc["target"]),

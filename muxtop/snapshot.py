@@ -356,6 +356,32 @@ class SocketInfo(NamedTuple):
     unix_state: str = ""  # LISTEN, CONNECTED, ...
 
 
+class ToxicView(NamedTuple):
+    """One toxic of a proxy, in toxiproxy's words (muxtop/proxy/toxics.py)."""
+
+    name: str
+    type: str  # latency, bandwidth, slicer, slow_close, timeout, reset_peer, limit_data, noop
+    stream: str  # TOXIC_STREAMS: upstream (client -> server), downstream (server -> client)
+    toxicity: float  # the share of connections it applies to, drawn once per connection
+    attributes: tuple[tuple[str, int], ...]  # (name, value) in its type's order: latency, ...
+    legs: tuple[int, ...] = ()  # fds of the open legs it applies to now (the first LEGS_KEPT)
+    applied: int = 0  # how many open legs it applies to (legs may keep fewer)
+
+
+class ProxyView(NamedTuple):
+    """One proxy as toxiproxy models it: Snapshot.proxies, when muxtop is a proxy."""
+
+    name: str
+    listen: str  # the bound address; text a user (or the API) gave: show it plain
+    upstream: str
+    enabled: bool
+    toxics: tuple[ToxicView, ...]  # in the order they were added (each stream's chain)
+
+
+TOXIC_STREAMS = ("upstream", "downstream")  # toxiproxy's words, ToxicView.stream
+LEGS_KEPT = 64  # fds a ToxicView names: the rest are counted (ToxicView.applied)
+
+
 SOURCE_TRACED = "traced"  # Snapshot.source of an attached process whose wait calls are traced
 
 
@@ -382,6 +408,7 @@ class Snapshot:
     open_connections: int
     notices: tuple[Notice, ...] = ()
     diagnoses: tuple[Diagnosis, ...] = ()
+    proxies: tuple[ProxyView, ...] = ()  # a proxy (--upstream, --api): each and its toxics
     lab: frozenset[str] = frozenset()
     refused: str | None = None  # the last refused switch, while it is recent
     running: bool = True  # False: the engine stopped, or the attached process exited

@@ -23,7 +23,17 @@ import zlib
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypedDict
 
-from muxtop.snapshot import EVIDENCE_FDS, Diagnosis, Snapshot
+from muxtop.proxy.registry import MAX_ADDRESS, MAX_PROXIES, MAX_TOXICS
+from muxtop.proxy.toxics import MAX_ATTRIBUTE, MAX_NAME
+from muxtop.snapshot import (
+    EVIDENCE_FDS,
+    LEGS_KEPT,
+    TOXIC_STREAMS,
+    Diagnosis,
+    ProxyView,
+    Snapshot,
+    ToxicView,
+)
 
 # The most a payload may inflate to (a SNAPSHOT's connections at 100,000 fds are ~30 MB of
 # JSON; a WAITS frame's 4,096 records at most ~5 MB). A zlib bomb stops here, not at 1 GB.
@@ -330,6 +340,63 @@ def _check_diagnosis(value: object) -> None:
 
 
 _checks[Diagnosis] = _check_diagnosis  # before any checker that holds one is made
+
+
+# ---- a proxy's toxics: names and addresses are shown, so bounded and printable; the
+# numbers in the ranges toxiproxy's API lets in (muxtop/proxy/toxics.py, registry.py)
+
+MAX_ATTRIBUTES = 16  # a type has at most 3 (toxics.ATTRIBUTES); a newer muxtop a few more
+
+
+def _text(value: str, most: int, what: str) -> None:
+    if not 0 < len(value) <= most or not value.isprintable():
+        raise SchemaError(f"{what} must be 1 to {most} printable characters")
+
+
+def _check_toxic(value: object) -> None:
+    _toxic_row(value)
+    name, kind, stream, toxicity, attributes, *rest = value  # type: ignore[misc]
+    _text(name, MAX_NAME, "ToxicView.name")
+    _text(kind, MAX_NAME, "ToxicView.type")
+    if stream not in TOXIC_STREAMS:
+        raise SchemaError(f"ToxicView.stream must be one of {', '.join(TOXIC_STREAMS)}")
+    if not 0 <= toxicity <= 1:
+        raise SchemaError("ToxicView.toxicity must be from 0 to 1")
+    if len(attributes) > MAX_ATTRIBUTES:
+        raise SchemaError(f"ToxicView.attributes holds over {MAX_ATTRIBUTES}")
+    for key, number in attributes:
+        _text(key, MAX_NAME, "ToxicView.attributes name")
+        if not 0 <= number <= MAX_ATTRIBUTE:
+            raise SchemaError(f"ToxicView.attributes {key} must be from 0 to {MAX_ATTRIBUTE}")
+    legs = rest[0] if rest else []
+    applied = rest[1] if len(rest) > 1 else 0
+    if len(legs) > LEGS_KEPT or any(fd < 0 for fd in legs) or not len(legs) <= applied < MAX_INT:
+        raise SchemaError(f"ToxicView.legs must be at most {LEGS_KEPT} fds, of `applied`")
+
+
+def _check_proxy(value: object) -> None:
+    _proxy_row(value)
+    name, listen, upstream, _, toxics = value  # type: ignore[misc]
+    _text(name, MAX_NAME, "ProxyView.name")
+    _text(listen, MAX_ADDRESS, "ProxyView.listen")
+    _text(upstream, MAX_ADDRESS, "ProxyView.upstream")
+    if len(toxics) > MAX_TOXICS:
+        raise SchemaError(f"ProxyView.toxics holds over {MAX_TOXICS}")
+
+
+def _check_proxies(value: object) -> None:
+    _proxy_list(value)
+    if len(value) > MAX_PROXIES:  # type: ignore[arg-type]
+        raise SchemaError(f"Snapshot.proxies holds over {MAX_PROXIES}")
+
+
+# Each made after the checks of what it holds are in place, as Diagnosis's above.
+_toxic_row = _make(ToxicView)
+_checks[ToxicView] = _check_toxic
+_proxy_row = _make(ProxyView)
+_checks[ProxyView] = _check_proxy
+_proxy_list = _sequence(ProxyView)
+_checks[tuple[ProxyView, ...]] = _check_proxies
 _snapshot = checker(Snapshot)
 
 
