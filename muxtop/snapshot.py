@@ -377,6 +377,15 @@ class ProxyView(NamedTuple):
     enabled: bool
     toxics: tuple[ToxicView, ...]  # in the order they were added (each stream's chain)
 
+    def as_json(self) -> dict:
+        """toxiproxy's JSON shape of a proxy (GET /proxies/{name}), each toxic with the legs
+        it applies to beside it."""
+        return {"name": self.name, "listen": self.listen, "upstream": self.upstream,
+                "enabled": self.enabled,
+                "toxics": [{"name": t.name, "type": t.type, "stream": t.stream,
+                            "toxicity": t.toxicity, "attributes": dict(t.attributes),
+                            "legs": list(t.legs), "applied": t.applied} for t in self.toxics]}
+
 
 TOXIC_STREAMS = ("upstream", "downstream")  # toxiproxy's words, ToxicView.stream
 LEGS_KEPT = 64  # fds a ToxicView names: the rest are counted (ToxicView.applied)

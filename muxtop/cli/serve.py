@@ -291,6 +291,7 @@ def status_line(s: Snapshot, as_json: bool, config: EngineConfig | None = None) 
         return json.dumps({
             "time": round(s.wall_time, 3), "listen": s.listen, "backend": s.backend,
             "trigger": s.trigger,
+            "proxies": [p.as_json() for p in s.proxies],  # [] when muxtop is no proxy
             "connections": s.open_connections, "registered": s.registered,
             "waits": t.waits - t.probes,  # muxtop_wait_calls_total: the CPU probes aside
             "waits_per_s": round(r.waits, 1), "events_per_s": round(r.events, 1),
@@ -307,6 +308,7 @@ def status_line(s: Snapshot, as_json: bool, config: EngineConfig | None = None) 
     return (f"{s.backend}/{s.trigger}  conns {s.open_connections}  "
             f"waits/s {r.waits:,.0f}  events/s {r.events:,.0f}  "
             f"in {_rate(r.bytes_in)}  out {_rate(r.bytes_out)}"
+            + (f"  toxics {sum(len(p.toxics) for p in s.proxies)}" if s.proxies else "")
             + "".join(f"  closed by {name.replace('_', '-')} {n:,}"
                       for name, n in closed_by.items() if n)
             + (f"  findings {len(s.diagnoses)}" if s.diagnoses else ""))

@@ -17,6 +17,7 @@ from muxtop.engine.connection import Connection
 from muxtop.engine.diagnose import Detector
 from muxtop.engine.guards import GUARDS, HEADER, IDLE, OUT_BUFFER
 from muxtop.engine.state import EngineState
+from muxtop.engine.toxic_views import proxy_views
 from muxtop.events import READ
 from muxtop.kernel import probes
 from muxtop.snapshot import (
@@ -173,7 +174,8 @@ class Telemetry:
             body.sort(key=_FD)
         views.extend(body)
         return Snapshot(
-            source="engine", taken_at=now, wall_time=time.time(), started_at=self.started_at,
+            source="engine", proxies=proxy_views(state, _address(state.address)),
+            taken_at=now, wall_time=time.time(), started_at=self.started_at,
             backend=backend.name if backend else config.backend,
             trigger=backend.trigger if backend else config.trigger,
             protocol=self.protocol, listen=_address(state.address),

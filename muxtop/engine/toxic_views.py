@@ -1,0 +1,52 @@
+"""A proxy's proxies and their toxics as the Snapshot shows them (Snapshot.proxies): read from
+the registry (muxtop/proxy/registry.py) at each publish, with the legs each toxic applies to."""
+
+from __future__ import annotations
+
+from muxtop.engine.connection import Connection
+from muxtop.engine.proxying import PROXY_NAME
+from muxtop.engine.state import EngineState
+from muxtop.proxy.toxics import ATTRIBUTES
+from muxtop.snapshot import LEGS_KEPT, ProxyView, ToxicView
+
+
+def proxy_views(state: EngineState, address: str) -> tuple[ProxyView, ...]:
+    """Every proxy the engine serves; () when it is no proxy. `address`: its own listener's,
+    which the --upstream proxy listens on when there is no registry (no --toxic, no --api)."""
+    registry = state.config.registry
+    if registry is None:
+        if state.proxy is None:
+            return ()
+        return (ProxyView(PROXY_NAME, address, state.proxy.upstream, True, ()),)
+    proxies = registry.proxies()  # lock-free: the registry swaps a tuple
+    if not proxies:
+        return ()
+    legs = _legs(state)
+    return tuple(
+        ProxyView(p.name, p.listen, p.upstream, p.enabled, tuple(
+            _toxic_view(t, legs.get((p.name, t.name), ())) for t in p.toxics.all()))
+        for p in proxies)
+
+
+def _toxic_view(toxic, fds: list[int] | tuple) -> ToxicView:
+    kinds = ATTRIBUTES.get(toxic.type, ())
+    return ToxicView(toxic.name, toxic.type, toxic.stream, toxic.toxicity,
+                     tuple((key, toxic.attr(key)) for key in kinds),
+                     tuple(fds[:LEGS_KEPT]), len(fds))
+
+
+def _legs(state: EngineState) -> dict[tuple[str, str], list[int]]:
+    """(proxy name, toxic name) -> the fds of the open legs whose reading it applies to (the
+    toxic's stream is the direction of what that leg reads), by fd."""
+    legs: dict[tuple[str, str], list[int]] = {}
+    for fd, conn in state.conns.items():
+        if conn.__class__ is Connection:
+            continue  # not a leg (a --api alone serves the --port listener's clients so)
+        pipe = conn.pipe
+        if pipe is None:
+            continue
+        route = conn.route
+        proxy = route.proxy.name if route is not None else PROXY_NAME
+        for name in pipe.applied:
+            legs.setdefault((proxy, name), []).append(fd)
+    return legs
