@@ -38,6 +38,7 @@ from muxtop.ui.widgets.sparklines import Trends
 from muxtop.ui.widgets.step_panel import StepPanel
 from muxtop.ui.widgets.target_bar import TargetBar
 from muxtop.ui.widgets.timeline import TimelineBar
+from muxtop.ui.widgets.toxics_panel import ToxicsPanel
 
 
 class DashboardScreen(Screen[None]):
@@ -84,6 +85,7 @@ class DashboardScreen(Screen[None]):
             else:
                 with Vertical(id="side"):
                     yield DiagnosesPanel(id="diagnoses")  # the most urgent on top
+                    yield ToxicsPanel(id="toxics")  # a proxy's: its proxies and toxics
                     yield FloodPanel(id="flood-panel")
                     yield Trends(id="trends")
         yield Input(id="filter", placeholder="filter rows by fd, address, state or flag · "
@@ -104,6 +106,7 @@ class DashboardScreen(Screen[None]):
         self.trends = self._one(Trends)
         self.floods = self._one(FloodPanel)
         self.diagnoses = self._one(DiagnosesPanel)
+        self.toxics = self._one(ToxicsPanel)
         self.interest_lists = self._one(InterestLists)
         self.step = self._one(StepPanel)
         self.side = self._one("#side")
@@ -111,7 +114,7 @@ class DashboardScreen(Screen[None]):
         self.target_bar = self._one(TargetBar)
         self.lesson = self.query_one(LessonPanel)
         self._watched_panel: str | None = None
-        self._side_state: tuple[bool, bool] | None = None
+        self._side_state: tuple[bool, bool, bool] | None = None
         self.side_changed()
         self.table.focus()
         self.ready = True
@@ -149,7 +152,8 @@ class DashboardScreen(Screen[None]):
         """Draw a new Snapshot in the table and the lower panels (not the header: the
         app keeps that moving even while the display is paused)."""
         self.table.show(snapshot)
-        for panel in (self.ready_log, self.step, self.diagnoses, self.interest_lists):
+        for panel in (self.ready_log, self.step, self.diagnoses, self.interest_lists,
+                      self.toxics):
             if panel is not None:
                 panel.show(snapshot)
         self.side_changed()
@@ -188,12 +192,16 @@ class DashboardScreen(Screen[None]):
         its title says what it holds. A layout only when that changes."""
         if self.side is None:
             return  # no side column in this view
-        state = (self.floods.has_class("-shown"), self.diagnoses.has_class("-shown"))
+        state = (self.floods.has_class("-shown"), self.diagnoses.has_class("-shown"),
+                 self.toxics.has_class("-shown"))
         if state == self._side_state:
             return
         self._side_state = state
-        self.set_class(any(state), "-side-busy")
-        parts = [name for name, on in zip(("floods", "diagnoses"), state) if on][::-1]
+        self.set_class(any(state[:2]), "-side-busy")
+        self.set_class(state[2], "-side-toxics")  # shown at any width, the lower half as is
+        floods, diagnoses, toxics = state
+        parts = [name for name, on in (("diagnoses", diagnoses), ("toxics", toxics),
+                                       ("floods", floods)) if on]  # top to bottom
         trends = [] if self.has_class("-narrow") else ["trends"]
         self.side.border_title = " · ".join([*parts, *trends])
 
