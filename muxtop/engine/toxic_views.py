@@ -6,6 +6,8 @@ from __future__ import annotations
 from muxtop.engine.connection import Connection
 from muxtop.engine.proxying import PROXY_NAME
 from muxtop.engine.state import EngineState
+from muxtop.printable import printable
+from muxtop.proxy.registry import MAX_ADDRESS
 from muxtop.proxy.toxics import ATTRIBUTES
 from muxtop.snapshot import LEGS_KEPT, ProxyView, ToxicView
 
@@ -17,7 +19,9 @@ def proxy_views(state: EngineState, address: str) -> tuple[ProxyView, ...]:
     if registry is None:
         if state.proxy is None:
             return ()
-        return (ProxyView(PROXY_NAME, address, state.proxy.upstream, True, ()),)
+        # As the user typed it (the registry checks its own): printable, as recordings want.
+        upstream = printable(state.proxy.upstream)[:MAX_ADDRESS]
+        return (ProxyView(PROXY_NAME, address, upstream, True, ()),)
     proxies = registry.proxies()  # lock-free: the registry swaps a tuple
     if not proxies:
         return ()
