@@ -2,7 +2,8 @@
 
 An echo engine stands in for the upstream; a second engine proxies to it with a 100 ms
 latency toxic while a client thread keeps eight connections in ping-pong through it: the
-dashboard (pairs of rows, the ~ flag), one pair in detail, the toxics menu. Then a proxy to an
+dashboard (pairs of rows, the ~ flag, the toxics panel; at 160×48 and 80×24), one pair in
+detail, the toxics menu. Then a proxy to an
 upstream that accepts and never reads, with clients sending into it: the upstream's legs fill,
 the clients' reading stops, and the findings name the side that does not read.
 """
@@ -25,6 +26,7 @@ from muxtop.ui.screens.detail import DetailScreen
 from muxtop.ui.screens.toxics_menu import ToxicsMenu
 
 SIZE = (160, 48)
+SMALL = (80, 24)
 PAYLOAD = b"p" * 256
 
 
@@ -95,6 +97,10 @@ async def latency(out: Path) -> list[Path]:
             assert isinstance(app.screen, ToxicsMenu)
             await shoot(app, pilot, out, "proxy-toxics", saved)
             await pilot.press("escape")
+        app = MuxtopApp(EngineSource(proxy))  # the same at 80×24: the toxics panel narrow
+        async with app.run_test(size=SMALL) as pilot:
+            await pilot.pause(2.0)
+            await shoot(app, pilot, out, "proxy-latency-80x24", saved)
     finally:
         traffic.close()
         proxy.stop()
