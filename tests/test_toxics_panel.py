@@ -4,6 +4,7 @@ absent when muxtop is no proxy."""
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 
 import pytest
@@ -105,3 +106,27 @@ def test_lines_say_each_toxic_in_toxiproxys_words():
     narrow = toxic_lines(proxies, 36)
     assert all(len(line) <= 36 for line, _ in narrow), narrow
     assert any(line.strip().startswith("upstream cut: slicer") for line, _ in narrow), narrow
+
+
+def test_metrics_say_each_proxy_and_the_legs_each_toxic_applies_to():
+    from prometheus_client import CollectorRegistry, generate_latest
+    from test_metrics import samples, value
+
+    from muxtop.bench import synthetic
+    from muxtop.metrics.collector import SnapshotCollector
+
+    toxic = ToxicView("slow", "latency", "downstream", 0.5, (("latency", 100),), (9, 11), 2)
+    plain = synthetic.snapshot(4, 1)
+    shots = [dataclasses.replace(plain, proxies=(
+        ProxyView("db", "127.0.0.1:7000", "127.0.0.1:5432", True, (toxic,)),
+        ProxyView("cache", "127.0.0.1:7001", "127.0.0.1:6379", False, ()))), plain]
+    registry = CollectorRegistry()
+    registry.register(SnapshotCollector(lambda: shots[0]))
+    found = samples(generate_latest(registry).decode())
+    assert value(found, "muxtop_proxy_enabled", proxy="db") == 1
+    assert value(found, "muxtop_proxy_enabled", proxy="cache") == 0
+    assert value(found, "muxtop_proxy_toxic_legs", proxy="db", toxic="slow", type="latency",
+                 stream="downstream") == 2
+    shots.pop(0)  # no proxy: no proxy family at all
+    assert not any(name.startswith("muxtop_proxy") for name, _ in
+                   samples(generate_latest(registry).decode()))

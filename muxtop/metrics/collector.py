@@ -110,6 +110,7 @@ class SnapshotCollector(Collector):
             families = [*self._server(snapshot), *self._wait_families(snapshot),
                         *self._traffic(snapshot), *self._connections(snapshot),
                         *self._findings(snapshot), *self._process(snapshot),
+                        *self._proxies(snapshot),
                         *self._recording(), *self._flood()]
         for family in families:
             if labels:
@@ -253,6 +254,25 @@ class SnapshotCollector(Collector):
         raised = CounterMetricFamily("muxtop_findings_raised", "Findings raised, by kind (one "
                                      "that lapses and comes back counts again)", labels=["kind"])
         yield _by_label(raised, self._raised)
+
+    def _proxies(self, s: Snapshot) -> Iterator:
+        """A proxy's: each proxy up or down, and how many open legs each toxic applies to
+        (its toxicity drawn per connection). Nothing when muxtop is no proxy."""
+        if not s.proxies:
+            return
+        enabled = GaugeMetricFamily("muxtop_proxy_enabled", "1 while a proxy accepts "
+                                    "clients, 0 while it is down (toxiproxy's enabled)",
+                                    labels=["proxy"])
+        legs = GaugeMetricFamily("muxtop_proxy_toxic_legs", "Open legs a toxic applies to "
+                                 "now, by proxy, toxic, type and stream (toxiproxy's words)",
+                                 labels=["proxy", "toxic", "type", "stream"])
+        for proxy in s.proxies:
+            enabled.add_metric([proxy.name], int(proxy.enabled))
+            for toxic in proxy.toxics:
+                legs.add_metric([proxy.name, toxic.name, toxic.type, toxic.stream],
+                                toxic.applied)
+        yield enabled
+        yield legs
 
     def _process(self, s: Snapshot) -> Iterator:
         p = s.process
