@@ -3,13 +3,14 @@ the registry (muxtop/proxy/registry.py) at each publish, with the legs each toxi
 
 from __future__ import annotations
 
-from muxtop.engine.connection import Connection
 from muxtop.engine.proxying import PROXY_NAME
 from muxtop.engine.state import EngineState
 from muxtop.printable import printable
 from muxtop.proxy.registry import MAX_ADDRESS
 from muxtop.proxy.toxics import ATTRIBUTES
-from muxtop.snapshot import LEGS_KEPT, ProxyView, ToxicView
+from muxtop.snapshot import FLAG_TOXIC, LEGS_KEPT, ConnView, ProxyView, ToxicView
+
+_FLAGS = ConnView._fields.index("flags")
 
 
 def proxy_views(state: EngineState, address: str) -> tuple[ProxyView, ...]:
@@ -41,16 +42,24 @@ def _toxic_view(toxic, fds: list[int] | tuple) -> ToxicView:
 
 def _legs(state: EngineState) -> dict[tuple[str, str], list[int]]:
     """(proxy name, toxic name) -> the fds of the open legs whose reading it applies to (the
-    toxic's stream is the direction of what that leg reads), by fd."""
-    legs: dict[tuple[str, str], list[int]] = {}
+    toxic's stream is the direction of what that leg reads), by fd. Only the legs flagged `~`
+    (their views are this publish's) are asked which toxics apply."""
+    by_chain: dict[tuple[str, tuple[str, ...]], list[int]] = {}
     for fd, conn in state.conns.items():
-        if conn.__class__ is Connection:
-            continue  # not a leg (a --api alone serves the --port listener's clients so)
-        pipe = conn.pipe
-        if pipe is None:
+        view = conn.view
+        if view is None or FLAG_TOXIC not in view[_FLAGS]:
             continue
         route = conn.route
-        proxy = route.proxy.name if route is not None else PROXY_NAME
-        for name in pipe.applied:
-            legs.setdefault((proxy, name), []).append(fd)
+        key = (route.proxy.name if route is not None else PROXY_NAME, conn.pipe.applied)
+        fds = by_chain.get(key)
+        if fds is None:
+            by_chain[key] = [fd]
+        else:
+            fds.append(fd)
+    legs: dict[tuple[str, str], list[int]] = {}
+    for (proxy, names), fds in by_chain.items():  # a few chains, however many legs
+        for name in names:
+            legs.setdefault((proxy, name), []).extend(fds)
+    for fds in legs.values():
+        fds.sort()
     return legs

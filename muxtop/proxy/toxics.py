@@ -505,6 +505,7 @@ class Pipe:
         self.conn_id = conn_id
         self._version = -1
         self._stages: list[Stage] = []
+        self._applied: tuple[str, ...] = ()  # the names of _stages' toxics
         self._drawn: dict[str, tuple[float, bool]] = {}  # name -> (toxicity, applies)
         self._out: deque[Item] = deque()
         self._out_bytes = 0
@@ -592,7 +593,7 @@ class Pipe:
     def applied(self) -> tuple[str, ...]:
         """The toxics applied to this connection (toxicity drawn), in chain order."""
         self._sync(self._now)
-        return tuple(s.toxic.name for s in self._stages)
+        return self._applied  # asked of every leg at every publish: made once per change
 
     # -- the chain
 
@@ -651,6 +652,7 @@ class Pipe:
                     stage.push(item, now)
                 carry = []
         self._stages = stages
+        self._applied = tuple(s.toxic.name for s in stages)
         for item in carry:
             self._enter(len(stages), item, now)
 
