@@ -332,30 +332,6 @@ class StepInfo(NamedTuple):
     fds: tuple[FdStep, ...] = ()
 
 
-STALE_CLOSED = "fd closed, file still open elsewhere"
-STALE_REUSED = "fd number now names another file"
-
-
-class EpollSet(NamedTuple):
-    fd: int
-    watches: tuple[Watch, ...]  # by fd
-
-
-class SocketInfo(NamedTuple):
-    """One socket fd of an attached process as /proc/net and sock_diag describe it."""
-
-    fd: int
-    inode: int
-    proto: str  # tcp, tcp6, udp, udp6, unix; "" when unknown
-    local: str  # the target's text (a unix path): show it plain
-    peer: str
-    tcp_state: str  # "" when not TCP
-    accept_queue: int | None  # listeners only
-    backlog: int | None  # listeners only; None when sock_diag could not tell
-    unix_type: str = ""  # stream, dgram, seqpacket
-    unix_state: str = ""  # LISTEN, CONNECTED, ...
-
-
 class ToxicView(NamedTuple):
     """One toxic of a proxy, in toxiproxy's words (muxtop/proxy/toxics.py)."""
 
@@ -389,6 +365,30 @@ class ProxyView(NamedTuple):
 
 TOXIC_STREAMS = ("upstream", "downstream")  # toxiproxy's words, ToxicView.stream
 LEGS_KEPT = 64  # fds a ToxicView names: the rest are counted (ToxicView.applied)
+
+
+STALE_CLOSED = "fd closed, file still open elsewhere"
+STALE_REUSED = "fd number now names another file"
+
+
+class EpollSet(NamedTuple):
+    fd: int
+    watches: tuple[Watch, ...]  # by fd
+
+
+class SocketInfo(NamedTuple):
+    """One socket fd of an attached process as /proc/net and sock_diag describe it."""
+
+    fd: int
+    inode: int
+    proto: str  # tcp, tcp6, udp, udp6, unix; "" when unknown
+    local: str  # the target's text (a unix path): show it plain
+    peer: str
+    tcp_state: str  # "" when not TCP
+    accept_queue: int | None  # listeners only
+    backlog: int | None  # listeners only; None when sock_diag could not tell
+    unix_type: str = ""  # stream, dgram, seqpacket
+    unix_state: str = ""  # LISTEN, CONNECTED, ...
 
 
 SOURCE_TRACED = "traced"  # Snapshot.source of an attached process whose wait calls are traced
