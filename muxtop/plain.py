@@ -4,7 +4,8 @@ None, which JSON, a recording or a test can hold, and which convert back lossles
 Version 1 (PLAIN_VERSION). A Snapshot becomes a dict keyed by its field names plus
 ``"v": 1``; every NamedTuple inside it (ConnView, WaitRecord, TcpInfo, Totals, Rates,
 ProcessStats, Notice, Diagnosis, ProcessInfo, EpollSet, Watch, SocketInfo, WaitCall,
-TraceInfo, FdIo, StepInfo, FdStep) becomes the list of its fields in declaration order
+TraceInfo, FdIo, StepInfo, FdStep, RingView) becomes the list of its fields in declaration
+order
 (compact: a busy Snapshot holds thousands of ConnViews),
 tuples become lists, `lab` a sorted list, and a Diagnosis's evidence a list of
 ``[key, value]`` pairs. Readers reject a newer version with PlainFormError rather than guess.
@@ -69,6 +70,7 @@ def to_plain(s: Snapshot) -> dict:
         "fd_io": [list(io) for io in s.fd_io],
         "step": None if s.step is None else step_to_plain(s.step),
         "fd_order": s.fd_order,
+        "rings": [list(r) for r in s.rings],
     }
 
 
@@ -172,6 +174,7 @@ def from_plain(doc: dict) -> Snapshot:
             trace=None if doc.get("trace") is None else snap.TraceInfo(*doc["trace"]),
             fd_io=tuple(snap.FdIo(*io) for io in doc.get("fd_io", ())),
             step=None if doc.get("step") is None else step_from_plain(doc["step"]),
-            fd_order=doc.get("fd_order") is True)
+            fd_order=doc.get("fd_order") is True,
+            rings=tuple(snap.RingView(*r) for r in doc.get("rings", ())))
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
         raise PlainFormError(f"not a muxtop snapshot: {exc!r}") from None

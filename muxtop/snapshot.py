@@ -391,6 +391,27 @@ class SocketInfo(NamedTuple):
     unix_state: str = ""  # LISTEN, CONNECTED, ...
 
 
+class RingView(NamedTuple):
+    """An io_uring instance: the engine's own (the uring backend), as its rings and counters
+    say, or another process's (attach), as /proc/PID/fdinfo says (-1: not known there)."""
+
+    fd: int
+    mode: str  # the engine's: "readiness" or "completion"; "" for another process's ring
+    sq_entries: int
+    cq_entries: int
+    sq_head: int  # how far the kernel has consumed submissions
+    sq_tail: int  # how far the application has written them
+    cq_head: int  # how far the application has reaped completions
+    cq_tail: int  # how far the kernel has posted them
+    in_flight: int  # requests the kernel holds: armed polls, recv/send not yet completed
+    cq_overflow: int  # the kernel's count of completions that found the CQ full
+    enters: int  # io_uring_enter calls (-1 unknown)
+    submitted: int  # SQEs the kernel took (-1 unknown)
+    completed: int  # CQEs reaped (-1 unknown)
+    features: int  # IORING_FEAT_* the kernel offered (-1 unknown)
+    sq_thread: int = -1  # the SQPOLL kernel thread's pid; -1 none
+
+
 SOURCE_TRACED = "traced"  # Snapshot.source of an attached process whose wait calls are traced
 
 
@@ -433,3 +454,4 @@ class Snapshot:
     # each part by fd (a closed row after the open one that reuses its fd): the table's
     # default order, which the UI then takes as it is. The engine's promise; others' not.
     fd_order: bool = False
+    rings: tuple[RingView, ...] = ()  # io_uring instances: the engine's own, or attach's

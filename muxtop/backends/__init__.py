@@ -1,4 +1,5 @@
-"""Multiplexer backends: select, poll and epoll behind one interface (see base.Backend)."""
+"""Multiplexer backends: select, poll, epoll and io_uring behind one interface (see
+base.Backend)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ from muxtop.backends.base import EDGE, LEVEL, ONESHOT, TRIGGERS, Backend, Backen
 from muxtop.backends.epoll import EpollBackend
 from muxtop.backends.poll import PollBackend
 from muxtop.backends.selectb import FD_SETSIZE, SelectBackend
+from muxtop.backends.uring import UringBackend
 
 BACKENDS: dict[str, type[Backend]] = {
     "select": SelectBackend,
     "poll": PollBackend,
     "epoll": EpollBackend,
+    "uring": UringBackend,
 }
 NAMES = tuple(BACKENDS)
 

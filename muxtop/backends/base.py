@@ -19,6 +19,11 @@ class Backend:
     triggers: tuple[str, ...] = (LEVEL,)
     fd_limit: int | None = None  # highest fd + 1 it can watch (select: FD_SETSIZE)
 
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Why this backend cannot run in this process (io_uring disabled...); None: it can."""
+        return None
+
     def __init__(self, trigger: str = LEVEL) -> None:
         if trigger not in self.triggers:
             raise BackendError(
@@ -48,6 +53,10 @@ class Backend:
 
     def fileno(self) -> int | None:
         """The kernel object behind the backend (epoll's fd), if there is one."""
+        return None
+
+    def ring_figures(self):
+        """An io_uring backend's RingFigures (kernel/uring.py); None for the others."""
         return None
 
     def close(self) -> None:

@@ -43,8 +43,8 @@ from muxtop.snapshot import Snapshot
 def parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="muxtop",
-        description="A TCP server over select, poll or epoll, and a live dashboard of how the "
-        "multiplexer sees it. Subcommands: muxtop flood HOST:PORT, muxtop bench, "
+        description="A TCP server over select, poll, epoll or io_uring, and a live dashboard of "
+        "how the multiplexer sees it. Subcommands: muxtop flood HOST:PORT, muxtop bench, "
         "muxtop attach PID, muxtop replay FILE, muxtop lesson [NAME], muxtop web "
         "(each has --help).")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -52,7 +52,7 @@ def parser() -> argparse.ArgumentParser:
                    help="TCP port (default 8080; 0 picks one)")
     p.add_argument("--backend", choices=NAMES, default="epoll", help="multiplexer (default epoll)")
     p.add_argument("--trigger", choices=TRIGGERS, default="level",
-                   help="trigger mode; edge and oneshot need epoll (default level)")
+                   help="trigger mode; edge and oneshot need epoll or uring (default level)")
     p.add_argument("--protocol", choices=tuple(PROTOCOLS), default="echo",
                    help="what the server answers (default echo)")
     p.add_argument("--upstream", type=host_port, default=None, metavar="HOST:PORT",
@@ -304,6 +304,7 @@ def status_line(s: Snapshot, as_json: bool, config: EngineConfig | None = None) 
             "lab": sorted(s.lab), "diagnoses": [d.as_json() for d in s.diagnoses],
             "limits": settings(config) if config is not None else None,
             "closed_by_limit": closed_by,
+            "rings": [r._asdict() for r in s.rings],
         })
     return (f"{s.backend}/{s.trigger}  conns {s.open_connections}  "
             f"waits/s {r.waits:,.0f}  events/s {r.events:,.0f}  "
@@ -311,7 +312,9 @@ def status_line(s: Snapshot, as_json: bool, config: EngineConfig | None = None) 
             + (f"  toxics {sum(len(p.toxics) for p in s.proxies)}" if s.proxies else "")
             + "".join(f"  closed by {name.replace('_', '-')} {n:,}"
                       for name, n in closed_by.items() if n)
-            + (f"  findings {len(s.diagnoses)}" if s.diagnoses else ""))
+            + (f"  findings {len(s.diagnoses)}" if s.diagnoses else "")
+            + "".join(f"  ring SQ {r.sq_head}/{r.sq_tail} CQ {r.cq_head}/{r.cq_tail} "
+                      f"in flight {r.in_flight}" for r in s.rings))
 
 
 def _rate(bytes_per_s: float) -> str:

@@ -35,6 +35,7 @@ from muxtop.snapshot import (
     PROXY,
     ConnView,
     Notice,
+    RingView,
     ProcessStats,
     Rates,
     Snapshot,
@@ -183,7 +184,8 @@ class Telemetry:
             process=process, registered=state.registered,
             open_connections=len(conns), notices=tuple(self.notices), diagnoses=diagnoses,
             lab=state.lab, refused=refused, running=running, error=state.error,
-            step=state.step, fd_order=True)
+            step=state.step, fd_order=True,
+            rings=_rings(backend) if running and backend is not None else ())
 
     def _rates(self, now: float, totals: Totals, waits: tuple[WaitRecord, ...],
                scans_all: bool) -> Rates:
@@ -270,6 +272,13 @@ class Telemetry:
         return view
 
     def _backend_view(self, backend, now: float) -> ConnView:
+        figures = backend.ring_figures()
+        if figures is not None:
+            return ConnView(
+                -2, backend.fileno(), KIND_EPOLL, "io_uring instance", backend.trigger, 0, 0,
+                None, 0, None, None, 0, 0, 0, 0, self.started_at, self.started_at, None, None,
+                "", (), f"{backend.mode}: {backend.in_flight} requests in flight; SQ "
+                f"{figures.sq_head}/{figures.sq_tail}, CQ {figures.cq_head}/{figures.cq_tail}")
         return ConnView(
             -2, backend.fileno(), KIND_EPOLL, "epoll instance", backend.trigger, 0, 0, None, 0,
             None, None, 0, 0, 0, 0, self.started_at, self.started_at, None, None, "", (),
@@ -364,6 +373,17 @@ def _percentile(ordered: list[float], q: float) -> float:
     if not ordered:
         return 0.0
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _rings(backend) -> tuple[RingView, ...]:
+    """The backend's io_uring, if it is one, as the Snapshot shows it."""
+    f = backend.ring_figures()
+    if f is None:
+        return ()
+    return (RingView(backend.fileno(), backend.mode, f.sq_entries, f.cq_entries, f.sq_head,
+                     f.sq_tail, f.cq_head, f.cq_tail, backend.in_flight,
+                     f.cq_overflow, f.enters, f.submitted, f.completed,
+                     f.features),)
 
 
 def _address(address: tuple) -> str:

@@ -69,16 +69,26 @@ def next_backend(now: Now) -> str | None:
 
 def can_take(backend: str, trigger: str, highest_fd: int) -> bool:
     cls = BACKENDS[backend]
-    return trigger in cls.triggers and (cls.fd_limit is None or highest_fd < cls.fd_limit)
+    return trigger in cls.triggers and (cls.fd_limit is None or highest_fd < cls.fd_limit) \
+        and cls.unavailable() is None
+
+
+def unavailable(backend: str) -> str | None:
+    """Why a backend cannot run in this process at all (uring where io_uring is disabled)."""
+    why = BACKENDS[backend].unavailable()
+    return None if why is None else f"{backend} is unavailable: {why}"
 
 
 def _no_backend(now: Now) -> str:
     backend, trigger = now.mode or ("", "")
-    able = [n for n in NAMES if trigger in BACKENDS[n].triggers]
+    missing = [why for n in NAMES if n != backend and (why := unavailable(n))]
+    able = [n for n in NAMES if trigger in BACKENDS[n].triggers and unavailable(n) is None]
     if [n for n in able if n != backend]:
         limited = [n for n in able if not can_take(n, trigger, now.highest_fd)]
         return (f"fd {now.highest_fd} is open: {' and '.join(limited)} watch only fds below "
                 f"{BACKENDS[limited[0]].fd_limit} (FD_SETSIZE)")
+    if missing and [n for n in NAMES if n != backend and trigger in BACKENDS[n].triggers]:
+        return "; ".join(missing)
     others = [n for n in NAMES if n not in able]
     steps = TRIGGERS[TRIGGERS.index(trigger) + 1:] if trigger in TRIGGERS else ()
     return (f"{trigger} triggering needs {' or '.join(able)}: {' and '.join(others)} "

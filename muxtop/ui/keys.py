@@ -176,6 +176,8 @@ class Keys:
         reason = actions.why_not("cycle_backend", now)
         if reason is None and now.mode is not None and now.mode[0] == name:
             reason = f"the server runs on {name} already"
+        elif reason is None and actions.unavailable(name):
+            reason = actions.unavailable(name)
         elif reason is None and now.mode is not None and \
                 not actions.can_take(name, now.mode[1], now.highest_fd):
             reason = f"{name} cannot take {now.mode[1]} triggering with fd {now.highest_fd} open"

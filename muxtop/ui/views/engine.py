@@ -19,6 +19,7 @@ from muxtop.snapshot import (
     Snapshot,
 )
 from muxtop.ui import format as fmt
+from muxtop.ui.views import ring
 from muxtop.ui.views.base import ALERT, WARN, Column, Detail, Facts, Header, SourceView
 
 WAITS_SHOWN = 12  # wait records listed in the detail view
@@ -269,6 +270,7 @@ def header(h: Header, s: Snapshot) -> None:
                (t.closed_header, "slow head"), (t.closed_out_buffer, "out-buffer")) if n]
     if limited:
         h.add(f"  closed by limits: {', '.join(limited)}", "label", drop=1)
+    ring.header(h, s)
     h.newline()
     wait_figures(h, s)
     h.newline()
@@ -305,6 +307,6 @@ def wait_figures(h: Header, s: Snapshot, sampled: bool = True) -> None:
 
 ENGINE = SourceView(
     title="muxtop", columns=COLUMNS, sort_cycle=SORT_CYCLE, facts=Facts,
-    sections=(multiplexer, queues, tcp_info, history, findings, waits_naming),
+    sections=(multiplexer, ring.section, queues, tcp_info, history, findings, waits_naming),
     header=header, has_waits=True, pinned_first=True, stopped="ENGINE STOPPED",
     columns_help=COLUMNS_HELP, own_engine=True)

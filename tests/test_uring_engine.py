@@ -1,0 +1,104 @@
+"""The engine on uring: byte-exact echo across live switches epoll <-> uring (every trigger
+mode), a verifying flood across them, the ring's figures in the Snapshot agreeing with
+/proc/self/fdinfo of the ring fd, and a server told --backend uring under a seccomp filter
+that refuses io_uring: one line saying why, while epoll serves."""
+
+from __future__ import annotations
+
+import random
+import socket
+import subprocess
+import sys
+
+import pytest
+from echo_client import stream_echo, wait_for
+from test_uring_ring import SECCOMP_CHILD
+
+from muxtop.commands import Continue, Step, Switch
+from muxtop.flood.process import FloodProcess, FloodSettings
+from muxtop.kernel import uring
+
+pytestmark = [pytest.mark.timeout(60),
+              pytest.mark.skipif(uring.unavailable() is not None,
+                                 reason=f"io_uring: {uring.unavailable()}")]
+CYCLE = [("uring", "level"), ("epoll", "edge"), ("uring", "edge"), ("uring", "oneshot"),
+         ("epoll", "level"), ("uring", "level"), ("epoll", "oneshot"), ("uring", "edge"),
+         ("poll", "level"), ("uring", "oneshot"), ("epoll", "level")]
+
+
+def test_streams_echo_byte_exact_across_switches_epoll_uring(make_engine):
+    engine = make_engine(backend="epoll", trigger="level")
+    done = 0
+    outcomes = []
+
+    def switch():  # once per client pass: every switch lands mid-stream
+        nonlocal done
+        if done < 40:
+            outcomes.append(engine.submit(Switch(*CYCLE[done % len(CYCLE)])).result(5))
+            done += 1
+
+    rng = random.Random(27)
+    payloads = [rng.randbytes(rng.randrange(200_000, 400_000)) for _ in range(40)]
+    assert stream_echo(engine.address, payloads, chunk=4096, between=switch,
+                       timeout=40) == payloads
+    assert done == 40 and all(o.ok for o in outcomes), [o for o in outcomes if not o.ok]
+    assert engine.running, engine.error
+
+
+def test_a_verifying_flood_across_live_switches_loses_nothing(make_engine):
+    engine = make_engine(backend="epoll", trigger="level")
+    host, port = engine.address
+    settings = FloodSettings(host, port, pattern="echo", clients=40, messages=0, size=2048)
+    with FloodProcess(settings) as flood:
+        for backend, trigger in CYCLE * 2:
+            before = engine.snapshot().totals.bytes_out
+            assert engine.submit(Switch(backend, trigger)).result(5).ok
+            # Bytes move on the new backend before the next switch.
+            wait_for(lambda: engine.snapshot().totals.bytes_out > before + 100_000, 10)
+        summary = flood.stop()
+    assert summary is not None, list(flood.errors)
+    assert summary["mismatches"] == 0 and summary["failed"] == {}, summary
+    assert summary["messages_echoed"] > 1000, summary
+    assert engine.running, engine.error
+
+
+def test_ring_figures_in_the_snapshot_agree_with_proc_fdinfo(make_engine):
+    engine = make_engine(backend="uring", trigger="edge", publish_interval=0.05)
+    with socket.create_connection(engine.address, timeout=5) as client:
+        client.sendall(b"ping")
+        assert client.recv(4) == b"ping"
+        assert engine.submit(Step()).result(5).ok  # the loop holds between two wait calls
+        shot = wait_for(lambda: (s := engine.snapshot()).step is not None and
+                        s.rings and s)
+        (ring,) = shot.rings
+        proc = uring.read_fdinfo(ring.fd)
+        assert proc is not None
+        assert (ring.sq_head, ring.sq_tail, ring.cq_head, ring.cq_tail) == \
+            (proc["SqHead"], proc["SqTail"], proc["CqHead"], proc["CqTail"])
+        assert ring.sq_entries == proc["SqMask"] + 1 and ring.cq_entries == proc["CqMask"] + 1
+        # Multishot polls on the listener, the control fd and the connection.
+        assert ring.in_flight == proc["PollList"] == 3
+        assert ring.mode == "readiness" and ring.enters > 0 and ring.submitted >= 3
+        assert any(v.fd == ring.fd and v.peer == "io_uring instance"
+                   for v in shot.connections)
+        assert engine.submit(Continue()).result(5).ok
+
+
+def run_refused(*args: str) -> subprocess.CompletedProcess:
+    child = SECCOMP_CHILD.replace(
+        "from muxtop.kernel import uring\nprint(uring.unavailable())\n",
+        "import os\nos.execv(sys.executable, [sys.executable, '-m', 'muxtop', *sys.argv[1:]])\n")
+    return subprocess.run([sys.executable, "-c", child, *args], capture_output=True,
+                          text=True, timeout=20)
+
+
+def test_under_a_seccomp_filter_uring_is_refused_with_the_reason_and_epoll_serves():
+    refused = run_refused("--headless", "--backend", "uring", "--port", "0",
+                          "--duration", "0.3")
+    assert refused.returncode != 0
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "uring is unavailable" in lines[0] and "seccomp" in lines[0], \
+        refused.stderr
+    served = run_refused("--headless", "--backend", "epoll", "--port", "0", "--duration", "0.3")
+    assert served.returncode == 0, served.stderr
+    assert "epoll/level" in served.stdout
