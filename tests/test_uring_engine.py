@@ -54,7 +54,7 @@ def test_a_verifying_flood_across_live_switches_loses_nothing(make_engine):
             before = engine.snapshot().totals.bytes_out
             assert engine.submit(Switch(backend, trigger)).result(5).ok
             # Bytes move on the new backend before the next switch.
-            wait_for(lambda: engine.snapshot().totals.bytes_out > before + 100_000, 10)
+            wait_for(lambda b=before: engine.snapshot().totals.bytes_out > b + 100_000, 10)
         summary = flood.stop()
     assert summary is not None, list(flood.errors)
     assert summary["mismatches"] == 0 and summary["failed"] == {}, summary
