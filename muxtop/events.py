@@ -13,11 +13,15 @@ ERROR = 0x008
 HANGUP = 0x010
 INVALID = 0x020  # POLLNVAL: the fd was not open
 RDHUP = 0x2000  # POLLRDHUP: the peer shut down writing (a FIN), seen by epoll when asked for
+# Not readiness: io_uring's completion mode reports an fd whose recv or send completed (the
+# bytes are already read or sent). Above every poll bit.
+RECVD = 0x10000
+SENT = 0x20000
 
 _NAMES = ((READ, "R"), (WRITE, "W"), (ERROR, "E"), (HANGUP, "H"), (INVALID, "N"),
-          (RDHUP, "F"))
+          (RDHUP, "F"), (RECVD, "r"), (SENT, "s"))
 _LONG = ((READ, "READ"), (WRITE, "WRITE"), (ERROR, "ERROR"), (HANGUP, "HANGUP"),
-         (INVALID, "INVALID"), (RDHUP, "RDHUP"))
+         (INVALID, "INVALID"), (RDHUP, "RDHUP"), (RECVD, "RECV-DONE"), (SENT, "SEND-DONE"))
 
 
 class Ready(NamedTuple):
@@ -41,7 +45,7 @@ _SHORT = {mask: _short(mask) for mask in (
 
 
 def short(mask: int) -> str:
-    """``READ|WRITE`` as ``RW``; ``-`` for nothing. (A table of the 64 answers: the
+    """``READ|WRITE`` as ``RW``; ``-`` for nothing. (A table of the 256 answers: the
     ready-list log asks for one per fd on every line it draws.)"""
     return _SHORT[mask & _KNOWN]
 

@@ -110,6 +110,8 @@ FLAG_ONESHOT = "O"  # registered oneshot, armed
 FLAG_DISARMED = "D"  # a oneshot that fired and was never re-armed: reports nothing
 FLAG_EXCLUSIVE = "X"  # EPOLLEXCLUSIVE
 FLAG_TOXIC = "~"  # a proxy's leg: a toxic applies to what it reads (muxtop/proxy/toxics.py)
+FLAG_RECV = "<"  # uring/completion: a recv operation in flight (the kernel owns its buffer)
+FLAG_SEND = ">"  # uring/completion: a send operation in flight
 FLAG_MEANINGS = {
     FLAG_FINDING: "a diagnosis names it",
     FLAG_PAUSED: "reading paused by you",
@@ -121,6 +123,8 @@ FLAG_MEANINGS = {
     FLAG_DISARMED: "oneshot, fired and never re-armed",
     FLAG_EXCLUSIVE: "EPOLLEXCLUSIVE",
     FLAG_TOXIC: "a toxic applies to what this leg reads (proxy)",
+    FLAG_RECV: "io_uring recv in flight",
+    FLAG_SEND: "io_uring send in flight",
 }
 EVIDENCE_FDS = "fds"  # the evidence key of a process-wide finding that names fds
 # A proxied connection's peer names its partner leg: "127.0.0.1:5000 ⇄ fd 12" (the client's),

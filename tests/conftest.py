@@ -20,7 +20,8 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 MODES = [("select", "level"), ("poll", "level"), ("epoll", "level"), ("epoll", "edge"),
-         ("epoll", "oneshot"), ("uring", "level"), ("uring", "edge"), ("uring", "oneshot")]
+         ("epoll", "oneshot"), ("uring", "level"), ("uring", "edge"), ("uring", "oneshot"),
+         ("uring", "completion")]
 MODE_IDS = [f"{b}-{t}" for b, t in MODES]
 
 

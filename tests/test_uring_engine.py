@@ -1,29 +1,34 @@
-"""The engine on uring: byte-exact echo across live switches epoll <-> uring (every trigger
-mode), a verifying flood across them, the ring's figures in the Snapshot agreeing with
-/proc/self/fdinfo of the ring fd, and a server told --backend uring under a seccomp filter
-that refuses io_uring: one line saying why, while epoll serves."""
+"""The engine on uring: byte-exact echo across live switches epoll <-> uring (readiness in
+every trigger mode, and completion), a verifying flood across them, completion mode's
+operations in flight per fd, cancelled by a pause and by a switch away without a byte lost,
+the ring's figures in the Snapshot agreeing with /proc/self/fdinfo of the ring fd, and a
+server told --backend uring under a seccomp filter that refuses io_uring: one line saying
+why, while epoll serves."""
 
 from __future__ import annotations
 
 import random
+import select
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 from echo_client import stream_echo, wait_for
 from test_uring_ring import SECCOMP_CHILD
 
-from muxtop.commands import Continue, Step, Switch
+from muxtop.commands import Continue, PauseReading, Step, Switch
 from muxtop.flood.process import FloodProcess, FloodSettings
 from muxtop.kernel import uring
 
 pytestmark = [pytest.mark.timeout(60),
               pytest.mark.skipif(uring.unavailable() is not None,
                                  reason=f"io_uring: {uring.unavailable()}")]
-CYCLE = [("uring", "level"), ("epoll", "edge"), ("uring", "edge"), ("uring", "oneshot"),
-         ("epoll", "level"), ("uring", "level"), ("epoll", "oneshot"), ("uring", "edge"),
-         ("poll", "level"), ("uring", "oneshot"), ("epoll", "level")]
+CYCLE = [("uring", "level"), ("uring", "completion"), ("epoll", "edge"), ("uring", "edge"),
+         ("uring", "completion"), ("uring", "oneshot"), ("epoll", "level"),
+         ("uring", "completion"), ("uring", "level"), ("epoll", "oneshot"), ("uring", "edge"),
+         ("poll", "level"), ("uring", "oneshot"), ("uring", "completion"), ("epoll", "level")]
 
 
 def test_streams_echo_byte_exact_across_switches_epoll_uring(make_engine):
@@ -102,3 +107,89 @@ def test_under_a_seccomp_filter_uring_is_refused_with_the_reason_and_epoll_serve
     served = run_refused("--headless", "--backend", "epoll", "--port", "0", "--duration", "0.3")
     assert served.returncode == 0, served.stderr
     assert "epoll/level" in served.stdout
+
+
+def conn_row(engine):
+    return next((v for v in engine.snapshot().connections if v.kind == "conn"), None)
+
+
+def test_completion_shows_a_recv_in_flight_and_a_pause_cancels_it(make_engine):
+    engine = make_engine(backend="uring", trigger="completion", publish_interval=0.05)
+    with socket.create_connection(engine.address, timeout=5) as client:
+        client.sendall(b"one")
+        assert client.recv(3) == b"one"
+        row = wait_for(lambda: (v := conn_row(engine)) and "<" in v.flags and v)
+        ring = engine.snapshot().rings[0]
+        assert ring.mode == "completion" and ring.in_flight >= 3  # 2 polls and the recv
+        assert engine.submit(PauseReading(row.fd, True)).result(5).ok
+        wait_for(lambda: "<" not in conn_row(engine).flags)  # the cancel completed
+        client.sendall(b"held")  # the kernel keeps it: no recv in flight
+        client.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            client.recv(4)
+        client.settimeout(5)
+        assert engine.submit(PauseReading(row.fd, False)).result(5).ok
+        assert client.recv(4) == b"held"
+
+
+def test_switching_away_from_completion_loses_no_byte_queued_or_in_flight(make_engine):
+    """A client that sends without reading: the engine's out-buffer passes high water, its
+    recv is cancelled and a send stays in flight on a full socket. Switching away cancels
+    that send and reaps it; the new backend writes the rest; every byte comes back."""
+    engine = make_engine(backend="uring", trigger="completion", publish_interval=0.05)
+    payload = random.Random(5).randbytes(6_000_000)
+    with socket.create_connection(engine.address, timeout=5) as client:
+        client.setblocking(False)
+        sent = 0
+
+        def backpressured() -> bool:  # sending on while the kernel takes it
+            nonlocal sent
+            try:
+                sent += client.send(payload[sent:sent + 65536])
+            except BlockingIOError:
+                pass
+            row = conn_row(engine)
+            return row is not None and "B" in row.flags
+
+        wait_for(backpressured, 10)
+        row = conn_row(engine)
+        assert ">" in row.flags and "<" not in row.flags, row.flags  # backpressure
+        assert engine.submit(Switch("epoll", "level")).result(5).ok
+        assert engine.snapshot().rings == () or wait_for(lambda: not engine.snapshot().rings)
+        got = bytearray()
+        deadline = time.monotonic() + 30
+        while len(got) < len(payload) and time.monotonic() < deadline:
+            readable, writable, _ = select.select(
+                [client], [client] if sent < len(payload) else [], [], 1.0)
+            if writable:
+                sent += client.send(payload[sent:sent + 65536])
+            if readable:
+                got += client.recv(1 << 20)
+        assert bytes(got) == payload
+
+
+def test_bytes_a_recv_completed_before_the_switch_are_echoed_after_it(make_engine):
+    """Step mode holds the loop: a recv completes in the kernel (its CQE waits unreaped).
+    Switching away reaps it while cancelling: its bytes go out on the next backend."""
+    engine = make_engine(backend="uring", trigger="completion", publish_interval=0.05)
+    with socket.create_connection(engine.address, timeout=5) as client:
+        client.sendall(b"x")
+        assert client.recv(1) == b"x"
+        wait_for(lambda: (row := conn_row(engine)) is not None and "<" in row.flags)
+        assert engine.submit(Step()).result(5).ok
+        ring_fd = wait_for(lambda: engine.snapshot().step is not None and
+                           engine.snapshot().rings[0].fd)
+
+        def unreaped() -> int:
+            proc = uring.read_fdinfo(ring_fd)
+            return (proc["CqTail"] - proc["CqHead"]) & 0xFFFFFFFF
+
+        before = unreaped()
+        client.sendall(b"caught in flight")
+        wait_for(lambda: unreaped() > before)  # the recv's CQE: the bytes are in its buffer
+        assert engine.submit(Switch("epoll", "level")).result(5).ok
+        assert engine.submit(Continue()).result(5).ok
+        got = b""
+        while len(got) < 16:
+            got += client.recv(100)
+        assert got == b"caught in flight"

@@ -3,7 +3,15 @@ base.Backend)."""
 
 from __future__ import annotations
 
-from muxtop.backends.base import EDGE, LEVEL, ONESHOT, TRIGGERS, Backend, BackendError
+from muxtop.backends.base import (
+    COMPLETION,
+    EDGE,
+    LEVEL,
+    ONESHOT,
+    TRIGGERS,
+    Backend,
+    BackendError,
+)
 from muxtop.backends.epoll import EpollBackend
 from muxtop.backends.poll import PollBackend
 from muxtop.backends.selectb import FD_SETSIZE, SelectBackend
@@ -29,6 +37,7 @@ def make_backend(name: str, trigger: str = LEVEL) -> Backend:
 
 __all__ = [
     "BACKENDS",
+    "COMPLETION",
     "EDGE",
     "FD_SETSIZE",
     "LEVEL",

@@ -7,7 +7,10 @@ rebuilds a fresh backend from it for a live switch, so a backend is disposable.
 from __future__ import annotations
 
 LEVEL, EDGE, ONESHOT = "level", "edge", "oneshot"
-TRIGGERS = (LEVEL, EDGE, ONESHOT)
+# Not a trigger of readiness: the kernel does the reads and writes and says how many bytes
+# (io_uring's recv and send). The engine takes a second read/write path for it.
+COMPLETION = "completion"
+TRIGGERS = (LEVEL, EDGE, ONESHOT, COMPLETION)
 
 
 class BackendError(Exception):

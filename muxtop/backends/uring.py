@@ -12,20 +12,29 @@ The trigger modes map onto poll requests:
   the socket, as EPOLLET reports each arrival;
 - level: a single-shot poll, armed again before the next wait; arming looks at the socket at
   once, so an fd with bytes left completes again straight away;
-- oneshot: a single-shot poll that stays disarmed until the engine modifies the fd.
+- oneshot: a single-shot poll that stays disarmed until the engine modifies the fd;
+- completion: the fds the engine registers (its listener and control fd) are polled as in
+  level, and the engine submits recv and send operations on its connections (`submit`,
+  `cancel`; engine/completion.py). Their completions go to `on_complete` as they are reaped,
+  and the wait reports those fds with RECVD or SENT.
 """
 
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 
-from muxtop.backends.base import EDGE, LEVEL, ONESHOT, Backend, BackendError
-from muxtop.events import ERROR, HANGUP, RDHUP, READ, WRITE
+from muxtop.backends.base import COMPLETION, EDGE, LEVEL, ONESHOT, Backend, BackendError
+from muxtop.events import ERROR, HANGUP, RDHUP, READ, RECVD, SENT, WRITE
 from muxtop.kernel import uring
 
 _GEN = 1 << 32
 _FD = _GEN - 1
-_IGNORE = 1 << 63  # user_data of the removals: their own completions say nothing
+_IGNORE = 1 << 63  # user_data of the removals and cancels: their own completions say nothing
+_OP = 1 << 62  # user_data of a recv or send the engine submitted
+# user_data: fd in bits 0-31, a generation in 32-55, an operation's opcode in 56-61.
+_GEN_MASK = (1 << 24) - 1
+_DONE = {uring.OP_RECV: RECVD, uring.OP_SEND: SENT}
 _EVENTS = READ | WRITE | ERROR | HANGUP | RDHUP  # muxtop's flags are poll's bits
 SQ_ENTRIES = 1024  # a switch re-registers every fd: prep submits by itself when it is full
 CQ_ENTRIES = 16384  # past it the kernel keeps completions on a list (nodrop), slower
@@ -33,7 +42,7 @@ CQ_ENTRIES = 16384  # past it the kernel keeps completions on a list (nodrop), s
 
 class UringBackend(Backend):
     name = "uring"
-    triggers = (LEVEL, EDGE, ONESHOT)
+    triggers = (LEVEL, EDGE, ONESHOT, COMPLETION)
 
     @classmethod
     def unavailable(cls) -> str | None:
@@ -50,15 +59,33 @@ class UringBackend(Backend):
             raise BackendError(f"uring: {exc.strerror or exc}") from None
         self._multi = uring.POLL_ADD_MULTI if trigger == EDGE else 0
         self._extra = RDHUP if trigger == EDGE else 0  # as epoll: see EpollBackend
-        self._rearm = trigger == LEVEL  # single-shot polls armed again by the backend
         self._interest: dict[int, int] = {}
         self._armed: dict[int, int] = {}  # fd -> user_data of its live poll request
         self._fired: list[int] = []  # level: fds whose poll completed, to arm again
         self._gen = 0
+        self.mode = "completion" if trigger == COMPLETION else "readiness"
+        # Completion mode: told each recv or send completion (user_data, res); returns the
+        # fd to report, or -1 to report none (its connection is gone).
+        self.on_complete: Callable[[int, int], int] | None = None
+        self.ops = 0  # recv and send operations in flight
+
+    def submit(self, opcode: int, fd: int, addr: int, length: int) -> int:
+        """Queue a recv or send on `fd` from/into the `length` bytes at `addr`, which the
+        caller keeps alive and unmoved until its completion; returns its user_data."""
+        self._gen += 1
+        user_data = _OP | (self._gen & _GEN_MASK) << 32 | opcode << 56 | fd
+        self.ring.prep(opcode, fd, user_data, addr=addr, length=length)
+        self.ops += 1
+        return user_data
+
+    def cancel(self, user_data: int) -> None:
+        """Ask the kernel to cancel an operation: it completes with -ECANCELED, or with what
+        it had done if it won the race. Its buffer stays the kernel's until then."""
+        self.ring.prep(uring.OP_ASYNC_CANCEL, -1, _IGNORE, addr=user_data)
 
     def _arm(self, fd: int, interest: int) -> None:
         self._gen += 1
-        user_data = self._gen * _GEN | fd
+        user_data = (self._gen & _GEN_MASK) * _GEN | fd
         self._armed[fd] = user_data
         self.ring.prep(uring.OP_POLL_ADD, fd, user_data, op_flags=interest | self._extra,
                        length=self._multi)
@@ -88,11 +115,7 @@ class UringBackend(Backend):
     def wait(self, timeout: float | None) -> list[tuple[int, int]]:
         ring = self.ring
         if self._fired:
-            interest = self._interest
-            for fd in self._fired:
-                if fd in interest and fd not in self._armed:
-                    self._arm(fd, interest[fd])
-            self._fired.clear()
+            self._arm_fired()
         if timeout == 0 or ring.ready():
             if ring.pending:
                 ring.enter()  # a poll armed on a ready socket completes during the submit
@@ -105,8 +128,14 @@ class UringBackend(Backend):
         events: dict[int, int] = {}
         for user_data, res, flags in found:
             fd = user_data & _FD
+            if user_data & _OP and not user_data & _IGNORE:
+                self.ops -= 1
+                fd = self.on_complete(user_data, res)
+                if fd >= 0:
+                    events[fd] = events.get(fd, 0) | _DONE[user_data >> 56 & 0x3F]
+                continue
             if armed.get(fd) != user_data:
-                continue  # removed or replaced since: its news is stale
+                continue  # removed or replaced since (or a cancel's own): its news is stale
             if res < 0:
                 if res != -errno.ECANCELED:
                     events[fd] = events.get(fd, 0) | ERROR  # the recv that follows says what
@@ -121,15 +150,22 @@ class UringBackend(Backend):
                     self._fired.append(fd)
         return list(events.items())
 
-    mode = "readiness"  # the engine reads and writes itself once a poll says an fd is ready
+    def _arm_fired(self) -> None:
+        """Level (and completion's polls): arm again what completed, so a socket with bytes
+        left completes again at once."""
+        interest = self._interest
+        for fd in self._fired:
+            if fd in interest and fd not in self._armed:
+                self._arm(fd, interest[fd])
+        self._fired.clear()
 
     def ring_figures(self) -> uring.RingFigures:
         return self.ring.figures()
 
     @property
     def in_flight(self) -> int:
-        """Requests the kernel holds: the armed polls."""
-        return len(self._armed)
+        """Requests the kernel holds: the armed polls, and recv and send operations."""
+        return len(self._armed) + self.ops
 
     def fileno(self) -> int:
         return self.ring.fd

@@ -22,8 +22,9 @@ from itertools import chain
 from types import MappingProxyType
 
 from muxtop import commands as cmd
-from muxtop.backends import EDGE, ONESHOT, Backend, BackendError, make_backend
+from muxtop.backends import COMPLETION, EDGE, ONESHOT, Backend, BackendError, make_backend
 from muxtop.engine.address import AddressError, resolve
+from muxtop.engine.completion import Completions
 from muxtop.engine.config import LABS, EngineConfig
 from muxtop.engine.connection import NO_OUT, Connection
 from muxtop.engine.guards import OUT_BUFFER, Timeouts, out_buffer_note
@@ -96,6 +97,7 @@ class Engine(Proxying):
         self.address: tuple[str, int] = (config.host, config.port)
         self.error: str | None = None  # set if the loop died
         self._backend: Backend | None = None
+        self._completion: Completions | None = None  # uring/completion's read/write path
         self._timeouts = Timeouts.of(config)  # None: no timeout set, nothing to check
         self._max_out = config.max_out_buffer
         self._stepper: Stepper | None = None  # step mode: the loop stops between wait calls
@@ -132,6 +134,7 @@ class Engine(Proxying):
             self._by_fd[:] = [None] * (max(self._listen_fd, self._control_fd) + 1)
             self._set_listener(READ)
             self._register(self._control_fd, READ)
+            self._completion = self._completions(self._backend)
             self._chores_changed()
             if self._registry is not None:
                 self._routes_start()  # the --upstream proxy joins the registry; adopt all
@@ -413,6 +416,9 @@ class Engine(Proxying):
 
     def _service(self, conn: Connection, events: int, now: float) -> None:
         """Handle what a wait reported for one connection (or a pending edge fd)."""
+        if self._completion is not None:
+            self._completion.service(conn, now)  # the kernel did the reads and writes
+            return
         try:
             if events & READABLE and conn.interest & READ:
                 if self._edge:
@@ -724,6 +730,9 @@ class Engine(Proxying):
     # ---- registrations -----------------------------------------------------------------
 
     def _set_interest(self, conn: Connection, interest: int) -> None:
+        if self._completion is not None:
+            self._completion.interest(conn, interest)  # operations, not registrations
+            return
         self._apply(conn.fd, conn.interest, interest)
         conn.interest = interest
 
@@ -851,15 +860,21 @@ class Engine(Proxying):
                 f"{name} cannot watch fd {max(over)}: its fd_set holds only fds 0.."
                 f"{new.fd_limit - 1} (FD_SETSIZE), and {len(over)} fds are past it "
                 "(paused connections count: they are registered again when they resume)")
+        if self._completion is not None:
+            self._leave_completion(time.monotonic())
         count = 0
         try:
             for fd, interest in self._registrations():
+                if trigger == COMPLETION and fd in self._conns:
+                    continue  # its recv and send operations follow (_completions)
                 new.register(fd, interest)
                 count += 1
         except (BackendError, OSError) as exc:
             new.close()
+            self._completion = self._completions(old)
             return self._refuse(str(exc))
         self._backend = new
+        self._completion = self._completions(new)
         self._edge = trigger == EDGE
         self._nreg = count
         self._chores_changed()
@@ -874,6 +889,29 @@ class Engine(Proxying):
         self.telemetry.notice("info", message)
         self.telemetry.refused = None
         return cmd.Outcome(True, message)
+
+    def _completions(self, backend: Backend) -> Completions | None:
+        """uring/completion: the read/write path of operations, each connection's first
+        recv (and send, if bytes wait) submitted; None on every other backend."""
+        if backend.trigger != COMPLETION:
+            return None
+        self._pending.clear()  # nothing to read by hand here
+        completion = Completions(
+            backend, self._read_size, None if self._echo else self._protocol, self._max_out,
+            self._update, self._close,
+            lambda conn, now: self._close_guarded(
+                conn, OUT_BUFFER, out_buffer_note(self._max_out), now))
+        for conn in self._conns.values():
+            completion.pump(conn)
+        return completion
+
+    def _leave_completion(self, now: float) -> None:
+        """Cancel every operation and reap its completion before the ring goes: the bytes they
+        moved are counted and queued, and no buffer is the kernel's any more."""
+        if not self._completion.drain(now):
+            self.telemetry.notice("error", "io_uring operations did not complete after their "
+                                  "cancel: their buffers are kept for the process's life")
+        self._completion = None
 
     def _over_limit(self, limit: int | None) -> list[int]:
         """The fds a backend with this fd limit could not watch: every fd the engine has or
@@ -926,6 +964,8 @@ class Engine(Proxying):
             self._held[0].close()
             self._held = None
         self._release_routes()
+        if getattr(self, "_completion", None) is not None:
+            self._leave_completion(now)
         backend = getattr(self, "_backend", None)
         if backend is not None:
             backend.close()
@@ -946,6 +986,7 @@ class LoopState:
               "running": "_running", "error": "error", "address": "address",
               "registered": "_nreg", "waits": "waits_total", "events": "events_total",
               "probes": "probes_total", "proxy": "proxy",
+              "completion": "_completion",
               "listener": "_listener", "listen_fd": "_listen_fd",
               "listen_interest": "_listen_interest", "control_fd": "_control_fd"}
 

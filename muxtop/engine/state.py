@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from muxtop.backends import Backend
+    from muxtop.engine.completion import Completions
     from muxtop.engine.config import EngineConfig
     from muxtop.engine.connection import Connection
     from muxtop.engine.proxying import ProxyFacts
@@ -31,6 +32,10 @@ class EngineState(Protocol):
 
     @property
     def edge(self) -> bool: ...
+
+    @property
+    def completion(self) -> Completions | None:
+        """uring/completion's operations in flight; None on every other backend."""
 
     @property
     def running(self) -> bool: ...

@@ -21,6 +21,7 @@ from muxtop.engine.toxic_views import proxy_views
 from muxtop.events import READ
 from muxtop.kernel import probes
 from muxtop.snapshot import (
+    CLOSED,
     CONTROL,
     FLAG_BACKPRESSURE,
     FLAG_FINDING,
@@ -252,6 +253,9 @@ class Telemetry:
             flags += FLAG_PENDING
         if c.__class__ is not Connection and c.pipe is not None and c.pipe.applied:
             flags += FLAG_TOXIC  # a proxy's leg (engine/proxying.py) with toxics on it
+        completion = self.state.completion
+        if completion is not None and c.state is not CLOSED:
+            flags += completion.flags(c)  # its recv and send in flight
         # Rebuild only what changed: at 10,000 idle connections most views are as they were.
         # Compared with the view's own fields (ConnView's order), not a key tuple of its
         # own: one tuple less per connection, and none made per publish.

@@ -24,7 +24,7 @@ from muxtop.ui.views.base import ALERT, WARN, Column, Detail, Facts, Header, Sou
 
 WAITS_SHOWN = 12  # wait records listed in the detail view
 SCAN_BUDGET = 100_000  # (fd, events) pairs searched per refresh, whatever the load
-ENGINE_FLAGS = "!PBEF"  # the flags the engine's rows carry
+ENGINE_FLAGS = "!PBEF<>"  # the flags the engine's rows carry
 
 
 def queue_key(field: str) -> Callable[[ConnView], int]:
