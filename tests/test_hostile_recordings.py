@@ -353,6 +353,13 @@ WRONG_TYPES = [
     ("notices not rows", {"snapshot": {"notices": [5]}}),
     ("running a string", {"snapshot": {"running": "no"}}),
     ("a step's fds a dict", {"snapshot": {"step": [1, 2, 3, {}]}}),
+    ("rings a dict", {"snapshot": {"rings": {"fd": 3}}}),
+    ("a ring's head a string", {"snapshot": {"rings": [[3, "", 8, 16, "x", 0, 0, 0, 0, 0, 0,
+                                                        0, 0, 0]]}}),
+    ("a ring's tail past an i64", {"snapshot": {"rings": [[3, "", 8, 16, 0, 1 << 70, 0, 0, 0,
+                                                           0, 0, 0, 0, 0]]}}),
+    ("a ring's mode an int", {"snapshot": {"rings": [[3, 7, 8, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                                      0]]}}),
 ]
 
 

@@ -92,6 +92,25 @@ def test_a_stepping_engine_snapshot_round_trips():
     same(snapshot, round_trip(snapshot))
 
 
+@pytest.mark.parametrize("trigger", ["edge", "completion"])
+def test_a_uring_engine_snapshot_with_its_ring_round_trips(trigger):
+    engine = Engine(EngineConfig(port=0, backend="uring", trigger=trigger,
+                                 publish_interval=0.05)).start()
+    try:
+        with socket.create_connection(engine.address, timeout=5) as client:
+            client.sendall(b"ping")
+            assert client.recv(4) == b"ping"
+            deadline = time.monotonic() + 5
+            while not engine.snapshot().rings or not engine.snapshot().rings[0].completed:
+                assert time.monotonic() < deadline, "no ring figures"
+                time.sleep(0.02)
+            snapshot = engine.snapshot()
+    finally:
+        engine.stop()
+    assert snapshot.rings[0].mode == ("completion" if trigger == "completion" else "readiness")
+    same(snapshot, round_trip(snapshot))
+
+
 def test_synthetic_snapshot_with_findings_and_closed_connections_round_trips():
     snapshot = synthetic.snapshot(50, 3, lab=frozenset({"naive-edge"}), refused="no",
                                   running=False, error="engine stopped: boom")
