@@ -42,7 +42,8 @@ def test_wait_json_has_every_backend_at_every_count():
     doc = json.loads(proc.stdout)
     assert doc["bench"] == "wait" and doc["machine"]["cores"] >= 1
     points = {(p["backend"], p["fds"]): p for p in doc["points"]}
-    assert set(points) == {(b, n) for b in ("select", "poll", "epoll") for n in (10, 20)}
+    assert set(points) == {(b, n) for b in ("select", "poll", "epoll", "uring")
+                           for n in (10, 20)}
     for p in points.values():
         assert p["skipped"] is None
         assert positive(p["median_us"]) and positive(p["min_us"]) and p["calls"] > 0
@@ -140,6 +141,15 @@ def test_echo_ratios_pair_runs_and_skip_failed_ones():
 
 def test_echo_muxtop_against_selectors_json():
     servers = ["selectors", "muxtop-epoll-level"]
+    proc = bench("echo", "--conns", "10", "--duration", "0.5", "--runs", "1",
+                 "--servers", ",".join(servers), "--busy-retries", "0", "--json")
+    assert proc.returncode == 0, proc.stderr
+    check_echo_doc(json.loads(proc.stdout), servers, 10)
+
+
+def test_echo_uring_readiness_and_completion_beside_epoll_json():
+    servers = ["selectors", "muxtop-epoll-level", "muxtop-uring-level",
+               "muxtop-uring-completion"]
     proc = bench("echo", "--conns", "10", "--duration", "0.5", "--runs", "1",
                  "--servers", ",".join(servers), "--busy-retries", "0", "--json")
     assert proc.returncode == 0, proc.stderr

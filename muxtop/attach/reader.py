@@ -17,6 +17,7 @@ from typing import Protocol
 import psutil
 
 from muxtop.attach.diagnose import Diagnoser
+from muxtop.attach.rings import read_rings, ring_views
 from muxtop.attach.sockets import Census, SocketCensus
 from muxtop.attach.threads import thread_lines
 from muxtop.findings import FD_PRESSURE_SHARE, STUCK_AFTER, Found, SocketFacts
@@ -274,6 +275,10 @@ class Attacher:
             if fd in links:  # a watched pipe, eventfd, timerfd...: part of the loop's picture
                 seen[fd, links[fd]] = first = self._fd_seen.get((fd, links[fd]), now)
                 views.append(_plain_view(fd, KIND_OTHER, links[fd], watches[fd], first))
+        rings = read_rings(self.pid, links)
+        for r in rings:  # when each ring was first seen, as for the epoll fds
+            seen[r.fd, links[r.fd]] = self._fd_seen.get((r.fd, links[r.fd]), now)
+        views += ring_views(rings, {fd: at for (fd, _), at in seen.items()}, now)
         self._fd_seen = seen
         if trace is not None:
             views = trace.views(views)
@@ -296,7 +301,7 @@ class Attacher:
             target=self._target(thread_lines(procfs.thread_calls(pid))),
             epoll=tuple(self._epoll_set(epfd, regs, links, inodes)
                         for epfd, regs in sorted(epoll_sets.items())),
-            sockets=tuple(infos),
+            sockets=tuple(infos), rings=rings,
         )
         return snapshot if trace is None else trace.snapshot(snapshot, links)
 

@@ -49,6 +49,7 @@ def to_json(snapshot: Snapshot, waits_after: int = -1) -> dict:
                  "disarmed": epoll.is_disarmed(w.mask), "data": w.data, "stale": w.stale}
                 for w in e.watches]}
             for e in snapshot.epoll],
+        "io_uring": [r._asdict() for r in snapshot.rings],
         "fds": [_fd_json(view, sockets.get(view.fd)) for view in snapshot.connections],
         "diagnoses": [d.as_json() for d in snapshot.diagnoses],
         "notices": [{"level": n.level, "text": n.text} for n in snapshot.notices],

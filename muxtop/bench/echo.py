@@ -34,7 +34,8 @@ from muxtop.record.format import RecordingError
 
 BASELINE = "selectors"
 MUXTOP_MODES = (("select", "level"), ("poll", "level"), ("epoll", "level"), ("epoll", "edge"),
-                ("epoll", "oneshot"))
+                ("epoll", "oneshot"), ("uring", "level"), ("uring", "edge"),
+                ("uring", "completion"))
 START_TIMEOUT = 15.0  # seconds for a server to accept its first connection
 RECORDED_MODE = ("epoll", "level")  # the mode also measured while it records, and scraped
 SCRAPE_EVERY = 1.0  # seconds between the bench's scrapes of a --metrics variant's /metrics
@@ -68,6 +69,11 @@ class ServerSpec:
 
 def uvloop_available() -> bool:
     return importlib.util.find_spec("uvloop") is not None
+
+
+def uring_unavailable() -> str | None:
+    from muxtop.kernel.uring import unavailable
+    return unavailable()
 
 
 def metrics_available() -> bool:
@@ -107,12 +113,15 @@ def choose_servers(names: list[str] | None) -> list[ServerSpec]:
     specs = server_specs()
     if not names:
         return [s for n, s in specs.items() if (n != "uvloop" or uvloop_available())
-                and (not s.scraped or metrics_available())]
+                and (not s.scraped or metrics_available())
+                and (not n.startswith("muxtop-uring") or uring_unavailable() is None)]
     unknown = [n for n in names if n not in specs]
     if unknown:
         raise BenchError(f"no server {', '.join(unknown)} (choose from {', '.join(specs)})")
     if "uvloop" in names and not uvloop_available():
         raise BenchError("uvloop is not installed: pip install 'muxtop[bench]'")
+    if any(n.startswith("muxtop-uring") for n in names) and uring_unavailable() is not None:
+        raise BenchError(f"uring is unavailable: {uring_unavailable()}")
     if any(specs[n].scraped for n in names) and not metrics_available():
         raise BenchError("prometheus_client is not installed: pip install 'muxtop[metrics]'")
     chosen = dict.fromkeys(names)

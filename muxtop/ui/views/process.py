@@ -16,7 +16,7 @@ from muxtop.snapshot import (
     Snapshot,
 )
 from muxtop.ui import format as fmt
-from muxtop.ui.views import engine
+from muxtop.ui.views import engine, ring
 from muxtop.ui.views.base import ALERT, WARN, Column, Detail, Facts, Header, SourceView
 
 
@@ -322,6 +322,9 @@ def resources_line(h: Header, s: Snapshot) -> None:
     h.pair("watching", f"{watching:,} fds", "")
     if watching:
         h.add(f" ({_TRIGGERS(s.epoll)})", "label")
+    if s.rings:
+        h.add("  ")
+        h.pair("io_uring", f"{len(s.rings)} ring{'s' * (len(s.rings) != 1)}", "")
     h.add("   ")
     h.pair("in", fmt.rate(s.rates.bytes_in))
     h.pair("out", fmt.rate(s.rates.bytes_out))
@@ -350,6 +353,7 @@ _TRIGGERS = _ByIdentity(lambda epoll_sets: trigger_summary(
 
 PROCESS = SourceView(
     title="muxtop attach", columns=COLUMNS, sort_cycle=SORT_CYCLE, facts=ProcessFacts,
-    sections=(multiplexer, queues, tcp_info, engine.history, engine.findings, registrations),
+    sections=(multiplexer, ring.section, queues, tcp_info, engine.history, engine.findings,
+              registrations),
     header=header, has_waits=False, pinned_first=False, stopped="EXITED", interest_lists=True,
     help_title="Attached to another process", help_intro=INTRO, columns_help=COLUMNS_HELP)
