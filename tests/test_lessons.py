@@ -36,6 +36,8 @@ SHOWN = {
     "07-backpressure": [(0, r"^[1-5] connections are paused"), (1, r"stuck-write")],
     "08-out-of-fds": [(0, r"accept\(\) failed [1-9][\d,]* times"),
                       (1, r"[\d.,]+[kM]? failed accepts")],
+    "09-readiness-completion": [(0, r"; [2-9] of them read from the connection"),
+                                (1, r"for the connection: [1-9], ")],
 }
 
 
