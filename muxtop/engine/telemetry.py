@@ -70,6 +70,7 @@ class Telemetry:
 
     def __init__(self, state: EngineState) -> None:
         self.state = state
+        self._completion = None  # uring/completion's operations, read once per publish
         config = state.config
         self.ring: deque[WaitRecord] = deque(maxlen=config.ring_size)  # the engine appends
         self.accepted = self.accept_errors = self.rejected = self.closed_count = 0
@@ -141,6 +142,7 @@ class Telemetry:
         while closed and now - closed[0].closed_at > config.closed_linger:
             closed.popleft()
         self._probe(conns, now)
+        self._completion = state.completion
         live = conns.values()
         echoed = sum(map(_ECHOED_BYTES, live))  # slot by slot, C-level: no Python per conn
         totals = Totals(
@@ -253,7 +255,7 @@ class Telemetry:
             flags += FLAG_PENDING
         if c.__class__ is not Connection and c.pipe is not None and c.pipe.applied:
             flags += FLAG_TOXIC  # a proxy's leg (engine/proxying.py) with toxics on it
-        completion = self.state.completion
+        completion = self._completion
         if completion is not None and c.state is not CLOSED:
             flags += completion.flags(c)  # its recv and send in flight
         # Rebuild only what changed: at 10,000 idle connections most views are as they were.
