@@ -93,7 +93,7 @@ class Completions:
             buffer = self._spare.pop() if self._spare else bytearray(self._read_size)
             pin = (ctypes.c_char * len(buffer)).from_buffer(buffer)
             self._track(conn, uring.OP_RECV, buffer, pin, len(buffer), self._recv)
-        if conn.out and self._in_flight(conn, self._send) is None:
+        if conn.interest & WRITE and conn.out and self._in_flight(conn, self._send) is None:
             # A copy: the out-buffer grows (and moves) while the kernel reads this one.
             data = bytes(conn.out[:SEND_CHUNK])
             pin = ctypes.c_char_p(data)
