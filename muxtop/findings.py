@@ -32,9 +32,11 @@ UPSTREAM_FAILED = "upstream-failed"  # refused, unreachable, connect timeout, cl
 UPSTREAM_NOT_READING = "upstream-not-reading"  # bytes for the upstream pile up, unsent
 CLIENT_NOT_READING = "client-not-reading"  # bytes for the client pile up, unsent
 ONE_WAY = "one-way"  # a pair moves bytes one way, and nothing comes back
+CQ_OVERFLOW = "cq-overflow"  # an io_uring's completions found its CQ full (attach)
+SQ_STALLED = "sq-stalled"  # an io_uring's submissions written and left unconsumed (attach)
 KINDS = (STUCK_READ, STUCK_WRITE, BUSY_LOOP, FD_PRESSURE, INTEREST_MISMATCH,
          ACCEPT_QUEUE_FULL, CLOSE_WAIT, NEVER_READ, UNREAD, NO_REPLY, UPSTREAM_FAILED,
-         UPSTREAM_NOT_READING, CLIENT_NOT_READING, ONE_WAY)
+         UPSTREAM_NOT_READING, CLIENT_NOT_READING, ONE_WAY, CQ_OVERFLOW, SQ_STALLED)
 SHORT = {ACCEPT_QUEUE_FULL: "accept-full", INTEREST_MISMATCH: "mismatch",
          UPSTREAM_FAILED: "upstream", UPSTREAM_NOT_READING: "up-not-read",
          CLIENT_NOT_READING: "cl-not-read"}  # narrow columns

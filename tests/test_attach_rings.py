@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -28,7 +29,8 @@ RING_PROGRAM = r"""
 #include <sys/syscall.h>
 #include <unistd.h>
 
-int main(void) {
+int main(int argc, char **argv) {
+    (void)argv;
     struct io_uring_params p;
     memset(&p, 0, sizeof p);
     int ring = syscall(425, 8, &p);
@@ -51,6 +53,22 @@ int main(void) {
     array[1] = 1;
     __atomic_store_n((unsigned *)(sq + p.sq_off.tail), 2, __ATOMIC_RELEASE);
     if (syscall(426, ring, 2, 0, 0, 0, 0) != 2) { perror("io_uring_enter"); return 1; }
+    unsigned tail = 2;
+    if (argc > 1) {  /* "jammed": 24 NOPs more than the CQ holds, then one never submitted */
+        for (int round = 0; round < 3; round++) {
+            for (int i = 0; i < 8; i++, tail++) {
+                memset(&sqes[tail & 7], 0, sizeof *sqes);
+                sqes[tail & 7].opcode = IORING_OP_NOP;
+                array[tail & 7] = tail & 7;
+            }
+            __atomic_store_n((unsigned *)(sq + p.sq_off.tail), tail, __ATOMIC_RELEASE);
+            if (syscall(426, ring, 8, 0, 0, 0, 0) != 8) { perror("enter"); return 1; }
+        }
+        memset(&sqes[tail & 7], 0, sizeof *sqes);
+        sqes[tail & 7].opcode = IORING_OP_NOP;
+        array[tail & 7] = tail & 7;
+        __atomic_store_n((unsigned *)(sq + p.sq_off.tail), tail + 1, __ATOMIC_RELEASE);
+    }
     printf("%d\n", ring);
     fflush(stdout);
     pause();
@@ -60,7 +78,7 @@ int main(void) {
 
 
 @pytest.fixture(scope="module")
-def ring_program(tmp_path_factory):
+def ring_binary(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ring")
     source = folder / "ring.c"
     source.write_text(RING_PROGRAM)
@@ -69,13 +87,22 @@ def ring_program(tmp_path_factory):
     except BuildError as exc:
         pytest.skip(str(exc))
     compile_into(source, compiler, folder / "ring")  # a program that does not build fails
-    proc = subprocess.Popen([str(folder / "ring")], stdout=subprocess.PIPE, text=True)
+    return folder / "ring"
+
+
+def run_ring(binary, *args: str):
+    proc = subprocess.Popen([str(binary), *args], stdout=subprocess.PIPE, text=True)
     try:
         ring_fd = int(proc.stdout.readline())
         yield proc.pid, ring_fd
     finally:
         proc.kill()
         proc.wait(5)
+
+
+@pytest.fixture(scope="module")
+def ring_program(ring_binary):
+    yield from run_ring(ring_binary)
 
 
 def test_attach_shows_the_rings_of_another_process(ring_program):
@@ -102,3 +129,19 @@ def test_attach_once_json_carries_the_rings(ring_program):
     (ring,) = json.loads(done.stdout)["io_uring"]
     assert ring["fd"] == ring_fd and ring["in_flight"] == 1
     assert [ring[k] for k in ("sq_head", "sq_tail", "cq_head", "cq_tail")] == [2, 2, 0, 1]
+
+
+def test_findings_for_a_cq_that_overflowed_and_an_sq_left_unconsumed(ring_binary):
+    for pid, ring_fd in run_ring(ring_binary, "jammed"):
+        attacher = Attacher(pid, stuck_after=0.2)
+        first = attacher.read()
+        (ring,) = first.rings
+        assert (ring.sq_head, ring.sq_tail) == (26, 27)
+        assert ring.cq_tail - ring.cq_head == 16 and ring.cq_overflow == 9  # 25 completions
+        assert [d.kind for d in first.diagnoses] == ["cq-overflow"]
+        deadline = time.monotonic() + 10
+        while not any(d.kind == "sq-stalled" for d in attacher.read().diagnoses):
+            assert time.monotonic() < deadline, "no sq-stalled finding"
+            time.sleep(0.05)
+        (stalled,) = [d for d in attacher.read().diagnoses if d.kind == "sq-stalled"]
+        assert stalled.fd == ring_fd and "io_uring_enter" in stalled.explanation

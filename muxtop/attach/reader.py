@@ -17,7 +17,7 @@ from typing import Protocol
 import psutil
 
 from muxtop.attach.diagnose import Diagnoser
-from muxtop.attach.rings import read_rings, ring_views
+from muxtop.attach.rings import RingWatch, read_rings, ring_views
 from muxtop.attach.sockets import Census, SocketCensus
 from muxtop.attach.threads import thread_lines
 from muxtop.findings import FD_PRESSURE_SHARE, STUCK_AFTER, Found, SocketFacts
@@ -146,6 +146,7 @@ class Attacher:
         self._netns = "" if self._same_netns else (netns or "unknown")
         self.census = SocketCensus(pid, self._same_netns)
         self.diagnoser = Diagnoser(stuck_after=stuck_after, fd_pressure=fd_pressure)
+        self._rings = RingWatch(stuck_after)  # findings about its io_uring instances
         self.exited = False
         self._last: Snapshot | None = None
         self._notices: list[Notice] = []
@@ -254,9 +255,11 @@ class Attacher:
                                                rates.bytes_in + rates.bytes_out, held)
             if (news := trace.news()) is not None:
                 self._notice(now, "error", news)
-        diagnoses = self.diagnoser.observe(now, sockets, process, held=held,
-                                           extra=trace_found, proven=proven,
-                                           uses_epoll=bool(epoll_sets))
+        rings = read_rings(pid, links)
+        diagnoses = self.diagnoser.observe(
+            now, sockets, process, held=held,
+            extra=[*trace_found, *self._rings.review(now, rings)], proven=proven,
+            uses_epoll=bool(epoll_sets))
         flagged = {fd for d in diagnoses for fd in d.named_fds()}  # "!": a finding names it
 
         infos, views = [], []
@@ -275,7 +278,6 @@ class Attacher:
             if fd in links:  # a watched pipe, eventfd, timerfd...: part of the loop's picture
                 seen[fd, links[fd]] = first = self._fd_seen.get((fd, links[fd]), now)
                 views.append(_plain_view(fd, KIND_OTHER, links[fd], watches[fd], first))
-        rings = read_rings(self.pid, links)
         for r in rings:  # when each ring was first seen, as for the epoll fds
             seen[r.fd, links[r.fd]] = self._fd_seen.get((r.fd, links[r.fd]), now)
         views += ring_views(rings, {fd: at for (fd, _), at in seen.items()}, now)
