@@ -26,21 +26,33 @@ from muxtop.events import READ, WRITE
 from muxtop.kernel import uring
 from muxtop.snapshot import CLOSED, FLAG_RECV, FLAG_SEND
 
-SEND_CHUNK = 256 * 1024  # the most one send operation copies out of the out-buffer
 DRAIN_TIMEOUT = 5.0  # seconds to wait for the cancelled operations' completions
+SPARE_KEPT = 256  # buffers kept for reuse; past it a completed operation's goes to the GC
+
+
+class Buffer:
+    """Memory the kernel may read or write: a bytearray pinned at one address (a ctypes view
+    holds an export, so it can never be resized and moved), the address looked up once."""
+
+    __slots__ = ("data", "view", "pin", "addr")
+
+    def __init__(self, size: int) -> None:
+        self.data = bytearray(size)
+        self.view = memoryview(self.data)
+        self.pin = (ctypes.c_char * size).from_buffer(self.data)
+        self.addr = ctypes.addressof(self.pin)
 
 
 class Op:
-    """One recv or send in flight: the connection, and the memory the kernel may touch."""
+    """One recv or send in flight: the connection, and the buffer the kernel owns until its
+    completion."""
 
-    __slots__ = ("conn", "opcode", "buffer", "pin", "length")
+    __slots__ = ("conn", "opcode", "buffer")
 
-    def __init__(self, conn: Connection, opcode: int, buffer, pin, length: int) -> None:
+    def __init__(self, conn: Connection, opcode: int, buffer: Buffer) -> None:
         self.conn = conn
         self.opcode = opcode
-        self.buffer = buffer  # a bytearray (recv) or bytes (send)
-        self.pin = pin  # the ctypes object whose address the SQE holds
-        self.length = length
+        self.buffer = buffer
 
 
 class Completions:
@@ -60,7 +72,7 @@ class Completions:
         self._recv: dict[int, int] = {}  # fd -> user_data of its newest recv
         self._send: dict[int, int] = {}  # fd -> user_data of its newest send
         self._done: dict[int, list[tuple[Op, int]]] = {}  # fd -> completions to handle
-        self._spare: list[bytearray] = []  # recv buffers no operation owns
+        self._spare: list[Buffer] = []  # buffers no operation owns
         self._draining = False
         backend.on_complete = self._completed
 
@@ -90,14 +102,16 @@ class Completions:
         if self._draining or conn.state is CLOSED:
             return
         if conn.interest & READ and self._in_flight(conn, self._recv) is None:
-            buffer = self._spare.pop() if self._spare else bytearray(self._read_size)
-            pin = (ctypes.c_char * len(buffer)).from_buffer(buffer)
-            self._track(conn, uring.OP_RECV, buffer, pin, len(buffer), self._recv)
+            buffer = self._spare.pop() if self._spare else Buffer(self._read_size)
+            self._track(conn, uring.OP_RECV, buffer, self._read_size, self._recv)
         if conn.interest & WRITE and conn.out and self._in_flight(conn, self._send) is None:
             # A copy: the out-buffer grows (and moves) while the kernel reads this one.
-            data = bytes(conn.out[:SEND_CHUNK])
-            pin = ctypes.c_char_p(data)
-            self._track(conn, uring.OP_SEND, data, pin, len(data), self._send)
+            buffer = self._spare.pop() if self._spare else Buffer(self._read_size)
+            out = memoryview(conn.out)
+            size = min(len(out), self._read_size)
+            buffer.view[:size] = out[:size]
+            out.release()  # or the out-buffer could not shrink when the send completes
+            self._track(conn, uring.OP_SEND, buffer, size, self._send)
 
     def service(self, conn: Connection, now: float) -> None:
         """Handle the completions reaped for this connection."""
@@ -141,11 +155,10 @@ class Completions:
 
     # ---- completions -------------------------------------------------------------------
 
-    def _track(self, conn: Connection, opcode: int, buffer, pin, length: int,
+    def _track(self, conn: Connection, opcode: int, buffer: Buffer, length: int,
                table: dict[int, int]) -> None:
-        addr = ctypes.cast(pin, ctypes.c_void_p).value
-        user_data = self.backend.submit(opcode, conn.fd, addr, length)
-        self._ops[user_data] = Op(conn, opcode, buffer, pin, length)
+        user_data = self.backend.submit(opcode, conn.fd, buffer.addr, length)
+        self._ops[user_data] = Op(conn, opcode, buffer)
         table[conn.fd] = user_data
 
     def _completed(self, user_data: int, res: int) -> int:
@@ -169,7 +182,7 @@ class Completions:
         conn = op.conn
         if op.opcode == uring.OP_RECV:
             if res > 0:
-                data = bytes(op.buffer[:res])
+                data = bytes(op.buffer.view[:res])
                 self._release(op)
                 self._received(conn, data, now)
                 return
@@ -180,6 +193,7 @@ class Completions:
             elif res != -errno.ECANCELED:
                 self._close(conn, _reason(res), now)
             return
+        self._release(op)
         if res >= 0:
             conn.sent_bytes += res
             conn.sent_msgs += 1
@@ -206,8 +220,8 @@ class Completions:
         self._update(conn, now)
 
     def _release(self, op: Op) -> None:
-        if op.opcode == uring.OP_RECV and len(self._spare) < 64:
-            op.pin = None  # the buffer may be resized again (ctypes pinned it)
+        """The kernel is done with this operation's buffer: reuse it."""
+        if len(self._spare) < SPARE_KEPT:
             self._spare.append(op.buffer)
 
 
