@@ -23,6 +23,10 @@ MODES = [("select", "level"), ("poll", "level"), ("epoll", "level"), ("epoll", "
          ("epoll", "oneshot"), ("uring", "level"), ("uring", "edge"), ("uring", "oneshot"),
          ("uring", "completion")]
 MODE_IDS = [f"{b}-{t}" for b, t in MODES]
+# The modes where the kernel reports readiness and muxtop reads itself: the proxy's (uring's
+# completion mode serves muxtop's own protocols only).
+READINESS_MODES = [(b, t) for b, t in MODES if t != "completion"]
+READINESS_IDS = [f"{b}-{t}" for b, t in READINESS_MODES]
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import threading
 import time
 
 import pytest
-from conftest import MODE_IDS, MODES
+from conftest import READINESS_IDS, READINESS_MODES
 
 from muxtop.engine import Switch
 from muxtop.findings import UPSTREAM_FAILED, UPSTREAM_NOT_READING
@@ -74,7 +74,7 @@ def upstream():
     server.close()
 
 
-@pytest.mark.parametrize(("backend", "trigger"), MODES, ids=MODE_IDS)
+@pytest.mark.parametrize(("backend", "trigger"), READINESS_MODES, ids=READINESS_IDS)
 def test_bytes_cross_both_ways_and_the_legs_show_as_a_pair(make_engine, backend, trigger):
     echo = make_engine()
     proxy = make_engine(backend=backend, trigger=trigger, upstream=echo.address)
@@ -318,7 +318,7 @@ def _resp(*words: bytes) -> bytes:
     return b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%s\r\n" % (len(w), w) for w in words)
 
 
-@pytest.mark.parametrize(("backend", "trigger"), MODES, ids=MODE_IDS)
+@pytest.mark.parametrize(("backend", "trigger"), READINESS_MODES, ids=READINESS_IDS)
 def test_redis_behind_the_proxy(make_engine, redis_server, backend, trigger):
     proxy = make_engine(backend=backend, trigger=trigger, upstream=redis_server)
     host, port = proxy.address

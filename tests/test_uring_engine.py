@@ -19,6 +19,7 @@ from echo_client import stream_echo, wait_for
 from test_uring_ring import SECCOMP_CHILD
 
 from muxtop.commands import Continue, PauseReading, Step, Switch
+from muxtop.engine import EngineStartError
 from muxtop.flood.process import FloodProcess, FloodSettings
 from muxtop.kernel import uring
 
@@ -193,3 +194,19 @@ def test_bytes_a_recv_completed_before_the_switch_are_echoed_after_it(make_engin
         while len(got) < 16:
             got += client.recv(100)
         assert got == b"caught in flight"
+
+
+def test_a_proxy_runs_on_uring_readiness_and_refuses_completion_with_the_reason(make_engine):
+    echo = make_engine()
+    proxy = make_engine(backend="uring", trigger="edge", upstream=echo.address)
+    with socket.create_connection(proxy.address, timeout=5) as client:
+        client.sendall(b"through the ring")
+        got = b""
+        while len(got) < 16:
+            got += client.recv(100)
+        assert got == b"through the ring"
+        outcome = proxy.submit(Switch(trigger="completion")).result(5)
+        assert not outcome.ok and "a proxy's legs forward" in outcome.message
+        assert proxy.snapshot().trigger == "edge"
+    with pytest.raises(EngineStartError, match="a proxy's legs forward"):
+        make_engine(backend="uring", trigger="completion", upstream=echo.address)

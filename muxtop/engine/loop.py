@@ -50,6 +50,9 @@ READABLE = READ | ERROR | HANGUP  # an error or hang-up shows up as a failing or
 WRITABLE = WRITE | ERROR | HANGUP
 ACCEPT_BACKOFF = (0.05, 1.0)  # first and longest pause of accept() after EMFILE/ENFILE
 _OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+PROXY_COMPLETION = ("uring's completion mode serves muxtop's own protocols: a proxy's legs "
+                    "forward what they read, which its recv and send operations do not do "
+                    "(readiness on uring proxies: t to level or edge)")
 
 
 class EngineStartError(Exception):
@@ -849,6 +852,8 @@ class Engine(Proxying):
         old = self._backend
         if (name, trigger) == (old.name, old.trigger):
             return cmd.Outcome(True, f"already {name}/{trigger}")
+        if trigger == COMPLETION and self._proxied:
+            return self._refuse(PROXY_COMPLETION)
         try:
             new = make_backend(name, trigger)
         except BackendError as exc:
@@ -895,6 +900,8 @@ class Engine(Proxying):
         recv (and send, if bytes wait) submitted; None on every other backend."""
         if backend.trigger != COMPLETION:
             return None
+        if self._proxied:
+            raise BackendError(PROXY_COMPLETION)
         self._pending.clear()  # nothing to read by hand here
         completion = Completions(
             backend, self._read_size, None if self._echo else self._protocol, self._max_out,
