@@ -16,6 +16,7 @@ from ui_helpers import until as ui_until
 
 from muxtop.engine import Engine, EngineConfig, Watch
 from muxtop.engine.source import EngineSource
+from muxtop.kernel import uring
 from muxtop.ui.app import MuxtopApp
 
 pytestmark = pytest.mark.timeout(60)
@@ -60,17 +61,20 @@ def app_for(engine: Engine) -> MuxtopApp:
     return MuxtopApp(EngineSource(engine), interval=0.05)
 
 
+URING = uring.unavailable() is None  # b passes over uring where io_uring is unavailable
+
+
 async def test_keys_cycle_backend_and_trigger(engine):
     app = app_for(engine)
     async with app.run_test(size=SIZE) as pilot:
-        for expected in ("select", "poll", "epoll"):
+        for expected in ("uring", "select", "poll", "epoll")[0 if URING else 1:]:
             await pilot.press("b")
             await until(lambda want=expected: engine.snapshot().backend == want, pilot)
         for expected in ("edge", "oneshot", "level"):
             await pilot.press("t")
             await until(lambda want=expected: engine.snapshot().trigger == want, pilot)
         # On select, only level exists: t is greyed out.
-        await pilot.press("b")
+        await pilot.press(*["b"] * (2 if URING else 1))
         await until(lambda: app.latest.backend == "select", pilot)
         assert app.check_action("cycle_trigger", ()) is None
 
@@ -80,12 +84,20 @@ async def test_backend_key_explains_when_no_backend_takes_the_trigger(engine):
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("t")
         await until(lambda: app.latest.trigger == "edge", pilot)
+        if URING:  # uring takes edge too; completion only uring
+            await pilot.press("b")
+            await until(lambda: app.latest.backend == "uring", pilot)
+            await pilot.press("t", "t")
+            await until(lambda: app.latest.trigger == "completion", pilot)
         await pilot.press("b")
         await until(lambda: any("level" in n.message and "select" in n.message
                                 for n in app._notifications), pilot)
         # No switch went out: the engine has answered a command sent after the key.
         assert engine.submit(Watch(())).result(5).ok
-        assert engine.state.backend.name == "epoll"
+        assert engine.state.backend.name == ("uring" if URING else "epoll")
+        if URING:
+            assert any("completion → level), then b" in str(n.message)
+                       for n in app._notifications)
 
 
 async def test_pause_freezes_the_display_not_the_engine(engine):

@@ -17,7 +17,7 @@ from typing import Literal
 
 from textual.binding import Binding
 
-from muxtop.backends import BACKENDS, NAMES, TRIGGERS
+from muxtop.backends import BACKENDS, COMPLETION, LEVEL, NAMES, TRIGGERS
 from muxtop.snapshot import ConnView
 from muxtop.ui.rows import can_act_on
 
@@ -81,19 +81,27 @@ def unavailable(backend: str) -> str | None:
 
 def _no_backend(now: Now) -> str:
     backend, trigger = now.mode or ("", "")
-    missing = [why for n in NAMES if n != backend and (why := unavailable(n))]
     able = [n for n in NAMES if trigger in BACKENDS[n].triggers and unavailable(n) is None]
     if [n for n in able if n != backend]:
         limited = [n for n in able if not can_take(n, trigger, now.highest_fd)]
         return (f"fd {now.highest_fd} is open: {' and '.join(limited)} watch only fds below "
                 f"{BACKENDS[limited[0]].fd_limit} (FD_SETSIZE)")
-    if missing and [n for n in NAMES if n != backend and trigger in BACKENDS[n].triggers]:
-        return "; ".join(missing)
-    others = [n for n in NAMES if n not in able]
-    steps = TRIGGERS[TRIGGERS.index(trigger) + 1:] if trigger in TRIGGERS else ()
-    return (f"{trigger} triggering needs {' or '.join(able)}: {' and '.join(others)} "
-            "report readiness level-triggered only. Press t until the mode is level "
-            f"({' → '.join((trigger, *steps))}), then b.")
+    # Why the others cannot take this mode, and the t presses back to level (as t cycles).
+    missing = [why for n in NAMES if n != backend and trigger in BACKENDS[n].triggers
+               and (why := unavailable(n))]
+    having = [n for n in NAMES if trigger in BACKENDS[n].triggers]
+    others = [n for n in NAMES if n not in having]
+    cycle = [t for t in TRIGGERS if backend in BACKENDS and t in BACKENDS[backend].triggers]
+    here = cycle.index(trigger) if trigger in cycle else 0
+    steps = [trigger, *(cycle[here + 1:] + cycle[:here])]
+    back = " → ".join(steps[:steps.index(LEVEL) + 1] if LEVEL in steps else steps)
+    if trigger == COMPLETION:
+        why = (f"completion needs {' or '.join(having)}: {' and '.join(others)} only say that "
+               "an fd is ready, the reading is muxtop's")
+    else:
+        why = (f"{trigger} triggering needs {' or '.join(having)}: {' and '.join(others)} "
+               "report readiness level-triggered only")
+    return "; ".join([*missing, f"{why}. Press t until the mode is level ({back}), then b."])
 
 
 def _one_trigger(now: Now) -> bool:
