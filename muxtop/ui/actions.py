@@ -179,7 +179,7 @@ def _a(name: str, keys: str, display: str, label: str, description: str,
 # In footer order: the keys a newcomer needs first, then the table's, then the rest.
 ACTIONS: tuple[Action, ...] = (
     _a("help", "question_mark,f1", "?", "help",
-       "Keys, columns, and how select, poll and epoll work", also="F1"),
+       "Keys, columns, and how select, poll, epoll and io_uring work", also="F1"),
     _a("quit", "q,ctrl+c", "q", "quit", "Quit", also="ctrl+c"),
     _a("cycle_backend", "b", "b", "backend",
        "Switch live to the next backend that can take the trigger mode and the open fds",

@@ -1,5 +1,6 @@
 """`?` / F1: every key, what each column means, floods, the bug lab and what each detector
-finds, and how select, poll and epoll and the trigger modes work, in a few plain paragraphs."""
+finds, and how select, poll, epoll, io_uring and the trigger modes work, in a few plain
+paragraphs."""
 
 from __future__ import annotations
 
@@ -61,6 +62,13 @@ space, up to maxevents, so its cost follows the number of ready fds, not registe
 copies them; it does not share memory with user space through mmap (a common myth). \
 epoll_create()'s size argument has been ignored since Linux 2.6.8 (it must only be > 0).
 
+io_uring (uring) shares two rings with the kernel through mmap: the program writes \
+requests (SQEs) to the submission queue and reads results (CQEs) from the completion queue, \
+one io_uring_enter both submitting and waiting. In readiness mode each fd has a poll request \
+in the ring and a completion says "ready", as epoll would; muxtop still reads. In completion \
+mode muxtop hands the kernel a buffer with a recv operation and the completion says how many \
+bytes are already in it. The header shows the rings' heads and tails and what is in flight.
+
 Compare "ready/wait" with "registered" in the header: with 10,000 mostly idle connections, \
 select and poll still look at all of them on every call; epoll hands back only the few ready.
 """
@@ -76,6 +84,9 @@ TRIGGER_MODES = (
     ("oneshot", "EPOLLONESHOT: an fd is reported once, then disarmed until the program re-arms "
      "it with epoll_ctl(MOD); one thread handles it at a time. muxtop re-arms each fd after "
      "handling it."),
+    ("completion", "uring only: no readiness at all. The kernel reads into muxtop's buffer and "
+     "sends from it; a completion says how many bytes (< and > flag a recv and a send in "
+     "flight). Leaving the mode cancels every operation and waits for its completion."),
 )
 LIVE_SWITCH = """\
 A live switch (b, t) builds a fresh backend from muxtop's own table of fds and interests, \
@@ -128,8 +139,8 @@ class HelpScreen(ModalScreen[None]):
             _grid((name, LAB_HELP[name]) for name in LABS), Text(""),
             Text("Diagnoses (the side panel; ! in flags; details with enter)",
                  "bold underline"), _grid(DETECTORS), Text(""),
-            Text("select, poll, epoll", "bold underline"), Text(MULTIPLEXERS),
-            Text("Trigger modes (epoll only for edge and oneshot)", "bold underline"),
+            Text("select, poll, epoll, io_uring", "bold underline"), Text(MULTIPLEXERS),
+            Text("Trigger modes (epoll or uring for edge and oneshot)", "bold underline"),
             _grid(TRIGGER_MODES), Text(""), Text(LIVE_SWITCH), Text(""),
             Text("What a wait call costs", "bold underline"), Text(WAIT_COST),
         )
