@@ -177,8 +177,11 @@ def read_until(attacher: Attacher, found, timeout: float = 15.0, every: float = 
         if found(snapshot):
             return snapshot
         if time.monotonic() > deadline:
-            raise AssertionError(f"not in {timeout:g} s; the last look found "
-                                 f"{[(d.kind, d.fd) for d in snapshot.diagnoses]}")
+            # Everything the last look held, so that a failure seen once can be understood.
+            raise AssertionError(
+                f"not in {timeout:g} s; the last look found "
+                f"{[(d.kind, d.fd, d.explanation, d.evidence) for d in snapshot.diagnoses]}; "
+                f"trace {snapshot.trace}; fd_io {snapshot.fd_io}")
         time.sleep(every)
 
 
