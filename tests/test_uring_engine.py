@@ -210,3 +210,27 @@ def test_a_proxy_runs_on_uring_readiness_and_refuses_completion_with_the_reason(
         assert proxy.snapshot().trigger == "edge"
     with pytest.raises(EngineStartError, match="a proxy's legs forward"):
         make_engine(backend="uring", trigger="completion", upstream=echo.address)
+
+
+def test_idle_connections_pin_small_recv_buffers_and_a_big_message_still_echoes(make_engine):
+    """Every open connection has a recv in flight in completion mode: a full 64 KiB buffer
+    each would let idle clients pin memory without bound (20,000 x 64 KiB = 1.3 GB)."""
+    from muxtop.engine.completion import SMALL_RECV
+
+    engine = make_engine(backend="uring", trigger="completion", publish_interval=0.05)
+    clients = [socket.create_connection(engine.address, timeout=5) for _ in range(50)]
+    try:
+        wait_for(lambda: engine.snapshot().open_connections == 50)
+        wait_for(lambda: engine.snapshot().rings[0].in_flight >= 50)
+        held = engine._completion.held_bytes()
+        assert 50 * SMALL_RECV <= held <= 50 * SMALL_RECV + 4 * 65536, held
+        # A message far bigger than the small recv comes back whole (the recvs widen).
+        message = bytes(range(256)) * 4096  # 1 MiB
+        clients[0].sendall(message)
+        got = bytearray()
+        while len(got) < len(message):
+            got += clients[0].recv(1 << 20)
+        assert got == message
+    finally:
+        for client in clients:
+            client.close()
