@@ -255,6 +255,17 @@ def test_toxics_added_and_removed_live_lose_no_byte():
     assert pipe.take(1.5, 100) == b"held" and pipe.applied == ()
 
 
+def test_an_updated_latency_re_times_what_it_holds_from_when_it_was_read():
+    toxic_set, pipe = piped(toxic("latency", latency=600_000, name="slow"))
+    pipe.feed(b"first", 1.0)
+    pipe.feed(b"second", 2.0)
+    assert pipe.take(3.0, 100) == b"" and pipe.due(3.0) == pytest.approx(601.0)
+    toxic_set.update("slow", {"attributes": {"latency": 1500}})  # first due at 2.5, second 3.5
+    assert pipe.take(3.0, 100) == b"first" and pipe.due(3.0) == pytest.approx(3.5)
+    toxic_set.update("slow", {"attributes": {"latency": 0}})
+    assert pipe.take(3.0, 100) == b"second" and pipe.buffered == 0
+
+
 def test_an_update_that_changes_toxicity_draws_again():
     toxic_set = ToxicSet(random.Random(5))
     toxic_set.add(toxic("latency", latency=10, toxicity=0.0, name="l"))

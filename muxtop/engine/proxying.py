@@ -224,7 +224,16 @@ class Proxying:
                     continue
             self._routes[route.fd] = route
             adopted += 1
+        self._toxics_changed(now)
         return cmd.Outcome(True, f"proxies: {len(self._routes)} listening ({adopted} new)")
+
+    def _toxics_changed(self, now: float) -> None:
+        """A toxic added, changed or removed (the API, the T menu, /reset) acts now: each
+        pipe is flushed, so what a removed toxic held goes out at once, a changed one re-times
+        what it holds, and the next wake follows the new due times (not the old timer's)."""
+        for leg in [c for c in self._conns.values() if getattr(c, "pipe", None) is not None]:
+            if leg.state is not CLOSED:
+                self._flush_pipe(leg, now)
 
     def _retire_route(self, route: Route, now: float) -> None:
         """A proxy down, deleted or changed: stop accepting, close what it accepted, release

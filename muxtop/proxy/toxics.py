@@ -271,17 +271,29 @@ class Stage:
 
 class Latency(Stage):
     """Each chunk leaves `latency` ± `jitter` ms after it was read, never before the chunk
-    ahead of it (one chunk at a time, as toxiproxy's goroutine)."""
+    ahead of it (one chunk at a time, as toxiproxy's goroutine). A queued chunk keeps the
+    stamp it came with beside it: an update re-times it by the new attributes."""
+
+    def _delayed(self, data: Chunk, stamp: float) -> Chunk:
+        jitter = self.toxic.attr("jitter")
+        delay = self.toxic.attr("latency")
+        if jitter > 0:
+            delay += self.rng.randrange(2 * jitter) - jitter
+        # The stamp moves on, so a second latency toxic adds its own delay.
+        return Chunk(data.data, stamp + delay / 1000, data.whole)
 
     def push(self, item: Item, now: float) -> None:
         if isinstance(item, Chunk):
-            jitter = self.toxic.attr("jitter")
-            delay = self.toxic.attr("latency")
-            if jitter > 0:
-                delay += self.rng.randrange(2 * jitter) - jitter
-            # The stamp moves on, so a second latency toxic adds its own delay.
-            item = Chunk(item.data, item.stamp + delay / 1000, item.whole)
+            if not self.ended:
+                self.held += len(item.data)
+                self.queue.append((self._delayed(item, item.stamp), item.stamp))
+            return
         super().push(item, now)
+
+    def update(self, toxic: Toxic, now: float) -> None:
+        super().update(toxic, now)
+        self.queue = deque((self._delayed(item, since) if isinstance(item, Chunk) else item,
+                            since) for item, since in self.queue)
 
     def pull(self, now: float, out: list[Item]) -> None:
         while self.queue:
