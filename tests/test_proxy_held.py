@@ -28,6 +28,13 @@ def until(predicate, timeout: float = 10.0, what: str = ""):
         time.sleep(0.02)
 
 
+TCP_CLOSE = 7  # TCP_INFO's state byte
+
+
+def tcp_state(sock: socket.socket) -> int:
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)[0]
+
+
 def legs(engine):
     return [v for v in engine.snapshot().connections if v.kind == KIND_CONN]
 
@@ -65,3 +72,36 @@ def test_a_removed_or_changed_toxic_lets_go_at_once_of_what_it_held(latency_prox
         change(registry)
         assert client.recv(4) == b"PING"  # within the 10 s timeout, not after 10 minutes
     assert proxy.running, proxy.error
+
+
+@pytest.mark.parametrize(("backend", "trigger"), [("epoll", "level"), ("epoll", "edge"),
+                                                  ("epoll", "oneshot"), ("poll", "level")])
+def test_a_client_that_resets_after_its_fin_ends_the_pair_and_drops_what_was_held(
+        make_engine, backend, trigger):
+    upstream = socket.create_server(("127.0.0.1", 0))
+    upstream.settimeout(10)
+    registry = Registry()
+    proxy = make_engine(backend=backend, trigger=trigger, upstream=upstream.getsockname(),
+                        registry=registry)
+    registry.add_toxic("muxtop", {"type": "latency", "attributes": {"latency": LONG}})
+    client = socket.create_connection(proxy.address, timeout=10)
+    server, _ = upstream.accept()
+    server.settimeout(10)
+    try:
+        client.sendall(b"PING")
+        assert server.recv(4) == b"PING"
+        server.sendall(b"PONG")  # held 10 minutes for the client
+        client.shutdown(socket.SHUT_WR)
+        assert server.recv(1) == b""  # the client's FIN crossed; the upstream stays open
+        until(lambda: [v for v in legs(proxy) if v.state == "half-closed"
+                       and not v.peer.startswith("upstream")], what="the client half-closed")
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+        client.close()  # the client leaves with a reset
+        # Both legs close (they stayed half-closed, nothing registered, until the latency
+        # ran out), and the reset crosses: the upstream's socket is closed by it.
+        until(lambda: all(v.state == "closed" for v in legs(proxy)), what="both legs closed")
+        until(lambda: tcp_state(server) == TCP_CLOSE, what="the reset crossed to the upstream")
+    finally:
+        client.close()
+        server.close()
+        upstream.close()

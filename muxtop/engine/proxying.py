@@ -52,6 +52,7 @@ CONNECT, PIPE, ACCEPT = 0, 1, 2  # what a timer is for
 ACCEPT_PAUSE = 0.1  # seconds a proxy's listener is not watched after accept() ran out of fds
 _OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 WRITABLE = WRITE | ERROR | HANGUP
+GONE = ERROR | HANGUP  # a half-closed leg's only interest: its peer's reset
 _LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 FAILURES_KEPT = 64  # upstream failures remembered for the findings
 # connect(2) errors by what the user should hear
@@ -580,6 +581,11 @@ class Proxying:
                         self._forward(leg, data, now)
             if leg.out and events & WRITABLE and leg.state is not CLOSED:
                 self._write_leg(leg, now)
+            elif events & GONE and leg.interest == GONE:
+                # Reset after its FIN: nobody is left to take what is held for it. Dropped,
+                # and the reset crosses, as any reset does.
+                leg.aborted = True
+                self._close_leg(leg, "peer reset while half-closed", now)
         except Exception as exc:  # noqa: BLE001 - one bad pair must not stop the server
             self._leg_failed(leg, exc, now)
 
@@ -766,6 +772,12 @@ class Proxying:
             interest = READ if reading else 0
             if leg.out or "busy-writable" in self.lab:
                 interest |= WRITE
+            elif leg.peer_closed and not leg.shut and not leg.closing:
+                # Its peer sent a FIN and it waits (for what a toxic holds for it, or for the
+                # partner's FIN): watched for a reset, so a peer gone ends the pair instead of
+                # a half-closed leg with nothing registered. Not once shut: both ways down is
+                # a hang-up that never clears. (select has no such interest: unwatched.)
+                interest = GONE
             if leg.closing:
                 state = CLOSING
             elif leg.peer_closed:
