@@ -244,6 +244,38 @@ def test_an_upstream_that_does_not_resolve_stops_the_start(make_engine):
         make_engine(upstream=("no-such-host.invalid", 80))
 
 
+def test_api_alone_listens_only_on_the_api_and_its_proxies_and_says_so_plainly(make_engine):
+    import psutil
+
+    echo = make_engine()
+    server = subprocess.Popen([sys.executable, "-m", "muxtop", "--headless", "--api",
+                               "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        start = server.stdout.readline()
+        assert start.startswith("muxtop ") and "proxies of the API only" in start, start
+        assert "→" not in start and "server on" not in start  # was "proxy → the API's..."
+        said = server.stderr.readline()
+        assert said.startswith("muxtop: toxiproxy API on http://"), said
+        url = said.split(" on ", 1)[1].strip()
+        api_port = int(url.rsplit(":", 1)[1])
+
+        def listening() -> set[int]:
+            return {c.laddr.port for c in psutil.Process(server.pid).net_connections("tcp")
+                    if c.status == psutil.CONN_LISTEN}
+
+        assert until(lambda: listening() == {api_port} or None, what="the API alone")
+        status, made = _api(f"{url}/proxies", "POST", {
+            "name": "one", "listen": "127.0.0.1:0", "upstream": f"127.0.0.1:{echo.address[1]}"})
+        assert status == 201, made
+        port = int(made["listen"].rsplit(":", 1)[1])
+        assert listening() == {api_port, port}
+        _round_trip(("127.0.0.1", port))
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+
+
 def _headless_echo() -> tuple[subprocess.Popen, tuple[str, int]]:
     server = subprocess.Popen(
         [sys.executable, "-m", "muxtop", "--headless", "--json", "--port", "0"],
@@ -483,6 +515,7 @@ def test_a_pipes_reset_verdict_resets_both_legs(make_engine, upstream):
     (["--connect-timeout", "1"], "--connect-timeout needs --upstream"),
     (["--upstream", "127.0.0.1:6379", "--protocol", "http"], "--protocol does not apply"),
     (["--upstream", "127.0.0.1:6379", "--connect-timeout", "-1"], "connect-timeout"),
+    (["--api", "127.0.0.1:0"], "--port needs --upstream"),  # toxiproxy has no port of its own
 ])
 def test_the_cli_refuses_bad_proxy_options_in_one_line(args, said):
     result = subprocess.run([sys.executable, "-m", "muxtop", "--headless", "--port", "0",

@@ -39,6 +39,8 @@ from muxtop.record.control import RecorderControl
 from muxtop.record.writer import RecordWriteError
 from muxtop.snapshot import Snapshot
 
+DEFAULT_PORT = 8080  # --port when not given
+
 
 def parser() -> argparse.ArgumentParser:
     p = Parser(
@@ -48,8 +50,9 @@ def parser() -> argparse.ArgumentParser:
         "muxtop attach PID, muxtop replay FILE, muxtop lesson [NAME], muxtop web "
         "(each has --help).")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=port_number, default=8080,
-                   help="TCP port (default 8080; 0 picks one)")
+    p.add_argument("--port", type=port_number, default=None,
+                   help="TCP port (default 8080; 0 picks one); with --api and no --upstream "
+                        "muxtop has no port of its own, as toxiproxy's server")
     p.add_argument("--backend", choices=NAMES, default="epoll", help="multiplexer (default epoll)")
     p.add_argument("--trigger", choices=TRIGGERS, default="level",
                    help="trigger mode; edge and oneshot need epoll or uring (default level)")
@@ -118,8 +121,11 @@ def main(argv: list[str]) -> int:
     except MetricsError as exc:
         print(f"muxtop: {exc}", file=sys.stderr)
         return 1
+    own_port = args.api is None or args.upstream is not None
     config = EngineConfig(
-        host=args.host, port=args.port, backend=args.backend, trigger=args.trigger,
+        # --api alone: the engine's listener is released at start (engine/proxying.py)
+        host=args.host if own_port else "127.0.0.1",
+        port=_port(args) if own_port else 0, backend=args.backend, trigger=args.trigger,
         protocol=args.protocol, max_conns=args.max_conns, lab=frozenset(args.lab),
         stuck_after=args.stuck_after, idle_timeout=args.idle_timeout,
         header_timeout=args.header_timeout, max_out_buffer=args.max_out_buffer,
@@ -201,6 +207,9 @@ def usage_problem(args: argparse.Namespace) -> str | None:
         return "--toxic needs --upstream (or make proxies and toxics with --api)"
     if args.upstream is None and args.connect_timeout != 5.0:
         return "--connect-timeout needs --upstream"
+    if args.api is not None and args.upstream is None and args.port is not None:
+        return ("--port needs --upstream: with --api alone muxtop listens, as toxiproxy's "
+                "server does, only on the API and on each proxy's listen address (POST /proxies)")
     if args.header_timeout is not None and args.protocol != "http":
         return "--header-timeout needs --protocol http (only HTTP has a request head)"
     if args.theme is not None:
@@ -217,12 +226,16 @@ def _tell(level: str, text: str) -> None:
     print(f"muxtop: {printable(text)}", file=sys.stderr)  # it may hold a file's name
 
 
+def _port(args: argparse.Namespace) -> int:
+    return DEFAULT_PORT if args.port is None else args.port
+
+
 def guard_remote(args: argparse.Namespace) -> tuple[bool, str | None]:
     """Like Redis's protected mode: a --host other machines can reach needs --allow-remote.
     (False, None) after one error line: do not start. (True, warning): start, and print the
     warning once listening (a bind that fails says only why)."""
     try:
-        _, _, _, sockaddr = resolve(args.host, args.port)
+        _, _, _, sockaddr = resolve(args.host, _port(args))
     except AddressError as exc:
         print(f"muxtop: {exc}", file=sys.stderr)
         return False, None
@@ -266,8 +279,10 @@ def _status_lines(engine: Engine, duration: float | None, as_json: bool, out) ->
     try:
         if not as_json:
             s = engine.snapshot()
-            print(f"muxtop {__version__}: {s.protocol} server on {s.listen}, "
-                  f"{s.backend}/{s.trigger} (Ctrl-C stops)", file=out, flush=True)
+            where = f"{s.protocol} server on {s.listen}" if s.listen else \
+                "proxies of the API only, each on its own listen address"
+            print(f"muxtop {__version__}: {where}, {s.backend}/{s.trigger} (Ctrl-C stops)",
+                  file=out, flush=True)
         while not done.is_set() and engine.running:
             wait = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
             if wait <= 0 or done.wait(wait):

@@ -138,7 +138,7 @@ class Proxying:
             host, port = upstream
             self._upstream_name = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         else:
-            self._upstream_name = "the API's proxies"
+            self._upstream_name = ""  # --api alone: no listener of its own (_routes_start)
         self._main_route: Route | None = None  # the --port listener's, with a registry
         self._upstream_addr: tuple[int, tuple] | None = None  # resolved at start
         self._pipes = pipes
@@ -183,6 +183,14 @@ class Proxying:
         if self.config.upstream is not None:
             registry.create({"name": PROXY_NAME, "listen": _peer(self.address),
                              "upstream": self._upstream_name}, listening=self._listener)
+        else:
+            # --api alone is toxiproxy's server: it listens on the API and on each proxy's own
+            # address, nowhere else. The listener start() made (on a loopback port of the
+            # kernel's choice) goes before anything could connect to it.
+            self._set_listener(0)
+            self._listener.close()
+            self._listener, self._listen_fd = None, -1
+            self.address = ("", 0)  # Snapshot.listen "": none
         registry.on_change = self._proxies_changed
         self._sync_routes(time.monotonic())
 
@@ -317,8 +325,8 @@ class Proxying:
         if target is None:  # no upstream here (--api alone), or one that did not resolve
             sock.close()
             telemetry.rejected += 1
-            telemetry.notice("warning", f"closed a client: no upstream for it ({name})",
-                             key="no-upstream")
+            telemetry.notice("warning", "closed a client: no upstream for it "
+                             f"({name or 'no --upstream'})", key="no-upstream")
             return
         try:
             sock.setblocking(False)

@@ -96,7 +96,7 @@ class Telemetry:
         self.started_at = time.monotonic()
         self.detector = Detector(config.stuck_after)
         self.protocol = config.protocol if state.proxy is None else \
-            f"{PROXY} → {state.proxy.upstream}"
+            f"{PROXY} → {state.proxy.upstream}" if state.proxy.upstream else PROXY
         self.publishes, self.publish_seconds = 0, 0.0  # what building Snapshots cost so far
 
     # ---- called by the engine ----------------------------------------------------------
@@ -394,4 +394,6 @@ def _rings(backend) -> tuple[RingView, ...]:
 
 def _address(address: tuple) -> str:
     host, port = address[0], address[1]
+    if not host:
+        return ""  # no listener of its own (--api without --upstream)
     return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
