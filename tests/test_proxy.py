@@ -276,6 +276,34 @@ def test_api_alone_listens_only_on_the_api_and_its_proxies_and_says_so_plainly(m
         server.communicate(timeout=30)
 
 
+def test_a_proxys_header_says_legs_open_and_clients_accepted(make_engine):
+    from muxtop.cli.serve import status_line
+    from muxtop.ui.views.base import Header
+    from muxtop.ui.views.engine import header
+
+    echo = make_engine()
+    proxy = make_engine(upstream=echo.address)
+    clients = [socket.create_connection(proxy.address, timeout=10) for _ in range(2)]
+    try:
+        for client in clients:
+            assert _echoed(client)
+        snapshot = until(lambda: (s := proxy.snapshot()).open_connections == 4 and s,
+                         what="two pairs")
+        drawn = Header(lambda style: "", 200)
+        header(drawn, snapshot)
+        text = drawn.finish().plain
+        assert "conns 4 legs open / 2 clients accepted" in text, text  # was "4 open / 2 accepted"
+        assert "  legs 4  " in status_line(snapshot, as_json=False)
+    finally:
+        for client in clients:
+            client.close()
+
+
+def _echoed(client: socket.socket) -> bool:
+    client.sendall(b"x")
+    return recv_exactly(client, 1) == b"x"
+
+
 def _headless_echo() -> tuple[subprocess.Popen, tuple[str, int]]:
     server = subprocess.Popen(
         [sys.executable, "-m", "muxtop", "--headless", "--json", "--port", "0"],

@@ -37,7 +37,7 @@ from muxtop.proxy.registry import Registry
 from muxtop.proxy.toxics import toxic_argument
 from muxtop.record.control import RecorderControl
 from muxtop.record.writer import RecordWriteError
-from muxtop.snapshot import Snapshot
+from muxtop.snapshot import PROXY, Snapshot
 
 DEFAULT_PORT = 8080  # --port when not given
 
@@ -77,7 +77,8 @@ def parser() -> argparse.ArgumentParser:
                         "muxtop has no authentication")
     p.add_argument("--max-conns", type=non_negative_int, default=None, metavar="N",
                    help="stop accepting at N open connections (0: accept none; clients wait "
-                        "in the backlog)")
+                        "in the backlog); a proxy counts legs: each client is two, its own "
+                        "and its upstream's")
     p.add_argument("--idle-timeout", type=positive_float, default=None, metavar="S",
                    help="close a connection that moved no byte for S seconds (default: never)")
     p.add_argument("--header-timeout", type=positive_float, default=None, metavar="S",
@@ -321,7 +322,8 @@ def status_line(s: Snapshot, as_json: bool, config: EngineConfig | None = None) 
             "closed_by_limit": closed_by,
             "rings": [r._asdict() for r in s.rings],
         })
-    return (f"{s.backend}/{s.trigger}  conns {s.open_connections}  "
+    conns = f"{'legs' if s.protocol.startswith(PROXY) else 'conns'} {s.open_connections}"
+    return (f"{s.backend}/{s.trigger}  {conns}  "
             f"waits/s {r.waits:,.0f}  events/s {r.events:,.0f}  "
             f"in {_rate(r.bytes_in)}  out {_rate(r.bytes_out)}"
             + (f"  toxics {sum(len(p.toxics) for p in s.proxies)}" if s.proxies else "")

@@ -14,6 +14,7 @@ from muxtop.snapshot import (
     HALF_CLOSED,
     KIND_CONN,
     KIND_LISTENER,
+    PROXY,
     READ_PAUSED,
     ConnView,
     Snapshot,
@@ -260,8 +261,12 @@ def header(h: Header, s: Snapshot) -> None:
     h.add("  ")
     h.pair(fmt.plain(s.protocol), fmt.plain(s.listen), drop=2)
     h.pair("up", fmt.uptime(s.taken_at - s.started_at), drop=3)
-    h.pair("conns", f"{s.open_connections:,} open", drop=0, sep=" ")
-    h.add(f"/ {s.totals.accepted:,} accepted", "label", drop=1)
+    if s.protocol.startswith(PROXY):  # a row (and an fd) is a leg: a client is two of them
+        h.pair("conns", f"{s.open_connections:,} legs open", drop=0, sep=" ")
+        h.add(f"/ {s.totals.accepted:,} clients accepted", "label", drop=1)
+    else:
+        h.pair("conns", f"{s.open_connections:,} open", drop=0, sep=" ")
+        h.add(f"/ {s.totals.accepted:,} accepted", "label", drop=1)
     if s.totals.rejected or s.totals.accept_errors:
         h.add(f"  ({s.totals.rejected:,} rejected, {s.totals.accept_errors:,} accept errors)",
               "label", drop=1)
