@@ -64,3 +64,22 @@ async def test_t_is_not_a_key_of_the_echo_server():
             assert not isinstance(app.screen, ToxicsMenu)
     finally:
         engine.stop()
+
+
+async def test_echo_floods_are_refused_through_a_proxy_with_the_reason_and_h_is_not(engines):
+    from muxtop.ui import actions
+
+    proxy, _ = engines
+    app = MuxtopApp(EngineSource(proxy), interval=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: app.latest is not None, pilot)
+        now = app.now()
+        for name in ("flood", "flood_form", "lessons"):
+            assert actions.state(name, now) is None, name  # greyed out: pressing it says why
+            assert "need not echo" in actions.why_not(name, now), name
+        assert actions.state("idle_herd", now) is True  # only holds connections
+        said = []
+        app.notify = lambda message, **kw: said.append(message)
+        await pilot.press("f")
+        await until(lambda: said, pilot, what="f's refusal")
+        assert "need not echo" in said[0] and not app.floods.running

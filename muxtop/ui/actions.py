@@ -41,6 +41,7 @@ class Now:
     filtering: bool  # a filter is set or being typed
     targets: int | None = None  # processes watched (attach --name, several PIDs); None: one
     proxies: bool = False  # the source has proxies whose toxics can change (--toxic, --api)
+    proxy: bool = False  # the server is a proxy: what answers a flood is its upstream
 
 
 Scope = Literal["source", "hidden", "now"]
@@ -123,6 +124,12 @@ OWN_ENGINE = Need(lambda n: n.own_engine and not n.player,
                   lambda n: "only muxtop's own engine does this", "source")
 WAITS = Need(lambda n: n.has_waits, lambda n: "this view has no ready-list log", "source")
 FLOODS = Need(lambda n: n.flood_target, lambda n: "no server of our own to flood here")
+# f, F and the lessons send echo traffic and check every byte comes back: through a proxy the
+# upstream answers, and it need not echo (redis, HTTP): every client failed with one-way
+# findings. The idle herd only holds connections: it works through any proxy.
+ECHOED = Need(lambda n: not n.proxy, lambda n: "a proxy passes the flood to its upstream, "
+              "which need not echo: f, F and the lessons check every byte comes back. "
+              "h holds idle connections through it; load the upstream with its own tools")
 RUNNING_FLOOD = Need(lambda n: n.floods_running, lambda n: "no flood is running")
 STEPPING = Need(lambda n: n.stepping, lambda n: "the engine is not stepping: . stops it "
                 "before its next wait call", "hidden")
@@ -225,15 +232,16 @@ ACTIONS: tuple[Action, ...] = (
     _a("record", "R", "R", "record", "Start or stop recording everything to a new file "
        "(muxtop replay FILE plays it back)", RECORDER),
     _a("flood", "f", "f", "flood", "Launch the default flood at this server: 500 clients × "
-       "20 echoed messages of 64 B at 2/s each (about 10 s), every byte checked", FLOODS),
+       "20 echoed messages of 64 B at 2/s each (about 10 s), every byte checked", FLOODS,
+       ECHOED),
     _a("flood_form", "F", "F", "flood…", "Choose a flood: a preset, or the pattern, "
-       "clients, messages, size, rate, duration", FLOODS),
+       "clients, messages, size, rate, duration", FLOODS, ECHOED),
     _a("idle_herd", "h", "h", "idle herd", "Hold 1,000 idle connections (again: let them "
        "go): select and poll pay for every one on every call, epoll does not; watch "
        "cpu/call and scans", FLOODS),
     _a("stop_floods", "x", "x", "stop floods", "Stop every running flood", RUNNING_FLOOD),
     _a("lessons", "L", "L", "lessons", "Guided lessons: muxtop sets up an experiment, asks "
-       "what you expect, runs it and explains it with the numbers", OWN_ENGINE, FLOODS),
+       "what you expect, runs it and explains it with the numbers", OWN_ENGINE, FLOODS, ECHOED),
     _a("lesson_next", "n", "n", "next", "The lesson's next step", OWN_ENGINE, LESSON),
     _a("answer", "1,2,3,4,5,6", "1-6", "answer", "Answer the lesson's question",
        OWN_ENGINE, LESSON, argument="(key)"),

@@ -16,6 +16,7 @@ from muxtop.commands import (
     Step,
     Switch,
 )
+from muxtop.snapshot import PROXY
 from muxtop.ui import actions
 from muxtop.ui.screens.help import HelpScreen
 from muxtop.ui.screens.lab_menu import LabMenu
@@ -49,7 +50,8 @@ class Keys:
             filtering=ready and (bool(dashboard.table.model.query)
                                  or dashboard.filter_box.has_class("-active")),
             targets=None if self.targets is None else len(self.targets.entries()),
-            proxies=self.source.proxies is not None)
+            proxies=self.source.proxies is not None,
+            proxy=latest is not None and latest.protocol.startswith(PROXY))
 
     def why_not(self, action: str) -> str | None:
         """Why an action cannot act now, in words a person can act on; None when it can."""
