@@ -135,3 +135,37 @@ async def test_live_keys_have_no_replay_keys(tmp_path):
             assert rec.end["reason"] == "stopped" and len(rec.snapshots) >= 3
     finally:
         engine.stop()
+
+
+def record_with_notices(path) -> Recording:
+    """Five notices made before the recording started (every Snapshot carries them), one made
+    half a second in (from the third Snapshot on), one in the last Snapshot (1.75 s in)."""
+    from muxtop.snapshot import Notice
+
+    old = tuple(Notice(i, synthetic.STARTED_AT + i, "info",
+                       f"switched epoll/edge → epoll/oneshot (100{i} fds)") for i in range(1, 6))
+    encoder = RecordingEncoder(str(path), "engine", ["test"])
+    for tick in range(8):
+        at = synthetic.STARTED_AT + 60 + tick * 0.25
+        notices = old + ((Notice(6, at, "warning", "made 0.5 s in"),) if tick >= 2 else ()) \
+            + ((Notice(7, at, "warning", "made 1.75 s in"),) if tick == 7 else ())
+        encoder.add_snapshot(synthetic.snapshot(10, tick, notices=notices, wait_count=0))
+        encoder.flush()
+    encoder.end(encoder.end_record("stopped"))
+    return Recording.open(str(path))
+
+
+@pytest.mark.parametrize(("at", "news"), [(0.0, ["made 0.5 s in", "made 1.75 s in"]),
+                                          (0.5, ["made 1.75 s in"])])
+async def test_notices_older_than_the_recording_or_the_position_do_not_toast(tmp_path, at, news):
+    clock = Clock()
+    source = ReplaySource(record_with_notices(tmp_path / "n.muxrec"), at=at, clock=clock)
+    app = MuxtopApp(source, interval=None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(lambda: app.latest is not None, pilot, what="the first Snapshot")
+        await pilot.press("space")
+        clock.now += 10  # past the end: what was made after the position is news
+        app.tick()
+        toasts = lambda: [n.message for n in app._notifications]  # noqa: E731
+        await until(lambda: "made 1.75 s in" in toasts(), pilot, what="the last notice")
+        assert toasts() == news

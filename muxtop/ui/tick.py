@@ -61,8 +61,9 @@ class Ticking:
         self.problem = None
         self.latest = snapshot
         player = self.player
-        if player is not None and player.jumps != self._jumps:
-            # Moved back or across the recording: the notices passed are not news.
+        if player is not None and (player.jumps != self._jumps or self._notice_seq is None):
+            # Opened at a position, or moved back or across the recording: the notices up to
+            # there (those made before the recording started too) are not news.
             self._jumps = player.jumps
             self._notice_seq = max((n.seq for n in snapshot.notices), default=0)
         if self.targets is not None and self.targets.switches != self._switches:
