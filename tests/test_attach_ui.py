@@ -337,3 +337,23 @@ def test_facts_of_a_first_picture_with_no_sockets_or_epoll_sets():
     by_identity = _ByIdentity(lambda parts: made.append(parts) or {len(parts): parts})
     assert by_identity(()) == {0: ()}
     assert by_identity(()) == {0: ()} and made == [()]  # kept: the same parts
+
+
+async def test_detail_view_does_not_offer_keys_that_cannot_act_and_says_why():
+    source = FixedSource(fixed_attach_snapshot(), commands=False)
+    app = MuxtopApp(source, interval=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.shown is not None)
+        table = app.dashboard.table
+        table.move_to(next(i for i, v in enumerate(table.rows) if v.fd == 7))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen))
+        screen = app.screen
+        offered = [key for key, active in screen.active_bindings.items() if active.binding.show]
+        assert "escape" in offered and "k" not in offered and "p" not in offered
+        for key in ("k", "p"):  # each says why, in the words of the main view
+            await pilot.press(key)
+            await wait_for(pilot, lambda key=key: [
+                n for n in app._notifications if n.title == f"{key}: not now"
+                and n.message == source.read_only])
+        assert source.sent == [] and isinstance(app.screen, DetailScreen)

@@ -4,6 +4,7 @@ the dashboard's messages that end in one (close, pause reading, details)."""
 from __future__ import annotations
 
 from concurrent.futures import Future
+from dataclasses import replace
 
 from muxtop.commands import (
     CloseConnection,
@@ -81,7 +82,7 @@ class Sending:
 
     def on_show_details(self, message: ShowDetails) -> None:
         self.push_screen(DetailScreen(message.view, self.view, self.shown,
-                                      lambda: self.can_command))
+                                      lambda view: replace(self.now(), selected=view)))
 
     def on_connection_action(self, message: ConnectionAction) -> None:
         if message.action == "close_connection":

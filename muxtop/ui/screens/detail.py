@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import ClassVar
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
@@ -17,9 +18,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
 from muxtop.snapshot import ConnView, Snapshot, partner_of
+from muxtop.ui import actions
 from muxtop.ui import format as fmt
 from muxtop.ui.messages import ConnectionAction
-from muxtop.ui.rows import can_act_on
 from muxtop.ui.views import SourceView
 from muxtop.ui.views.base import Detail
 
@@ -34,13 +35,14 @@ class DetailScreen(ModalScreen[None]):
     ]
 
     def __init__(self, view: ConnView, source_view: SourceView, shown: Snapshot | None,
-                 can_command: Callable[[], bool]) -> None:
+                 now: Callable[[ConnView], actions.Now]) -> None:
         """`view`: the row; `source_view`: how the source's pictures are drawn; `shown`: the
-        Snapshot on screen; `can_command`: whether the source takes commands now."""
+        Snapshot on screen; `now`: what the keys depend on, with this fd selected (k and p
+        read the table of actions, as on the dashboard)."""
         super().__init__()
         self.view = view
         self.source_view = source_view
-        self.can_command = can_command
+        self.now = now
         self.snapshot: Snapshot | None = shown
         self._drawn = False  # the app may call show() before compose has run
 
@@ -74,9 +76,19 @@ class DetailScreen(ModalScreen[None]):
                              body.content_region.width or None))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """k and p are offered only when they act on this fd: otherwise pressing them says
+        why (on_key), as on the dashboard."""
         if action in ("close_connection", "toggle_reading"):
-            return can_act_on(self.view) and self.can_command() or None
+            return actions.why_not(action, self.now(self.view)) is None
         return True
+
+    def on_key(self, event: events.Key) -> None:
+        if event.key not in ("k", "p"):
+            return
+        reason = actions.refusal(event.key, self.now(self.view))
+        if reason:
+            event.stop()
+            self.notify(reason, title=f"{event.key}: not now", severity="warning", timeout=6)
 
     def action_close_connection(self) -> None:
         self.post_message(ConnectionAction("close_connection", self.view))
