@@ -129,6 +129,39 @@ async def test_esc_leaves_a_lesson_midway_and_the_server_is_as_it_was():
         engine.stop()
 
 
+@pytest.mark.timeout(60)
+async def test_n_is_not_offered_while_a_question_waits_and_says_to_answer_first(monkeypatch):
+    from muxtop.ui import actions
+    from muxtop.ui.widgets.key_bar import KeyBar
+
+    monkeypatch.setattr(lesson_module, "PACE", FAST)
+
+    engine = Engine(EngineConfig(port=0, publish_interval=0.1, backend="epoll")).start()
+    try:
+        app = MuxtopApp(EngineSource(engine), interval=0.1)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await until(lambda: app.latest is not None, pilot)
+            app.start_lesson(next(lesson for lesson in LESSONS if lesson.name == "03-level-edge"))
+            run = app.lesson
+            await until(lambda: run.phase == ASK, pilot, timeout=20)
+            choices = len(run.step.choices)
+            assert "n" not in [a.display for a in actions.footer(app.now())]
+            await pilot.press("n")
+            await until(lambda: [m for m in app._notifications
+                                 if m.message == f"answer first: 1–{choices}"], pilot)
+            assert run.phase == ASK and run.index == 0
+            await pilot.press("1")
+            await until(lambda: run.phase == EXPLAIN, pilot, timeout=40)
+            bar = app.dashboard.query_one(KeyBar)  # the footer follows the phase by itself
+            await until(lambda: "n next" in bar.render().plain, pilot,
+                        what=lambda: bar.render().plain)
+            assert "1-6" not in bar.render().plain
+            await pilot.press("escape")
+            await until(lambda: app.lesson is None, pilot, timeout=15)
+    finally:
+        engine.stop()
+
+
 HEADLESS = '''title = "headless"
 summary = "a lesson with no dashboard"
 

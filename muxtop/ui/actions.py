@@ -42,6 +42,8 @@ class Now:
     targets: int | None = None  # processes watched (attach --name, several PIDs); None: one
     proxies: bool = False  # the source has proxies whose toxics can change (--toxic, --api)
     proxy: bool = False  # the server is a proxy: what answers a flood is its upstream
+    question: int = 0  # the choices of the lesson's question waiting for an answer; 0: none
+    explained: bool = False  # the lesson's step is explained: n goes on
 
 
 Scope = Literal["source", "hidden", "now"]
@@ -134,6 +136,9 @@ RUNNING_FLOOD = Need(lambda n: n.floods_running, lambda n: "no flood is running"
 STEPPING = Need(lambda n: n.stepping, lambda n: "the engine is not stepping: . stops it "
                 "before its next wait call", "hidden")
 LESSON = Need(lambda n: n.lesson, lambda n: None, "hidden")
+EXPLAINED = Need(lambda n: n.explained, lambda n: f"answer first: 1–{n.question}"
+                 if n.question else "the step is under way: n goes on once it is explained")
+QUESTION = Need(lambda n: n.question > 0, lambda n: "no question waits now")
 FILTERING = Need(lambda n: n.filtering, lambda n: None, "hidden")
 MODE = Need(lambda n: n.mode is not None, lambda n: "no picture of the server yet")
 BACKEND = Need(lambda n: next_backend(n) is not None, _no_backend)
@@ -242,9 +247,10 @@ ACTIONS: tuple[Action, ...] = (
     _a("stop_floods", "x", "x", "stop floods", "Stop every running flood", RUNNING_FLOOD),
     _a("lessons", "L", "L", "lessons", "Guided lessons: muxtop sets up an experiment, asks "
        "what you expect, runs it and explains it with the numbers", OWN_ENGINE, FLOODS, ECHOED),
-    _a("lesson_next", "n", "n", "next", "The lesson's next step", OWN_ENGINE, LESSON),
+    _a("lesson_next", "n", "n", "next", "The lesson's next step", OWN_ENGINE, LESSON,
+       EXPLAINED),
     _a("answer", "1,2,3,4,5,6", "1-6", "answer", "Answer the lesson's question",
-       OWN_ENGINE, LESSON, argument="(key)"),
+       OWN_ENGINE, LESSON, QUESTION, argument="(key)"),
     _a("leave_lesson", "escape", "esc", "leave lesson",
        "Leave the lesson; muxtop puts the server back as it was", OWN_ENGINE, LESSON),
     _a("lab", "l", "l", "lab", "Turn bug-lab switches on and off: break the engine on "

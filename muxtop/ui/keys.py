@@ -16,6 +16,7 @@ from muxtop.commands import (
     Step,
     Switch,
 )
+from muxtop.lessons.runner import ASK, EXPLAIN
 from muxtop.snapshot import PROXY
 from muxtop.ui import actions
 from muxtop.ui.screens.help import HelpScreen
@@ -36,7 +37,7 @@ class Keys:
 
     def now(self) -> actions.Now:
         """What the keys depend on now (muxtop.ui.actions reads it)."""
-        latest, dashboard = self.latest, self.dashboard
+        latest, dashboard, lesson = self.latest, self.dashboard, self.lesson
         ready = dashboard.ready
         return actions.Now(
             read_only=self.source.read_only, player=self.player is not None,
@@ -51,7 +52,10 @@ class Keys:
                                  or dashboard.filter_box.has_class("-active")),
             targets=None if self.targets is None else len(self.targets.entries()),
             proxies=self.source.proxies is not None,
-            proxy=latest is not None and latest.protocol.startswith(PROXY))
+            proxy=latest is not None and latest.protocol.startswith(PROXY),
+            question=len(lesson.step.choices) if lesson is not None and lesson.phase == ASK
+            else 0,
+            explained=lesson is not None and lesson.phase == EXPLAIN)
 
     def why_not(self, action: str) -> str | None:
         """Why an action cannot act now, in words a person can act on; None when it can."""

@@ -45,8 +45,11 @@ class LessonKeys:
         run = self.lesson
         if run is None or not self.dashboard.ready:
             return
+        phase = run.phase
         run.tick()
         self.dashboard.show_lesson(run, self.source.latest())
+        if run.phase != phase:
+            self.refresh_bindings()  # n and 1-6 act in some phases only (a question, explained)
         if run.phase == DONE:
             self.lesson = None
             self.dashboard.show_lesson(None, None)
