@@ -211,6 +211,21 @@ def test_close_and_pause_commands(make_engine):
     assert view.note == "closed by user"
 
 
+def test_a_closed_row_keeps_no_kernel_queues(make_engine):
+    engine = make_engine()
+    with socket.create_connection(engine.address, timeout=5) as client:
+        client.sendall(b"a")
+        assert client.recv(1) == b"a"
+        fd = wait_for(lambda: conn_views(engine))[0].fd
+        assert engine.submit(PauseReading(fd, True)).result(5).ok
+        client.sendall(b"queued while paused")
+        wait_for(lambda: [v for v in conn_views(engine) if v.fd == fd and v.rx_queue == 19])
+        assert engine.submit(CloseConnection(fd)).result(5).ok
+        view = wait_for(lambda: conn_views(engine, CLOSED))[0]
+    # The socket is gone: its last reading is no queue of now (ss shows none).
+    assert (view.rx_queue, view.tx_queue) == (None, None)
+
+
 def test_half_closed_state_is_visible_while_flushing(make_engine):
     engine = make_engine(sndbuf=4096)  # small kernel queues keep the echo in the out-buffer
     with socket.socket() as client:

@@ -121,6 +121,9 @@ class Telemetry:
         self.closed_count += 1
         self.closed_bytes_in += conn.bytes_in
         self.closed_bytes_out += conn.bytes_out
+        # The socket is gone and its queues with it: the last probe's figures are no queue
+        # of now (None draws as —, as ss shows no socket).
+        conn.rx_queue = conn.tx_queue = conn.rx_since = None
         conn.view = None  # built anew: closed now
         conn.view = self._conn_view(conn, now)
         self.recently_closed.append(conn)
