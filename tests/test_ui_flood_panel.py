@@ -99,3 +99,31 @@ def test_the_trend_is_log_scaled_so_a_stall_stands_out_and_the_rest_still_shows(
     steady = trend([0.05] * 30, 8)   # newest last, cut to the width; low, not a wall
     assert len(steady) == 8 and len(set(steady)) == 1 and steady[0] < "▄"
     assert trend([], 8) == ""
+
+
+def test_a_finished_flood_reads_whole_in_the_side_column_at_80_columns():
+    """At 80x24 the floods panel is 26 cells wide: every line says what it is for whole
+    (the count echoed back, bad 0, p99), shorter, instead of cut at the width."""
+    from types import SimpleNamespace
+
+    summary = {"elapsed_s": 10.0, "connected": 500, "failed_total": 0, "active": 0,
+               "messages_sent": 10_000, "messages_echoed": 10_000, "mismatches": 0,
+               "bytes_sent": 640_000, "bytes_received": 640_000, "stopped_by": None,
+               "rtt_ms": {"p50": 0.065, "p99": 6.37, "p99.9": 9.5}}
+    flood = SimpleNamespace(
+        args=FloodSettings("127.0.0.1", 1, clients=500, messages=20, rate=2.0), summary=summary,
+        progress=summary, returncode=0, running=False, reason=None, errors=[],
+        trend=[{"p99": 2.9, "count": 5}] * 12)
+    wide = [text.plain for text in describe(flood, 2, 100, PALETTE)]
+    narrow = [text.plain for text in describe(flood, 2, 26, PALETTE)]
+    assert not any("…" in line for line in wide), wide
+    assert not any("…" in line for line in narrow), narrow
+    assert all(len(line) <= 26 for line in narrow), narrow
+    assert narrow[0].startswith("#2 echo 500×20") and narrow[0].endswith("done 10.0s")
+    text = "\n".join(narrow)
+    for shown in ("failed 0", "10,000/10,000", "bad 0", "p99 6.37ms"):
+        assert shown in text, narrow
+    flood.returncode, flood.running = None, True  # while it runs: its number and time whole
+    head = describe(flood, 2, 26, PALETTE)[0].plain
+    assert head.split() == ["#2", "echo", "500×20", "run", "10.0s"]
+    assert describe(flood, 2, 40, PALETTE)[0].plain.startswith("#2 echo 500 × 20 msgs ")

@@ -12,7 +12,7 @@ from rich.cells import cell_len
 from rich.text import Text
 from textual.widget import Widget
 
-from muxtop.flood.process import FloodProcess
+from muxtop.flood.process import FloodProcess, FloodSettings
 from muxtop.ui import format as fmt
 from muxtop.ui.widgets.line_api import PaletteMixin
 
@@ -58,6 +58,27 @@ def trend(values: Sequence[float | None], width: int) -> str:
     return "".join(cells)
 
 
+def headline(s: FloodSettings, number: int, state: str, width: int) -> tuple[str, str]:
+    """What the flood is and its state, in `width` cells: clients × messages each × size,
+    rate, duration ("no limit" where messages is 0: until stopped); narrower (the side column
+    at 80 columns), clients × messages, then 500×20 and "run" for "running"."""
+    messages = f"{s.messages:,} msgs" if s.messages else "no limit"
+    what = f"#{number} {s.pattern} {s.clients:,} × {messages} × {fmt.size(s.size)}"
+    if s.rate:
+        what += f" @{s.rate:g}/s"
+    if s.duration:
+        what += f" {s.duration:g}s"
+    for shorter in (f"#{number} {s.pattern} {s.clients:,} × {messages}",
+                    f"#{number} {s.pattern} {s.clients:,}×{s.messages:,}" if s.messages
+                    else f"#{number} {s.pattern} {s.clients:,}×∞"):
+        if len(what) + 1 + len(state) <= width:
+            break
+        what = shorter
+    if len(what) + 1 + len(state) > width:
+        state = state.replace("running", "run", 1)
+    return fmt.fit(what, max(1, width - len(state) - 1)), state
+
+
 def describe(flood: FloodProcess, number: int, width: int, palette) -> list[Text]:
     """The lines about one flood, each cut to `width`: six while it reports (starting: two),
     and one more with why it failed (or, while it runs, its last error line)."""
@@ -65,14 +86,7 @@ def describe(flood: FloodProcess, number: int, width: int, palette) -> list[Text
     record = flood.summary or flood.progress
     label, value = palette["label"], palette["value"]
     state, state_style = flood_state(flood)
-    # clients × messages each × size; "no limit" where messages is 0 (until stopped).
-    messages = f"{s.messages:,} msgs" if s.messages else "no limit"
-    what = f"#{number} {s.pattern} {s.clients:,} × {messages} × {fmt.size(s.size)}"
-    if s.rate:
-        what += f" @{s.rate:g}/s"
-    if s.duration:
-        what += f" {s.duration:g}s"
-    what = fmt.fit(what, max(1, width - len(state) - 1))
+    what, state = headline(s, number, state, width)
     head = Text(what, "bold", end="")
     head.append(" " * max(1, width - cell_len(what) - len(state)))
     head.append(state, palette[state_style])
@@ -84,29 +98,37 @@ def describe(flood: FloodProcess, number: int, width: int, palette) -> list[Text
         mismatches = record.get("mismatches", 0)
         rtt = record.get("rtt_ms") or {}
 
-        def line(*parts: tuple[str, str, object]) -> Text:
-            text = Text(end="")
-            for i, (name, shown, style) in enumerate(parts):
-                if i:
-                    text.append(" · ", label)
-                if name:
-                    text.append(name + " ", label)
-                text.append(shown, style)
+        def line(*forms: tuple[tuple[str, str, object], ...]) -> Text:
+            """The first form (its parts) that fits the width: a narrow panel shows fewer
+            parts whole, the ones that matter most, rather than cut the line mid-word."""
+            for parts in forms:
+                text = Text(end="")
+                for i, (name, shown, style) in enumerate(parts):
+                    if i:
+                        text.append(" · ", label)
+                    if name:
+                        text.append(name + " ", label)
+                    text.append(shown, style)
+                if text.cell_len <= width:
+                    break
             return text
 
         mode = "open loop" if s.open_loop else "closed loop"
-        lines.append(line(("conns", f"{record.get('connected', 0):,}", value),
-                          ("failed", f"{failed:,}", palette["failed"] if failed else value),
-                          ("open", f"{record.get('active', 0):,}", value)))
-        lines.append(line(("msgs", f"{fmt.count(record.get('messages_sent', 0))} sent", value),
-                          ("", f"{fmt.count(record.get('messages_echoed', 0))} back", value),
-                          ("bad", f"{mismatches:,}",
-                           palette["failed"] if mismatches else palette["ok"])))
-        lines.append(line(("bytes", f"{fmt.size(record.get('bytes_sent', 0))}↑ "
-                                    f"{fmt.size(record.get('bytes_received', 0))}↓", value),
-                          ("", mode, label)))
-        lines.append(line(("p50", _ms(rtt.get("p50")), value), ("p99", _ms(rtt.get("p99")), value),
-                          ("p99.9", _ms(rtt.get("p99.9")), value)))
+        conns = ("conns", f"{record.get('connected', 0):,}", value)
+        failed_part = ("failed", f"{failed:,}", palette["failed"] if failed else value)
+        lines.append(line((conns, failed_part, ("open", f"{record.get('active', 0):,}", value)),
+                          (conns, failed_part)))
+        sent = fmt.count(record.get("messages_sent", 0))
+        echoed = fmt.count(record.get("messages_echoed", 0))
+        bad = ("bad", f"{mismatches:,}", palette["failed"] if mismatches else palette["ok"])
+        lines.append(line((("msgs", f"{sent} sent", value), ("", f"{echoed} back", value), bad),
+                          (("back", f"{echoed}/{sent}", value), bad), (bad,)))
+        volume = ("bytes", f"{fmt.size(record.get('bytes_sent', 0))}↑ "
+                           f"{fmt.size(record.get('bytes_received', 0))}↓", value)
+        lines.append(line((volume, ("", mode, label)), (volume,)))
+        p50, p99 = ("p50", _ms(rtt.get("p50")), value), ("p99", _ms(rtt.get("p99")), value)
+        lines.append(line((p50, p99, ("p99.9", _ms(rtt.get("p99.9")), value)), (p50, p99),
+                          (p99,)))
         p99s = [interval.get("p99") for interval in flood.trend]
         latest = _ms(p99s[-1]) if p99s else fmt.DASH
         prefix, suffix = "p99/s ", f" {latest}"
