@@ -145,3 +145,16 @@ async def test_help_tells_the_new_keys_the_lab_switches_and_the_detectors():
                      "stuck-read", "stuck-write", "busy-loop", "fd-pressure",
                      "interest-mismatch", "500 clients"):
             assert word in text, word
+
+
+@pytest.mark.parametrize("size", [(80, 24), (60, 16), (160, 48)])
+async def test_the_lab_menu_fits_the_screen_with_its_border_and_key_hint(size):
+    app = MuxtopApp(FixedSource(synthetic.snapshot(20, 0)), interval=None)
+    async with app.run_test(size=size) as pilot:
+        await until(lambda: app.latest is not None, pilot, what="the first Snapshot")
+        await pilot.press("l")
+        await until(lambda: isinstance(app.screen, LabMenu), pilot, what="the lab menu")
+        panel = app.screen.query_one("#lab-panel")
+        await until(lambda: panel.region.height > 0, pilot, what="the menu laid out")
+        # The bottom border carries the key hint: on screen, not cut off.
+        assert panel.region.y >= 0 and panel.region.bottom <= size[1], panel.region
