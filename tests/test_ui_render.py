@@ -256,6 +256,22 @@ async def test_hide_empty_waits_and_scroll_back_stays_on_the_same_records():
         assert log._top_seq() == top
 
 
+@pytest.mark.parametrize("seq", [1_760_734, 123_456_789])
+async def test_ready_list_seqs_of_millions_read_whole_at_80x24(seq):
+    from recordings import wait
+
+    shot = synthetic.snapshot(10, 0, wait_count=0)
+    waits = tuple(wait(s, start=shot.taken_at - (seq - s) * 0.001)
+                  for s in range(seq - 30, seq + 1))
+    app = MuxtopApp(FixedSource(dataclasses.replace(shot, waits=waits)), interval=None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        log = app.dashboard.ready_log
+        newest = f"{seq:,}" if len(f"{seq:,}") <= 10 else str(seq)
+        await until(lambda: newest in log.render_line(1).text, pilot,
+                    what=lambda: log.render_line(1).text)
+        assert "…" not in log.render_line(1).text.split()[0]
+
+
 # ---- commands, notices and failures ---------------------------------------------------------
 
 async def test_keys_send_commands():

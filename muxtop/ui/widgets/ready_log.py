@@ -31,7 +31,8 @@ from muxtop.ui.widgets.line_api import (
 
 # The figures before the ready fds: (label, width, how soon it gives way on a narrow log).
 # cpu is the thread's CPU time in the call, on the sampled calls (WaitRecord.cpu).
-FIELDS = (("seq", 8, 0), ("at", 10, 3), ("timeout", 7, 2), ("blocked", 7, 1),
+SEQ_WIDTH = 10  # 9,999,999 with its commas; longer seqs drop them (a seq is read whole)
+FIELDS = (("seq", SEQ_WIDTH, 0), ("at", 10, 3), ("timeout", 7, 2), ("blocked", 7, 1),
           ("cpu", 7, 1), ("ready/reg", 9, 0))
 CALL = "thread call(epfd)"  # a view's own column (a traced process: thread and syscall)
 # With that column: a traced wait has no CPU figure of its own.
@@ -252,7 +253,8 @@ class ReadyLog(FramedLines, PaletteMixin, ScrollView, can_focus=True):
             snapshot = self._snapshot
             return self.label(snapshot, index) if self.label and snapshot else ""
         if label == "seq":
-            return f"{w.seq:,}"
+            seq = f"{w.seq:,}"
+            return seq if len(seq) <= SEQ_WIDTH else str(w.seq)
         if label == "at":
             return f"+{w.start - self._started_at:.3f}s"
         if label == "timeout":
