@@ -201,3 +201,24 @@ async def test_several_processes_list_each_action_once():
         # The first one's finding (!1), then the second drawn plain: the markup as its
         # characters, the control character as '?'.
         assert bar.render().plain.split()[3:] == ["!1", "[b", "red]X[/]?", "4343"]
+
+
+async def test_the_help_reopens_at_the_top_and_the_palette_has_no_textual_keys_panel():
+    app = MuxtopApp(FixedSource(synthetic.snapshot(20, 0)), interval=None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(lambda: app.latest is not None, pilot, what="the first Snapshot")
+        # The keys are muxtop's help (?): Textual's own Keys panel, which esc does not
+        # close, is not offered beside it.
+        titles = [c.title for c in app.get_system_commands(app.dashboard)]
+        assert "Keys" not in titles and "help (?)" in titles
+        await pilot.press("question_mark")
+        await until(lambda: isinstance(app.screen, HelpScreen), pilot, what="the help")
+        panel = app.screen.query_one("#help-panel")
+        await until(lambda: panel.max_scroll_y > 0, pilot, what="the help laid out")
+        await pilot.press("end")
+        await until(lambda: panel.scroll_y > 0, pilot, what="the help scrolled")
+        await pilot.press("escape")
+        await until(lambda: app.screen is app.dashboard, pilot, what="the help closed")
+        await pilot.press("question_mark")
+        await until(lambda: isinstance(app.screen, HelpScreen), pilot, what="the help again")
+        await until(lambda: panel.scroll_y == 0, pilot, what=lambda: f"at {panel.scroll_y}")

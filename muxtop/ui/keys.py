@@ -153,10 +153,12 @@ class Keys:
         self.push_screen("help")
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        """The palette (ctrl+p): Textual's own (theme, keys; not its quit: ours is in the
-        table), then each of this source's actions once, named as the footer names it, and each
-        backend by name. One that cannot act now says why when chosen."""
-        yield from (c for c in super().get_system_commands(screen) if c.title != "Quit")
+        """The palette (ctrl+p): Textual's own (theme, screenshot; not its quit: ours is in
+        the table; nor its Keys panel: muxtop's help lists every key, and esc did not close
+        that panel), then each of this source's actions once, named as the footer names it,
+        and each backend by name. One that cannot act now says why when chosen."""
+        yield from (c for c in super().get_system_commands(screen)
+                    if c.title not in ("Quit", "Keys"))
         if screen is not self.dashboard:
             return
         for action in actions.listed(self.now()):

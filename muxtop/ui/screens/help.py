@@ -123,6 +123,10 @@ class HelpScreen(ModalScreen[None]):
         panel.border_subtitle = "esc, q or ? closes · arrows scroll"
         panel.focus()
 
+    def on_screen_resume(self) -> None:
+        # The app keeps this screen between presses of ?: each opens at the top, as the first.
+        self.query_one("#help-panel").scroll_home(animate=False, immediate=True)
+
     def _text(self) -> Group:
         view = self.view
         intro = [Text(view.help_title, "bold underline"), Text(view.help_intro), Text("")] \
