@@ -176,3 +176,39 @@ def test_every_relative_link_resolves(doc):
         if anchor and file.suffix == ".md":
             assert anchor in anchors(file.read_text(encoding="utf-8")), \
                 f"{doc.name}: {file.name} has no heading #{anchor}"
+
+
+def readme_key_rows() -> list[list[str]]:
+    """The keys (each `span` of its first column) of each row of the README's key table."""
+    section = text().split("\n## Keys\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1] for line in section.splitlines()
+            if line.startswith("| ") and not line.startswith("| key ")]
+    return [INLINE.findall(first) for first in rows]
+
+
+def help_order() -> dict[str, int]:
+    """Each key as the README writes it, at its first place in the help's list: the table of
+    actions (every source's keys, in its order), then the help's lines for the mouse-free
+    moves after it."""
+    from muxtop.ui import actions
+
+    shown = {"^p": "ctrl+p", "1-6": "1–6"}  # the help writes ^p and 1-6; the README ctrl+p, 1–6
+    order: dict[str, int] = {}
+    tokens = [t for a in actions.ACTIONS for t in a.help_keys.split()] + \
+        ["↑", "↓", "PgUp", "PgDn", "tab"]
+    for token in tokens:
+        for key in shown.get(token, token).split("–"):  # `1`–`6`: two spans
+            order.setdefault(key, len(order))
+    return order
+
+
+def test_the_readme_key_table_has_every_key_in_the_help_order():
+    order = help_order()
+    rows = [row for row in readme_key_rows() if row]  # "click a header": no key
+    named = {key for row in rows for key in row}
+    assert not named - order.keys(), f"keys the help does not have: {named - order.keys()}"
+    assert not order.keys() - named, f"keys the README leaves out: {order.keys() - named}"
+    places = [min(order[key] for key in row) for row in rows]
+    out_of_order = [(rows[i], rows[i + 1]) for i in range(len(places) - 1)
+                    if places[i] > places[i + 1]]
+    assert not out_of_order, f"README rows not in the help's order: {out_of_order}"
