@@ -8,6 +8,24 @@ from dataclasses import dataclass, field
 LABS = ("naive-edge", "busy-writable", "no-backpressure", "emfile-spin", "no-rearm")
 
 
+class Lab:
+    """The bug-lab switches that are on, as one boolean each: the hot loop tests an attribute,
+    not a string in a set, and only SetLab changes them (`switch`)."""
+
+    __slots__ = ("naive_edge", "busy_writable", "no_backpressure", "emfile_spin", "no_rearm")
+
+    def __init__(self, names: frozenset[str] = frozenset()) -> None:
+        for name in LABS:
+            setattr(self, name.replace("-", "_"), name in names)
+
+    def switch(self, name: str, on: bool) -> None:
+        setattr(self, name.replace("-", "_"), on)  # name: one of LABS (checked by the caller)
+
+    def names(self) -> frozenset[str]:
+        """The switches on, by their names (what Snapshots and recordings carry)."""
+        return frozenset(name for name in LABS if getattr(self, name.replace("-", "_")))
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     host: str = "127.0.0.1"

@@ -25,7 +25,7 @@ from muxtop import commands as cmd
 from muxtop.backends import COMPLETION, EDGE, ONESHOT, Backend, BackendError, make_backend
 from muxtop.engine.address import AddressError, resolve
 from muxtop.engine.completion import Completions
-from muxtop.engine.config import LABS, EngineConfig
+from muxtop.engine.config import LABS, EngineConfig, Lab
 from muxtop.engine.connection import NO_OUT, Connection
 from muxtop.engine.guards import OUT_BUFFER, Timeouts, out_buffer_note
 from muxtop.engine.protocols import PROTOCOLS
@@ -96,7 +96,7 @@ class Engine(Proxying):
         self._running = False
         self._thread: threading.Thread | None = None
         self._snapshot: Snapshot | None = None
-        self.lab: set[str] = set(config.lab)
+        self.lab = Lab(config.lab)
         self.address: tuple[str, int] = (config.host, config.port)
         self.error: str | None = None  # set if the loop died
         self._backend: Backend | None = None
@@ -241,7 +241,7 @@ class Engine(Proxying):
             pending = self._pending
             # Edge takes the fast path too (a short read emptied the queue, see _read_edge);
             # not with the naive-edge lab on, whose one small read per edge is the point.
-            fast = self._echo and not (self._edge and "naive-edge" in self.lab)
+            fast = self._echo and not (self._edge and self.lab.naive_edge)
             # A read that fills the buffer may have left bytes behind: on edge, that fd is
             # read again without waiting (pending). -1: level and oneshot never need it.
             full = self._read_size if self._edge else -1
@@ -461,7 +461,7 @@ class Engine(Proxying):
         registers EPOLLRDHUP on edge) the reader goes on to EOF."""
         recv = conn.sock.recv
         size = self.config.read_size
-        naive = "naive-edge" in self.lab
+        naive = self.lab.naive_edge
         # A FIN or an error may wait behind the data; and a pending-list pass (READ|WRITE)
         # has no event to go by: read to the end then.
         eof_pending = events & (RDHUP | WRITE | ERROR | HANGUP)
@@ -550,7 +550,7 @@ class Engine(Proxying):
         if (conn.peer_closed or conn.closing) and not out_len:
             self._close(conn, "peer closed" if conn.peer_closed else "closed by protocol", now)
             return
-        if "no-backpressure" not in self.lab:
+        if not self.lab.no_backpressure:
             if out_len > self.config.high_water:
                 conn.backpressured = True
             elif conn.backpressured and out_len < self.config.low_water:
@@ -562,7 +562,7 @@ class Engine(Proxying):
         reading = not (conn.user_paused or conn.backpressured or conn.peer_closed
                        or conn.closing)
         interest = READ if reading else 0
-        if out_len or "busy-writable" in self.lab:
+        if out_len or self.lab.busy_writable:
             interest |= WRITE
         if interest != conn.interest:
             self._set_interest(conn, interest)
@@ -593,7 +593,7 @@ class Engine(Proxying):
         no-rearm lab, the connections stay disarmed; the listener and control fd never do,
         or the switch could not be turned off again)."""
         backend = self._backend
-        forget = "no-rearm" in self.lab
+        forget = self.lab.no_rearm
         for fd, _ in ready:
             conn = self._conns.get(fd)
             if conn is not None:
@@ -632,7 +632,7 @@ class Engine(Proxying):
                 if exc.errno in _OUT_OF_FDS:
                     self._out_of_fds = True
                     telemetry.accept_errors += 1
-                    if "emfile-spin" in self.lab:
+                    if self.lab.emfile_spin:
                         return  # the lab's bug: leave the listener armed and spin
                     self._accept_resume_at = now + self._accept_backoff
                     self._chores_changed()
@@ -675,7 +675,7 @@ class Engine(Proxying):
         conn = Connection(self._next_cid, sock, _peer(addr), now)
         self._next_cid += 1
         try:
-            self._set_interest(conn, READ | WRITE if "busy-writable" in self.lab else READ)
+            self._set_interest(conn, READ | WRITE if self.lab.busy_writable else READ)
         except BackendError as exc:
             telemetry.rejected += 1
             telemetry.notice("warning", f"refused a connection: {exc}", key="reject")
@@ -822,7 +822,7 @@ class Engine(Proxying):
     def _set_lab(self, name: str, on: bool, now: float) -> cmd.Outcome:
         if name not in LABS:
             return cmd.Outcome(False, f"no bug-lab switch {name!r}")
-        (self.lab.add if on else self.lab.discard)(name)
+        self.lab.switch(name, on)
         for conn in list(self._conns.values()):
             self._update(conn, now)  # busy-writable and backpressure change interest
             if not on and self._edge:
@@ -1010,7 +1010,7 @@ class LoopState:
 
     @property
     def lab(self) -> frozenset[str]:
-        return frozenset(self._engine.lab)
+        return self._engine.lab.names()
 
     @property
     def accept_paused(self) -> bool:

@@ -488,7 +488,7 @@ class Proxying:
         while self._running:
             backend = self._backend
             pending = self._pending
-            full = self._read_size if self._edge and "naive-edge" not in self.lab else -1
+            full = self._read_size if self._edge and not self.lab.naive_edge else -1
             now = monotonic()
             timeout = 0.0 if pending else self._timeout(now, next_publish)
             if now < next_sample:
@@ -601,7 +601,7 @@ class Proxying:
         """Edge-triggered: as the loop's _read_edge, forwarding each read."""
         recv = leg.sock.recv
         size = self._read_size
-        naive = "naive-edge" in self.lab
+        naive = self.lab.naive_edge
         eof_pending = events & (RDHUP | WRITE | ERROR | HANGUP)
         for _ in range(self.config.edge_budget):
             try:
@@ -751,7 +751,7 @@ class Proxying:
                 self._close_leg(leg, leg.note or "both sides closed", now)
                 return
         was = leg.backpressured
-        if "no-backpressure" in self.lab:
+        if self.lab.no_backpressure:
             leg.backpressured = False
         elif out_len + held > self.config.high_water:
             leg.backpressured = True
@@ -778,7 +778,7 @@ class Proxying:
             reading = not (leg.user_paused or leg.peer_closed or leg.closing or partner is None
                            or partner.connecting or partner.backpressured)
             interest = READ if reading else 0
-            if leg.out or "busy-writable" in self.lab:
+            if leg.out or self.lab.busy_writable:
                 interest |= WRITE
             elif leg.peer_closed and not leg.shut and not leg.closing:
                 # Its peer sent a FIN and it waits (for what a toxic holds for it, or for the
