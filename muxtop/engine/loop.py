@@ -29,7 +29,7 @@ from muxtop.engine.config import LABS, EngineConfig, Lab
 from muxtop.engine.connection import NO_OUT, Connection
 from muxtop.engine.guards import OUT_BUFFER, Timeouts, out_buffer_note
 from muxtop.engine.protocols import PROTOCOLS
-from muxtop.engine.proxying import Proxying
+from muxtop.engine.proxying import ProxyFacts, Proxying
 from muxtop.engine.state import EngineState
 from muxtop.engine.stepper import Stepper
 from muxtop.engine.telemetry import Telemetry
@@ -988,25 +988,75 @@ class LoopState:
     points at is always current, and reading it costs the loop nothing."""
 
     __slots__ = ("_engine", "conns", "pending")
-    # What each plain attribute of the EngineState reads of the engine, as it is now.
-    _READS = {"config": "config", "backend": "_backend", "edge": "_edge",
-              "running": "_running", "error": "error", "address": "address",
-              "registered": "_nreg", "waits": "waits_total", "events": "events_total",
-              "probes": "probes_total", "proxy": "proxy",
-              "completion": "_completion",
-              "listener": "_listener", "listen_fd": "_listen_fd",
-              "listen_interest": "_listen_interest", "control_fd": "_control_fd"}
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self.conns: Mapping[int, Connection] = MappingProxyType(engine._conns)  # by fd
         self.pending: Mapping[int, None] = MappingProxyType(engine._pending)  # edge fds to read
 
-    def __getattr__(self, name: str):
-        try:
-            return getattr(self._engine, self._READS[name])
-        except KeyError:
-            raise AttributeError(name) from None
+    @property
+    def config(self) -> EngineConfig:
+        return self._engine.config
+
+    @property
+    def backend(self) -> Backend | None:
+        return self._engine._backend
+
+    @property
+    def edge(self) -> bool:
+        return self._engine._edge
+
+    @property
+    def running(self) -> bool:
+        return self._engine._running
+
+    @property
+    def error(self) -> str | None:
+        return self._engine.error
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self._engine.address
+
+    @property
+    def registered(self) -> int:
+        return self._engine._nreg
+
+    @property
+    def waits(self) -> int:
+        return self._engine.waits_total
+
+    @property
+    def events(self) -> int:
+        return self._engine.events_total
+
+    @property
+    def probes(self) -> int:
+        return self._engine.probes_total
+
+    @property
+    def proxy(self) -> ProxyFacts | None:
+        return self._engine.proxy
+
+    @property
+    def completion(self) -> Completions | None:
+        return self._engine._completion
+
+    @property
+    def listener(self) -> socket.socket | None:
+        return self._engine._listener
+
+    @property
+    def listen_fd(self) -> int:
+        return self._engine._listen_fd
+
+    @property
+    def listen_interest(self) -> int:
+        return self._engine._listen_interest
+
+    @property
+    def control_fd(self) -> int:
+        return self._engine._control_fd
 
     @property
     def lab(self) -> frozenset[str]:
