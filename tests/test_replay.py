@@ -127,3 +127,17 @@ def test_a_truncated_recording_replays_with_a_notice(tmp_path):
         assert "is truncated" in player.notices[0].text
         player.to_end()
         assert player.picture().waits[-1].seq == rec.runs[-1].b
+
+
+def test_json_at_past_the_end_says_so_and_exits_2(tmp_path, capsys):
+    from muxtop.cli import replay as replay_cli
+    path = tmp_path / "short.muxrec"
+    write(path)
+    with Recording.open(str(path)) as rec:
+        end = rec.snapshots[-1].t - rec.t0
+    assert replay_cli.main([str(path), "--json", "--at", "100"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == f"muxtop replay: --at 100 s is past the recording's end ({end:.1f} s)\n"
+    assert replay_cli.main([str(path), "--json", "--at", f"{end:.3f}"]) == 0  # the last one
+    assert len(capsys.readouterr().out.splitlines()) == 1

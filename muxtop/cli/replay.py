@@ -28,7 +28,7 @@ registered, waits_per_s, events_per_s, ready_per_wait, wait_p50_us, wait_p99_us,
 bytes_out, bytes_in_per_s, bytes_out_per_s, accepted, closed, accept_errors, rejected, lab,
 diagnoses}; t is seconds since the first Snapshot.
 Exit status: 0 ok; 1 the file cannot be read, or is not whole (truncated, corrupted, no end
-record: what reads is printed first); 2 usage error."""
+record: what reads is printed first); 2 usage error (with --json: --at past the end)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,9 +79,16 @@ def print_summary(recording: Recording, as_json: bool) -> int:
 
 
 def json_lines(recording: Recording, at: float) -> int:
-    """One status line per recorded Snapshot from `at` seconds on."""
+    """One status line per recorded Snapshot from `at` seconds on; 2 if `at` is past the
+    last one (nothing to print is not a success: the user asked for a moment that is not
+    there)."""
     recording.verify()
     times = [f.t - recording.t0 for f in recording.snapshots]
+    end = times[-1] if times else 0.0
+    if at > end:
+        print(f"muxtop replay: --at {at:g} s is past the recording's end ({end:.1f} s)",
+              file=sys.stderr)
+        return 2
     for i in range(bisect_left(times, at), len(times)):
         try:
             snapshot = recording.snapshot(i, connections=False)
