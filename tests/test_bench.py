@@ -7,6 +7,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -92,6 +93,27 @@ def test_wait_select_reports_its_fd_limit_instead_of_failing():
     assert select["median_us"] is None
     assert epoll["skipped"] is None and positive(epoll["median_us"])
     assert any("FD_SETSIZE" in note for note in doc["notes"])
+
+
+def test_wait_with_no_count_that_fits_the_fd_limit_says_so_and_fails():
+    # Under a hard limit of 256 fds, 1,000 cannot be measured: it said "measuring up to 186
+    # idle fds", printed a row of dashes and exited 0.
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    proc = subprocess.run([sys.executable, "-m", "muxtop", "bench", "wait", "--fds", "1000",
+                           "--backends", "poll,epoll"], capture_output=True, text=True,
+                          timeout=60, check=False, preexec_fn=low_limit)
+    assert proc.returncode == 1 and proc.stdout == ""
+    line, = proc.stderr.splitlines()
+    assert line.startswith("muxtop bench wait: nothing measured: open-file limit is 256")
+    assert "counts above" in line and "are not measured" in line
+    some = subprocess.run([sys.executable, "-m", "muxtop", "bench", "wait", "--fds", "10,1000",
+                           "--backends", "epoll", "--json"], capture_output=True, text=True,
+                          timeout=60, check=False, preexec_fn=low_limit)
+    assert some.returncode == 0, some.stderr  # what fits is measured, the rest is told
+    doc = json.loads(some.stdout)
+    assert [p["skipped"] is None for p in doc["points"]] == [True, False]
 
 
 def test_wait_measures_in_process_with_few_fds():

@@ -166,6 +166,9 @@ def _wait(args: argparse.Namespace, svg_file: TextIO | None) -> int:
             print(f"  {count:,} fds done", end="\r", file=sys.stderr, flush=True)
 
     points, notes = wait.run(args.fds, tuple(args.backends), progress=progress)
+    if all(p.skipped for p in points):  # a table of dashes is no result: say why, fail
+        print(f"muxtop bench wait: nothing measured: {'; '.join(notes)}", file=sys.stderr)
+        return 1
     series = {b: [(p.fds, p.median_us) for p in points if p.backend == b and not p.skipped]
               for b in args.backends}
     if svg_file is not None:

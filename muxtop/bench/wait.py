@@ -164,8 +164,9 @@ def run(fd_counts: list[int], backends: tuple[str, ...] = NAMES,
     limit, note = fd_limit_for(wanted)
     fit = max(0, limit - open_file_count() - FD_SLACK)
     if note:
-        notes.append(note + f"; measuring up to {fit} idle fds")
-    pool = IdleFds(min(max(fd_counts), fit))
+        notes.append(note + f"; counts above {fit:,} idle fds are not measured")
+    # Only as many fds as the largest count that fits: none if none does.
+    pool = IdleFds(max((c for c in fd_counts if c <= fit), default=0))
     points: list[WaitPoint] = []
     stopped: dict[str, str] = {}  # backend -> why it cannot take more fds (select: fd 1024)
     try:
