@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from muxtop.printable import printable
+from muxtop.userfiles import name_problem
 
 
 class Parser(argparse.ArgumentParser):
@@ -113,3 +114,11 @@ def int_list(text: str) -> list[int]:
 
 def name_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def file_name(text: str) -> str:
+    """A file's name as given: not empty (`--record ""`, a shell's unset variable, would
+    otherwise read as no name at all and pick a default)."""
+    problem = name_problem(text)
+    _check(problem is None, f"{problem}: name a file")
+    return text

@@ -31,6 +31,24 @@ def _not_regular(mode: int) -> str | None:
     return f"it is {kind}, not a regular file"
 
 
+def name_problem(path: str | os.PathLike) -> str | None:
+    """Why a name given for a file cannot be one, before any look at the disk: an empty
+    name (a shell's unset variable) would be taken as "no name given" by `or` defaults."""
+    if not os.fspath(path):
+        return "the name is empty"
+    return None
+
+
+def exists_problem(path: str | os.PathLike) -> str:
+    """Why a new file cannot be made at `path`, which exists: what it is, if not a regular
+    file (a directory, /dev/full), else that muxtop does not replace files."""
+    try:
+        problem = _not_regular(os.stat(path).st_mode)
+    except OSError:
+        problem = None
+    return problem or "the file exists (muxtop never replaces one unless told --force)"
+
+
 def _error(doing: str, path: str | os.PathLike, reason: str) -> UserFileError:
     return UserFileError(f"cannot {doing} {os.fspath(path)!r}: {reason}")  # repr: escaped
 
@@ -75,15 +93,12 @@ def create(path: str | os.PathLike, *, force: bool = False) -> TextIO:
     """A new regular file at `path`, open to write UTF-8 text. An existing file is refused
     unless `force` (then it is emptied, if it is a regular file); UserFileError says why."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC
+    if name_problem(path):
+        raise _error("write", path, name_problem(path))
     try:
         fd = os.open(path, flags if force else flags | os.O_EXCL, 0o666)
     except FileExistsError:
-        try:
-            problem = _not_regular(os.stat(path).st_mode)
-        except OSError:
-            problem = None
-        raise _error("write", path, problem or "the file exists (muxtop never replaces one "
-                     "unless told --force)") from None
+        raise _error("write", path, exists_problem(path)) from None
     except (OSError, ValueError) as exc:
         raise _error("write", path, _os_reason(exc) if isinstance(exc, OSError)
                      else "the name holds a NUL") from None

@@ -68,10 +68,14 @@ def test_wait_svg_never_replaces_a_file_and_refuses_special_ones(tmp_path, capsy
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     # Was: replaced silently, a hang (the FIFO), or a traceback (the others).
-    for target in (kept, fifo, tmp_path, "/dev/full", "", tmp_path / ("n" * 300), "a\x00/b"):
+    for target in (kept, fifo, tmp_path, "/dev/full", tmp_path / ("n" * 300), "a\x00/b"):
         assert cli.main(["wait", "--fds", "10", "--svg", str(target)]) == 1, target
         err = capsys.readouterr().err
         assert err.startswith("muxtop bench: --svg: cannot write") and err.count("\n") == 1, err
+    with pytest.raises(SystemExit) as usage:  # an empty name is no name: refused by the option
+        cli.main(["wait", "--fds", "10", "--svg", ""])
+    assert usage.value.code == 2
+    assert "argument --svg: the name is empty" in capsys.readouterr().err
     assert kept.read_text() == "precious"
     assert cli.main(["wait", "--fds", "10", "--backends", "epoll", "--svg", str(kept),
                      "--force"]) == 0

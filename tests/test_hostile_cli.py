@@ -83,7 +83,7 @@ def check_refusal(code: int, err: str) -> str:
 
 def _numeric(action: argparse.Action) -> bool:
     return action.choices is not None or action.type not in (None, str) and \
-        getattr(action.type, "__name__", "") not in ("name_list", "Path")
+        getattr(action.type, "__name__", "") not in ("name_list", "Path", "file_name")
 
 
 @pytest.mark.parametrize(("prefix", "option", "action"), OPTIONS,

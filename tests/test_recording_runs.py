@@ -93,6 +93,9 @@ def test_headless_record_and_replay_json_lines(tmp_path):
 @pytest.mark.parametrize(("where", "message"), [
     ("missing/dir/x.muxrec", "No such file or directory"),
     ("taken.muxrec", "the file exists"),
+    # A directory and a device were both "the file exists": say what is there.
+    ("", "it is a directory, not a regular file"),
+    ("/dev/full", "it is a character device, not a regular file"),
 ])
 def test_record_to_a_path_that_cannot_be_one_clear_line(tmp_path, where, message):
     (tmp_path / "taken.muxrec").write_bytes(b"keep me")
@@ -101,7 +104,20 @@ def test_record_to_a_path_that_cannot_be_one_clear_line(tmp_path, where, message
                          capture_output=True, text=True, timeout=30)
     assert run.returncode == 1
     assert run.stderr.count("\n") == 1 and message in run.stderr, run.stderr
+    assert "exists" not in run.stderr or where == "taken.muxrec"
     assert (tmp_path / "taken.muxrec").read_bytes() == b"keep me"
+
+
+@pytest.mark.parametrize("command", [["--headless", "--port", "0"], ["attach", "1", "--once"]])
+def test_record_to_an_empty_name_is_refused(tmp_path, command):
+    # It recorded to ./muxtop-engine-….muxrec, as if no name had been given.
+    run = subprocess.run([sys.executable, "-m", "muxtop", *command, "--record", "",
+                          "--duration", "1"] if command[0] != "attach" else
+                         [sys.executable, "-m", "muxtop", *command, "--record", ""],
+                         capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    assert run.returncode == 2
+    assert "--record: the name is empty: name a file" in run.stderr, run.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def _serve(path, *, preexec=None, duration: str | None = None) -> tuple[subprocess.Popen, int]:

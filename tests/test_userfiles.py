@@ -62,3 +62,5 @@ def test_create_refuses_special_files_and_bad_names_in_one_line(tmp_path):
         create(fifo, force=True)  # opened without blocking, then refused
     with pytest.raises(UserFileError, match="a directory, not a regular file"):
         create(tmp_path)
+    with pytest.raises(UserFileError, match="cannot write '': the name is empty"):
+        create("")  # was "No such file or directory", as if a folder were missing

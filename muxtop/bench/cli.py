@@ -13,6 +13,7 @@ from typing import TextIO
 
 from muxtop.arguments import (
     Parser,
+    file_name,
     int_list,
     name_list,
     non_negative_int,
@@ -39,7 +40,7 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--backends", type=name_list, default=list(NAMES), metavar="B,B,...",
                    help=f"backends to measure (default {','.join(NAMES)})")
     w.add_argument("--json", action="store_true", help="print one JSON document instead")
-    w.add_argument("--svg", metavar="FILE",
+    w.add_argument("--svg", metavar="FILE", type=file_name,
                    help="also save the chart as SVG (a new file unless --force)")
     w.add_argument("--force", action="store_true", help="let --svg replace an existing file")
 

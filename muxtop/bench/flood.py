@@ -184,7 +184,7 @@ def table(result: StallResult) -> str:
 
 
 def parser():
-    from muxtop.arguments import Parser, positive_float, positive_int
+    from muxtop.arguments import Parser, file_name, positive_float, positive_int
     from muxtop.backends import NAMES
 
     p = Parser(
@@ -208,7 +208,7 @@ def parser():
                    help=f"seconds the server stays stopped (default {StallPlan.stall:g})")
     p.add_argument("--backend", choices=NAMES, default=StallPlan.backend,
                    help=f"the server's backend (default {StallPlan.backend})")
-    p.add_argument("--hdr-log", metavar="FILE",
+    p.add_argument("--hdr-log", metavar="FILE", type=file_name,
                    help="the open-loop flood's interval log (a new file unless --force)")
     p.add_argument("--force", action="store_true", help="let --hdr-log replace a file")
     p.add_argument("--json", action="store_true", help="print one JSON document instead")

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from muxtop.arguments import Parser, interval, non_negative_float, positive_int
+from muxtop.arguments import Parser, file_name, interval, non_negative_float, positive_int
 from muxtop.attach import report
 from muxtop.attach.reader import Attacher, AttachError
 from muxtop.attach.source import READ_SHARE
@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--text", action="store_true",
                         help="a plain-text table instead of the dashboard (the default when "
                              "stdout is not a terminal)")
-    parser.add_argument("--record", metavar="FILE", default=None,
+    parser.add_argument("--record", metavar="FILE", type=file_name, default=None,
                         help="record every look to FILE (a new file; muxtop replay FILE plays "
                              "it back)")
     parser.add_argument("--trace", nargs="?", const="auto", choices=TRACERS, metavar="TRACER",

@@ -13,6 +13,7 @@ import time
 from muxtop import __version__
 from muxtop.arguments import (
     Parser,
+    file_name,
     host_port,
     non_negative_float,
     non_negative_int,
@@ -100,7 +101,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--theme", metavar="NAME", default=None,
                    help="dashboard colours: textual-dark (default), textual-light (for a "
                         "projector), nord, gruvbox, ... (ctrl+p, theme, lists them all)")
-    p.add_argument("--record", metavar="FILE", default=None,
+    p.add_argument("--record", metavar="FILE", type=file_name, default=None,
                    help="record every wait call, Snapshot, notice and finding to FILE (a new "
                    "file; muxtop replay FILE plays it back)")
     p.add_argument("--metrics", type=metrics_address, default=None, metavar="HOST:PORT",

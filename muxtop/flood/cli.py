@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from muxtop.arguments import (
     Parser,
+    file_name,
     non_negative_float,
     non_negative_int,
     positive_float,
@@ -145,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "does, and each latency counts from when its message was due "
                              "(needs --rate or --total-rate). Default: closed loop, each client "
                              "waits for its echo and latency counts from the send")
-    parser.add_argument("--hdr-log", metavar="FILE", default=None,
+    parser.add_argument("--hdr-log", metavar="FILE", type=file_name, default=None,
                         help="write each second's latency histogram to FILE, as a standard "
                              "HdrHistogram interval log (values in ns); a new file unless "
                              "--force")

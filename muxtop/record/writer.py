@@ -12,6 +12,7 @@ import errno
 import os
 
 from muxtop.record import format as fmt
+from muxtop.userfiles import exists_problem, name_problem
 
 
 class RecordWriteError(Exception):
@@ -20,8 +21,10 @@ class RecordWriteError(Exception):
 
 def open_error(path: str, exc: OSError) -> str:
     reason = exc.strerror or str(exc)
-    if exc.errno == errno.EEXIST:
-        reason = "the file exists (muxtop never overwrites one: pick another name)"
+    if exc.errno == errno.EEXIST:  # what is there: a directory, a device, or a file to keep
+        reason = exists_problem(path)
+        if reason.startswith("the file exists"):
+            reason = "the file exists (muxtop never overwrites one: pick another name)"
     return f"cannot record to {path}: {reason}"
 
 
@@ -30,6 +33,8 @@ class RecordingWriter:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        if name_problem(path):
+            raise RecordWriteError(f"cannot record to {path!r}: {name_problem(path)}")
         try:
             self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         except OSError as exc:
