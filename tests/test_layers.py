@@ -27,10 +27,11 @@ HEADLESS = ("muxtop.backends", "muxtop.engine", "muxtop.flood", "muxtop.attach",
 # package imports the command line.
 LAYERS: tuple[tuple[str, ...], ...] = (
     # The vocabulary: Snapshots and their plain form, the Source protocol and the commands it
-    # takes, units, argument types, event flags, text made printable, user files, limits.
+    # takes, units, argument types, event flags, text made printable, user files, limits,
+    # how to install an extra.
     ("muxtop", "muxtop.snapshot", "muxtop.plain", "muxtop.source", "muxtop.commands",
      "muxtop.units", "muxtop.arguments", "muxtop.events", "muxtop.printable", "muxtop.limits",
-     "muxtop.userfiles", "muxtop.children", "muxtop.contrib"),
+     "muxtop.userfiles", "muxtop.children", "muxtop.contrib", "muxtop.extras"),
     ("muxtop.kernel",),  # epoll bits, probes, procfs, sock_diag
     # select | poll | epoll; what every detector shares; the proxy's toxics, proxies and API
     ("muxtop.backends", "muxtop.findings", "muxtop.proxy"),

@@ -69,3 +69,30 @@ def test_no_lessons_is_an_error_not_an_empty_list(monkeypatch, tmp_path):
             assert "without its package data" in str(exc)
         else:
             raise AssertionError("no built-in lessons went unnoticed")
+
+
+def test_an_extras_install_hint_works_for_this_install(monkeypatch):
+    # muxtop is on no index: "pip install 'muxtop[metrics]'" asked one for it. The tests run
+    # against a copy pip installed from the work tree, so the hint names that clone.
+    from muxtop import extras
+
+    hint = extras.install_hint("metrics")
+    assert hint == f"pip install '.[metrics]' in muxtop's clone ({TREE.parent})"
+    monkeypatch.setattr(extras, "_origin", lambda: {
+        "url": "https://example.org/muxtop.git", "vcs_info": {"vcs": "git", "commit_id": "ab"}})
+    assert extras.install_hint("web") == \
+        "pip install 'muxtop[web] @ git+https://example.org/muxtop.git'"
+    monkeypatch.setattr(extras, "_origin", lambda: {"archive_info": {}, "url": "https://x/y.whl"})
+    assert extras.install_hint("bench") == "pip install 'muxtop[bench]'"
+
+
+def test_no_install_hint_names_the_index_form_by_hand():
+    # Each said 'muxtop[metrics]' (or [web], [bench]) on its own, which fails from a clone:
+    # the code asks extras.install_hint, the guides give the clone's form.
+    said = [f"{p.relative_to(TREE.parent)}:{n}" for p in [*TREE.rglob("*.py"),
+                                                         *TREE.parent.glob("docs/*.md"),
+                                                         TREE.parent / "README.md"]
+            if p.name not in ("extras.py", "changelog.md")
+            for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+            if "install 'muxtop[" in line or "install \"muxtop[" in line]
+    assert said == []

@@ -22,6 +22,7 @@ from muxtop.arguments import (
 )
 from muxtop.backends import NAMES
 from muxtop.bench import machine
+from muxtop.extras import install_hint
 from muxtop.printable import printable
 from muxtop.userfiles import UserFileError, create
 
@@ -246,7 +247,8 @@ def echo_main(args: argparse.Namespace) -> int:
         f"client: {client.note}",
     ]
     if not args.servers and not echo.uvloop_available():
-        header.append("uvloop is not installed, so not measured: pip install 'muxtop[bench]'")
+        header.append("uvloop is not installed, so not measured: "
+                      + install_hint("bench"))
     if not args.json:
         print("\n".join(header), flush=True)
 

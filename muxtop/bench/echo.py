@@ -30,6 +30,7 @@ from muxtop import children
 from muxtop.bench.loadgen import Client, ClientError, run_client
 from muxtop.bench.pyclient import process_cpu
 from muxtop.bench.replay import recording_figures
+from muxtop.extras import install_hint
 from muxtop.record.format import RecordingError
 
 BASELINE = "selectors"
@@ -119,11 +120,12 @@ def choose_servers(names: list[str] | None) -> list[ServerSpec]:
     if unknown:
         raise BenchError(f"no server {', '.join(unknown)} (choose from {', '.join(specs)})")
     if "uvloop" in names and not uvloop_available():
-        raise BenchError("uvloop is not installed: pip install 'muxtop[bench]'")
+        raise BenchError(f"uvloop is not installed: {install_hint('bench')}")
     if any(n.startswith("muxtop-uring") for n in names) and uring_unavailable() is not None:
         raise BenchError(f"uring is unavailable: {uring_unavailable()}")
     if any(specs[n].scraped for n in names) and not metrics_available():
-        raise BenchError("prometheus_client is not installed: pip install 'muxtop[metrics]'")
+        raise BenchError("prometheus_client is not installed: "
+                         + install_hint("metrics"))
     chosen = dict.fromkeys(names)
     for name in list(chosen):  # a variant is measured against its server: run that too
         pair = specs[name].pair

@@ -30,6 +30,7 @@ import psutil
 
 from muxtop.arguments import Parser, non_negative_float, positive_int
 from muxtop.bench.echo import BenchError, ServerProcess, rotated, server_specs, uvloop_available
+from muxtop.extras import install_hint
 from muxtop.limits import raise_fd_limit
 
 SERVERS = ("muxtop-epoll-level", "selectors", "asyncio", "uvloop")
@@ -69,7 +70,7 @@ def main(argv: list[str]) -> int:
     missing = []
     if "uvloop" in names and not uvloop_available():
         names.remove("uvloop")
-        missing.append("uvloop is not installed (pip install 'muxtop[bench]'): not measured")
+        missing.append(f"uvloop is not installed ({install_hint('bench')}): not measured")
     soft, _ = raise_fd_limit(args.conns + 256)
     if soft < args.conns + 64:
         print(f"muxtop bench memory: the open-file limit is {soft}; {args.conns:,} connections "

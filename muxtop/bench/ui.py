@@ -57,6 +57,7 @@ from muxtop.arguments import (
     refresh_interval,
 )
 from muxtop.bench import synthetic
+from muxtop.extras import install_hint
 from muxtop.ui.pacing import GIL_SWITCH_INTERVAL, SWITCH_ENV
 from muxtop.ui.textual_compat import after_display, wrap_screen_refresh
 
@@ -121,8 +122,8 @@ def main(argv: list[str]) -> int:
     if len(sizes) != 2 or min(sizes) < 1:
         parser().error("--conns takes two counts, e.g. 100,10000")
     if args.driver == "terminal" and args.keys and importlib.util.find_spec("pyte") is None:
-        parser().error("the terminal's keys need pyte, the terminal emulator: pip install "
-                       "'muxtop[bench]' (or --driver headless, or --keys 0)")
+        parser().error("the terminal's keys need pyte, the terminal emulator: "
+                       f"{install_hint('bench')} (or --driver headless, or --keys 0)")
     report: dict = {"size": f"{width}x{height}", "ticks": args.ticks,
                     "switch_interval": args.switch or GIL_SWITCH_INTERVAL,
                     "frame_gc": "default" if args.default_gc else "paced"}

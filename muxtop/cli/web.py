@@ -20,6 +20,7 @@ from io import StringIO
 from muxtop.arguments import Parser, port_number, positive_int
 from muxtop.cli import serve as muxtop_cli
 from muxtop.engine.address import AddressError, is_loopback, resolve
+from muxtop.extras import install_hint
 from muxtop.printable import printable
 
 EPILOG = """\
@@ -120,7 +121,7 @@ def main(argv: list[str]) -> int:
         from muxtop.cli.web_guard import WebGuard
         from muxtop.ui.web import WebUnavailable, serve
     except ImportError:  # aiohttp, which comes with textual-serve
-        print("muxtop web: needs textual-serve: pip install 'muxtop[web]'", file=sys.stderr)
+        print(f"muxtop web: needs textual-serve: {install_hint('web')}", file=sys.stderr)
         return 1
     try:
         listener = socket.create_server(sockaddr, family=family)

@@ -11,10 +11,9 @@ from typing import Any
 
 from muxtop.arguments import port_number
 from muxtop.engine.address import AddressError, is_loopback, resolve
+from muxtop.extras import install_hint
 from muxtop.printable import printable
 from muxtop.snapshot import Snapshot
-
-INSTALL_HINT = "pip install 'muxtop[metrics]'"
 
 
 class MetricsError(Exception):
@@ -75,7 +74,8 @@ class MetricsServer:
 
             from muxtop.metrics.collector import SnapshotCollector, TargetsCollector
         except ImportError:
-            raise MetricsError(f"--metrics needs prometheus_client: {INSTALL_HINT}") from None
+            raise MetricsError("--metrics needs prometheus_client: "
+                               + install_hint("metrics")) from None
         # Its own registry: only muxtop's figures, not this Python process's (an attached
         # process's figures are the target's, and a muxtop_ name says whose they are).
         registry = CollectorRegistry(auto_describe=False)

@@ -7,6 +7,8 @@ import signal
 import socket
 from collections.abc import Callable
 
+from muxtop.extras import install_hint
+
 
 class WebUnavailable(Exception):
     """textual-serve is not installed; the message says how to get it."""
@@ -21,7 +23,7 @@ def serve(command: str, listener: socket.socket, public_url: str, middleware: Ca
         from aiohttp import web
         from textual_serve.server import Server
     except ImportError:
-        raise WebUnavailable("needs textual-serve: pip install 'muxtop[web]'") from None
+        raise WebUnavailable(f"needs textual-serve: {install_hint('web')}") from None
 
     class GuardedServer(Server):
         async def on_startup(self, app: web.Application) -> None:

@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             import uvloop
         except ImportError:
-            print("uvloop is not installed: pip install 'muxtop[bench]'", file=sys.stderr)
+            from muxtop.extras import install_hint  # only then: the baseline server stays small
+
+            print(f"uvloop is not installed: {install_hint('bench')}", file=sys.stderr)
             return 2
         loop_factory = uvloop.new_event_loop
     try:
