@@ -212,3 +212,26 @@ def test_the_readme_key_table_has_every_key_in_the_help_order():
     out_of_order = [(rows[i], rows[i + 1]) for i in range(len(places) - 1)
                     if places[i] > places[i + 1]]
     assert not out_of_order, f"README rows not in the help's order: {out_of_order}"
+
+
+def test_the_idle_herds_scans_are_what_h_then_b_shows(make_engine):
+    # The README said poll scanned 1,038 fds and epoll 11: the screenshots' herd beside other
+    # traffic. h then b shows the herd, plus what the engine registers of its own (listener,
+    # control eventfd) on poll, and the ready fds (none) on epoll.
+    import time
+
+    from muxtop.flood.process import IDLE_HERD
+
+    engine = make_engine(backend="poll", publish_interval=0.05)
+    started = time.monotonic()
+    while engine.snapshot().taken_at <= started and time.monotonic() < started + 10:
+        time.sleep(0.01)  # a Snapshot published after the start
+    assert engine.snapshot().backend == "poll"
+    own = engine.snapshot().registered  # the engine's fds, no client yet
+    for guide, words in ((text(), r"scanned ([\d,]+) fds.*?on epoll [\d.]+ µs and (\d+) fds"),
+                         ((ROOT / "docs" / "muxtop.md").read_text(encoding="utf-8"),
+                          r"scans ([\d,]+) fds.*?on epoll [\d.]+ µs and (\d+) fds")):
+        found = re.search(words, guide, re.S)
+        assert found, words
+        poll, epoll = (int(n.replace(",", "")) for n in found.groups())
+        assert (poll, epoll) == (IDLE_HERD.clients + own, 0)
