@@ -235,3 +235,22 @@ def test_the_idle_herds_scans_are_what_h_then_b_shows(make_engine):
         assert found, words
         poll, epoll = (int(n.replace(",", "")) for n in found.groups())
         assert (poll, epoll) == (IDLE_HERD.clients + own, 0)
+
+
+# Each user-facing command's parser and its guide: every long option is in the guide's code
+# (its synopsis), so a new option cannot go undocumented. The bench's parsers are the
+# project's own measuring tools, described in bench.md's prose.
+GUIDED = {"muxtop.cli.serve:parser": "muxtop.md", "muxtop.flood.cli:build_parser": "flood.md",
+          "muxtop.cli.attach:build_parser": "attach.md", "muxtop.cli.web:build_parser": "web.md",
+          "muxtop.cli.replay:build_parser": "replay.md", "muxtop.cli.lesson:parser": "lesson.md"}
+
+
+@pytest.mark.parametrize(("where", "guide"), GUIDED.items(), ids=GUIDED.values())
+def test_every_long_option_is_in_its_guides_synopsis(where, guide):
+    module, function = where.split(":")
+    parser = getattr(importlib.import_module(module), function)()
+    synopsis = "\n".join(FENCED.findall((ROOT / "docs" / guide).read_text(encoding="utf-8")))
+    options = {o for a in parser._actions for o in a.option_strings
+               if o.startswith("--") and o != "--help"}
+    missing = sorted(o for o in options if not re.search(rf"(?<![\w-]){o}(?![\w-])", synopsis))
+    assert missing == [], f"docs/{guide} leaves out {missing}"
