@@ -122,9 +122,20 @@ class SocketFacts(NamedTuple):
     outgoing: bool = False  # the process connected out (its local port is none it listens on)
 
 
+# Evidence that says how long the finding's condition has lasted: its `since` is then when
+# the condition began, not when a detector first ran past the threshold, so the "for 4.5s"
+# shown beside a finding is the stall's own length (it was 2.5 s beside "for 4.5 s").
+LASTED_KEYS = ("seconds_without_progress", "seconds_since_read")
+
+
+def _began(now: float, evidence) -> float:
+    lasted = next((value for key, value in evidence if key in LASTED_KEYS), None)
+    return now - lasted if isinstance(lasted, int | float) and lasted > 0 else now
+
+
 class FirstSeen:
-    """Stamps findings with when each (kind, fd) was first made, for as long as every run
-    keeps making it; one that lapses starts afresh."""
+    """Stamps findings with when each (kind, fd) began (first made, or what its evidence says
+    it has lasted), for as long as every run keeps making it; one that lapses starts afresh."""
 
     def __init__(self) -> None:
         self._since: dict[tuple[str, int | None], float] = {}
@@ -133,7 +144,8 @@ class FirstSeen:
         since: dict[tuple[str, int | None], float] = {}
         diagnoses = []
         for kind, fd, explanation, evidence in found:
-            first = since[kind, fd] = self._since.get((kind, fd), now)
+            began = _began(now, evidence)
+            first = since[kind, fd] = min(self._since.get((kind, fd), began), began)
             diagnoses.append(Diagnosis(kind, fd, explanation, evidence, first))
         self._since = since
         return tuple(diagnoses)

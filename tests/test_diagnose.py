@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import socket
 import subprocess
@@ -221,3 +222,44 @@ def test_the_busy_loop_finding_reads_alike_from_every_source():
         "the listener stays readable while accept() fails (out of fds, no back-off)")
     assert busy_loop(*spin, waits((5, READ | WRITE)))[2].endswith(
         "the same fds are reported ready again and again, and nothing is read")
+
+
+def test_a_stall_has_one_length_and_its_bytes_a_unit(make_engine):
+    # A client that sends and never reads: "has not shrunk below 278016 bytes for 4.5 s"
+    # beside "stuck-write fd 9 for 2.5s" (the finding's age from when the detector first
+    # crossed the threshold). The finding now begins when the stall did, says its bytes in
+    # B/KiB/MiB, and leaves the length to `since`.
+    engine = make_engine(stuck_after=0.5, publish_interval=0.1, sndbuf=8192)
+    with socket.socket() as client:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        client.connect(engine.address)
+        client.setblocking(False)
+        payload = os.urandom(1 << 20)
+        sent = 0
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not findings(engine, "stuck-write"):
+            try:
+                sent += client.send(payload[sent % len(payload):])
+            except BlockingIOError:
+                select.select([], [client], [], 0.05)
+        (finding,) = wait_for(lambda: findings(engine, "stuck-write"), timeout=10)
+        assert "peer is not reading" in finding.explanation
+        assert re.search(r"below [\d.]+(B|KiB|MiB)\b", finding.explanation), finding.explanation
+        assert not re.search(r"\d s\b", finding.explanation)  # no second length
+        lasted = dict(finding.evidence)["seconds_without_progress"]
+        assert lasted >= 0.5
+        # since is the stall's start: the detector's now minus what it lasted, not its now
+        assert engine.snapshot().taken_at - finding.since >= lasted - 0.05
+
+
+def test_first_seen_dates_a_finding_from_what_it_has_lasted():
+    from muxtop.findings import FirstSeen
+
+    stamps = FirstSeen()
+    found = ("stuck-write", 9, "x", (("seconds_without_progress", 2.5),))
+    (first,) = stamps.stamp(10.0, [found])
+    assert first.since == 7.5  # was 10.0: "for 0.0s" beside a stall of 2.5 s
+    (later,) = stamps.stamp(12.0, [("stuck-write", 9, "x", (("seconds_without_progress", 4.5),))])
+    assert later.since == 7.5
+    (plain,) = FirstSeen().stamp(10.0, [("busy-loop", None, "x", (("waits_per_s", 9),))])
+    assert plain.since == 10.0

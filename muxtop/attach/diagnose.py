@@ -34,6 +34,7 @@ from muxtop.findings import (
 )
 from muxtop.kernel import epoll
 from muxtop.snapshot import KIND_CONN, KIND_LISTENER, Diagnosis, ProcessStats
+from muxtop.units import size
 
 
 @dataclass(slots=True)
@@ -170,9 +171,9 @@ class Diagnoser:
         # tcp_info's last arrival: every byte still queued came at or before it, which may be
         # long before muxtop attached.
         age = max(seen, now - facts.received_at) if facts.received_at is not None else seen
-        unread = (f"{facts.rx_queue} bytes wait in its receive queue, the oldest for {age:.1f} s"
+        unread = (f"{size(facts.rx_queue)} wait in its receive queue, the oldest for {age:.1f} s"
                   if facts.app_read is not None else
-                  f"its receive queue has held bytes ({facts.rx_queue} now) for {age:.1f} s")
+                  f"its receive queue has held bytes ({size(facts.rx_queue)} now) for {age:.1f} s")
         blocked = self._write_blocked(now, facts, track)
         triggered = False
         for epfd, mask in facts.watches:
@@ -291,8 +292,8 @@ class Diagnoser:
             how = f"the peer has acknowledged nothing for {age:.1f} s"
         else:
             how = f"the queue has not shrunk for {age:.1f} s"
-        why = (f"{track.tx_last} bytes wait in the send queue of fd {facts.fd} and {how} "
-               f"({track.tx_start} -> {track.tx_last} bytes): the peer is not reading")
+        why = (f"{size(track.tx_last)} wait in the send queue of fd {facts.fd} and {how} "
+               f"({size(track.tx_start)} -> {size(track.tx_last)}): the peer is not reading")
         yield STUCK_WRITE, facts.fd, why, (
             ("tx_queue", track.tx_last), ("tx_queue_at_start", track.tx_start),
             ("seconds", round(age, 1)), ("samples", track.tx_samples),

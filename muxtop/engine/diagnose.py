@@ -28,6 +28,7 @@ from muxtop.findings import (
 )
 from muxtop.kernel import epoll
 from muxtop.snapshot import CLOSED, Diagnosis, ProcessStats, Rates, Totals, WaitRecord
+from muxtop.units import size
 
 if TYPE_CHECKING:
     from muxtop.engine.connection import Connection
@@ -90,8 +91,8 @@ class Detector:
         if quiet < self.stuck_after:
             return
         found.append((STUCK_READ, conn.fd,
-                      f"{conn.rx_queue} bytes wait in the kernel receive queue but nothing was "
-                      f"read for {quiet:.1f} s while READ is registered"
+                      f"{size(conn.rx_queue)} wait in the kernel receive queue, unread while "
+                      "READ is registered"
                       + (" — edge-triggered: the reader stopped before EAGAIN, so no new edge "
                          "will announce them" if state.edge else ""),
                       (("rx_queue", conn.rx_queue), ("seconds_since_read", round(quiet, 1)),
@@ -104,7 +105,7 @@ class Detector:
         out = len(conn.out)
         if not conn.interest & WRITE:
             found.append((STUCK_WRITE, conn.fd,
-                          f"{out} bytes wait in the out-buffer but WRITE is not registered: "
+                          f"{size(out)} wait in the out-buffer but WRITE is not registered: "
                           "nothing will ever send them",
                           (("out_buffer", out), ("interest", long(conn.interest)))))
             return
@@ -120,8 +121,8 @@ class Detector:
                 ("seconds_without_progress", round(stalled, 1)))))
         elif stalled >= self.stuck_after:
             found.append((STUCK_WRITE, conn.fd,
-                          f"the out-buffer has not shrunk below {low} bytes for {stalled:.1f} s: "
-                          "the peer is not reading"
+                          f"the out-buffer has not shrunk below {size(low)}: the peer is not "
+                          "reading"
                           + (" and the kernel send queue is full too" if conn.tx_queue else ""),
                           (("out_buffer", out), ("tx_queue", conn.tx_queue),
                            ("seconds_without_progress", round(stalled, 1)))))
