@@ -169,3 +169,12 @@ def test_a_missing_file_or_a_folder_is_one_clear_line(tmp_path):
         Recording.open(str(tmp_path / "nothing.muxrec"))
     with pytest.raises(RecordingError, match="is not a file"):
         Recording.open(str(tmp_path))
+
+
+def test_a_recordings_size_is_in_the_units_of_every_other_byte_count():
+    # The REC badge said "REC 109.4 kB" beside "rss 50.0MiB": powers of ten among powers of two.
+    from muxtop.record.recorder import file_size
+    from muxtop.units import size
+
+    assert file_size(109_400) == size(109_400) == "107KiB"
+    assert file_size(912) == "912B" and file_size(12_900_000) == "12.3MiB"

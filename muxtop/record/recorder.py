@@ -26,6 +26,7 @@ from muxtop.commands import Watch
 from muxtop.record.encoder import RecordingEncoder, command_event
 from muxtop.record.writer import RecordWriteError
 from muxtop.source import Source
+from muxtop.units import size
 
 POLL_EVERY = 0.05  # seconds between polls while the ring fills slowly
 FASTEST_POLL = 0.004  # ...and the shortest, while it fills fast
@@ -201,9 +202,6 @@ class Recorder:
 
 
 def file_size(n: int) -> str:
-    """A file's size for people: 912 B, 48.3 kB, 12.3 MB (powers of ten, as file sizes go)."""
-    if n < 1000:
-        return f"{n} B"
-    if n < 1_000_000:
-        return f"{n / 1e3:.1f} kB"
-    return f"{n / 1e6:,.1f} MB"
+    """A recording's size as every other byte count muxtop shows: 912B, 107KiB, 12.3MiB
+    (the REC badge said 109.4 kB, in powers of ten, beside rss 50.0MiB)."""
+    return size(n)
