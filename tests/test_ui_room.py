@@ -155,6 +155,28 @@ async def test_enter_on_a_finding_selects_its_fd_and_cleared_ones_are_kept():
         assert panel.has_class("-shown")
 
 
+async def test_a_finding_that_clears_twice_is_one_line_in_cleared_lately():
+    # "cleared lately" listed fd-pressure process twice when it came, went, came and went.
+    now = synthetic.STARTED_AT + 60
+    pressure = Diagnosis("fd-pressure", None, "fds near the limit", (), now - 3.0)
+    source = FixedSource([synthetic.snapshot(40, 0, diagnoses=(pressure,)),
+                          synthetic.snapshot(40, 1, diagnoses=()),
+                          synthetic.snapshot(40, 2, diagnoses=(pressure,)),
+                          synthetic.snapshot(40, 3, diagnoses=())])
+    app = MuxtopApp(source, interval=None)
+    async with app.run_test(size=(160, 48)) as pilot:
+        panel = app.dashboard.diagnoses
+        await pilot.pause()
+        for _ in range(3):
+            shown = source.advance()
+            app.tick()
+            await until(lambda s=shown: panel.taken_at == s.taken_at, pilot,
+                        what="the panel shows the Snapshot")
+        lines = [line for line, _, _ in panel._build(200)]  # unclipped by the column
+        assert lines[-1] == "fd-pressure process: lasted 3.8s, the last of 2 times", lines
+        assert str(panel.render()).count("fd-pressure process") == 1
+
+
 async def test_an_idle_herd_costs_poll_every_call_and_epoll_nothing():
     herd_size = 1000
     raise_fd_limit(4 * herd_size + 64)

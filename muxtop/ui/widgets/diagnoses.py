@@ -28,6 +28,7 @@ class Cleared(NamedTuple):
     fd: int | None
     since: float  # monotonic: first seen
     until: float  # the first Snapshot that no longer had it
+    times: int = 1  # how often it cleared: one line a finding, not one a clearing
 
 
 class DiagnosesPanel(TextLines, Widget, can_focus=True):
@@ -81,7 +82,11 @@ class DiagnosesPanel(TextLines, Widget, can_focus=True):
         now_keys = {(d.kind, d.fd) for d in diagnoses}
         for d in self.diagnoses:
             if (d.kind, d.fd) not in now_keys:
-                self.cleared.appendleft(Cleared(d.kind, d.fd, d.since, snapshot.taken_at))
+                earlier = [c for c in self.cleared if (c.kind, c.fd) == (d.kind, d.fd)]
+                for c in earlier:
+                    self.cleared.remove(c)
+                self.cleared.appendleft(Cleared(d.kind, d.fd, d.since, snapshot.taken_at,
+                                                1 + sum(c.times for c in earlier)))
         changed = [(d.kind, d.fd, d.explanation) for d in diagnoses] != \
             [(d.kind, d.fd, d.explanation) for d in self.diagnoses]
         self.diagnoses = tuple(sorted(diagnoses, key=lambda d: d.since, reverse=True))
@@ -137,7 +142,9 @@ class DiagnosesPanel(TextLines, Widget, can_focus=True):
         if self.cleared:
             lines.append(("cleared lately", "title", -1))
             lines.extend((fmt.plain(f"{c.kind} {_where(c.fd)}: lasted "
-                                    f"{fmt.age(c.until - c.since)}"), "label", -1)
+                                    f"{fmt.age(c.until - c.since)}"
+                                    + (f", the last of {c.times} times" if c.times > 1
+                                       else "")), "label", -1)
                          for c in self.cleared)
         self._lines, self._width = lines, width
         return lines
