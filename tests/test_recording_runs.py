@@ -4,7 +4,9 @@ a disk that fills up; commands and switches with their outcomes."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import resource
 import signal
 import socket
@@ -239,3 +241,19 @@ def test_attach_record_in_text_mode(tmp_path, capsys):
         assert rec.kind == "attach" and rec.runs == [] and len(rec.snapshots) >= 3
         player = ReplaySource(rec).player
         assert player.unit == "snapshot" and player.step(1) and player.position.index == 1
+
+
+def test_the_headers_waits_are_json_waits_at_the_same_snapshot():
+    # The replay header said "waits 1,006" where --json said "waits": 540 at the same
+    # Snapshot: the header counted the CPU probes, --json (muxtop_wait_calls_total) does not.
+    from muxtop.bench import synthetic
+    from muxtop.cli.serve import status_line
+    from muxtop.ui.views import engine as engine_view
+    from muxtop.ui.views.base import Header
+
+    shot = synthetic.snapshot(10, 3)
+    shot = dataclasses.replace(shot, totals=shot.totals._replace(waits=1006, probes=466))
+    header = Header(lambda style: None, 400)
+    engine_view.header(header, shot)
+    shown = re.search(r"\bwaits ([\d,]+)", header.finish().plain).group(1)
+    assert int(shown.replace(",", "")) == json.loads(status_line(shot, True))["waits"] == 540

@@ -247,7 +247,9 @@ class Timeline:
             for v in base.connections)
         taken_at = self.end_of(p.seq)
         totals = base.totals._replace(waits=base.totals.waits + p.seq - max(upto, 0),
-                                      events=base.totals.events + sum(w.count for w in since))
+                                      events=base.totals.events + sum(w.count for w in since),
+                                      probes=base.totals.probes
+                                      + sum(w.cpu is not None for w in since))
         return dataclasses.replace(
             base, connections=views, waits=ring, totals=totals, taken_at=taken_at,
             wall_time=base.wall_time + (taken_at - base.taken_at))
