@@ -533,3 +533,31 @@ def test_web_refuses_metrics_that_every_tab_would_bind():
 
     with pytest.raises(ValueError, match="every browser tab"):
         muxtop_command(["--metrics", "127.0.0.1:9464"])
+
+
+def test_attach_leaves_out_what_it_cannot_know():
+    # An attached process's /metrics said protocol="?" and muxtop_received_bytes_total and
+    # muxtop_connections_accepted_total 0 however much it served: attach sees its fds, not
+    # its reads or accepts. Those are left out; muxtop's own engine keeps every one.
+    import dataclasses
+
+    from muxtop.bench import synthetic
+    from muxtop.metrics.collector import SnapshotCollector
+
+    engine = synthetic.snapshot(10, 3)
+    attached = dataclasses.replace(engine, source="attach", protocol="?",
+                                   totals=engine.totals._replace(waits=0, events=0))
+
+    def shown(snapshot):
+        families = {f.name: f for f in SnapshotCollector(lambda: snapshot).collect()}
+        return families, families["muxtop_server"].samples[0].labels
+
+    families, labels = shown(attached)
+    assert "protocol" not in labels and labels["source"] == "attach"
+    for gone in ("muxtop_received_bytes", "muxtop_sent_bytes", "muxtop_connections_accepted",
+                 "muxtop_connections_refused", "muxtop_connections_closed", "muxtop_events",
+                 "muxtop_wait_probes"):
+        assert gone not in families, gone
+    families, labels = shown(engine)
+    assert labels["protocol"] == engine.protocol
+    assert {"muxtop_received_bytes", "muxtop_connections_accepted"} <= set(families)

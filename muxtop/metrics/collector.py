@@ -43,6 +43,7 @@ CONN_STATES = (OPEN, READ_PAUSED, HALF_CLOSED, CLOSING)  # always listed, 0 when
 SYSCALL = {"select": "select", "poll": "poll", "epoll": "epoll_wait"}
 SOURCE_ENGINE = "engine"
 
+UNKNOWN = ("?", "-", "")  # a label value that says the source cannot tell
 
 class Histogram:
     """Cumulative bucket counts of values folded in one at a time, as Prometheus wants them."""
@@ -154,8 +155,11 @@ class SnapshotCollector(Collector):
     def _server(self, s: Snapshot) -> Iterator:
         info = InfoMetricFamily("muxtop_server", "What is watched: the source, its backend, "
                                 "trigger mode and protocol (value 1)")
-        info.add_metric([], {"source": s.source, "backend": s.backend, "trigger": s.trigger,
-                             "protocol": s.protocol})
+        # What the source cannot tell (attach: the protocol, a backend without an epoll
+        # set) is left out, not labelled "?".
+        info.add_metric([], {name: shown for name, shown in (
+            ("source", s.source), ("backend", s.backend), ("trigger", s.trigger),
+            ("protocol", s.protocol)) if shown not in UNKNOWN})
         yield info
         yield GaugeMetricFamily("muxtop_up", "1 while the engine runs (or the attached "
                                 "process lives), 0 once it stopped", value=int(s.running))
@@ -171,8 +175,9 @@ class SnapshotCollector(Collector):
         for (backend, syscall), n in sorted(self._waits.items()):
             calls.add_metric([backend, syscall], n)
         yield calls
-        yield CounterMetricFamily("muxtop_wait_probes", "Wait calls made only to time the "
-                                  "kernel's scan (no timeout)", value=s.totals.probes)
+        if s.source == SOURCE_ENGINE:  # only muxtop's own loop makes probes
+            yield CounterMetricFamily("muxtop_wait_probes", "Wait calls made only to time "
+                                      "the kernel's scan (no timeout)", value=s.totals.probes)
         yield CounterMetricFamily("muxtop_wait_records_missed", "Wait records that left the "
                                   "ring between two scrapes: not in the histograms",
                                   value=self._missed)
@@ -192,7 +197,15 @@ class SnapshotCollector(Collector):
                                 "ones), mean over the last second", value=s.rates.scanned_per_wait)
 
     def _traffic(self, s: Snapshot) -> Iterator:
+        """Counted by muxtop's own loop. Attach sees another process's fds, not its reads,
+        writes or accepts: those series are left out rather than a 0 that never moves (a
+        trace counts the ready fds, so muxtop_events stays then)."""
         t = s.totals
+        if s.source != SOURCE_ENGINE:
+            if t.waits:  # traced
+                yield CounterMetricFamily("muxtop_events", "Ready fds the wait calls "
+                                          "returned", value=t.events)
+            return
         yield CounterMetricFamily("muxtop_events", "Ready fds the wait calls returned",
                                   value=t.events)
         received = CounterMetricFamily("muxtop_received_bytes", "Bytes read from connections",
