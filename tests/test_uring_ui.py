@@ -78,6 +78,7 @@ async def test_the_header_and_the_rings_row_show_its_figures():
         await until(lambda: app.latest is not None, pilot)
         header = app.dashboard.header.render().plain
         assert "SQ 7,340/7,341 CQ 9,000/9,003" in header and "in flight 41" in header
+        assert " ring SQ" in header, header  # apart from what comes before it (was "acceptedring")
         table = app.dashboard.table
         table.move_to(next(i for i, v in enumerate(table.rows) if v.fd == 3))
         await pilot.press("enter")

@@ -22,6 +22,7 @@ def header(h: Header, s: Snapshot) -> None:
     if not s.rings:
         return
     r = s.rings[0]
+    h.add("  ", drop=1)  # the line's last piece before this one ends with no gap
     h.pair("ring", f"SQ {r.sq_head:,}/{r.sq_tail:,} CQ {r.cq_head:,}/{r.cq_tail:,}", drop=2)
     h.pair("in flight", f"{r.in_flight:,}", drop=1)
     if r.enters > 0 and r.submitted >= 0:
