@@ -13,6 +13,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future
+from typing import Self
 
 from muxtop.attach.reader import Attacher
 from muxtop.attach.targets import CAME, REFUSED, Change, Target, Targets
@@ -29,24 +30,19 @@ READ_ONLY = "attached to another process: muxtop only looks"
 READ_SHARE = 0.04
 
 
-class AttachSource(Source):
-    """`start()` takes the first look at once (so the first frame has rows) and starts the
-    reader thread; `stop()` ends it."""
+class _Reading(Source):
+    """What both attach sources share: read-only, and read on a thread of their own. `start()`
+    takes the first look at once (so the first frame has rows) and starts the thread, which
+    calls `read_now()` every `period` seconds until `done()`; `stop()` ends it."""
 
     shares_gil = False  # the process we look at has a GIL of its own
     announces_refusals = False
     read_only = READ_ONLY
     flood_target = None
 
-    def __init__(self, attacher: Attacher, interval: float = DEFAULT_INTERVAL) -> None:
-        self.attacher = attacher
-        # A traced process draws with its ready lists: another kind of picture.
-        self.kind = SOURCE_TRACED if attacher.trace is not None else "attach"
+    def __init__(self, interval: float) -> None:
         self.interval = interval
         self.period = interval  # seconds between reads now: more when reads are costly
-        self.reads = 0
-        self.read_seconds = 0.0  # CPU time of all reads so far
-        self._snapshot: Snapshot | None = None
         self._error: BaseException | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -54,10 +50,62 @@ class AttachSource(Source):
     def latest(self) -> Snapshot | None:
         if self._error is not None:
             raise self._error  # the app shows SOURCE FAILED and keeps the last picture
-        return self._snapshot
+        return self._picture()
 
     def submit(self, command: object) -> Future:
         return answered(Outcome(False, READ_ONLY))
+
+    def start(self) -> Self:
+        self.read_now()
+        self._thread = threading.Thread(target=self._run, daemon=True, name=self._thread_name())
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self.done() and not self._stop.wait(self.period):
+            try:
+                self.read_now()
+            except Exception as exc:  # noqa: BLE001 - a read should not raise; show it
+                self._error = exc
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.interval + 5)
+        self._close()
+
+    def done(self) -> bool:
+        """Nothing more to read (the process has exited: every read is the same picture)."""
+        return False
+
+    def read_now(self) -> object:
+        raise NotImplementedError
+
+    def _picture(self) -> Snapshot | None:
+        raise NotImplementedError
+
+    def _thread_name(self) -> str:
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        raise NotImplementedError
+
+
+class AttachSource(_Reading):
+    """One process."""
+
+    def __init__(self, attacher: Attacher, interval: float = DEFAULT_INTERVAL) -> None:
+        super().__init__(interval)
+        self.attacher = attacher
+        # A traced process draws with its ready lists: another kind of picture.
+        self.kind = SOURCE_TRACED if attacher.trace is not None else "attach"
+        self.reads = 0
+        self.read_seconds = 0.0  # CPU time of all reads so far
+        self._snapshot: Snapshot | None = None
+
+    def _picture(self) -> Snapshot | None:
+        return self._snapshot
 
     def read_now(self) -> Snapshot:
         started = time.thread_time()
@@ -76,26 +124,13 @@ class AttachSource(Source):
         self.period = period
         return snapshot
 
-    def start(self) -> AttachSource:
-        self.read_now()
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name=f"attach-{self.attacher.pid}")
-        self._thread.start()
-        return self
+    def done(self) -> bool:
+        return self.attacher.exited
 
-    def _run(self) -> None:
-        # Once the process has exited every read returns the same picture: stop reading.
-        while not self.attacher.exited and not self._stop.wait(self.period):
-            try:
-                self.read_now()
-            except Exception as exc:  # noqa: BLE001 - Attacher.read should not raise; show it
-                self._error = exc
-                return
+    def _thread_name(self) -> str:
+        return f"attach-{self.attacher.pid}"
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self.interval + 5)
+    def _close(self) -> None:
         self.attacher.close()
 
 
@@ -164,32 +199,19 @@ class TargetList:
         self.notices.append(Notice(self._seq, time.monotonic(), level, text))
 
 
-class TargetsSource(Source):
+class TargetsSource(_Reading):
     """Several processes (attach --name, several PIDs), read together every `interval`
     seconds on one thread; `latest()` is the one `targets` (a TargetList) shows."""
 
     kind = "attach"
-    shares_gil = False
-    announces_refusals = False
-    read_only = READ_ONLY
-    flood_target = None
 
     def __init__(self, followed: Targets, interval: float = DEFAULT_INTERVAL) -> None:
+        super().__init__(interval)
         self.followed = followed
         self.targets = TargetList(followed.name)
-        self.interval = interval
-        self.period = interval
-        self._error: BaseException | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def latest(self) -> Snapshot | None:
-        if self._error is not None:
-            raise self._error
+    def _picture(self) -> Snapshot | None:
         return self.targets.shown()
-
-    def submit(self, command: object) -> Future:
-        return answered(Outcome(False, READ_ONLY))
 
     def read_now(self) -> None:
         read = self.followed.read()
@@ -197,22 +219,8 @@ class TargetsSource(Source):
         # Every target's read together may take at most READ_SHARE of a core, as one does.
         self.period = max(self.interval, self.followed.read_seconds / READ_SHARE)
 
-    def start(self) -> TargetsSource:
-        self.read_now()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="attach-targets")
-        self._thread.start()
-        return self
+    def _thread_name(self) -> str:
+        return "attach-targets"
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.period):
-            try:
-                self.read_now()
-            except Exception as exc:  # noqa: BLE001 - Targets.read should not raise; show it
-                self._error = exc
-                return
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self.interval + 5)
+    def _close(self) -> None:
         self.followed.close()
