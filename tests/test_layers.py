@@ -284,6 +284,40 @@ def test_nothing_outside_the_loop_reads_the_engines_private_attributes():
     assert not bad, bad
 
 
+COUNT_WRITERS = {PACKAGE / "engine" / name for name in ("loop.py", "proxying.py", "waiting.py")}
+
+
+def _writes_to_counts(node: ast.AST) -> bool:
+    """`x.counts.accepted += 1`, `counts.waits = ...`, `counts.guard_closes[g] += 1`."""
+    targets = node.targets if isinstance(node, ast.Assign) else \
+        [node.target] if isinstance(node, ast.AugAssign) else []
+    for target in targets:
+        while isinstance(target, ast.Subscript):
+            target = target.value
+        if isinstance(target, ast.Attribute):
+            owner = target.value
+            if (isinstance(owner, ast.Name) and owner.id in ("counts", "_counts")) or (
+                    isinstance(owner, ast.Attribute) and owner.attr in ("counts", "_counts")):
+                return True
+    return False
+
+
+def test_the_loops_counts_have_one_writer():
+    """Issue 25: the engine's counters had two owners (the loop bumped telemetry's). Now the
+    loop's LoopCounts is written by the engine thread's code alone; telemetry only reads."""
+    assert _writes_to_counts(ast.parse("self.counts.accepted += 1").body[0])
+    assert _writes_to_counts(ast.parse("counts.guard_closes[g] += 1").body[0])
+    bad = [f"{path.relative_to(PACKAGE)}:{node.lineno}"
+           for path in sorted(PACKAGE.rglob("*.py")) if path not in COUNT_WRITERS
+           for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+           if _writes_to_counts(node)]
+    assert not bad, bad
+    writers = {path for path in COUNT_WRITERS
+               if any(_writes_to_counts(node)
+                      for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))))}
+    assert writers == COUNT_WRITERS
+
+
 @pytest.mark.parametrize("module", HEADLESS_MODULES)
 def test_does_not_import_textual(module):
     code = (f"import sys, importlib; importlib.import_module({module!r}); "

@@ -112,11 +112,11 @@ def _wait_all_closed(engine, timeout: float) -> int:
     """Sleep until the engine has closed every connection it accepted; return how many are
     still open (0 unless it timed out). Reads two counters the engine thread keeps: a
     check every 50 ms costs a few thousand instructions in all."""
-    telemetry = engine.telemetry
+    counts = engine.counts
     deadline = time.monotonic() + timeout
-    while telemetry.closed_count < telemetry.accepted and time.monotonic() < deadline:
+    while counts.closed < counts.accepted and time.monotonic() < deadline:
         time.sleep(0.05)
-    return telemetry.accepted - telemetry.closed_count
+    return counts.accepted - counts.closed
 
 
 # ---- the parent: runs, counts, table ----------------------------------------------------

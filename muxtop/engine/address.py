@@ -29,3 +29,9 @@ def resolve(host: str, port: int) -> tuple[int, int, int, tuple]:
 def is_loopback(sockaddr: tuple) -> bool:
     """Only this machine can reach it: 127.0.0.0/8 or ::1 (not 0.0.0.0, ::, a LAN address)."""
     return ipaddress.ip_address(sockaddr[0].split("%")[0]).is_loopback
+
+
+def peer_name(addr: tuple) -> str:
+    """host:port of a socket address, IPv6 hosts in brackets (as ss shows them)."""
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

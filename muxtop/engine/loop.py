@@ -23,27 +23,26 @@ from types import MappingProxyType
 
 from muxtop import commands as cmd
 from muxtop.backends import COMPLETION, EDGE, ONESHOT, Backend, BackendError, make_backend
-from muxtop.engine.address import AddressError, resolve
+from muxtop.engine.address import AddressError, peer_name, resolve
 from muxtop.engine.completion import Completions
 from muxtop.engine.config import LABS, EngineConfig, Lab
 from muxtop.engine.connection import NO_OUT, Connection
+from muxtop.engine.counts import LoopCounts
 from muxtop.engine.guards import OUT_BUFFER, Timeouts, out_buffer_note
 from muxtop.engine.protocols import PROTOCOLS
 from muxtop.engine.proxying import ProxyFacts, Proxying
 from muxtop.engine.state import EngineState
 from muxtop.engine.stepper import Stepper
 from muxtop.engine.telemetry import Telemetry
+from muxtop.engine.waiting import WaitStep
 from muxtop.events import ERROR, HANGUP, RDHUP, READ, WRITE
 from muxtop.snapshot import (
     CLOSED,
     CLOSING,
-    CPU_SAMPLE_EVERY,
     HALF_CLOSED,
     OPEN,
     READ_PAUSED,
-    READY_KEPT,
     Snapshot,
-    wait_record,
 )
 
 READABLE = READ | ERROR | HANGUP  # an error or hang-up shows up as a failing or empty recv
@@ -90,8 +89,7 @@ class Engine(Proxying):
         # until a connection closes and frees an fd it can move to (see _hold).
         self._held: tuple[socket.socket, tuple] | None = None
         self._next_cid = 1
-        # Brought up to date at each publish; probes: wait calls made to time a scan.
-        self.waits_total = self.events_total = self.probes_total = 0
+        self.counts = LoopCounts()  # the loop's running figures; telemetry reads them
         self._nreg = 0
         self._running = False
         self._thread: threading.Thread | None = None
@@ -215,15 +213,12 @@ class Engine(Proxying):
                 _, future = self._commands.popleft()
                 future.set_result(cmd.Outcome(False, "the engine has stopped"))
 
-    def _loop(self) -> None:  # noqa: C901 - the hot loop is one function: a call costs
-        """Wait, dispatch each ready fd, do the after-wait chores; nothing else."""
-        monotonic, thread_time = time.monotonic, time.thread_time
-        next_sample = 0.0
-        record = self.telemetry.ring.append
-        flatten = chain.from_iterable
-        publish_interval = self.config.publish_interval
-        next_publish = monotonic() + publish_interval
-        seq = events_total = probes = 0
+    def _loop(self) -> None:
+        """Wait, dispatch each ready fd, do the between-waits chores; nothing else. The echo
+        handler is inlined here: a call per ready fd costs what the loop is measured by."""
+        monotonic = time.monotonic
+        wait = WaitStep(self.telemetry.ring, self.counts)
+        next_publish = monotonic() + self.config.publish_interval
         service = self._service
         by_fd = self._by_fd
         # The echo fast path reads into one buffer and sends from it: no 64 KiB bytes
@@ -246,82 +241,62 @@ class Engine(Proxying):
             # read again without waiting (pending). -1: level and oneshot never need it.
             full = self._read_size if self._edge else -1
             now = monotonic()
-            timeout = 0.0 if pending else self._timeout(now, next_publish)
-            if now < next_sample:
-                ready = backend.wait(timeout)
-                after = monotonic()
-                cpu = None
-            else:
-                # A probe: one call with no timeout, so it returns at once and its CPU time is
-                # what looking at the fds costs, not a sleep. Spaced so probes take under 1%.
-                timeout = 0.0
-                started = thread_time()
-                ready = backend.wait(0.0)
-                cpu = thread_time() - started
-                after = monotonic()
-                probes += 1
-                next_sample = after + max(CPU_SAMPLE_EVERY, 100 * cpu)
-            seq += 1
-            events_total += len(ready)
-            # Flat, so the (fd, events) tuples die with the list: kept, each cost a garbage
-            # collector visit. The flat tuple leaves the collector after one pass.
-            count = len(ready)
-            record(wait_record((
-                seq, now, timeout, after - now, self._nreg,
-                tuple(flatten(ready if count <= READY_KEPT else ready[:READY_KEPT])), count,
-                cpu)))
+            ready = wait.wait(backend, now, 0.0 if pending else self._timeout(now, next_publish),
+                              self._nreg)
+            after = wait.after
             for fd, events in ready:
                 conn = by_fd[fd]
-                if conn is not None:
-                    conn.last_events = events
-                    conn.last_ready = after
-                    if not (fast and events == READ and conn.interest == READ):
-                        service(conn, events, after)
-                        continue
-                    # The echo handler, inlined: one recv and one write-through send. Interest
-                    # READ alone means reading and an empty out-buffer; anything else (a
-                    # partial send, FIN, an error) goes the general way, `_service`.
-                    try:
-                        got = readv(fd, rxbufs)
-                        if not got:
-                            service(conn, READ, after)  # FIN: recv says b"" again there
-                            continue
-                        if got != size:
-                            size = got
-                            reply = rxview[:size]
-                        if got == full:
-                            pending[fd] = None
-                        conn.last_read_at = after
-                        try:
-                            sent = write(fd, reply)
-                        except BlockingIOError:
-                            sent = 0
-                        if sent == size:  # one message in and out (Connection's counters)
-                            conn.echoed_bytes += size
-                            conn.echoed_msgs += 1
-                        else:
-                            conn.read_bytes += size
-                            conn.read_msgs += 1
-                            self._sent(conn, reply, sent, after)  # copies the rest out
-                    except BlockingIOError:
-                        pass  # readiness gone by the time we read: nothing lost
-                    except Exception as exc:  # noqa: BLE001 - as in _service
-                        self._failed(conn, exc, after)
-                else:
+                if conn is None:
                     self._not_a_connection(fd, after)
-            if pending or self._chores:
-                self._after_wait(backend, ready, after)
-                if self._stepper is not None:
-                    self.waits_total, self.events_total = seq, events_total
-                    self.probes_total = probes
-                    self._step_pause()  # publishes while it holds
-                    next_publish = monotonic() + publish_interval
                     continue
-            if after >= next_publish:
-                self.waits_total, self.events_total = seq, events_total
-                self.probes_total = probes
-                self._publish(after)
-                next_publish = after + publish_interval
+                conn.last_events = events
+                conn.last_ready = after
+                if not (fast and events == READ and conn.interest == READ):
+                    service(conn, events, after)
+                    continue
+                # The echo handler: one recv and one write-through send. Interest READ alone
+                # means reading and an empty out-buffer; anything else (a partial send, FIN,
+                # an error) goes the general way, `_service`.
+                try:
+                    got = readv(fd, rxbufs)
+                    if not got:
+                        service(conn, READ, after)  # FIN: recv says b"" again there
+                        continue
+                    if got != size:
+                        size = got
+                        reply = rxview[:size]
+                    if got == full:
+                        pending[fd] = None
+                    conn.last_read_at = after
+                    try:
+                        sent = write(fd, reply)
+                    except BlockingIOError:
+                        sent = 0
+                    if sent == size:  # one message in and out (Connection's counters)
+                        conn.echoed_bytes += size
+                        conn.echoed_msgs += 1
+                    else:
+                        conn.read_bytes += size
+                        conn.read_msgs += 1
+                        self._sent(conn, reply, sent, after)  # copies the rest out
+                except Exception as exc:  # noqa: BLE001 - as in _service (EAGAIN included)
+                    self._failed(conn, exc, after)
+            if pending or self._chores or after >= next_publish:
+                next_publish = self._between_waits(backend, ready, after, next_publish)
+
+    def _between_waits(self, backend: Backend, ready: list[tuple[int, int]], now: float,
+                       next_publish: float) -> float:
+        """What is due after a wait: its chores, a step's pause, a Snapshot. The next
+        publish time."""
+        if self._pending or self._chores:
+            self._after_wait(backend, ready, now)
+            if self._stepper is not None:
+                self._step_pause()  # publishes while it holds
+                return time.monotonic() + self.config.publish_interval
+        if now >= next_publish:
+            self._publish(now)
+            return now + self.config.publish_interval
+        return next_publish
 
     def _not_a_connection(self, fd: int, now: float) -> None:
         """A ready fd that is not a connection: the listener, the control eventfd, or one
@@ -439,8 +414,11 @@ class Engine(Proxying):
             self._failed(conn, exc, now)
 
     def _failed(self, conn: Connection, exc: Exception, now: float) -> None:
-        """A connection's handler raised: an OSError means the peer reset or the socket broke;
-        anything else is a bug of ours, said out loud. Either way this connection ends."""
+        """A connection's handler raised: EAGAIN means the readiness was gone by the time we
+        read (nothing lost); another OSError, that the peer reset or the socket broke;
+        anything else is a bug of ours, said out loud. Either way but the first, it ends."""
+        if isinstance(exc, BlockingIOError):
+            return
         if isinstance(exc, OSError):
             reason = _reason(exc)
         else:
@@ -550,15 +528,7 @@ class Engine(Proxying):
         if (conn.peer_closed or conn.closing) and not out_len:
             self._close(conn, "peer closed" if conn.peer_closed else "closed by protocol", now)
             return
-        if not self.lab.no_backpressure:
-            if out_len > self.config.high_water:
-                conn.backpressured = True
-            elif conn.backpressured and out_len < self.config.low_water:
-                conn.backpressured = False
-                if self._edge:
-                    self._pending[conn.fd] = None  # bytes that queued meanwhile raise no edge
-        elif conn.backpressured:
-            conn.backpressured = False
+        self._backpressure(conn, out_len)
         reading = not (conn.user_paused or conn.backpressured or conn.peer_closed
                        or conn.closing)
         interest = READ if reading else 0
@@ -576,6 +546,14 @@ class Engine(Proxying):
             state = READ_PAUSED
         if state is not conn.state:
             conn.set_state(state, now)
+
+    def _backpressure(self, conn: Connection, out_len: int) -> None:
+        """Stop reading a connection whose out-buffer passed the high-water mark (its peer
+        does not read what we send) until it drains below the low one."""
+        was = conn.backpressured
+        conn.backpressured = self._pressed(was, out_len)
+        if was and not conn.backpressured and self._edge:
+            self._pending[conn.fd] = None  # bytes that queued meanwhile raise no edge
 
     def _service_pending(self, now: float) -> None:
         batch = list(self._pending)
@@ -616,7 +594,7 @@ class Engine(Proxying):
         connection stays in the backlog, so a level-triggered listener would spin)."""
         listener = self._listener
         max_conns = self.config.max_conns
-        telemetry = self.telemetry
+        telemetry, counts = self.telemetry, self.counts
         while True:
             if max_conns is not None and len(self._conns) >= max_conns:
                 self._set_listener(0)  # resumes when a connection closes
@@ -631,7 +609,7 @@ class Engine(Proxying):
             except OSError as exc:
                 if exc.errno in _OUT_OF_FDS:
                     self._out_of_fds = True
-                    telemetry.accept_errors += 1
+                    counts.accept_errors += 1
                     if self.lab.emfile_spin:
                         return  # the lab's bug: leave the listener armed and spin
                     self._accept_resume_at = now + self._accept_backoff
@@ -645,7 +623,7 @@ class Engine(Proxying):
                 if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
                     continue  # the peer gave up while queued: next one
                 # Anything else: say so and try again after a pause, rather than stop serving.
-                telemetry.accept_errors += 1
+                counts.accept_errors += 1
                 telemetry.notice("error", f"accept: {exc.strerror or exc!r}", key="accept-error")
                 self._accept_resume_at = now + self._accept_backoff
                 self._chores_changed()
@@ -653,7 +631,7 @@ class Engine(Proxying):
                 return
             self._accept_backoff = ACCEPT_BACKOFF[0]
             self._out_of_fds = False
-            telemetry.accepted += 1
+            counts.accepted += 1
             limit = self._backend.fd_limit
             if limit is not None and sock.fileno() >= limit:
                 self._hold(sock, addr, limit)
@@ -662,26 +640,42 @@ class Engine(Proxying):
 
     def _adopt(self, sock: socket.socket, addr: tuple, now: float) -> None:
         """An accepted socket becomes a served connection."""
-        telemetry = self.telemetry
+        if not self._prepared(sock):
+            return
+        conn = Connection(self._next_cid, sock, peer_name(addr), now)
+        self._next_cid += 1
+        try:
+            self._set_interest(conn, READ | WRITE if self.lab.busy_writable else READ)
+        except BackendError as exc:
+            self.counts.rejected += 1
+            self.telemetry.notice("warning", f"refused a connection: {exc}", key="reject")
+            sock.close()
+            return
+        self._enlist(conn)
+
+    def _prepared(self, sock: socket.socket) -> bool:
+        """An accepted socket made ready to serve: non-blocking, no Nagle, the configured
+        send buffer. False (closed, counted as rejected) if its peer was gone before we got
+        to it (a reset in the backlog)."""
         try:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.config.sndbuf:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.sndbuf)
         except OSError:
-            sock.close()  # the peer was gone before we got to it (reset in the backlog)
-            telemetry.rejected += 1
-            return
-        conn = Connection(self._next_cid, sock, _peer(addr), now)
-        self._next_cid += 1
-        try:
-            self._set_interest(conn, READ | WRITE if self.lab.busy_writable else READ)
-        except BackendError as exc:
-            telemetry.rejected += 1
-            telemetry.notice("warning", f"refused a connection: {exc}", key="reject")
             sock.close()
-            return
-        self._enlist(conn)
+            self.counts.rejected += 1
+            return False
+        return True
+
+    def _pressed(self, was: bool, queued: int) -> bool:
+        """Backpressure's hysteresis over the bytes queued for a peer: on past the
+        high-water mark, off below the low one, as it was in between."""
+        if self.lab.no_backpressure:
+            return False
+        if queued > self.config.high_water:
+            return True
+        return was and queued >= self.config.low_water
 
     def _enlist(self, conn: Connection) -> None:
         """A served connection joins the tables (the proxy enlists both legs of a pair)."""
@@ -944,7 +938,7 @@ class Engine(Proxying):
         self._pending.pop(fd, None)
         conn.note = reason
         conn.set_state(CLOSED, now)
-        self.telemetry.closed(conn, now)
+        self._closed(conn, now)
         conn.out = NO_OUT
         conn.sock.close()
         if self._held is not None:
@@ -954,8 +948,18 @@ class Engine(Proxying):
 
     def _close_guarded(self, conn: Connection, guard: str, note: str, now: float) -> None:
         """A protection (engine/guards.py) ends the connection: counted, said, closed."""
-        self.telemetry.guard_closed(guard, conn, note)
+        self.counts.guard_closes[guard] += 1
+        # Keyed: a thousand idle clients closed at once make one notification, not a thousand.
+        self.telemetry.notice("warning", f"closed fd {conn.fd} ({conn.peer}): {note}", key=guard)
         self._close(conn, note, now)
+
+    def _closed(self, conn: Connection, now: float) -> None:
+        """Count a connection that just closed, and keep its last row for a while."""
+        counts = self.counts
+        counts.closed += 1
+        counts.closed_bytes_in += conn.bytes_in
+        counts.closed_bytes_out += conn.bytes_out
+        self.telemetry.closed(conn, now)
 
     def _close_all(self) -> None:
         now = time.monotonic()
@@ -965,7 +969,7 @@ class Engine(Proxying):
             self._by_fd[conn.fd] = None
             conn.note = "server stopped"
             conn.set_state(CLOSED, now)
-            self.telemetry.closed(conn, now)
+            self._closed(conn, now)
             conn.sock.close()
         if self._held is not None:
             self._held[0].close()
@@ -1023,16 +1027,8 @@ class LoopState:
         return self._engine._nreg
 
     @property
-    def waits(self) -> int:
-        return self._engine.waits_total
-
-    @property
-    def events(self) -> int:
-        return self._engine.events_total
-
-    @property
-    def probes(self) -> int:
-        return self._engine.probes_total
+    def counts(self) -> LoopCounts:
+        return self._engine.counts
 
     @property
     def proxy(self) -> ProxyFacts | None:
@@ -1117,11 +1113,6 @@ def _listen(host: str, port: int, backlog: int) -> socket.socket:
             raise EngineStartError(f"{host} is not an address of this machine") from None
         raise EngineStartError(f"cannot listen on {where}: {exc.strerror}") from None
     return sock
-
-
-def _peer(addr: tuple) -> str:
-    host, port = addr[0], addr[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _reason(exc: OSError) -> str:

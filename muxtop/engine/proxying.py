@@ -17,26 +17,23 @@ import socket
 import struct
 import time
 from collections import deque
-from itertools import chain
 from typing import TYPE_CHECKING, Protocol
 
 from muxtop import commands as cmd
 from muxtop.backends import BackendError
-from muxtop.engine.address import AddressError
+from muxtop.engine.address import AddressError, peer_name
 from muxtop.engine.connection import NO_OUT, Connection
 from muxtop.engine.guards import OUT_BUFFER, out_buffer_note
+from muxtop.engine.waiting import WaitStep
 from muxtop.events import ERROR, HANGUP, RDHUP, READ, WRITE
 from muxtop.snapshot import (
     CLOSED,
     CLOSING,
     CONNECTING,
-    CPU_SAMPLE_EVERY,
     HALF_CLOSED,
     OPEN,
     PAIR_MARK,
     READ_PAUSED,
-    READY_KEPT,
-    wait_record,
 )
 
 if TYPE_CHECKING:
@@ -181,7 +178,7 @@ class Proxying:
         engine's own listener; then every listener the registry holds is adopted."""
         registry = self._registry
         if self.config.upstream is not None:
-            registry.create({"name": PROXY_NAME, "listen": _peer(self.address),
+            registry.create({"name": PROXY_NAME, "listen": peer_name(self.address),
                              "upstream": self._upstream_name}, listening=self._listener)
         else:
             # --api alone is toxiproxy's server: it listens on the API and on each proxy's own
@@ -268,7 +265,7 @@ class Proxying:
     def _pause_accept(self, route: Route | None, now: float) -> None:
         """Out of fds: stop accepting on this listener for a moment, as the loop's accept
         does, instead of taking (and closing) every client of the backlog in turn."""
-        self.telemetry.accept_errors += 1
+        self.counts.accept_errors += 1
         if route is None or route is self._main_route:
             self._out_of_fds = True
             self._accept_resume_at = now + self._accept_backoff
@@ -299,10 +296,10 @@ class Proxying:
                 # watching it for a moment (the main listener backs off the same way).
                 self._pause_accept(route, now)
                 return
-            self.telemetry.accepted += 1
+            self.counts.accepted += 1
             if limit is not None and sock.fileno() >= limit:
                 sock.close()  # select cannot watch it
-                self.telemetry.rejected += 1
+                self.counts.rejected += 1
                 continue
             self._adopt_pair(sock, addr, now, route)
             if not route.watched:
@@ -314,7 +311,6 @@ class Proxying:
                     route: Route | None = None) -> None:
         """An accepted client: start the connect to the upstream, and serve both as rows.
         `route`: the registry's proxy whose listener accepted it (None: the --port one)."""
-        telemetry = self.telemetry
         if route is None:
             route = self._main_route
         if route is not None:
@@ -324,34 +320,17 @@ class Proxying:
             target, name, pipes = self._upstream_addr, self._upstream_name, self._pipes
         if target is None:  # no upstream here (--api alone), or one that did not resolve
             sock.close()
-            telemetry.rejected += 1
-            telemetry.notice("warning", "closed a client: no upstream for it "
-                             f"({name or 'no --upstream'})", key="no-upstream")
+            self.counts.rejected += 1
+            self.telemetry.notice("warning", "closed a client: no upstream for it "
+                                  f"({name or 'no --upstream'})", key="no-upstream")
             return
-        try:
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self.config.sndbuf:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.sndbuf)
-        except OSError:
-            sock.close()
-            telemetry.rejected += 1
+        if not self._prepared(sock):
             return
         family, sockaddr = target
-        try:
-            up = socket.socket(family, socket.SOCK_STREAM)
-        except OSError as exc:  # out of fds: this client goes, the rest wait in the backlog
-            sock.close()
-            telemetry.rejected += 1
-            telemetry.notice("warning", f"no socket for the upstream: {exc.strerror}",
-                             key="upstream-socket")
-            if exc.errno in _OUT_OF_FDS:
-                self._pause_accept(route, now)
+        up = self._upstream_socket(family, sock, route, now)
+        if up is None:
             return
-        up.setblocking(False)
-        if self.config.sndbuf:
-            up.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.sndbuf)
-        peer = _peer(addr)
+        peer = peer_name(addr)
         client = Leg(self._next_cid, sock, peer, now, CLIENT)
         upstream = Leg(self._next_cid + 1, up, name, now, UPSTREAM)
         self._next_cid += 2
@@ -370,11 +349,35 @@ class Proxying:
             self._arm(upstream, now)
             self._arm(client, now)
         except BackendError as exc:  # select: the upstream's fd is past FD_SETSIZE
-            telemetry.rejected += 1
-            telemetry.notice("warning", f"refused a connection: {exc}", key="reject")
+            self.counts.rejected += 1
+            self.telemetry.notice("warning", f"refused a connection: {exc}", key="reject")
             client.aborted = True
             self._close_leg(client, f"refused: {exc}", now)
             return
+        self._start_pair(client, upstream, code, now)
+
+    def _upstream_socket(self, family: int, client: socket.socket, route: Route | None,
+                         now: float) -> socket.socket | None:
+        """A non-blocking socket for the client's upstream leg; None (the client closed,
+        counted as rejected) when there is no fd for it, which also pauses accept."""
+        try:
+            up = socket.socket(family, socket.SOCK_STREAM)
+        except OSError as exc:  # out of fds: this client goes, the rest wait in the backlog
+            client.close()
+            self.counts.rejected += 1
+            self.telemetry.notice("warning", f"no socket for the upstream: {exc.strerror}",
+                                  key="upstream-socket")
+            if exc.errno in _OUT_OF_FDS:
+                self._pause_accept(route, now)
+            return None
+        up.setblocking(False)
+        if self.config.sndbuf:
+            up.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.sndbuf)
+        return up
+
+    def _start_pair(self, client: Leg, upstream: Leg, code: int, now: float) -> None:
+        """A pair just enlisted: its toxics' first timers, and the connect's outcome (or
+        its timeout, while it is in progress)."""
         for leg in (client, upstream):
             if leg.pipe is not None and (due := leg.pipe.due(now)) is not None:
                 self._timer(due, leg, PIPE)  # a timeout toxic runs from the start
@@ -467,18 +470,14 @@ class Proxying:
 
     # ---- the hot loop ----------------------------------------------------------------------
 
-    def _proxy_loop(self) -> None:  # noqa: C901 - as the loop's own: a call costs
+    def _proxy_loop(self) -> None:
         """The loop of engine/loop.py (`_loop`), its echo handler replaced by the proxy's:
         a leg's read goes straight out of one buffer to its partner's socket when nothing
         waits before it there (no pipe, an empty out-buffer); all else goes the general way,
         `_service_leg`. Its own copy, so the echo loop pays no test for the proxy."""
-        monotonic, thread_time = time.monotonic, time.thread_time
-        next_sample = 0.0
-        record = self.telemetry.ring.append
-        flatten = chain.from_iterable
-        publish_interval = self.config.publish_interval
-        next_publish = monotonic() + publish_interval
-        seq = events_total = probes = 0
+        monotonic = time.monotonic
+        wait = WaitStep(self.telemetry.ring, self.counts)
+        next_publish = monotonic() + self.config.publish_interval
         service = self._service_leg
         by_fd = self._by_fd
         rxview = memoryview(bytearray(self._read_size))
@@ -490,83 +489,61 @@ class Proxying:
             pending = self._pending
             full = self._read_size if self._edge and not self.lab.naive_edge else -1
             now = monotonic()
-            timeout = 0.0 if pending else self._timeout(now, next_publish)
-            if now < next_sample:
-                ready = backend.wait(timeout)
-                after = monotonic()
-                cpu = None
-            else:
-                timeout = 0.0
-                started = thread_time()
-                ready = backend.wait(0.0)
-                cpu = thread_time() - started
-                after = monotonic()
-                probes += 1
-                next_sample = after + max(CPU_SAMPLE_EVERY, 100 * cpu)
-            seq += 1
-            events_total += len(ready)
-            count = len(ready)
-            record(wait_record((
-                seq, now, timeout, after - now, self._nreg,
-                tuple(flatten(ready if count <= READY_KEPT else ready[:READY_KEPT])), count,
-                cpu)))
+            ready = wait.wait(backend, now, 0.0 if pending else self._timeout(now, next_publish),
+                              self._nreg)
+            after = wait.after
             for fd, events in ready:
                 leg = by_fd[fd]
-                if leg is not None:
-                    leg.last_events = events
-                    leg.last_ready = after
-                    sink = leg.partner
-                    if not (events == READ and leg.interest == READ and sink is not None
-                            and not sink.out and leg.pipe is None):
-                        service(leg, events, after)
+                if leg is None:
+                    self._not_a_connection(fd, after)
+                    continue
+                leg.last_events = events
+                leg.last_ready = after
+                sink = leg.partner
+                if not (events == READ and leg.interest == READ and sink is not None
+                        and not sink.out and leg.pipe is None):
+                    service(leg, events, after)
+                    continue
+                # The forward: one read, one write-through send to the partner. An error
+                # ends the leg it came from (`broken`), and crosses to the other.
+                broken = leg
+                try:
+                    got = readv(fd, rxbufs)
+                    if not got:
+                        service(leg, READ, after)  # FIN: recv says b"" again there
                         continue
-                    # The forward, inlined: one read, one write-through send to the partner.
-                    try:
-                        got = readv(fd, rxbufs)
-                        if not got:
-                            service(leg, READ, after)  # FIN: recv says b"" again there
-                            continue
-                        if got != size:
-                            size = got
-                            chunk = rxview[:size]
-                        if got == full:
-                            pending[fd] = None
-                        leg.read_bytes += size
-                        leg.read_msgs += 1
-                        leg.last_read_at = after
-                    except BlockingIOError:
-                        continue
-                    except Exception as exc:  # noqa: BLE001 - as in _service_leg
-                        self._leg_failed(leg, exc, after)
-                        continue
+                    if got != size:
+                        size = got
+                        chunk = rxview[:size]
+                    if got == full:
+                        pending[fd] = None
+                    leg.read_bytes += size
+                    leg.read_msgs += 1
+                    leg.last_read_at = after
+                    broken = sink
                     try:
                         sent = write(sink.fd, chunk)
                     except BlockingIOError:
                         sent = 0
-                    except Exception as exc:  # noqa: BLE001 - the partner broke
-                        self._leg_failed(sink, exc, after)
-                        continue
-                    if sent:
-                        sink.sent_bytes += sent
+                    if sent == size:
+                        sink.sent_bytes += size
                         sink.sent_msgs += 1
-                    if sent != size:  # the rest waits in the partner's out-buffer
-                        sink.out = bytearray(chunk[sent:])
-                        self._update_leg(sink, after)
-                else:
-                    self._not_a_connection(fd, after)
-            if pending or self._chores:
-                self._after_wait(backend, ready, after)
-                if self._stepper is not None:
-                    self.waits_total, self.events_total = seq, events_total
-                    self.probes_total = probes
-                    self._step_pause()
-                    next_publish = monotonic() + publish_interval
-                    continue
-            if after >= next_publish:
-                self.waits_total, self.events_total = seq, events_total
-                self.probes_total = probes
-                self._publish(after)
-                next_publish = after + publish_interval
+                    else:  # the rest waits in the partner's out-buffer
+                        self._sent_part(sink, chunk, sent, after)
+                except Exception as exc:  # noqa: BLE001 - as in _service_leg (EAGAIN included)
+                    self._leg_failed(broken, exc, after)
+            if pending or self._chores or after >= next_publish:
+                next_publish = self._between_waits(backend, ready, after, next_publish)
+
+    def _sent_part(self, sink: Leg, chunk: memoryview, sent: int, now: float) -> None:
+        """A write-through the partner's socket took only part of (or none): count what went,
+        queue the rest in its out-buffer."""
+        if sent:
+            sink.sent_bytes += sent
+            sink.sent_msgs += 1
+            sink.last_write_at = now
+        sink.out = bytearray(chunk[sent:])
+        self._update_leg(sink, now)
 
     # ---- moving bytes ----------------------------------------------------------------------
 
@@ -619,22 +596,7 @@ class Proxying:
         """Bytes read from one leg go to its partner: sent through at once when nothing waits
         before them, else queued behind what does (the partner's out-buffer)."""
         if not data:
-            src.peer_closed = True
-            if src.pipe is None:
-                src.eof = True
-            else:
-                src.pipe.feed_eof(now)  # it crosses when the pipe says "eof" (_flush_pipe)
-            if src.role is UPSTREAM and src.partner is not None \
-                    and not src.partner.peer_closed:
-                self._upstream_gone(src, "closed first", f"upstream {src.target} "
-                                    "closed first (FIN before the client's)", now)
-                if src.partner.note == "":
-                    src.partner.note = "upstream closed first"
-            self._update_leg(src, now)
-            if src.pipe is not None:
-                self._flush_pipe(src, now)
-            elif src.partner is not None:
-                self._update_leg(src.partner, now)  # the FIN crosses once its bytes are out
+            self._read_eof(src, now)
             return
         src.read_bytes += len(data)
         src.read_msgs += 1
@@ -658,13 +620,31 @@ class Proxying:
         except OSError as exc:
             self._leg_failed(sink, exc, now)
             return
-        if sent:
+        if sent == len(data):
             sink.sent_bytes += sent
             sink.sent_msgs += 1
             sink.last_write_at = now
-        if sent < len(data):
-            sink.out = bytearray(memoryview(data)[sent:])
-            self._update_leg(sink, now)
+        else:
+            self._sent_part(sink, memoryview(data), sent, now)
+
+    def _read_eof(self, src: Leg, now: float) -> None:
+        """A leg's peer sent its FIN: it crosses to the partner once what goes before it is
+        out (through the leg's toxics, if it has any). An upstream's FIN first is a finding."""
+        src.peer_closed = True
+        if src.pipe is None:
+            src.eof = True
+        else:
+            src.pipe.feed_eof(now)  # it crosses when the pipe says "eof" (_flush_pipe)
+        partner = src.partner
+        if src.role is UPSTREAM and partner is not None and not partner.peer_closed:
+            self._upstream_gone(src, "closed first", f"upstream {src.target} "
+                                "closed first (FIN before the client's)", now)
+            partner.note = partner.note or "upstream closed first"
+        self._update_leg(src, now)
+        if src.pipe is not None:
+            self._flush_pipe(src, now)
+        elif src.partner is not None:
+            self._update_leg(src.partner, now)  # the FIN crosses once its bytes are out
 
     def _flush_pipe(self, src: Leg, now: float) -> None:
         """Move what the pipe from `src` lets through now to the partner (a slicer gives one
@@ -735,28 +715,11 @@ class Proxying:
         partner = leg.partner
         out_len = len(leg.out)
         held = partner.pipe.buffered if partner is not None and partner.pipe is not None else 0
-        if not out_len and not held:
-            if leg.closing:
-                self._close_leg(leg, leg.note or "partner closed", now)
-                return
-            if partner is not None and partner.eof and not leg.shut \
-                    and not leg.connecting:
-                leg.shut = True  # the partner's FIN crosses: ours, now that its bytes are out
-                try:
-                    leg.sock.shutdown(socket.SHUT_WR)
-                except OSError:
-                    pass
-            if leg.shut and leg.peer_closed and partner is not None and partner.shut:
-                # Both directions have ended: close it, and its partner with it.
-                self._close_leg(leg, leg.note or "both sides closed", now)
-                return
+        if not out_len and not held and self._all_sent(leg, partner, now):
+            return  # closed
         was = leg.backpressured
-        if self.lab.no_backpressure:
-            leg.backpressured = False
-        elif out_len + held > self.config.high_water:
-            leg.backpressured = True
-        elif was and out_len + held < self.config.low_water:
-            leg.backpressured = False
+        # What a partner's toxics hold counts too: it is on its way to this leg's peer.
+        leg.backpressured = self._pressed(was, out_len + held)
         if self._max_out is not None and out_len > self._max_out:
             self._close_guarded(leg, OUT_BUFFER, out_buffer_note(self._max_out), now)
             return
@@ -768,6 +731,23 @@ class Proxying:
                     self._pending[partner.fd] = None  # bytes queued meanwhile raise no edge
                 if partner.pipe is not None and partner.pipe.buffered:
                     self._flush_pipe(partner, now)
+
+    def _all_sent(self, leg: Leg, partner: Leg | None, now: float) -> bool:
+        """Nothing waits to go out to this leg's peer: a closing leg closes, the partner's
+        FIN crosses, a pair whose two directions have ended closes. True if it closed."""
+        if leg.closing:
+            self._close_leg(leg, leg.note or "partner closed", now)
+            return True
+        if partner is not None and partner.eof and not leg.shut and not leg.connecting:
+            leg.shut = True  # the partner's FIN crosses: ours, now that its bytes are out
+            try:
+                leg.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        if leg.shut and leg.peer_closed and partner is not None and partner.shut:
+            self._close_leg(leg, leg.note or "both sides closed", now)
+            return True
+        return False
 
     def _arm(self, leg: Leg, now: float) -> None:
         """Interest and state of a leg from its flags and its partner's."""
@@ -801,8 +781,8 @@ class Proxying:
 
     def _leg_failed(self, leg: Leg, exc: Exception, now: float) -> None:
         """An error on a leg (a reset, a broken pipe) ends it, and crosses as a reset."""
-        if leg.state is CLOSED:
-            return
+        if leg.state is CLOSED or isinstance(exc, BlockingIOError):
+            return  # EAGAIN: the readiness was gone by the time we read; nothing lost
         leg.aborted = True
         self._failed(leg, exc, now)  # says a bug of ours out loud; closes through _close_leg
 
@@ -847,8 +827,3 @@ def _reset(sock: socket.socket) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
     except OSError:
         pass
-
-
-def _peer(addr: tuple) -> str:
-    host, port = addr[0], addr[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

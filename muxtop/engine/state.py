@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from muxtop.engine.completion import Completions
     from muxtop.engine.config import EngineConfig
     from muxtop.engine.connection import Connection
+    from muxtop.engine.counts import LoopCounts
     from muxtop.engine.proxying import ProxyFacts
     from muxtop.snapshot import StepInfo
 
@@ -59,16 +60,8 @@ class EngineState(Protocol):
         """Fds registered in the backend now."""
 
     @property
-    def waits(self) -> int:
-        """Wait calls so far, as of the last publish."""
-
-    @property
-    def probes(self) -> int:
-        """Of the wait calls, those made only to time a scan, as of the last publish."""
-
-    @property
-    def events(self) -> int:
-        """Ready fds the wait calls returned so far, as of the last publish."""
+    def counts(self) -> LoopCounts:
+        """The loop's running figures (waits, accepts, closes...): its own, read-only here."""
 
     @property
     def listener(self) -> socket.socket | None: ...

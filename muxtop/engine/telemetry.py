@@ -15,7 +15,7 @@ import psutil
 
 from muxtop.engine.connection import Connection
 from muxtop.engine.diagnose import Detector
-from muxtop.engine.guards import GUARDS, HEADER, IDLE, OUT_BUFFER
+from muxtop.engine.guards import HEADER, IDLE, OUT_BUFFER
 from muxtop.engine.state import EngineState
 from muxtop.engine.toxic_views import proxy_views
 from muxtop.events import READ
@@ -65,17 +65,14 @@ _DURATION_AT, _CPU_AT = WaitRecord._fields.index("duration"), WaitRecord._fields
 
 
 class Telemetry:
-    """Owns the wait ring, the accept and close counters and the notices; reads the rest of
-    the engine through its EngineState."""
+    """Owns the wait ring and the notices; reads the rest of the engine, its counts
+    included, through its EngineState."""
 
     def __init__(self, state: EngineState) -> None:
         self.state = state
         self._completion = None  # uring/completion's operations, read once per publish
         config = state.config
         self.ring: deque[WaitRecord] = deque(maxlen=config.ring_size)  # the engine appends
-        self.accepted = self.accept_errors = self.rejected = self.closed_count = 0
-        self.closed_bytes_in = self.closed_bytes_out = 0
-        self.guard_closes = dict.fromkeys(GUARDS, 0)  # connections each protection closed
         self.recently_closed: deque[Connection] = deque()
         self.notices: deque[Notice] = deque(maxlen=64)
         self._notice_seq = 0
@@ -112,17 +109,10 @@ class Telemetry:
         self._notice_seq += 1
         self.notices.append(Notice(self._notice_seq, now, level, text))
 
-    def guard_closed(self, guard: str, conn: Connection, note: str) -> None:
-        self.guard_closes[guard] += 1
-        # Keyed: a thousand idle clients closed at once make one notification, not a thousand.
-        self.notice("warning", f"closed fd {conn.fd} ({conn.peer}): {note}", key=guard)
-
     def closed(self, conn: Connection, now: float) -> None:
-        self.closed_count += 1
-        self.closed_bytes_in += conn.bytes_in
-        self.closed_bytes_out += conn.bytes_out
-        # The socket is gone and its queues with it: the last probe's figures are no queue
-        # of now (None draws as —, as ss shows no socket).
+        """A connection closed (the engine counted it): keep its last row for a while.
+        The socket is gone and its queues with it: the last probe's figures are no queue
+        of now (None draws as —, as ss shows no socket)."""
         conn.rx_queue = conn.tx_queue = conn.rx_since = None
         conn.view = None  # built anew: closed now
         conn.view = self._conn_view(conn, now)
@@ -148,14 +138,16 @@ class Telemetry:
         self._completion = state.completion
         live = conns.values()
         echoed = sum(map(_ECHOED_BYTES, live))  # slot by slot, C-level: no Python per conn
+        counts = state.counts
+        guard_closes = counts.guard_closes
         totals = Totals(
-            waits=state.waits, events=state.events,
-            bytes_in=self.closed_bytes_in + echoed + sum(map(_READ_BYTES, live)),
-            bytes_out=self.closed_bytes_out + echoed + sum(map(_SENT_BYTES, live)),
-            accepted=self.accepted, closed=self.closed_count,
-            accept_errors=self.accept_errors, rejected=self.rejected,
-            closed_idle=self.guard_closes[IDLE], closed_header=self.guard_closes[HEADER],
-            closed_out_buffer=self.guard_closes[OUT_BUFFER], probes=state.probes)
+            waits=counts.waits, events=counts.events,
+            bytes_in=counts.closed_bytes_in + echoed + sum(map(_READ_BYTES, live)),
+            bytes_out=counts.closed_bytes_out + echoed + sum(map(_SENT_BYTES, live)),
+            accepted=counts.accepted, closed=counts.closed,
+            accept_errors=counts.accept_errors, rejected=counts.rejected,
+            closed_idle=guard_closes[IDLE], closed_header=guard_closes[HEADER],
+            closed_out_buffer=guard_closes[OUT_BUFFER], probes=counts.probes)
         waits = tuple(self.ring)
         rates = self._rates(now, totals, waits,
                             state.backend is not None and state.backend.name != "epoll")
@@ -307,7 +299,8 @@ class Telemetry:
         return ConnView(
             0, state.listen_fd, KIND_LISTENER, _address(state.address), LISTENING,
             state.listen_interest, 0, None, 0, tcp.unacked if tcp else None, None,
-            0, 0, self.accepted, 0, self.started_at, self.started_at, None, tcp, "", (), note)
+            0, 0, state.counts.accepted, 0, self.started_at, self.started_at, None, tcp, "",
+            (), note)
 
     def _route_view(self, fd: int, sock, proxy) -> ConnView:
         """A listener of a proxy made over the API (muxtop/proxy/registry.py)."""
