@@ -867,3 +867,52 @@ def test_a_proxy_listener_out_of_fds_pauses_instead_of_spinning(make_engine, lis
         server.wait(10)
         server.stdout.close()
         server.stdin.close()
+
+
+def test_max_conns_counts_the_apis_proxies_and_their_backlog_waits(make_engine):
+    """--max-conns 2 is one pair: a second client of a proxy made over the API waits in its
+    listener's backlog, unanswered, until the first pair closes; then it is served."""
+    from muxtop.proxy.registry import Registry
+
+    echo = make_engine()
+    registry = Registry()
+    proxy = make_engine(registry=registry, max_conns=2, publish_interval=0.05)
+    made = registry.create({"name": "p", "listen": "127.0.0.1:0",
+                            "upstream": f"127.0.0.1:{echo.address[1]}"})
+    address = ("127.0.0.1", int(made.listen.rpartition(":")[2]))
+    first = socket.create_connection(address, timeout=10)
+    second = socket.create_connection(address, timeout=10)  # the kernel's backlog takes it
+    try:
+        first.sendall(b"one")
+        assert recv_exactly(first, 3) == b"one"
+        second.sendall(b"two")
+        until(lambda: proxy.snapshot().totals.accepted == 1
+              and len([v for v in legs(proxy) if v.state != CLOSED]) == 2, what="one pair")
+        second.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            second.recv(3)  # not accepted: nobody reads it
+        assert proxy.snapshot().totals.accepted == 1
+        first.close()
+        second.settimeout(10)
+        assert recv_exactly(second, 3) == b"two"
+    finally:
+        first.close()
+        second.close()
+
+
+def test_an_api_proxy_whose_upstream_is_its_own_address_is_refused(make_engine):
+    """Each client's connect would be accepted as a new client, which connects again, until
+    the fds run out: refused with a 400, as --upstream to muxtop's own port is at start."""
+    from muxtop.proxy.errors import ApiError
+    from muxtop.proxy.registry import Registry
+
+    registry = Registry()
+    make_engine(registry=registry)
+    made = registry.create({"name": "p", "listen": "127.0.0.1:0", "upstream": "127.0.0.1:1"})
+    with pytest.raises(ApiError, match="own listen address") as refused:
+        registry.update("p", {"upstream": made.listen, "listen": made.listen})
+    assert refused.value.status == 400
+    assert not registry.get("p").enabled  # as toxiproxy leaves a proxy it cannot start
+    _, error = registry.populate([{"name": "r", "listen": made.listen,
+                                   "upstream": made.listen}])
+    assert error is not None and "own listen address" in str(error)

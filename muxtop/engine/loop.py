@@ -945,6 +945,8 @@ class Engine(Proxying):
             self._release(now)
         elif self.config.max_conns is not None and self._accept_resume_at is None:
             self._set_listener(READ)
+            if self._routes:
+                self._watch_routes()  # the API's proxies count toward --max-conns too
 
     def _close_guarded(self, conn: Connection, guard: str, note: str, now: float) -> None:
         """A protection (engine/guards.py) ends the connection: counted, said, closed."""

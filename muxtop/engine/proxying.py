@@ -26,6 +26,7 @@ from muxtop.engine.connection import NO_OUT, Connection
 from muxtop.engine.guards import OUT_BUFFER, out_buffer_note
 from muxtop.engine.waiting import WaitStep
 from muxtop.events import ERROR, HANGUP, RDHUP, READ, WRITE
+from muxtop.proxy.registry import loops_back
 from muxtop.snapshot import (
     CLOSED,
     CLOSING,
@@ -161,13 +162,8 @@ class Proxying:
         self._upstream_addr = (family, sockaddr)
 
     def _refuse_own_address(self) -> None:
-        """An upstream that is muxtop's own listener: each client's connect would be accepted
-        as a new client, which connects again, until the fds run out."""
-        family, sockaddr = self._upstream_addr
-        host, port = self.address[:2]
-        if sockaddr[1] != port:
-            return
-        if sockaddr[0] == host or (host in ("0.0.0.0", "::") and _is_local(sockaddr[0])):
+        """An upstream that is muxtop's own listener (registry.loops_back)."""
+        if loops_back(self.address, self._upstream_addr[1]):
             raise AddressError(f"--upstream {self._upstream_name} is muxtop's own address: "
                                "every client would connect to muxtop again, without end")
 
@@ -273,15 +269,32 @@ class Proxying:
             self._chores_changed()
             self._set_listener(0)
         elif route.watched:
+            self._unwatch(route)
+            self._timer(now + ACCEPT_PAUSE, route, ACCEPT)
+
+    def _unwatch(self, route: Route) -> None:
+        """Stop accepting on a proxy's listener (its clients wait in the backlog)."""
+        if route.watched:
             self._apply(route.fd, READ, 0)
             route.watched = False
-            self._timer(now + ACCEPT_PAUSE, route, ACCEPT)
+
+    def _watch_routes(self) -> None:
+        """A connection closed under --max-conns: the proxies' listeners accept again (one
+        paused out of fds too: the close freed one)."""
+        for route in self._routes.values():
+            if not route.watched and route is not self._main_route:
+                self._register(route.fd, READ)
+                route.watched = True
 
     def _accept_route(self, fd: int, now: float) -> None:
         """Accept until EAGAIN on a registry proxy's listener."""
         route = self._routes[fd]
         limit = self._backend.fd_limit
+        max_conns = self.config.max_conns  # counts every proxy's legs
         while True:
+            if max_conns is not None and len(self._conns) >= max_conns:
+                self._unwatch(route)  # watched again when a connection closes (_close)
+                return
             try:
                 sock, addr = route.sock.accept()
             except BlockingIOError:
@@ -810,16 +823,6 @@ class Proxying:
             partner.note = reason if reason == "both sides closed" else \
                 f"{leg.role} fd {leg.fd} closed"
         self._update_leg(partner, now)
-
-
-def _is_local(host: str) -> bool:
-    """An address of this machine (a bind to it would work)."""
-    try:
-        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-            probe.bind((host, 0))
-    except OSError:
-        return False
-    return True
 
 
 def _reset(sock: socket.socket) -> None:

@@ -65,6 +65,25 @@ def is_loopback(sockaddr: tuple) -> bool:
     return address.is_loopback or bool(mapped and mapped.is_loopback)
 
 
+def loops_back(listen: tuple[str, int], upstream: tuple) -> bool:
+    """The upstream is the listener's own address: each client's connect would be accepted
+    as a new client, which connects again, until the fds run out."""
+    host, port = listen[:2]
+    if upstream[1] != port:
+        return False
+    return upstream[0] == host or (host in ("0.0.0.0", "::") and _is_local(upstream[0]))
+
+
+def _is_local(host: str) -> bool:
+    """An address of this machine (a bind to it would work)."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.bind((host, 0))
+    except OSError:
+        return False
+    return True
+
+
 def bind_listener(host: str, port: int) -> socket.socket:
     """A non-blocking TCP socket listening on host:port (OSError says why not)."""
     family, sockaddr = resolve(host, port, passive=True)
@@ -374,6 +393,12 @@ class Registry:
         except (OSError, UnicodeError) as exc:
             where = join_address(sockaddr[0], port)
             raise ApiError(f"listen tcp {where}: bind: {_words(exc)}", 500) from None
+        upstream = proxy.upstream_sockaddr
+        if upstream is not None and loops_back(listener.address, upstream[1]):
+            listener.release()
+            raise ApiError(f"upstream {printable(proxy.upstream)} is the proxy's own listen "
+                           f"address {join_address(*listener.address)}: every client would "
+                           "connect to it again, without end", 400)
         return replace(proxy, listen=join_address(*listener.address), enabled=True,
                        listener=listener)
 
