@@ -189,6 +189,8 @@ def test_an_upstream_that_does_not_read_is_named(make_engine, upstream):
     found = until(lambda: [d for d in proxy.snapshot().diagnoses
                            if d.kind == UPSTREAM_NOT_READING], what="upstream-not-reading")
     assert "upstream is not reading" in found[0].explanation
+    assert " bytes " not in found[0].explanation  # sizes as the other findings give them
+    assert "B for it wait" in found[0].explanation
     client.close()
     server.close()
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from muxtop.engine.proxying import CLIENT, UPSTREAM, Leg
 from muxtop.findings import CLIENT_NOT_READING, ONE_WAY, UPSTREAM_FAILED, UPSTREAM_NOT_READING
+from muxtop.units import size
 
 if TYPE_CHECKING:
     from muxtop.engine.state import EngineState
@@ -41,8 +42,8 @@ def not_reading(leg: Leg, low: int, stalled: float) -> tuple[str, str]:
     held = f"; reading from the {other} (fd {partner.fd}) is paused until it drains" \
         if partner is not None and leg.backpressured else ""
     return NOT_READING[leg.role], (
-        f"the {side} is not reading: {len(leg.out)} bytes for it wait in the out-buffer, "
-        f"none below {low} for {stalled:.1f} s"
+        f"the {side} is not reading: {size(len(leg.out))} for it wait in the out-buffer, "
+        f"none below {size(low)} for {stalled:.1f} s"
         + (" and its kernel send queue is full" if leg.tx_queue else "") + held)
 
 
