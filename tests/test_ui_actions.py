@@ -222,3 +222,69 @@ async def test_the_help_reopens_at_the_top_and_the_palette_has_no_textual_keys_p
         await pilot.press("question_mark")
         await until(lambda: isinstance(app.screen, HelpScreen), pilot, what="the help again")
         await until(lambda: panel.scroll_y == 0, pilot, what=lambda: f"at {panel.scroll_y}")
+
+
+# Two questions, one of 3 choices and one of 2, and nothing to set up: the answer keys follow
+# the question (a question may have 2 to 6 choices; the table binds 1-6).
+QUESTIONS = '''title = "questions"
+summary = "two questions, nothing set up"
+
+[[step]]
+say = "three choices"
+ask = "which?"
+choices = ["one", "two", "three"]
+answer = 1
+explain = "the first"
+
+[[step]]
+say = "two choices"
+ask = "which now?"
+choices = ["one", "two"]
+answer = 2
+explain = "the second"
+'''
+
+
+async def at_a_question(app: MuxtopApp, pilot, choices: int = 3) -> None:
+    from muxtop.lessons.format import parse
+    from muxtop.lessons.runner import ASK
+
+    if app.lesson is None:
+        app.start_lesson(parse(QUESTIONS, "questions"))
+    await until(lambda: app.lesson is not None and app.lesson.phase == ASK
+                and len(app.lesson.step.choices) == choices, pilot, what="the question")
+
+
+async def test_the_answer_keys_are_the_questions_choices(make_engine):
+    engine = make_engine(publish_interval=0.05)
+    app = MuxtopApp(EngineSource(engine), interval=0.05)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await until(lambda: app.latest is not None and app.dashboard.ready, pilot)
+        for choices in (3, 2):
+            await answer_a_question(app, pilot, choices)
+
+
+async def answer_a_question(app: MuxtopApp, pilot, choices: int) -> None:
+    """The footer, the palette and the help offer 1-`choices`; the key after says why it does
+    nothing; 1 answers, n goes on."""
+    await at_a_question(app, pilot, choices)
+    bar = app.dashboard.query_one(KeyBar)
+    keys = f"1-{choices}"
+    await until(lambda: f"{keys} answer" in bar.render().plain, pilot,
+                what=lambda: bar.render().plain)
+    assert "1-6" not in bar.render().plain
+    assert f"answer ({keys})" in [c.title for c in app.get_system_commands(app.dashboard)]
+    assert [r for r in app.key_help() if r[1] == "answer"][0][0] == keys
+    # A key past the last choice says so, once, and answers nothing.
+    past = str(choices + 1)
+    await pilot.press(past)
+
+    def said() -> list[str]:
+        return [n.message for n in app._notifications if n.title == f"{past}: not now"]
+
+    await until(said, pilot, what=lambda: [(n.title, n.message) for n in app._notifications])
+    assert said() == [f"no choice {past}: the question has {choices}, 1–{choices}"]
+    assert app.lesson.phase == "ask" and app.lesson.chosen == 0
+    await pilot.press("1")
+    await until(lambda: app.lesson.phase == "explain", pilot, what="the explanation")
+    await pilot.press("n")

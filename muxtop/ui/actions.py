@@ -12,7 +12,7 @@ pressing it says why.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from textual.binding import Binding
@@ -155,6 +155,19 @@ CONNECTION = Need(lambda n: can_act_on(n.selected), lambda n: "select an open co
 
 
 @dataclass(frozen=True)
+class Some:
+    """Only the first `count(now)` of an action's keys act now (a question's answers: a question
+    has 2 to 6 choices, the table binds 1 to 6); 0: all of them. A later key says `why`."""
+
+    count: Callable[[Now], int]
+    why: Callable[[Now, str], str]
+
+
+CHOICES = Some(lambda n: n.question, lambda n, key: f"no choice {key}: the question has "
+               f"{n.question}, 1–{n.question}")
+
+
+@dataclass(frozen=True)
 class Action:
     name: str  # the action method (action_<name>), on the app or (`screen`) the dashboard
     keys: tuple[str, ...]  # Textual key names; the first is the one the footer shows
@@ -165,6 +178,19 @@ class Action:
     screen: bool = False
     argument: str = ""  # "(1)": what the binding passes the action; "(key)": the key itself
     also: str = ""  # the other keys, as the help writes them ("F1")
+    some: Some | None = None  # only some of its keys act now (the answers)
+
+    def first(self, count: int) -> Action:
+        """The action with its first `count` keys only (0: all), written as a range."""
+        if not 0 < count < len(self.keys):
+            return self
+        keys = self.keys[:count]
+        return replace(self, keys=keys, display="-".join(dict.fromkeys((keys[0], keys[-1]))))
+
+    def at(self, now: Now) -> Action:
+        """The action as the footer, the help and the palette show it now: with the keys that
+        act (1-3 while a question of 3 choices waits)."""
+        return self if self.some is None else self.first(self.some.count(now))
 
     @property
     def help_keys(self) -> str:
@@ -183,9 +209,10 @@ class Action:
 
 
 def _a(name: str, keys: str, display: str, label: str, description: str,
-       *needs: Need, screen: bool = False, argument: str = "", also: str = "") -> Action:
+       *needs: Need, screen: bool = False, argument: str = "", also: str = "",
+       some: Some | None = None) -> Action:
     return Action(name, tuple(keys.split(",")), display, label, description, needs, screen,
-                  argument, also)
+                  argument, also, some)
 
 
 # In footer order: the keys a newcomer needs first, then the table's, then the rest.
@@ -249,8 +276,9 @@ ACTIONS: tuple[Action, ...] = (
        "what you expect, runs it and explains it with the numbers", OWN_ENGINE, FLOODS, ECHOED),
     _a("lesson_next", "n", "n", "next", "The lesson's next step", OWN_ENGINE, LESSON,
        EXPLAINED),
-    _a("answer", "1,2,3,4,5,6", "1-6", "answer", "Answer the lesson's question",
-       OWN_ENGINE, LESSON, QUESTION, argument="(key)"),
+    _a("answer", "1,2,3,4,5,6", "1-6", "answer", "Answer the lesson's question: one key "
+       "a choice (a question has 2 to 6)", OWN_ENGINE, LESSON, QUESTION, argument="(key)",
+       some=CHOICES),
     _a("leave_lesson", "escape", "esc", "leave lesson",
        "Leave the lesson; muxtop puts the server back as it was", OWN_ENGINE, LESSON),
     _a("lab", "l", "l", "lab", "Turn bug-lab switches on and off: break the engine on "
@@ -269,23 +297,31 @@ def action_name(action: str) -> str:
     return action.removeprefix("app.").split("(")[0]
 
 
-def state(name: str, now: Now) -> bool | None:
+def state(name: str, now: Now, parameters: tuple[object, ...] = ()) -> bool | None:
     """check_action's answer: True (it acts), None (greyed out: pressing it says why), False
-    (not now and not shown, or no such key for this source)."""
+    (not now and not shown, or no such key for this source). `parameters`: the binding's, the
+    key itself for a (key) action (answer(4) while the question has 3 choices is greyed)."""
     action = BY_NAME.get(action_name(name))
     if action is None:
         return True  # not ours (Textual's own, or a widget's)
     need = action.why_not(now)
-    if need is None:
-        return True
-    return None if need.scope == "now" else False
+    if need is not None:
+        return None if need.scope == "now" else False
+    if action.argument == "(key)" and parameters and \
+            str(parameters[0]) not in action.at(now).keys:
+        return None
+    return True
 
 
 def refusal(key: str, now: Now) -> str | None:
     """Why `key` does nothing now, or None: one of its actions acts, or it stays silent."""
     actions = [a for a in ACTIONS if key in a.keys and a.exists(now)]
-    if not actions or any(a.why_not(now) is None for a in actions):
+    acting = [a for a in actions if a.why_not(now) is None]
+    if not actions or any(key in a.at(now).keys for a in acting):
         return None
+    if acting:  # a key past the ones that act now: 4 at a question of 3 choices
+        some = acting[0].some
+        return some.why(now, key) if some is not None else None
     need = actions[0].why_not(now)
     return need.why(now) if need is not None else None
 
@@ -300,13 +336,14 @@ def why_not(name: str, now: Now) -> str | None:
 
 
 def footer(now: Now) -> list[Action]:
-    """The actions that act now, in table order, each once."""
-    return [action for action in ACTIONS if action.why_not(now) is None]
+    """The actions that act now, in table order, each once, with the keys that act."""
+    return [action.at(now) for action in ACTIONS if action.why_not(now) is None]
 
 
 def listed(now: Now) -> list[Action]:
-    """The actions this source has (help and palette), in table order."""
-    return [action for action in ACTIONS if action.exists(now)]
+    """The actions this source has (help and palette), in table order, with the keys that
+    act now."""
+    return [action.at(now) for action in ACTIONS if action.exists(now)]
 
 
 def bindings(screen: bool) -> list[Binding]:

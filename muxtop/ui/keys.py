@@ -62,7 +62,7 @@ class Keys:
         return actions.why_not(action, self.now())
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        return actions.state(action, self.now())
+        return actions.state(action, self.now(), parameters)
 
     def on_key(self, event: events.Key) -> None:
         """A key whose actions cannot act now says why instead of doing nothing."""
@@ -147,9 +147,13 @@ class Keys:
         # One help screen for the app's life, installed so that closing it keeps it: the
         # next ? resumes it instead of composing and measuring its long text again (that
         # took most of a press's 40-60 ms, `muxtop bench ui --keys`). What it says depends
-        # only on the source's kind and capabilities, which do not change.
+        # on the source's kind and capabilities, which do not change, and on the answer keys
+        # (1-3 while a question of 3 choices waits): it is written again when those change.
+        keys = self.key_help()
         if not self.is_screen_installed("help"):
-            self.install_screen(HelpScreen(self.key_help(), self.view), "help")
+            self.install_screen(HelpScreen(keys, self.view), "help")
+        else:
+            self.get_screen("help").show_keys(keys)
         self.push_screen("help")
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:

@@ -113,6 +113,13 @@ class HelpScreen(ModalScreen[None]):
         self.keys = keys
         self.view = view
 
+    def show_keys(self, keys: list[tuple[str, str, str]]) -> None:
+        """Write the help again if its keys changed (the answer keys follow the question)."""
+        if keys != self.keys:
+            self.keys = keys
+            if self.is_mounted:
+                self.query_one("#help-body", Static).update(self._text())
+
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-panel"):
             yield Static(self._text(), id="help-body")

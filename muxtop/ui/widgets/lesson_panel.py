@@ -1,6 +1,6 @@
 """The lesson under way, below the panels: what to read, the question and its choices, then
-the explanation with the numbers just measured. Keys: 1-6 answer, n next, esc leaves (the
-app's bindings, so they work wherever the focus is)."""
+the explanation with the numbers just measured. Keys: 1-3 answer (as many as the question
+has choices), n next, esc leaves (the app's bindings, so they work wherever the focus is)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from textual.widgets import Static
 from muxtop.lessons.runner import ASK, DONE, EXPLAIN, RUN, SETUP, THEN, LessonRun
 from muxtop.snapshot import Snapshot
 from muxtop.ui import format as fmt
+from muxtop.ui.actions import BY_NAME
 
 # The dashboard's widget for each panel name a lesson may `watch`.
 WATCHED = {"header": "#header", "table": "#conns", "ready-log": "#ready-log", "step": "#step",
@@ -59,7 +60,8 @@ class LessonPanel(Static):
 
 def _keys(run: LessonRun) -> str:
     if run.phase == ASK:
-        return f"1-{len(run.step.choices)} answer · esc leaves"
+        answer = BY_NAME["answer"].first(len(run.step.choices))
+        return f"{answer.display} {answer.label} · esc leaves"
     if run.phase == EXPLAIN:
         last = run.index + 1 == len(run.lesson.steps)
         return f"n {'ends the lesson' if last else 'next step'} · esc leaves"
