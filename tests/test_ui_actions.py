@@ -1,14 +1,18 @@
 """One table of actions (muxtop.ui.actions): the footer, the palette and the help list each
-action exactly once (the footer: while it acts), at three sizes and over each kind of source,
-and the footer's rows hold nothing the table did not write."""
+action exactly once (the footer: while it acts), at three sizes and over each kind of source
+(live, replay, a picture, attach, a lesson at a question), and what each draws holds nothing
+the table did not write."""
 
 from __future__ import annotations
 
 import dataclasses
 
 import pytest
+from textual.app import App
+from textual.command import CommandList, CommandPalette
 from ui_helpers import until
 
+from muxtop.backends import NAMES
 from muxtop.bench import synthetic
 from muxtop.commands import Switch
 from muxtop.engine.source import EngineSource
@@ -42,7 +46,7 @@ def assert_footer(app: MuxtopApp) -> None:
     now = app.now()
     expected = [f"{a.display} {a.label}" for a in actions.footer(now)]
     assert all(a.why_not(now) is None for a in actions.footer(now))
-    assert all(a in actions.footer(now) for a in actions.ACTIONS if a.why_not(now) is None)
+    assert actions.footer(now) == [a.at(now) for a in actions.ACTIONS if a.why_not(now) is None]
     assert bar.region.bottom == app.size.height and bar.region.width == app.size.width
     items = list(expected)
     for y in range(bar.region.y, bar.region.bottom):
@@ -75,6 +79,54 @@ def assert_palette_and_help(app: MuxtopApp) -> None:
     assert len({(keys, what) for keys, what, _ in rows}) == len(rows)
 
 
+def help_keys_drawn(app: MuxtopApp) -> list[tuple[str, str, str]]:
+    """The help's Keys section as drawn: (keys, what, why) a row, a wrapped why joined again.
+    A character in a gap between the columns, or one the rows do not have, fails."""
+    body = app.screen.query_one("#help-body")
+    lines = [body.render_line(y).text.rstrip() for y in range(body.size.height)]
+    start = lines.index("Keys") + 1
+    section = lines[start:lines.index("", start)]
+    expected = app.key_help()
+    what_at = max(len(keys) for keys, _, _ in expected) + 2  # the grid's padding: 2
+    why_at = what_at + max(len(what) for _, what, _ in expected) + 2
+    rows: list[tuple[str, str, str]] = []
+    for line in section:
+        gaps = line[what_at - 2:what_at] + line[why_at - 2:why_at]
+        assert not gaps.strip(), f"a character between the columns: {line!r}"
+        if line[:why_at].strip():
+            rows.append((line[:what_at].rstrip(), line[what_at:why_at].rstrip(),
+                         line[why_at:].strip()))
+        else:  # the why goes on
+            assert rows, f"a help line before the first key: {line!r}"
+            keys, what, why = rows[-1]
+            rows[-1] = (keys, what, f"{why} {line.strip()}")
+    return rows
+
+
+async def assert_palette_drawn(app: MuxtopApp, pilot) -> None:
+    """ctrl+p: the palette's entries are Textual's own (theme, screenshot...), each action this
+    source has once, named from the table, and each backend: nothing else, nothing twice."""
+    ours = [f"{a.label} ({a.display})\n{a.description}" for a in actions.listed(app.now())
+            if a.name != "command_palette"]
+    ours += [f"backend: {name}\nSwitch live to {name}" for name in NAMES]
+    textuals = [f"{c.title}\n{c.help}" for c in App.get_system_commands(app, app.dashboard)
+                if c.title not in ("Quit", "Keys")]
+    expected = sorted(ours + textuals)
+    assert len(set(expected)) == len(expected), expected
+    await pilot.press("ctrl+p")
+    await until(lambda: isinstance(app.screen, CommandPalette), pilot, what="the palette")
+    entries = app.screen.query_one(CommandList)
+
+    def drawn() -> list[str]:
+        return sorted(entries.get_option_at_index(i).prompt.plain
+                      for i in range(entries.option_count))
+
+    await until(lambda: drawn() == expected, pilot, what=lambda: repr(
+        (sorted(set(drawn()) - set(expected)), sorted(set(expected) - set(drawn())))))
+    await pilot.press("escape")
+    await until(lambda: app.screen is app.dashboard, pilot, what="the palette closed")
+
+
 async def check_everywhere(make_app, prepare=None) -> None:
     for size in SIZES:
         await check_at(make_app(), size, prepare)
@@ -88,12 +140,17 @@ async def check_at(app: MuxtopApp, size: tuple[int, int], prepare) -> None:
         await pilot.pause()
         bar = app.dashboard.query_one(KeyBar)
         await until(lambda: bar.actions == tuple(actions.footer(app.now()))
-                    and bar.region.height == len(bar.lines()), pilot)
+                    and bar.region.height == len(bar.lines()), pilot,
+                    what=lambda: f"the footer's keys {[a.display for a in bar.actions]}, the "
+                    f"table's {[a.display for a in actions.footer(app.now())]}")
         assert_footer(app)
         assert_palette_and_help(app)
+        await assert_palette_drawn(app, pilot)
         await pilot.press("question_mark")
         await until(lambda: isinstance(app.screen, HelpScreen), pilot)
         assert app.screen.keys == app.key_help()
+        await until(lambda: app.screen.query_one("#help-body").size.height > 0, pilot)
+        assert help_keys_drawn(app) == app.key_help()
 
 
 async def select_a_connection(app: MuxtopApp, pilot) -> None:
@@ -255,6 +312,15 @@ async def at_a_question(app: MuxtopApp, pilot, choices: int = 3) -> None:
                 and len(app.lesson.step.choices) == choices, pilot, what="the question")
 
 
+async def test_a_lesson_at_a_question_lists_each_action_once(make_engine):
+    async def prepare(app: MuxtopApp, pilot) -> None:
+        await at_a_question(app, pilot)
+        assert actions.BY_NAME["answer"].at(app.now()) in actions.footer(app.now())
+
+    await check_everywhere(lambda: MuxtopApp(EngineSource(make_engine(publish_interval=0.05)),
+                                             interval=0.05), prepare)
+
+
 async def test_the_answer_keys_are_the_questions_choices(make_engine):
     engine = make_engine(publish_interval=0.05)
     app = MuxtopApp(EngineSource(engine), interval=0.05)
@@ -275,6 +341,11 @@ async def answer_a_question(app: MuxtopApp, pilot, choices: int) -> None:
     assert "1-6" not in bar.render().plain
     assert f"answer ({keys})" in [c.title for c in app.get_system_commands(app.dashboard)]
     assert [r for r in app.key_help() if r[1] == "answer"][0][0] == keys
+    await pilot.press("question_mark")  # the help, installed at the first question, follows
+    await until(lambda: isinstance(app.screen, HelpScreen), pilot, what="the help")
+    assert [r for r in help_keys_drawn(app) if r[1] == "answer"][0][0] == keys
+    await pilot.press("escape")
+    await until(lambda: app.screen is app.dashboard, pilot, what="the help closed")
     # A key past the last choice says so, once, and answers nothing.
     past = str(choices + 1)
     await pilot.press(past)
