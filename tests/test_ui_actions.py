@@ -282,15 +282,19 @@ async def test_the_help_reopens_at_the_top_and_the_palette_has_no_textual_keys_p
 
 
 # Two questions, one of 3 choices and one of 2, and nothing to set up: the answer keys follow
-# the question (a question may have 2 to 6 choices; the table binds 1-6).
+# the question (a question may have 2 to 6 choices; the table binds 1-6). The first is as long
+# as the built-in ones, and watches the lower half (at 80x24 the table gives way to it).
 QUESTIONS = '''title = "questions"
 summary = "two questions, nothing set up"
 
 [[step]]
-say = "three choices"
-ask = "which?"
+say = """muxtop is on epoll, level-triggered, and has stopped the engine before its next \
+wait call (STEPPING in the header). A client of the lesson connects and sends one 100 KB \
+message: it waits in the kernel's receive queue. Each read asks for 64 KiB."""
+ask = "Level-triggered: how many wait calls will report this connection before it is all read?"
 choices = ["one", "two", "three"]
 answer = 1
+watch = "ready-log"
 explain = "the first"
 
 [[step]]
