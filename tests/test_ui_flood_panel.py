@@ -127,3 +127,11 @@ def test_a_finished_flood_reads_whole_in_the_side_column_at_80_columns():
     head = describe(flood, 2, 26, PALETTE)[0].plain
     assert head.split() == ["#2", "echo", "500×20", "run", "10.0s"]
     assert describe(flood, 2, 40, PALETTE)[0].plain.startswith("#2 echo 500 × 20 msgs ")
+
+
+def test_the_panels_first_line_reads_whole_at_80_columns():
+    from muxtop.ui.widgets.flood_panel import title
+
+    assert title(1, 40) == "floods · 1 running · x stops"
+    assert title(1, 26) == "1 running · x stops"  # was 'floods · 1 running · x st…'
+    assert title(0, 26) == "floods · 0 running"

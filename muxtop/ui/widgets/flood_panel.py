@@ -79,6 +79,16 @@ def headline(s: FloodSettings, number: int, state: str, width: int) -> tuple[str
     return fmt.fit(what, max(1, width - len(state) - 1)), state
 
 
+def title(running: int, width: int) -> str:
+    """The panel's first line, the first form that fits: at 80 columns (26 cells) 'floods ·
+    1 running · x stops' read 'x st…'; the side column's border already says floods."""
+    stops = " · x stops" if running else ""
+    for form in (f"floods · {running} running{stops}", f"{running} running{stops}"):
+        if cell_len(form) <= width:
+            return form
+    return fmt.fit(f"{running} running", width)
+
+
 def describe(flood: FloodProcess, number: int, width: int, palette) -> list[Text]:
     """The lines about one flood, each cut to `width`: six while it reports (starting: two),
     and one more with why it failed (or, while it runs, its last error line)."""
@@ -190,8 +200,7 @@ class FloodPanel(PaletteMixin, Widget):
         palette = self.palette()
         width = max(10, self.size.width)
         running = sum(1 for _, f in self.floods if f.running)
-        title = f"floods · {running} running" + (" · x stops" if running else "")
-        lines = [Text(fmt.fit(title, width), palette["title"])]
+        lines = [Text(title(running, width), palette["title"])]
         for number, flood in self.floods:
             lines += describe(flood, number, width, palette)
         return lines
