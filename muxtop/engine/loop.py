@@ -857,7 +857,8 @@ class Engine(Proxying):
             new.close()
             return self._refuse(
                 f"{name} cannot watch fd {max(over)}: its fd_set holds only fds 0.."
-                f"{new.fd_limit - 1} (FD_SETSIZE), and {len(over)} fds are past it "
+                f"{new.fd_limit - 1} (FD_SETSIZE), and {len(over)} "
+                f"{'fd is' if len(over) == 1 else 'fds are'} past it "
                 "(paused connections count: they are registered again when they resume)")
         if self._completion is not None:
             self._leave_completion(time.monotonic())
