@@ -14,7 +14,7 @@ from ui_helpers import FunctionSource, detail_body, until
 from muxtop.bench import synthetic
 from muxtop.commands import CloseConnection, Outcome, PauseReading, Switch, Watch
 from muxtop.kernel import uring
-from muxtop.snapshot import Notice
+from muxtop.snapshot import Notice, WaitRecord
 from muxtop.source import FixedSource
 from muxtop.ui import format as fmt
 from muxtop.ui.app import MuxtopApp
@@ -270,6 +270,20 @@ async def test_ready_list_seqs_of_millions_read_whole_at_80x24(seq):
         await until(lambda: newest in log.render_line(1).text, pilot,
                     what=lambda: log.render_line(1).text)
         assert "…" not in log.render_line(1).text.split()[0]
+
+
+@pytest.mark.parametrize(("registered", "shown"), [(1038, "2/1,038"), (1_000_001, "2/1000001")])
+async def test_the_ready_lists_registered_count_reads_as_the_headers(registered, shown):
+    """With its commas, as the header writes 1,038, while they fit the column; whole
+    without them past it."""
+    shot = synthetic.snapshot(10, 0, wait_count=0)
+    waits = tuple(WaitRecord(s, shot.taken_at - (40 - s) * 0.001, 0.25, 3e-6, registered,
+                             (7, 1, 8, 5), 2, None) for s in range(1, 41))
+    app = MuxtopApp(FixedSource(dataclasses.replace(shot, waits=waits)), interval=None)
+    async with app.run_test(size=(160, 48)) as pilot:
+        log = app.dashboard.ready_log
+        await until(lambda: shown in log.render_line(1).text, pilot,
+                    what=lambda: log.render_line(1).text)
 
 
 # ---- commands, notices and failures ---------------------------------------------------------

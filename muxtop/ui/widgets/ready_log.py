@@ -32,8 +32,9 @@ from muxtop.ui.widgets.line_api import (
 # The figures before the ready fds: (label, width, how soon it gives way on a narrow log).
 # cpu is the thread's CPU time in the call, on the sampled calls (WaitRecord.cpu).
 SEQ_WIDTH = 10  # 9,999,999 with its commas; longer seqs drop them (a seq is read whole)
+READY_WIDTH = 9  # 24/1,038 with its commas, as the header writes 1,038; longer drop them
 FIELDS = (("seq", SEQ_WIDTH, 0), ("at", 10, 3), ("timeout", 7, 2), ("blocked", 7, 1),
-          ("cpu", 7, 1), ("ready/reg", 9, 0))
+          ("cpu", 7, 1), ("ready/reg", READY_WIDTH, 0))
 CALL = "thread call(epfd)"  # a view's own column (a traced process: thread and syscall)
 # With that column: a traced wait has no CPU figure of its own.
 LABELLED = tuple(f for f in FIELDS if f[0] != "cpu") + ((CALL, 20, 2),)
@@ -263,7 +264,8 @@ class ReadyLog(FramedLines, PaletteMixin, ScrollView, can_focus=True):
             return fmt.duration(w.duration)
         if label == "cpu":
             return "" if w.cpu is None else fmt.duration(w.cpu)
-        return f"{w.count}/{w.registered}"
+        ready = f"{w.count:,}/{w.registered:,}"
+        return ready if len(ready) <= READY_WIDTH else f"{w.count}/{w.registered}"
 
     def _line(self, w: WaitRecord, width: int, palette, fields,
               index: int) -> list[Segment]:
