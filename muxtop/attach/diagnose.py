@@ -76,6 +76,12 @@ class SocketTrack:
                 self.tx_samples += 1
             return
         self._facts = facts
+        self._observe_state(now, facts)
+        self._observe_reading(now, facts)
+        self._observe_sending(now, facts)
+
+    def _observe_state(self, now: float, facts: SocketFacts) -> None:
+        """The TCP state (or kind) and its history; when the queues last changed."""
         state = facts.tcp_state or facts.kind
         if state != self.state or not self.history:
             if state != self.state:
@@ -87,6 +93,8 @@ class SocketTrack:
         if queues != self._queues:
             self._queues, self.last_change = queues, now
 
+    def _observe_reading(self, now: float, facts: SocketFacts) -> None:
+        """The app's read total and the marks that date the oldest byte still unread."""
         if facts.app_read != self.app_read or self.read_since is None:
             self.app_read, self.read_since = facts.app_read, now
         if facts.app_read is not None and facts.bytes_received is not None:
@@ -100,6 +108,8 @@ class SocketTrack:
         elif not self.rx_marks:
             self.rx_marks = [(now, 0)]
 
+    def _observe_sending(self, now: float, facts: SocketFacts) -> None:
+        """Since when the send queue has held bytes that did not move."""
         tx = facts.tx_queue or 0
         if tx <= 0:
             self.tx_since, self.tx_samples = None, 0
