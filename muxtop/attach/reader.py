@@ -46,6 +46,7 @@ from muxtop.snapshot import (
     ProcessInfo,
     ProcessStats,
     Rates,
+    RingView,
     Snapshot,
     SocketInfo,
     TcpInfo,
@@ -226,16 +227,9 @@ class Attacher:
         pid = self.pid
         links = procfs.list_fds(pid)
         epoll_sets = self._interest_lists(links)
-        watches: dict[int, list[epoll.Registration]] = {}
-        for registrations in epoll_sets.values():
-            for reg in registrations:
-                watches.setdefault(reg.tfd, []).append(reg)
-
         inodes = {fd: ino for fd, link in links.items()
                   if (ino := procfs.socket_inode(link)) is not None}
-        for fd, ino in inodes.items():  # a registration for a closed fd is not this socket's
-            if fd in watches:
-                watches[fd] = [reg for reg in watches[fd] if reg.ino == ino]
+        watches = _watches(epoll_sets, inodes)
         census = self.census.read(set(inodes.values()))
         moments = self._moments_of(census)
         fd_of = {ino: fd for fd, ino in inodes.items()}
@@ -269,19 +263,7 @@ class Attacher:
             views.append(view)
             infos.append(info)
         self._views = {f.inode: self._views[f.inode] for f in sockets}
-        # Non-socket fds have no track; remember when each (fd, file) was first seen instead.
-        seen = {}
-        for fd in sorted(epoll_sets):
-            seen[fd, links[fd]] = first = self._fd_seen.get((fd, links[fd]), now)
-            views.append(_epoll_view(fd, epoll_sets[fd], watches.get(fd, ()), first))
-        for fd in sorted(watches.keys() - inodes.keys() - epoll_sets.keys()):
-            if fd in links:  # a watched pipe, eventfd, timerfd...: part of the loop's picture
-                seen[fd, links[fd]] = first = self._fd_seen.get((fd, links[fd]), now)
-                views.append(_plain_view(fd, KIND_OTHER, links[fd], watches[fd], first))
-        for r in rings:  # when each ring was first seen, as for the epoll fds
-            seen[r.fd, links[r.fd]] = self._fd_seen.get((r.fd, links[r.fd]), now)
-        views += ring_views(rings, {fd: at for (fd, _), at in seen.items()}, now)
-        self._fd_seen = seen
+        views += self._other_views(now, links, epoll_sets, watches, inodes, rings)
         if trace is not None:
             views = trace.views(views)
         views.sort(key=_FD)
@@ -306,6 +288,27 @@ class Attacher:
             sockets=tuple(infos), rings=rings,
         )
         return snapshot if trace is None else trace.snapshot(snapshot, links)
+
+    def _other_views(self, now: float, links: dict[int, str],
+                     epoll_sets: dict[int, list[epoll.Registration]],
+                     watches: dict[int, list[epoll.Registration]], inodes: dict[int, int],
+                     rings: tuple[RingView, ...]) -> list[ConnView]:
+        """The rows of the fds that are not sockets: epoll sets, the other fds they watch,
+        io_uring rings. They have no track: each (fd, file) remembers when it was first seen."""
+        views = []
+        seen = {}
+        for fd in sorted(epoll_sets):
+            seen[fd, links[fd]] = first = self._fd_seen.get((fd, links[fd]), now)
+            views.append(_epoll_view(fd, epoll_sets[fd], watches.get(fd, ()), first))
+        for fd in sorted(watches.keys() - inodes.keys() - epoll_sets.keys()):
+            if fd in links:  # a watched pipe, eventfd, timerfd...: part of the loop's picture
+                seen[fd, links[fd]] = first = self._fd_seen.get((fd, links[fd]), now)
+                views.append(_plain_view(fd, KIND_OTHER, links[fd], watches[fd], first))
+        for r in rings:  # when each ring was first seen, as for the epoll fds
+            seen[r.fd, links[r.fd]] = self._fd_seen.get((r.fd, links[r.fd]), now)
+        views += ring_views(rings, {fd: at for (fd, _), at in seen.items()}, now)
+        self._fd_seen = seen
+        return views
 
     def _target(self, threads: tuple[str, ...] = ()) -> ProcessInfo:
         return ProcessInfo(self.pid, self._cmdline, self.stuck_after, self._netns, threads)
@@ -668,6 +671,19 @@ def _watch(reg: epoll.Registration, links: dict[int, str], inodes: dict[int, int
     elif reg.tfd in inodes and inodes[reg.tfd] != reg.ino:
         stale = STALE_REUSED
     return Watch(reg.tfd, reg.mask, reg.data, stale)
+
+
+def _watches(epoll_sets: dict[int, list[epoll.Registration]],
+             inodes: dict[int, int]) -> dict[int, list[epoll.Registration]]:
+    """fd -> the registrations of every epoll set watching it."""
+    watches: dict[int, list[epoll.Registration]] = {}
+    for registrations in epoll_sets.values():
+        for reg in registrations:
+            watches.setdefault(reg.tfd, []).append(reg)
+    for fd, ino in inodes.items():  # a registration for a closed fd is not this socket's
+        if fd in watches:
+            watches[fd] = [reg for reg in watches[fd] if reg.ino == ino]
+    return watches
 
 
 def _epoll_view(fd: int, regs: list[epoll.Registration], watched_by, first: float) -> ConnView:
