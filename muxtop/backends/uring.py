@@ -124,6 +124,11 @@ class UringBackend(Backend):
         found = ring.reap()
         if not found:
             return []
+        return self._events_of(found)
+
+    def _events_of(self, found: list[uring.Completion]) -> list[tuple[int, int]]:
+        """One wait's completions as ready events, an (fd, events) per fd: the polls' masks,
+        the recv and send operations' done bits; a poll that is over is listed to arm again."""
         armed = self._armed
         events: dict[int, int] = {}
         for user_data, res, flags in found:
