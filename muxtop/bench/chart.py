@@ -105,27 +105,35 @@ def terminal_chart(series: dict[str, list[tuple[float, float]]], *, x_label: str
     return "\n".join(lines)
 
 
+class _SvgPlot:
+    """Where the SVG's plot area sits and how a value maps onto it (log10 on both axes)."""
+
+    def __init__(self, series: dict[str, list[tuple[float, float]]], width: int,
+                 height: int, notes: int) -> None:
+        xs = [x for pts in series.values() for x, _ in pts]
+        ys = [y for pts in series.values() for _, y in pts]
+        self.left, self.top = 72, 48
+        self.width = width - self.left - 150  # the legend's column on the right
+        self.height = height - self.top - (64 + 16 * notes)  # the x labels, then the notes
+        self.lx0, self.lx1 = map(math.log10, decade_range(xs))
+        self.ly0, self.ly1 = map(math.log10, decade_range(ys))
+
+    def px(self, x: float) -> float:
+        return self.left + (math.log10(x) - self.lx0) / (self.lx1 - self.lx0) * self.width
+
+    def py(self, y: float) -> float:
+        return (self.top + self.height
+                - (math.log10(y) - self.ly0) / (self.ly1 - self.ly0) * self.height)
+
+
 def svg_chart(series: dict[str, list[tuple[float, float]]], *, title: str, x_label: str,
               y_label: str, notes: list[str] = (), width: int = 720, height: int = 440) -> str:
     """A standalone SVG document: log-log axes, decade grid, one coloured line per series."""
     series = _clean(series)
     if not series:
         raise ValueError("nothing to plot")
-    xs = [x for pts in series.values() for x, _ in pts]
-    ys = [y for pts in series.values() for _, y in pts]
-    x_lo, x_hi = decade_range(xs)
-    y_lo, y_hi = decade_range(ys)
-    left, right, top = 72, 150, 48
-    bottom = 64 + 16 * len(notes)
-    plot_w, plot_h = width - left - right, height - top - bottom
-    lx0, lx1, ly0, ly1 = map(math.log10, (x_lo, x_hi, y_lo, y_hi))
-
-    def px(x: float) -> float:
-        return left + (math.log10(x) - lx0) / (lx1 - lx0) * plot_w
-
-    def py(y: float) -> float:
-        return top + plot_h - (math.log10(y) - ly0) / (ly1 - ly0) * plot_h
-
+    plot = _SvgPlot(series, width, height, len(notes))
+    left, top, plot_w, plot_h = plot.left, plot.top, plot.width, plot.height
     out = [
         (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
          f'viewBox="0 0 {width} {height}" '
@@ -133,8 +141,27 @@ def svg_chart(series: dict[str, list[tuple[float, float]]], *, title: str, x_lab
         f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
         f'<text x="{left}" y="28" font-size="16" font-weight="bold">{escape(title)}</text>',
     ]
-    # Grid: a line at each decade, fainter ones at 2..9 times it.
-    for lo_d, hi_d, axis in ((round(lx0), round(lx1), "x"), (round(ly0), round(ly1), "y")):
+    out += _svg_grid(plot)
+    out.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" '
+               'stroke="#333333"/>')
+    out.append(f'<text x="{left + plot_w / 2:.1f}" y="{top + plot_h + 40}" '
+               f'text-anchor="middle">{escape(x_label)}</text>')
+    out.append(f'<text transform="translate(18 {top + plot_h / 2:.1f}) rotate(-90)" '
+               f'text-anchor="middle">{escape(y_label)}</text>')
+    out += _svg_series(plot, series)
+    for i, note in enumerate(notes):
+        out.append(f'<text x="{left}" y="{top + plot_h + 60 + 16 * i}" font-size="11" '
+                   f'fill="#555555">{escape(note)}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def _svg_grid(plot: _SvgPlot) -> list[str]:
+    """A line at each decade, labelled, and fainter ones at 2..9 times it."""
+    out = []
+    left, top, plot_w, plot_h = plot.left, plot.top, plot.width, plot.height
+    for lo_d, hi_d, axis in ((round(plot.lx0), round(plot.lx1), "x"),
+                             (round(plot.ly0), round(plot.ly1), "y")):
         for d in range(lo_d, hi_d + 1):
             for m in range(1, 10):
                 v = m * 10 ** d
@@ -142,22 +169,23 @@ def svg_chart(series: dict[str, list[tuple[float, float]]], *, title: str, x_lab
                     break
                 stroke = "#bbbbbb" if m == 1 else "#eeeeee"
                 if axis == "x":  # a vertical line, its label below the plot
-                    x = px(v)
+                    x = plot.px(v)
                     line, label = (x, top, x, top + plot_h), (x, top + plot_h + 18, "middle")
                 else:  # a horizontal line, its label left of the plot
-                    y = py(v)
+                    y = plot.py(v)
                     line, label = (left, y, left + plot_w, y), (left - 8, y + 4, "end")
                 out.append('<line x1="{:.1f}" y1="{:.1f}" x2="{:.1f}" y2="{:.1f}" '
                            'stroke="{}"/>'.format(*line, stroke))
                 if m == 1:
                     out.append('<text x="{:.1f}" y="{:.1f}" text-anchor="{}">'.format(*label)
                                + f"{_tick_label(v)}</text>")
-    out.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" '
-               'stroke="#333333"/>')
-    out.append(f'<text x="{left + plot_w / 2:.1f}" y="{top + plot_h + 40}" '
-               f'text-anchor="middle">{escape(x_label)}</text>')
-    out.append(f'<text transform="translate(18 {top + plot_h / 2:.1f}) rotate(-90)" '
-               f'text-anchor="middle">{escape(y_label)}</text>')
+    return out
+
+
+def _svg_series(plot: _SvgPlot, series: dict[str, list[tuple[float, float]]]) -> list[str]:
+    """Each series a coloured line through its points, and its entry in the legend."""
+    out = []
+    px, py = plot.px, plot.py
     for i, (name, pts) in enumerate(series.items()):
         colour = COLOURS[i % len(COLOURS)]
         path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in pts)
@@ -166,13 +194,9 @@ def svg_chart(series: dict[str, list[tuple[float, float]]], *, title: str, x_lab
         for x, y in pts:
             out.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="4" fill="{colour}">'
                        f'<title>{escape(name)}: {x:,.0f} fds, {y:.3g} µs</title></circle>')
-        ly = top + 16 + i * 22
-        lx = left + plot_w + 16
+        ly = plot.top + 16 + i * 22
+        lx = plot.left + plot.width + 16
         out.append(f'<line x1="{lx}" y1="{ly - 4}" x2="{lx + 24}" y2="{ly - 4}" '
                    f'stroke="{colour}" stroke-width="2.5"/>')
         out.append(f'<text x="{lx + 32}" y="{ly}">{escape(name)}</text>')
-    for i, note in enumerate(notes):
-        out.append(f'<text x="{left}" y="{top + plot_h + 60 + 16 * i}" font-size="11" '
-                   f'fill="#555555">{escape(note)}</text>')
-    out.append("</svg>")
-    return "\n".join(out) + "\n"
+    return out
