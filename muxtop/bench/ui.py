@@ -114,16 +114,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    try:
-        sizes = [int(part) for part in args.conns.split(",")]
-        width, height = (int(part) for part in args.size.lower().split("x"))
-    except ValueError:
-        parser().error("--conns takes N,M and --size WxH")
-    if len(sizes) != 2 or min(sizes) < 1:
-        parser().error("--conns takes two counts, e.g. 100,10000")
-    if args.driver == "terminal" and args.keys and importlib.util.find_spec("pyte") is None:
-        parser().error("the terminal's keys need pyte, the terminal emulator: "
-                       f"{install_hint('bench')} (or --driver headless, or --keys 0)")
+    sizes, (width, height) = _sizes(args)
     report: dict = {"size": f"{width}x{height}", "ticks": args.ticks,
                     "switch_interval": args.switch or GIL_SWITCH_INTERVAL,
                     "frame_gc": "default" if args.default_gc else "paced"}
@@ -137,23 +128,52 @@ def main(argv: list[str]) -> int:
         print_frames(sizes, frames, report["frame_ratio"], args, width, height)
     report["load_average_before"] = _load_average()
     if args.driver == "terminal":
-        from muxtop.bench import real_terminal
-        from muxtop.bench.loadgen import ClientError
-        from muxtop.bench.terminal import TerminalError
+        return _terminal_parts(args, report, width, height)
+    _headless_parts(args, report, width, height)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    return 0
 
-        try:
-            report.update(real_terminal.measure(args, (width, height)))
-        except (TerminalError, ClientError, OSError) as exc:
-            print(f"muxtop bench ui: {exc}", file=sys.stderr)
-            return 1
-        report["load_average_after"] = _load_average()
-        if args.json:
-            print(json.dumps(report, indent=2))
-        else:
-            real_terminal.print_report(report, width, height)
-            print(f"load average before {report['load_average_before']}, "
-                  f"after {report['load_average_after']}")
-        return 0
+
+def _sizes(args: argparse.Namespace) -> tuple[list[int], tuple[int, int]]:
+    """The two connection counts and the terminal's (width, height); the parser's error
+    (exit 2) for what does not make them, or for keys timed in a terminal without pyte."""
+    try:
+        sizes = [int(part) for part in args.conns.split(",")]
+        width, height = (int(part) for part in args.size.lower().split("x"))
+    except ValueError:
+        parser().error("--conns takes N,M and --size WxH")
+    if len(sizes) != 2 or min(sizes) < 1:
+        parser().error("--conns takes two counts, e.g. 100,10000")
+    if args.driver == "terminal" and args.keys and importlib.util.find_spec("pyte") is None:
+        parser().error("the terminal's keys need pyte, the terminal emulator: "
+                       f"{install_hint('bench')} (or --driver headless, or --keys 0)")
+    return sizes, (width, height)
+
+
+def _terminal_parts(args: argparse.Namespace, report: dict, width: int, height: int) -> int:
+    """Round trips and keys with the dashboard in its own process on a pseudo-terminal."""
+    from muxtop.bench import real_terminal
+    from muxtop.bench.loadgen import ClientError
+    from muxtop.bench.terminal import TerminalError
+
+    try:
+        report.update(real_terminal.measure(args, (width, height)))
+    except (TerminalError, ClientError, OSError) as exc:
+        print(f"muxtop bench ui: {exc}", file=sys.stderr)
+        return 1
+    report["load_average_after"] = _load_average()
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        real_terminal.print_report(report, width, height)
+        print(f"load average before {report['load_average_before']}, "
+              f"after {report['load_average_after']}")
+    return 0
+
+
+def _headless_parts(args: argparse.Namespace, report: dict, width: int, height: int) -> None:
+    """Round trips and keys with Textual's headless driver, in this process."""
     if args.echo_seconds > 0:
         try:
             echo = measure_echo(args, width, height)
@@ -170,9 +190,6 @@ def main(argv: list[str]) -> int:
         if not args.json:
             print()
             keys.print_keys(report["keys"], width, height)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    return 0
 
 
 # ---- frames ---------------------------------------------------------------------------------
