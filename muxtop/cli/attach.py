@@ -156,23 +156,9 @@ def main(argv: list[str], live: LiveView | None = None) -> int:
     if args.name is not None or len(args.pid) > 1 or args.headless:
         return watch_many(args)
     args.pid = args.pid[0]
-    recorder = None
-    attacher = None
-    metrics = None
+    opened = _Opened()
     try:
-        metrics_warning = check_reach(args.metrics, args.allow_remote) if args.metrics else None
-        attacher = open_attacher(args)
-        if args.metrics is not None:
-            attacher, metrics = served_reads(attacher, args.metrics, metrics_warning)
-        if live is None:
-            live = text_loop if args.text or not sys.stdout.isatty() else dashboard
-        if args.record is not None and (args.once or args.json or live is not dashboard):
-            attacher, recorder = recorded_reads(attacher, args)  # the dashboard records itself
-        if args.once:
-            return once(attacher, args)
-        if args.json:
-            return json_lines(attacher, args)
-        return live(attacher, args)
+        return _watch_one(args, live, opened)
     except (AttachError, RecordWriteError, MetricsError) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
@@ -180,12 +166,44 @@ def main(argv: list[str], live: LiveView | None = None) -> int:
     except BrokenPipeError:
         return reader_left()
     finally:
-        if metrics is not None:
-            metrics.stop()
-        if recorder is not None:
-            recorder.stop()
-        if attacher is not None:
-            attacher.close()  # a tracer must not outlive the command
+        opened.close()
+
+
+class _Opened:
+    """What watching one process has opened so far, for main to close however it ends."""
+
+    def __init__(self) -> None:
+        self.attacher: Attacher | None = None  # the reads as the view sees them (wrapped)
+        self.recorder: RecorderControl | None = None
+        self.metrics: MetricsServer | None = None
+
+    def close(self) -> None:
+        if self.metrics is not None:
+            self.metrics.stop()
+        if self.recorder is not None:
+            self.recorder.stop()
+        if self.attacher is not None:
+            self.attacher.close()  # a tracer must not outlive the command
+
+
+def _watch_one(args: argparse.Namespace, live: LiveView | None, opened: _Opened) -> int:
+    """One process: attach (its reads served on /metrics, recorded, as asked), then its
+    view: --once, --json, the dashboard or the text loop."""
+    metrics_warning = check_reach(args.metrics, args.allow_remote) if args.metrics else None
+    attacher = opened.attacher = open_attacher(args)
+    if args.metrics is not None:
+        attacher, opened.metrics = served_reads(attacher, args.metrics, metrics_warning)
+        opened.attacher = attacher
+    if live is None:
+        live = text_loop if args.text or not sys.stdout.isatty() else dashboard
+    if args.record is not None and (args.once or args.json or live is not dashboard):
+        attacher, opened.recorder = recorded_reads(attacher, args)  # the dashboard records itself
+        opened.attacher = attacher
+    if args.once:
+        return once(attacher, args)
+    if args.json:
+        return json_lines(attacher, args)
+    return live(attacher, args)
 
 
 def _check_targets(args: argparse.Namespace) -> None:
