@@ -148,34 +148,47 @@ def tcp_dump(family: int, wanted: set[int] | None = None,
     if sports or dports:
         code = _port_filter(sports, dports)
         request += _RTATTR.pack(_RTATTR.size + len(code), INET_DIAG_REQ_BYTECODE) + code
-    found: dict[int, TcpDiag] = {}
-    unpack_inode, unpack_head = _U32.unpack_from, _HEAD.unpack_from
-    body_at = _NLMSG.size
+    dump = _Dump(family, wanted, cache, ages)
+    _messages(request, dump.handle, dump.run)
+    return dump.found
 
-    def keep(inode: int, head_key: tuple, head: tuple, info: tuple | None) -> None:
+
+class _Dump:
+    """One tcp_dump's answers as they come: each message of the wanted sockets decoded (or
+    found unchanged in the cache) into `found`."""
+
+    def __init__(self, family: int, wanted: set[int] | None,
+                 cache: dict[int, tuple[tuple, TcpDiag]] | None,
+                 ages: dict[int, Ages] | None) -> None:
+        self.family, self.wanted, self.cache, self.ages = family, wanted, cache, ages
+        self.found: dict[int, TcpDiag] = {}
+
+    def keep(self, inode: int, head_key: tuple, head: tuple, info: tuple | None) -> None:
         if info is not None:
             info, times = _split(info)
-            if ages is not None:
-                ages[inode] = Ages(*times)
+            if self.ages is not None:
+                self.ages[inode] = Ages(*times)
         key = (head_key, info)  # what the TcpDiag is made of (the ages left out)
+        cache = self.cache
         if cache is not None:
             known = cache.get(inode)
             if known is not None and known[0] == key:
-                found[inode] = known[1]
+                self.found[inode] = known[1]
                 return
-        found[inode] = diag = _decode(family, head, info)
+        self.found[inode] = diag = _decode(self.family, head, info)
         if cache is not None:
             cache[inode] = (key, diag)
 
-    def handle(buf: bytes, offset: int, length: int) -> None:
-        body = offset + body_at
-        inode = unpack_inode(buf, body + _INODE_AT)[0]
-        if wanted is not None and inode not in wanted:
+    def handle(self, buf: bytes, offset: int, length: int) -> None:
+        """One message, of any layout."""
+        body = offset + _NLMSG.size
+        inode = _U32.unpack_from(buf, body + _INODE_AT)[0]
+        if self.wanted is not None and inode not in self.wanted:
             return
-        head = unpack_head(buf, body)
-        keep(inode, head, head, _info(buf, offset, length))
+        head = _HEAD.unpack_from(buf, body)
+        self.keep(inode, head, head, _info(buf, offset, length))
 
-    def run(buf: bytes, offset: int) -> int:
+    def run(self, buf: bytes, offset: int) -> int:
         """The messages of a dump are mostly of one layout (the same attributes, in the
         same order, on each): unpack a run of them from `offset` at C speed; return where
         the run ended."""
@@ -185,6 +198,7 @@ def tcp_dump(family: int, wanted: set[int] | None = None,
             return offset
         fixed = _fixed(info_at, length)
         count = (len(buf) - offset) // length
+        wanted, keep = self.wanted, self.keep
         for row in fixed.iter_unpack(memoryview(buf)[offset:offset + count * length]):
             if row[0] != length or row[1] != SOCK_DIAG_BY_FAMILY or row[10] != INET_DIAG_INFO \
                     or row[9] < _RTATTR.size + _INFO.size:
@@ -195,9 +209,6 @@ def tcp_dump(family: int, wanted: set[int] | None = None,
                 continue
             keep(inode, row[2:11], row[2:9], row[11:])
         return offset
-
-    _messages(request, handle, run)
-    return found
 
 
 _FIXED_BY_LAYOUT: dict[tuple[int, int], struct.Struct] = {}
