@@ -22,6 +22,7 @@ import errno
 import os
 import platform
 import shutil
+from functools import partial
 
 from muxtop.snapshot import READY_KEPT
 from muxtop.trace.calls import (
@@ -243,14 +244,7 @@ def script(pid: int, io: bool, tracepoints: set[str] | None = None) -> str:
     parts = [f"BEGIN {{ @left = {WAITS_ITEMIZED_PER_S // 10}; {_IO_TYPE if io else ''} }}\n",
              _BUDGET]
     stride = str(epoll_event_size())
-
-    def fill(template: str, name: str, **more: str) -> str:
-        text = template.replace("%NAME%", name).replace("%PID%", str(pid)) \
-            .replace("%COUNT%", _COUNT)
-        for key, value in more.items():
-            text = text.replace(f"%{key}%", value)
-        return text
-
+    fill = partial(_filled, pid)
     for name, timeout in _EPOLL:
         if available(tracepoints, name):
             parts.append(fill(_ENTER_WAIT, name, PTR="events", FD="(int32)args->epfd",
@@ -288,6 +282,15 @@ def script(pid: int, io: bool, tracepoints: set[str] | None = None) -> str:
     return "".join(parts) + "END { " + " ".join(f"clear({name});" for name in used) + " }\n"
 
 
+def _filled(pid: int, template: str, name: str, **more: str) -> str:
+    """A probe's template with its %NAME%, %PID%, %COUNT% and the `more` placeholders filled."""
+    text = template.replace("%NAME%", name).replace("%PID%", str(pid)) \
+        .replace("%COUNT%", _COUNT)
+    for key, value in more.items():
+        text = text.replace(f"%{key}%", value)
+    return text
+
+
 def command(script_text: str) -> list[str]:
     return ["bpftrace", "-B", "line", "--no-warnings", "-e", script_text]
 
@@ -318,15 +321,17 @@ def _io_summary(key: str, values: list[str]) -> TracedIoSummary:
                            at(read_at), at(eagain), writes, written, at(write_at), at(w_eagain))
 
 
-def _select_events(index: int, words: tuple[int, int, int]) -> list[tuple[int, int]]:
+def _select_events(index: int, readable: int, writable: int, exceptional: int) -> list[int]:
+    """An S line's three fd_set words (fds index*64 to index*64+63) as ready pairs, flat as
+    the E lines carry them: fd, events, fd, events..., by fd."""
     found: dict[int, int] = {}
-    for word, bit in zip(words, (POLLIN, POLLOUT, POLLPRI)):
+    for word, bit in ((readable, POLLIN), (writable, POLLOUT), (exceptional, POLLPRI)):
         while word:
             low = word & -word
             fd = index * 64 + low.bit_length() - 1
             found[fd] = found.get(fd, 0) | bit
             word ^= low
-    return sorted(found.items())
+    return [number for pair in sorted(found.items()) for number in pair]
 
 
 class BpftraceParser:
@@ -366,16 +371,11 @@ class BpftraceParser:
             if kind.startswith("@io[") and len(fields) == 11:
                 return _io_summary(kind, fields[1:])
             if kind in ("@nw:", "@ne:") and len(fields) == 2:
-                if kind == "@nw:":
-                    self.counted = int(fields[1])
-                else:  # no line at all until a wait has returned a ready fd
-                    self.ready_counted = int(fields[1])
-                return TracedTotals(self.counted, self.ready_counted)
+                return self._totals(kind, int(fields[1]))
             if kind == "S" and len(fields) == 7:
-                pairs = self._ready.setdefault((int(fields[1]), int(fields[2])), [])
-                for fd, events in _select_events(int(fields[3]),
-                                                 tuple(map(int, fields[4:7]))):  # type: ignore
-                    pairs += (fd, events)
+                self._ready.setdefault((int(fields[1]), int(fields[2])), []).extend(
+                    _select_events(int(fields[3]), int(fields[4]), int(fields[5]),
+                                   int(fields[6])))
                 return None
             if kind == "N" and len(fields) == 5:
                 key = (int(fields[1]), int(fields[2]))
@@ -384,11 +384,24 @@ class BpftraceParser:
         except ValueError:
             self.unread += 1
             return None
+        self._bpftrace_said(line, fields)
+        return None
+
+    def _totals(self, kind: str, count: int) -> TracedTotals:
+        """The kernel's counts of waits (@nw) and of the ready fds they returned (@ne)."""
+        if kind == "@nw:":
+            self.counted = count
+        else:  # no line at all until a wait has returned a ready fd
+            self.ready_counted = count
+        return TracedTotals(self.counted, self.ready_counted)
+
+    def _bpftrace_said(self, line: str, fields: list[str]) -> None:
+        """A line of bpftrace's own: lines the kernel dropped, or a message kept for the
+        error when it fails."""
         if line.startswith("Lost ") and len(fields) > 1 and fields[1].isdigit():
             self.lost += int(fields[1])
         else:
             self.messages = (self.messages + [line.rstrip()])[-5:]
-        return None
 
     def _wait(self, fields: list[str]) -> TracedWait:
         tid, start, end = int(fields[1]), int(fields[2]), int(fields[3])
