@@ -114,6 +114,9 @@ class StraceParser:
         self.messages: list[str] = []  # strace's own lines ("strace: ..."), the last few
         self.exited = False  # the target's main thread exited
         self._partial: dict[int, tuple[float, str]] = {}  # tid -> (entry time, text so far)
+        # The parser of a completed call, by its name; every other traced call reads or writes.
+        self._parsers: dict[str, Callable[..., TracedWait | TracedIo | TracedCtl | None]] = {
+            CTL: self._ctl, **dict.fromkeys(WAITS, self._wait)}
 
     def feed(self, line: str) -> TracedWait | TracedIo | TracedCtl | None:
         line = line.rstrip("\n")
@@ -149,12 +152,8 @@ class StraceParser:
             return None
         name, args, ret, error, extra, duration = done.groups()
         try:
-            if name == CTL:
-                return self._ctl(tid, at + float(duration), args, ret)
-            if name in WAITS:
-                return self._wait(tid, at, name, args, ret, error or "", extra or "",
-                                  float(duration))
-            return self._io(tid, at, name, args, ret, error or "", float(duration))
+            return self._parsers.get(name, self._io)(tid, at, name, args, ret, error or "",
+                                                     extra or "", float(duration))
         except (ValueError, IndexError):
             self.unread += 1
             return None
@@ -185,15 +184,15 @@ class StraceParser:
         return TracedWait(tid, name, at, duration, timeout, epfd, registered, tuple(ready),
                           count, error)
 
-    def _ctl(self, tid, at, args, ret) -> TracedCtl | None:
+    def _ctl(self, tid, at, name, args, ret, error, extra, duration) -> TracedCtl | None:
         if ret != "0":
             return None  # refused (EEXIST, ENOENT...): nothing changed
         parts = _args(args)  # (epfd, op, fd, event)
         event = _EPOLL_DATA.search(parts[3])
-        return TracedCtl(tid, at, int(parts[0]), int(parts[1], 0), int(parts[2]),
+        return TracedCtl(tid, at + duration, int(parts[0]), int(parts[1], 0), int(parts[2]),
                          int(event.group(1)) if event else 0)
 
-    def _io(self, tid, at, name, args, ret, error, duration) -> TracedIo:
+    def _io(self, tid, at, name, args, ret, error, extra, duration) -> TracedIo:
         parts = _args(args)
         if name in ("read", "write", "recvfrom", "sendto"):  # (fd, buffer, size, ...)
             asked = int(parts[2])
