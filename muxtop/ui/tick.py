@@ -60,6 +60,11 @@ class Ticking:
             return
         self.problem = None
         self.latest = snapshot
+        self._follow_snapshot(snapshot)
+
+    def _follow_snapshot(self, snapshot: Snapshot) -> None:
+        """What depends on a new Snapshot: its notices, the history, the panels and header
+        (unless paused or thinned out), the keys, the screen on top, a lesson to start."""
         player = self.player
         if player is not None and (player.jumps != self._jumps or self._notice_seq is None):
             # Opened at a position, or moved back or across the recording: the notices up to
