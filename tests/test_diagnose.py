@@ -224,6 +224,61 @@ def test_the_busy_loop_finding_reads_alike_from_every_source():
         "the same fds are reported ready again and again, and nothing is read")
 
 
+class _Traced:
+    """A tracer that has traced `calls` (what a Trace drains), with no I/O traced."""
+
+    name, state, note, io, since, ended = "bpftrace", "tracing", "", False, 0.0, ""
+    waits = io_calls = 0
+
+    def __init__(self, calls: list) -> None:
+        self.calls = calls
+
+    def drain(self) -> list:
+        calls, self.calls = self.calls, []
+        return calls
+
+    def lost(self) -> int:
+        return 0
+
+    def stop(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("events", [WRITE, READ, READ | WRITE])
+def test_the_engine_and_a_trace_word_a_busy_loop_alike_for_the_same_figures(events):
+    """A loop spinning on two fds, traced in another process (attach --trace's detector) and
+    as the engine's own telemetry would give the same figures (the engine's detector): the
+    same finding, word for word, whichever source found it."""
+    from types import SimpleNamespace
+
+    from muxtop.engine.diagnose import Detector
+    from muxtop.snapshot import Rates, Totals
+    from muxtop.trace.calls import TracedWait
+    from muxtop.trace.diagnose import TraceDiagnoser
+    from muxtop.trace.session import Trace
+
+    spins = [TracedWait(1, "poll", i / 1000, 0.0001, 0.1, -1, 2, (5, events, 6, events), 2)
+             for i in range(1000)]  # a second of polls returning at once, fds 5 and 6 ready
+    trace = Trace(_Traced(spins))  # type: ignore[arg-type]
+    trace.observe(1.0, {}, {})
+    found, _ = TraceDiagnoser(2.0).review(1.0, trace, [], 0.0, held=False)
+    [traced] = [f for f in found if f[0] == "busy-loop"]
+
+    waits_per_s, events_per_s, per_wait, p50, p99, bytes_per_s = trace.rates()
+    rates = Rates(waits_per_s, events_per_s, bytes_per_s, 0.0, 0.0, per_wait, p50, p99)
+    engine = SimpleNamespace(conns={}, proxy=None, out_of_fds=False, accept_held=False,
+                             listen_fd=3, backend=SimpleNamespace(name="poll",
+                                                                  fileno=lambda: None))
+    diagnoses = Detector(2.0).review(engine, 1.0, rates, None,  # type: ignore[arg-type]
+                                     Totals(1000, 2000, 0, 0, 0, 0, 0, 0), tuple(trace.ring))
+    [own] = [d for d in diagnoses if d.kind == "busy-loop"]
+
+    assert (own.kind, own.fd, own.explanation, own.evidence) == traced
+    assert own.explanation.startswith("1,000 wait calls/s return 2.0 ready fds each but only 0 "
+                                      "bytes/s move: ")
+    assert dict(own.evidence)["fds"] == (5, 6)
+
+
 def test_a_stall_has_one_length_and_its_bytes_a_unit(make_engine):
     # A client that sends and never reads: "has not shrunk below 278016 bytes for 4.5 s"
     # beside "stuck-write fd 9 for 2.5s" (the finding's age from when the detector first
