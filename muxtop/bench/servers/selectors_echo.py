@@ -1,9 +1,13 @@
 """The reference echo server: a plain ``selectors.DefaultSelector`` loop (epoll on Linux).
 
 ``python -m muxtop.bench.servers.selectors_echo --port P`` serves until SIGTERM or Ctrl-C.
-Write buffering is the simplest fair one: send what came; if the kernel takes only part, keep the
-rest, watch for WRITE and stop reading that client until the rest is sent (so a slow reader
-cannot grow the buffer without bound).
+It is the Python documentation's selectors example (the "Examples" section of the
+``selectors`` module), the canonical minimal selectors server: each key's ``data`` is the
+callback for its fd, accept and read are functions, the loop calls
+``key.data(key.fileobj, mask)``. Added to it, what a fair echo baseline needs: write buffering
+that is the simplest fair one: send what came; if the kernel takes only part, keep the rest,
+watch for WRITE and stop reading that client until the rest is sent (so a slow reader cannot
+grow the buffer without bound); and no failure of one client ends the server.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import argparse
 import selectors
 import socket
+from functools import partial
 
 from muxtop.bench.servers import BACKLOG, RECV_SIZE
 
@@ -21,43 +26,15 @@ def serve(host: str, port: int) -> None:
     sel = selectors.DefaultSelector()
     listener = socket.create_server((host, port), backlog=BACKLOG)
     listener.setblocking(False)
-    sel.register(listener, READ, None)
+    sel.register(listener, READ, partial(accept, sel))
     while True:
         for key, mask in sel.select():
-            sock = key.fileobj
-            if sock is listener:
-                _accept(sel, listener)
-                continue
-            out: bytearray = key.data
-            if mask & WRITE:
-                if not _flush(sel, sock, out):
-                    continue
-                if out:
-                    continue  # still behind: keep reading paused
-                sel.modify(sock, READ, out)
-            elif mask & READ:
-                try:
-                    data = sock.recv(RECV_SIZE)
-                except (BlockingIOError, InterruptedError):
-                    continue
-                except OSError:
-                    data = b""
-                if not data:
-                    _close(sel, sock)
-                    continue
-                try:
-                    sent = sock.send(data)
-                except BlockingIOError:
-                    sent = 0
-                except OSError:
-                    _close(sel, sock)
-                    continue
-                if sent < len(data):
-                    out += memoryview(data)[sent:]
-                    sel.modify(sock, WRITE, out)
+            callback = key.data
+            callback(key.fileobj, mask)
 
 
-def _accept(sel: selectors.BaseSelector, listener: socket.socket) -> None:
+def accept(sel: selectors.BaseSelector, listener: socket.socket, mask: int) -> None:
+    """Every connection waiting in the backlog, each registered to be read."""
     while True:
         try:
             sock, _ = listener.accept()
@@ -67,20 +44,43 @@ def _accept(sel: selectors.BaseSelector, listener: socket.socket) -> None:
             return  # EMFILE and the like: leave the rest in the backlog for the next round
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sel.register(sock, READ, bytearray())
+        sel.register(sock, READ, partial(read, sel))
 
 
-def _flush(sel: selectors.BaseSelector, sock: socket.socket, out: bytearray) -> bool:
-    """Send as much of ``out`` as the kernel takes; False if the client is gone."""
+def read(sel: selectors.BaseSelector, sock: socket.socket, mask: int) -> None:
+    """Echo what came; what the kernel did not take waits, and reading stops, until sent."""
+    try:
+        data = sock.recv(RECV_SIZE)
+    except (BlockingIOError, InterruptedError):
+        return
+    except OSError:
+        data = b""
+    if not data:
+        _close(sel, sock)
+        return
+    try:
+        sent = sock.send(data)
+    except BlockingIOError:
+        sent = 0
+    except OSError:
+        _close(sel, sock)
+        return
+    if sent < len(data):
+        sel.modify(sock, WRITE, partial(write, sel, bytearray(memoryview(data)[sent:])))
+
+
+def write(sel: selectors.BaseSelector, out: bytearray, sock: socket.socket, mask: int) -> None:
+    """Send as much of ``out`` as the kernel takes; once it is all sent, read again."""
     try:
         sent = sock.send(out)
     except BlockingIOError:
-        return True
+        return
     except OSError:
         _close(sel, sock)
-        return False
+        return
     del out[:sent]
-    return True
+    if not out:
+        sel.modify(sock, READ, partial(read, sel))
 
 
 def _close(sel: selectors.BaseSelector, sock: socket.socket) -> None:
