@@ -164,3 +164,68 @@ def test_bad_values_are_one_line_errors(args, message):
     assert result.returncode == 1
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def _headless_on_a_pipe(*extra: str) -> tuple[subprocess.Popen, int, int, tuple[str, int]]:
+    """muxtop --headless --json with its stdout a pipe this test reads only the first line
+    of; the pipe's two ends (the test keeps the write end too) and the listen address."""
+    read_end, write_end = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-m", "muxtop", "--headless", "--json", "--port",
+                             "0", *extra], stdout=write_end, stderr=subprocess.PIPE)
+    first = b""
+    while not first.endswith(b"\n"):
+        first += os.read(read_end, 1)
+    host, port = json.loads(first)["listen"].rsplit(":", 1)
+    return proc, read_end, write_end, (host, int(port))
+
+
+def _end(proc: subprocess.Popen, *fds: int) -> None:
+    proc.terminate()
+    try:
+        assert proc.wait(10) == 0
+    finally:
+        for fd in fds:
+            os.close(fd)
+        proc.stderr.close()
+
+
+def test_headless_serves_on_one_thread():
+    """The engine's loop runs on the main thread: the process has one thread, as the servers
+    `bench echo` and `bench proxy` measure it against (single-threaded paths in the kernel
+    and the C library)."""
+    proc, read_end, write_end, _ = _headless_on_a_pipe()
+    try:
+        assert sorted(os.listdir(f"/proc/{proc.pid}/task")) == [str(proc.pid)]
+    finally:
+        _end(proc, read_end, write_end)
+
+
+def test_a_reader_that_stops_reading_does_not_stop_the_server():
+    """Status lines go out on the serving thread: with the pipe full they are skipped, and
+    clients are still served (a write would block the loop at the next line, within 1 s)."""
+    import time
+
+    proc, read_end, write_end, address = _headless_on_a_pipe()
+    try:
+        # A second open of the same pipe, non-blocking on its own (O_NONBLOCK on the first
+        # would be the server's stdout's too).
+        filler = os.open(f"/proc/self/fd/{write_end}", os.O_WRONLY | os.O_NONBLOCK)
+        try:
+            for chunk in (4096, 256, 1):  # the reader stops reading: no byte fits any more
+                try:
+                    while True:
+                        os.write(filler, b"\0" * chunk)
+                except BlockingIOError:
+                    pass
+        finally:
+            os.close(filler)
+        until = time.monotonic() + 2.5  # past the next two status lines
+        rounds = 0
+        while time.monotonic() < until:
+            with socket.create_connection(address, timeout=2) as client:
+                client.sendall(b"ping")
+                assert client.recv(4) == b"ping"
+            rounds += 1
+        assert rounds > 1
+    finally:
+        _end(proc, read_end, write_end)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import select
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 from muxtop import __version__
 from muxtop.arguments import (
@@ -24,6 +26,7 @@ from muxtop.arguments import (
 )
 from muxtop.backends import NAMES, TRIGGERS
 from muxtop.cli.pipe import reader_left
+from muxtop.commands import Stop
 from muxtop.engine import LABS, Engine, EngineConfig, EngineStartError
 from muxtop.engine.address import AddressError, is_loopback, resolve
 from muxtop.engine.guards import HEADER, IDLE, OUT_BUFFER, settings
@@ -134,7 +137,8 @@ def main(argv: list[str]) -> int:
         upstream=args.upstream, connect_timeout=args.connect_timeout,
         registry=Registry(allow_remote=args.allow_remote) if args.api or args.toxic else None)
     try:
-        engine = Engine(config).start()
+        # Headless, the engine serves on this thread (run_headless): one thread in all.
+        engine = Engine(config).start(thread=not args.headless)
     except EngineStartError as exc:
         print(f"muxtop: {exc}", file=sys.stderr)
         return 1
@@ -267,17 +271,35 @@ def run_headless(engine: Engine, duration: float | None, as_json: bool,
 
 
 def _status_lines(engine: Engine, duration: float | None, as_json: bool, out) -> int:
+    """Serve on this thread (Engine.serve), printing a status line a second between two
+    wait calls."""
     done = threading.Event()
 
     def stop(signum, frame):
         done.set()
+        engine.submit(Stop())  # wakes the loop now (its wait call would go on after EINTR)
 
     # SIGHUP too (the terminal went away), unless it is ignored: `nohup muxtop --headless`.
     signals = [signal.SIGINT, signal.SIGTERM]
     if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
         signals.append(signal.SIGHUP)
     previous = {sig: signal.signal(sig, stop) for sig in signals}
-    deadline = None if duration is None else time.monotonic() + duration
+    started = time.monotonic()
+    deadline = None if duration is None else started + duration
+    next_line = started + 1.0
+    can_write = _never_blocks(out)
+
+    def tick(now: float) -> bool:
+        nonlocal next_line
+        if done.is_set() or (deadline is not None and now >= deadline):
+            return False
+        if now >= next_line:
+            next_line = max(next_line + 1.0, now)
+            if can_write():
+                print(status_line(engine.snapshot(), as_json, engine.config), file=out,
+                      flush=True)
+        return True
+
     try:
         if not as_json:
             s = engine.snapshot()
@@ -285,11 +307,8 @@ def _status_lines(engine: Engine, duration: float | None, as_json: bool, out) ->
                 "proxies of the API only, each on its own listen address"
             print(f"muxtop {__version__}: {where}, {s.backend}/{s.trigger} (Ctrl-C stops)",
                   file=out, flush=True)
-        while not done.is_set() and engine.running:
-            wait = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
-            if wait <= 0 or done.wait(wait):
-                break
-            print(status_line(engine.snapshot(), as_json, engine.config), file=out, flush=True)
+        if not done.is_set():
+            engine.serve(tick)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -297,6 +316,19 @@ def _status_lines(engine: Engine, duration: float | None, as_json: bool, out) ->
         print(f"muxtop: {engine.error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _never_blocks(out) -> Callable[[], bool]:
+    """Whether a status line can be written now without blocking. The server runs on this
+    thread: a reader that stopped reading (a full pipe) must not stop it too, so its line
+    is skipped, as a frame is dropped. A pipe with room takes a line whole (under PIPE_BUF)."""
+    try:
+        fd = out.fileno()
+    except (AttributeError, OSError, ValueError):  # a file object with no fd: never blocks
+        return lambda: True
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return lambda: bool(poller.poll(0))
 
 
 def status_line(s: Snapshot, as_json: bool, config: EngineConfig | None = None) -> str:
