@@ -219,11 +219,13 @@ def test_a_closed_row_keeps_no_kernel_queues(make_engine):
         fd = wait_for(lambda: conn_views(engine))[0].fd
         assert engine.submit(PauseReading(fd, True)).result(5).ok
         client.sendall(b"queued while paused")
-        wait_for(lambda: [v for v in conn_views(engine) if v.fd == fd and v.rx_queue == 19])
+        wait_for(lambda: [v for v in conn_views(engine) if v.fd == fd and v.rx_queue == 19
+                          and v.tcp is not None])
         assert engine.submit(CloseConnection(fd)).result(5).ok
         view = wait_for(lambda: conn_views(engine, CLOSED))[0]
-    # The socket is gone: its last reading is no queue of now (ss shows none).
-    assert (view.rx_queue, view.tx_queue) == (None, None)
+    # The socket is gone: its last reading is no queue of now (ss shows none), nor its
+    # TCP_INFO (which said ESTABLISHED under a closed row).
+    assert (view.rx_queue, view.tx_queue, view.tcp) == (None, None, None)
 
 
 def test_half_closed_state_is_visible_while_flushing(make_engine):

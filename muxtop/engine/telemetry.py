@@ -111,8 +111,8 @@ class Telemetry:
     def closed(self, conn: Connection, now: float) -> None:
         """A connection closed (the engine counted it): keep its last row for a while.
         The socket is gone and its queues with it: the last probe's figures are no queue
-        of now (None draws as —, as ss shows no socket)."""
-        conn.rx_queue = conn.tx_queue = conn.rx_since = None
+        of now, nor its TCP_INFO (None draws as —, as ss shows no socket)."""
+        conn.rx_queue = conn.tx_queue = conn.rx_since = conn.tcp = None
         conn.view = self._closed_view(conn)
         self.recently_closed.append(conn)
 
