@@ -112,6 +112,19 @@ def test_help_names_every_subcommand():
         assert f"muxtop {name}" in said, name
 
 
+@pytest.mark.parametrize(("word", "said"), [
+    ("lessons", "'lessons' is not a muxtop command; did you mean 'muxtop lesson'?"),
+    ("flod", "did you mean 'muxtop flood'?"),
+    ("foo", "'foo' is not a muxtop command (the commands: flood, bench, attach, web, replay, "
+            "lesson; muxtop --help says more)"),
+])
+def test_a_mistyped_subcommand_names_the_nearest_one(word, said):
+    # Was: the server's 10-line usage and "unrecognized arguments: lessons".
+    result = muxtop(word, "--port", "0")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [result.stderr.strip()] and said in result.stderr
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["sigterm", "sighup"])
 def test_headless_text_and_sigterm_or_sighup_stop_cleanly(sig):
     proc = subprocess.Popen([sys.executable, "-m", "muxtop", "--headless", "--port", "0",
