@@ -89,3 +89,14 @@ def test_the_users_control_characters_are_escaped(tmp_path, capsys):
     assert lesson_cli.main(["--check", str(path)]) == 0
     out = capsys.readouterr().out
     assert "\x1b" not in out and "t\\x1b[2J.toml: OK" in out, out
+
+
+def test_the_list_keeps_its_columns_whatever_a_name_is_long(capsys):
+    # Was: "9. readiness-completion Readiness vs ..." overran a 14-character column.
+    assert lesson_cli.main([]) == 0
+    lines = capsys.readouterr().out.split("\n\n")[0].splitlines()
+    titles = lines[0::2]
+    assert len(titles) >= 9
+    starts = {len(line) - len(line.split("  ", 1)[1].lstrip()) for line in titles}
+    summaries = {len(line) - len(line.lstrip()) for line in lines[1::2]}
+    assert len(starts) == 1 and starts == summaries, lines

@@ -254,3 +254,14 @@ def test_every_long_option_is_in_its_guides_synopsis(where, guide):
                if o.startswith("--") and o != "--help"}
     missing = sorted(o for o in options if not re.search(rf"(?<![\w-]){o}(?![\w-])", synopsis))
     assert missing == [], f"docs/{guide} leaves out {missing}"
+
+
+def test_lesson_guides_table_names_every_built_in_lesson_in_order():
+    # Was: 8 rows, and `muxtop lesson`, the L menu and the README had nine lessons.
+    from muxtop.lessons.format import builtin
+
+    guide = (ROOT / "docs" / "lesson.md").read_text(encoding="utf-8")
+    table = guide.split("## The built-in lessons", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| (\d+) `([a-z-]+)` \|", table, re.M)
+    lessons = [(str(n), lesson.name.split("-", 1)[1]) for n, lesson in enumerate(builtin(), 1)]
+    assert rows == lessons

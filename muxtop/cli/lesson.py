@@ -72,9 +72,13 @@ def _by_number(name: str) -> str:
 
 
 def _list() -> int:
-    for number, lesson in enumerate(builtin(), 1):
-        short = lesson.name.split("-", 1)[-1]
-        print(f"{number}. {short:<14} {lesson.title} ({lesson.minutes} min)")
-        print(f"   {'':<14} {lesson.summary}")
+    lessons = builtin()
+    numbers = [f"{number}." for number in range(1, len(lessons) + 1)]
+    shorts = [lesson.name.split("-", 1)[-1] for lesson in lessons]
+    # Columns as wide as their longest entry: readiness-completion is 20 characters.
+    wide, width = max(map(len, numbers)), max(map(len, shorts))
+    for number, short, lesson in zip(numbers, shorts, lessons):
+        print(f"{number:<{wide}} {short:<{width}}  {lesson.title} ({lesson.minutes} min)")
+        print(f"{'':<{wide}} {'':<{width}}  {lesson.summary}")
     print("\nmuxtop lesson NAME runs one (or press L in the dashboard); esc leaves it.")
     return 0
