@@ -5,6 +5,8 @@ toxicity picks (a seeded RNG)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import random
 
 import pytest
@@ -335,6 +337,20 @@ def test_a_bad_toxic_flag_is_one_plain_line(text, words):
         toxic_argument(text)
     message = str(caught.value)
     assert words in message and "\n" not in message and "\x1b" not in message
+
+
+def test_a_bad_toxic_value_is_said_in_the_command_lines_words():
+    # Was: "argument --toxic: --toxic downstream:latency:latency=-5: bad request body: ...":
+    # the flag twice, and the HTTP API's words for a command line.
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--toxic", type=toxic_argument)
+    said = io.StringIO()
+    with contextlib.redirect_stderr(said), pytest.raises(SystemExit):
+        parser.parse_args(["--toxic", "downstream:latency:latency=-5"])
+    line = said.getvalue().splitlines()[-1]
+    assert line.endswith("error: argument --toxic: 'downstream:latency:latency=-5': attribute "
+                         "latency of latency must be a whole number from 0 to "
+                         f"{2 ** 63 - 1}"), line
 
 
 LOSSLESS = st.one_of(

@@ -708,4 +708,5 @@ def toxic_argument(text: str) -> Toxic:
     try:
         return Toxic.from_plain(plain)
     except ApiError as exc:
-        raise argparse.ArgumentTypeError(f"--toxic {printable(text)}: {exc.message}") from None
+        # argparse says "argument --toxic:" before it: the value and the why, no more.
+        raise argparse.ArgumentTypeError(f"{printable(text)!r}: {exc.reason}") from None
