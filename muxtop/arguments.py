@@ -122,3 +122,11 @@ def file_name(text: str) -> str:
     problem = name_problem(text)
     _check(problem is None, f"{problem}: name a file")
     return text
+
+
+def remote_refused(doing: str, address: str, option: str, given: str) -> str:
+    """The one wording of every refusal of an address other machines can reach, without
+    --allow-remote (Redis's protected mode): the server's --host, --metrics, --api, and
+    muxtop web's --host. `given` is the user's text: repr escapes what is not printable."""
+    return (f"refusing to {doing} on {address} ({option} {given!r}): other machines could "
+            "reach it; pass --allow-remote if you mean it")

@@ -216,7 +216,8 @@ def test_an_unresolvable_host_is_said_so_not_called_remote():
     (["--theme", "nope"], "no theme 'nope'"),
     (["--header-timeout", "5"], "needs --protocol http"),
     (["--help"], "show no dashboard"), (["--vers"], "show no dashboard"),
-    (["--host", "0.0.0.0"], "add --allow-remote there too"),
+    (["--host", "0.0.0.0"], "after --: refusing to listen on 0.0.0.0 (--host '0.0.0.0'): "
+                            "other machines could reach it; pass --allow-remote if you mean it"),
 ])
 def test_tab_options_that_would_fail_in_every_tab_are_refused_up_front(options, said):
     code, err = run(["web", "--", *options])
@@ -229,6 +230,24 @@ def test_tab_options_muxtop_takes_pass_through():
     assert muxtop_command(["--backend", "poll"]).endswith("--backend poll --port 0")
     assert muxtop_command(["--po", "9000"]).endswith("--po 9000")
     assert muxtop_command(["--port=9000"]).endswith("--port=9000")
+
+
+def test_a_remote_host_is_refused_in_muxtops_own_words():
+    # Was: "error: 0.0.0.0 can be reached from other machines: add --allow-remote if that is
+    # what you want", after the usage (exit 2), where muxtop --host 0.0.0.0 says this line.
+    code, err = run(["web", "--host", "0.0.0.0"])
+    assert (code, err) == (1, "muxtop web: refusing to serve on 0.0.0.0 (--host '0.0.0.0'): "
+                              "other machines could reach it; pass --allow-remote if you mean "
+                              "it\n")
+
+
+def test_a_port_in_use_is_said_once():
+    # Was: "Address already in use (while attempting to bind on address ('127.0.0.1', N))".
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        code, err = run(["web", "--port", str(port)])
+    assert (code, err) == (1, f"muxtop web: cannot serve on 127.0.0.1:{port}: Address already "
+                              "in use\n")
 
 
 def test_every_address_is_refused_with_what_to_name_instead():

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import shlex
 import socket
 import sys
 from contextlib import redirect_stderr, redirect_stdout
 from io import StringIO
 
-from muxtop.arguments import Parser, port_number, positive_int
+from muxtop.arguments import Parser, port_number, positive_int, remote_refused
 from muxtop.cli import serve as muxtop_cli
 from muxtop.engine.address import AddressError, is_loopback, resolve
 from muxtop.extras import install_hint
@@ -76,9 +77,9 @@ def muxtop_command(options: list[str]) -> str:
         tab_address = resolve(args.host, 0)[3]
     except AddressError as exc:
         raise ValueError(f"after --: {printable(str(exc))}") from None
-    if not args.allow_remote and not is_loopback(tab_address):
-        raise ValueError(f"after --: --host {printable(args.host)} can be reached from other "
-                         "machines: add --allow-remote there too if that is what you want")
+    if not args.allow_remote and not is_loopback(tab_address):  # as each tab would say it
+        refused = remote_refused("listen", tab_address[0], "--host", args.host)
+        raise ValueError(f"after --: {refused}")
     if args.port is None:
         options = [*options, "--port", "0"]
     return shlex.join([sys.executable, "-m", "muxtop", *options])
@@ -109,9 +110,10 @@ def main(argv: list[str]) -> int:
         print(f"muxtop web: {printable(str(exc))}", file=sys.stderr)
         return 1
     remote = not is_loopback(sockaddr)
-    if remote and not args.allow_remote:
-        parser.error(f"{printable(args.host)} can be reached from other machines: add "
-                     "--allow-remote if that is what you want")
+    if remote and not args.allow_remote:  # in muxtop's words for its own --host, exit 1 too
+        print(f"muxtop web: {remote_refused('serve', sockaddr[0], '--host', args.host)}",
+              file=sys.stderr)
+        return 1
     if ipaddress.ip_address(sockaddr[0].split("%")[0]).is_unspecified:
         # The page must name the one address its browser uses (in its WebSocket's URL, and
         # the Host every request is checked against); "every address" is not one.
@@ -126,8 +128,11 @@ def main(argv: list[str]) -> int:
     try:
         listener = socket.create_server(sockaddr, family=family)
     except OSError as exc:
-        print(f"muxtop web: cannot serve on {printable(args.host)}:{args.port}: "
-              f"{exc.strerror}", file=sys.stderr)
+        # create_server's strerror repeats the address: "... (while attempting to bind on
+        # address ('127.0.0.1', 8000))"; the errno's own words say it once.
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        print(f"muxtop web: cannot serve on {printable(args.host)}:{args.port}: {why}",
+              file=sys.stderr)
         return 1
     with listener:
         port = listener.getsockname()[1]  # the real one, with --port 0

@@ -9,7 +9,7 @@ import argparse
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from muxtop.arguments import port_number
+from muxtop.arguments import port_number, remote_refused
 from muxtop.engine.address import AddressError, is_loopback, resolve
 from muxtop.extras import install_hint
 from muxtop.printable import printable
@@ -42,8 +42,7 @@ def check_reach(address: tuple[str, int], allow_remote: bool) -> str | None:
         return None
     where = f"{sockaddr[0]} (--metrics {printable(host)})"
     if not allow_remote:
-        raise MetricsError(f"refusing to serve metrics on {where}: other machines could "
-                           "reach it; pass --allow-remote if you mean it")
+        raise MetricsError(remote_refused("serve metrics", sockaddr[0], "--metrics", host))
     return (f"warning: serving metrics on {where}, reachable from other machines, with no "
             "authentication (--allow-remote)")
 

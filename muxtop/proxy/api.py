@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
 from muxtop import __version__
+from muxtop.arguments import remote_refused
 from muxtop.printable import printable
 from muxtop.proxy.errors import ApiError, bad_body
 from muxtop.proxy.registry import Registry, is_loopback, join_address, resolve
@@ -319,8 +320,7 @@ class ApiServer:
         if not is_loopback(sockaddr):
             where = f"{sockaddr[0]} (--api {printable(host)})"
             if not self.allow_remote:
-                raise ApiStartError(f"refusing to serve the API on {where}: other machines "
-                                    "could reach it; pass --allow-remote if you mean it")
+                raise ApiStartError(remote_refused("serve the API", sockaddr[0], "--api", host))
             self.warning = (f"warning: serving the toxiproxy API on {where}, reachable from "
                             "other machines, with no authentication (--allow-remote)")
         try:
