@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import socket
 import subprocess
@@ -371,6 +372,30 @@ def test_latency_percentiles_are_within_hdr_precision_and_merge_across_processes
     empty = FloodStats()
     assert empty.as_dict()["rtt_ms"] == {"p50": None, "p90": None, "p99": None,
                                          "p99.9": None, "p99.99": None, "max": None}
+
+
+@pytest.mark.parametrize("seconds", [0.01546, 1.0023, 0.000123, 3.21])
+def test_no_percentile_is_above_the_max(seconds):
+    # Was: "p99.9":15.466,"p99.99":15.466,"max":15.46: a percentile is the top of its
+    # HdrHistogram bucket, above every sample in it.
+    latency = Latency()
+    latency.pending.extend([seconds / 2] * 50 + [seconds] * 50)
+    shown = latency.summary_ms()
+    assert shown["max"] == round(seconds * 1000, 3)
+    assert all(shown[name] <= shown["max"] for name in ("p50", "p90", "p99", "p99.9",
+                                                        "p99.99")), shown
+    assert shown["p99.99"] == shown["max"]
+
+
+def test_the_guides_sample_table_has_no_percentile_above_its_max():
+    with open(os.path.join(ROOT, "docs", "flood.md"), encoding="utf-8") as file:
+        guide = file.read()
+    rows = dict(re.findall(r"^latency (p[\d.]+|max) ms +(.+)$", guide, re.M))
+    columns = list(zip(*([float(v.replace(",", "")) for v in row.split()]
+                         for row in rows.values())))
+    assert list(rows) == ["p50", "p90", "p99", "p99.9", "p99.99", "max"] and columns
+    for column in columns:
+        assert list(column) == sorted(column), column
 
 
 @pytest.mark.timeout(20)
