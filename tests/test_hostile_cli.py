@@ -90,7 +90,12 @@ def _numeric(action: argparse.Action) -> bool:
                          ids=[" ".join((*p, o)) for p, o, _ in OPTIONS])
 def test_always_bad_values_are_refused_by_the_option(prefix, option, action):
     if not _numeric(action):
-        pytest.skip("free text: checked where it is used (below)")
+        # `pytest -rs` shows this line alone, once per option: it says which and why.
+        what = action.metavar or action.dest.upper()
+        pytest.skip(f"`muxtop {' '.join((*prefix, option))} {what}` is free text, checked "
+                    "where it is used, not by its argparse type: the always-bad values of a "
+                    "number or a choice do not apply; "
+                    "test_any_value_of_any_option_parses_or_is_one_usage_error fuzzes it")
     for value in ALWAYS_BAD:
         if action.choices is not None and value in action.choices:
             continue
