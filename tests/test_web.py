@@ -94,6 +94,8 @@ def test_the_dashboard_in_a_browser_switches_backend_on_b():
                 page.on("websocket", lambda ws: ws.on(
                     "framereceived", lambda frame: frames.append(
                         frame if isinstance(frame, str) else frame.decode("utf-8", "replace"))))
+                asked: list[str] = []  # every URL the page requests (its font was Google's)
+                page.on("request", lambda r: asked.append(r.url))
                 page.goto(url)
 
                 def seen(text: str, since: int = 0, timeout: float = 30) -> int:
@@ -105,6 +107,8 @@ def test_the_dashboard_in_a_browser_switches_backend_on_b():
                     raise AssertionError(f"the page never showed {text!r}")
 
                 after = seen("epoll/level")
+                assert asked and all(u.startswith((origin + "/", f"ws://127.0.0.1:{port}/"))
+                                     for u in asked), asked
                 page.locator(".xterm-screen").click()
                 page.keyboard.press("b")  # epoll -> uring (select where io_uring is unavailable)
                 seen(f"{'uring' if uring.unavailable() is None else 'select'}/level", since=after)

@@ -156,6 +156,27 @@ def test_the_printed_url_lets_the_page_in(web):
     assert status(web, path=f"/ws?token={web.token}") == 101
 
 
+def test_the_page_asks_nothing_of_another_machine(web):
+    # Was: <link rel="stylesheet" href="https://fonts.googleapis.com/css?family=Roboto%20Mono">
+    # in textual-serve's page: every tab opened fetched a font from Google.
+    page = request(web, path=f"/?token={web.token}", websocket=False)
+    page.conn.close()
+    assert page.status == 200
+    links = re.findall(r"""(?:href|src)\s*=\s*["']([^"']*)""", page.body)
+    urls = re.findall(r"""url\(\s*["']?([^"')]*)""", page.body)
+    assert links and urls and "googleapis" not in page.body
+    for url in links + urls:
+        assert not re.match(r"(?i)([a-z][a-z0-9+.-]*:)?//", url) or \
+            url.startswith((web.origin + "/", f"ws://127.0.0.1:{web.port}/")), url
+    # The font is textual-serve's own copy, served under the page's origin.
+    font = re.search(r"""url\("(/static/fonts/RobotoMono-VariableFont_wght\.ttf)"\)""",
+                     page.body)
+    assert font and 'font-family: "Roboto Mono"' in page.body
+    answer = request(web, path=font[1], websocket=False, Cookie=web.cookie)
+    answer.conn.close()
+    assert answer.status == 200
+
+
 def wait_for_a_session(web: Web, timeout: float = 30) -> Answer:
     """The next WebSocket let in once a session has ended (its muxtop takes a moment to quit)."""
     deadline = time.monotonic() + timeout

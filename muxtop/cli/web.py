@@ -121,6 +121,7 @@ def main(argv: list[str]) -> int:
                      "will use (e.g. --host 192.168.1.5 --allow-remote)")
     try:
         from muxtop.cli.web_guard import WebGuard
+        from muxtop.cli.web_page import keeping_the_page_local
         from muxtop.ui.web import WebUnavailable, serve
     except ImportError:  # aiohttp, which comes with textual-serve
         print(f"muxtop web: needs textual-serve: {install_hint('web')}", file=sys.stderr)
@@ -141,7 +142,8 @@ def main(argv: list[str]) -> int:
         if remote:
             banner += " (reachable from other machines: anyone with this URL gets a muxtop)"
         try:
-            serve(command, listener, guard.origin, guard.middleware, banner)
+            serve(command, listener, guard.origin, keeping_the_page_local(guard.middleware),
+                  banner)
         except WebUnavailable as exc:
             print(f"muxtop web: {exc}", file=sys.stderr)
             return 1
