@@ -22,7 +22,8 @@ def wait(seq: int, ready=(7, 1, 8, 5), timeout=0.25, cpu=None, start: float | No
 def write(path, ticks: int = 6, per_tick: int = 50, skip: range = range(0)) -> list[WaitRecord]:
     """A recording of `ticks` synthetic Snapshots, `per_tick` wait calls apart, the last of
     each ending as its Snapshot is taken, as the engine's do (the seqs in `skip` never reach
-    the recorder); the wait records it was given, in order."""
+    the recorder); the wait records it holds, in order: those from the one its first Snapshot
+    was taken after (seq `per_tick`) on, as a recording begins."""
     encoder = RecordingEncoder(str(path), "engine", ["test"])
     given: list[WaitRecord] = []
     ring: deque[WaitRecord] = deque(maxlen=4096)  # as the engine's: what each Snapshot holds
@@ -43,7 +44,7 @@ def write(path, ticks: int = 6, per_tick: int = 50, skip: range = range(0)) -> l
         encoder.add_snapshot(dataclasses.replace(shot, waits=tuple(ring)))
         encoder.flush()
     encoder.end(encoder.end_record("stopped"))
-    return given
+    return [w for w in given if w.seq >= per_tick]
 
 
 def recorded_waits(rec: Recording) -> list[WaitRecord]:

@@ -50,18 +50,59 @@ def test_a_recorded_flood_replays_with_what_the_live_run_said(make_engine, tmp_p
     assert replay_cli.main([str(path), "--summary", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     last = live.waits[-1].seq
+    with Recording.open(str(path)) as rec:
+        # The recording begins at its first Snapshot's wait (seq 1 if it had none yet).
+        first = max(rec.snapshots[0].b, 1)
+    assert first <= 3  # the recorder started with the engine
     assert (doc["first_seq"], doc["last_seq"], doc["wait_calls"], doc["gaps"]) == \
-        (1, last, last, 0)
+        (first, last, last - first + 1, 0)
     assert doc["connections"] == live.totals.accepted == 30
     assert doc["totals"] == live.totals._asdict()  # bytes in and out, waits, events...
     assert doc["totals"]["bytes_in"] == 30 * 60 * 200
     assert doc["complete"] and doc["problems"] == []
     assert doc["published"] >= doc["snapshots"] >= 2  # every Snapshot, or the summary says
     with Recording.open(str(path)) as rec:
-        assert seqs_of(rec) == list(range(1, last + 1))  # each seq once, none missing
+        assert seqs_of(rec) == list(range(first, last + 1))  # each seq once, none missing
         final = ReplaySource(rec).player
         final.to_end()
-        assert to_plain(final.picture()) == to_plain(live)  # ring and all
+        recorded = dataclasses.replace(live, waits=tuple(w for w in live.waits
+                                                         if w.seq >= first))
+        assert to_plain(final.picture()) == to_plain(recorded)  # ring and all
+
+
+def test_a_recording_begun_late_holds_what_came_after_and_replay_reaches_every_wait(
+        make_engine, tmp_path, capsys):
+    # Was: R on a server that had run a while saved the ring's backlog too (4,121 wait calls
+    # for 3 s), and the replay's timeline began at its first Snapshot, after ~4,095 of them.
+    engine = make_engine(publish_interval=0.05)
+    with socket.create_connection(engine.address, timeout=10) as client:
+        for _ in range(300):  # each echo is a wait call or more: a ring of history
+            client.sendall(b"x")
+            assert client.recv(1) == b"x"
+        wait_for(lambda: len(engine.snapshot().waits) >= 300, timeout=10)
+        path = tmp_path / "late.muxrec"
+        recorder = Recorder(EngineSource(engine), str(path), ["test"]).start()
+        wait_for(lambda: recorder.status().snapshots >= 1, timeout=10)
+        for _ in range(20):
+            client.sendall(b"y")
+            assert client.recv(1) == b"y"
+        wait_for(lambda: recorder.status().snapshots >= 3, timeout=10)
+    status = recorder.stop()
+    assert status.error is None and status.gaps == 0
+    with Recording.open(str(path)) as rec:
+        seqs = seqs_of(rec)
+        assert seqs and seqs[0] == rec.snapshots[0].b  # the wait the first picture is after
+        assert seqs == list(range(seqs[0], seqs[-1] + 1)) and status.waits == len(seqs) < 300
+        player = ReplaySource(rec).player
+        player.to_start()
+        reached = {player.position.seq}
+        while player.step(1):
+            reached.add(player.position.seq)
+        assert sorted(reached) == seqs  # every wait call the file holds, from g on
+    assert replay_cli.main([str(path), "--summary"]) == 0
+    summary = capsys.readouterr().out
+    assert f"{len(seqs):,} (seq {seqs[0]:,}–{seqs[-1]:,}), none missing; from the recording's " \
+        "start on" in summary
 
 
 def test_headless_record_and_replay_json_lines(tmp_path):
@@ -71,7 +112,7 @@ def test_headless_record_and_replay_json_lines(tmp_path):
                          capture_output=True, text=True, timeout=30)
     assert run.returncode == 0, run.stderr
     lines = run.stderr.splitlines()
-    assert lines[0] == f"muxtop: recording to {path}"
+    assert lines[0] == f"muxtop: recording to {path} from now on (not the wait calls before)"
     assert lines[-1].startswith("muxtop: recorded 1.") and str(path) in lines[-1]
     replay = subprocess.run([sys.executable, "-m", "muxtop", "replay", str(path), "--json"],
                             capture_output=True, text=True, timeout=30)

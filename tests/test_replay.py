@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from recordings import Clock, write
+from recordings import Clock, wait, write
 
 from muxtop.bench import synthetic
 from muxtop.plain import to_plain
@@ -43,11 +43,12 @@ def test_each_picture_is_right_after_its_wait_call(recording):
     player.step(15)  # between the first and the second Snapshot
     picture = source.latest()
     base = recording.snapshot(0)
-    assert picture.waits[-1].seq == 55 and [w.seq for w in picture.waits] == list(range(1, 56))
+    # The ring as recorded: from the wait the first Snapshot was taken after.
+    assert picture.waits[-1].seq == 55 and [w.seq for w in picture.waits] == list(range(40, 56))
     assert not player.on_snapshot
     assert picture.taken_at == picture.waits[-1].start + picture.waits[-1].duration
     assert picture.totals.waits == base.totals.waits + 15
-    assert picture.totals.events == base.totals.events + sum(w.count for w in picture.waits[40:])
+    assert picture.totals.events == base.totals.events + sum(w.count for w in picture.waits[1:])
     named = dict(picture.waits[-1].pairs())  # fds 7 and 8 in every made-up wait
     for view in picture.connections:
         if view.kind == KIND_CONN and view.closed_at is None and view.fd in named:
@@ -141,3 +142,21 @@ def test_json_at_past_the_end_says_so_and_exits_2(tmp_path, capsys):
     assert err == f"muxtop replay: --at 100 s is past the recording's end ({end:.1f} s)\n"
     assert replay_cli.main([str(path), "--json", "--at", f"{end:.3f}"]) == 0  # the last one
     assert len(capsys.readouterr().out.splitlines()) == 1
+
+
+def test_the_summary_counts_an_older_files_backlog_the_replay_cannot_reach(tmp_path, capsys):
+    # Before 2026-12-07 a recording began with the ring's backlog: wait calls before its first
+    # Snapshot, which no position of the replay reaches. The summary says how many.
+    from muxtop.cli import replay as replay_cli
+    path = tmp_path / "older.muxrec"
+    encoder = RecordingEncoder(str(path), "engine", ["test"])
+    encoder.started = True  # as an older muxtop: its first Snapshot's whole ring recorded
+    shot = synthetic.snapshot(4, 1, wait_count=0)
+    ring = tuple(wait(seq, start=shot.taken_at - 1 + seq / 100, duration=0.001)
+                 for seq in range(1, 31))
+    encoder.add_snapshot(dataclasses.replace(shot, waits=ring))
+    encoder.end(encoder.end_record("stopped"))
+    assert replay_cli.main([str(path), "--summary"]) == 0
+    assert "wait calls   30 (seq 1–30), none missing; 29 of them from before its start (an " \
+        "older muxtop's backlog of the ring), which the replay cannot reach" in \
+        capsys.readouterr().out

@@ -69,6 +69,7 @@ class RecordingEncoder:
             raise
         self._columns = WaitColumns()
         self._pictures = PictureEncoder()
+        self.started = False  # by the first Snapshot: the wait calls before it are left out
         self.last_seq = -1
         self.last: Snapshot | None = None
         self.first_t: float | None = None
@@ -85,9 +86,9 @@ class RecordingEncoder:
 
     def add_waits(self, records: tuple[WaitRecord, ...]) -> int:
         """Add the records newer than the last added (`records` in seq order, as a ring is);
-        how many were new."""
+        how many were new. None before the first Snapshot (see _start)."""
         last = self.last_seq
-        if not records or records[-1].seq <= last:
+        if not self.started or not records or records[-1].seq <= last:
             return 0
         new = records[bisect_right(records, last, key=_SEQ):] if last >= 0 else records
         for run in _runs(new):
@@ -121,6 +122,8 @@ class RecordingEncoder:
     def add_snapshot(self, s: Snapshot) -> None:
         """Add a Snapshot: first the waits of its ring not added yet, then the Snapshot,
         then what changed since the one before."""
+        if not self.started:
+            self._start(s.waits)
         self.add_waits(s.waits)
         self.end_run()
         waits = s.waits
@@ -133,6 +136,15 @@ class RecordingEncoder:
         for t, event in self._changes(self.last, s):
             self.add_event(event, t)
         self.last = s
+
+    def _start(self, ring: tuple[WaitRecord, ...]) -> None:
+        """A recording holds the wait calls from its first Snapshot on: the one that Snapshot
+        was taken after, and every later one. The ring's older records (4,096, minutes old on
+        an idle server) came before the recording began: a replay has no picture before its
+        first Snapshot to show them in, and a 3-second recording said it held 4,121."""
+        self.started = True
+        if ring:
+            self.last_seq = ring[-1].seq - 1
 
     def add_event(self, event: dict, t: float) -> None:
         kind = event.get("type")

@@ -1,7 +1,8 @@
 """Recording a Source: a thread of its own polls it and hands what is new to the encoder.
 
 Each poll takes
-- the wait records newer than the last one written: from the source's live wait ring when it
+- the wait records newer than the last one written (the first: the one the first Snapshot was
+  taken after; the ring's older backlog is not the recording's): from the live wait ring when it
   has one (`recent_waits()`, the engine's, read between two Snapshots, and more often while
   it fills fast), else from the latest Snapshot's ring. A seq that jumps (more wait calls than
   the ring holds went by between two polls) is a GAP frame and a notice: counted and shown,
@@ -187,7 +188,7 @@ class Recorder:
         s = self.status()
         lost = f", {s.lost:,} lost in {s.gaps:,} gaps" if s.gaps else ""
         self.on_notice("info", f"recorded {s.seconds:.1f} s to {self.path} "
-                       f"({file_size(s.bytes)}, {s.waits:,} wait calls{lost})")
+                       f"({file_size(s.bytes)}, {s.waits:,} wait calls from its start on{lost})")
 
     def _failed(self, message: str) -> None:
         """Stop recording after an error; the file keeps its whole frames (the writer cut

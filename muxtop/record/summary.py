@@ -49,6 +49,7 @@ def summarize(rec: Recording) -> dict:
         "duration_s": round(rec.duration, 3), "snapshots": count,
         "published": end.get("published"),  # by the source while it was recorded, if known
         "wait_calls": sum(f.b - f.a + 1 for f in rec.runs),
+        "waits_before_start": _before_start(rec),
         "first_seq": rec.runs[0].a if rec.runs else None,
         "last_seq": rec.runs[-1].b if rec.runs else None,
         "gaps": len(gaps), "lost_waits": sum(_count(g.get("lost")) for g in gaps),
@@ -68,6 +69,16 @@ def summarize(rec: Recording) -> dict:
         "complete": rec.end is not None, "ended": end.get("reason"),
         "problems": list(rec.problems),
     }
+
+
+def _before_start(rec: Recording) -> int:
+    """Wait calls recorded before the one the first Snapshot was taken after: a replay starts
+    at that Snapshot and cannot reach them. muxtop before 2026-12-07 saved the ring's backlog
+    (up to 4,096 wait calls) with the first Snapshot; it records from that Snapshot on now."""
+    if not rec.snapshots or rec.snapshots[0].b < 0:
+        return 0
+    start = rec.snapshots[0].b
+    return sum(max(0, min(f.b, start - 1) - f.a + 1) for f in rec.runs)
 
 
 def _count(value: object) -> int:
@@ -103,8 +114,12 @@ def text(doc: dict) -> str:
     if doc["first_seq"] is not None:
         lost = (f"; {doc['gaps']:,} gaps, {doc['lost_waits']:,} wait calls not recorded"
                 if doc["gaps"] else ", none missing")
+        before = doc["waits_before_start"]
+        start = (f"; {before:,} of them from before its start (an older muxtop's backlog "
+                 "of the ring), which the replay cannot reach" if before
+                 else "; from the recording's start on")
         row("wait calls", f"{doc['wait_calls']:,} (seq {doc['first_seq']:,}–"
-            f"{doc['last_seq']:,}){lost}")
+            f"{doc['last_seq']:,}){lost}{start}")
     else:
         row("wait calls", "none recorded" + (" (muxtop attach sees no wait calls)"
                                              if doc["source"] == "attach" else ""))
