@@ -23,6 +23,7 @@ from muxtop.arguments import (
     positive_float,
     positive_int,
     refresh_interval,
+    remote_refused,
 )
 from muxtop.backends import NAMES, TRIGGERS
 from muxtop.cli.pipe import reader_left
@@ -249,8 +250,8 @@ def guard_remote(args: argparse.Namespace) -> tuple[bool, str | None]:
         return True, None
     where = f"{sockaddr[0]} (--host {args.host!r})"
     if not args.allow_remote:
-        print(f"muxtop: refusing to listen on {where}: other machines could reach it; "
-              "pass --allow-remote if you mean it", file=sys.stderr)
+        print(f"muxtop: {remote_refused('listen', sockaddr[0], '--host', args.host)}",
+              file=sys.stderr)
         return False, None
     return True, (f"muxtop: warning: listening on {where}, reachable from other machines, "
                   "with no authentication (--allow-remote)")
