@@ -453,3 +453,21 @@ def test_agent_reads_several_processes_beside_one_attach():
     from muxtop.attach.targets import COMM_BYTES, processes_named
 
     assert processes_named(f"mxbench{text.pid}"[:COMM_BYTES]) == []
+
+
+def test_proxy_measures_a_route_again_while_the_machine_is_busy(monkeypatch):
+    """bench proxy takes bench echo's retries (muxtop/bench/quiet.py): a run during which
+    other processes used more than --busy-pct CPU is measured again, the quietest kept."""
+    from muxtop.bench import proxy
+
+    seen = iter([{"other_cpu_pct": 90.0, "rtt_per_s": 1.0}, {"other_cpu_pct": 5.0,
+                                                             "rtt_per_s": 2.0}])
+    monkeypatch.setattr(proxy, "measure", lambda *a: next(seen))
+    busy = []
+    route = proxy.routes()["selectors-proxy"]
+    (cell,) = proxy.run([route], "", None, [10], 1, 1.0, 0.1, 64, busy_retries=2,
+                        busy_pct=25, on_busy=lambda *a: busy.append(a))
+    (kept,) = cell.runs
+    assert kept["rtt_per_s"] == 2.0 and kept["busy_discarded"] == [90.0]
+    assert busy == [(0, 1, "selectors-proxy", 10, 90.0)]
+    assert "--busy-retries" in proxy.parser().format_help()

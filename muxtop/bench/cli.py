@@ -16,12 +16,12 @@ from muxtop.arguments import (
     file_name,
     int_list,
     name_list,
-    non_negative_int,
     positive_float,
     positive_int,
 )
 from muxtop.backends import NAMES
 from muxtop.bench import machine
+from muxtop.bench.quiet import add_busy_arguments
 from muxtop.extras import install_hint
 from muxtop.printable import printable
 from muxtop.userfiles import UserFileError, create
@@ -65,12 +65,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--client", choices=("auto", "loadgen", "python"), default="auto",
                    help="load client: loadgen, muxtop's C client (built with the system "
                    "compiler on first use); python; or auto (loadgen if it builds)")
-    e.add_argument("--busy-retries", type=non_negative_int, default=2, metavar="N",
-                   help="measure a server again, up to N times, when other processes used more "
-                   "than --busy-pct CPU during its run (default 2; 0 never)")
-    e.add_argument("--busy-pct", type=positive_float, default=25.0, metavar="PCT",
-                   help="other processes' CPU%% (100 = one core) that makes a run too disturbed "
-                   "(default 25)")
+    add_busy_arguments(e, "server")
     e.add_argument("--list", action="store_true", help="list the servers and exit")
     e.add_argument("--json", action="store_true", help="print one JSON document instead")
 

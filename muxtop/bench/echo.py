@@ -29,6 +29,7 @@ from typing import Self
 from muxtop import children
 from muxtop.bench.loadgen import Client, ClientError, run_client
 from muxtop.bench.pyclient import process_cpu
+from muxtop.bench.quiet import quietly
 from muxtop.bench.replay import recording_figures
 from muxtop.extras import install_hint
 from muxtop.record.format import RecordingError
@@ -358,26 +359,14 @@ def measure(spec: ServerSpec, client: Client, conns: int, duration: float,
 def measure_quietly(spec: ServerSpec, client: Client, conns: int, duration: float,
                     warmup: float, size: int, busy_retries: int, busy_pct: float,
                     on_busy=None) -> dict:
-    """`measure`, again up to ``busy_retries`` times while other processes used more than
-    ``busy_pct`` CPU during the run (a shared machine); keeps the least disturbed attempt and
-    lists what the discarded ones saw. A failed run is not retried: failures are findings."""
-    attempts: list[dict] = []
-    while True:
+    """`measure`, retried while the machine is busy (`quietly`)."""
+    def once() -> dict:
         try:
-            result = measure(spec, client, conns, duration, warmup, size)
+            return measure(spec, client, conns, duration, warmup, size)
         except (BenchError, ClientError, OSError) as exc:
-            result = {"failed": str(exc)}
-        attempts.append(result)
-        others = result.get("other_cpu_pct")
-        if (result.get("failed") or others is None or others <= busy_pct
-                or len(attempts) > busy_retries):
-            break
-        if on_busy:
-            on_busy(others)
-    ok = [a for a in attempts if not a.get("failed")]
-    best = min(ok, key=lambda a: a.get("other_cpu_pct") or 0) if ok else attempts[-1]
-    best["busy_discarded"] = [a.get("other_cpu_pct") for a in attempts if a is not best]
-    return best
+            return {"failed": str(exc)}
+
+    return quietly(once, busy_retries, busy_pct, on_busy)
 
 
 def run(servers: list[ServerSpec], client: Client, conns_list: list[int], runs: int,

@@ -38,6 +38,7 @@ from muxtop.bench.echo import (
     rotated,
 )
 from muxtop.bench.loadgen import ClientError, find_client, run_client
+from muxtop.bench.quiet import add_busy_arguments, quietly
 from muxtop.proxy.toxics import toxic_argument
 
 BASELINE = "selectors-proxy"
@@ -132,15 +133,25 @@ def _drive(client, port: int, pid: int, conns: int, duration: float, warmup: flo
 
 
 def run(chosen: list[Route], binary: str, client, conns_list: list[int], runs: int,
-        duration: float, warmup: float, size: int, progress=None) -> list[Cell]:
+        duration: float, warmup: float, size: int, progress=None, busy_retries: int = 0,
+        busy_pct: float = 25.0, on_busy=None) -> list[Cell]:
+    """Every route at every concurrency, ``runs`` times, interleaved and rotated; a run
+    measured again while other processes were busy (bench echo's `quietly`)."""
     cells = {(r.name, c): Cell(r.name, c) for c in conns_list for r in chosen}
     for run_index in range(runs):
         for conns in conns_list:
             for route in rotated(chosen, run_index):
-                try:
-                    result = measure(route, binary, client, conns, duration, warmup, size)
-                except (BenchError, ClientError, OSError) as exc:
-                    result = {"failed": str(exc)}
+                def once(route=route, conns=conns) -> dict:
+                    try:
+                        return measure(route, binary, client, conns, duration, warmup, size)
+                    except (BenchError, ClientError, OSError) as exc:
+                        return {"failed": str(exc)}
+
+                def busy(others: float, name=route.name, conns=conns, run_index=run_index):
+                    if on_busy:
+                        on_busy(run_index, runs, name, conns, others)
+
+                result = quietly(once, busy_retries, busy_pct, busy)
                 result["run"] = run_index + 1
                 cell = cells[route.name, conns]
                 cell.runs.append(result)
@@ -232,6 +243,7 @@ def parser() -> argparse.ArgumentParser:
                    help="a toxic on muxtop's routes (repeatable), e.g. "
                    "downstream:latency:latency=100; adds the route muxtop-epoll-level-bare "
                    "without it, to compare")
+    add_busy_arguments(p, "route")
     p.add_argument("--json", action="store_true", help="print one JSON document instead")
     return p
 
@@ -269,10 +281,14 @@ def main(argv: list[str]) -> int:
         print(f"  run {run_index + 1}/{runs}  {conns:>5,} conns  {name:<22} {text}",
               file=sys.stderr, flush=True)
 
+    def on_busy(run_index, runs, name, conns, others) -> None:
+        print(f"  run {run_index + 1}/{runs}  {conns:>5,} conns  {name:<22} others used "
+              f"{others:.0f}% CPU: measured again", file=sys.stderr, flush=True)
+
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         cells = run(chosen, binary, client, args.conns, args.runs, args.duration, warmup,
-                    args.size, progress)
+                    args.size, progress, args.busy_retries, args.busy_pct, on_busy)
     except KeyboardInterrupt:
         print("muxtop bench: interrupted; every server was stopped", file=sys.stderr)
         return 130
@@ -284,6 +300,7 @@ def main(argv: list[str]) -> int:
             "bench": "proxy", "machine": info, "load_average_before": load_before,
             "load_average_after": load_average(), "client_note": client.note,
             "size": args.size, "runs": args.runs, "duration": args.duration, "warmup": warmup,
+            "busy_retries": args.busy_retries, "busy_pct": args.busy_pct,
             "conns": args.conns, "routes": names, "baseline": BASELINE, "results": rows,
             "raw": [{"route": c.server, "conns": c.conns, "runs": c.runs} for c in cells]},
             indent=1))
