@@ -179,6 +179,10 @@ class Action:
     argument: str = ""  # "(1)": what the binding passes the action; "(key)": the key itself
     also: str = ""  # the other keys, as the help writes them ("F1")
     some: Some | None = None  # only some of its keys act now (the answers)
+    # Keys bound with priority: they act on every screen, before any widget sees them (ctrl+c
+    # quits from the help, the palette, a menu, the flood form: a modal screen hides the app's
+    # other keys, and an Input takes ctrl+c as copy).
+    everywhere: tuple[str, ...] = ()
 
     def first(self, count: int) -> Action:
         """The action with its first `count` keys only (0: all), written as a range."""
@@ -210,16 +214,17 @@ class Action:
 
 def _a(name: str, keys: str, display: str, label: str, description: str,
        *needs: Need, screen: bool = False, argument: str = "", also: str = "",
-       some: Some | None = None) -> Action:
+       some: Some | None = None, everywhere: str = "") -> Action:
     return Action(name, tuple(keys.split(",")), display, label, description, needs, screen,
-                  argument, also, some)
+                  argument, also, some, tuple(everywhere.split(",")) if everywhere else ())
 
 
 # In footer order: the keys a newcomer needs first, then the table's, then the rest.
 ACTIONS: tuple[Action, ...] = (
     _a("help", "question_mark,f1", "?", "help",
        "Keys, columns, and how select, poll, epoll and io_uring work", also="F1"),
-    _a("quit", "q,ctrl+c", "q", "quit", "Quit", also="ctrl+c"),
+    _a("quit", "q,ctrl+c", "q", "quit", "Quit (ctrl+c from any screen)", also="ctrl+c",
+       everywhere="ctrl+c"),
     _a("cycle_backend", "b", "b", "backend",
        "Switch live to the next backend that can take the trigger mode and the open fds",
        COMMANDS, MODE, BACKEND),
@@ -357,6 +362,9 @@ def bindings(screen: bool) -> list[Binding]:
             made += [Binding(key, f"{a.name}({key})", a.label, show=False, tooltip=a.description)
                      for key in a.keys]
         else:
-            made.append(Binding(",".join(a.keys), f"{a.name}{a.argument}", a.label,
+            keys = [key for key in a.keys if key not in a.everywhere]
+            made.append(Binding(",".join(keys), f"{a.name}{a.argument}", a.label,
                                 key_display=a.display, show=False, tooltip=a.description))
+        made += [Binding(key, f"{a.name}{a.argument}", a.label, show=False, priority=True,
+                         tooltip=a.description) for key in a.everywhere]
     return made
