@@ -9,6 +9,8 @@ from textual.command import CommandPalette
 from ui_helpers import until
 
 from muxtop.engine.source import EngineSource
+from muxtop.replay.source import ReplaySource
+from muxtop.ui import actions
 from muxtop.ui.app import MuxtopApp
 from muxtop.ui.rows import can_act_on
 from muxtop.ui.screens.detail import DetailScreen
@@ -53,3 +55,73 @@ async def test_ctrl_c_quits_from_every_screen(make_engine, screen):
         await until(lambda: app.return_code is not None, pilot,
                     what=lambda: f"still running, on {type(app.screen).__name__}")
         assert app.return_code == 0
+
+
+def table_keys() -> list[str]:
+    return list(dict.fromkeys(key for a in actions.ACTIONS for key in a.keys))
+
+
+@pytest.fixture
+def proxy_engine(make_engine):
+    """A proxy without toxics (no --toxic, no --api) in front of an echo engine."""
+    echo = make_engine()
+    return make_engine(publish_interval=0.05, upstream=echo.address)
+
+
+def sources(kind: str, request) -> MuxtopApp:
+    if kind == "live":
+        return MuxtopApp(EngineSource(request.getfixturevalue("make_engine")(
+            publish_interval=0.05)), interval=0.05)
+    if kind == "proxy":
+        return MuxtopApp(EngineSource(request.getfixturevalue("proxy_engine")), interval=0.05)
+    if kind == "replay":
+        return MuxtopApp(ReplaySource(request.getfixturevalue("recording")), interval=None)
+    from test_ui_actions import TwoProcesses
+
+    from muxtop.attach.source import TargetsSource
+
+    source = TargetsSource(TwoProcesses())  # type: ignore[arg-type]
+    source.read_now()
+    return MuxtopApp(source, interval=None)
+
+
+@pytest.mark.parametrize("kind", ["live", "proxy", "replay", "attach"])
+async def test_every_key_of_the_table_says_why_it_does_not_act(kind, request):
+    """Pressed where none of its actions acts (this source has none, or not now), a key of
+    the table says why, in words that say where it acts; esc alone stays quiet. The palette's
+    entries say why too, never just "not now"."""
+    app = sources(kind, request)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: app.latest is not None and app.dashboard.ready, pilot)
+        now = app.now()
+        silent = [key for key in table_keys() if key != "escape"
+                  and not any(a.exists(now) and key in a.at(now).keys and a.why_not(now) is None
+                              for a in actions.ACTIONS)
+                  and not actions.refusal(key, now)]
+        assert silent == [], silent
+        assert actions.refusal("escape", now) is None
+        for action in actions.listed(now):
+            assert action.why_not(now) is None or actions.why_not(action.name, now), action.name
+        # As pressed: a key this source does not have says where it acts.
+        key, words = {"live": ("comma", "muxtop replay"), "proxy": ("T", "--toxic"),
+                      "replay": ("L", "changes nothing"),
+                      "attach": ("n", "muxtop only looks")}[kind]
+        await pilot.press(key)
+        await until(lambda: any(words in n.message for n in app._notifications), pilot,
+                    what=lambda: [(n.title, n.message) for n in app._notifications])
+
+
+async def test_the_palette_says_why_an_action_cannot_act(make_engine):
+    app = MuxtopApp(EngineSource(make_engine(publish_interval=0.05)), interval=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: app.latest is not None and app.dashboard.ready, pilot)
+        for name in ("answer", "lesson_next", "leave_lesson", "clear_filter"):
+            await app._palette_run(actions.BY_NAME[name])
+
+        def said() -> list[str]:
+            return [n.message for n in app._notifications]
+
+        await until(lambda: len(said()) == 4, pilot, what=said)
+        said = said()
+        assert "not now" not in said and said.count("no lesson is running: L picks one") == 3, said
+        assert "no filter is set: / sets one" in said

@@ -4,9 +4,10 @@ command table feeds its parser, its ACLs and COMMAND INFO).
 
 An Action says what it needs (Needs); what holds now comes as one `Now`, built by the app from
 the source, its features and the screen. A need has a scope: a `source` need missing means the
-key does not exist for this source (no binding, no footer, no help, no palette); a `hidden` one,
-that the key does nothing now and stays out of the footer; a `now` one greys the key out, and
-pressing it says why.
+key does not exist for this source (no footer, no help, no palette); a `hidden` one, that the
+key does nothing now and stays out of the footer; a `now` one greys the key out. Whatever the
+scope, pressing a key that cannot act says why (a key this source lacks, where it acts), but
+esc, which stays quiet.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ Scope = Literal["source", "hidden", "now"]
 @dataclass(frozen=True)
 class Need:
     holds: Callable[[Now], bool]
-    why: Callable[[Now], str | None]  # None: the key stays silent (esc, n without a lesson)
+    why: Callable[[Now], str]  # in words a person can act on: where the key acts
     scope: Scope = "now"
 
 
@@ -119,13 +120,17 @@ def _level_only(now: Now) -> str:
 
 
 COMMANDS = Need(lambda n: n.read_only is None, lambda n: n.read_only or "this view is read-only")
-PLAYER = Need(lambda n: n.player, lambda n: "only a recording plays", "source")
+PLAYER = Need(lambda n: n.player, lambda n: "only a recording plays: muxtop replay FILE",
+              "source")
 NO_PLAYER = Need(lambda n: not n.player, lambda n: "a recording plays instead", "source")
-RECORDER = Need(lambda n: n.recorder, lambda n: "nothing here to record", "source")
+RECORDER = Need(lambda n: n.recorder, lambda n: "this is a recording already" if n.player
+                else "nothing here to record: R records muxtop's own server", "source")
 OWN_ENGINE = Need(lambda n: n.own_engine and not n.player,
-                  lambda n: "only muxtop's own engine does this", "source")
+                  lambda n: "only muxtop's own engine does this"
+                  + (f": {n.read_only}" if n.read_only else ""), "source")
 WAITS = Need(lambda n: n.has_waits, lambda n: "this view has no ready-list log", "source")
-FLOODS = Need(lambda n: n.flood_target, lambda n: "no server of our own to flood here")
+FLOODS = Need(lambda n: n.flood_target, lambda n: "no server of our own to flood here"
+              + (f": {n.read_only}" if n.read_only else ""))
 # f, F and the lessons send echo traffic and check every byte comes back: through a proxy the
 # upstream answers, and it need not echo (redis, HTTP): every client failed with one-way
 # findings. The idle herd only holds connections: it works through any proxy.
@@ -135,15 +140,16 @@ ECHOED = Need(lambda n: not n.proxy, lambda n: "a proxy passes the flood to its 
 RUNNING_FLOOD = Need(lambda n: n.floods_running, lambda n: "no flood is running")
 STEPPING = Need(lambda n: n.stepping, lambda n: "the engine is not stepping: . stops it "
                 "before its next wait call", "hidden")
-LESSON = Need(lambda n: n.lesson, lambda n: None, "hidden")
+LESSON = Need(lambda n: n.lesson, lambda n: "no lesson is running: L picks one", "hidden")
 EXPLAINED = Need(lambda n: n.explained, lambda n: f"answer first: 1–{n.question}"
                  if n.question else "the step is under way: n goes on once it is explained")
 QUESTION = Need(lambda n: n.question > 0, lambda n: "no question waits now")
-FILTERING = Need(lambda n: n.filtering, lambda n: None, "hidden")
+FILTERING = Need(lambda n: n.filtering, lambda n: "no filter is set: / sets one", "hidden")
 MODE = Need(lambda n: n.mode is not None, lambda n: "no picture of the server yet")
 BACKEND = Need(lambda n: next_backend(n) is not None, _no_backend)
 TRIGGER = Need(_one_trigger, _level_only)
-TARGETS = Need(lambda n: n.targets is not None, lambda n: "one process is watched", "source")
+TARGETS = Need(lambda n: n.targets is not None, lambda n: "only muxtop attach watching "
+                "several processes (--name, or several PIDs) shows another", "source")
 OTHER_TARGET = Need(lambda n: (n.targets or 0) > 1,
                     lambda n: "no other process to show: only one is watched now"
                     if n.targets else "no process is watched yet")
@@ -183,6 +189,9 @@ class Action:
     # quits from the help, the palette, a menu, the flood form: a modal screen hides the app's
     # other keys, and an Input takes ctrl+c as copy).
     everywhere: tuple[str, ...] = ()
+    # Pressed when it cannot act, it says nothing: esc is the key people press to get out of
+    # anything, and a notice each time would be noise (the palette still says why).
+    quiet: bool = False
 
     def first(self, count: int) -> Action:
         """The action with its first `count` keys only (0: all), written as a range."""
@@ -214,9 +223,10 @@ class Action:
 
 def _a(name: str, keys: str, display: str, label: str, description: str,
        *needs: Need, screen: bool = False, argument: str = "", also: str = "",
-       some: Some | None = None, everywhere: str = "") -> Action:
+       some: Some | None = None, everywhere: str = "", quiet: bool = False) -> Action:
     return Action(name, tuple(keys.split(",")), display, label, description, needs, screen,
-                  argument, also, some, tuple(everywhere.split(",")) if everywhere else ())
+                  argument, also, some, tuple(everywhere.split(",")) if everywhere else (),
+                  quiet)
 
 
 # In footer order: the keys a newcomer needs first, then the table's, then the rest.
@@ -246,7 +256,7 @@ ACTIONS: tuple[Action, ...] = (
     _a("filter", "slash", "/", "filter",
        "Show only rows whose fd, address, state or flags match", screen=True),
     _a("clear_filter", "escape", "esc", "clear filter", "Clear the filter", FILTERING,
-       screen=True),
+       screen=True, quiet=True),
     _a("freeze", "z", "z", "freeze", "Keep the row order; values still change", screen=True),
     _a("toggle_empty", "e", "e", "empty waits", "Hide or show waits that returned nothing",
        WAITS, screen=True),
@@ -276,7 +286,8 @@ ACTIONS: tuple[Action, ...] = (
     _a("idle_herd", "h", "h", "idle herd", "Hold 1,000 idle connections (again: let them "
        "go): select and poll pay for every one on every call, epoll does not; watch "
        "cpu/call and scans", FLOODS),
-    _a("stop_floods", "x", "x", "stop floods", "Stop every running flood", RUNNING_FLOOD),
+    _a("stop_floods", "x", "x", "stop floods", "Stop every running flood", FLOODS,
+       RUNNING_FLOOD),
     _a("lessons", "L", "L", "lessons", "Guided lessons: muxtop sets up an experiment, asks "
        "what you expect, runs it and explains it with the numbers", OWN_ENGINE, FLOODS, ECHOED),
     _a("lesson_next", "n", "n", "next", "The lesson's next step", OWN_ENGINE, LESSON,
@@ -285,7 +296,8 @@ ACTIONS: tuple[Action, ...] = (
        "a choice (a question has 2 to 6)", OWN_ENGINE, LESSON, QUESTION, argument="(key)",
        some=CHOICES),
     _a("leave_lesson", "escape", "esc", "leave lesson",
-       "Leave the lesson; muxtop puts the server back as it was", OWN_ENGINE, LESSON),
+       "Leave the lesson; muxtop puts the server back as it was", OWN_ENGINE, LESSON,
+       quiet=True),
     _a("lab", "l", "l", "lab", "Turn bug-lab switches on and off: break the engine on "
        "purpose and watch the diagnoses", COMMANDS),
     _a("toxics", "T", "T", "toxics", "Toxiproxy's toxics on the proxies: the ones on now, "
@@ -319,25 +331,26 @@ def state(name: str, now: Now, parameters: tuple[object, ...] = ()) -> bool | No
 
 
 def refusal(key: str, now: Now) -> str | None:
-    """Why `key` does nothing now, or None: one of its actions acts, or it stays silent."""
-    actions = [a for a in ACTIONS if key in a.keys and a.exists(now)]
-    acting = [a for a in actions if a.why_not(now) is None]
-    if not actions or any(key in a.at(now).keys for a in acting):
+    """Why `key` does nothing now, or None: one of its actions acts, it is not the table's,
+    or it stays quiet (esc). A key this source does not have says where it acts."""
+    known = [a for a in ACTIONS if key in a.keys]
+    here = [a for a in known if a.exists(now)]
+    acting = [a for a in here if a.why_not(now) is None]
+    if not known or any(key in a.at(now).keys for a in acting):
         return None
     if acting:  # a key past the ones that act now: 4 at a question of 3 choices
         some = acting[0].some
         return some.why(now, key) if some is not None else None
-    need = actions[0].why_not(now)
-    return need.why(now) if need is not None else None
+    whys = [need.why(now) for a in here or known
+            if not a.quiet and (need := a.why_not(now)) is not None]
+    return "; ".join(dict.fromkeys(whys)) or None
 
 
 def why_not(name: str, now: Now) -> str | None:
     """Why the action `name` cannot act now, in words a person can act on; None when it can."""
     action = BY_NAME.get(action_name(name))
     need = action.why_not(now) if action is not None else None
-    if need is None:
-        return None
-    return need.why(now) or "not now"
+    return None if need is None else need.why(now)
 
 
 def footer(now: Now) -> list[Action]:
