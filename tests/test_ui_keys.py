@@ -125,3 +125,33 @@ async def test_the_palette_says_why_an_action_cannot_act(make_engine):
         said = said()
         assert "not now" not in said and said.count("no lesson is running: L picks one") == 3, said
         assert "no filter is set: / sets one" in said
+
+
+# A lesson file is the user's, but its title is text like any other: never read as markup.
+MARKED_UP = '''title = "T\\u001b]0;pwned\\u0007 [bold red]markup[/]"
+summary = "markup in the title"
+
+[[step]]
+say = "[bold red]markup[/] in the body"
+ask = "which?"
+choices = ["[red]a", "b"]
+answer = 1
+explain = "the first"
+'''
+
+
+async def test_a_lessons_title_is_not_read_as_markup(make_engine):
+    from muxtop.lessons.format import parse
+
+    app = MuxtopApp(EngineSource(make_engine(publish_interval=0.05)), interval=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: app.latest is not None and app.dashboard.ready, pilot)
+        app.start_lesson(parse(MARKED_UP, "marked"))
+        panel = app.dashboard.lesson
+        await until(lambda: panel.region.height > 0, pilot, what="the lesson panel")
+
+        def top() -> str:  # the border's title as drawn, after Textual has read it
+            return panel._border_title.plain if panel._border_title is not None else ""
+
+        await until(lambda: "lesson:" in top(), pilot, what=top)
+        assert "T?]0;pwned? [bold red]markup[/] · step 1 of 1" in top(), top()

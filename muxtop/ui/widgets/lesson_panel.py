@@ -44,7 +44,7 @@ class LessonPanel(Static):
             self._shown = None
             return
         lesson = run.lesson
-        title = f"lesson: {fmt.plain(lesson.title)} · step {run.index + 1} of " \
+        title = f"lesson: {fmt.title(lesson.title)} · step {run.index + 1} of " \
             f"{len(lesson.steps)}"
         keys = _keys(run)
         # Set only when they change: each assignment repaints the whole widget.
