@@ -155,3 +155,20 @@ async def test_a_lessons_title_is_not_read_as_markup(make_engine):
 
         await until(lambda: "lesson:" in top(), pilot, what=top)
         assert "T?]0;pwned? [bold red]markup[/] · step 1 of 1" in top(), top()
+
+
+@pytest.mark.parametrize("key", ["question_mark", "F", "ctrl+p", "L", "enter", "slash", "tab"])
+async def test_below_the_smallest_size_only_q_and_ctrl_c_act(make_engine, key):
+    """At 40x10 the notice 'needs at least 60x16' is all there is: no help, no palette, no
+    flood form (its enter would launch a flood unseen) opens behind it; q still quits."""
+    app = MuxtopApp(EngineSource(make_engine(publish_interval=0.05)), interval=0.05)
+    async with app.run_test(size=(40, 10)) as pilot:
+        await until(lambda: app.latest is not None and app.dashboard.has_class("-tiny"), pilot)
+        focused = app.focused
+        await pilot.press(key, "enter")
+        await until(lambda: app.latest is not None and app.return_code is None, pilot)
+        await pilot.pause()
+        assert app.screen is app.dashboard and app.focused is focused, app.screen
+        assert not app.floods.floods and not app.dashboard.filter_box.has_class("-active")
+        await pilot.press("q")
+        await until(lambda: app.return_code is not None, pilot, what="q quits")

@@ -61,11 +61,25 @@ class Keys:
         """Why an action cannot act now, in words a person can act on; None when it can."""
         return actions.why_not(action, self.now())
 
+    @property
+    def too_small(self) -> bool:
+        """The terminal is below the smallest size: the dashboard shows only its notice."""
+        return self.dashboard.has_class("-tiny")
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if self.too_small and actions.action_name(action) != "quit":
+            return False  # ctrl+p, a priority key, would open the palette behind the notice
         return actions.state(action, self.now(), parameters)
 
     def on_key(self, event: events.Key) -> None:
-        """A key whose actions cannot act now says why instead of doing nothing."""
+        """A key whose actions cannot act now says why instead of doing nothing. Below the
+        smallest size nothing but quit acts: what a key opened (help, the flood form, whose
+        enter launches) would be out of sight."""
+        if self.too_small:
+            if event.key not in actions.BY_NAME["quit"].keys:
+                event.prevent_default()  # no binding of any widget either (App._on_key)
+                event.stop()
+            return
         if self.screen is not self.dashboard:
             return
         reason = actions.refusal(event.key, self.now())
