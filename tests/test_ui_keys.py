@@ -172,3 +172,19 @@ async def test_below_the_smallest_size_only_q_and_ctrl_c_act(make_engine, key):
         assert not app.floods.floods and not app.dashboard.filter_box.has_class("-active")
         await pilot.press("q")
         await until(lambda: app.return_code is not None, pilot, what="q quits")
+
+
+async def test_at_the_smallest_size_the_table_shows_its_first_rows(make_engine):
+    app = MuxtopApp(EngineSource(make_engine(publish_interval=0.05)), interval=0.05)
+    async with app.run_test(size=(60, 16)) as pilot:
+        await until(lambda: app.latest is not None and app.dashboard.ready, pilot)
+        table = app.dashboard.table
+        assert not app.dashboard.has_class("-tiny")
+
+        def lines() -> list[str]:
+            height = table.scrollable_content_region.height
+            return [table.render_line(y).text for y in range(height)]
+
+        # The column header, then the epoll instance, the listener and the control rows.
+        await until(lambda: len(lines()) >= 4 and "listen" in "".join(lines()), pilot,
+                    what=lambda: f"{table.region}: {lines()}")

@@ -126,6 +126,7 @@ class DashboardScreen(Screen[None]):
         least = layout.MIN_SIZE
         tiny = width < least[0] or height < least[1]
         self.set_class(tiny, "-tiny")
+        self.set_class(height < layout.CRAMPED, "-cramped")
         if tiny:
             self.query_one("#too-small", Static).update(
                 f"muxtop needs a terminal of at least {least[0]}×{least[1]};"
