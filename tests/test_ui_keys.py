@@ -188,3 +188,19 @@ async def test_at_the_smallest_size_the_table_shows_its_first_rows(make_engine):
         # The column header, then the epoll instance, the listener and the control rows.
         await until(lambda: len(lines()) >= 4 and "listen" in "".join(lines()), pilot,
                     what=lambda: f"{table.region}: {lines()}")
+
+
+async def test_the_listeners_rx_q_is_a_count_of_connections(make_engine):
+    """On the listener rx-q is the accept queue: connections, as attach writes it (0/511),
+    not bytes (it read 0B)."""
+    app = MuxtopApp(EngineSource(make_engine(publish_interval=0.05)), interval=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: app.latest is not None and app.dashboard.ready, pilot)
+        table = app.dashboard.table
+
+        def listener() -> str:
+            return next((table.render_line(y).text for y in range(1, 8)
+                         if " listen " in table.render_line(y).text), "")
+
+        await until(listener, pilot, what="the listener's row")
+        assert " 0B " not in listener() and " 0/" in listener(), listener()

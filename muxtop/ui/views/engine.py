@@ -55,6 +55,15 @@ def amount_tone(field: str) -> Callable[[ConnView, Facts], str | None]:
     return lambda v, facts: WARN if get(v) else None
 
 
+def rx_cell(v: ConnView, f: Facts) -> str:
+    """The kernel's receive queue in bytes; on the listener its accept queue, a count of
+    connections, over the backlog where TCP_INFO gave it (0/511, as attach writes it)."""
+    if v.kind != KIND_LISTENER or v.rx_queue is None:
+        return fmt.size(v.rx_queue)
+    backlog = f"{v.rx_queue:,}/{v.tcp.sacked:,}" if v.tcp is not None else ""
+    return backlog if 0 < len(backlog) <= 7 else f"{v.rx_queue:,}"
+
+
 def bytes_cell(field: str) -> Callable[[ConnView, Facts], str]:
     get = attrgetter(field)
     return lambda v, facts: fmt.size(get(v)) if is_conn(v) else fmt.DASH
@@ -99,8 +108,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("out_buffer", "app-out", 7, True, attrgetter("out_buffer"), True,
            lambda v, f: fmt.size(v.out_buffer if is_conn(v) else v.out_buffer or None),
            amount_tone("out_buffer"), drop=3),
-    Column("rx_queue", "rx-q", 7, True, queue_key("rx_queue"), True,
-           lambda v, f: fmt.size(v.rx_queue), amount_tone("rx_queue"), drop=1),
+    Column("rx_queue", "rx-q", 7, True, queue_key("rx_queue"), True, rx_cell,
+           amount_tone("rx_queue"), drop=1),
     Column("tx_queue", "tx-q", 7, True, queue_key("tx_queue"), True,
            lambda v, f: fmt.size(v.tx_queue), amount_tone("tx_queue"), drop=1),
     Column("bytes_in", "in", 7, True, attrgetter("bytes_in"), True, bytes_cell("bytes_in"),
@@ -131,7 +140,7 @@ COLUMNS_HELP = (
      "F the peer's FIN (RDHUP, asked for on edge)"),
     ("app-out", "bytes muxtop produced that the kernel has not taken yet"),
     ("rx-q", ("kernel receive queue (FIONREAD): bytes arrived, not yet read; on the listener,"
-             " connections waiting in the accept queue")),
+             " connections waiting in the accept queue / its backlog")),
     ("tx-q", "kernel send queue (SIOCOUTQ): bytes not yet acknowledged by the peer, or unsent"),
     ("in / out", "bytes received and sent on this connection"),
     ("age / idle", "time since accept / since the last byte moved either way"),
