@@ -20,6 +20,7 @@ from muxtop.ui.textual_compat import (
     after_display,
     scroll_update,
     sigcont_only_when,
+    toasts_above,
     wrap_screen_refresh,
 )
 
@@ -109,6 +110,18 @@ async def test_sigcont_only_when_guards_the_handler_the_linux_driver_installs(mo
 
 PRIVATE = ("_scroll_update", "_display", "_refresh_layout", "_compositor_refresh",
            "_sigcont_application")
+
+
+async def test_toasts_above_lifts_the_screens_toasts_off_its_last_lines():
+    app = Small()
+    async with app.run_test(size=(40, 24), notifications=True) as pilot:
+        await pilot.pause()
+        toasts_above(app.screen, 4)
+        app.notify("a toast")
+        await until(lambda: any(t.region.height for t in app.screen.query("Toast")), pilot,
+                    what="the toast")
+        toast = next(t for t in app.screen.query("Toast") if t.region.height)
+        assert toast.region.bottom == 24 - 4, toast.region
 
 
 def test_no_module_but_textual_compat_uses_those_names():

@@ -204,3 +204,26 @@ async def test_the_listeners_rx_q_is_a_count_of_connections(make_engine):
 
         await until(listener, pilot, what="the listener's row")
         assert " 0B " not in listener() and " 0/" in listener(), listener()
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+async def test_toasts_leave_the_footer_uncovered(size):
+    """The footer is wrapped, never cut: a toast sits above it, whatever its height."""
+    from test_ui_actions import screen_row
+
+    from muxtop.bench import synthetic
+    from muxtop.source import FixedSource
+    from muxtop.ui.widgets.key_bar import KeyBar
+
+    app = MuxtopApp(FixedSource(synthetic.snapshot(10, 0, backend="poll")), interval=None)
+    async with app.run_test(size=size, notifications=True) as pilot:
+        await until(lambda: app.latest is not None and app.dashboard.ready, pilot)
+        await pilot.press("t")  # poll has no edge: a toast says why
+        await until(lambda: any(t.region.height for t in app.screen.query("Toast")), pilot,
+                    what="the toast")
+        await pilot.pause()
+        bar = app.dashboard.query_one(KeyBar)
+        toast = next(t for t in app.screen.query("Toast") if t.region.height)
+        assert toast.region.bottom <= bar.region.y, (toast.region, bar.region)
+        for y in range(bar.region.y, bar.region.bottom):
+            assert screen_row(app, y)[1] == {KeyBar}, screen_row(app, y)

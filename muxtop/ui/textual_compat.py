@@ -8,6 +8,7 @@ first.
 - `Screen._refresh_layout`, `Screen._compositor_refresh`: a screen's two refresh paths, a layout
   and a compositor update (the benches time them).
 - `LinuxDriver._sigcont_application`: the driver's SIGCONT handler (a hang-up leaves it alone).
+- `ToastRack` (textual.widgets._toast), found by its type's name: where a screen's toasts stack.
 """
 
 from __future__ import annotations
@@ -59,3 +60,10 @@ def sigcont_only_when(driver: type[Driver], allow: Callable[[], bool]) -> type[D
                 super()._sigcont_application(*args)
 
     return GuardedDriver
+
+
+def toasts_above(screen: Screen, lines: int) -> None:
+    """Stack the screen's toasts `lines` above its bottom edge (the footer's height: Textual
+    docks them at the bottom, over the last lines)."""
+    for rack in screen.query("ToastRack"):
+        rack.styles.margin = (0, 0, lines, 0)

@@ -12,6 +12,7 @@ from textual import events
 from textual.widget import Widget
 
 from muxtop.ui.actions import Action
+from muxtop.ui.textual_compat import toasts_above
 
 WIDE_GAP = 100  # columns from which two spaces part the keys (one below)
 
@@ -64,6 +65,10 @@ class KeyBar(Widget):
         if actions != self.actions:
             self.actions = actions
             self.refresh(layout=True)
+
+    def on_resize(self, event: events.Resize) -> None:
+        # The footer is wrapped, never cut: no toast lies over it.
+        toasts_above(self.screen, event.size.height)
 
     def get_content_height(self, container, viewport, width: int) -> int:
         return len(lines(self.actions, width))
