@@ -247,3 +247,37 @@ async def test_flood_form_offers_the_fault_patterns_and_open_loop(engine):
             assert flood.summary["mismatches"] == 0
     finally:
         app.floods.close()
+
+
+@pytest.mark.parametrize("size", [(80, 24), SIZE])
+async def test_flood_form_shows_the_focused_field_in_words_and_typing_edits(engine, size):
+    """In a plain capture (no colour) the focused field is marked; typing edits a value
+    (500 then 0 is 5000), it does not replace it; open loop says on or off in words."""
+    from textual.widgets import Checkbox, Input, Label
+
+    app = MuxtopApp(EngineSource(engine), interval=0.05)
+    try:
+        async with app.run_test(size=size) as pilot:
+            form = await open_form(app, pilot)
+
+            def marked() -> list[str]:
+                return [str(label.render()).split()[-1] for label in form.query(Label)
+                        if str(label.render()).startswith("▸")]
+
+            await until(lambda: marked() == ["clients"], pilot, what=lambda: marked())
+            clients = form.query_one("#clients", Input)
+            assert clients.value == str(DEFAULT_FLOOD.clients)
+            await pilot.press("0")
+            await until(lambda: clients.value == f"{DEFAULT_FLOOD.clients}0", pilot,
+                        what=lambda: clients.value)
+            await pilot.press("tab")
+            await until(lambda: marked() == ["messages"], pilot, what=lambda: marked())
+            loop = form.query_one("#open-loop", Checkbox)
+            assert not loop.value and str(loop.label).endswith("off"), loop.label
+            loop.focus()
+            await until(lambda: marked() == ["loop"], pilot, what=lambda: marked())
+            await pilot.press("space")
+            await until(lambda: loop.value and str(loop.label).endswith("on"), pilot,
+                        what=lambda: str(loop.label))
+    finally:
+        app.floods.close()

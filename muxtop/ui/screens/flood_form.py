@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import ClassVar
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -93,6 +94,18 @@ def _seconds_or_rate(values: dict[str, str], name: str, *, empty_ok: bool) -> fl
     return value
 
 
+MARK = "▸"  # before the label of the focused field's row
+
+
+def form_label(name: str) -> Label:
+    return Label(f"  {name}", name=name, classes="form-label", markup=False)
+
+
+def loop_label(open_loop: bool) -> str:
+    """The checkbox's words say its state: its X is drawn either way, only coloured."""
+    return f"open loop: {'on' if open_loop else 'off'}"
+
+
 class FloodForm(ModalScreen[FloodSettings | None]):
     """Dismisses with the FloodSettings to launch, or None (esc)."""
 
@@ -111,25 +124,26 @@ class FloodForm(ModalScreen[FloodSettings | None]):
                    "duration": "" if b.duration is None else f"{b.duration:g}"}
         with Vertical(id="flood-form"):
             with Horizontal(classes="form-row"):
-                yield Label("preset", classes="form-label")
+                yield form_label("preset")
                 yield Select([(name, name) for name in PRESETS], prompt="choose…",
                              id="preset")
                 yield Static("fills the fields below", id="preset-help", classes="form-hint",
                              markup=False)
             with Horizontal(classes="form-row"):
-                yield Label("pattern", classes="form-label")
+                yield form_label("pattern")
                 yield Select([(f"{name}", name) for name in PATTERNS], value=b.pattern,
                              allow_blank=False, id="pattern")
             yield Static(PATTERNS[b.pattern].does, id="pattern-help", classes="form-hint",
                          markup=False)
             for name, label, hint in FIELDS:
                 with Horizontal(classes="form-row"):
-                    yield Label(label, classes="form-label")
-                    yield Input(initial[name], id=name, select_on_focus=True)
+                    yield form_label(label)
+                    # Typing edits the value (500, then 0: 5000), as in any text field.
+                    yield Input(initial[name], id=name, select_on_focus=False)
                     yield Static(hint, classes="form-hint", markup=False)
             with Horizontal(classes="form-row"):
-                yield Label("loop", classes="form-label")
-                yield Checkbox("open loop", b.open_loop, id="open-loop")
+                yield form_label("loop")
+                yield Checkbox(loop_label(b.open_loop), b.open_loop, id="open-loop")
                 yield Static("due on the rate's schedule; latency from when due",
                              classes="form-hint", markup=False)
             yield Static("", id="form-error", markup=False)
@@ -143,6 +157,17 @@ class FloodForm(ModalScreen[FloodSettings | None]):
         form.border_title = fmt.title(f"flood {host}:{self.base.port}")
         form.border_subtitle = "enter launches · esc cancels"
         self.query_one("#clients", Input).focus()
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        """The focused field's row is marked in its label, not by colour alone: a plain
+        capture, or a terminal without colour, shows which field typing goes to."""
+        for row in self.query(".form-row"):
+            label = row.query_one(".form-label", Label)
+            mark = MARK if row in event.widget.ancestors else " "
+            label.update(f"{mark} {label.name}")
+
+    def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
+        event.checkbox.label = loop_label(event.value)
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if not isinstance(event.value, str):
