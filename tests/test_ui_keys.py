@@ -227,3 +227,33 @@ async def test_toasts_leave_the_footer_uncovered(size):
         assert toast.region.bottom <= bar.region.y, (toast.region, bar.region)
         for y in range(bar.region.y, bar.region.bottom):
             assert screen_row(app, y)[1] == {KeyBar}, screen_row(app, y)
+
+
+NUMBERED = '''title = "numbered"
+summary = "choices that start with a number"
+
+[[step]]
+say = "how many?"
+ask = "how many wait calls?"
+choices = ["1: the edge is reported once", "2, as with level"]
+answer = 1
+explain = "once"
+'''
+
+
+async def test_a_wrong_answer_names_the_right_choice_apart_from_its_number(make_engine):
+    """'Not quite: it is 1, 1: the edge…' read as a stutter: the key and the choice's own
+    words are told apart."""
+    from muxtop.lessons.format import parse
+
+    app = MuxtopApp(EngineSource(make_engine(publish_interval=0.05)), interval=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: app.latest is not None and app.dashboard.ready, pilot)
+        app.start_lesson(parse(NUMBERED, "numbered"))
+        await until(lambda: app.lesson.phase == "ask", pilot, what="the question")
+        await pilot.press("2")
+        panel = app.dashboard.lesson
+        await until(lambda: "Not quite" in str(panel.render()), pilot,
+                    what=lambda: str(panel.render()))
+        assert 'Not quite: you chose 2; the answer is 1, "1: the edge is reported once".' \
+            in str(panel.render()), str(panel.render())

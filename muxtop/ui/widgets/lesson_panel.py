@@ -77,10 +77,13 @@ def lesson_text(run: LessonRun, snapshot: Snapshot | None) -> Text:
         if step.ask:
             text.append(fmt.plain(run.text(snapshot, step.ask)) + " ", "bold")
             right = fmt.plain(step.choices[step.answer - 1])
+            # The choice in quotes: its own words may start with a number ("1: the edge is
+            # reported once"), which beside the key read as a stutter ("it is 1, 1: ...").
             if run.chosen == step.answer:
-                text.append(f"Right: {right}.", "bold green")
+                text.append(f'Right: "{right}".', "bold green")
             else:
-                text.append(f"Not quite: it is {step.answer}, {right}.", "bold yellow")
+                text.append(f'Not quite: you chose {run.chosen}; the answer is {step.answer}, '
+                            f'"{right}".', "bold yellow")
             text.append("\n")
         text.append(fmt.plain(run.explained))
         return text
