@@ -6,7 +6,8 @@ from __future__ import annotations
 import socket
 
 import pytest
-from test_ui_engine import app_for, until
+from test_ui_engine import app_for
+from ui_helpers import until
 
 from muxtop.engine import Engine, EngineConfig
 from muxtop.ui.widgets.header import StatusHeader
@@ -54,3 +55,23 @@ async def test_dot_steps_one_wait_call_per_press_and_c_continues(engine):
             await pilot.press("c")
             await until(lambda: app.latest.step is None, pilot)
             assert not panel.has_class("-shown")
+
+
+async def test_stepping_the_header_has_no_wait_figures_to_give_and_the_log_says_stepping(engine):
+    """Stopped before a wait call, the rates' window holds none: the header's wait p50 and
+    p99 are '-', not 0ns; the ready-list log says STEPPING, not LIVE."""
+    app = app_for(engine)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("full_stop")
+        await until(lambda: app.latest.step is not None and app.latest.rates.waits == 0, pilot)
+        header = app.dashboard.query_one(StatusHeader)
+        log = app.dashboard.ready_log
+        await until(lambda: "wait p50 -" in str(header.render()), pilot,
+                    what=lambda: str(header.render()))
+        assert "p99 -" in str(header.render()) and "0ns" not in str(header.render())
+        await until(lambda: "STEPPING" in str(log.border_title), pilot,
+                    what=lambda: str(log.border_title))
+        assert "LIVE" not in str(log.border_title)
+        await pilot.press("c")
+        await until(lambda: "LIVE" in str(log.border_title), pilot,
+                    what=lambda: str(log.border_title))

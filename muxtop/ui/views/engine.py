@@ -313,8 +313,9 @@ def wait_figures(h: Header, s: Snapshot, sampled: bool = True) -> None:
     if sampled:
         h.pair("cpu/call", fmt.duration(r.wait_cpu) if r.wait_cpu else fmt.DASH)
         h.pair("scans", f"{fmt.count(r.scanned_per_wait)} fds", drop=1)
-    h.pair("wait p50", fmt.duration(r.wait_p50), drop=4)
-    h.pair("p99", fmt.duration(r.wait_p99), drop=3)
+    # No wait call in the rates' window (the engine stepping, or stopped): no percentile.
+    h.pair("wait p50", fmt.duration(r.wait_p50) if r.waits else fmt.DASH, drop=4)
+    h.pair("p99", fmt.duration(r.wait_p99) if r.waits else fmt.DASH, drop=3)
     h.pair("events/s", fmt.count(r.events), drop=5)
     # The loop's calls, the CPU probes aside: muxtop_wait_calls_total and --json's "waits".
     h.pair("waits", f"{s.totals.waits - s.totals.probes:,}", "", drop=6)

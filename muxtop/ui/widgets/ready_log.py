@@ -150,7 +150,8 @@ class ReadyLog(FramedLines, PaletteMixin, ScrollView, can_focus=True):
     def _set_title(self) -> None:
         n = len(self._waits)
         shown = self._count()
-        where = "LIVE" if self.live else "SCROLLED (Home: newest)"
+        stepping = self._snapshot is not None and self._snapshot.step is not None
+        where = ("STEPPING" if stepping else "LIVE") if self.live else "SCROLLED (Home: newest)"
         title = f"ready list · {where} · {n:,} waits, newest first"
         if self.hide_empty:
             title += f" · {shown:,} returned fds (e shows empty waits)"
