@@ -64,7 +64,7 @@ async def test_f_launches_a_flood_shown_in_the_panel_flagged_and_x_stops_it(engi
             await pilot.press("x")
             await until(lambda: not flood.running, pilot, what="flood stopped")
             await until(lambda: not open_conns(engine), pilot, what="connections closed")
-            await until(lambda: "done" in panel_text(app), pilot, what="panel says done")
+            await until(lambda: "stopped" in panel_text(app), pilot, what="panel says stopped")
             assert app.check_action("stop_floods", ()) is None
     finally:
         app.floods.close()

@@ -135,3 +135,16 @@ def test_the_panels_first_line_reads_whole_at_80_columns():
     assert title(1, 40) == "floods · 1 running · x stops"
     assert title(1, 26) == "1 running · x stops"  # was 'floods · 1 running · x st…'
     assert title(0, 26) == "floods · 0 running"
+
+
+@pytest.mark.parametrize("width", [26, 36, 44, 60, 100])
+def test_a_flood_keeps_its_name_from_running_to_stopped(width):
+    """The idle herd read '#1 idle 1,000 × no limit' while it ran and '#1 idle 1,000×∞' once
+    stopped (the longer state took the room): a flood's name is chosen for the longest state
+    it can show, so it stays the same for its life."""
+    from muxtop.flood.process import IDLE_HERD
+    from muxtop.ui.widgets.flood_panel import headline
+
+    names = {headline(IDLE_HERD, 1, state, width)[0].rstrip()
+             for state in ("running 3.0s", "stopped 123.4s", "done 12.3s", "failed: exit 1 0.3s")}
+    assert len(names) == 1 and "#1 idle 1,000" in names.pop(), names

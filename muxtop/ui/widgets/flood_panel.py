@@ -5,6 +5,7 @@ trend second by second, and, once it has failed, why."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -28,7 +29,8 @@ def _ms(value: float | None) -> str:
 
 
 def flood_state(flood: FloodProcess) -> tuple[str, str]:
-    """(state text, style name): running / done / failed, with the exit code."""
+    """(state text, style name): running / done / stopped (by x, or the app's end) / failed,
+    with the exit code."""
     code = flood.returncode
     record = flood.summary or flood.progress or {}
     elapsed = record.get("elapsed_s")
@@ -38,7 +40,7 @@ def flood_state(flood: FloodProcess) -> tuple[str, str]:
     summary = flood.summary or {}
     how = summary.get("stopped_by")
     if code == 0:
-        return f"done{took}" + (" (stopped)" if how == "signal" else ""), "done"
+        return f"{'stopped' if how == 'signal' else 'done'}{took}", "done"
     return f"failed: exit {code}{took}", "failed"
 
 
@@ -58,24 +60,31 @@ def trend(values: Sequence[float | None], width: int) -> str:
     return "".join(cells)
 
 
+STATE_ROOM = len("running 99.9s")  # what a flood's name leaves its state, whatever the state
+
+
 def headline(s: FloodSettings, number: int, state: str, width: int) -> tuple[str, str]:
     """What the flood is and its state, in `width` cells: clients × messages each × size,
     rate, duration ("no limit" where messages is 0: until stopped); narrower (the side column
-    at 80 columns), clients × messages, then 500×20 and "run" for "running"."""
+    at 80 columns), clients × messages, then 500×20. The name is chosen for the width alone, so
+    it stays the same for the flood's life (it read '1,000 × no limit' running and '1,000×∞'
+    stopped); the state gives way instead: without its time, then cut."""
     messages = f"{s.messages:,} msgs" if s.messages else "no limit"
     what = f"#{number} {s.pattern} {s.clients:,} × {messages} × {fmt.size(s.size)}"
     if s.rate:
         what += f" @{s.rate:g}/s"
     if s.duration:
         what += f" {s.duration:g}s"
-    for shorter in (f"#{number} {s.pattern} {s.clients:,} × {messages}",
-                    f"#{number} {s.pattern} {s.clients:,}×{s.messages:,}" if s.messages
-                    else f"#{number} {s.pattern} {s.clients:,}×∞"):
-        if len(what) + 1 + len(state) <= width:
-            break
-        what = shorter
-    if len(what) + 1 + len(state) > width:
-        state = state.replace("running", "run", 1)
+    forms = (what, f"#{number} {s.pattern} {s.clients:,} × {messages}",
+             f"#{number} {s.pattern} {s.clients:,}×{s.messages:,}" if s.messages
+             else f"#{number} {s.pattern} {s.clients:,}×∞")
+    what = next((form for form in forms if len(form) + 1 + STATE_ROOM <= width), forms[-1])
+    room = max(1, width - len(what) - 1)
+    untimed = re.sub(r" [\d.]+s$", "", state)
+    word = untimed.split(":")[0].replace("running", "run", 1)  # run, done, stopped, failed
+    state = next((form for form in (state, state.replace("running", "run", 1), untimed,
+                                    untimed.replace("running", "run", 1), word)
+                  if len(form) <= room), word)
     return fmt.fit(what, max(1, width - len(state) - 1)), state
 
 
