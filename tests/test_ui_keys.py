@@ -257,3 +257,19 @@ async def test_a_wrong_answer_names_the_right_choice_apart_from_its_number(make_
                     what=lambda: str(panel.render()))
         assert 'Not quite: you chose 2; the answer is 1, "1: the edge is reported once".' \
             in str(panel.render()), str(panel.render())
+
+
+async def test_a_dashboard_key_on_another_screen_says_where_it_acts(make_engine):
+    """b in the help did nothing and said nothing: it says where it acts."""
+    app = MuxtopApp(EngineSource(make_engine(publish_interval=0.05)), interval=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: app.latest is not None and app.dashboard.ready, pilot)
+        await pilot.press("question_mark")
+        await until(lambda: isinstance(app.screen, HelpScreen), pilot, what="the help")
+        await pilot.press("b")
+        await until(lambda: any(n.message == "b acts on the dashboard: esc goes back to it"
+                                for n in app._notifications), pilot,
+                    what=lambda: [n.message for n in app._notifications])
+        assert isinstance(app.screen, HelpScreen) and app._intended is None  # no switch
+        await pilot.press("question_mark")  # the help's own key still closes it
+        await until(lambda: app.screen is app.dashboard, pilot, what="the help closed")

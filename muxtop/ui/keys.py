@@ -81,11 +81,24 @@ class Keys:
                 event.stop()
             return
         if self.screen is not self.dashboard:
+            self._not_here(event)
             return
         reason = actions.refusal(event.key, self.now())
         if reason:
             event.stop()
             self.notify(reason, title=f"{event.key}: not now", severity="warning", timeout=6)
+
+    def _not_here(self, event: events.Key) -> None:
+        """A dashboard key pressed on another screen (the help, a menu, the detail view) that
+        this screen does not take: say where it acts. esc and enter move between screens
+        everywhere, so they stay quiet."""
+        action = next((a for a in actions.ACTIONS if event.key in a.keys), None)
+        if action is None or event.key in ("escape", "enter") \
+                or event.key in self.screen.active_bindings:
+            return
+        event.stop()
+        self.notify(f"{action.display} acts on the dashboard: esc goes back to it",
+                    title=f"{action.display}: not here", severity="warning", timeout=4)
 
     def action_cycle_backend(self) -> None:
         """The next backend that can take the trigger mode and the open fds (the table greys
