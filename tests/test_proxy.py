@@ -918,3 +918,27 @@ def test_an_api_proxy_whose_upstream_is_its_own_address_is_refused(make_engine):
     _, error = registry.populate([{"name": "r", "listen": made.listen,
                                    "upstream": made.listen}])
     assert error is not None and "own listen address" in str(error)
+
+
+@pytest.mark.parametrize(("backend", "trigger"), READINESS_MODES, ids=READINESS_IDS)
+def test_each_leg_counts_what_crossed_it_open_and_closed(make_engine, backend, trigger):
+    """A forward is counted once, on the leg it was read from (Leg.echoed_*), and shows as
+    that leg's in and its partner's out; the pair folds it into plain counts when it comes
+    apart. Each row and the totals say the bytes that crossed, while open and once closed."""
+    echo = make_engine()
+    proxy = make_engine(backend=backend, trigger=trigger, upstream=echo.address,
+                        publish_interval=0.05)
+    sizes = [1, 64, 1000, 65536, 7]
+    total = sum(sizes)
+    with socket.create_connection(proxy.address, timeout=10) as client:
+        for size in sizes:
+            client.sendall(b"x" * size)
+            assert recv_exactly(client, size) == b"x" * size
+        rows = until(lambda: [v for v in legs(proxy) if v.bytes_in == total], what="both legs")
+        assert [(v.bytes_in, v.bytes_out) for v in rows] == [(total, total)] * 2
+        assert all(v.msgs_in >= 1 and v.msgs_out >= 1 for v in rows)
+    closed = until(lambda: [v for v in legs(proxy) if v.state == CLOSED] if len(
+        [v for v in legs(proxy) if v.state == CLOSED]) == 2 else None, what="both closed")
+    assert [(v.bytes_in, v.bytes_out) for v in closed] == [(total, total)] * 2
+    totals = proxy.snapshot().totals
+    assert (totals.bytes_in, totals.bytes_out) == (2 * total, 2 * total)

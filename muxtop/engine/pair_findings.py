@@ -57,11 +57,11 @@ def one_way(state: EngineState, now: float, after: float, found: list) -> None:
         if up is None or up.connecting or leg.out or up.out:
             continue
         sent, answered = leg.last_read_at, up.last_read_at  # client -> upstream, and back
-        if sent > answered and now - sent >= after and leg.read_bytes:
+        if sent > answered and now - sent >= after and leg.bytes_in:
             found.append((ONE_WAY, leg.fd,
                           f"the upstream (fd {up.fd}) has answered nothing for "
                           f"{now - sent:.1f} s since the client (fd {leg.fd}) last sent: "
                           "bytes go one way only",
                           (("client_fd", leg.fd), ("upstream_fd", up.fd),
                            ("seconds_since_sent", round(now - sent, 1)),
-                           ("bytes_sent", leg.read_bytes), ("bytes_answered", up.read_bytes))))
+                           ("bytes_sent", leg.bytes_in), ("bytes_answered", up.bytes_in))))

@@ -78,7 +78,12 @@ class Pipe(Protocol):
 
 
 class Leg(Connection):
-    """One side of a proxied pair: the accepted client, or the connection to the upstream."""
+    """One side of a proxied pair: the accepted client, or the connection to the upstream.
+
+    A read the forward sends whole through the partner at once is counted once, on this leg,
+    in `echoed_*` (as the echo fast path counts an echo): it is this leg's in and its
+    partner's out. Two int updates a forward instead of four; the partner's `bytes_out` adds
+    them, and the pair folds them into `read_*`/`sent_*` before it comes apart (`unpair`)."""
 
     __slots__ = ("partner", "role", "pipe", "connecting", "shut", "aborted", "target", "eof",
                  "wake", "route")
@@ -95,6 +100,27 @@ class Leg(Connection):
         self.eof = False  # the FIN read here has come through its pipe: it may cross
         self.wake: float | None = None  # when the loop wakes for this leg's pipe
         self.route: Route | None = None  # the registry's proxy that accepted it, if any
+
+    @property
+    def bytes_out(self) -> int:
+        partner = self.partner
+        return self.sent_bytes + (partner.echoed_bytes if partner is not None else 0)
+
+    @property
+    def msgs_out(self) -> int:
+        partner = self.partner
+        return self.sent_msgs + (partner.echoed_msgs if partner is not None else 0)
+
+
+def unpair(a: Leg, b: Leg) -> None:
+    """The pair comes apart: what each forwarded through the other becomes plain counts
+    (read here, sent there), so each keeps its figures alone. Totals do not move."""
+    for src, sink in ((a, b), (b, a)):
+        src.read_bytes += src.echoed_bytes
+        src.read_msgs += src.echoed_msgs
+        sink.sent_bytes += src.echoed_bytes
+        sink.sent_msgs += src.echoed_msgs
+        src.echoed_bytes = src.echoed_msgs = 0
 
 
 class Route:
@@ -530,18 +556,19 @@ class Proxying:
                         chunk = rxview[:size]
                     if got == full:
                         pending[fd] = None
-                    leg.read_bytes += size
-                    leg.read_msgs += 1
                     leg.last_read_at = after
                     broken = sink
                     try:
                         sent = write(sink.fd, chunk)
                     except BlockingIOError:
                         sent = 0
-                    if sent == size:
-                        sink.sent_bytes += size
-                        sink.sent_msgs += 1
+                    if sent == size:  # read here, sent whole through the partner (Leg)
+                        leg.echoed_bytes += size
+                        leg.echoed_msgs += 1
+                        sink.last_write_at = after
                     else:  # the rest waits in the partner's out-buffer
+                        leg.read_bytes += size
+                        leg.read_msgs += 1
                         self._sent_part(sink, chunk, sent, after)
                 except Exception as exc:  # noqa: BLE001 - as in _service_leg (EAGAIN included)
                     self._leg_failed(broken, exc, after)
@@ -805,6 +832,8 @@ class Proxying:
         if leg.state is CLOSED:
             return
         partner = leg.partner
+        if partner is not None:
+            unpair(leg, partner)
         leg.partner = None
         if leg.aborted:
             _reset(leg.sock)

@@ -269,12 +269,15 @@ class Telemetry:
                 echoed_bytes, echoed_msgs = c.echoed_bytes, c.echoed_msgs
                 # tuple.__new__: ConnView(...) runs a Python-level __new__ with 23 arguments.
                 # It fills no defaults, so every field is here (watched_by is attach's).
+                # A proxy's leg sends what its partner forwarded (Leg.bytes_out).
                 c.view = v = _new_tuple(ConnView, (
                     c.cid, fd, KIND_CONN, c.peer, c.state, c.interest, c.last_events,
                     c.last_ready, len(c.out), c.rx_queue, c.tx_queue,
-                    c.read_bytes + echoed_bytes, c.sent_bytes + echoed_bytes,
-                    c.read_msgs + echoed_msgs, c.sent_msgs + echoed_msgs, c.history[0][0],
-                    last_active, None, c.tcp, flags, c.history, c.note, ()))
+                    c.read_bytes + echoed_bytes,
+                    c.sent_bytes + echoed_bytes if c.__class__ is Connection else c.bytes_out,
+                    c.read_msgs + echoed_msgs,
+                    c.sent_msgs + echoed_msgs if c.__class__ is Connection else c.msgs_out,
+                    c.history[0][0], last_active, None, c.tcp, flags, c.history, c.note, ()))
             append(v)
         return views
 
