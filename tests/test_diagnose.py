@@ -15,6 +15,7 @@ import time
 
 import pytest
 from echo_client import stop_child, stream_echo, wait_for
+from fake_tracer import FakeTracer
 
 from muxtop.engine import SetLab, Switch
 from muxtop.events import READ, WRITE
@@ -224,26 +225,6 @@ def test_the_busy_loop_finding_reads_alike_from_every_source():
         "the same fds are reported ready again and again, and nothing is read")
 
 
-class _Traced:
-    """A tracer that has traced `calls` (what a Trace drains), with no I/O traced."""
-
-    name, state, note, io, since, ended = "bpftrace", "tracing", "", False, 0.0, ""
-    waits = io_calls = 0
-
-    def __init__(self, calls: list) -> None:
-        self.calls = calls
-
-    def drain(self) -> list:
-        calls, self.calls = self.calls, []
-        return calls
-
-    def lost(self) -> int:
-        return 0
-
-    def stop(self) -> None:
-        pass
-
-
 @pytest.mark.parametrize("events", [WRITE, READ, READ | WRITE])
 def test_the_engine_and_a_trace_word_a_busy_loop_alike_for_the_same_figures(events):
     """A loop spinning on two fds, traced in another process (attach --trace's detector) and
@@ -259,7 +240,7 @@ def test_the_engine_and_a_trace_word_a_busy_loop_alike_for_the_same_figures(even
 
     spins = [TracedWait(1, "poll", i / 1000, 0.0001, 0.1, -1, 2, (5, events, 6, events), 2)
              for i in range(1000)]  # a second of polls returning at once, fds 5 and 6 ready
-    trace = Trace(_Traced(spins))  # type: ignore[arg-type]
+    trace = Trace(FakeTracer(spins, name="bpftrace", io=False))  # type: ignore[arg-type]
     trace.observe(1.0, {}, {})
     found, _ = TraceDiagnoser(2.0).review(1.0, trace, [], 0.0, held=False)
     [traced] = [f for f in found if f[0] == "busy-loop"]

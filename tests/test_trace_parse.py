@@ -4,9 +4,9 @@ copied from strace 6.1 and from the bpftrace script on this kernel."""
 from __future__ import annotations
 
 import pytest
+from fake_tracer import FakeTracer
 
 from muxtop.kernel.epoll import Registration
-from muxtop.snapshot import TRACE_TRACING
 from muxtop.trace import bpftrace, strace
 from muxtop.trace.calls import NO_FD, TracedCtl, TracedIo, TracedIoSummary, TracedWait
 from muxtop.trace.session import Trace
@@ -127,27 +127,6 @@ def test_bpftrace_script_leaves_out_what_the_kernel_lacks():
     assert "sys_enter_epoll_pwait " in arm and "recvfrom" not in arm
     assert "clear(@rf)" not in arm and "clear(@ws)" in arm  # only maps the script uses
     assert "print(@io)" in full and "print(@io)" not in arm
-
-
-class FakeTracer:
-    """What a Tracer hands a Trace: calls to drain, and its state."""
-
-    name, state, note, io, since = "strace", TRACE_TRACING, "", True, 0.0
-    waits = io_calls = 0
-    ended = ""
-
-    def __init__(self, calls: list) -> None:
-        self.calls = calls
-
-    def drain(self) -> list:
-        calls, self.calls = self.calls, []
-        return calls
-
-    def lost(self) -> int:
-        return 0
-
-    def stop(self) -> None:
-        pass
 
 
 def wait(start: float, *ready: int, epfd: int = 4) -> TracedWait:
