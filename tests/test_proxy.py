@@ -4,6 +4,7 @@ notes and findings, and real traffic: redis behind it, a verifying flood while i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -296,6 +297,11 @@ def test_a_proxys_header_says_legs_open_and_clients_accepted(make_engine):
         text = drawn.finish().plain
         assert "conns 4 legs open / 2 clients accepted" in text, text  # was "4 open / 2 accepted"
         assert "  legs 4  " in status_line(snapshot, as_json=False)
+        one = dataclasses.replace(snapshot, open_connections=1,
+                                  totals=snapshot.totals._replace(accepted=1))
+        drawn = Header(lambda style: "", 200)
+        header(drawn, one)
+        assert "conns 1 leg open / 1 client accepted" in drawn.finish().plain
     finally:
         for client in clients:
             client.close()

@@ -271,8 +271,10 @@ def header(h: Header, s: Snapshot) -> None:
     h.pair(fmt.plain(s.protocol), fmt.plain(s.listen), drop=2)
     h.pair("up", fmt.uptime(s.taken_at - s.started_at), drop=3)
     if s.protocol.startswith(PROXY):  # a row (and an fd) is a leg: a client is two of them
-        h.pair("conns", f"{s.open_connections:,} legs open", drop=0, sep=" ")
-        h.add(f"/ {s.totals.accepted:,} clients accepted", "label", drop=1)
+        legs, clients = s.open_connections, s.totals.accepted
+        h.pair("conns", f"{legs:,} {'leg' if legs == 1 else 'legs'} open", drop=0, sep=" ")
+        h.add(f"/ {clients:,} {'client' if clients == 1 else 'clients'} accepted", "label",
+              drop=1)
     else:
         h.pair("conns", f"{s.open_connections:,} open", drop=0, sep=" ")
         h.add(f"/ {s.totals.accepted:,} accepted", "label", drop=1)
