@@ -181,13 +181,14 @@ def test_bytes_a_recv_completed_before_the_switch_are_echoed_after_it(make_engin
         ring_fd = wait_for(lambda: engine.snapshot().step is not None and
                            engine.snapshot().rings[0].fd)
 
-        def unreaped() -> int:
-            proc = uring.read_fdinfo(ring_fd)
-            return (proc["CqTail"] - proc["CqHead"]) & 0xFFFFFFFF
+        def unreaped() -> int | None:
+            proc = uring.read_fdinfo(ring_fd)  # None while the ring's lock is held
+            return None if proc is None else (proc["CqTail"] - proc["CqHead"]) & 0xFFFFFFFF
 
-        before = unreaped()
+        (before,) = wait_for(lambda: (n := unreaped()) is not None and (n,))
         client.sendall(b"caught in flight")
-        wait_for(lambda: unreaped() > before)  # the recv's CQE: the bytes are in its buffer
+        # The recv's CQE: the bytes are in its buffer.
+        wait_for(lambda: (n := unreaped()) is not None and n > before)
         assert engine.submit(Switch("epoll", "level")).result(5).ok
         assert engine.submit(Continue()).result(5).ok
         got = b""

@@ -126,6 +126,20 @@ def test_fdinfo_of_something_else_is_not_a_ring():
     assert uring.parse_fdinfo("SqHead:\tlots\nCqTail:\t\n") is None
 
 
+def test_a_ring_read_while_its_lock_is_held_is_read_again(monkeypatch, tmp_path):
+    """The kernel leaves a ring's fields out of its fdinfo while another holds the ring's
+    lock (a trylock): read_fdinfo reads again rather than call the ring none (CI once saw a
+    None from a ring the engine was posting completions to)."""
+    import io
+
+    texts = iter(["pos:\t0\nflags:\t02000002\n"] * 2
+                 + ["SqHead:\t3\nSqTail:\t3\nCqHead:\t1\nCqTail:\t2\n"])
+    monkeypatch.setattr(uring, "open", lambda path: io.StringIO(next(texts)), raising=False)
+    assert uring.read_fdinfo(7)["CqTail"] == 2
+    texts = iter(["pos:\t0\n"] * uring.FDINFO_TRIES)
+    assert uring.read_fdinfo(7) is None  # not a ring, or one held for longer: none
+
+
 def test_feature_names_name_each_bit_and_keep_unknown_ones():
     assert uring.feature_names(0b11) == ["single_mmap", "nodrop"]
     assert uring.feature_names(1 << 40)[-1] == f"0x{1 << 40:x}"

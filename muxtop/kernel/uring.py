@@ -19,6 +19,7 @@ import mmap
 import os
 import platform
 import struct
+import time
 from typing import NamedTuple
 
 # Syscall numbers: the same on every architecture (asm-generic, since 5.1).
@@ -353,7 +354,19 @@ def parse_fdinfo(text: str) -> dict[str, int] | None:
     return fields
 
 
+FDINFO_TRIES = 5  # reads of a ring's fdinfo, a millisecond apart, before it counts as none
+
+
 def read_fdinfo(fd: int, pid: int | str = "self") -> dict[str, int] | None:
-    """parse_fdinfo of /proc/PID/fdinfo/<fd>; OSError if it cannot be read."""
-    with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-        return parse_fdinfo(f.read())
+    """parse_fdinfo of /proc/PID/fdinfo/<fd>; OSError if it cannot be read. The kernel
+    writes a ring's fields only when it takes the ring's lock at once (a trylock, so a
+    reader cannot deadlock it): while the ring's owner holds it, in io_uring_enter or posting
+    completions, the text has none of them. Such a text is read again, a few times."""
+    for attempt in range(FDINFO_TRIES):
+        if attempt:
+            time.sleep(0.001)
+        with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+            fields = parse_fdinfo(f.read())
+        if fields is not None:
+            return fields
+    return None
