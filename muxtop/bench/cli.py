@@ -21,7 +21,7 @@ from muxtop.arguments import (
 )
 from muxtop.backends import NAMES
 from muxtop.bench import machine
-from muxtop.bench.quiet import add_busy_arguments
+from muxtop.bench.quiet import add_busy_arguments, tell_busy
 from muxtop.extras import install_hint
 from muxtop.printable import printable
 from muxtop.userfiles import UserFileError, create
@@ -257,16 +257,12 @@ def echo_main(args: argparse.Namespace) -> int:
         print(f"  run {run_index + 1}/{runs}  {conns:>5,} conns  {name:<28} {text}",
               file=sys.stderr, flush=True)
 
-    def on_busy(run_index, runs, name, conns, others) -> None:
-        print(f"  run {run_index + 1}/{runs}  {conns:>5,} conns  {name:<28} other processes "
-              f"used {others:.0f}% CPU: measuring again", file=sys.stderr, flush=True)
-
     # SIGTERM unwinds like Ctrl-C, so the finally blocks kill every server and client.
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         cells = echo.run(servers, client, args.conns, args.runs, args.duration, warmup,
                          args.size, progress=progress, busy_retries=max(0, args.busy_retries),
-                         busy_pct=args.busy_pct, on_busy=on_busy)
+                         busy_pct=args.busy_pct, on_busy=tell_busy(28))
     except KeyboardInterrupt:
         print("muxtop bench: interrupted; every server was stopped", file=sys.stderr)
         return 130

@@ -38,7 +38,7 @@ from muxtop.bench.echo import (
     rotated,
 )
 from muxtop.bench.loadgen import ClientError, find_client, run_client
-from muxtop.bench.quiet import add_busy_arguments, quietly
+from muxtop.bench.quiet import add_busy_arguments, quietly, tell_busy
 from muxtop.proxy.toxics import toxic_argument
 
 BASELINE = "selectors-proxy"
@@ -281,14 +281,10 @@ def main(argv: list[str]) -> int:
         print(f"  run {run_index + 1}/{runs}  {conns:>5,} conns  {name:<22} {text}",
               file=sys.stderr, flush=True)
 
-    def on_busy(run_index, runs, name, conns, others) -> None:
-        print(f"  run {run_index + 1}/{runs}  {conns:>5,} conns  {name:<22} others used "
-              f"{others:.0f}% CPU: measured again", file=sys.stderr, flush=True)
-
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         cells = run(chosen, binary, client, args.conns, args.runs, args.duration, warmup,
-                    args.size, progress, args.busy_retries, args.busy_pct, on_busy)
+                    args.size, progress, args.busy_retries, args.busy_pct, tell_busy(22))
     except KeyboardInterrupt:
         print("muxtop bench: interrupted; every server was stopped", file=sys.stderr)
         return 130

@@ -3,6 +3,7 @@ measured again, and the least disturbed attempt is kept (bench echo, bench proxy
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 from muxtop.arguments import non_negative_int, positive_float
@@ -38,3 +39,11 @@ def add_busy_arguments(p, what: str) -> None:
     p.add_argument("--busy-pct", type=positive_float, default=25.0, metavar="PCT",
                    help="other processes' CPU%% (100 = one core) that makes a run too disturbed "
                    "(default 25)")
+
+
+def tell_busy(width: int) -> Callable[[int, int, str, int, float], None]:
+    """The line a run measured again says on stderr, its name padded to `width`."""
+    def on_busy(run_index: int, runs: int, name: str, conns: int, others: float) -> None:
+        print(f"  run {run_index + 1}/{runs}  {conns:>5,} conns  {name:<{width}} other processes "
+              f"used {others:.0f}% CPU: measuring again", file=sys.stderr, flush=True)
+    return on_busy
