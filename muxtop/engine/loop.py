@@ -436,15 +436,7 @@ class Engine(Proxying):
             return
         try:
             if events & READABLE and conn.interest & READ:
-                if self._edge:
-                    self._read_edge(conn, events, now)
-                else:  # level and oneshot: one recv per readiness
-                    try:
-                        data = conn.sock.recv(self._read_size)
-                    except BlockingIOError:
-                        data = None
-                    if data is not None:
-                        self._received(conn, data, now)
+                self._read_ready(conn, events, now)
             if conn.out and events & WRITABLE and conn.state is not CLOSED:
                 self._write(conn, now)
         except Exception as exc:  # noqa: BLE001 - one bad connection must not stop the server
@@ -465,6 +457,19 @@ class Engine(Proxying):
         if conn.state is not CLOSED:
             self._close(conn, reason, now)
 
+    def _read_ready(self, conn: Connection, events: int, now: float) -> None:
+        """A connection (or a proxy's leg) reported readable: edge reads on (_read_edge);
+        level and oneshot make one recv per readiness. What is read goes to `_received`
+        (a proxy forwards it: engine/proxying.py)."""
+        if self._edge:
+            self._read_edge(conn, events, now)
+            return
+        try:
+            data = conn.sock.recv(self._read_size)
+        except BlockingIOError:
+            return  # readiness gone by the time we read: nothing lost
+        self._received(conn, data, now)
+
     def _read_edge(self, conn: Connection, events: int, now: float) -> None:
         """Edge-triggered: read until the queue is empty, or the budget runs out and the fd
         goes on the pending list (another edge will not come for bytes already queued).
@@ -475,7 +480,7 @@ class Engine(Proxying):
         it raises no edge of its own, so with RDHUP in the events (the epoll backend
         registers EPOLLRDHUP on edge) the reader goes on to EOF."""
         recv = conn.sock.recv
-        size = self.config.read_size
+        size = self._read_size
         naive = self.lab.naive_edge
         # A FIN or an error may wait behind the data; and a pending-list pass (READ|WRITE)
         # has no event to go by: read to the end then.

@@ -2,10 +2,11 @@
 paired with a non-blocking connection to the upstream, and the loop hands one leg's bytes to its
 partner's socket instead of a protocol's reply.
 
-A mixin of Engine (engine/loop.py): in proxy mode its methods stand in for the loop's `_adopt`,
-`_service`, `_update` and `_close` (bound as instance attributes, so the echo path pays nothing
-for them). Between the legs each direction may have a pipe, the toxics' hook (the contract's
-`Pipe`: feed, take, due, verdict, buffered); None is a pass-through with no call at all.
+A mixin of Engine (engine/loop.py): in proxy mode its methods stand in for the loop's
+`_adopt`, `_received`, `_service`, `_update` and `_close` (bound as instance attributes, so the
+echo path pays nothing for them). Between the legs each direction may have a pipe, the
+toxics' hook (the contract's `Pipe`: feed, take, due, verdict, buffered); None is a
+pass-through with no call at all.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from muxtop.engine.address import AddressError, peer_name
 from muxtop.engine.connection import NO_OUT, Connection
 from muxtop.engine.guards import OUT_BUFFER, out_buffer_note
 from muxtop.engine.waiting import WaitStep
-from muxtop.events import ERROR, HANGUP, RDHUP, READ, WRITE
+from muxtop.events import ERROR, HANGUP, READ, WRITE
 from muxtop.proxy.registry import loops_back
 from muxtop.snapshot import (
     CLOSED,
@@ -172,6 +173,7 @@ class Proxying:
         self._echo = False  # no echo fast path: every read goes to _service_leg
         self._adopt = self._adopt_pair
         self._service = self._service_leg
+        self._received = self._forward  # what a read delivers goes to the partner
         self._update = self._update_leg
         self._close_conn = self._close  # the loop's own close, for one leg
         self._close = self._close_leg
@@ -595,15 +597,7 @@ class Proxying:
                     self._finish_connect(leg, now)
                 return
             if events & READABLE and leg.interest & READ:
-                if self._edge:
-                    self._read_leg_edge(leg, events, now)
-                else:  # level and oneshot: one recv per readiness
-                    try:
-                        data = leg.sock.recv(self._read_size)
-                    except BlockingIOError:
-                        data = None
-                    if data is not None:
-                        self._forward(leg, data, now)
+                self._read_ready(leg, events, now)  # each read forwarded (_received)
             if leg.out and events & WRITABLE and leg.state is not CLOSED:
                 self._write_leg(leg, now)
             elif events & GONE and leg.interest == GONE:
@@ -613,24 +607,6 @@ class Proxying:
                 self._close_leg(leg, "peer reset while half-closed", now)
         except Exception as exc:  # noqa: BLE001 - one bad pair must not stop the server
             self._leg_failed(leg, exc, now)
-
-    def _read_leg_edge(self, leg: Leg, events: int, now: float) -> None:
-        """Edge-triggered: as the loop's _read_edge, forwarding each read."""
-        recv = leg.sock.recv
-        size = self._read_size
-        naive = self.lab.naive_edge
-        eof_pending = events & (RDHUP | WRITE | ERROR | HANGUP)
-        for _ in range(self.config.edge_budget):
-            try:
-                data = recv(size)
-            except BlockingIOError:
-                return
-            self._forward(leg, data, now)
-            if not leg.interest & READ or naive:
-                return
-            if 0 < len(data) < size and not eof_pending:
-                return
-        self._pending[leg.fd] = None
 
     def _forward(self, src: Leg, data: bytes, now: float) -> None:
         """Bytes read from one leg go to its partner: sent through at once when nothing waits
