@@ -4,6 +4,8 @@ the notice takes no key but q and ctrl+c."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from textual.command import CommandPalette
 from ui_helpers import until
@@ -174,6 +176,23 @@ async def test_below_the_smallest_size_only_q_and_ctrl_c_act(make_engine, key):
         await until(lambda: app.return_code is not None, pilot, what="q quits")
 
 
+@pytest.mark.parametrize("key", ["question_mark", "F", "ctrl+p"])
+async def test_shrinking_below_the_smallest_size_closes_what_a_key_opened(make_engine, key):
+    """Help, the flood form or the palette open at 160x48, then the terminal shrinks to 40x10:
+    the notice is what shows, not the dialog over it (whose enter could still launch)."""
+    app = MuxtopApp(EngineSource(make_engine(publish_interval=0.05)), interval=0.05)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await until(lambda: app.latest is not None and app.dashboard.ready, pilot)
+        await pilot.press(key)
+        await until(lambda: app.screen is not app.dashboard, pilot, what=f"{key} opens")
+        await pilot.resize_terminal(40, 10)
+        await until(lambda: app.screen is app.dashboard and app.dashboard.has_class("-tiny"),
+                    pilot, what=lambda: app.screen)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert not app.floods.floods
+
+
 async def test_at_the_smallest_size_the_table_shows_its_first_rows(make_engine):
     app = MuxtopApp(EngineSource(make_engine(publish_interval=0.05)), interval=0.05)
     async with app.run_test(size=(60, 16)) as pilot:
@@ -273,3 +292,18 @@ async def test_a_dashboard_key_on_another_screen_says_where_it_acts(make_engine)
         assert isinstance(app.screen, HelpScreen) and app._intended is None  # no switch
         await pilot.press("question_mark")  # the help's own key still closes it
         await until(lambda: app.screen is app.dashboard, pilot, what="the help closed")
+
+
+@pytest.mark.parametrize("width", [70, 80, 100])
+async def test_the_lesson_picker_keeps_a_lessons_minutes_on_one_line(make_engine, width):
+    """"3 min" at a line's end came out as "3" and, on the next line, "min"."""
+    app = MuxtopApp(EngineSource(make_engine(publish_interval=0.05)), interval=0.05)
+    async with app.run_test(size=(width, 40)) as pilot:
+        await until(lambda: app.latest is not None and app.dashboard.ready, pilot)
+        await pilot.press("L")
+        await until(lambda: isinstance(app.screen, LessonPicker), pilot, what="the picker")
+        options = app.screen.query_one("#lesson-list")
+        await pilot.pause()
+        lines = [options.render_line(y).text for y in range(options.size.height)]
+        text = "\n".join(lines)
+        assert len(re.findall(r"\d min\b", text)) == len(app.screen.lessons), text

@@ -52,6 +52,15 @@ async def test_full_stop_and_comma_move_exactly_one_wait_call(recording):
         assert f"after wait call #{start:,}" in bar.render().plain
 
 
+async def test_the_ready_list_says_replay_not_live_at_the_newest_record(recording):
+    app = MuxtopApp(ReplaySource(recording), interval=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("G")  # the recording's newest record
+        log = app.dashboard.query_one(ReadyLog)
+        await until(lambda: "REPLAY" in str(log.border_title), pilot, what="the title")
+        assert "LIVE" not in str(log.border_title)
+
+
 async def test_space_plays_and_the_speed_keys_change_how_fast(recording):
     clock = Clock()
     source = ReplaySource(recording, clock=clock)

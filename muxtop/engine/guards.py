@@ -10,6 +10,7 @@ never per event; the out-buffer limit where bytes are queued (engine/loop.py `_q
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterable
 
 from muxtop.engine.config import EngineConfig
@@ -18,6 +19,10 @@ from muxtop.engine.http import awaiting_head
 
 IDLE, HEADER, OUT_BUFFER = "idle_timeout", "header_timeout", "max_out_buffer"
 GUARDS = (IDLE, HEADER, OUT_BUFFER)  # also the config fields and the --json keys
+# Out of fds, a listener is not watched for a while, doubling up to the longest, rather than
+# have a level-triggered backlog wake every wait for an accept that cannot succeed.
+OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+ACCEPT_BACKOFF = (0.05, 1.0)  # first and longest pause of accept() out of fds
 
 
 def settings(config: EngineConfig) -> dict[str, float | int | None]:

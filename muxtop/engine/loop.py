@@ -28,7 +28,13 @@ from muxtop.engine.completion import Completions
 from muxtop.engine.config import LABS, EngineConfig, Lab
 from muxtop.engine.connection import NO_OUT, Connection
 from muxtop.engine.counts import LoopCounts
-from muxtop.engine.guards import OUT_BUFFER, Timeouts, out_buffer_note
+from muxtop.engine.guards import (
+    ACCEPT_BACKOFF,
+    OUT_BUFFER,
+    OUT_OF_FDS,
+    Timeouts,
+    out_buffer_note,
+)
 from muxtop.engine.protocols import PROTOCOLS
 from muxtop.engine.proxying import ProxyFacts, Proxying
 from muxtop.engine.state import EngineState
@@ -47,8 +53,6 @@ from muxtop.snapshot import (
 
 READABLE = READ | ERROR | HANGUP  # an error or hang-up shows up as a failing or empty recv
 WRITABLE = WRITE | ERROR | HANGUP
-ACCEPT_BACKOFF = (0.05, 1.0)  # first and longest pause of accept() after EMFILE/ENFILE
-_OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 PROXY_COMPLETION = ("uring's completion mode serves muxtop's own protocols: a proxy's legs "
                     "forward what they read, which its recv and send operations do not do "
                     "(readiness on uring proxies: t to level or edge)")
@@ -649,7 +653,7 @@ class Engine(Proxying):
                 self._out_of_fds = False
                 return
             except OSError as exc:
-                if exc.errno in _OUT_OF_FDS:
+                if exc.errno in OUT_OF_FDS:
                     self._out_of_fds = True
                     counts.accept_errors += 1
                     if self.lab.emfile_spin:

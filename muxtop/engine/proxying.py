@@ -24,7 +24,7 @@ from muxtop import commands as cmd
 from muxtop.backends import BackendError
 from muxtop.engine.address import AddressError, peer_name
 from muxtop.engine.connection import NO_OUT, Connection
-from muxtop.engine.guards import OUT_BUFFER, out_buffer_note
+from muxtop.engine.guards import ACCEPT_BACKOFF, OUT_BUFFER, OUT_OF_FDS, out_buffer_note
 from muxtop.engine.waiting import WaitStep
 from muxtop.events import ERROR, HANGUP, READ, WRITE
 from muxtop.proxy.registry import loops_back
@@ -48,8 +48,6 @@ PROXY_NAME = "muxtop"  # the --upstream proxy's name in the registry (toxiproxy'
 STREAMS = {CLIENT: "upstream", UPSTREAM: "downstream"}  # toxiproxy's name of what a leg reads
 READABLE = READ | ERROR | HANGUP
 CONNECT, PIPE, ACCEPT = 0, 1, 2  # what a timer is for
-ACCEPT_PAUSE = 0.1  # seconds a proxy's listener is not watched after accept() ran out of fds
-_OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 WRITABLE = WRITE | ERROR | HANGUP
 GONE = ERROR | HANGUP  # a half-closed leg's only interest: its peer's reset
 _LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
@@ -127,7 +125,7 @@ def unpair(a: Leg, b: Leg) -> None:
 class Route:
     """A proxy of the registry as the engine serves it: its listener, adopted, by fd."""
 
-    __slots__ = ("proxy", "listener", "sock", "fd", "watched")
+    __slots__ = ("proxy", "listener", "sock", "fd", "watched", "backoff")
 
     def __init__(self, proxy: Proxy, listener: Listener, sock: socket.socket) -> None:
         self.proxy = proxy  # the newest published Proxy of that listener
@@ -135,6 +133,7 @@ class Route:
         self.sock = sock
         self.fd = sock.fileno()
         self.watched = True  # registered READ; False while accept is paused (out of fds)
+        self.backoff = ACCEPT_BACKOFF[0]  # the next pause out of fds; doubles, as the main's
 
 
 class ProxyFacts:
@@ -293,12 +292,13 @@ class Proxying:
         if route is None or route is self._main_route:
             self._out_of_fds = True
             self._accept_resume_at = now + self._accept_backoff
-            self._accept_backoff = min(self._accept_backoff * 2, 1.0)
+            self._accept_backoff = min(self._accept_backoff * 2, ACCEPT_BACKOFF[1])
             self._chores_changed()
             self._set_listener(0)
         elif route.watched:
             self._unwatch(route)
-            self._timer(now + ACCEPT_PAUSE, route, ACCEPT)
+            self._timer(now + route.backoff, route, ACCEPT)
+            route.backoff = min(route.backoff * 2, ACCEPT_BACKOFF[1])
 
     def _unwatch(self, route: Route) -> None:
         """Stop accepting on a proxy's listener (its clients wait in the backlog)."""
@@ -332,12 +332,13 @@ class Proxying:
                     continue  # the peer gave up while queued: next one
                 self.telemetry.notice("warning", f"proxy {route.proxy.name}: accept: "
                                       f"{exc.strerror or exc!r}; paused for "
-                                      f"{ACCEPT_PAUSE * 1000:.0f} ms", key="route-accept")
+                                      f"{route.backoff * 1000:.0f} ms", key="route-accept")
                 # Left watched, a level-triggered listener with a backlog would spin: stop
                 # watching it for a moment (the main listener backs off the same way).
                 self._pause_accept(route, now)
                 return
             self.counts.accepted += 1
+            route.backoff = ACCEPT_BACKOFF[0]
             if limit is not None and sock.fileno() >= limit:
                 sock.close()  # select cannot watch it
                 self.counts.rejected += 1
@@ -408,7 +409,7 @@ class Proxying:
             self.counts.rejected += 1
             self.telemetry.notice("warning", f"no socket for the upstream: {exc.strerror}",
                                   key="upstream-socket")
-            if exc.errno in _OUT_OF_FDS:
+            if exc.errno in OUT_OF_FDS:
                 self._pause_accept(route, now)
             return None
         up.setblocking(False)

@@ -75,7 +75,8 @@ class DashboardScreen(Screen[None]):
         yield ConnTable(id="conns")
         with Horizontal(id="lower"):
             if self.view.has_waits:
-                yield ReadyLog(id="ready-log", label=self.view.wait_label)
+                yield ReadyLog(id="ready-log", label=self.view.wait_label,
+                               newest="LIVE" if self.player is None else "REPLAY")
             if self.view.has_waits and not self.view.interest_lists:
                 yield StepPanel(id="step")  # shown while the engine is stepping
             if self.view.interest_lists:
@@ -131,6 +132,10 @@ class DashboardScreen(Screen[None]):
             self.query_one("#too-small", Static).update(
                 f"muxtop needs a terminal of at least {least[0]}×{least[1]};"
                 f" this one is {width}×{height}.\nMake it larger, or press q to quit.")
+            if self.app.screen is not self and self in self.app.screen_stack:
+                # What a key opened (help, a form, the palette) would stay drawn over the
+                # notice with its keys live: it goes, as its esc would take it.
+                self.pop_until_active()
         if self.ready:
             self._side_state = None
             self.side_changed()

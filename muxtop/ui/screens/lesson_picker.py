@@ -32,12 +32,15 @@ class LessonPicker(ModalScreen[Lesson | None]):
                                enumerate(self.lessons, 1)], id="lesson-list")
 
     def _option(self, number: int, lesson: Lesson) -> Option:
-        prompt = Table.grid(padding=(0, 1))
+        prompt = Table.grid(padding=(0, 1), expand=True)
         prompt.add_column(no_wrap=True, width=3)
-        prompt.add_column()
-        prompt.add_row(Text(f"{number}.", "bold"), Text(fmt.plain(lesson.title), "bold"))
-        prompt.add_row("", Text(f"{fmt.plain(lesson.summary)} · {lesson.minutes} min · "
-                                f"muxtop lesson {lesson.name.split('-', 1)[-1]}", "dim"))
+        prompt.add_column(ratio=1)
+        # Its own column, so "3 min" never wraps into "3" and "min" on a narrow terminal.
+        prompt.add_column(no_wrap=True, justify="right")
+        prompt.add_row(Text(f"{number}.", "bold"), Text(fmt.plain(lesson.title), "bold"),
+                       Text(f"{lesson.minutes} min", "dim"))
+        prompt.add_row("", Text(f"{fmt.plain(lesson.summary)} · "
+                                f"muxtop lesson {lesson.name.split('-', 1)[-1]}", "dim"), "")
         return Option(prompt, id=lesson.name)
 
     def on_mount(self) -> None:

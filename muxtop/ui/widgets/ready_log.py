@@ -74,11 +74,15 @@ class ReadyLog(FramedLines, PaletteMixin, ScrollView, can_focus=True):
 
     def __init__(self, *, name: str | None = None, id: str | None = None,
                  classes: str | None = None,
-                 label: Callable[[Snapshot, int], str] | None = None) -> None:
+                 label: Callable[[Snapshot, int], str] | None = None,
+                 newest: str = "LIVE") -> None:
         """`label(snapshot, index)`: the text of the CALL column for the wait at that index
-        of snapshot.waits (a traced process: its thread and syscall); None: no such column."""
+        of snapshot.waits (a traced process: its thread and syscall); None: no such column.
+        `newest`: what the title says while the newest waits are on screen (a recording's
+        newest are its playhead's, not live ones)."""
         super().__init__(name=name, id=id, classes=classes)
         self.label = label
+        self.newest = newest
         self.hide_empty = False
         self._waits: tuple[WaitRecord, ...] = ()
         self._busy: list[int] | None = None  # indices of waits that returned something
@@ -151,7 +155,9 @@ class ReadyLog(FramedLines, PaletteMixin, ScrollView, can_focus=True):
         n = len(self._waits)
         shown = self._count()
         stepping = self._snapshot is not None and self._snapshot.step is not None
-        where = ("STEPPING" if stepping else "LIVE") if self.live else "SCROLLED (Home: newest)"
+        where = "SCROLLED (Home: newest)"
+        if self.live:
+            where = "STEPPING" if stepping else self.newest
         title = f"ready list · {where} · {n:,} waits, newest first"
         if self.hide_empty:
             title += f" · {shown:,} returned fds (e shows empty waits)"
