@@ -649,8 +649,9 @@ class Engine(Proxying):
                 return  # paused by the last adopt (proxy: no fd left for its upstream)
             try:
                 sock, addr = listener.accept()
-            except BlockingIOError:
+            except BlockingIOError:  # the backlog is drained: the pause starts short again
                 self._out_of_fds = False
+                self._accept_backoff = ACCEPT_BACKOFF[0]
                 return
             except OSError as exc:
                 if exc.errno in OUT_OF_FDS:
@@ -675,7 +676,7 @@ class Engine(Proxying):
                 self._chores_changed()
                 self._set_listener(0)
                 return
-            self._accept_backoff = ACCEPT_BACKOFF[0]
+            # Not the back-off: a proxy's client can come in and find no fd for its upstream.
             self._out_of_fds = False
             counts.accepted += 1
             limit = self._backend.fd_limit

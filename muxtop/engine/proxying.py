@@ -325,7 +325,8 @@ class Proxying:
                 return
             try:
                 sock, addr = route.sock.accept()
-            except BlockingIOError:
+            except BlockingIOError:  # the backlog is drained: the pause starts short again
+                route.backoff = ACCEPT_BACKOFF[0]
                 return
             except OSError as exc:
                 if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
@@ -338,7 +339,6 @@ class Proxying:
                 self._pause_accept(route, now)
                 return
             self.counts.accepted += 1
-            route.backoff = ACCEPT_BACKOFF[0]
             if limit is not None and sock.fileno() >= limit:
                 sock.close()  # select cannot watch it
                 self.counts.rejected += 1
