@@ -4,7 +4,6 @@ the parser they all use, whose errors show the user's own text escaped."""
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Callable
 from typing import NoReturn
 
@@ -47,17 +46,23 @@ def positive_int(text: str) -> int:
     return value
 
 
+# Past ~9.2e9 s Python's clocks overflow (time.sleep, Event.wait, a deadline's arithmetic):
+# no duration, rate or size given as a float here needs more than this.
+MAX_NUMBER = 1e9
+
+
 def non_negative_float(text: str) -> float:
-    """argparse type: a finite number ≥ 0."""
+    """argparse type: a number from 0 to MAX_NUMBER (NaN and infinities are refused)."""
     value = _parsed(text, float, "a number")
-    _check(value >= 0 and not math.isinf(value), f"{text!r} must be a finite number ≥ 0")
+    _check(0 <= value <= MAX_NUMBER, f"{text!r} must be a number from 0 to {MAX_NUMBER:,.0f}")
     return value
 
 
 def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0 (a duration, an interval)."""
-    value = non_negative_float(text)
-    _check(value > 0, f"{text!r} must be more than 0")
+    """argparse type: a number over 0, up to MAX_NUMBER (a duration, an interval, a rate)."""
+    value = _parsed(text, float, "a number")
+    _check(0 < value <= MAX_NUMBER,
+           f"{text!r} must be more than 0 and at most {MAX_NUMBER:,.0f}")
     return value
 
 

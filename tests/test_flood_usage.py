@@ -29,7 +29,7 @@ pytestmark = pytest.mark.timeout(20)
     (["--hold", "1"], "--hold applies to --pattern stall or slow-close, not echo"),
     (["--pattern", "slicer", "--delay", "0.1"], "--delay applies to --pattern latency"),
     (["--pattern", "slicer", "--slice-bytes", "0"], "must be at least 1"),
-    (["--pattern", "latency", "--jitter", "-1"], "must be a finite number"),
+    (["--pattern", "latency", "--jitter", "-1"], "must be a number from 0"),
     (["--pattern", "stall", "--messages", "0"], "stall needs --messages 1 or more"),
     (["--pattern", "slow-close", "--messages", "0"], "slow-close needs --messages 1"),
     (["--pattern", "limit", "--messages", "0"], "needs --limit-bytes N"),
