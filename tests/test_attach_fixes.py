@@ -75,6 +75,22 @@ def test_a_zombie_is_an_exited_process_not_no_process(capsys):
         proc.wait(5)
 
 
+def test_a_kernel_thread_is_refused_in_one_line(capsys):
+    """Was: 'thread tid 2 (kthreadd): read(fd 0)', from a /proc/2/syscall of zeros."""
+    from muxtop.kernel import procfs
+
+    kernel = next((int(p) for p in os.listdir("/proc")
+                   if p.isdigit() and procfs.is_kernel_thread(int(p))), None)
+    if kernel is None:
+        pytest.skip("no kernel thread is visible in this PID namespace (a container's own)")
+    with pytest.raises(AttachError, match="is a kernel thread"):
+        Attacher(kernel)
+    assert cli.main([str(kernel), "--once"]) == 1
+    err = capsys.readouterr().err
+    assert "kernel thread" in err and err.count("\n") == 1
+    assert not procfs.is_kernel_thread(os.getpid()) and not procfs.is_kernel_thread(2 ** 30)
+
+
 REWRITE = r"""
 import json, time
 # What redis and nginx do: write a title over the argument area, NULs to its end.

@@ -145,6 +145,21 @@ def read_fd_limit(pid: int) -> int:
     return 0
 
 
+PF_KTHREAD = 0x00200000  # include/linux/sched.h: the task is a kernel thread
+
+
+def is_kernel_thread(pid: int) -> bool:
+    """The process is a kernel thread (kthreadd, kworkers): no user space, no fds of its own.
+    False when its stat cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    fields = stat.rpartition(") ")[2].split()  # after "pid (comm) ": state is field 3
+    return len(fields) > 6 and fields[6].isdigit() and bool(int(fields[6]) & PF_KTHREAD)
+
+
 def net_namespace(pid: int | str) -> str | None:
     """``net:[4026531833]``, or None when it cannot be read."""
     try:
