@@ -112,7 +112,7 @@ def test_headless_record_and_replay_json_lines(tmp_path):
                          capture_output=True, text=True, timeout=30)
     assert run.returncode == 0, run.stderr
     lines = run.stderr.splitlines()
-    assert lines[0] == f"muxtop: recording to {path} from now on (not the wait calls before)"
+    assert lines[0] == f"muxtop: recording to {path}: every wait call from now on"
     assert lines[-1].startswith("muxtop: recorded 1.") and str(path) in lines[-1]
     replay = subprocess.run([sys.executable, "-m", "muxtop", "replay", str(path), "--json"],
                             capture_output=True, text=True, timeout=30)

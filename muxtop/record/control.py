@@ -68,7 +68,7 @@ class RecorderControl:
             return self.active
         path = path or default_path(self.source.kind, self.directory)
         self.recorder = Recorder(self.source, path, self.command_line, self._notice).start()
-        self._notice("info", f"recording to {path} from now on (not the wait calls before)")
+        self._notice("info", f"recording to {path}: every wait call from now on")
         return self.recorder
 
     def stop(self) -> RecorderStatus | None:
