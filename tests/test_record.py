@@ -149,6 +149,31 @@ def test_a_payload_that_fails_its_checksum_is_noted_when_read(good, tmp_path):
         assert len(rec.problems) == 1 and "does not match its checksum" in rec.problems[0]
 
 
+def test_the_replay_dashboard_tells_a_bad_checksum_as_it_opens_and_exits_1(
+        good, tmp_path, monkeypatch, capsys):
+    """Was: no word until playback passed the frame, and exit 0 on q."""
+    from muxtop.cli import replay as replay_cli
+    from muxtop.ui import app
+
+    data = bytearray(good.read_bytes())
+    with Recording.open(str(good)) as rec:
+        victim = rec.snapshots[-2]
+    data[victim.offset + 5] ^= 0xFF
+    bad = tmp_path / "flip.muxrec"
+    bad.write_bytes(bytes(data))
+    told = []
+
+    def run_source(source, interval):  # the dashboard, as it opens: what it would notify
+        told.extend(n.text for n in source.player.notices)
+        return 0
+
+    monkeypatch.setattr(app, "run_source", run_source)
+    monkeypatch.setattr(replay_cli.sys.stdout, "isatty", lambda: True)
+    assert replay_cli.main([str(bad)]) == 1
+    assert any("does not match its checksum" in t for t in told), told
+    assert "does not match its checksum" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("content", "message"), [
     (b"", "is empty: not a muxtop recording"),
     (b"hello, world\n" * 4, "is not a muxtop recording"),

@@ -101,11 +101,14 @@ def json_lines(recording: Recording, at: float) -> int:
 
 def dashboard(recording: Recording, at: float) -> int:
     """The dashboard over the recording; imported here, so the headless modes never load
-    Textual. What the file lacks is told in notifications on screen."""
+    Textual. What the file lacks is told in notifications on screen as it opens (every
+    checksum is read first, not when playback reaches a frame), and again when it closes."""
     from muxtop.replay.source import ReplaySource
     from muxtop.ui.app import run_source
 
-    return run_source(ReplaySource(recording, at=at), interval=REPLAY_POLL)
+    recording.verify()
+    code = run_source(ReplaySource(recording, at=at), interval=REPLAY_POLL)
+    return code or _problems(recording)
 
 
 def _problems(recording: Recording) -> int:
