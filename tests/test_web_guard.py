@@ -33,6 +33,7 @@ class Web:
     """A running `muxtop web`: its real port and the token of the URL it printed."""
     port: int
     token: str
+    log: str = ""  # what it wrote to stderr, once it has stopped
 
     @property
     def origin(self) -> str:
@@ -48,11 +49,13 @@ def muxtop_web(*args: str) -> Iterator[Web]:
     server = subprocess.Popen(
         [sys.executable, "-m", "muxtop", "web", "--port", "0", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    running = None
     try:
         banner = server.stdout.readline()  # printed once it serves
         found = re.search(r"http://127\.0\.0\.1:(\d+)/\?token=(\S+)", banner)
         assert found, banner + server.stderr.read()
-        yield Web(int(found[1]), found[2])
+        running = Web(int(found[1]), found[2])
+        yield running
     finally:
         os.killpg(server.pid, signal.SIGTERM)  # and the muxtops the sessions started
         try:
@@ -60,6 +63,8 @@ def muxtop_web(*args: str) -> Iterator[Web]:
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+        if running is not None:
+            running.log = server.stderr.read()
         server.stdout.close()
         server.stderr.close()
 
@@ -237,6 +242,8 @@ def test_an_unresolvable_host_is_said_so_not_called_remote():
     (["--theme", "nope"], "no theme 'nope'"),
     (["--header-timeout", "5"], "needs --protocol http"),
     (["--help"], "show no dashboard"), (["--vers"], "show no dashboard"),
+    (["--record", "x.muxrec"], "press R in a tab"),  # every tab would open the one file
+    (["--port", "9000"], "only one can listen there"),  # --max-sessions is 4 by default
     (["--host", "0.0.0.0"], "after --: refusing to listen on 0.0.0.0 (--host '0.0.0.0'): "
                             "other machines could reach it; pass --allow-remote if you mean it"),
 ])
@@ -244,6 +251,26 @@ def test_tab_options_that_would_fail_in_every_tab_are_refused_up_front(options, 
     code, err = run(["web", "--", *options])
     assert code == 2 and said in error_line(err), err
     assert error_line(err).startswith("muxtop web: error: ")
+
+
+def test_bad_requests_get_a_400_and_one_log_line_without_the_token():
+    """Was: /ws without WebSocket headers got no answer at all; a request line over 8 KB got
+    its 400; and each wrote a boxed traceback (with its locals) to the terminal, the access
+    log the token of every URL."""
+    with muxtop_web() as web:
+        plain = request(web, f"/ws?token={web.token}", websocket=False)
+        plain.conn.close()
+        assert plain.status == 400 and "takes a WebSocket" in plain.body
+        long = request(web, "/?token=" + "x" * 9000, websocket=False)
+        long.conn.close()
+        assert long.status == 400
+        page = request(web, f"/?token={web.token}", websocket=False)
+        page.conn.close()
+        assert page.status == 200
+    lines = web.log.splitlines()
+    assert lines and web.token not in web.log, web.log
+    assert "Traceback" not in web.log and "│" not in web.log, web.log
+    assert all(len(line) <= 300 for line in lines), web.log
 
 
 def test_tab_options_muxtop_takes_pass_through():

@@ -51,10 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def muxtop_command(options: list[str]) -> str:
+def muxtop_command(options: list[str], sessions: int = 1) -> str:
     """The shell command the page runs for each tab. The options are parsed by muxtop's own
-    parser, so what would fail in every tab (a typo, --headless however abbreviated) fails
-    here instead, with a ValueError that says why."""
+    parser, so what would fail in every tab (a typo, --headless however abbreviated), or in
+    every tab but the first of `sessions` at once, fails here instead, with a ValueError that
+    says why."""
     check = muxtop_cli.parser()
     check.set_defaults(port=None)  # tells "no --port" (in any spelling) from --port 8080
     said = StringIO()
@@ -71,6 +72,13 @@ def muxtop_command(options: list[str]) -> str:
     if args.metrics is not None:  # each tab would bind it (textual-serve: a process a tab)
         raise ValueError("--metrics: every browser tab is a muxtop of its own; scrape a "
                          "muxtop --headless --metrics instead")
+    if args.record is not None:  # each tab would open the same file; all but one would fail
+        raise ValueError("--record: every browser tab is a muxtop of its own; press R in a "
+                         "tab to record it")
+    if args.port is not None and sessions > 1:
+        raise ValueError(f"--port {args.port}: every browser tab is a muxtop of its own and "
+                         "only one can listen there; leave --port out (each tab picks a "
+                         "port) or pass --max-sessions 1 before --")
     if (problem := muxtop_cli.usage_problem(args)) is not None:
         raise ValueError(f"after --: {problem}")
     try:
@@ -101,7 +109,7 @@ def main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        command = muxtop_command(options)
+        command = muxtop_command(options, args.max_sessions)
     except ValueError as exc:
         parser.error(str(exc))
     try:

@@ -3,11 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import signal
 import socket
+import sys
 from collections.abc import Callable
 
 from muxtop.extras import install_hint
+from muxtop.printable import printable
+
+_TOKEN = re.compile(r"(token=)[^&\s\"]*")
+LOG_LINE = 300  # characters: a hostile request line is not repeated whole
+
+
+class OneLine(logging.Formatter):
+    """A log record as one printable line with no token in it. aiohttp logs a traceback for
+    each malformed request (a line too long, a WebSocket without its headers): here it is
+    the exception's name and words, so a stranger's request cannot fill the terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            text += f": {type(error).__name__}: {error}"
+        text = printable(_TOKEN.sub(r"\1…", text))
+        return text if len(text) <= LOG_LINE else text[:LOG_LINE - 1] + "…"
 
 
 class WebUnavailable(Exception):
@@ -28,6 +49,12 @@ def serve(command: str, listener: socket.socket, public_url: str, middleware: Ca
     class GuardedServer(Server):
         async def on_startup(self, app: web.Application) -> None:
             print(banner, flush=True)  # instead of textual-serve's logo and its URL
+
+        def initialize_logging(self) -> None:
+            # Not textual-serve's: a rich traceback, with its locals, for every bad request.
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(OneLine())
+            logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
 
         async def make_app(self) -> web.Application:
             # textual-serve has no public hook for middlewares: _make_app builds its routes
