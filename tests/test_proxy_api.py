@@ -198,7 +198,7 @@ def test_a_browser_is_refused_as_toxiproxy_refuses_it(api):
     ("POST", "/proxies", b'{"name": NaN}', 400),
     ("POST", "/proxies", b"9" * 5000, 400),  # past int's digit limit
     ("GET", "/nowhere", None, 404),
-    ("PUT", "/proxies", None, 501),
+    ("PUT", "/proxies", None, 405),
     ("DELETE", "/proxies", None, 405),
     ("GET", "/proxies/a/b/c/d", None, 404),
 ])
@@ -212,8 +212,27 @@ def test_a_body_past_the_bound_is_refused_unread(api):
     with socket.create_connection(api.address, timeout=10) as sock:
         sock.sendall(b"POST /proxies HTTP/1.1\r\nHost: x\r\nContent-Length: "
                      + str(MAX_BODY + 1).encode() + b"\r\n\r\n")
-        answer = sock.recv(4096)
+        answer = b""
+        while chunk := sock.recv(4096):  # it closes the connection after: read to the end
+            answer += chunk
     assert answer.startswith(b"HTTP/1.1 413")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert json.loads(body) == {"error": f"a body of at most {MAX_BODY} bytes", "status": 413}
+
+
+@pytest.mark.parametrize("method", ["PUT", "OPTIONS"])
+def test_any_other_method_gets_a_json_405_not_an_html_page(api, method):
+    status, body = call(api, method, "/proxies")
+    assert status == 405 and body == {"error": "method not allowed", "status": 405}
+
+
+def test_a_float_for_a_whole_number_says_what_it_got(api):
+    made = call(api, "POST", "/proxies", {"name": "f", "upstream": "127.0.0.1:1",
+                                          "enabled": False})
+    assert made[0] == 201
+    status, body = call(api, "POST", "/proxies/f/toxics",
+                        {"type": "latency", "attributes": {"latency": 1e18}})
+    assert status == 400 and body["error"].endswith(", not 1e+18"), body
 
 
 def test_a_chunked_body_is_read_and_bounded(api):

@@ -350,7 +350,7 @@ def test_a_bad_toxic_value_is_said_in_the_command_lines_words():
     line = said.getvalue().splitlines()[-1]
     assert line.endswith("error: argument --toxic: 'downstream:latency:latency=-5': attribute "
                          "latency of latency must be a whole number from 0 to "
-                         f"{2 ** 63 - 1}"), line
+                         f"{2 ** 63 - 1}, not -5"), line
 
 
 LOSSLESS = st.one_of(

@@ -129,6 +129,13 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:  # noqa: N802
         self._serve("DELETE")
 
+    # Any other method gets the JSON 405 (or 404) of its path, not http.server's HTML 501.
+    def do_PUT(self) -> None:  # noqa: N802
+        self._serve("PUT")
+
+    def do_OPTIONS(self) -> None:  # noqa: N802
+        self._serve("OPTIONS")
+
     def _serve(self, method: str) -> None:
         try:
             body = self._body()
@@ -167,8 +174,8 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         if int(length) > MAX_BODY:
             self.close_connection = True  # its bytes are not read: the connection cannot go on
-            self._send(413, f"a body of at most {MAX_BODY} bytes\n".encode(),
-                       "text/plain; charset=utf-8")
+            error = {"error": f"a body of at most {MAX_BODY} bytes", "status": 413}
+            self._send(413, json.dumps(error).encode() + b"\n", "application/json")
             return None
         body = self.rfile.read(int(length))
         if len(body) < int(length):

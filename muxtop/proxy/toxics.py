@@ -10,6 +10,7 @@ applied to a connection with the probability `toxicity`, drawn once per connecti
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import random
 import threading
@@ -127,7 +128,7 @@ def _attributes(kind: str, given: object, base: dict[str, int]) -> Mapping[str, 
         if isinstance(value, bool) or not isinstance(value, int) \
                 or not 0 <= value <= MAX_ATTRIBUTE:
             raise bad_body(f"attribute {key} of {kind} must be a whole number from 0 "
-                           f"to {MAX_ATTRIBUTE}")
+                           f"to {MAX_ATTRIBUTE}, not {printable(json.dumps(value))}")
         merged[key] = value
     return MappingProxyType(merged)
 
