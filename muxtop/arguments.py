@@ -83,7 +83,7 @@ def refresh_interval(text: str) -> float:
     """argparse type: seconds between dashboard redraws, at most 20 a second."""
     value = positive_float(text)
     if value < 0.05:
-        raise argparse.ArgumentTypeError(f"{text!r} is more often than 20 redraws a second")
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 0.05 (20 redraws a second)")
     return value
 
 

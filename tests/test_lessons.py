@@ -271,3 +271,6 @@ def test_check_says_ok_and_refuses_what_is_not_a_lesson(tmp_path, capsys):
     assert "OK" in capsys.readouterr().out
     with pytest.raises(LessonError, match="no lesson"):
         lesson_cli.find("no-such-lesson")
+    for blank in ("", " "):  # Path("") is ".": it said "cannot read '.'"
+        with pytest.raises(LessonError, match=f"no lesson '{blank}'; the lessons are"):
+            lesson_cli.find(blank)

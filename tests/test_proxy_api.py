@@ -259,6 +259,12 @@ def test_too_many_headers_are_refused(api):
         assert sock.recv(4096).startswith(b"HTTP/1.1 431")
 
 
+def test_a_host_that_does_not_resolve_is_said_as_for_host():
+    with pytest.raises(ApiStartError, match=r"^--api: cannot use host 'no-such-host\.invalid': "
+                       r"[^\[]+$"):  # the resolver's words, not its "[Errno -2]"
+        ApiServer(Registry(), ("no-such-host.invalid", 0)).start()
+
+
 def test_the_api_serves_only_loopback_without_allow_remote():
     with pytest.raises(ApiStartError, match="--allow-remote"):
         ApiServer(Registry(), ("0.0.0.0", 0)).start()

@@ -80,7 +80,9 @@ def parse_target(text: str) -> Target:
         raise TargetError(f"{text!r}: port {port} is out of range 1-65535")
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
+    except socket.gaierror as exc:
+        raise TargetError(f"cannot resolve {host!r}: {exc.strerror}") from None
+    except UnicodeError as exc:
         raise TargetError(f"cannot resolve {host!r}: {exc}") from None
     infos.sort(key=lambda info: info[0] != socket.AF_INET)
     family, _, _, _, sockaddr = infos[0]

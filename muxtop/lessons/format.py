@@ -319,7 +319,7 @@ def _read(file: Traversable) -> str:
 def find(name: str) -> Lesson:
     """A built-in lesson by name (with or without its number), or a lesson file's path."""
     path = Path(name)
-    if path.suffix == ".toml" or path.exists():
+    if name.strip() and (path.suffix == ".toml" or path.exists()):  # Path("") is "."
         return load(path)
     files = _builtin_files()
     for f in files:

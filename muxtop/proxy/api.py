@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import socketserver
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -322,6 +323,9 @@ class ApiServer:
         host, port = self.requested
         try:
             family, sockaddr = resolve(host, port)
+        except socket.gaierror as exc:  # in the words --host uses
+            raise ApiStartError(f"--api: cannot use host {printable(host)!r}: "
+                                f"{exc.strerror}") from None
         except (OSError, UnicodeError) as exc:
             raise ApiStartError(f"--api {printable(host)}: {exc}") from None
         if not is_loopback(sockaddr):

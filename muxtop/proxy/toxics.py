@@ -692,8 +692,9 @@ def toxic_argument(text: str) -> Toxic:
         try:
             number: object = float(value) if key == "toxicity" else int(value)
         except ValueError:
+            what = "a number" if key == "toxicity" else "a whole number"
             raise argparse.ArgumentTypeError(
-                f"{printable(key)}={printable(value)!r} in --toxic is not a number") from None
+                f"{printable(key)}={printable(value)!r} in --toxic is not {what}") from None
         if key == "toxicity":
             plain["toxicity"] = number
         elif kind in ATTRIBUTES and key not in ATTRIBUTES[kind]:
