@@ -18,7 +18,7 @@ from muxtop.snapshot import Notice, WaitRecord
 from muxtop.source import FixedSource
 from muxtop.ui import format as fmt
 from muxtop.ui.app import MuxtopApp
-from muxtop.ui.rows import ConnRows
+from muxtop.ui.rows import ConnRows, highest_open_fd
 
 pytestmark = pytest.mark.timeout(60)
 SIZE = (160, 48)
@@ -449,3 +449,22 @@ async def test_framed_lines_draw_what_textual_draws(theme):
             widget._styles_cache.clear()
             theirs = Widget.render_lines(widget, crop)
             assert [list(s) for s in ours] == [list(s) for s in theirs], type(widget).__name__
+
+
+@pytest.mark.parametrize("n", [0, 1, 40, 3000])
+def test_the_highest_open_fd_is_found_from_the_end_of_an_fd_ordered_snapshot(n):
+    """The select key's FD_SETSIZE check read every row of every Snapshot; in the engine's fd
+    order the answer is the last open row (or a pinned one): the same answer as that pass."""
+    def every_row(snapshot) -> int:
+        return max((c.fd for c in snapshot.connections if c.state != "closed"), default=-1)
+
+    rng = random.Random(n)
+    base = synthetic.snapshot(n, 1, closed=3)  # the closed rows come last, on the highest fds
+    views = list(base.connections)
+    high_listener = views[0]._replace(fd=n + 50)  # a listener opened late: a high fd, pinned
+    for variant in (views, [high_listener, *views[1:]],
+                    [v._replace(state="closed") if rng.random() < 0.3 and v.kind == "conn"
+                     else v for v in views], views[:2]):
+        for ordered in (True, False):
+            snapshot = dataclasses.replace(base, connections=tuple(variant), fd_order=ordered)
+            assert highest_open_fd(snapshot) == every_row(snapshot), (ordered, variant[-3:])

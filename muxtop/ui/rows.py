@@ -117,6 +117,25 @@ class ConnRows:
         return kept
 
 
+def highest_open_fd(snapshot: Snapshot) -> int:
+    """The highest fd of a row that is not closed (-1: none). The engine lists its rows pinned
+    first, then by fd (`fd_order`): the last open row has it, found from the end rather than
+    by a pass over every row (~0.5 ms at 10,000, a Snapshot)."""
+    views = snapshot.connections
+    if not snapshot.fd_order:
+        return max((v.fd for v in views if v.state != CLOSED), default=-1)
+    highest = -1
+    head = 0
+    while head < len(views) and views[head][2] in _PINNED_KINDS:
+        if views[head].state != CLOSED:
+            highest = max(highest, views[head].fd)
+        head += 1
+    for view in reversed(views[head:]):
+        if view.state != CLOSED:
+            return max(highest, view.fd)
+    return highest
+
+
 def _split_pinned(views: tuple[ConnView, ...],
                   pinned_first: bool) -> tuple[list[ConnView], Sequence[ConnView]]:
     """The pinned rows (listener, control, epoll fds) and the rest. Sources list them first,

@@ -11,6 +11,7 @@ from muxtop.commands import (
 )
 from muxtop.record.recorder import file_size
 from muxtop.snapshot import Snapshot
+from muxtop.ui.rows import highest_open_fd
 from muxtop.ui.screens.detail import DetailScreen
 from muxtop.ui.screens.lab_menu import LabMenu
 
@@ -100,8 +101,7 @@ class Ticking:
         and whether an fd past select's FD_SETSIZE is open: refresh them when one changed."""
         if self._intended == (snapshot.backend, snapshot.trigger):
             self._intended = None
-        self._highest_fd = max((c.fd for c in snapshot.connections if c.state != "closed"),
-                               default=-1)
+        self._highest_fd = highest_open_fd(snapshot)
         mode = (snapshot.backend, snapshot.trigger, self.can_command, snapshot.step is None,
                 self._highest_fd >= FD_SETSIZE)
         if mode != self._mode:
