@@ -191,6 +191,17 @@ async def test_shrinking_below_the_smallest_size_closes_what_a_key_opened(make_e
         await pilot.press("enter")
         await pilot.pause()
         assert not app.floods.floods
+        # Again, with the terminal shrinking, growing and shrinking before anything runs, and
+        # an esc after: the pops are done at once, never twice (was a ScreenStackError).
+        await pilot.resize_terminal(160, 48)
+        await until(lambda: not app.dashboard.has_class("-tiny"), pilot, what="grown")
+        await pilot.press(key)
+        await until(lambda: app.screen is not app.dashboard, pilot, what=f"{key} opens again")
+        for size in ((40, 10), (160, 48), (40, 10)):
+            await pilot.resize_terminal(*size)
+        await pilot.press("escape")
+        await until(lambda: app.screen is app.dashboard and app.dashboard.has_class("-tiny"),
+                    pilot, what=lambda: app.screen)
 
 
 async def test_at_the_smallest_size_the_table_shows_its_first_rows(make_engine):

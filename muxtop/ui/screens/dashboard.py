@@ -126,21 +126,25 @@ class DashboardScreen(Screen[None]):
         width, height = event.size
         least = layout.MIN_SIZE
         tiny = width < least[0] or height < least[1]
-        shrank = tiny and not self.has_class("-tiny")
         self.set_class(tiny, "-tiny")
         self.set_class(height < layout.CRAMPED, "-cramped")
         if tiny:
             self.query_one("#too-small", Static).update(
                 f"muxtop needs a terminal of at least {least[0]}×{least[1]};"
                 f" this one is {width}×{height}.\nMake it larger, or press q to quit.")
-            if shrank and self.app.screen is not self and self in self.app.screen_stack:
-                # What a key opened (help, a form, the palette) would stay drawn over the
-                # notice with its keys live: it goes, as its esc would take it. Once: the
-                # pops are scheduled, and a second resize before they ran would pop again.
-                self.pop_until_active()
+            self._close_what_keys_opened()
         if self.ready:
             self._side_state = None
             self.side_changed()
+
+    def _close_what_keys_opened(self) -> None:
+        """What a key opened (help, a form, the palette) would stay drawn over the notice,
+        its keys live: it goes, as esc would take it. pop_screen takes a screen off the stack
+        at once (pop_until_active only schedules it, and a second resize, or an esc, before
+        it ran popped twice: ScreenStackError)."""
+        app = self.app
+        while app.screen is not self and self in app.screen_stack:
+            app.pop_screen()
 
     def _one(self, kind):
         found = self.query(kind)
