@@ -244,6 +244,7 @@ def test_an_unresolvable_host_is_said_so_not_called_remote():
     (["--help"], "show no dashboard"), (["--vers"], "show no dashboard"),
     (["--record", "x.muxrec"], "press R in a tab"),  # every tab would open the one file
     (["--port", "9000"], "only one can listen there"),  # --max-sessions is 4 by default
+    (["--api", "127.0.0.1:8474"], "--api 127.0.0.1:8474: every browser tab"),
     (["--host", "0.0.0.0"], "after --: refusing to listen on 0.0.0.0 (--host '0.0.0.0'): "
                             "other machines could reach it; pass --allow-remote if you mean it"),
 ])
@@ -261,6 +262,10 @@ def test_bad_requests_get_a_400_and_one_log_line_without_the_token():
         plain = request(web, f"/ws?token={web.token}", websocket=False)
         plain.conn.close()
         assert plain.status == 400 and "takes a WebSocket" in plain.body
+        half = request(web, f"/ws?token={web.token}", websocket=False,
+                       Upgrade="websocket", Connection="Upgrade")  # no key, no version
+        half.conn.close()
+        assert half.status == 400 and "takes a WebSocket" in half.body
         long = request(web, "/?token=" + "x" * 9000, websocket=False)
         long.conn.close()
         assert long.status == 400
@@ -278,6 +283,13 @@ def test_tab_options_muxtop_takes_pass_through():
     assert muxtop_command(["--backend", "poll"]).endswith("--backend poll --port 0")
     assert muxtop_command(["--po", "9000"]).endswith("--po 9000")
     assert muxtop_command(["--port=9000"]).endswith("--port=9000")
+    # Port 0 is a port of each tab's own, however many tabs (it was refused as a fixed one).
+    assert muxtop_command(["--port", "0"], sessions=4).endswith("--port 0")
+    assert muxtop_command(["--api", "127.0.0.1:0"], sessions=4).endswith("127.0.0.1:0")
+    # --api alone takes no --port (muxtop refuses one): none is added.
+    assert "--port" not in muxtop_command(["--api", "127.0.0.1:0"])
+    assert muxtop_command(["--api", "127.0.0.1:0", "--upstream", "127.0.0.1:1"]).endswith(
+        "--port 0")
 
 
 def test_a_remote_host_is_refused_in_muxtops_own_words():

@@ -75,10 +75,14 @@ def muxtop_command(options: list[str], sessions: int = 1) -> str:
     if args.record is not None:  # each tab would open the same file; all but one would fail
         raise ValueError("--record: every browser tab is a muxtop of its own; press R in a "
                          "tab to record it")
-    if args.port is not None and sessions > 1:
-        raise ValueError(f"--port {args.port}: every browser tab is a muxtop of its own and "
-                         "only one can listen there; leave --port out (each tab picks a "
-                         "port) or pass --max-sessions 1 before --")
+    fixed = [f"{flag} {where}" for flag, where, port in (
+        ("--port", args.port, args.port),
+        ("--api", args.api and ":".join(map(str, args.api)), args.api and args.api[1]))
+        if port]  # 0 or none: each tab picks a port of its own
+    if fixed and sessions > 1:
+        raise ValueError(f"{fixed[0]}: every browser tab is a muxtop of its own and only one "
+                         "can listen there; give port 0 (each tab picks one) or pass "
+                         "--max-sessions 1 before --")
     if (problem := muxtop_cli.usage_problem(args)) is not None:
         raise ValueError(f"after --: {problem}")
     try:
@@ -88,8 +92,8 @@ def muxtop_command(options: list[str], sessions: int = 1) -> str:
     if not args.allow_remote and not is_loopback(tab_address):  # as each tab would say it
         refused = remote_refused("listen", tab_address[0], "--host", args.host)
         raise ValueError(f"after --: {refused}")
-    if args.port is None:
-        options = [*options, "--port", "0"]
+    if args.port is None and (args.api is None or args.upstream is not None):
+        options = [*options, "--port", "0"]  # --api alone listens on no --port
     return shlex.join([sys.executable, "-m", "muxtop", *options])
 
 

@@ -80,8 +80,9 @@ class WebGuard:
         if why is not None:
             return web.Response(status=403, text=why + "\n")
         if request.path == WEBSOCKET_PATH:
-            if request.headers.get("Upgrade", "").lower() != "websocket":
-                # textual-serve would fail mid-handshake: no answer, and a traceback.
+            if not web.WebSocketResponse().can_prepare(request).ok:
+                # Not a whole handshake (no Upgrade, no key, no version): textual-serve would
+                # fail in the middle of it, with no answer and a traceback.
                 return web.Response(status=400, text="muxtop web: /ws takes a WebSocket\n")
             if self.full():
                 return web.Response(status=503, text=f"muxtop web: all {self.max_sessions} "
