@@ -831,6 +831,9 @@ else:  # --upstream, on the engine's own listener
     print(engine.address[1], flush=True)
 for line in sys.stdin:  # each line asks for the totals of a Snapshot taken after it
     import time
+    if line.strip() == "one more fd":  # accept() succeeds; the upstream's socket() does not
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft + 1, hard))
     asked = time.monotonic()
     while engine.snapshot().taken_at <= asked and time.monotonic() < asked + 10:
         time.sleep(0.01)
@@ -840,13 +843,14 @@ engine.stop()
 
 
 @pytest.mark.parametrize("listener", ["upstream", "api"])
-def test_a_proxy_listener_out_of_fds_pauses_instead_of_spinning(make_engine, listener):
+@pytest.mark.parametrize("fails", ["accept", "upstream socket"])
+def test_a_proxy_listener_out_of_fds_pauses_instead_of_spinning(make_engine, listener, fails):
     """Its pause doubles up to a second, as the main listener's does: a proxy made over the
     API once retried every 100 ms for as long as the table stayed full."""
     import psutil
 
-    def accept_errors() -> int:
-        server.stdin.write("report\n")
+    def accept_errors(ask: str = "report") -> int:
+        server.stdin.write(ask + "\n")
         server.stdin.flush()
         return json.loads(server.stdout.readline())["accept_errors"]
 
@@ -862,7 +866,10 @@ def test_a_proxy_listener_out_of_fds_pauses_instead_of_spinning(make_engine, lis
         until(lambda: server.poll() is None and len(psutil.Process(server.pid).net_connections())
               >= 50, what="the server out of fds")
         proc = psutil.Process(server.pid)
-        before, errors, started = proc.cpu_times(), accept_errors(), time.monotonic()
+        # With one fd free, each client is accepted and then finds none for its upstream:
+        # that accept had set the pause back to 50 ms, every time.
+        errors = accept_errors("one more fd" if fails == "upstream socket" else "report")
+        before, started = proc.cpu_times(), time.monotonic()
         time.sleep(2.0)  # what it burns meanwhile: a spinning loop ~2 s, a paused one little
         after = proc.cpu_times()
         busy = (after.user - before.user) + (after.system - before.system)

@@ -644,6 +644,7 @@ class Engine(Proxying):
         while True:
             if max_conns is not None and len(self._conns) >= max_conns:
                 self._set_listener(0)  # resumes when a connection closes
+                self._accept_backoff = ACCEPT_BACKOFF[0]  # the limit stopped it, not fds
                 return
             if self._accept_resume_at is not None:
                 return  # paused by the last adopt (proxy: no fd left for its upstream)

@@ -322,6 +322,7 @@ class Proxying:
         while True:
             if max_conns is not None and len(self._conns) >= max_conns:
                 self._unwatch(route)  # watched again when a connection closes (_close)
+                route.backoff = ACCEPT_BACKOFF[0]  # the limit stopped it, not fds
                 return
             try:
                 sock, addr = route.sock.accept()
