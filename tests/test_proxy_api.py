@@ -345,3 +345,20 @@ def test_a_listener_the_engine_adopted_is_closed_by_the_engine_before_down_retur
         assert up.listener in engine.released
     finally:
         engine.stop()
+
+
+@pytest.mark.parametrize(("raw", "status"), [
+    (b"GARBAGE\r\n\r\n", 400),  # no method, path and version
+    (b"GET /" + b"x" * 70_000 + b" HTTP/1.1\r\n\r\n", 414),  # a request line too long
+    (b"BREW /proxies HTTP/1.1\r\nHost: x\r\n\r\n", 501),  # a method http.server has no do_ for
+])
+def test_what_http_server_refuses_itself_is_answered_in_json(api, raw, status):
+    """Was: http.server's HTML error page, where toxiproxy's clients read JSON."""
+    with socket.create_connection(api.address, timeout=10) as sock:
+        sock.sendall(raw)
+        answer = b""
+        while chunk := sock.recv(65536):  # it closes after an error
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 %d" % status) or head.startswith(b"HTTP/1.0 %d" % status)
+    assert b"application/json" in head and json.loads(body)["status"] == status, answer[:300]

@@ -281,3 +281,18 @@ async def test_flood_form_shows_the_focused_field_in_words_and_typing_edits(engi
                         what=lambda: str(loop.label))
     finally:
         app.floods.close()
+
+
+@pytest.mark.parametrize(("field", "text", "said"), [
+    ("rate", "1e20", "rate: must be at most 1,000,000,000"),  # was taken; the flood then died
+    ("duration", "1e20", "duration: must be at most 1,000,000,000"),
+    ("rate", "nan", "is not a finite number"), ("duration", "0", "must be more than 0"),
+])
+def test_the_forms_numbers_are_refused_where_the_floods_command_line_would(field, text, said):
+    from muxtop.flood.process import DEFAULT_FLOOD
+    from muxtop.ui.screens.flood_form import BadValue, parse
+
+    values = {"clients": "10", "messages": "100", "size": "64", "rate": "0", "duration": ""}
+    values[field] = text
+    with pytest.raises(BadValue, match=said):
+        parse(values, "burst", DEFAULT_FLOOD)

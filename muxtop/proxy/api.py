@@ -130,7 +130,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:  # noqa: N802
         self._serve("DELETE")
 
-    # Any other method gets the JSON 405 (or 404) of its path, not http.server's HTML 501.
+    # PUT and OPTIONS get the JSON 405 (or 404) of their path; what http.server refuses
+    # itself (HEAD, a bad request line, a line or head too long) goes through send_error.
     def do_PUT(self) -> None:  # noqa: N802
         self._serve("PUT")
 
@@ -206,6 +207,24 @@ class _Handler(BaseHTTPRequestHandler):
             if self.rfile.readline(MAX_LINE) in (b"\r\n", b"\n", b""):
                 return bytes(body)
         return None
+
+    def send_error(self, code: int, message: str | None = None,
+                   explain: str | None = None) -> None:
+        """http.server's own refusals (501, 400, 414, 431) in toxiproxy's JSON shape, not
+        its HTML page."""
+        reason = message or self.responses.get(code, ("error",))[0]
+        self.close_connection = True
+        if self.request_version == "HTTP/0.9":  # no version read: a status line all the same
+            self.request_version = self.protocol_version
+        body = json.dumps({"error": printable(reason), "status": code}).encode() + b"\n"
+        if self.command == "HEAD" or code < 200 or code in (204, 304):
+            body = b""  # the head alone, as http.server's own send_error does
+        self.send_response(code, reason)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
 
     def _send(self, status: int, body: bytes, kind: str | None) -> None:
         self.send_response(status)

@@ -114,6 +114,13 @@ def _toxicity(value: object) -> float:
     return float(value)
 
 
+def _shown(value: object, at_most: int = 40) -> str:
+    """A JSON value as an error message quotes it: printable, and cut (a list of 100,000
+    numbers is not repeated back)."""
+    text = printable(json.dumps(value))
+    return text if len(text) <= at_most else text[:at_most - 1] + "…"
+
+
 def _attributes(kind: str, given: object, base: dict[str, int]) -> Mapping[str, int]:
     if given is None:
         given = {}
@@ -128,7 +135,7 @@ def _attributes(kind: str, given: object, base: dict[str, int]) -> Mapping[str, 
         if isinstance(value, bool) or not isinstance(value, int) \
                 or not 0 <= value <= MAX_ATTRIBUTE:
             raise bad_body(f"attribute {key} of {kind} must be a whole number from 0 "
-                           f"to {MAX_ATTRIBUTE}, not {printable(json.dumps(value))}")
+                           f"to {MAX_ATTRIBUTE}, not {_shown(value)}")
         merged[key] = value
     return MappingProxyType(merged)
 

@@ -14,6 +14,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
+from muxtop.arguments import MAX_NUMBER
 from muxtop.flood.patterns import PATTERNS, misfit
 from muxtop.flood.process import DEFAULT_FLOOD, IDLE_HERD, SEED_FLOOD, FloodSettings
 from muxtop.ui import format as fmt
@@ -91,6 +92,8 @@ def _seconds_or_rate(values: dict[str, str], name: str, *, empty_ok: bool) -> fl
     if value < 0 or (empty_ok and value == 0):
         raise BadValue(f"{name}: must be more than 0" if empty_ok else
                        f"{name}: must be 0 or more")
+    if value > MAX_NUMBER:  # the flood's own command line refuses it (its clocks overflow)
+        raise BadValue(f"{name}: must be at most {MAX_NUMBER:,.0f}")
     return value
 
 
