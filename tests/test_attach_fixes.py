@@ -91,6 +91,17 @@ def test_a_kernel_thread_is_refused_in_one_line(capsys):
     assert not procfs.is_kernel_thread(os.getpid()) and not procfs.is_kernel_thread(2 ** 30)
 
 
+def test_the_kernel_thread_flag_is_read_past_a_name_with_spaces_and_parentheses():
+    """Runs where no kernel thread is visible too (a container's own PID namespace)."""
+    from muxtop.kernel.procfs import PF_KTHREAD, stat_is_kernel_thread
+
+    fields = "S 0 0 0 0 -1 {flags} 0 0 0 0 0 0 0 0 20 0 1 0 35 0 0"
+    assert stat_is_kernel_thread(f"2 (kthreadd) {fields.format(flags=PF_KTHREAD | 0x40)}")
+    assert not stat_is_kernel_thread(f"77 (a (b) c) {fields.format(flags=0x400100)}")
+    assert stat_is_kernel_thread(f"9 (x) y) {fields.format(flags=PF_KTHREAD)}")  # ") " in it
+    assert not stat_is_kernel_thread("") and not stat_is_kernel_thread("1 (init) S 0")
+
+
 REWRITE = r"""
 import json, time
 # What redis and nginx do: write a title over the argument area, NULs to its end.

@@ -327,7 +327,7 @@ def test_the_toxic_flag_form():
     ("downstream:lag", "is not a toxic type"),
     ("downstream:latency:latency", "is not KEY=VALUE"),
     ("downstream:latency:latency=soon", "is not a whole number"),
-        ("downstream:latency:toxicity=often", "is not a number"),
+    ("downstream:latency:toxicity=often", "is not a number"),
     ("downstream:latency:rate=5", "has no attribute 'rate'"),
     ("downstream:latency:latency=-5", "whole number"),
     ("downstream:latency:toxicity=7", "toxicity"),

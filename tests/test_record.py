@@ -174,6 +174,26 @@ def test_the_replay_dashboard_tells_a_bad_checksum_as_it_opens_and_exits_1(
     assert "does not match its checksum" in capsys.readouterr().err
 
 
+def test_many_bad_frames_are_told_as_a_few_and_a_count(good, tmp_path, monkeypatch):
+    """Every checksum is read as the dashboard opens: each bad frame a toast was a burst."""
+    from muxtop.replay.player import PROBLEMS_TOLD
+    from muxtop.replay.source import ReplaySource
+
+    data = bytearray(good.read_bytes())
+    with Recording.open(str(good)) as rec:
+        victims = rec.snapshots[2:10]
+    for victim in victims:
+        data[victim.offset + 5] ^= 0xFF
+    bad = tmp_path / "flips.muxrec"
+    bad.write_bytes(bytes(data))
+    with Recording.open(str(bad)) as rec:
+        rec.verify()
+        told = [n.text for n in ReplaySource(rec).player.notices]
+    broken = [t for t in told if "does not match its checksum" in t]
+    assert len(broken) == PROBLEMS_TOLD, told
+    assert f"and {len(victims) - PROBLEMS_TOLD:,} more problems" in told[-1], told
+
+
 @pytest.mark.parametrize(("content", "message"), [
     (b"", "is empty: not a muxtop recording"),
     (b"hello, world\n" * 4, "is not a muxtop recording"),

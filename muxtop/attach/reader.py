@@ -132,8 +132,8 @@ class Attacher:
             raise AttachError(f"process {pid}{f' ({self.name})' if self.name else ''} has "
                               "exited (a zombie its parent has not reaped)")
         if procfs.is_kernel_thread(pid):  # its /proc/PID/syscall reads as read(0): not one
-            raise AttachError(f"process {pid} ({self.name}) is a kernel thread: it has no "
-                              "file descriptors or wait calls to show")
+            raise AttachError(f"process {pid}{f' ({self.name})' if self.name else ''} is a "
+                              "kernel thread: it has no file descriptors or wait calls to show")
         try:
             procfs.list_fds(pid)
         except PermissionError:

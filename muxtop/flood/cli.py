@@ -82,8 +82,8 @@ def parse_target(text: str) -> Target:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise TargetError(f"cannot resolve {host!r}: {exc.strerror}") from None
-    except UnicodeError as exc:
-        raise TargetError(f"cannot resolve {host!r}: {exc}") from None
+    except UnicodeError:  # idna: a label over 63 characters, or not encodable at all
+        raise TargetError(f"cannot resolve {host!r}: not a valid host name") from None
     infos.sort(key=lambda info: info[0] != socket.AF_INET)
     family, _, _, _, sockaddr = infos[0]
     ip = ipaddress.ip_address(sockaddr[0].split("%")[0])

@@ -153,9 +153,14 @@ def is_kernel_thread(pid: int) -> bool:
     False when its stat cannot be read."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
+            return stat_is_kernel_thread(f.read())
     except OSError:
         return False
+
+
+def stat_is_kernel_thread(stat: str) -> bool:
+    """PF_KTHREAD in a /proc/PID/stat line's flags (its 9th field; the name before may hold
+    spaces and parentheses)."""
     fields = stat.rpartition(") ")[2].split()  # after "pid (comm) ": state is field 3
     return len(fields) > 6 and fields[6].isdigit() and bool(int(fields[6]) & PF_KTHREAD)
 

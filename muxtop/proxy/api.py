@@ -345,7 +345,10 @@ class ApiServer:
         except socket.gaierror as exc:  # in the words --host uses
             raise ApiStartError(f"--api: cannot use host {printable(host)!r}: "
                                 f"{exc.strerror}") from None
-        except (OSError, UnicodeError) as exc:
+        except UnicodeError:  # idna: a label over 63 characters, or not encodable at all
+            raise ApiStartError(f"--api: cannot use host {printable(host)!r}: "
+                                "not a valid host name") from None
+        except OSError as exc:
             raise ApiStartError(f"--api {printable(host)}: {exc}") from None
         if not is_loopback(sockaddr):
             where = f"{sockaddr[0]} (--api {printable(host)})"

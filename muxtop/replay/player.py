@@ -20,6 +20,7 @@ from muxtop.snapshot import Snapshot
 
 SPEEDS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 HISTORY = 240  # Snapshots of trends behind the position (a minute, as the live view keeps)
+PROBLEMS_TOLD = 3  # problems of the file told one by one when many come at once
 
 
 class TimelineEvent(NamedTuple):
@@ -104,10 +105,16 @@ class Player:
         self.notices.append(RecorderNotice(self._notice_seq, level, text))
 
     def _tell_problems(self) -> None:
+        """Each problem of the file once; many found at once (every checksum is read as the
+        dashboard opens) are the first few and a count, not a toast each."""
         problems = self.timeline.recording.problems
-        while self._problems_told < len(problems):
-            self._notice("warning", problems[self._problems_told])
-            self._problems_told += 1
+        new = problems[self._problems_told:]
+        self._problems_told = len(problems)
+        for problem in new[:PROBLEMS_TOLD]:
+            self._notice("warning", problem)
+        if len(new) > PROBLEMS_TOLD:
+            self._notice("warning", f"and {len(new) - PROBLEMS_TOLD:,} more problems in this "
+                         "file: muxtop replay --summary lists them")
 
     # ---- where it is -------------------------------------------------------------------
 
