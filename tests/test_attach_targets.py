@@ -229,7 +229,9 @@ def test_a_name_with_no_process_yet_is_waited_for(processes, named):  # noqa: F8
         f"muxtop attach: no process named {alpha} yet: waiting"], timeout=30)
     a = named(alpha)
     wait_for(lambda: f"muxtop attach: watching {alpha} (pid {a.pid})"
-             in agent.stderr().splitlines(), timeout=30)
+             in agent.stderr().splitlines(), timeout=30,  # failed once in CI, on a busy machine:
+             what=lambda: f"the agent said {agent.stderr()!r}; "  # its words, if it fails again
+             f"agent alive: {agent.proc.poll() is None}; pid {a.pid}'s comm: {comm(a.pid)!r}")
     agent.proc.send_signal(signal.SIGINT)  # Ctrl-C ends it as SIGTERM does
     assert agent.proc.wait(10) == 0
     assert agent.stderr().splitlines()[-1] == \

@@ -37,14 +37,15 @@ NO_PROMETHEUS = ("Debian's prometheus package (prometheus, promtool) is not inst
                  "apt-get install prometheus")
 
 
-def wait_for(condition, timeout: float = 10.0, every: float = 0.05):
+def wait_for(condition, timeout: float = 10.0, every: float = 0.05, what=None):
+    """`condition()` once it is true; `what()` says what was seen instead when it is not."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s")
+            raise AssertionError(f"not within {timeout} s" + (f": {what()}" if what else ""))
         time.sleep(every)
 
 
