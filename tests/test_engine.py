@@ -364,3 +364,31 @@ def test_first_cpu_figure_is_no_few_millisecond_sample():
         # Not 100-600% from three ticks over a few ms: no figure yet (0) until a span of
         # CPU_SPAN_MIN has passed.
         assert first.cpu_percent == 0.0
+
+
+@pytest.mark.parametrize(("backend", "scans_all"), [
+    ("select", True), ("poll", True), ("epoll", False), ("uring", False)])
+def test_scans_are_every_registered_fd_on_select_and_poll_only(make_engine, backend, scans_all):
+    """The header's 'scans N fds'. uring was counted as scanning them all, as poll does: its
+    poll requests are armed in the kernel, which completes the ready ones alone."""
+    from muxtop.kernel import uring
+
+    if backend == "uring" and uring.unavailable():
+        pytest.skip(f"io_uring: {uring.unavailable()}")
+    engine = make_engine(backend=backend, publish_interval=0.05)
+    idle = [socket.create_connection(engine.address, timeout=5) for _ in range(20)]
+    try:
+        def rates():
+            snap = engine.snapshot()
+            if snap.open_connections == 20 and snap.rates.registered_per_wait >= 22:
+                return snap.rates
+            return None
+
+        found = wait_for(rates, timeout=20)
+        if scans_all:
+            assert found.scanned_per_wait == found.registered_per_wait
+        else:
+            assert found.scanned_per_wait < 5 < found.registered_per_wait, found
+    finally:
+        for sock in idle:
+            sock.close()

@@ -21,6 +21,9 @@ class Backend:
     name: str = "?"
     triggers: tuple[str, ...] = (LEVEL,)
     fd_limit: int | None = None  # highest fd + 1 it can watch (select: FD_SETSIZE)
+    # Each wait call looks at every registered fd (select, poll); epoll and io_uring are told
+    # by the kernel which are ready, and look at those alone.
+    scans_every_fd = False
 
     @classmethod
     def unavailable(cls) -> str | None:

@@ -9,6 +9,7 @@ from muxtop.backends.base import Backend
 
 class PollBackend(Backend):
     name = "poll"
+    scans_every_fd = True
 
     def __init__(self, trigger: str = "level") -> None:
         super().__init__(trigger)

@@ -12,6 +12,7 @@ FD_SETSIZE = 1024
 
 class SelectBackend(Backend):
     name = "select"
+    scans_every_fd = True
     fd_limit = FD_SETSIZE
 
     def __init__(self, trigger: str = "level") -> None:

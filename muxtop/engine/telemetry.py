@@ -148,7 +148,7 @@ class Telemetry:
             closed_out_buffer=guard_closes[OUT_BUFFER], probes=counts.probes)
         waits = tuple(self.ring)
         rates = self._rates(now, totals, waits,
-                            state.backend is not None and state.backend.name != "epoll")
+                            state.backend is not None and state.backend.scans_every_fd)
         refused = None
         if self.refused is not None and now - self.refused[0] < 10.0:
             refused = self.refused[1]
