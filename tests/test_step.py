@@ -160,3 +160,23 @@ def test_a_stepping_engine_stops(make_engine):
     engine.stop()
     assert not engine.running
     assert not engine.submit(Step()).result(ANSWER).ok
+
+
+def test_a_steps_wait_is_counted_with_the_loops_waits_not_as_a_probe(make_engine):
+    """The header's 'waits' (the loop's calls, the CPU probes aside) stood still while stepping:
+    the time held made every stepped wait a probe."""
+    engine = make_engine(publish_interval=0.05)
+    start_stepping(engine)
+    before = engine.snapshot().totals
+    seqs = []
+    for _ in range(5):
+        # Held as a person holds it between two keys: a Snapshot or more goes by (every
+        # 50 ms), longer than the loop's spacing of probes (2 ms).
+        held = engine.snapshot().taken_at
+        wait_for(lambda: engine.snapshot().taken_at > held)  # noqa: B023 - read at once
+        seqs.append(step(engine).seq)
+    after = wait_for(lambda: (s := engine.snapshot()).totals.waits >= seqs[-1] and s.totals)
+    assert after.waits - after.probes == before.waits - before.probes + 5
+    stepped = [w for w in engine.snapshot().waits if w.seq in seqs]
+    assert len(stepped) == 5 and all(w.cpu is None for w in stepped), stepped
+    assert engine.submit(Continue()).result(ANSWER).ok

@@ -122,6 +122,7 @@ class Engine(Proxying):
             self._proxy_start(config.upstream, config.pipes, self._registry)
         self.state: EngineState = LoopState(self)
         self.telemetry = Telemetry(self.state)
+        self._wait_step = WaitStep(self.telemetry.ring, self.counts)  # the loops' wait call
 
     # ---- life cycle (caller's thread) ---------------------------------------------------
 
@@ -247,7 +248,7 @@ class Engine(Proxying):
         """Wait, dispatch each ready fd, do the between-waits chores; nothing else. The echo
         handler is inlined here: a call per ready fd costs what the loop is measured by."""
         monotonic = time.monotonic
-        wait = WaitStep(self.telemetry.ring, self.counts)
+        wait = self._wait_step
         next_publish = monotonic() + self.config.publish_interval
         service = self._service
         by_fd = self._by_fd
@@ -395,6 +396,9 @@ class Engine(Proxying):
                 self._publish(now)
                 next_publish = now + interval
         if self._running and self._stepper is stepper:
+            # The wait a step asks for is the loop's own, with its timeout: not a CPU probe
+            # (a wait with no timeout), which the time held would otherwise have made due.
+            self._wait_step.defer_probe(time.monotonic())
             stepper.begin()
 
     def _publish(self, now: float) -> None:

@@ -25,7 +25,6 @@ from muxtop.backends import BackendError
 from muxtop.engine.address import AddressError, peer_name
 from muxtop.engine.connection import NO_OUT, Connection
 from muxtop.engine.guards import ACCEPT_BACKOFF, OUT_BUFFER, OUT_OF_FDS, out_buffer_note
-from muxtop.engine.waiting import WaitStep
 from muxtop.events import ERROR, HANGUP, READ, WRITE
 from muxtop.proxy.registry import loops_back
 from muxtop.snapshot import (
@@ -519,7 +518,7 @@ class Proxying:
         waits before it there (no pipe, an empty out-buffer); all else goes the general way,
         `_service_leg`. Its own copy, so the echo loop pays no test for the proxy."""
         monotonic = time.monotonic
-        wait = WaitStep(self.telemetry.ring, self.counts)
+        wait = self._wait_step
         next_publish = monotonic() + self.config.publish_interval
         service = self._service_leg
         by_fd = self._by_fd

@@ -50,6 +50,10 @@ class WaitStep:
             tuple(_flatten(ready if count <= READY_KEPT else ready[:READY_KEPT])), count, cpu)))
         return ready
 
+    def defer_probe(self, now: float) -> None:
+        """No probe at the next wait (step mode: the user asked for the loop's own call)."""
+        self._next_probe = now + 1.0  # past the step: the next is asked for after a hold
+
     def _probe(self, backend: Backend) -> tuple[list[tuple[int, int]], float]:
         started = _thread_time()
         ready = backend.wait(0.0)
