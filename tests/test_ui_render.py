@@ -286,6 +286,20 @@ async def test_the_ready_lists_registered_count_reads_as_the_headers(registered,
                     what=lambda: log.render_line(1).text)
 
 
+async def test_a_probe_reads_as_one_in_the_ready_list():
+    """A probe's timeout is 0 by its nature; its line said '0 … nothing ready' after every
+    idle wait, with nothing to say why."""
+    shot = synthetic.snapshot(10, 0, wait_count=0)
+    waits = (WaitRecord(1, shot.taken_at - 0.3, 0.25, 0.25, 12, (), 0, None),
+             WaitRecord(2, shot.taken_at - 0.05, 0.0, 4e-6, 12, (), 0, 3e-6))
+    app = MuxtopApp(FixedSource(dataclasses.replace(shot, waits=waits)), interval=None)
+    async with app.run_test(size=(160, 48)) as pilot:
+        log = app.dashboard.ready_log
+        await until(lambda: "probe" in log.render_line(1).text, pilot,
+                    what=lambda: log.render_line(1).text)
+        assert "probe" not in log.render_line(2).text and "250ms" in log.render_line(2).text
+
+
 # ---- commands, notices and failures ---------------------------------------------------------
 
 async def test_keys_send_commands():

@@ -265,8 +265,8 @@ class ReadyLog(FramedLines, PaletteMixin, ScrollView, can_focus=True):
             return seq if len(seq) <= SEQ_WIDTH else str(w.seq)
         if label == "at":
             return f"+{w.start - self._started_at:.3f}s"
-        if label == "timeout":
-            return fmt.timeout(w.timeout)
+        if label == "timeout":  # a probe: the engine timing a wait call (cpu/call)
+            return fmt.timeout(w.timeout) if w.cpu is None else "probe"
         if label == "blocked":
             return fmt.duration(w.duration)
         if label == "cpu":
