@@ -578,3 +578,15 @@ def test_the_refresh_interval_is_bounded(capsys, mode, value):
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "argument --interval" in err and "0.01 to 3600" in err
+
+
+def test_a_level_registration_means_what_it_asks_for():
+    """An IN-only registration was said to be reported 'while there is something to read or
+    room to write'."""
+    from muxtop.kernel import epoll
+
+    assert epoll.meaning(epoll.EPOLLIN).endswith("while there is something to read")
+    assert epoll.meaning(epoll.EPOLLOUT).endswith("while there is room to write")
+    assert epoll.meaning(epoll.EPOLLIN | epoll.EPOLLOUT).endswith(
+        "something to read or room to write")
+    assert "only on an error or a hang-up" in epoll.meaning(0)

@@ -150,7 +150,7 @@ async def test_attached_buggy_server_shows_sockets_stuck_read_and_exit(server, c
                              "ESTABLISHED", "inode", "stuck-read", "kernel rx queue (bytes): 984",
                              # where the server waits, with no tracer; true ages from tcp_info
                              "Threads, blocked now", f"tid {server.pid} (", "epoll_",
-                             "since its handshake at the latest (tcp_info)"):
+                             "at least this old (tcp_info's earliest time)"):
                 assert expected in body, expected
             assert "Last wait calls" not in body and "app out-buffer" not in body
             await pilot.press("escape")

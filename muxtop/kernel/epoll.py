@@ -103,7 +103,11 @@ def meaning(mask: int) -> str:
         return "oneshot: reported once, then disarmed until EPOLL_CTL_MOD"
     if mask & EPOLLET:
         return "edge-triggered: reported once per arrival; the app must read until EAGAIN"
-    return "level-triggered: reported while there is something to read or room to write"
+    wanted = [what for bit, what in ((EPOLLIN, "something to read"), (EPOLLOUT, "room to write"))
+              if mask & bit]  # what this registration asks for, and only that
+    return ("level-triggered: reported while there is " + " or ".join(wanted) if wanted else
+            "level-triggered, asking for neither reading nor writing: reported only on an "
+            "error or a hang-up")
 
 
 # ---- /proc/PID/fdinfo/<epfd> -------------------------------------------------------------

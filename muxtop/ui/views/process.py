@@ -226,7 +226,7 @@ def queues(d: Detail, v: ConnView, s: Snapshot, facts: ProcessFacts) -> None:
     # tcp_info's times (sock_diag) go back before muxtop attached; elsewhere, muxtop's own
     timed = socket is not None and socket.proto.startswith("tcp") and not elsewhere
     d.row("age", fmt.age(now - v.opened_at),
-          "since its handshake at the latest (tcp_info)" if timed else "since first seen")
+          "at least this old (tcp_info's earliest time)" if timed else "since first seen")
     if engine.is_conn(v):
         d.row("idle", fmt.age(now - v.last_io_at),
               "since data last moved either way (tcp_info)" if timed

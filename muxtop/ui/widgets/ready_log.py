@@ -158,7 +158,7 @@ class ReadyLog(FramedLines, PaletteMixin, ScrollView, can_focus=True):
         where = "SCROLLED (Home: newest)"
         if self.live:
             where = "STEPPING" if stepping else self.newest
-        title = f"ready list · {where} · {n:,} waits, newest first"
+        title = f"ready list · {where} · {n:,} wait{'' if n == 1 else 's'}, newest first"
         if self.hide_empty:
             title += f" · {shown:,} returned fds (e shows empty waits)"
         else:
