@@ -102,6 +102,32 @@ def test_the_kernel_thread_flag_is_read_past_a_name_with_spaces_and_parentheses(
     assert not stat_is_kernel_thread("") and not stat_is_kernel_thread("1 (init) S 0")
 
 
+SELECTOR_SERVER = r"""
+import json, selectors, socket, sys
+watch = getattr(selectors, sys.argv[1])()  # PollSelector or SelectSelector: no epoll fd
+listener = socket.create_server(("127.0.0.1", 0))
+watch.register(listener, selectors.EVENT_READ)
+print(json.dumps({"port": listener.getsockname()[1]}), flush=True)
+while True:
+    watch.select()
+"""
+
+
+@pytest.mark.parametrize(("selector", "backend"), [("PollSelector", "poll"),
+                                                   ("SelectSelector", "select")])
+def test_a_process_with_no_epoll_fd_is_named_by_the_call_it_waits_in(child, selector, backend):
+    """python3 -m http.server (a PollSelector) read 'backend ?' over a thread in poll()."""
+    server = child(sys.executable, "-c", SELECTOR_SERVER, selector)
+    attacher = Attacher(server.pid)
+    try:
+        deadline = time.monotonic() + 20
+        while (found := attacher.read().backend) == "?" and time.monotonic() < deadline:
+            time.sleep(0.05)  # until its thread is seen in the call, not on its way there
+        assert found == backend
+    finally:
+        attacher.close()
+
+
 REWRITE = r"""
 import json, time
 # What redis and nginx do: write a title over the argument area, NULs to its end.

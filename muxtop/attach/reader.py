@@ -19,7 +19,7 @@ import psutil
 from muxtop.attach.diagnose import Diagnoser
 from muxtop.attach.rings import RingWatch, read_rings, ring_views
 from muxtop.attach.sockets import Census, SocketCensus
-from muxtop.attach.threads import thread_lines
+from muxtop.attach.threads import multiplexer_of, thread_lines
 from muxtop.findings import FD_PRESSURE_SHARE, STUCK_AFTER, Found, SocketFacts
 from muxtop.kernel import epoll, procfs
 from muxtop.snapshot import (
@@ -151,6 +151,7 @@ class Attacher:
         self.census = SocketCensus(pid, self._same_netns)
         self.diagnoser = Diagnoser(stuck_after=stuck_after, fd_pressure=fd_pressure)
         self._rings = RingWatch(stuck_after)  # findings about its io_uring instances
+        self._multiplexer: str | None = None  # poll or select, once a thread was seen in one
         self.exited = False
         self._last: Snapshot | None = None
         self._notices: list[Notice] = []
@@ -272,11 +273,13 @@ class Attacher:
         views.sort(key=_FD)
 
         registered = sum(map(len, epoll_sets.values()))
+        calls = procfs.thread_calls(pid)
+        # Without an epoll fd: poll or select if a thread was seen waiting in one (kept, as a
+        # busy thread is in neither at most moments), else "?" (blocking calls, or not seen).
+        self._multiplexer = multiplexer_of(calls) or self._multiplexer
         snapshot = Snapshot(
             source="attach", taken_at=now, wall_time=wall, started_at=self._started_at,
-            # Without an epoll fd the process may use select, poll or blocking calls: the
-            # fd table cannot say which (a trace can).
-            backend="epoll" if epoll_sets else "?",
+            backend="epoll" if epoll_sets else self._multiplexer or "?",
             trigger=self._triggers(epoll_sets),
             protocol="?",
             listen=", ".join(_local(census.inet.get(f.inode), census.unix.get(f.inode))
@@ -285,7 +288,7 @@ class Attacher:
             process=process, registered=registered,
             open_connections=sum(1 for f in sockets if f.kind == KIND_CONN),
             notices=tuple(self._notices), diagnoses=diagnoses,
-            target=self._target(thread_lines(procfs.thread_calls(pid))),
+            target=self._target(thread_lines(calls)),
             epoll=tuple(self._epoll_set(epfd, regs, links, inodes)
                         for epfd, regs in sorted(epoll_sets.items())),
             sockets=tuple(infos), rings=rings,

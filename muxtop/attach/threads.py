@@ -41,6 +41,19 @@ def _timeout(ms: int) -> str:
     return "-1 (forever)" if ms < 0 else f"{ms} ms"
 
 
+_MULTIPLEXERS = {"poll": "poll", "ppoll": "poll", "select": "select", "pselect6": "select"}
+
+
+def multiplexer_of(calls: list[ThreadCall]) -> str | None:
+    """"poll" or "select" when a thread waits in one now; None otherwise. Without an epoll fd
+    the fd table cannot say what a process waits with; its threads' syscalls can."""
+    for call in calls:
+        found = _MULTIPLEXERS.get(NAMES.get(call.syscall, ""))
+        if found is not None:
+            return found
+    return None
+
+
 def call_text(call: ThreadCall) -> str:
     """``epoll_wait(3, …, 512, -1 (forever))``, ``futex(wait)``, ``read(fd 7)``, or the
     thread's state when it is in no syscall."""
