@@ -159,6 +159,32 @@ async def test_a_lessons_title_is_not_read_as_markup(make_engine):
         assert "T?]0;pwned? [bold red]markup[/] · step 1 of 1" in top(), top()
 
 
+async def test_a_lessons_switches_are_not_toasted_over_its_panel(make_engine):
+    """The engine's info notices ("switched epoll/edge → epoll/level") covered the lesson's
+    text; the lesson says what it switched. Outside a lesson they are toasted."""
+    from muxtop.commands import Switch
+    from muxtop.lessons.format import parse
+
+    engine = make_engine(publish_interval=0.05)
+    app = MuxtopApp(EngineSource(engine), interval=0.05)
+
+    def toasted(text: str) -> bool:
+        return any(text in str(n.message) for n in app._notifications)
+
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: app.latest is not None and app.dashboard.ready, pilot)
+        app.start_lesson(parse(MARKED_UP, "marked"))
+        await until(lambda: app.lesson is not None, pilot, what="the lesson")
+        assert engine.submit(Switch("poll", "level")).result(10).ok
+        await until(lambda: app.latest.backend == "poll", pilot, what="the switch shown")
+        await pilot.pause()
+        assert not toasted("switched epoll/level → poll/level")
+        app.action_leave_lesson()
+        await until(lambda: app.lesson is None or app.lesson.phase == "done", pilot)
+        assert engine.submit(Switch("select", "level")).result(10).ok
+        await until(lambda: toasted("→ select/level"), pilot, what="the toast after it")
+
+
 @pytest.mark.parametrize("key", ["question_mark", "F", "ctrl+p", "L", "enter", "slash", "tab"])
 async def test_below_the_smallest_size_only_q_and_ctrl_c_act(make_engine, key):
     """At 40x10 the notice 'needs at least 60x16' is all there is: no help, no palette, no

@@ -185,10 +185,13 @@ class Ticking:
         if self._notice_seq is None:  # first Snapshot: only the latest few
             notices = notices[-NOTICES_AT_START:]
             self._notice_seq = 0
+        lesson = self.lesson is not None and self.lesson.phase != "done"
         for notice in notices:
             if notice.seq > self._notice_seq:
                 self._notice_seq = notice.seq
                 severity = SEVERITY.get(notice.level, "information")
+                if lesson and severity == "information":
+                    continue  # the lesson's panel says what it switched; a toast covered it
                 self.notify(notice.text, severity=severity,
                             timeout=8 if severity == "error" else 5)
         if s.error and not self._engine_error_told:
