@@ -52,11 +52,14 @@ BUSY_WAIT_P50 = 0.001  # seconds
 
 
 def spinning(waits_per_s: float, events_per_s: float, bytes_per_s: float,
-             wait_p50: float) -> bool:
+             wait_p50: float, settled_per_s: float = 0.0) -> bool:
     """Many wait calls a second that return at once with ready fds while under a byte per
-    ready fd moves: a busy loop."""
+    ready fd moves: a busy loop. `settled_per_s`: connections accepted or closed a second
+    (where the source counts them), events that are work done though no byte moves: 500
+    clients hanging up at once are not a spin."""
+    idle_events = events_per_s - settled_per_s
     return (waits_per_s >= BUSY_WAITS_PER_S and wait_p50 < BUSY_WAIT_P50
-            and events_per_s >= waits_per_s * 0.5 and bytes_per_s <= events_per_s)
+            and idle_events >= waits_per_s * 0.5 and bytes_per_s <= idle_events)
 
 
 BUSY_WAITS_LOOKED_AT = 200  # the newest wait records whose ready fds a busy loop names
@@ -67,12 +70,12 @@ Found = tuple[str, "int | None", str, tuple[tuple[str, object], ...]]
 
 def busy_loop(waits_per_s: float, events_per_s: float, ready_per_wait: float,
               bytes_per_s: float, wait_p50: float, records: Iterable[WaitRecord],
-              failing_listener: int | None = None) -> Found | None:
+              failing_listener: int | None = None, settled_per_s: float = 0.0) -> Found | None:
     """The busy-loop finding, in the same words whichever source makes it (the engine's
     telemetry, a trace of another process); None while the loop does not spin. `records`: the
     newest BUSY_WAITS_LOOKED_AT wait records, whose most often ready fds it names;
     `failing_listener`: the listening fd while accept() fails, when the source can tell."""
-    if not spinning(waits_per_s, events_per_s, bytes_per_s, wait_p50):
+    if not spinning(waits_per_s, events_per_s, bytes_per_s, wait_p50, settled_per_s):
         return None
     counts: Counter = Counter()
     for record in records:

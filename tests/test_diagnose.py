@@ -20,7 +20,7 @@ from fake_tracer import FakeTracer
 from muxtop.engine import SetLab, Switch
 from muxtop.events import READ, WRITE
 from muxtop.findings import busy_loop
-from muxtop.snapshot import KIND_CONN, WaitRecord
+from muxtop.snapshot import KIND_CONN, Totals, WaitRecord
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -299,3 +299,30 @@ def test_first_seen_dates_a_finding_from_what_it_has_lasted():
     assert later.since == 7.5
     (plain,) = FirstSeen().stamp(10.0, [("busy-loop", None, "x", (("waits_per_s", 9),))])
     assert plain.since == 10.0
+
+
+def test_clients_hanging_up_together_are_not_a_busy_loop():
+    """500 clients closing within a second: many wait calls, each returning FINs (ready, no
+    byte), read as a spin for a second after a flood ended. A close, like an accept, is work
+    done; the same figures without them still spin."""
+    from types import SimpleNamespace
+
+    from muxtop.engine.diagnose import EVERY, Detector
+    from muxtop.snapshot import Rates
+
+    fins = tuple(WaitRecord(seq, 0.0, 0.0, 0.0, 600, (7 + seq % 500, READ), 1)
+                 for seq in range(400))
+    rates = Rates(400, 500, 0.0, 0.0, 0.0, 1.25, 0.0001, 0.0002)  # waits, events, no bytes
+    engine = SimpleNamespace(conns={}, proxy=None, out_of_fds=False, accept_held=False,
+                             listen_fd=3, backend=SimpleNamespace(name="epoll",
+                                                                  fileno=lambda: None))
+
+    def busy(closed_then: int, closed_now: int) -> bool:
+        detector = Detector(2.0)
+        for now, closed in ((0.0, closed_then), (1.0 + EVERY, closed_now)):
+            found = detector.review(engine, now, rates, None,  # type: ignore[arg-type]
+                                    Totals(400, 500, 0, 0, 500, closed, 0, 0), fins)
+        return any(d.kind == "busy-loop" for d in found)
+
+    assert not busy(0, 500)  # they hung up: closes, not a spin
+    assert busy(500, 500)  # the same FINs reported again and again, nobody closing: a spin

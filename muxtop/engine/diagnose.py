@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import resource
 import time
+from collections import deque
 from typing import TYPE_CHECKING
 
 from muxtop.backends import FD_SETSIZE, ONESHOT
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
 EVERY = 0.5  # seconds between runs
 MISMATCH_EVERY = 2.0  # the kernel's interest list is read less often: it costs O(registered)
+SETTLED_WINDOW = 1.0  # seconds of accepts and closes the busy-loop check weighs (as the rates)
 
 
 class Detector:
@@ -47,6 +49,8 @@ class Detector:
         self._last_run = -EVERY
         self._last: tuple[Diagnosis, ...] = ()
         self._accept_errors = 0  # accept failures counted at the last run
+        # (moment, connections accepted + closed so far) over the last second or so
+        self._settled: deque[tuple[float, int]] = deque()
         self.runs, self.seconds = 0, 0.0  # what the detectors cost so far
 
     def review(self, state: EngineState, now: float, rates: Rates, process: ProcessStats | None,
@@ -66,7 +70,7 @@ class Detector:
         if state.proxy is not None:
             pair_findings.upstream_failures(state, now, found)
             pair_findings.one_way(state, now, self.stuck_after, found)
-        self._busy_loop(state, rates, totals, waits, found)
+        self._busy_loop(state, rates, totals, waits, self._settled_per_s(now, totals), found)
         self._fd_pressure(state, process, totals, found)
         if now - self._mismatch_at >= MISMATCH_EVERY:
             self._mismatch_at = now
@@ -127,13 +131,23 @@ class Detector:
                           (("out_buffer", out), ("tx_queue", conn.tx_queue),
                            ("seconds_without_progress", round(stalled, 1)))))
 
+    def _settled_per_s(self, now: float, totals: Totals) -> float:
+        """Connections accepted or closed a second, over the last second or so."""
+        history = self._settled
+        history.append((now, totals.accepted + totals.closed))
+        while len(history) > 2 and now - history[1][0] >= SETTLED_WINDOW:
+            history.popleft()
+        then, before = history[0]
+        return (history[-1][1] - before) / (now - then) if now > then else 0.0
+
     def _busy_loop(self, state: EngineState, rates: Rates, totals: Totals,
-                   waits: tuple[WaitRecord, ...], found: list) -> None:
-        """Many wait calls a second that report ready fds while no bytes move."""
+                   waits: tuple[WaitRecord, ...], settled_per_s: float, found: list) -> None:
+        """Many wait calls a second that report ready fds while no bytes move (an accept or
+        a close is work done, though no byte moves)."""
         finding = busy_loop(rates.waits, rates.events, rates.ready_per_wait,
                             rates.bytes_in + rates.bytes_out, rates.wait_p50,
                             waits[-BUSY_WAITS_LOOKED_AT:],
-                            state.listen_fd if totals.accept_errors else None)
+                            state.listen_fd if totals.accept_errors else None, settled_per_s)
         if finding is not None:
             found.append(finding)
 
