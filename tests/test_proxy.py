@@ -4,6 +4,7 @@ notes and findings, and real traffic: redis behind it, a verifying flood while i
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -764,20 +765,60 @@ def test_an_upstream_that_closes_first_is_noted_and_its_fin_crosses(make_engine,
     proxy = make_engine(upstream=upstream.address)
     client = socket.create_connection(proxy.address, timeout=10)
     server = upstream.accept()
-    server.sendall(b"bye")
-    server.shutdown(socket.SHUT_WR)
-    assert recv_exactly(client, 3) == b"bye"
+    client.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    assert recv_exactly(server, 18) == b"GET / HTTP/1.0\r\n\r\n"
+    server.shutdown(socket.SHUT_WR)  # no answer
     assert client.recv(1) == b""  # the upstream's FIN crossed
     client.sendall(b"still here")  # the other way still flows, half-closed
     assert recv_exactly(server, 10) == b"still here"
     found = until(lambda: [d for d in proxy.snapshot().diagnoses
                            if d.kind == UPSTREAM_FAILED], what="upstream closed first")
-    assert "closed first" in found[0].explanation
+    assert "closed first, without answering the client's last bytes" in found[0].explanation
+    assert dict(found[0].evidence)["upstream"] == f"127.0.0.1:{upstream.address[1]}"
     client.close()
     server.close()
     closed = until(lambda: [v for v in legs(proxy) if v.note == "upstream closed first"],
                    what="the client's note")
     assert not closed[0].peer.startswith("upstream")
+
+
+def test_an_upstream_that_answers_then_closes_is_no_failure(make_engine, upstream):
+    """An HTTP/1.0 server closes after each response, redis after QUIT's +OK: each of those
+    closes was an upstream-failed finding, and every client of the pair was flagged."""
+    proxy = make_engine(upstream=upstream.address, publish_interval=0.05)
+    client = socket.create_connection(proxy.address, timeout=10)
+    server = upstream.accept()
+    client.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    assert recv_exactly(server, 18) == b"GET / HTTP/1.0\r\n\r\n"
+    server.sendall(b"HTTP/1.0 200 OK\r\n\r\nhello")
+    server.shutdown(socket.SHUT_WR)
+    assert recv_exactly(client, 24) == b"HTTP/1.0 200 OK\r\n\r\nhello"
+    assert client.recv(1) == b""
+    until(lambda: [v for v in legs(proxy) if v.note == "upstream closed first"],
+          what="the client's row notes it")
+    later = proxy.snapshot().taken_at + 0.6  # past the detectors' next runs (every 0.5 s)
+    until(lambda: proxy.snapshot().taken_at > later, what="the detectors run")
+    assert not [d for d in proxy.snapshot().diagnoses if d.kind == UPSTREAM_FAILED]
+    client.close()
+    server.close()
+
+
+def test_an_upstream_reset_is_a_failure_of_its_own_upstream(make_engine, upstream):
+    """An RST from the upstream crossed to the client, with no finding."""
+    proxy = make_engine(upstream=upstream.address)
+    client = socket.create_connection(proxy.address, timeout=10)
+    server = upstream.accept()
+    client.sendall(b"ping")
+    assert recv_exactly(server, 4) == b"ping"
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    server.close()  # RST
+    with pytest.raises(ConnectionResetError):
+        client.recv(1)
+    found = until(lambda: [d for d in proxy.snapshot().diagnoses
+                           if d.kind == UPSTREAM_FAILED], what="the reset's finding")
+    assert "reset the connection" in found[0].explanation
+    assert dict(found[0].evidence)["why"] == "reset"
+    client.close()
 
 
 @pytest.mark.timeout(180)
@@ -968,3 +1009,27 @@ def test_each_leg_counts_what_crossed_it_open_and_closed(make_engine, backend, t
     assert [(v.bytes_in, v.bytes_out) for v in closed] == [(total, total)] * 2
     totals = proxy.snapshot().totals
     assert (totals.bytes_in, totals.bytes_out) == (2 * total, 2 * total)
+
+
+def test_each_upstream_fails_in_a_finding_of_its_own(make_engine):
+    """A refused connect to the --upstream and one to a proxy made over the API were one
+    finding, naming the --upstream for both."""
+    from muxtop.proxy.registry import Registry
+
+    first, second = _free_port(), _free_port()  # nothing listens on either: refused
+    registry = Registry()
+    proxy = make_engine(upstream=("127.0.0.1", first), registry=registry)
+    made = registry.create({"name": "b", "listen": "127.0.0.1:0",
+                            "upstream": f"127.0.0.1:{second}"})
+    for port in (proxy.address[1], int(made.listen.rpartition(":")[2])):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            client.settimeout(10)
+            with contextlib.suppress(ConnectionError):
+                client.recv(1)  # closed (or reset) once the connect is refused
+
+    def named() -> set[str]:
+        return {dict(d.evidence)["upstream"] for d in proxy.snapshot().diagnoses
+                if d.kind == UPSTREAM_FAILED}
+
+    found = until(lambda: len(named()) == 2 and named(), what=named)
+    assert found == {f"127.0.0.1:{first}", f"127.0.0.1:{second}"}

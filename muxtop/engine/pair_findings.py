@@ -18,19 +18,19 @@ NOT_READING = {UPSTREAM: UPSTREAM_NOT_READING, CLIENT: CLIENT_NOT_READING}
 
 
 def upstream_failures(state: EngineState, now: float, found: list) -> None:
-    """One finding per kind of failure (refused, unreachable, connect timeout, closed first)
-    seen in the last FAILURE_WINDOW seconds, naming the clients it hit."""
-    proxy = state.proxy
-    recent: dict[str, list] = {}
-    for when, why, fd, text in proxy.failures:
+    """One finding per upstream and kind of failure (refused, unreachable, connect timeout,
+    closed first without answering) seen in the last FAILURE_WINDOW seconds, naming the
+    clients it hit: each proxy of the API has an upstream of its own."""
+    recent: dict[tuple[str, str], list] = {}
+    for when, why, fd, text, upstream in state.proxy.failures:
         if now - when <= FAILURE_WINDOW:
-            recent.setdefault(why, []).append((fd, text))
-    for why, hits in recent.items():
+            recent.setdefault((upstream, why), []).append((fd, text))
+    for (upstream, why), hits in recent.items():
         fds = tuple(fd for fd, _ in hits if fd >= 0)
         found.append((UPSTREAM_FAILED, None,
                       f"{hits[-1][1]} — {len(hits)} time(s) in the last "
                       f"{FAILURE_WINDOW:g} s",
-                      (("upstream", proxy.upstream), ("why", why), ("count", len(hits)),
+                      (("upstream", upstream), ("why", why), ("count", len(hits)),
                        ("fds", fds[-8:]))))
 
 

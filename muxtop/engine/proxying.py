@@ -142,7 +142,8 @@ class ProxyFacts:
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream  # HOST:PORT as the user named it
-        self.failures: deque[tuple[float, str, int, str]] = deque(maxlen=FAILURES_KEPT)
+        # (when, why, the client's fd, words, the upstream it was: each proxy has its own)
+        self.failures: deque[tuple[float, str, int, str, str]] = deque(maxlen=FAILURES_KEPT)
         self.connects = 0  # upstream connections completed
         self.failed = 0  # ...and failed (refused, unreachable, timed out)
 
@@ -474,7 +475,7 @@ class Proxying:
     def _upstream_gone(self, up: Leg, why: str, text: str, now: float) -> None:
         client = up.partner
         fd = client.fd if client is not None else -1
-        self.proxy.failures.append((now, why, fd, text))
+        self.proxy.failures.append((now, why, fd, text, up.target))
 
     # ---- timers ----------------------------------------------------------------------------
 
@@ -646,7 +647,9 @@ class Proxying:
 
     def _read_eof(self, src: Leg, now: float) -> None:
         """A leg's peer sent its FIN: it crosses to the partner once what goes before it is
-        out (through the leg's toxics, if it has any). An upstream's FIN first is a finding."""
+        out (through the leg's toxics, if it has any). An upstream's FIN first is noted on the
+        client's row; it is a failure only when the client's last bytes went unanswered (an
+        HTTP/1.0 server, or redis after QUIT, closes first once it has answered)."""
         src.peer_closed = True
         if src.pipe is None:
             src.eof = True
@@ -654,8 +657,9 @@ class Proxying:
             src.pipe.feed_eof(now)  # it crosses when the pipe says "eof" (_flush_pipe)
         partner = src.partner
         if src.role is UPSTREAM and partner is not None and not partner.peer_closed:
-            self._upstream_gone(src, "closed first", f"upstream {src.target} "
-                                "closed first (FIN before the client's)", now)
+            if partner.last_read_at > src.last_read_at:  # read from the client after the last
+                self._upstream_gone(src, "closed first", f"upstream {src.target} closed "
+                                    "first, without answering the client's last bytes", now)
             partner.note = partner.note or "upstream closed first"
         self._update_leg(src, now)
         if src.pipe is not None:
@@ -800,6 +804,10 @@ class Proxying:
         """An error on a leg (a reset, a broken pipe) ends it, and crosses as a reset."""
         if leg.state is CLOSED or isinstance(exc, BlockingIOError):
             return  # EAGAIN: the readiness was gone by the time we read; nothing lost
+        if leg.role is UPSTREAM and isinstance(exc, ConnectionResetError) and \
+                leg.partner is not None:
+            self._upstream_gone(leg, "reset", f"upstream {leg.target} reset the connection "
+                                "(RST)", now)
         leg.aborted = True
         self._failed(leg, exc, now)  # says a bug of ours out loud; closes through _close_leg
 
