@@ -22,7 +22,7 @@ from conftest import READINESS_IDS, READINESS_MODES
 from muxtop.engine import Switch
 from muxtop.findings import UPSTREAM_FAILED, UPSTREAM_NOT_READING
 from muxtop.flood.process import FloodProcess, FloodSettings
-from muxtop.snapshot import CLOSED, KIND_CONN, READ_PAUSED
+from muxtop.snapshot import CLOSED, KIND_CONN, KIND_LISTENER, READ_PAUSED
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -740,6 +740,12 @@ def test_the_upstream_proxy_itself_goes_down_and_up_over_the_api(api_engine):
     assert int(port) == proxy.address[1]  # the same address, bound anew
     _round_trip((host, int(port)))
     assert proxy.running, proxy.error
+    # One listener row for that address, a live fd: the released one stayed as a row on fd -1.
+    asked = proxy.snapshot().taken_at
+    until(lambda: proxy.snapshot().taken_at > asked, what="a Snapshot after it")
+    listeners = [v for v in proxy.snapshot().connections if v.kind == KIND_LISTENER]
+    assert all(v.fd >= 0 for v in listeners), listeners
+    assert sum(f":{port}" in v.peer for v in listeners) == 1, listeners
 
 
 def test_an_upstream_that_never_answers_is_a_one_way_finding(make_engine, upstream):

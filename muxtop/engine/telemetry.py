@@ -159,7 +159,9 @@ class Telemetry:
         if running and backend is not None and config.diagnose:
             diagnoses = self.detector.review(state, now, rates, process, totals, waits)
         flagged = {fd for d in diagnoses for fd in d.named_fds()}  # "!": a finding names it
-        views = [self._listener_view(now), self._control_view(now)]
+        views = [self._control_view(now)]
+        if state.listen_fd >= 0:  # -1: released (--api alone, or its proxy disabled over the
+            views.append(self._listener_view(now))  # API; back, it is one of the routes)
         views.extend(self._route_view(*route) for route in state.routes)
         if running and backend is not None and backend.fileno() is not None:
             views.append(self._backend_view(backend, now))
