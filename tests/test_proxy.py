@@ -1039,3 +1039,28 @@ def test_each_upstream_fails_in_a_finding_of_its_own(make_engine):
 
     found = until(lambda: len(named()) == 2 and named(), what=named)
     assert found == {f"127.0.0.1:{first}", f"127.0.0.1:{second}"}
+
+
+def test_what_a_toxic_holds_counts_in_the_receiving_legs_app_out(make_engine, upstream):
+    """A bandwidth toxic held ~800 KB of a download while every row said app-out 0 B (and
+    the client's B flag said 'out-buffer over high water')."""
+    from muxtop.proxy.registry import Registry
+
+    registry = Registry()
+    proxy = make_engine(upstream=upstream.address, registry=registry, publish_interval=0.05)
+    registry.add_toxic("muxtop", {"type": "bandwidth", "stream": "downstream",
+                                  "attributes": {"rate": 1}})  # 1 KB/s
+    client = socket.create_connection(proxy.address, timeout=10)
+    server = upstream.accept()
+    try:
+        server.sendall(b"x" * 200_000)  # read by the proxy at once, let out 1 KB a second
+
+        def client_row():
+            rows = [v for v in legs(proxy) if not v.peer.startswith("upstream")]
+            return rows[0] if rows and rows[0].out_buffer >= 100_000 else None
+
+        row = until(client_row, what=lambda: [(v.peer, v.out_buffer) for v in legs(proxy)])
+        assert row.out_buffer <= 200_000
+    finally:
+        client.close()
+        server.close()

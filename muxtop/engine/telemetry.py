@@ -269,12 +269,16 @@ class Telemetry:
             if v is None or v[7] != c.last_ready or v[5] != c.interest or v[4] is not c.state \
                     or v[19] != flags or v[16] != last_active:
                 echoed_bytes, echoed_msgs = c.echoed_bytes, c.echoed_msgs
+                out = len(c.out)
+                if c.__class__ is not Connection and c.partner is not None and \
+                        c.partner.pipe is not None:
+                    out += c.partner.pipe.buffered  # a toxic holds it on its way to this peer
                 # tuple.__new__: ConnView(...) runs a Python-level __new__ with 23 arguments.
                 # It fills no defaults, so every field is here (watched_by is attach's).
                 # A proxy's leg sends what its partner forwarded (Leg.bytes_out).
                 c.view = v = _new_tuple(ConnView, (
                     c.cid, fd, KIND_CONN, c.peer, c.state, c.interest, c.last_events,
-                    c.last_ready, len(c.out), c.rx_queue, c.tx_queue,
+                    c.last_ready, out, c.rx_queue, c.tx_queue,
                     c.read_bytes + echoed_bytes,
                     c.sent_bytes + echoed_bytes if c.__class__ is Connection else c.bytes_out,
                     c.read_msgs + echoed_msgs,

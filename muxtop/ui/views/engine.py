@@ -138,7 +138,8 @@ COLUMNS_HELP = (
                  " out-buffer holds data)")),
     ("last ev", "what the last wait reported: R readable, W writable, E error, H hang-up, "
      "F the peer's FIN (RDHUP, asked for on edge)"),
-    ("app-out", "bytes muxtop produced that the kernel has not taken yet"),
+    ("app-out", "bytes muxtop produced that the kernel has not taken yet (a proxy's leg: "
+                "with what the toxics on the other leg hold on their way here)"),
     ("rx-q", ("kernel receive queue (FIONREAD): bytes arrived, not yet read; on the listener,"
              " connections waiting in the accept queue / its backlog")),
     ("tx-q", "kernel send queue (SIOCOUTQ): bytes not yet acknowledged by the peer, or unsent"),
@@ -173,7 +174,9 @@ def multiplexer(d: Detail, v: ConnView, s: Snapshot, facts: Facts) -> None:
 
 def queues(d: Detail, v: ConnView, s: Snapshot, facts: Facts) -> None:
     d.heading("Queues and counters")
-    d.row("app out-buffer", f"{v.out_buffer:,} B", "produced, not yet taken by the kernel")
+    d.row("app out-buffer", f"{v.out_buffer:,} B", "produced, not yet taken by the kernel"
+          + (" (and what the other leg's toxics hold on the way here)"
+             if s.protocol.startswith(PROXY) else ""))
     if v.kind == KIND_LISTENER:
         d.row("accept queue", fmt.amount(v.rx_queue, "connections"),
               "handshakes done, waiting for accept()")
