@@ -1064,3 +1064,18 @@ def test_what_a_toxic_holds_counts_in_the_receiving_legs_app_out(make_engine, up
     finally:
         client.close()
         server.close()
+
+
+def test_an_upstream_legs_history_begins_at_connecting(make_engine, upstream):
+    """It read open, connecting, open: a leg is made open, then its connect began."""
+    proxy = make_engine(upstream=upstream.address, publish_interval=0.05)
+    client = socket.create_connection(proxy.address, timeout=10)
+    server = upstream.accept()
+    try:
+        row = until(lambda: next((v for v in legs(proxy) if v.peer.startswith("upstream")
+                                  and v.state == "open"), None), what="the upstream leg")
+        states = [state for _, state in row.history]
+        assert states in (["connecting", "open"], ["open"]), row.history  # ["open"]: at once
+    finally:
+        client.close()
+        server.close()

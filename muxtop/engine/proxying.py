@@ -386,6 +386,8 @@ class Proxying:
             upstream.pipe = pipes(STREAMS[UPSTREAM], client.cid, now)
         code = up.connect_ex(sockaddr)
         upstream.connecting = code in (errno.EINPROGRESS, errno.EAGAIN)
+        if upstream.connecting:  # its history begins there, not at "open" a moment before
+            upstream.state, upstream.history = CONNECTING, ((now, CONNECTING),)
         try:
             self._enlist(client)
             self._enlist(upstream)
